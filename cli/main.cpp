@@ -1,0 +1,125 @@
+// The sigprop command line: parses argv, reads files, calls the library. No science here.
+#include <unistd.h>
+
+#include <cstdio>
+#include <iostream>
+#include <string>
+#include <vector>
+
+#include <CLI/CLI.hpp>
+#include <fmt/format.h>
+
+#include "cli/table.hpp"
+#include "core/error.hpp"
+#include "core/profile.hpp"
+#include "core/spec.hpp"
+#include "sigprop/version.hpp"
+#include "theory/engine.hpp"
+#include "theory/meanfield.hpp"
+
+namespace {
+
+struct Range {
+  double lo, hi;
+  int n;
+};
+
+Range parse_range(const std::string& s, const std::string& opt) {
+  // "lo:hi:n"
+  double lo = 0, hi = 0;
+  int n = 0;
+  char c1 = 0, c2 = 0;
+  std::string rest;
+  if (std::sscanf(s.c_str(), "%lf%c%lf%c%d", &lo, &c1, &hi, &c2, &n) != 5 || c1 != ':' || c2 != ':')
+    throw sigprop::ConfigError(fmt::format("{}: expected lo:hi:n, got \"{}\"", opt, s));
+  return {lo, hi, n};
+}
+
+void write_outputs(const sigprop::Profile& p, const std::string& json, const std::string& csv) {
+  if (!json.empty()) sigprop::write_file_atomic(json, p.to_json().dump(2) + "\n");
+  if (!csv.empty()) sigprop::write_file_atomic(csv, p.to_csv());
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"sigprop: signal propagation in deep transformer stacks, from theory and simulation"};
+  app.set_version_flag("--version", std::string("sigprop ") + sigprop::kVersion);
+  app.require_subcommand(1);
+
+  // sigprop theory
+  auto* th = app.add_subcommand("theory", "Infinite-width (mean-field) prediction of every metric per layer");
+  std::string spec_path, json_out, csv_out;
+  std::vector<std::string> sets;
+  sigprop::theory::TheorySettings ts;
+  int max_rows = 40;
+  bool quiet = false;
+  th->add_option("spec", spec_path, "Spec TOML file (MODEL.md §3); built-in default when omitted")
+      ->check(CLI::ExistingFile);
+  th->add_option("--set", sets, "Override a spec key: table.key=value (repeatable, last wins)");
+  th->add_option("--json", json_out, "Write the profile as JSON");
+  th->add_option("--csv", csv_out, "Write the profile as CSV");
+  th->add_option("--attn-samples", ts.attn.samples, "Logit draws per layer for 1/sqrt(dh) attention")
+      ->check(CLI::Range(2, 100000000));
+  th->add_option("--seed", ts.attn.seed, "Seed of the attention integral's draws");
+  th->add_option("--error-batches", ts.error_batches, "Batches for the numerical error estimate (0 = off, >= 2)")
+      ->check(CLI::Range(0, 1000));
+  th->add_option("--quad-order", ts.quad_order, "Gauss-Hermite order for tanh and silu")->check(CLI::Range(8, 400));
+  th->add_option("--rows", max_rows, "Layers shown in the terminal table (0 = all)")->check(CLI::NonNegativeNumber);
+  th->add_flag("--quiet,-q", quiet, "Do not print the table");
+
+  // sigprop phase
+  auto* ph = app.add_subcommand("phase", "Order/chaos phase diagram of a dense stack over (sigma_w2, sigma_b2)");
+  std::string act = "tanh", sw = "0.5:4:36", sb = "0:0.3:16", phase_csv;
+  ph->add_option("--activation", act, "relu, gelu, tanh, erf, silu or linear");
+  ph->add_option("--sigma-w2", sw, "Grid lo:hi:n of weight variances");
+  ph->add_option("--sigma-b2", sb, "Grid lo:hi:n of bias variances");
+  ph->add_option("--csv", phase_csv, "Write the diagram as CSV (else printed)");
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  }
+
+  try {
+    if (th->parsed()) {
+      sigprop::StackSpec spec = sigprop::resolve_spec(spec_path, sets);
+      sigprop::theory::TheoryEngine eng(ts);
+      sigprop::Profile p = eng.run(spec);
+      write_outputs(p, json_out, csv_out);
+      for (auto& w : p.warnings) fmt::print(stderr, "sigprop: warning: {}\n", w);
+      bool tty = ::isatty(STDOUT_FILENO) != 0;
+      if (!quiet && (tty || (json_out.empty() && csv_out.empty()))) {
+        fmt::print("sigprop theory: {} blocks, norm={} ({}), {} tokens, depth {}, activation {}, mask {}, "
+                   "branch_scale {}, qk_scale {}\n",
+                   sigprop::to_string(spec.blocks), sigprop::to_string(spec.norm),
+                   sigprop::to_string(spec.norm_type), spec.tokens, spec.depth,
+                   sigprop::to_string(spec.activation), sigprop::to_string(spec.mask), spec.branch_scale.str(),
+                   sigprop::to_string(spec.qk_scale));
+        fmt::print("{}", sigprop::cli::format_table(p, max_rows));
+        if (p.extras.contains("mean_field")) fmt::print("mean field: {}\n", p.extras["mean_field"].dump());
+      }
+      return 0;
+    }
+    if (ph->parsed()) {
+      sigprop::StackSpec probe;
+      sigprop::apply_override(probe, "stack.activation=" + act);
+      Range rw = parse_range(sw, "--sigma-w2"), rb = parse_range(sb, "--sigma-b2");
+      auto rows = sigprop::theory::phase_diagram(probe.activation, rw.lo, rw.hi, rw.n, rb.lo, rb.hi, rb.n);
+      std::string text = sigprop::theory::phase_diagram_csv(rows, probe.activation);
+      if (phase_csv.empty())
+        fmt::print("{}", text);
+      else
+        sigprop::write_file_atomic(phase_csv, text);
+      return 0;
+    }
+  } catch (const sigprop::ConfigError& e) {
+    fmt::print(stderr, "sigprop: error: {}\n", e.what());
+    return 2;
+  } catch (const sigprop::Error& e) {
+    fmt::print(stderr, "sigprop: error: {}\n", e.what());
+    return 1;
+  }
+  return 0;
+}

@@ -1,0 +1,33 @@
+#pragma once
+/// @file Metric definitions of MODEL.md §2, in two forms: on an explicit
+/// stream X (T x d, finite width) and on its token kernel K = X X^T / d
+/// (infinite width). Both forms are the same formulas, so engines agree by construction.
+#include <Eigen/Dense>
+
+namespace sigprop {
+
+/// Layer metrics that depend on one stream X_l.
+struct StateMetrics {
+  double q = 0;         ///< ||X||_F^2 / (T d)
+  double rho = 0;       ///< mean over ordered pairs t != s of cos(x_t, x_s)
+  double res = 0;       ///< ||X - 1 xbar^T||_F / ||X||_F
+  double eff_rank = 0;  ///< exp(entropy of normalised singular values)
+};
+/// Metrics between consecutive streams X_{l-1}, X_l.
+struct StepMetrics {
+  double update_ratio = 0;  ///< ||X_l - X_{l-1}||_F / ||X_{l-1}||_F
+  double ang_dist = 0;      ///< mean_t arccos(cos(x_{l-1,t}, x_{l,t})) / pi
+};
+
+/// From a token kernel K (T x T, K_ts = x_t . x_s / d). The singular values of X
+/// are sqrt(d * eig(K)), so eff_rank uses sqrt of K's eigenvalues.
+StateMetrics state_metrics_from_kernel(const Eigen::MatrixXd& K);
+/// From the kernels of two consecutive layers and their cross kernel
+/// C_ts = x_{l-1,t} . x_{l,s} / d (only the diagonal of C is used).
+StepMetrics step_metrics_from_kernels(const Eigen::MatrixXd& Kprev, const Eigen::MatrixXd& Kcur,
+                                      const Eigen::MatrixXd& C);
+/// Effective rank exp(H(p)), p_i = s_i / sum s_j, from singular values s (negative
+/// round-off values are clipped to 0).
+double effective_rank(const Eigen::VectorXd& singular_values);
+
+}  // namespace sigprop

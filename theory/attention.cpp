@@ -1,0 +1,111 @@
+#include "theory/attention.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+
+#include "core/error.hpp"
+#include "core/rng.hpp"
+
+namespace sigprop::theory {
+
+AttentionKernel::AttentionKernel(const StackSpec& spec, AttnSettings settings)
+    : T_(spec.tokens),
+      causal_(spec.mask == Mask::Causal),
+      uniform_(spec.qk_scale == QkScale::InvDh || spec.sigma_qk2 == 0.0),
+      sqk2_(spec.sigma_qk2),
+      st_(settings) {
+  if (st_.samples < 2) throw ConfigError("theory attention samples must be >= 2");
+  if (st_.samples % 2) ++st_.samples;
+  A_uniform_ = Eigen::MatrixXd::Zero(T_, T_);
+  for (int t = 0; t < T_; ++t) {
+    int n = causal_ ? t + 1 : T_;
+    for (int s = 0; s < n; ++s) A_uniform_(t, s) = 1.0 / n;
+  }
+}
+
+Eigen::MatrixXd AttentionKernel::factor(const Eigen::MatrixXd& K) const {
+  // Symmetric square root through the eigen-decomposition: K may be (numerically)
+  // singular after rank collapse, where Cholesky fails.
+  Eigen::SelfAdjointEigenSolver<Eigen::MatrixXd> es(K);
+  Eigen::VectorXd ev = es.eigenvalues().cwiseMax(0.0).cwiseSqrt();
+  return es.eigenvectors() * ev.asDiagonal();
+}
+
+void AttentionKernel::softmax_rows(Eigen::MatrixXd& S) const {
+  for (int t = 0; t < T_; ++t) {
+    int n = causal_ ? t + 1 : T_;
+    double m = -std::numeric_limits<double>::infinity();
+    for (int s = 0; s < n; ++s) m = std::max(m, S(t, s));
+    double z = 0;
+    for (int s = 0; s < n; ++s) {
+      S(t, s) = std::exp(S(t, s) - m);
+      z += S(t, s);
+    }
+    for (int s = 0; s < n; ++s) S(t, s) /= z;
+    for (int s = n; s < T_; ++s) S(t, s) = 0;
+  }
+}
+
+void AttentionKernel::draw(int pair, Eigen::MatrixXd& xi) const {
+  NormalStream ns(st_.seed, static_cast<uint64_t>(st_.first_sample / 2 + pair));
+  xi.resize(T_, T_);
+  ns.fill(xi.data(), static_cast<size_t>(T_) * T_);
+}
+
+Eigen::MatrixXd AttentionKernel::forward(const Eigen::MatrixXd& K) const {
+  if (uniform_) return A_uniform_ * K * A_uniform_.transpose();
+  Eigen::MatrixXd L = std::sqrt(sqk2_) * factor(K);  // S = sigma_qk^2 F xi F^T, F F^T = K
+  Eigen::MatrixXd acc = Eigen::MatrixXd::Zero(T_, T_), xi, S;
+  const int pairs = st_.samples / 2;
+  for (int p = 0; p < pairs; ++p) {
+    draw(p, xi);
+    Eigen::MatrixXd base = L * xi * L.transpose();
+    for (int sign : {1, -1}) {
+      S = sign * base;
+      softmax_rows(S);
+      acc.noalias() += S * K * S.transpose();
+    }
+  }
+  acc /= static_cast<double>(st_.samples);
+  return 0.5 * (acc + acc.transpose());
+}
+
+Eigen::MatrixXd AttentionKernel::backward(const Eigen::MatrixXd& K, const Eigen::MatrixXd& G, double vo_var) const {
+  if (uniform_) return vo_var * (A_uniform_.transpose() * G * A_uniform_);
+  Eigen::MatrixXd L = std::sqrt(sqk2_) * factor(K);  // S = sigma_qk^2 F xi F^T, F F^T = K
+  const Eigen::MatrixXd KK = K.cwiseProduct(K);
+  const Eigen::MatrixXd W = G.cwiseProduct(K);
+  Eigen::MatrixXd accV = Eigen::MatrixXd::Zero(T_, T_), accQ = accV, accK = accV;
+  Eigen::MatrixXd xi, A, P, AKA, AtW;
+  const int pairs = st_.samples / 2;
+  for (int p = 0; p < pairs; ++p) {
+    draw(p, xi);
+    Eigen::MatrixXd base = L * xi * L.transpose();
+    for (int sign : {1, -1}) {
+      A = sign * base;
+      softmax_rows(A);
+      accV.noalias() += A.transpose() * G * A;
+      P.noalias() = K * A.transpose();  // P_{s t} = (K a_t)_s
+      AKA.noalias() = A * P;
+      // Query path: E[tr(J_t K J_t' K)] = A(KoK)A^T - A(PoP) - (A(PoP))^T + AKA o AKA
+      Eigen::MatrixXd PP = P.cwiseProduct(P);
+      Eigen::MatrixXd t2 = A * PP;
+      accQ.noalias() += A * KK * A.transpose();
+      accQ -= t2 + t2.transpose();
+      accQ += AKA.cwiseProduct(AKA);
+      // Key path with W = G o K: Ko(A^T W A) - ((A^T W)oP)A - transpose + A^T (W o AKA) A
+      AtW.noalias() = A.transpose() * W;
+      Eigen::MatrixXd k2 = AtW.cwiseProduct(P) * A;
+      accK += K.cwiseProduct(AtW * A);
+      accK -= k2 + k2.transpose();
+      accK.noalias() += A.transpose() * W.cwiseProduct(AKA) * A;
+    }
+  }
+  const double n = st_.samples;
+  const double q4 = sqk2_ * sqk2_;
+  Eigen::MatrixXd out = vo_var * (accV / n + q4 * G.cwiseProduct(accQ / n) + q4 * accK / n);
+  return 0.5 * (out + out.transpose());
+}
+
+}  // namespace sigprop::theory

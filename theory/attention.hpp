@@ -1,0 +1,64 @@
+#pragma once
+/// @file Infinite-width softmax attention: expectations over the Gaussian logits.
+///
+/// Regime (MODEL.md §2): d_h -> infinity, then H -> infinity. Per head the logits
+/// S = s Q K^T are then Gaussian with Cov(S_ts, S_t's') = sigma_qk^4 K_tt' K_ss'
+/// for s = 1/sqrt(d_h) (they vanish for s = 1/d_h, leaving uniform attention), and
+/// averaging over infinitely many heads replaces A by its law. So
+///   forward:  K_attn = sigma_v^2 sigma_o^2 E[A K A^T]
+///   backward: G_in = sigma_v^2 sigma_o^2 ( E[A^T G A]
+///                 + sigma_qk^4 (G o E[tr(J_t K J_t' K)])          (query path)
+///                 + sigma_qk^4 sum_tt' G_tt' K_tt' E[J_t K J_t'] )  (key path)
+/// with J_t = diag(a_t) - a_t a_t^T the softmax Jacobian of row t, G the gradient
+/// covariance at the attention output and K the kernel at its input. The query
+/// and key paths vanish for s = 1/d_h (they carry an extra 1/sqrt(d_h)).
+/// Derivation in docs/theory.md. Breaks down when d_h is not large compared with
+/// the logit variance sigma_qk^4 K_tt K_ss (finite-d_h logits are not Gaussian)
+/// or H is small (then A stays random across heads: the Monte Carlo engine is the reference).
+///
+/// The Gaussian expectations are T(T-1)-dimensional integrals: they are evaluated
+/// by Monte Carlo over logit matrices S = sigma_qk^2 L xi L^T (K = L L^T, xi iid
+/// N(0,1)) drawn from a fixed Philox stream in antithetic pairs (xi, -xi), with the
+/// same draws at every layer (common random numbers: smooth, deterministic
+/// profiles). Its error is estimated by batch means and reported as `_se` columns.
+#include <cstdint>
+
+#include <Eigen/Dense>
+
+#include "core/spec.hpp"
+
+namespace sigprop::theory {
+
+struct AttnSettings {
+  int samples = 2048;   ///< Monte Carlo logit draws per layer (rounded up to even: antithetic pairs)
+  uint64_t seed = 0x5197A7;  ///< Philox key of the logit draws
+  int first_sample = 0;      ///< index of the first draw (batches use disjoint ranges)
+};
+
+/// Softmax attention at infinite width for one spec. Uniform (exact) for qk_scale = 1/dh
+/// or sigma_qk2 = 0; Monte Carlo over Gaussian logits otherwise.
+class AttentionKernel {
+ public:
+  AttentionKernel(const StackSpec& spec, AttnSettings settings);
+  /// True when attention is uniform (exact closed form, no sampling).
+  [[nodiscard]] bool uniform() const { return uniform_; }
+  /// E[A K A^T] for input kernel K (T x T). Does not include the V/O weight variances.
+  [[nodiscard]] Eigen::MatrixXd forward(const Eigen::MatrixXd& K) const;
+  /// Gradient covariance at the attention input given the input kernel K and the
+  /// gradient covariance G at the attention output (before W_O).
+  /// @param vo_var sigma_v^2 sigma_o^2 (weight variances of V and O, incl. DeepNorm beta^2)
+  [[nodiscard]] Eigen::MatrixXd backward(const Eigen::MatrixXd& K, const Eigen::MatrixXd& G, double vo_var) const;
+
+ private:
+  int T_;
+  bool causal_;
+  bool uniform_;
+  double sqk2_;
+  AttnSettings st_;
+  Eigen::MatrixXd A_uniform_;
+  Eigen::MatrixXd factor(const Eigen::MatrixXd& K) const;
+  void softmax_rows(Eigen::MatrixXd& S) const;
+  void draw(int pair, Eigen::MatrixXd& xi) const;
+};
+
+}  // namespace sigprop::theory

@@ -1,0 +1,45 @@
+#pragma once
+/// @file The infinite-width (mean-field) theory engine: forward recursion of the
+/// T x T token kernel and backward recursion of the T x T gradient covariance
+/// through every block of MODEL.md §1. See docs/theory.md for the derivations.
+#include <cstdint>
+
+#include "core/engine.hpp"
+#include "theory/attention.hpp"
+
+namespace sigprop::theory {
+
+struct TheorySettings {
+  int quad_order = 64;       ///< Gauss-Hermite order (tanh, silu)
+  AttnSettings attn{};       ///< softmax expectations (qk_scale = 1/sqrt(dh) only)
+  int error_batches = 8;     ///< batch-means error estimate of the attention Monte Carlo (0 = off)
+};
+
+class TheoryEngine final : public Engine {
+ public:
+  explicit TheoryEngine(TheorySettings settings = {}) : st_(settings) {}
+  [[nodiscard]] std::string name() const override { return "theory"; }
+  /// Columns: every metric of MODEL.md §2; with sampled attention also `<name>_se`
+  /// (standard error of the numerical integration, not of a finite-width ensemble).
+  Profile run(const StackSpec& spec) override;
+
+ private:
+  TheorySettings st_;
+};
+
+/// Raw recursion result used by the engine and the tests: kernels per layer.
+struct KernelTrace {
+  std::vector<Eigen::MatrixXd> K;     ///< token kernel of X_l, l = 0..L
+  std::vector<Eigen::VectorXd> C;     ///< diag of cross kernel X_{l-1}.X_l / d, l = 1..L (C[0] unused)
+  std::vector<Eigen::MatrixXd> G;     ///< gradient covariance of Delta_l, l = 0..L
+  int first_nonfinite = -1;           ///< first layer with a non-finite kernel, -1 if none
+};
+
+/// Runs forward and backward recursions. Non-finite kernels stop the recursion;
+/// later layers are left NaN and first_nonfinite says where it happened.
+KernelTrace kernel_recursion(const StackSpec& spec, const TheorySettings& st);
+
+/// The input kernel of MODEL.md §1: q0 on the diagonal, q0 rho0 off it.
+Eigen::MatrixXd input_kernel(const StackSpec& spec);
+
+}  // namespace sigprop::theory

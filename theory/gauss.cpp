@@ -1,0 +1,167 @@
+#include "theory/gauss.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <numbers>
+
+#include <Eigen/Dense>
+
+#include "core/error.hpp"
+
+namespace sigprop::theory {
+namespace {
+
+constexpr double kPi = std::numbers::pi;
+
+// Forward-mode dual number: value and derivative with respect to c.
+struct Dual {
+  double v, d;
+};
+inline Dual operator+(Dual a, Dual b) { return {a.v + b.v, a.d + b.d}; }
+inline Dual operator-(Dual a, Dual b) { return {a.v - b.v, a.d - b.d}; }
+inline Dual operator*(Dual a, Dual b) { return {a.v * b.v, a.d * b.v + a.v * b.d}; }
+inline Dual operator/(Dual a, Dual b) { return {a.v / b.v, (a.d * b.v - a.v * b.d) / (b.v * b.v)}; }
+inline Dual operator*(double s, Dual a) { return {s * a.v, s * a.d}; }
+inline Dual operator+(double s, Dual a) { return {s + a.v, a.d}; }
+inline Dual sqrt_(Dual a) {
+  double r = std::sqrt(a.v);
+  return {r, a.d / (2 * r)};
+}
+inline Dual asin_(Dual a) { return {std::asin(a.v), a.d / std::sqrt(1 - a.v * a.v)}; }
+
+// GELU dual kernel. gelu(x) = x Phi(x) and Phi(x) = P(z <= x), z ~ N(0,1) independent, so
+//   E[gelu(u) gelu(v)] = E[u v 1{p >= 0} 1{r >= 0}],  p = u - z1, r = v - z2,
+// with Var p = a+1, Var r = b+1, Cov(p, r) = c. Conditioning u, v on (p, r):
+//   E[u v 1] = Cov(u, v | p, r) P(p, r >= 0) + alpha^T E[(p, r)(p, r)^T 1] beta,
+// alpha = S^{-1} (a, c), beta = S^{-1} (c, b), S = Cov(p, r). The orthant moments of a
+// bivariate normal with correlation g are (Rosenbaum 1961, J. R. Stat. Soc. B 23):
+//   P = 1/4 + asin(g)/(2 pi),  E[x^2 1] = P + g sqrt(1-g^2)/(2 pi),  E[x y 1] = g P + sqrt(1-g^2)/(2 pi)
+// for standardised x, y. S is never singular: det S >= a + b + 1 > 0.
+Dual gelu_kernel(double a, double b, Dual c) {
+  double A = a + 1, B = b + 1;
+  double sa = std::sqrt(A), sb = std::sqrt(B);
+  Dual det = Dual{A * B, 0} - c * c;
+  // S^{-1} = [[B, -c], [-c, A]] / det
+  Dual alpha0 = (Dual{B * a, 0} - c * c) / det;            // (B a - c c)/det
+  Dual alpha1 = (Dual{A, 0} * c - Dual{a, 0} * c) / det;   // (-c a + A c)/det
+  Dual beta0 = (Dual{B, 0} * c - Dual{b, 0} * c) / det;    // (B c - c b)/det
+  Dual beta1 = (Dual{A * b, 0} - c * c) / det;             // (-c c + A b)/det
+  Dual g = c / Dual{sa * sb, 0};
+  Dual sq = sqrt_(1.0 + (-1.0) * (g * g));
+  Dual P = Dual{0.25, 0} + (1.0 / (2 * kPi)) * asin_(g);
+  Dual mxx = P + (1.0 / (2 * kPi)) * (g * sq);
+  Dual mxy = g * P + (1.0 / (2 * kPi)) * sq;
+  Dual Mpp = A * mxx, Mrr = B * mxx, Mpr = (sa * sb) * mxy;
+  // Cov(u, v | p, r) = c - (a, c) S^{-1} (c, b) = c - (a beta0 + c beta1)
+  Dual cond = c - (Dual{a, 0} * beta0 + c * beta1);
+  Dual quad = alpha0 * (Mpp * beta0 + Mpr * beta1) + alpha1 * (Mpr * beta0 + Mrr * beta1);
+  return cond * P + quad;
+}
+
+}  // namespace
+
+GaussHermite::GaussHermite(int n) {
+  if (n < 1 || n > 400) throw ConfigError("Gauss-Hermite order must be in [1, 400]");
+  // Golub-Welsch for the probabilists' Hermite weight: Jacobi matrix with
+  // off-diagonal sqrt(k); nodes are its eigenvalues, weights the squared first
+  // components of the normalised eigenvectors.
+  Eigen::MatrixXd J = Eigen::MatrixXd::Zero(n, n);
+  for (int k = 1; k < n; ++k) J(k, k - 1) = J(k - 1, k) = std::sqrt(static_cast<double>(k));
+  Eigen::SelfAdjointEigenSolver<Eigen::MatrixXd> es(J);
+  x.resize(n);
+  w.resize(n);
+  for (int i = 0; i < n; ++i) {
+    x[i] = es.eigenvalues()(i);
+    double v0 = es.eigenvectors()(0, i);
+    w[i] = v0 * v0;
+  }
+}
+
+double act_value(Activation act, double x) {
+  switch (act) {
+    case Activation::Relu: return x > 0 ? x : 0.0;
+    case Activation::Gelu: return 0.5 * x * std::erfc(-x / std::numbers::sqrt2);
+    case Activation::Tanh: return std::tanh(x);
+    case Activation::Erf: return std::erf(x);
+    case Activation::Silu: return x / (1 + std::exp(-x));
+    case Activation::Linear: return x;
+  }
+  throw Error("internal: unknown activation");
+}
+
+double act_deriv(Activation act, double x) {
+  switch (act) {
+    case Activation::Relu: return x > 0 ? 1.0 : 0.0;
+    case Activation::Gelu:
+      return 0.5 * std::erfc(-x / std::numbers::sqrt2) + x * std::exp(-0.5 * x * x) / std::sqrt(2 * kPi);
+    case Activation::Tanh: {
+      double t = std::tanh(x);
+      return 1 - t * t;
+    }
+    case Activation::Erf: return 2 / std::sqrt(kPi) * std::exp(-x * x);
+    case Activation::Silu: {
+      double s = 1 / (1 + std::exp(-x));
+      return s * (1 + x * (1 - s));
+    }
+    case Activation::Linear: return 1.0;
+  }
+  throw Error("internal: unknown activation");
+}
+
+ActKernel::ActKernel(Activation act, int quad_order) : act_(act), gh_(quad_order) {}
+
+bool ActKernel::exact() const { return act_ != Activation::Tanh && act_ != Activation::Silu; }
+
+KernelPair ActKernel::eval(double a, double b, double c) const {
+  a = std::max(a, 0.0);
+  b = std::max(b, 0.0);
+  double ab = a * b;
+  double lim = std::sqrt(ab);
+  c = std::clamp(c, -lim, lim);  // round-off can push |c| a hair past sqrt(ab)
+  switch (act_) {
+    case Activation::Linear: return {c, 1.0};
+    case Activation::Relu: {
+      if (ab <= 0) return {0.0, 0.0};  // a zero-variance input sits on relu's kink: phi' = 0
+      double rho = std::clamp(c / lim, -1.0, 1.0);
+      double th = std::acos(rho);
+      // Cho & Saul (2009), arc-cosine kernel of degree 1, and degree 0 for the derivative.
+      return {lim / (2 * kPi) * (std::sqrt(1 - rho * rho) + (kPi - th) * rho), (kPi - th) / (2 * kPi)};
+    }
+    case Activation::Erf: {
+      // Williams (1997): E[erf(u)erf(v)] = (2/pi) asin(2c / sqrt((1+2a)(1+2b))).
+      double D = (1 + 2 * a) * (1 + 2 * b);
+      double k = 2 / kPi * std::asin(std::clamp(2 * c / std::sqrt(D), -1.0, 1.0));
+      double kd = 4 / kPi / std::sqrt(D - 4 * c * c);
+      return {k, kd};
+    }
+    case Activation::Gelu: {
+      Dual r = gelu_kernel(a, b, Dual{c, 1.0});
+      return {r.v, r.d};
+    }
+    case Activation::Tanh:
+    case Activation::Silu: {
+      // u = sqrt(a) x, v = (c/sqrt(a)) x + sqrt(b - c^2/a) y with x, y iid N(0, 1).
+      double sa = std::sqrt(a);
+      double m = sa > 0 ? c / sa : 0.0;
+      double s = std::sqrt(std::max(b - (sa > 0 ? c * c / a : 0.0), 0.0));
+      const size_t n = gh_.x.size();
+      double k = 0, kd = 0;
+      for (size_t i = 0; i < n; ++i) {
+        double u = sa * gh_.x[i];
+        double fu = act_value(act_, u), du = act_deriv(act_, u);
+        double inner_k = 0, inner_d = 0;
+        for (size_t j = 0; j < n; ++j) {
+          double v = m * gh_.x[i] + s * gh_.x[j];
+          inner_k += gh_.w[j] * act_value(act_, v);
+          inner_d += gh_.w[j] * act_deriv(act_, v);
+        }
+        k += gh_.w[i] * fu * inner_k;
+        kd += gh_.w[i] * du * inner_d;
+      }
+      return {k, kd};
+    }
+  }
+  throw Error("internal: unknown activation");
+}
+
+}  // namespace sigprop::theory
