@@ -73,6 +73,19 @@ void run_case(benchmark::State& state, const Case& c) {
   state.counters["tokens"] = spec.tokens;
 }
 
+// Forward + backward recursions only (kernel_recursion), no metrics: the part of run()
+// that neural-tangents' kernel_fn also does (it does the forward NNGP only).
+void run_recursion(benchmark::State& state, const Case& c) {
+  const sigprop::StackSpec spec = sigprop::resolve_spec("", c.sets);
+  sigprop::theory::TheorySettings st;
+  st.error_batches = c.error_batches;
+  for (auto _ : state) {
+    sigprop::theory::KernelTrace tr = sigprop::theory::kernel_recursion(spec, st);
+    benchmark::DoNotOptimize(tr.K.data());
+    benchmark::ClobberMemory();
+  }
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -80,6 +93,11 @@ int main(int argc, char** argv) {
     auto* b = benchmark::RegisterBenchmark(c.name.c_str(), [c](benchmark::State& s) { run_case(s, c); });
     b->Unit(benchmark::kMillisecond)->UseRealTime();
     if (c.slow) b->Iterations(1);
+    if (c.slow || c.error_batches == 0) continue;  // recursion-only: the closed-form stacks
+    if (c.name.find("sqrtdh") != std::string::npos) continue;
+    auto* r = benchmark::RegisterBenchmark(("recursion_only/" + c.name).c_str(),
+                                           [c](benchmark::State& s) { run_recursion(s, c); });
+    r->Unit(benchmark::kMillisecond)->UseRealTime();
   }
   benchmark::Initialize(&argc, argv);
   if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;

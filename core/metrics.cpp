@@ -26,7 +26,7 @@ StateMetrics state_metrics_from_kernel(const Eigen::MatrixXd& K) {
   double cos_sum = 0;
   for (Eigen::Index t = 0; t < T; ++t)
     for (Eigen::Index s = 0; s < T; ++s)
-      if (s != t) cos_sum += K(t, s) / std::sqrt(K(t, t) * K(s, s));
+      if (s != t) cos_sum += K(t, s) / (std::sqrt(K(t, t)) * std::sqrt(K(s, s)));
   m.rho = cos_sum / static_cast<double>(T * (T - 1));
   // ||X - 1 xbar^T||^2 / d = tr K - (1/T) 1^T K 1
   double centred = tr - K.sum() / static_cast<double>(T);
@@ -45,7 +45,7 @@ StepMetrics step_metrics_from_kernels(const Eigen::MatrixXd& Kprev, const Eigen:
   m.update_ratio = std::sqrt(std::max(diff, 0.0) / Kprev.trace());
   double ang = 0;
   for (Eigen::Index t = 0; t < T; ++t) {
-    double c = C(t, t) / std::sqrt(Kprev(t, t) * Kcur(t, t));
+    double c = C(t, t) / (std::sqrt(Kprev(t, t)) * std::sqrt(Kcur(t, t)));
     ang += std::acos(std::clamp(c, -1.0, 1.0));
   }
   m.ang_dist = ang / (static_cast<double>(T) * std::numbers::pi);

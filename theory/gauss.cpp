@@ -115,14 +115,16 @@ bool ActKernel::exact() const { return act_ != Activation::Tanh && act_ != Activ
 KernelPair ActKernel::eval(double a, double b, double c) const {
   a = std::max(a, 0.0);
   b = std::max(b, 0.0);
-  double ab = a * b;
-  double lim = std::sqrt(ab);
+  double lim = std::sqrt(a) * std::sqrt(b);  // not sqrt(a*b): a*b overflows first for deep stacks
+  double ab = lim * lim;
   c = std::clamp(c, -lim, lim);  // round-off can push |c| a hair past sqrt(ab)
   switch (act_) {
     case Activation::Linear: return {c, 1.0};
     case Activation::Relu: {
-      if (ab <= 0) return {0.0, 0.0};  // a zero-variance input sits on relu's kink: phi' = 0
-      double rho = std::clamp(c / lim, -1.0, 1.0);
+      if (!(lim > 0)) return {0.0, 0.0};  // a zero-variance input sits on relu's kink: phi' = 0
+      // The diagonal (c = a = b) must give rho = 1 exactly: acos has infinite slope at 1, so a
+      // one-ulp error in sqrt(a) sqrt(b) would cost 1e-8 in kd.
+      double rho = (a == b && c == a) ? 1.0 : std::clamp(c / lim, -1.0, 1.0);
       double th = std::acos(rho);
       // Cho & Saul (2009), arc-cosine kernel of degree 1, and degree 0 for the derivative.
       return {lim / (2 * kPi) * (std::sqrt(1 - rho * rho) + (kPi - th) * rho), (kPi - th) / (2 * kPi)};
