@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Installs what sigprop needs (Debian packages), builds it, and runs the main job on
+# the built-in example. Safe to rerun: installed packages are skipped, the build is incremental.
+#   scripts/setup.sh            install + build (Release, build/) + run `sigprop theory`
+#   SIGPROP_NO_RUN=1 scripts/setup.sh   install + build only
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PACKAGES=(build-essential cmake ninja-build pkg-config
+          libeigen3-dev libboost-dev libfmt-dev catch2 libbenchmark-dev libtomlplusplus-dev
+          libcli11-dev nlohmann-json3-dev librandom123-dev gnuplot-nox libgnuplot-iostream-dev
+          python3 python3-venv)
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  echo "== installing: ${missing[*]}"
+  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+BUILD_DIR=${SIGPROP_BUILD_DIR:-build}
+echo "== configuring and building in $BUILD_DIR"
+cmake -S . -B "$BUILD_DIR" -G Ninja -DCMAKE_BUILD_TYPE=Release ${SIGPROP_CMAKE_ARGS:-} > /dev/null
+cmake --build "$BUILD_DIR" -j "$(nproc)"
+
+if [ -z "${SIGPROP_NO_RUN:-}" ]; then
+  echo "== sigprop theory examples/default.toml"
+  mkdir -p out
+  "$BUILD_DIR/cli/sigprop" theory examples/default.toml --json out/default.theory.json --csv out/default.theory.csv
+  echo "== profile written to out/default.theory.json and out/default.theory.csv"
+fi
