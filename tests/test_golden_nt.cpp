@@ -142,3 +142,33 @@ TEST_CASE("theory kernels match neural-tangents golden kernels", "[golden]") {
     }
   }
 }
+
+// Why the NT goldens stop at depth 6: deep in the chaotic phase NT's float64 kernel is wrong.
+// NT computes the diagonal of its nngp matrix like an off-diagonal entry (correlation
+// nngp_tt / cov1_t, with cov1 tracked separately and rounded differently), and c = 1 is an
+// unstable fixed point of the correlation map when chi1 > 1: the ulp mismatch grows like
+// chi1^l (chi1 = 1.1001 here), reaching 1e-7 at l = 200 and O(1) at l ~ 330, where NT's
+// q jumps from q* = 0.78736 to 0.809. sigprop evaluates the diagonal with a = b = c exactly,
+// which is the one-dimensional q map, and must stay on the 40-digit reference:
+//   import mpmath as mp; mp.mp.dps = 40; q, c = mp.mpf(1), mp.mpf('0.1')
+//   for l in range(600):
+//       D = 1 + 2*q; f = lambda x: mp.mpf('1.76') * 2/mp.pi * mp.asin(2*x/D) + mp.mpf('0.05')
+//       q, c = f(q), f(c)
+//   print(q, c/q)   # 0.78735904623399763..., 0.57343173755340331...
+TEST_CASE("deep chaotic dense erf stays on the q-map fixed point (where NT drifts)", "[golden]") {
+  const auto spec = sigprop::resolve_spec(
+      "", {"stack.blocks=dense", "stack.residual=false", "stack.norm=none", "stack.activation=erf",
+           "init.sigma_w2=1.76", "init.sigma_b2=0.05", "input.q0=1.0", "input.rho0=0.1", "stack.depth=600",
+           "stack.tokens=8"});
+  const auto tr = sigprop::theory::kernel_recursion(spec, sigprop::theory::TheorySettings{});
+  const Eigen::MatrixXd& K = tr.K[600];
+  // Reference from 40-digit arithmetic; sigprop's double recursion is contracting here, so
+  // round-off stays at the 1e-14 level: 1e-12 relative leaves room without hiding a drift.
+  constexpr Tol kMp{0, 1e-12};
+  const double q_ref = 0.78735904623399763, c_ref = 0.57343173755340331 * q_ref;
+  for (int t = 0; t < spec.tokens; ++t)
+    for (int s = 0; s < spec.tokens; ++s) {
+      INFO("layer 600, entry (" << t << ", " << s << ")");
+      SIGPROP_CHECK_CLOSE(K(t, s), t == s ? q_ref : c_ref, kMp);
+    }
+}
