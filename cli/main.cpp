@@ -9,6 +9,7 @@
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
 
+#include "cli/simulate_cmd.hpp"
 #include "cli/table.hpp"
 #include "core/error.hpp"
 #include "core/profile.hpp"
@@ -76,6 +77,9 @@ int main(int argc, char** argv) {
   ph->add_option("--sigma-b2", sb, "Grid lo:hi:n of bias variances");
   ph->add_option("--csv", phase_csv, "Write the diagram as CSV (else printed)");
 
+  sigprop::cli::SimulateArgs sim_args;
+  auto* si = sigprop::cli::add_simulate_command(app, sim_args);
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -83,6 +87,7 @@ int main(int argc, char** argv) {
   }
 
   try {
+    if (si->parsed()) return sigprop::cli::run_simulate(sim_args);
     if (th->parsed()) {
       sigprop::StackSpec spec = sigprop::resolve_spec(spec_path, sets);
       sigprop::theory::TheoryEngine eng(ts);

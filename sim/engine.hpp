@@ -1,0 +1,39 @@
+#pragma once
+/// @file The finite-width Monte Carlo engine ("simulate"): draws independent random
+/// stacks of MODEL.md §1, runs each forward and backward, and reports the mean of every
+/// metric of MODEL.md §2 over samples with its standard error (`<name>_se`).
+#include <cstdint>
+#include <string>
+
+#include "core/engine.hpp"
+
+namespace sigprop::sim {
+
+struct SimSettings {
+  int samples = 64;                 ///< independent stacks (weights, input and Delta_L), 1..65536
+  uint64_t seed = 0;                ///< Philox key of every random stream
+  std::string backend = "reference";  ///< "reference" (double precision, plain loops)
+  int threads = 0;                  ///< worker threads, 0 = hardware concurrency; never changes the numbers
+};
+
+/// Names of the backends this build can run, in the order shown in error messages.
+const std::vector<std::string>& available_backends();
+
+class MonteCarloEngine final : public Engine {
+ public:
+  /// Throws ConfigError for an unknown or unavailable backend, samples outside
+  /// [1, 65536] or negative threads.
+  explicit MonteCarloEngine(SimSettings settings);
+  [[nodiscard]] std::string name() const override { return "simulate"; }
+  /// Columns: every metric of MODEL.md §2, then `<name>_se` = sd / sqrt(samples)
+  /// (null with one sample). Sample i uses streams keyed by i only, and results are
+  /// reduced in sample order, so the profile is identical for any thread count.
+  /// A non-finite value nulls its layer's metric (and, for a diverged stream, every
+  /// later layer) and adds a warning naming the first layer where it appeared.
+  Profile run(const StackSpec& spec) override;
+
+ private:
+  SimSettings st_;
+};
+
+}  // namespace sigprop::sim

@@ -1,0 +1,88 @@
+#pragma once
+/// @file The reference backend: MODEL.md §1 at finite width, executed literally in
+/// double precision with plain loops (llm.c style: row-major buffers, shapes in
+/// comments). It is the definition the optimised CPU and GPU backends are checked
+/// against ([parity] tests on identical streams), so clarity beats speed here.
+///
+/// Conventions (shared with theory/engine.cpp): every block is one or two
+/// half-blocks  Y = post( lam X + a F(pre(X)) )  with
+///   pre  = N (norm = pre), N/sqrt(l) (lns), identity otherwise;
+///   post = N (post, deepnorm), identity otherwise;
+///   lam  = (2L)^{1/4} (deepnorm), 0 (residual = false), 1 otherwise;
+///   a    = the branch scale (1 for deepnorm);
+///   F    = attention, MLP  phi(Z W1 + b1) W2 + b2, or dense  phi(Z) W + b.
+/// With norm = none and residual = false a dense block is exactly MODEL.md's
+/// X' = phi(X) W + b; other norms/residuals wrap it like any other branch (as the
+/// theory engine does). DeepNorm multiplies the standard deviation of V, O, W1, W2
+/// and the dense W by beta = (8L)^{-1/4} (the theory engine does the same for dense).
+///
+/// Random streams. Every random number is normal number i of a
+/// sigprop::NormalStream(seed, stream_id(sample, layer, matrix, head)), so a weight
+/// can be regenerated at will: the backward pass regenerates each layer's weights
+/// (and recomputes that layer's forward from the stored stream X_{l-1}) instead of
+/// storing them; memory is O(L T d) per sample, never O(L d^2). Matrices are filled
+/// row-major from offset 0 of their own stream and scaled to their standard
+/// deviation: entry (i, j) of a fan_in x fan_out matrix is normal i*fan_out + j.
+#include <cstdint>
+#include <vector>
+
+#include "core/spec.hpp"
+
+namespace sigprop::sim {
+
+/// The `matrix` field of stream_id(sample, layer, matrix, head). Values are part
+/// of the reproducibility contract: never renumber, only append.
+enum class StreamKind : uint16_t {
+  InputG = 1,     ///< G (T, d) of X_0, layer 0
+  InputG1 = 2,    ///< g (d) of X_0, layer 0
+  OutputGrad = 3, ///< Delta_L (T, d), layer 0
+  Wq = 4,         ///< W_Q^h (d, dh), head h
+  Wk = 5,         ///< W_K^h (d, dh), head h
+  Wv = 6,         ///< W_V^h (d, dh), head h
+  Wo = 7,         ///< W_O (d, d), head 0
+  W1 = 8,         ///< (d, rd)
+  B1 = 9,         ///< (rd)
+  W2 = 10,        ///< (rd, d)
+  B2 = 11,        ///< (d)
+  Wd = 12,        ///< dense W (d, d)
+  Bd = 13,        ///< dense b (d)
+};
+
+/// Largest sample count and depth that fit the 16-bit fields of stream_id.
+inline constexpr int kMaxSamples = 65536;
+inline constexpr int kMaxDepth = 65535;
+
+/// Per-sample result of the reference forward/backward.
+struct SampleMetrics {
+  /// values[l][m] for l = 0..L and m in metric_names() order; NaN where undefined
+  /// (update_ratio, ang_dist at l = 0) or where the sample diverged.
+  std::vector<std::vector<double>> values;
+  int forward_nonfinite = -1;   ///< first layer l with a non-finite X_l, -1 if none
+  int backward_nonfinite = -1;  ///< largest l with a non-finite Delta_l, -1 if none
+};
+
+/// One random finite-width stack of MODEL.md §1 per sample index.
+class ReferenceStack {
+ public:
+  /// Validates the spec; throws ConfigError if the depth does not fit the stream ids.
+  ReferenceStack(const StackSpec& spec, uint64_t seed);
+  [[nodiscard]] const StackSpec& spec() const { return spec_; }
+
+  /// X_0 (T, d) = sqrt(q0) (sqrt(1 - rho0) G + sqrt(rho0) 1 g^T), G and g iid N(0, 1).
+  [[nodiscard]] std::vector<double> input(int sample) const;
+  /// Delta_L (T, d) iid N(0, 1), independent of every weight.
+  [[nodiscard]] std::vector<double> output_grad(int sample) const;
+  /// X_l (T, d) from X_{l-1} (T, d) through block l = 1..L of this sample.
+  [[nodiscard]] std::vector<double> block_forward(int sample, int layer, const std::vector<double>& X) const;
+  /// Delta_{l-1} = J_l^T Delta_l (T, d), J_l the Jacobian of block l at X_{l-1} = X.
+  [[nodiscard]] std::vector<double> block_backward(int sample, int layer, const std::vector<double>& X,
+                                                   const std::vector<double>& dY) const;
+  /// Forward through every block, backward from Delta_L, and every metric per layer.
+  [[nodiscard]] SampleMetrics run_sample(int sample) const;
+
+ private:
+  StackSpec spec_;
+  uint64_t seed_;
+};
+
+}  // namespace sigprop::sim
