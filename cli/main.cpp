@@ -65,7 +65,7 @@ int main(int argc, char** argv) {
   th->add_option("--seed", ts.attn.seed, "Seed of the attention integral's draws");
   th->add_option("--error-batches", ts.error_batches, "Batches for the numerical error estimate (0 = off, >= 2)")
       ->check(CLI::Range(0, 1000));
-  th->add_option("--quad-order", ts.quad_order, "Gauss-Hermite order for tanh and silu")->check(CLI::Range(8, 400));
+  th->add_option("--quad-order", ts.quad_order, "Gauss-Legendre points per piece for tanh and silu")->check(CLI::Range(8, 400));
   th->add_option("--rows", max_rows, "Layers shown in the terminal table (0 = all)")->check(CLI::NonNegativeNumber);
   th->add_flag("--quiet,-q", quiet, "Do not print the table");
 

@@ -150,6 +150,18 @@ TEST_CASE("tanh critical line and depth scales", "[analytic]") {
   CHECK(ord.c_star == 1.0);
   CHECK(cha.phase == "chaotic");
   CHECK(cha.c_star < 1.0);
+  // The edge of chaos without bias: q* = 0 is approached like 1/l, chi1 = phi'(0)^2 sw2 = 1.
+  for (auto [act, sw2] : {std::pair{Activation::Tanh, 1.0}, std::pair{Activation::Erf, std::numbers::pi / 4}}) {
+    DenseMeanField e = dense_mean_field(act, sw2, 0.0);
+    INFO(to_string(act));
+    CHECK(e.q_converged);
+    CHECK(e.q_star == 0.0);
+    CHECK(e.chi1 == Approx(1.0).epsilon(1e-14));
+    CHECK(e.phase == "critical");
+    CHECK(std::isinf(e.xi_c));
+  }
+  // Without bias and below the edge, q* = 0 exactly (not a tiny positive number).
+  CHECK(dense_mean_field(Activation::Tanh, 0.5, 0.0).q_star == 0.0);
 
   // The engine's recursion and the mean-field tool agree: in the ordered phase the
   // correlation approaches c* = 1 like exp(-l / xi_c), and q approaches q* like exp(-l / xi_q).

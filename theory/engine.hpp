@@ -10,7 +10,7 @@
 namespace sigprop::theory {
 
 struct TheorySettings {
-  int quad_order = 64;       ///< Gauss-Hermite order (tanh, silu)
+  int quad_order = 48;       ///< Gauss-Legendre points per piece (tanh, silu; see theory/gauss.hpp)
   AttnSettings attn{};       ///< softmax expectations (qk_scale = 1/sqrt(dh) only)
   int error_batches = 8;     ///< batch-means error estimate of the attention Monte Carlo (0 = off)
 };

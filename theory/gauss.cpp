@@ -77,6 +77,92 @@ GaussHermite::GaussHermite(int n) {
   }
 }
 
+GaussLegendre::GaussLegendre(int n) {
+  if (n < 1 || n > 400) throw ConfigError("Gauss-Legendre order must be in [1, 400]");
+  Eigen::MatrixXd J = Eigen::MatrixXd::Zero(n, n);
+  for (int k = 1; k < n; ++k) J(k, k - 1) = J(k - 1, k) = k / std::sqrt(4.0 * k * k - 1);
+  Eigen::SelfAdjointEigenSolver<Eigen::MatrixXd> es(J);
+  x.resize(n);
+  w.resize(n);
+  for (int i = 0; i < n; ++i) {
+    x[i] = es.eigenvalues()(i);
+    double v0 = es.eigenvectors()(0, i);
+    w[i] = 2 * v0 * v0;
+  }
+}
+
+namespace {
+// phi and phi' together (tanh and silu share their expensive part).
+inline void act_both(Activation act, double x, double& f, double& df);
+}  // namespace
+
+KernelPair quadrature_kernel(Activation act, const GaussLegendre& rule, double a, double b, double c) {
+  constexpr double X = 9.0;
+  const double inv_sqrt_2pi = 1.0 / std::sqrt(2 * kPi);
+  a = std::max(a, 0.0);
+  b = std::max(b, 0.0);
+  const double sa = std::sqrt(a), sb = std::sqrt(b);
+  double rho = (sa > 0 && sb > 0) ? std::clamp(c / (sa * sb), -1.0, 1.0) : 0.0;
+  if (a == b && c == a) rho = 1.0;
+  const double srho = std::sqrt(std::max(1 - rho * rho, 0.0));
+  const size_t n = rule.x.size();
+  // n-point Gauss-Legendre on [lo, hi], Gaussian weight included.
+  auto pieces = [&](double lo, double hi, auto&& body) {
+    if (!(hi > lo)) return;
+    double h = 0.5 * (hi - lo), m = 0.5 * (hi + lo);
+    for (size_t i = 0; i < n; ++i) {
+      double t = m + h * rule.x[i];
+      body(t, h * rule.w[i] * std::exp(-0.5 * t * t) * inv_sqrt_2pi);
+    }
+  };
+  double k = 0, kd = 0;
+  auto outer = [&](double x, double wx) {
+    double fu, du;
+    act_both(act, sa * x, fu, du);
+    double hk = 0, hd = 0;
+    if (srho < 1e-12 || sb == 0) {
+      act_both(act, sb * rho * x, hk, hd);  // v is a deterministic function of x
+    } else {
+      auto inner = [&](double y, double wy) {
+        double gv, dv;
+        act_both(act, sb * (rho * x + srho * y), gv, dv);
+        hk += wy * gv;
+        hd += wy * dv;
+      };
+      double y0 = std::clamp(-rho * x / srho, -X, X);  // v = 0 here
+      pieces(-X, y0, inner);
+      pieces(y0, X, inner);
+    }
+    k += wx * fu * hk;
+    kd += wx * du * hd;
+  };
+  pieces(-X, 0.0, outer);
+  pieces(0.0, X, outer);
+  return {k, kd};
+}
+
+namespace {
+inline void act_both(Activation act, double x, double& f, double& df) {
+  switch (act) {
+    case Activation::Tanh: {
+      double t = std::tanh(x);
+      f = t;
+      df = 1 - t * t;
+      return;
+    }
+    case Activation::Silu: {
+      double s = 1 / (1 + std::exp(-x));
+      f = x * s;
+      df = s * (1 + x * (1 - s));
+      return;
+    }
+    default:
+      f = act_value(act, x);
+      df = act_deriv(act, x);
+  }
+}
+}  // namespace
+
 double act_value(Activation act, double x) {
   switch (act) {
     case Activation::Relu: return x > 0 ? x : 0.0;
@@ -108,7 +194,7 @@ double act_deriv(Activation act, double x) {
   throw Error("internal: unknown activation");
 }
 
-ActKernel::ActKernel(Activation act, int quad_order) : act_(act), gh_(quad_order) {}
+ActKernel::ActKernel(Activation act, int quad_order) : act_(act), gl_(quad_order) {}
 
 bool ActKernel::exact() const { return act_ != Activation::Tanh && act_ != Activation::Silu; }
 
@@ -116,8 +202,7 @@ KernelPair ActKernel::eval(double a, double b, double c) const {
   a = std::max(a, 0.0);
   b = std::max(b, 0.0);
   double lim = std::sqrt(a) * std::sqrt(b);  // not sqrt(a*b): a*b overflows first for deep stacks
-  double ab = lim * lim;
-  c = std::clamp(c, -lim, lim);  // round-off can push |c| a hair past sqrt(ab)
+  c = std::clamp(c, -lim, lim);  // round-off can push |c| a hair past sqrt(a b)
   switch (act_) {
     case Activation::Linear: return {c, 1.0};
     case Activation::Relu: {
@@ -141,27 +226,7 @@ KernelPair ActKernel::eval(double a, double b, double c) const {
       return {r.v, r.d};
     }
     case Activation::Tanh:
-    case Activation::Silu: {
-      // u = sqrt(a) x, v = (c/sqrt(a)) x + sqrt(b - c^2/a) y with x, y iid N(0, 1).
-      double sa = std::sqrt(a);
-      double m = sa > 0 ? c / sa : 0.0;
-      double s = std::sqrt(std::max(b - (sa > 0 ? c * c / a : 0.0), 0.0));
-      const size_t n = gh_.x.size();
-      double k = 0, kd = 0;
-      for (size_t i = 0; i < n; ++i) {
-        double u = sa * gh_.x[i];
-        double fu = act_value(act_, u), du = act_deriv(act_, u);
-        double inner_k = 0, inner_d = 0;
-        for (size_t j = 0; j < n; ++j) {
-          double v = m * gh_.x[i] + s * gh_.x[j];
-          inner_k += gh_.w[j] * act_value(act_, v);
-          inner_d += gh_.w[j] * act_deriv(act_, v);
-        }
-        k += gh_.w[i] * fu * inner_k;
-        kd += gh_.w[i] * du * inner_d;
-      }
-      return {k, kd};
-    }
+    case Activation::Silu: return quadrature_kernel(act_, gl_, a, b, c);
   }
   throw Error("internal: unknown activation");
 }

@@ -6,8 +6,8 @@
 /// Closed forms: linear; relu (arc-cosine, Cho & Saul 2009); erf (arcsin,
 /// Williams 1997); gelu (orthant moments of a bivariate normal, derived in
 /// gauss.cpp; kd by forward-mode differentiation of k in c). tanh and silu have
-/// none and use tensor Gauss-Hermite quadrature; its error is bounded in
-/// tests/test_gauss.cpp against a rule of twice the order.
+/// none and use split Gauss-Legendre quadrature (quadrature_kernel below); its
+/// error is bounded in tests/test_gauss.cpp.
 #include <vector>
 
 #include "core/spec.hpp"
@@ -25,11 +25,26 @@ struct KernelPair {
   double kd;  ///< E[phi'(u) phi'(v)]
 };
 
+/// Gauss-Legendre rule on [-1, 1] (Golub-Welsch).
+struct GaussLegendre {
+  std::vector<double> x, w;
+  explicit GaussLegendre(int n);
+};
+
+/// E[phi(u)phi(v)] and E[phi'(u)phi'(v)] by quadrature, for any activation. With
+/// u = sqrt(a) x and v = sqrt(b)(rho x + sqrt(1-rho^2) y), x, y iid N(0, 1), the
+/// integrand is smooth in each quadrant of (u, v), so the x integral is split at
+/// u = 0 and, for each x, the y integral at v = 0; each piece (truncated at
+/// |x|, |y| <= 9, Gaussian mass beyond ~1e-19) uses an n-point Gauss-Legendre rule.
+/// Unlike tensor Gauss-Hermite this stays accurate when the variance is large
+/// and the activation looks like a step (tanh at a = 20), and at relu's kink.
+KernelPair quadrature_kernel(Activation act, const GaussLegendre& rule, double a, double b, double c);
+
 /// Dual kernels of one activation. Thread-safe after construction.
 class ActKernel {
  public:
-  /// @param quad_order Gauss-Hermite order per dimension for tanh and silu.
-  explicit ActKernel(Activation act, int quad_order = 64);
+  /// @param quad_order Gauss-Legendre points per piece for tanh and silu (see quadrature_kernel).
+  explicit ActKernel(Activation act, int quad_order = 48);
   [[nodiscard]] Activation activation() const { return act_; }
   /// Both kernels at (a, b, c); requires a, b >= 0 and c^2 <= a b (clamped for round-off).
   [[nodiscard]] KernelPair eval(double a, double b, double c) const;
@@ -40,7 +55,7 @@ class ActKernel {
 
  private:
   Activation act_;
-  GaussHermite gh_;
+  GaussLegendre gl_;
 };
 
 /// phi and phi' themselves (used by quadrature and by tests).

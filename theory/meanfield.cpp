@@ -12,31 +12,12 @@
 namespace sigprop::theory {
 namespace {
 
-// One-dimensional Gaussian moments E[f(sqrt(q) z)] by Gauss-Hermite; closed forms
-// through ActKernel where it has them (relu's kink would spoil the rule).
+// E[phi(sqrt(q) z)^2] and E[phi'(sqrt(q) z)^2]: the diagonal of the dual kernels.
 struct Diag {
-  Activation act;
   ActKernel ak;
-  GaussHermite gh;
-  Diag(Activation a, int n) : act(a), ak(a, 2), gh(2 * n) {}
-  [[nodiscard]] double k(double q) const {
-    if (ak.exact()) return ak.eval(q, q, q).k;
-    double s = 0, sq = std::sqrt(q);
-    for (size_t i = 0; i < gh.x.size(); ++i) {
-      double f = act_value(act, sq * gh.x[i]);
-      s += gh.w[i] * f * f;
-    }
-    return s;
-  }
-  [[nodiscard]] double kd(double q) const {
-    if (ak.exact()) return ak.eval(q, q, q).kd;
-    double s = 0, sq = std::sqrt(q);
-    for (size_t i = 0; i < gh.x.size(); ++i) {
-      double f = act_deriv(act, sq * gh.x[i]);
-      s += gh.w[i] * f * f;
-    }
-    return s;
-  }
+  Diag(Activation a, int n) : ak(a, n) {}
+  [[nodiscard]] double k(double q) const { return ak.eval(q, q, q).k; }
+  [[nodiscard]] double kd(double q) const { return ak.eval(q, q, q).kd; }
 };
 
 }  // namespace
@@ -50,20 +31,45 @@ DenseMeanField dense_mean_field(Activation act, double sw2, double sb2, int quad
   ActKernel ak(act, quad_order);
   auto qmap = [&](double q) { return sw2 * dg.k(q) + sb2; };
 
-  // Stable length fixed point by iteration from q = 1 (the basin a unit-variance input
-  // starts in), then a secant polish.
-  double q = 1.0;
-  mf.q_converged = false;
-  for (int it = 0; it < 200000; ++it) {
-    double qn = qmap(q);
-    if (!std::isfinite(qn) || qn > 1e100) break;
-    if (std::abs(qn - q) <= 1e-15 * std::max(1.0, q)) {
-      q = qn;
-      mf.q_converged = true;
-      break;
+  // Stable length fixed point: plain iteration from q = 1 (the basin a unit-variance input
+  // starts in) moves towards it; Steffensen's method then converges quadratically even
+  // where the map's slope is near 1 (close to criticality, plain iteration needs ~1/|1-slope|
+  // steps).
+  auto fixed_point = [](auto&& g, double x, int plain, double lo_clip, double floor, bool& ok) {
+    // Converged when |x_{n+1} - x_n| <= 1e-15 |x_n| + floor: relative for q (whose fixed
+    // point may be 0 and must not be declared at 1e-16), absolute for correlations.
+    ok = false;
+    for (int it = 0; it < plain; ++it) {
+      double xn = g(x);
+      if (!std::isfinite(xn) || xn > 1e100) return xn;
+      if (std::abs(xn - x) <= 1e-15 * std::abs(x) + floor) {
+        ok = true;
+        return xn;
+      }
+      x = xn;
     }
-    q = qn;
+    for (int it = 0; it < 200; ++it) {
+      double g1 = g(x), g2 = g(g1), den = g2 - 2 * g1 + x;
+      double xn = den != 0 ? x - (g1 - x) * (g1 - x) / den : g1;
+      if (!std::isfinite(xn) || xn < lo_clip) xn = g2;  // Aitken step left the domain
+      if (std::abs(xn - x) <= 1e-15 * std::abs(x) + floor) {
+        ok = std::abs(g(xn) - xn) <= 1e-12 * std::abs(xn) + floor;
+        return xn;
+      }
+      x = xn;
+      if (!std::isfinite(x) || x > 1e100) return x;
+    }
+    return x;
+  };
+  bool ok = false;
+  double q = fixed_point(qmap, 1.0, 2000, 0.0, 1e-300, ok);
+  // With sigma_b2 = 0 and phi(0) = 0, q = 0 is a fixed point; at criticality (chi1 = 1 there,
+  // e.g. tanh at sigma_w2 = 1) q decays only like 1/l and no iteration reaches it.
+  if ((!ok || q < 1e-200) && sb2 == 0 && std::isfinite(q) && q >= 0 && q < 1e-3 && qmap(q) <= q) {
+    q = 0;
+    ok = true;
   }
+  mf.q_converged = ok && std::isfinite(q);
   if (!mf.q_converged) {
     mf.phase = "unbounded";
     mf.q_star = std::numeric_limits<double>::infinity();
@@ -75,13 +81,16 @@ DenseMeanField dense_mean_field(Activation act, double sw2, double sb2, int quad
   mf.q_star = q;
   double h = 1e-5 * std::max(q, 1e-3);
   mf.dq_slope = q > h ? (qmap(q + h) - qmap(q - h)) / (2 * h) : (qmap(q + h) - qmap(q)) / h;
+  if (q == 0) mf.dq_slope = sw2 * dg.kd(0.0);  // d/dq E[phi(sqrt(q) z)^2] at 0 is phi'(0)^2
   mf.chi1 = sw2 * dg.kd(q);
 
+  const double tol = 1e-9;
   if (q <= 0) {
-    // Zero signal: every input collapses to the origin; correlations are undefined.
-    mf.phase = "ordered";
+    // Zero signal: every input collapses to the origin; the correlation map is read at
+    // its q -> 0 limit, where chi_c = chi1.
     mf.c_star = 1;
     mf.chi_c = mf.chi1;
+    mf.phase = std::abs(mf.chi1 - 1) < tol ? "critical" : (mf.chi1 < 1 ? "ordered" : "chaotic");
   } else {
     auto cmap = [&](double c) { return (sw2 * ak.eval(q, q, c * q).k + sb2) / q; };
     if (mf.chi1 <= 1 + 1e-12) {
@@ -89,30 +98,24 @@ DenseMeanField dense_mean_field(Activation act, double sw2, double sb2, int quad
       mf.chi_c = mf.chi1;
     } else {
       // Chaotic: c = 1 is unstable; iterate from c = 0 to the stable c* < 1.
-      double c = 0;
-      for (int it = 0; it < 200000; ++it) {
-        double cn = cmap(c);
-        if (std::abs(cn - c) < 1e-15) {
-          c = cn;
-          break;
-        }
-        c = cn;
-      }
+      bool cok = false;
+      double c = fixed_point(cmap, 0.0, 2000, -1.0, 1e-15, cok);
       mf.c_star = c;
       mf.chi_c = sw2 * ak.eval(q, q, c * q).kd;
     }
-    const double tol = 1e-9;
     mf.phase = std::abs(mf.chi1 - 1) < tol ? "critical" : (mf.chi1 < 1 ? "ordered" : "chaotic");
   }
   auto scale = [](double slope) {
     if (!(slope > 0)) return 0.0;
-    double lg = std::log(slope);
-    return lg == 0 ? std::numeric_limits<double>::infinity() : -1.0 / lg;
+    // Within rounding of 1 the map is critical: the scale is infinite, not +-1e14.
+    if (std::abs(slope - 1) < 1e-12) return std::numeric_limits<double>::infinity();
+    return -1.0 / std::log(slope);
   };
   mf.xi_q = scale(mf.dq_slope);
   mf.xi_c = scale(mf.chi_c);
   // Gradients scale like chi1^l: a positive scale for decay, negative for growth.
-  mf.xi_grad = mf.chi1 > 0 && mf.chi1 != 1 ? -1.0 / std::log(mf.chi1) : std::numeric_limits<double>::infinity();
+  mf.xi_grad = mf.chi1 > 0 && std::abs(mf.chi1 - 1) >= 1e-12 ? -1.0 / std::log(mf.chi1)
+                                                           : std::numeric_limits<double>::infinity();
   return mf;
 }
 

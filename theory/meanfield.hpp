@@ -31,12 +31,12 @@ struct DenseMeanField {
   [[nodiscard]] double trainable_depth() const { return 6 * xi_c; }
 };
 
-DenseMeanField dense_mean_field(Activation act, double sigma_w2, double sigma_b2, int quad_order = 64);
+DenseMeanField dense_mean_field(Activation act, double sigma_w2, double sigma_b2, int quad_order = 48);
 nlohmann::json to_json(const DenseMeanField& mf);
 
 /// Order/chaos phase diagram over a regular grid; a row per (sigma_w2, sigma_b2).
 std::vector<DenseMeanField> phase_diagram(Activation act, double sw2_min, double sw2_max, int n_sw2,
-                                          double sb2_min, double sb2_max, int n_sb2, int quad_order = 64);
+                                          double sb2_min, double sb2_max, int n_sb2, int quad_order = 48);
 /// CSV with a header line; infinite depth scales are written as "inf".
 std::string phase_diagram_csv(const std::vector<DenseMeanField>& rows, Activation act);
 
