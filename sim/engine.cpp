@@ -93,20 +93,26 @@ Profile MonteCarloEngine::run(const StackSpec& spec) {
   for (int l = 0; l <= L; ++l)
     for (int m = 0; m < M; ++m) {
       if (l == 0 && (names[m] == "update_ratio" || names[m] == "ang_dist")) continue;  // undefined at l = 0
+      // Mean and SE of v / vmax, rescaled at the end: values near overflow (1e300) keep a
+      // finite mean and SE, and nothing is squared at the original scale.
       bool finite = true;
-      double mean = 0.0;  // sum of v/N, not sum/N: finite values near overflow keep a finite mean
+      double vmax = 0.0;
       for (int i = 0; i < N; ++i) {
         double v = res[i].values[l][m];
         finite = finite && std::isfinite(v);
-        mean += v / N;
+        vmax = std::max(vmax, std::abs(v));
       }
       if (!finite) continue;  // stays null; the warnings below say where and why
-      double dmax = 0.0, ss = 0.0;  // deviations scaled by the largest, for the same reason
-      for (int i = 0; i < N; ++i) dmax = std::max(dmax, std::abs(res[i].values[l][m] - mean));
-      if (dmax > 0)
-        for (int i = 0; i < N; ++i) ss += std::pow((res[i].values[l][m] - mean) / dmax, 2);
-      p.rows[l][m] = mean;
-      p.rows[l][M + m] = N > 1 ? dmax * std::sqrt(ss / (N - 1) / N) : std::nan("");
+      const double scale = vmax > 0 ? vmax : 1.0;
+      double mean_s = 0.0, ss = 0.0;
+      for (int i = 0; i < N; ++i) mean_s += res[i].values[l][m] / scale;
+      mean_s /= N;
+      for (int i = 0; i < N; ++i) {
+        double dv = res[i].values[l][m] / scale - mean_s;
+        ss += dv * dv;
+      }
+      p.rows[l][m] = mean_s * scale;
+      p.rows[l][M + m] = N > 1 ? scale * std::sqrt(ss / (N - 1) / N) : std::nan("");
     }
 
   // Warnings name the first layer where a non-finite value appeared, and how many samples.
