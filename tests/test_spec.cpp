@@ -120,7 +120,7 @@ TEST_CASE("TOML syntax errors name the file and line", "[config]") {
   CHECK_THAT(config_error("[stack]\ndepth = = 3\n"), Catch::Contains("case.toml:2:") && Catch::Contains("syntax"));
 }
 
-TEST_CASE("--set overrides: repeatable, last wins, errors named", "[config]") {
+TEST_CASE("spec overrides (--set): repeatable, last wins, errors named", "[config]") {
   StackSpec s = resolve_spec("", {"stack.depth=10", "stack.norm=post", "stack.depth=12", "init.sigma_w2=1.5",
                                   "stack.branch_scale=1/sqrt(L)", "stack.residual=false"});
   CHECK(s.depth == 12);
