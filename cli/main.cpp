@@ -102,7 +102,7 @@ int main(int argc, char** argv) {
                    sigprop::to_string(spec.norm_type), spec.tokens, spec.depth,
                    sigprop::to_string(spec.activation), sigprop::to_string(spec.mask), spec.branch_scale.str(),
                    sigprop::to_string(spec.qk_scale));
-        fmt::print("{}", sigprop::cli::format_table(p, max_rows));
+        fmt::print("{}", sigprop::cli::format_table(p, max_rows, "numerical error (1 s.e. of the attention integral)"));
         if (p.extras.contains("mean_field")) fmt::print("mean field: {}\n", p.extras["mean_field"].dump());
       }
       return 0;

@@ -43,27 +43,8 @@ int run_simulate(const SimulateArgs& a) {
                to_string(spec.blocks), to_string(spec.norm), to_string(spec.norm_type), spec.tokens, spec.width,
                spec.heads, spec.depth, to_string(spec.activation), to_string(spec.mask), spec.branch_scale.str(),
                to_string(spec.qk_scale), a.settings.samples, a.settings.seed, a.settings.backend);
-    // format_table's footer describes the theory engine's integration error; show means
-    // only and state the Monte Carlo error here.
-    Profile means = p;
-    const auto& names = metric_names();
-    means.columns.resize(names.size());
-    for (auto& r : means.rows) r.resize(names.size());
-    fmt::print("{}", format_table(means, a.max_rows));
-    double worst = 0;
-    std::string which;
-    for (auto& n : names)
-      for (int l = 0; l < p.layers(); ++l) {
-        double v = p.at(l, n), se = p.at(l, n + "_se");
-        if (std::isfinite(v) && std::isfinite(se) && std::abs(v) > 1e-12 && se / std::abs(v) > worst) {
-          worst = se / std::abs(v);
-          which = fmt::format("{} at layer {}", n, l);
-        }
-      }
-    if (!which.empty())
-      fmt::print("Monte Carlo standard error over {} samples: largest relative {:.2e} ({}); "
-                 "full _se columns in --json/--csv\n",
-                 a.settings.samples, worst, which);
+    fmt::print("{}", format_table(p, a.max_rows,
+                                  fmt::format("Monte Carlo standard error over {} samples", a.settings.samples)));
   }
   return 0;
 }

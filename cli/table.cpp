@@ -7,7 +7,7 @@
 
 namespace sigprop::cli {
 
-std::string format_table(const Profile& p, int max_rows) {
+std::string format_table(const Profile& p, int max_rows, const std::string& se_label) {
   std::string out;
   const auto& names = metric_names();
   out += fmt::format("{:>6}", "layer");
@@ -43,9 +43,9 @@ std::string format_table(const Profile& p, int max_rows) {
         }
       }
     }
-    out += fmt::format("numerical error (1 s.e. of the attention integral): largest relative {:.2e} ({}); "
-                       "full columns in --json/--csv\n",
-                       worst, which);
+    if (!which.empty())
+      out += fmt::format("{}: largest relative {:.2e} ({}); full _se columns in --json/--csv\n", se_label, worst,
+                         which);
   }
   return out;
 }
