@@ -116,3 +116,24 @@ TEST_CASE("sigma_qk2 -> 0 recovers uniform attention", "[analytic]") {
   CHECK((a.K[1] - b.K[1]).cwiseAbs().maxCoeff() < 1e-5);
   CHECK((a.G[0] - b.G[0]).cwiseAbs().maxCoeff() < 1e-5);
 }
+
+TEST_CASE("uniform attention's O(T^2) sums equal the explicit products", "[analytic]") {
+  // forward(K) = A K A^T and backward = vo A^T G A with A uniform over allowed tokens,
+  // for arbitrary symmetric K and G (not only the equicorrelated input).
+  const int T = 9;
+  Eigen::MatrixXd R = Eigen::MatrixXd::Random(T, T), Q = Eigen::MatrixXd::Random(T, T);
+  Eigen::MatrixXd K = R * R.transpose(), G = Q * Q.transpose();
+  for (std::string mask : {"none", "causal"}) {
+    StackSpec s = resolve_spec("", {"stack.qk_scale=1/dh", "stack.mask=" + mask, "stack.tokens=9"});
+    AttentionKernel ak(s, {});
+    REQUIRE(ak.uniform());
+    Eigen::MatrixXd A = Eigen::MatrixXd::Zero(T, T);
+    for (int t = 0; t < T; ++t) {
+      int n = mask == "causal" ? t + 1 : T;
+      for (int u = 0; u < n; ++u) A(t, u) = 1.0 / n;
+    }
+    INFO(mask);
+    CHECK((ak.forward(K) - A * K * A.transpose()).cwiseAbs().maxCoeff() < 1e-13);
+    CHECK((ak.backward(K, G, 1.7) - 1.7 * A.transpose() * G * A).cwiseAbs().maxCoeff() < 1e-13);
+  }
+}

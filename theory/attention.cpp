@@ -17,11 +17,6 @@ AttentionKernel::AttentionKernel(const StackSpec& spec, AttnSettings settings)
       st_(settings) {
   if (st_.samples < 2) throw ConfigError("theory attention samples must be >= 2");
   if (st_.samples % 2) ++st_.samples;
-  A_uniform_ = Eigen::MatrixXd::Zero(T_, T_);
-  for (int t = 0; t < T_; ++t) {
-    int n = causal_ ? t + 1 : T_;
-    for (int s = 0; s < n; ++s) A_uniform_(t, s) = 1.0 / n;
-  }
 }
 
 Eigen::MatrixXd AttentionKernel::factor(const Eigen::MatrixXd& K) const {
@@ -53,8 +48,35 @@ void AttentionKernel::draw(int pair, Eigen::MatrixXd& xi) const {
   ns.fill(xi.data(), static_cast<size_t>(T_) * T_);
 }
 
+namespace {
+// Uniform attention in O(T^2) instead of two T^3 products. Full averaging: A K A^T = mean(K) 11^T.
+// Causal (A_ts = 1/(t+1), s <= t): (A K A^T)_ts = P_ts / ((t+1)(s+1)) with P the 2-D prefix sum of K,
+// and (A^T G A)_ij = sum_{t>=i, s>=j} G_ts / ((t+1)(s+1)), a 2-D suffix sum.
+Eigen::MatrixXd uniform_forward(const Eigen::MatrixXd& K, bool causal) {
+  const auto T = K.rows();
+  if (!causal) return Eigen::MatrixXd::Constant(T, T, K.mean());
+  Eigen::MatrixXd P(T, T);
+  for (Eigen::Index t = 0; t < T; ++t)
+    for (Eigen::Index s = 0; s < T; ++s)
+      P(t, s) = K(t, s) + (t ? P(t - 1, s) : 0.0) + (s ? P(t, s - 1) : 0.0) - (t && s ? P(t - 1, s - 1) : 0.0);
+  for (Eigen::Index t = 0; t < T; ++t)
+    for (Eigen::Index s = 0; s < T; ++s) P(t, s) /= static_cast<double>((t + 1) * (s + 1));
+  return P;
+}
+Eigen::MatrixXd uniform_backward(const Eigen::MatrixXd& G, bool causal) {
+  const auto T = G.rows();
+  if (!causal) return Eigen::MatrixXd::Constant(T, T, G.mean());
+  Eigen::MatrixXd S(T, T);
+  for (Eigen::Index t = T - 1; t >= 0; --t)
+    for (Eigen::Index s = T - 1; s >= 0; --s)
+      S(t, s) = G(t, s) / static_cast<double>((t + 1) * (s + 1)) + (t + 1 < T ? S(t + 1, s) : 0.0) +
+                (s + 1 < T ? S(t, s + 1) : 0.0) - (t + 1 < T && s + 1 < T ? S(t + 1, s + 1) : 0.0);
+  return S;
+}
+}  // namespace
+
 Eigen::MatrixXd AttentionKernel::forward(const Eigen::MatrixXd& K) const {
-  if (uniform_) return A_uniform_ * K * A_uniform_.transpose();
+  if (uniform_) return uniform_forward(K, causal_);
   Eigen::MatrixXd L = std::sqrt(sqk2_) * factor(K);  // S = sigma_qk^2 F xi F^T, F F^T = K
   Eigen::MatrixXd acc = Eigen::MatrixXd::Zero(T_, T_), xi, S;
   const int pairs = st_.samples / 2;
@@ -72,7 +94,7 @@ Eigen::MatrixXd AttentionKernel::forward(const Eigen::MatrixXd& K) const {
 }
 
 Eigen::MatrixXd AttentionKernel::backward(const Eigen::MatrixXd& K, const Eigen::MatrixXd& G, double vo_var) const {
-  if (uniform_) return vo_var * (A_uniform_.transpose() * G * A_uniform_);
+  if (uniform_) return vo_var * uniform_backward(G, causal_);
   Eigen::MatrixXd L = std::sqrt(sqk2_) * factor(K);  // S = sigma_qk^2 F xi F^T, F F^T = K
   const Eigen::MatrixXd KK = K.cwiseProduct(K);
   const Eigen::MatrixXd W = G.cwiseProduct(K);

@@ -55,7 +55,6 @@ class AttentionKernel {
   bool uniform_;
   double sqk2_;
   AttnSettings st_;
-  Eigen::MatrixXd A_uniform_;
   Eigen::MatrixXd factor(const Eigen::MatrixXd& K) const;
   void softmax_rows(Eigen::MatrixXd& S) const;
   void draw(int pair, Eigen::MatrixXd& xi) const;
