@@ -50,12 +50,13 @@ std::vector<Case> cases() {
        {"stack.blocks=mlp", "stack.norm=pre", "stack.activation=gelu", "stack.depth=1000", "stack.tokens=64"}},
       // Dense stacks X' = phi(X) W + b: erf (closed form) and tanh (64 x 64 Gauss-Hermite per entry).
       {"dense_erf/L1000/T64",
-       {"stack.blocks=dense", "stack.residual=false", "stack.norm=none", "stack.activation=erf",
-        "init.sigma_w2=1.76", "init.sigma_b2=0.05", "stack.depth=1000", "stack.tokens=64"}},
+       {"stack.blocks=dense", "stack.residual=false", "stack.norm=none", "stack.activation=erf", "init.sigma_w2=1.76",
+        "init.sigma_b2=0.05", "stack.depth=1000", "stack.tokens=64"}},
       {"dense_tanh/L1000/T64",
-       {"stack.blocks=dense", "stack.residual=false", "stack.norm=none", "stack.activation=tanh",
-        "init.sigma_w2=1.76", "init.sigma_b2=0.05", "stack.depth=1000", "stack.tokens=64"},
-       8, true},
+       {"stack.blocks=dense", "stack.residual=false", "stack.norm=none", "stack.activation=tanh", "init.sigma_w2=1.76",
+        "init.sigma_b2=0.05", "stack.depth=1000", "stack.tokens=64"},
+       8,
+       true},
   };
 }
 

@@ -6,8 +6,8 @@
 #include <string>
 #include <vector>
 
-#include <CLI/CLI.hpp>
 #include <fmt/format.h>
+#include <CLI/CLI.hpp>
 
 #include "cli/simulate_cmd.hpp"
 #include "cli/table.hpp"
@@ -65,7 +65,8 @@ int main(int argc, char** argv) {
   th->add_option("--seed", ts.attn.seed, "Seed of the attention integral's draws");
   th->add_option("--error-batches", ts.error_batches, "Batches for the numerical error estimate (0 = off, >= 2)")
       ->check(CLI::Range(0, 1000));
-  th->add_option("--quad-order", ts.quad_order, "Gauss-Legendre points per piece for tanh and silu")->check(CLI::Range(8, 400));
+  th->add_option("--quad-order", ts.quad_order, "Gauss-Legendre points per piece for tanh and silu")
+      ->check(CLI::Range(8, 400));
   th->add_option("--rows", max_rows, "Layers shown in the terminal table (0 = all)")->check(CLI::NonNegativeNumber);
   th->add_flag("--quiet,-q", quiet, "Do not print the table");
 
@@ -96,12 +97,12 @@ int main(int argc, char** argv) {
       for (auto& w : p.warnings) fmt::print(stderr, "sigprop: warning: {}\n", w);
       bool tty = ::isatty(STDOUT_FILENO) != 0;
       if (!quiet && (tty || (json_out.empty() && csv_out.empty()))) {
-        fmt::print("sigprop theory: {} blocks, norm={} ({}), {} tokens, depth {}, activation {}, mask {}, "
-                   "branch_scale {}, qk_scale {}\n",
-                   sigprop::to_string(spec.blocks), sigprop::to_string(spec.norm),
-                   sigprop::to_string(spec.norm_type), spec.tokens, spec.depth,
-                   sigprop::to_string(spec.activation), sigprop::to_string(spec.mask), spec.branch_scale.str(),
-                   sigprop::to_string(spec.qk_scale));
+        fmt::print(
+            "sigprop theory: {} blocks, norm={} ({}), {} tokens, depth {}, activation {}, mask {}, "
+            "branch_scale {}, qk_scale {}\n",
+            sigprop::to_string(spec.blocks), sigprop::to_string(spec.norm), sigprop::to_string(spec.norm_type),
+            spec.tokens, spec.depth, sigprop::to_string(spec.activation), sigprop::to_string(spec.mask),
+            spec.branch_scale.str(), sigprop::to_string(spec.qk_scale));
         fmt::print("{}", sigprop::cli::format_table(p, max_rows, "numerical error (1 s.e. of the attention integral)"));
         if (p.extras.contains("mean_field")) fmt::print("mean field: {}\n", p.extras["mean_field"].dump());
       }

@@ -18,7 +18,8 @@ std::string format_table(const Profile& p, int max_rows, const std::string& se_l
   if (max_rows <= 0 || L + 1 <= max_rows) {
     for (int l = 0; l <= L; ++l) rows.insert(l);
   } else {
-    for (int i = 0; i < max_rows; ++i) rows.insert(static_cast<int>(std::lround(static_cast<double>(i) * L / (max_rows - 1))));
+    for (int i = 0; i < max_rows; ++i)
+      rows.insert(static_cast<int>(std::lround(static_cast<double>(i) * L / (max_rows - 1))));
   }
   for (int l : rows) {
     out += fmt::format("{:>6}", l);
@@ -44,8 +45,8 @@ std::string format_table(const Profile& p, int max_rows, const std::string& se_l
       }
     }
     if (!which.empty())
-      out += fmt::format("{}: largest relative {:.2e} ({}); full _se columns in --json/--csv\n", se_label, worst,
-                         which);
+      out +=
+          fmt::format("{}: largest relative {:.2e} ({}); full _se columns in --json/--csv\n", se_label, worst, which);
   }
   return out;
 }

@@ -1,8 +1,8 @@
 #include "core/profile.hpp"
 
+#include <unistd.h>
 #include <cmath>
 #include <cstdio>
-#include <unistd.h>
 #include <fstream>
 #include <sstream>
 
@@ -14,8 +14,7 @@
 namespace sigprop {
 
 const std::vector<std::string>& metric_names() {
-  static const std::vector<std::string> names{"q",           "rho",      "res",     "eff_rank",
-                                              "update_ratio", "ang_dist", "grad_var"};
+  static const std::vector<std::string> names{"q", "rho", "res", "eff_rank", "update_ratio", "ang_dist", "grad_var"};
   return names;
 }
 
@@ -96,8 +95,8 @@ Profile Profile::from_json(const nlohmann::json& j) {
       p.rows.push_back(std::move(r));
     }
     if (static_cast<int>(p.rows.size()) != p.spec.depth + 1)
-      throw IoError(fmt::format("profile has {} layers, spec depth {} needs {}", p.rows.size(), p.spec.depth,
-                                p.spec.depth + 1));
+      throw IoError(
+          fmt::format("profile has {} layers, spec depth {} needs {}", p.rows.size(), p.spec.depth, p.spec.depth + 1));
     return p;
   } catch (const nlohmann::json::exception& e) {
     throw IoError(fmt::format("malformed profile JSON: {}", e.what()));

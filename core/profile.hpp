@@ -17,8 +17,8 @@ const std::vector<std::string>& metric_names();
 
 struct Profile {
   StackSpec spec;
-  std::string engine;             ///< "theory", "simulate", ...
-  std::string version;            ///< sigprop version that produced it
+  std::string engine;                                  ///< "theory", "simulate", ...
+  std::string version;                                 ///< sigprop version that produced it
   nlohmann::json settings = nlohmann::json::object();  ///< engine settings (samples, seed, backend, ...)
   std::vector<std::string> columns;                    ///< metric columns, e.g. "q", "q_se"
   std::vector<std::vector<double>> rows;               ///< rows[l][c], l = 0..depth

@@ -6,8 +6,8 @@
 #include <cstddef>
 #include <cstdint>
 
-#include <Random123/boxmuller.hpp>
 #include <Random123/philox.h>
+#include <Random123/boxmuller.hpp>
 
 namespace sigprop {
 

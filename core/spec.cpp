@@ -38,15 +38,10 @@ struct EnumNames {
   }
 };
 
-const EnumNames<Blocks> kBlocks{{{"attn+mlp", Blocks::AttnMlp},
-                                 {"attn", Blocks::Attn},
-                                 {"mlp", Blocks::Mlp},
-                                 {"dense", Blocks::Dense}}};
-const EnumNames<Norm> kNorm{{{"pre", Norm::Pre},
-                             {"post", Norm::Post},
-                             {"none", Norm::None},
-                             {"lns", Norm::Lns},
-                             {"deepnorm", Norm::DeepNorm}}};
+const EnumNames<Blocks> kBlocks{
+    {{"attn+mlp", Blocks::AttnMlp}, {"attn", Blocks::Attn}, {"mlp", Blocks::Mlp}, {"dense", Blocks::Dense}}};
+const EnumNames<Norm> kNorm{
+    {{"pre", Norm::Pre}, {"post", Norm::Post}, {"none", Norm::None}, {"lns", Norm::Lns}, {"deepnorm", Norm::DeepNorm}}};
 const EnumNames<NormType> kNormType{{{"layernorm", NormType::LayerNorm}, {"rmsnorm", NormType::RmsNorm}}};
 const EnumNames<Activation> kAct{{{"relu", Activation::Relu},
                                   {"gelu", Activation::Gelu},
@@ -59,21 +54,28 @@ const EnumNames<QkScale> kQk{{{"1/sqrt(dh)", QkScale::InvSqrtDh}, {"1/dh", QkSca
 
 const std::map<std::string, std::vector<std::string>> kKeys{
     {"stack",
-     {"depth", "tokens", "width", "heads", "mlp_ratio", "blocks", "norm", "norm_type", "norm_eps",
-      "activation", "mask", "residual", "branch_scale", "qk_scale"}},
+     {"depth", "tokens", "width", "heads", "mlp_ratio", "blocks", "norm", "norm_type", "norm_eps", "activation", "mask",
+      "residual", "branch_scale", "qk_scale"}},
     {"init", {"sigma_w2", "sigma_b2", "sigma_qk2"}},
     {"input", {"q0", "rho0"}},
 };
 
 std::string type_name(const toml::node& n) {
   switch (n.type()) {
-    case toml::node_type::string: return "a string";
-    case toml::node_type::integer: return "an integer";
-    case toml::node_type::floating_point: return "a number";
-    case toml::node_type::boolean: return "a boolean";
-    case toml::node_type::table: return "a table";
-    case toml::node_type::array: return "an array";
-    default: return "a date/time";
+    case toml::node_type::string:
+      return "a string";
+    case toml::node_type::integer:
+      return "an integer";
+    case toml::node_type::floating_point:
+      return "a number";
+    case toml::node_type::boolean:
+      return "a boolean";
+    case toml::node_type::table:
+      return "a table";
+    case toml::node_type::array:
+      return "an array";
+    default:
+      return "a date/time";
   }
 }
 
@@ -83,8 +85,7 @@ int get_int(const toml::node& n, const std::string& key) {
       throw ConfigError(fmt::format("{}: {} does not fit in an integer", key, *v));
     return static_cast<int>(*v);
   }
-  if (auto d = n.value_exact<double>(); d && std::floor(*d) == *d && std::abs(*d) < 2e9)
-    return static_cast<int>(*d);
+  if (auto d = n.value_exact<double>(); d && std::floor(*d) == *d && std::abs(*d) < 2e9) return static_cast<int>(*d);
   throw ConfigError(fmt::format("{}: expected an integer, got {}", key, type_name(n)));
 }
 double get_double(const toml::node& n, const std::string& key) {
@@ -110,12 +111,18 @@ BranchScale parse_branch_scale(const toml::node& n) {
     return b;
   }
   if (!n.is_string())
-    throw ConfigError(fmt::format("{}: expected \"1\", \"1/sqrt(L)\", \"1/sqrt(2L)\" or a number, got {}", key,
-                                  type_name(n)));
+    throw ConfigError(
+        fmt::format("{}: expected \"1\", \"1/sqrt(L)\", \"1/sqrt(2L)\" or a number, got {}", key, type_name(n)));
   std::string s = *n.value_exact<std::string>();
   if (s == "1") return b;
-  if (s == "1/sqrt(L)") { b.kind = BranchScaleKind::InvSqrtL; return b; }
-  if (s == "1/sqrt(2L)") { b.kind = BranchScaleKind::InvSqrt2L; return b; }
+  if (s == "1/sqrt(L)") {
+    b.kind = BranchScaleKind::InvSqrtL;
+    return b;
+  }
+  if (s == "1/sqrt(2L)") {
+    b.kind = BranchScaleKind::InvSqrt2L;
+    return b;
+  }
   char* end = nullptr;
   double x = std::strtod(s.c_str(), &end);
   if (!s.empty() && end == s.c_str() + s.size()) {
@@ -215,8 +222,7 @@ toml::table parse_table(std::string_view text, const std::string& origin) {
 
 void override_table(toml::table& root, std::string_view assignment) {
   auto eq = assignment.find('=');
-  if (eq == std::string_view::npos)
-    throw ConfigError(fmt::format("--set {}: expected table.key=value", assignment));
+  if (eq == std::string_view::npos) throw ConfigError(fmt::format("--set {}: expected table.key=value", assignment));
   std::string lhs(assignment.substr(0, eq)), rhs(assignment.substr(eq + 1));
   auto trim = [](std::string& x) {
     x.erase(0, x.find_first_not_of(" \t"));
@@ -239,8 +245,7 @@ void override_table(toml::table& root, std::string_view assignment) {
   }
   if (!root.contains(table)) root.insert(table, toml::table{});
   auto* t = root.get_as<toml::table>(table);
-  if (t == nullptr)
-    throw ConfigError(fmt::format("--set {}: \"{}\" is not a table", assignment, table));
+  if (t == nullptr) throw ConfigError(fmt::format("--set {}: \"{}\" is not a table", assignment, table));
   if (parsed)
     t->insert_or_assign(key, *tmp.get("v"));
   else
@@ -280,25 +285,35 @@ std::string did_you_mean(std::string_view word, const std::vector<std::string>& 
 
 double BranchScale::value(int depth) const {
   switch (kind) {
-    case BranchScaleKind::One: return 1.0;
-    case BranchScaleKind::InvSqrtL: return 1.0 / std::sqrt(static_cast<double>(depth));
-    case BranchScaleKind::InvSqrt2L: return 1.0 / std::sqrt(2.0 * depth);
-    case BranchScaleKind::Number: return number;
+    case BranchScaleKind::One:
+      return 1.0;
+    case BranchScaleKind::InvSqrtL:
+      return 1.0 / std::sqrt(static_cast<double>(depth));
+    case BranchScaleKind::InvSqrt2L:
+      return 1.0 / std::sqrt(2.0 * depth);
+    case BranchScaleKind::Number:
+      return number;
   }
   throw Error("internal: unknown branch scale");
 }
 
 std::string BranchScale::str() const {
   switch (kind) {
-    case BranchScaleKind::One: return "1";
-    case BranchScaleKind::InvSqrtL: return "1/sqrt(L)";
-    case BranchScaleKind::InvSqrt2L: return "1/sqrt(2L)";
-    case BranchScaleKind::Number: return fmt::format("{}", number);
+    case BranchScaleKind::One:
+      return "1";
+    case BranchScaleKind::InvSqrtL:
+      return "1/sqrt(L)";
+    case BranchScaleKind::InvSqrt2L:
+      return "1/sqrt(2L)";
+    case BranchScaleKind::Number:
+      return fmt::format("{}", number);
   }
   throw Error("internal: unknown branch scale");
 }
 
-int StackSpec::mlp_width() const { return static_cast<int>(std::llround(mlp_ratio * width)); }
+int StackSpec::mlp_width() const {
+  return static_cast<int>(std::llround(mlp_ratio * width));
+}
 
 void StackSpec::validate() const {
   auto bad = [](const char* key, const std::string& why) { throw ConfigError(fmt::format("{}: {}", key, why)); };
@@ -315,9 +330,9 @@ void StackSpec::validate() const {
     bad("stack.mlp_ratio", fmt::format("mlp_ratio * width must be a positive integer, got {} * {}", mlp_ratio, width));
   if (!(norm_eps >= 0) || !std::isfinite(norm_eps) || norm_eps > 1)
     bad("stack.norm_eps", fmt::format("must be in [0, 1], got {}", norm_eps));
-  if (branch_scale.kind == BranchScaleKind::Number &&
-      (!std::isfinite(branch_scale.number) || branch_scale.number < 0))
-    bad("stack.branch_scale", fmt::format("a numeric branch scale must be finite and >= 0, got {}", branch_scale.number));
+  if (branch_scale.kind == BranchScaleKind::Number && (!std::isfinite(branch_scale.number) || branch_scale.number < 0))
+    bad("stack.branch_scale",
+        fmt::format("a numeric branch scale must be finite and >= 0, got {}", branch_scale.number));
   if (norm == Norm::DeepNorm && branch_scale.kind != BranchScaleKind::One)
     bad("stack.branch_scale", "must be \"1\" with norm = \"deepnorm\" (DeepNorm fixes its own scales lambda and beta)");
   if (norm == Norm::DeepNorm && !residual)
@@ -330,12 +345,24 @@ void StackSpec::validate() const {
   if (!(rho0 >= 0 && rho0 <= 1)) bad("input.rho0", fmt::format("must be in [0, 1], got {}", rho0));
 }
 
-std::string to_string(Blocks v) { return kBlocks.name(v); }
-std::string to_string(Norm v) { return kNorm.name(v); }
-std::string to_string(NormType v) { return kNormType.name(v); }
-std::string to_string(Activation v) { return kAct.name(v); }
-std::string to_string(Mask v) { return kMask.name(v); }
-std::string to_string(QkScale v) { return kQk.name(v); }
+std::string to_string(Blocks v) {
+  return kBlocks.name(v);
+}
+std::string to_string(Norm v) {
+  return kNorm.name(v);
+}
+std::string to_string(NormType v) {
+  return kNormType.name(v);
+}
+std::string to_string(Activation v) {
+  return kAct.name(v);
+}
+std::string to_string(Mask v) {
+  return kMask.name(v);
+}
+std::string to_string(QkScale v) {
+  return kQk.name(v);
+}
 
 nlohmann::json StackSpec::to_json() const {
   nlohmann::json j;
@@ -344,11 +371,13 @@ nlohmann::json StackSpec::to_json() const {
     bs = branch_scale.number;
   else
     bs = branch_scale.str();
-  j["stack"] = {{"depth", depth},         {"tokens", tokens},        {"width", width},
-                {"heads", heads},         {"mlp_ratio", mlp_ratio},  {"blocks", to_string(blocks)},
-                {"norm", to_string(norm)}, {"norm_type", to_string(norm_type)}, {"norm_eps", norm_eps},
-                {"activation", to_string(activation)}, {"mask", to_string(mask)}, {"residual", residual},
-                {"branch_scale", bs},     {"qk_scale", to_string(qk_scale)}};
+  j["stack"] = {{"depth", depth},          {"tokens", tokens},
+                {"width", width},          {"heads", heads},
+                {"mlp_ratio", mlp_ratio},  {"blocks", to_string(blocks)},
+                {"norm", to_string(norm)}, {"norm_type", to_string(norm_type)},
+                {"norm_eps", norm_eps},    {"activation", to_string(activation)},
+                {"mask", to_string(mask)}, {"residual", residual},
+                {"branch_scale", bs},      {"qk_scale", to_string(qk_scale)}};
   j["init"] = {{"sigma_w2", sigma_w2}, {"sigma_b2", sigma_b2}, {"sigma_qk2", sigma_qk2}};
   j["input"] = {{"q0", q0}, {"rho0", rho0}};
   return j;
@@ -356,9 +385,10 @@ nlohmann::json StackSpec::to_json() const {
 
 std::string to_toml(const StackSpec& s) {
   std::ostringstream o;
-  auto num = [](double x) { return fmt::format("{:.17g}", x).find_first_of(".eEn") == std::string::npos
-                                        ? fmt::format("{:.17g}.0", x)
-                                        : fmt::format("{:.17g}", x); };
+  auto num = [](double x) {
+    return fmt::format("{:.17g}", x).find_first_of(".eEn") == std::string::npos ? fmt::format("{:.17g}.0", x)
+                                                                                : fmt::format("{:.17g}", x);
+  };
   o << "[stack]\n"
     << "depth = " << s.depth << "\ntokens = " << s.tokens << "\nwidth = " << s.width << "\nheads = " << s.heads
     << "\nmlp_ratio = " << num(s.mlp_ratio) << "\nblocks = \"" << to_string(s.blocks) << "\"\nnorm = \""
@@ -368,8 +398,8 @@ std::string to_toml(const StackSpec& s) {
     << (s.branch_scale.kind == BranchScaleKind::Number ? num(s.branch_scale.number)
                                                        : "\"" + s.branch_scale.str() + "\"")
     << "\nqk_scale = \"" << to_string(s.qk_scale) << "\"\n\n[init]\nsigma_w2 = " << num(s.sigma_w2)
-    << "\nsigma_b2 = " << num(s.sigma_b2) << "\nsigma_qk2 = " << num(s.sigma_qk2) << "\n\n[input]\nq0 = "
-    << num(s.q0) << "\nrho0 = " << num(s.rho0) << "\n";
+    << "\nsigma_b2 = " << num(s.sigma_b2) << "\nsigma_qk2 = " << num(s.sigma_qk2) << "\n\n[input]\nq0 = " << num(s.q0)
+    << "\nrho0 = " << num(s.rho0) << "\n";
   return o.str();
 }
 
@@ -380,11 +410,16 @@ StackSpec StackSpec::from_json(const nlohmann::json& j) {
     if (!obj.is_object()) throw ConfigError(fmt::format("spec JSON: \"{}\" must be an object", table));
     toml::table t;
     for (auto& [k, v] : obj.items()) {
-      if (v.is_boolean()) t.insert(k, v.get<bool>());
-      else if (v.is_number_integer()) t.insert(k, v.get<int64_t>());
-      else if (v.is_number()) t.insert(k, v.get<double>());
-      else if (v.is_string()) t.insert(k, v.get<std::string>());
-      else throw ConfigError(fmt::format("spec JSON: {}.{} has an unsupported type", table, k));
+      if (v.is_boolean())
+        t.insert(k, v.get<bool>());
+      else if (v.is_number_integer())
+        t.insert(k, v.get<int64_t>());
+      else if (v.is_number())
+        t.insert(k, v.get<double>());
+      else if (v.is_string())
+        t.insert(k, v.get<std::string>());
+      else
+        throw ConfigError(fmt::format("spec JSON: {}.{} has an unsupported type", table, k));
     }
     root.insert(table, std::move(t));
   }

@@ -32,27 +32,27 @@ struct BranchScale {
 /// and examples/default.toml; `to_json` always writes every key (the resolved spec).
 struct StackSpec {
   // [stack]
-  int depth = 24;           ///< number of blocks L (>= 1)
-  int tokens = 16;          ///< T (>= 2)
-  int width = 512;          ///< d; ignored by the infinite-width theory
-  int heads = 8;            ///< H, must divide width
-  double mlp_ratio = 4.0;   ///< r, MLP hidden width r*d (r*d must be an integer)
+  int depth = 24;          ///< number of blocks L (>= 1)
+  int tokens = 16;         ///< T (>= 2)
+  int width = 512;         ///< d; ignored by the infinite-width theory
+  int heads = 8;           ///< H, must divide width
+  double mlp_ratio = 4.0;  ///< r, MLP hidden width r*d (r*d must be an integer)
   Blocks blocks = Blocks::AttnMlp;
   Norm norm = Norm::Pre;
   NormType norm_type = NormType::LayerNorm;
-  double norm_eps = 1e-5;   ///< eps inside the norm's square root (sigprop extension of MODEL.md)
+  double norm_eps = 1e-5;  ///< eps inside the norm's square root (sigprop extension of MODEL.md)
   Activation activation = Activation::Gelu;
   Mask mask = Mask::Causal;
   bool residual = true;
   BranchScale branch_scale{};
   QkScale qk_scale = QkScale::InvSqrtDh;
   // [init]: variances (sigma^2), per fan-in for weights
-  double sigma_w2 = 1.0;    ///< weight variance * fan_in for V, O, W1, W2 and dense weights
-  double sigma_b2 = 0.0;    ///< bias variance for MLP and dense biases
-  double sigma_qk2 = 1.0;   ///< weight variance * fan_in for Q and K
+  double sigma_w2 = 1.0;   ///< weight variance * fan_in for V, O, W1, W2 and dense weights
+  double sigma_b2 = 0.0;   ///< bias variance for MLP and dense biases
+  double sigma_qk2 = 1.0;  ///< weight variance * fan_in for Q and K
   // [input]
-  double q0 = 1.0;          ///< input second moment per coordinate
-  double rho0 = 0.1;        ///< input correlation between distinct tokens, in [0, 1]
+  double q0 = 1.0;    ///< input second moment per coordinate
+  double rho0 = 0.1;  ///< input correlation between distinct tokens, in [0, 1]
 
   /// Throws ConfigError naming the first key whose value is out of range.
   void validate() const;

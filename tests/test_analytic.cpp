@@ -17,7 +17,9 @@ using sigprop::test::Tol;
 constexpr double kPi = std::numbers::pi;
 
 namespace {
-StackSpec spec_of(std::vector<std::string> sets) { return resolve_spec("", sets); }
+StackSpec spec_of(std::vector<std::string> sets) {
+  return resolve_spec("", sets);
+}
 
 // Reference 2-D Gauss-Hermite of E[f(u) g(v)] written independently of ActKernel
 // (Cholesky parametrisation of the other triangle: v first).
@@ -87,8 +89,8 @@ TEST_CASE("dense relu stack iterates the arc-cosine correlation map", "[analytic
   // Poole et al. 2016 / Cho & Saul: at sigma_w^2 = 2, sigma_b^2 = 0, q is preserved and
   // c' = (sqrt(1 - c^2) + (pi - arccos c) c) / pi.
   StackSpec s = spec_of({"stack.blocks=dense", "stack.residual=false", "stack.norm=none", "stack.activation=relu",
-                         "init.sigma_w2=2", "init.sigma_b2=0", "stack.tokens=2", "stack.depth=3000",
-                         "input.rho0=0.2", "input.q0=1.7"});
+                         "init.sigma_w2=2", "init.sigma_b2=0", "stack.tokens=2", "stack.depth=3000", "input.rho0=0.2",
+                         "input.q0=1.7"});
   KernelTrace tr = kernel_recursion(s, {});
   double c = 0.2;
   for (int l = 1; l <= 3000; ++l) {
@@ -111,8 +113,8 @@ TEST_CASE("dense erf stack follows the arcsin kernel", "[analytic]") {
   // Williams 1997: q' = sw2 (2/pi) asin(2q / (1 + 2q)) + sb2, same for the covariance.
   const double sw2 = 1.6, sb2 = 0.1;
   StackSpec s = spec_of({"stack.blocks=dense", "stack.residual=false", "stack.norm=none", "stack.activation=erf",
-                         "init.sigma_w2=1.6", "init.sigma_b2=0.1", "stack.tokens=3", "stack.depth=20",
-                         "input.rho0=0.4", "input.q0=2"});
+                         "init.sigma_w2=1.6", "init.sigma_b2=0.1", "stack.tokens=3", "stack.depth=20", "input.rho0=0.4",
+                         "input.q0=2"});
   KernelTrace tr = kernel_recursion(s, {});
   double q = 2, k = 0.8;
   for (int l = 1; l <= 20; ++l) {
@@ -198,8 +200,8 @@ TEST_CASE("uniform attention averages tokens: full and causal", "[analytic]") {
   const double sw2 = 1.3, q0 = 2.0, r0 = 0.25;
   for (std::string mask : {"none", "causal"}) {
     StackSpec s = spec_of({"stack.blocks=attn", "stack.residual=false", "stack.norm=none", "stack.qk_scale=1/dh",
-                           "stack.mask=" + mask, "init.sigma_w2=1.3", "input.q0=2", "input.rho0=0.25",
-                           "stack.tokens=6", "stack.depth=1"});
+                           "stack.mask=" + mask, "init.sigma_w2=1.3", "input.q0=2", "input.rho0=0.25", "stack.tokens=6",
+                           "stack.depth=1"});
     KernelTrace tr = kernel_recursion(s, {});
     const int T = 6;
     for (int t = 0; t < T; ++t)
@@ -228,9 +230,9 @@ TEST_CASE("Pre-LN: linear growth of q, hyperbolic growth of grad_var", "[analyti
   // Backward, the diagonal of G obeys g_{l-1} = g_l (1 + a^2 sw2^2 kd / q_{l-1}) with kd = 1/2,
   // = g_l q_l / q_{l-1}: so q_l g_l is constant and g_l = q_L / q_l (hyperbolic in l).
   for (std::string bs : {"1", "1/sqrt(L)"}) {
-    StackSpec s = spec_of({"stack.blocks=mlp", "stack.norm=pre", "stack.norm_eps=0", "stack.activation=relu",
-                           "init.sigma_w2=1.5", "init.sigma_b2=0", "input.q0=1.3", "stack.depth=200",
-                           "stack.branch_scale=" + bs});
+    StackSpec s =
+        spec_of({"stack.blocks=mlp", "stack.norm=pre", "stack.norm_eps=0", "stack.activation=relu", "init.sigma_w2=1.5",
+                 "init.sigma_b2=0", "input.q0=1.3", "stack.depth=200", "stack.branch_scale=" + bs});
     const double a2 = bs == "1" ? 1.0 : 1.0 / 200;
     Profile p = TheoryEngine().run(s);
     const double qL = 1.3 + 200 * a2 * 1.5 * 1.5 / 2;

@@ -91,7 +91,7 @@ TEST_CASE("sampled attention expectations match quadrature for two tokens", "[an
       double q1 = r.K1.trace() / 2, rho1 = r.K1(0, 1) / std::sqrt(r.K1(0, 0) * r.K1(1, 1));
       INFO("mask " << mask << ", sigma_qk2 " << sq);
       // The query/key gradient paths are fourth-order in the softmax and noisier: 1% there.
-  auto check = [&](const char* m, int layer, double ref, double max_rel_se) {
+      auto check = [&](const char* m, int layer, double ref, double max_rel_se) {
         double got = p.at(layer, m), se = p.at(layer, std::string(m) + "_se");
         INFO(m << ": sampled " << got << " +- " << se << ", quadrature " << ref << ", z = " << (got - ref) / se);
         CHECK(std::abs(got - ref) <= 5 * se);

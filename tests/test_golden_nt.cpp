@@ -115,7 +115,8 @@ TEST_CASE("theory kernels match neural-tangents golden kernels", "[golden]") {
         }
       }
 
-      const sigprop::theory::KernelTrace tr = sigprop::theory::kernel_recursion(spec, sigprop::theory::TheorySettings{});
+      const sigprop::theory::KernelTrace tr =
+          sigprop::theory::kernel_recursion(spec, sigprop::theory::TheorySettings{});
       REQUIRE(tr.first_nonfinite == -1);
       REQUIRE(static_cast<int>(tr.K.size()) == L + 1);
       double worst = 0;  // max |sigprop - nt| / (abs + rel |nt|): <= 1 passes
@@ -136,8 +137,8 @@ TEST_CASE("theory kernels match neural-tangents golden kernels", "[golden]") {
               }
             }
           }
-      INFO(file << ": " << bad << " of " << (L + 1) * T * T << " entries outside tolerance; worst "
-                << worst << " of the tolerance");
+      INFO(file << ": " << bad << " of " << (L + 1) * T * T << " entries outside tolerance; worst " << worst
+                << " of the tolerance");
       CHECK(bad == 0);
     }
   }
@@ -156,10 +157,9 @@ TEST_CASE("theory kernels match neural-tangents golden kernels", "[golden]") {
 //       q, c = f(q), f(c)
 //   print(q, c/q)   # 0.78735904623399763..., 0.57343173755340331...
 TEST_CASE("deep chaotic dense erf stays on the q-map fixed point (where NT drifts)", "[golden]") {
-  const auto spec = sigprop::resolve_spec(
-      "", {"stack.blocks=dense", "stack.residual=false", "stack.norm=none", "stack.activation=erf",
-           "init.sigma_w2=1.76", "init.sigma_b2=0.05", "input.q0=1.0", "input.rho0=0.1", "stack.depth=600",
-           "stack.tokens=8"});
+  const auto spec = sigprop::resolve_spec("", {"stack.blocks=dense", "stack.residual=false", "stack.norm=none",
+                                               "stack.activation=erf", "init.sigma_w2=1.76", "init.sigma_b2=0.05",
+                                               "input.q0=1.0", "input.rho0=0.1", "stack.depth=600", "stack.tokens=8"});
   const auto tr = sigprop::theory::kernel_recursion(spec, sigprop::theory::TheorySettings{});
   const Eigen::MatrixXd& K = tr.K[600];
   // Reference from 40-digit arithmetic; sigprop's double recursion is contracting here, so

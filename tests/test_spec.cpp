@@ -91,7 +91,8 @@ TEST_CASE("unknown keys are named, with a suggestion", "[config]") {
 }
 
 TEST_CASE("wrong types are named", "[config]") {
-  CHECK_THAT(config_error("[stack]\ndepth = \"ten\"\n"), Catch::Contains("stack.depth: expected an integer, got a string"));
+  CHECK_THAT(config_error("[stack]\ndepth = \"ten\"\n"),
+             Catch::Contains("stack.depth: expected an integer, got a string"));
   CHECK_THAT(config_error("[stack]\ndepth = 2.5\n"), Catch::Contains("stack.depth: expected an integer"));
   CHECK_THAT(config_error("[stack]\nresidual = 1\n"), Catch::Contains("stack.residual: expected true or false"));
   CHECK_THAT(config_error("[init]\nsigma_w2 = \"2\"\n"), Catch::Contains("init.sigma_w2: expected a number"));

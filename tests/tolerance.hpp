@@ -16,11 +16,11 @@ struct Tol {
 /// Double-precision closed forms evaluated two ways: a few hundred ulps of headroom.
 inline constexpr Tol kExact{1e-13, 1e-12};
 
-#define SIGPROP_CHECK_CLOSE(got, ref, tol)                                                \
-  do {                                                                                    \
-    const double sp_g_ = (got), sp_r_ = (ref);                                            \
+#define SIGPROP_CHECK_CLOSE(got, ref, tol)                                                 \
+  do {                                                                                     \
+    const double sp_g_ = (got), sp_r_ = (ref);                                             \
     INFO(#got " = " << sp_g_ << ", " #ref " = " << sp_r_ << ", diff " << (sp_g_ - sp_r_)); \
-    CHECK((tol).ok(sp_g_, sp_r_));                                                        \
+    CHECK((tol).ok(sp_g_, sp_r_));                                                         \
   } while (0)
 
 }  // namespace sigprop::test

@@ -30,7 +30,7 @@
 namespace sigprop::theory {
 
 struct AttnSettings {
-  int samples = 2048;   ///< Monte Carlo logit draws per layer (rounded up to even: antithetic pairs)
+  int samples = 2048;        ///< Monte Carlo logit draws per layer (rounded up to even: antithetic pairs)
   uint64_t seed = 0x5197A7;  ///< Philox key of the logit draws
   int first_sample = 0;      ///< index of the first draw (batches use disjoint ranges)
 };

@@ -93,10 +93,18 @@ KernelTrace kernel_recursion(const StackSpec& spec, const TheorySettings& st) {
 
   std::vector<Branch> halves;
   switch (spec.blocks) {
-    case Blocks::AttnMlp: halves = {Branch::Attn, Branch::Mlp}; break;
-    case Blocks::Attn: halves = {Branch::Attn}; break;
-    case Blocks::Mlp: halves = {Branch::Mlp}; break;
-    case Blocks::Dense: halves = {Branch::Dense}; break;
+    case Blocks::AttnMlp:
+      halves = {Branch::Attn, Branch::Mlp};
+      break;
+    case Blocks::Attn:
+      halves = {Branch::Attn};
+      break;
+    case Blocks::Mlp:
+      halves = {Branch::Mlp};
+      break;
+    case Blocks::Dense:
+      halves = {Branch::Dense};
+      break;
   }
 
   KernelTrace tr;
@@ -127,7 +135,9 @@ KernelTrace kernel_recursion(const StackSpec& spec, const TheorySettings& st) {
       // so it is uncorrelated with X: cross terms vanish in both directions.
       Eigen::MatrixXd KF;
       switch (br) {
-        case Branch::Attn: KF = (sw2 * sw2) * attn->forward(h.Kz); break;
+        case Branch::Attn:
+          KF = (sw2 * sw2) * attn->forward(h.Kz);
+          break;
         case Branch::Mlp: {
           Eigen::MatrixXd Ku = (sw2 * h.Kz).array() + spec.sigma_b2;
           act_kernels(ak, Ku, Kphi, h.Kd);
@@ -169,9 +179,15 @@ KernelTrace kernel_recursion(const StackSpec& spec, const TheorySettings& st) {
       // skip and branch gradients, and norm-projection terms are O(1/sqrt(d)).
       Eigen::MatrixXd Gb;
       switch (h.branch) {
-        case Branch::Attn: Gb = attn->backward(h.Kz, G, sw2 * sw2); break;
-        case Branch::Mlp: Gb = (sw2 * sw2) * G.cwiseProduct(h.Kd); break;
-        case Branch::Dense: Gb = sw2 * G.cwiseProduct(h.Kd); break;
+        case Branch::Attn:
+          Gb = attn->backward(h.Kz, G, sw2 * sw2);
+          break;
+        case Branch::Mlp:
+          Gb = (sw2 * sw2) * G.cwiseProduct(h.Kd);
+          break;
+        case Branch::Dense:
+          Gb = sw2 * G.cwiseProduct(h.Kd);
+          break;
       }
       if (h.d_pre.size()) Gb = h.pre_gain2 * scale2(Gb, h.d_pre);
       G = h.lam2 * G + h.a2 * Gb;
@@ -235,9 +251,10 @@ Profile TheoryEngine::run(const StackSpec& spec) {
   KernelTrace tr = kernel_recursion(spec, st_);
   fill_metrics(spec, tr, p);
   if (tr.first_nonfinite >= 0)
-    p.warnings.push_back(fmt::format("non-finite kernel first at layer {}: the recursion diverged (overflow); "
-                                     "later layers are null",
-                                     tr.first_nonfinite));
+    p.warnings.push_back(
+        fmt::format("non-finite kernel first at layer {}: the recursion diverged (overflow); "
+                    "later layers are null",
+                    tr.first_nonfinite));
 
   if (sampled && st_.error_batches > 0) {
     // Batch means: B independent recursions on disjoint slices of the same draws.

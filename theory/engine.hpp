@@ -10,9 +10,9 @@
 namespace sigprop::theory {
 
 struct TheorySettings {
-  int quad_order = 48;       ///< Gauss-Legendre points per piece (tanh, silu; see theory/gauss.hpp)
-  AttnSettings attn{};       ///< softmax expectations (qk_scale = 1/sqrt(dh) only)
-  int error_batches = 8;     ///< batch-means error estimate of the attention Monte Carlo (0 = off)
+  int quad_order = 48;    ///< Gauss-Legendre points per piece (tanh, silu; see theory/gauss.hpp)
+  AttnSettings attn{};    ///< softmax expectations (qk_scale = 1/sqrt(dh) only)
+  int error_batches = 8;  ///< batch-means error estimate of the attention Monte Carlo (0 = off)
 };
 
 class TheoryEngine final : public Engine {
@@ -29,10 +29,10 @@ class TheoryEngine final : public Engine {
 
 /// Raw recursion result used by the engine and the tests: kernels per layer.
 struct KernelTrace {
-  std::vector<Eigen::MatrixXd> K;     ///< token kernel of X_l, l = 0..L
-  std::vector<Eigen::VectorXd> C;     ///< diag of cross kernel X_{l-1}.X_l / d, l = 1..L (C[0] unused)
-  std::vector<Eigen::MatrixXd> G;     ///< gradient covariance of Delta_l, l = 0..L
-  int first_nonfinite = -1;           ///< first layer with a non-finite kernel, -1 if none
+  std::vector<Eigen::MatrixXd> K;  ///< token kernel of X_l, l = 0..L
+  std::vector<Eigen::VectorXd> C;  ///< diag of cross kernel X_{l-1}.X_l / d, l = 1..L (C[0] unused)
+  std::vector<Eigen::MatrixXd> G;  ///< gradient covariance of Delta_l, l = 0..L
+  int first_nonfinite = -1;        ///< first layer with a non-finite kernel, -1 if none
 };
 
 /// Runs forward and backward recursions. Non-finite kernels stop the recursion;

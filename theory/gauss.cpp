@@ -17,17 +17,31 @@ constexpr double kPi = std::numbers::pi;
 struct Dual {
   double v, d;
 };
-inline Dual operator+(Dual a, Dual b) { return {a.v + b.v, a.d + b.d}; }
-inline Dual operator-(Dual a, Dual b) { return {a.v - b.v, a.d - b.d}; }
-inline Dual operator*(Dual a, Dual b) { return {a.v * b.v, a.d * b.v + a.v * b.d}; }
-inline Dual operator/(Dual a, Dual b) { return {a.v / b.v, (a.d * b.v - a.v * b.d) / (b.v * b.v)}; }
-inline Dual operator*(double s, Dual a) { return {s * a.v, s * a.d}; }
-inline Dual operator+(double s, Dual a) { return {s + a.v, a.d}; }
+inline Dual operator+(Dual a, Dual b) {
+  return {a.v + b.v, a.d + b.d};
+}
+inline Dual operator-(Dual a, Dual b) {
+  return {a.v - b.v, a.d - b.d};
+}
+inline Dual operator*(Dual a, Dual b) {
+  return {a.v * b.v, a.d * b.v + a.v * b.d};
+}
+inline Dual operator/(Dual a, Dual b) {
+  return {a.v / b.v, (a.d * b.v - a.v * b.d) / (b.v * b.v)};
+}
+inline Dual operator*(double s, Dual a) {
+  return {s * a.v, s * a.d};
+}
+inline Dual operator+(double s, Dual a) {
+  return {s + a.v, a.d};
+}
 inline Dual sqrt_(Dual a) {
   double r = std::sqrt(a.v);
   return {r, a.d / (2 * r)};
 }
-inline Dual asin_(Dual a) { return {std::asin(a.v), a.d / std::sqrt(1 - a.v * a.v)}; }
+inline Dual asin_(Dual a) {
+  return {std::asin(a.v), a.d / std::sqrt(1 - a.v * a.v)};
+}
 
 // GELU dual kernel. gelu(x) = x Phi(x) and Phi(x) = P(z <= x), z ~ N(0,1) independent, so
 //   E[gelu(u) gelu(v)] = E[u v 1{p >= 0} 1{r >= 0}],  p = u - z1, r = v - z2,
@@ -42,10 +56,10 @@ Dual gelu_kernel(double a, double b, Dual c) {
   double sa = std::sqrt(A), sb = std::sqrt(B);
   Dual det = Dual{A * B, 0} - c * c;
   // S^{-1} = [[B, -c], [-c, A]] / det
-  Dual alpha0 = (Dual{B * a, 0} - c * c) / det;            // (B a - c c)/det
-  Dual alpha1 = (Dual{A, 0} * c - Dual{a, 0} * c) / det;   // (-c a + A c)/det
-  Dual beta0 = (Dual{B, 0} * c - Dual{b, 0} * c) / det;    // (B c - c b)/det
-  Dual beta1 = (Dual{A * b, 0} - c * c) / det;             // (-c c + A b)/det
+  Dual alpha0 = (Dual{B * a, 0} - c * c) / det;           // (B a - c c)/det
+  Dual alpha1 = (Dual{A, 0} * c - Dual{a, 0} * c) / det;  // (-c a + A c)/det
+  Dual beta0 = (Dual{B, 0} * c - Dual{b, 0} * c) / det;   // (B c - c b)/det
+  Dual beta1 = (Dual{A * b, 0} - c * c) / det;            // (-c c + A b)/det
   Dual g = c / Dual{sa * sb, 0};
   Dual sq = sqrt_(1.0 + (-1.0) * (g * g));
   Dual P = Dual{0.25, 0} + (1.0 / (2 * kPi)) * asin_(g);
@@ -165,46 +179,58 @@ inline void act_both(Activation act, double x, double& f, double& df) {
 
 double act_value(Activation act, double x) {
   switch (act) {
-    case Activation::Relu: return x > 0 ? x : 0.0;
-    case Activation::Gelu: return 0.5 * x * std::erfc(-x / std::numbers::sqrt2);
-    case Activation::Tanh: return std::tanh(x);
-    case Activation::Erf: return std::erf(x);
-    case Activation::Silu: return x / (1 + std::exp(-x));
-    case Activation::Linear: return x;
+    case Activation::Relu:
+      return x > 0 ? x : 0.0;
+    case Activation::Gelu:
+      return 0.5 * x * std::erfc(-x / std::numbers::sqrt2);
+    case Activation::Tanh:
+      return std::tanh(x);
+    case Activation::Erf:
+      return std::erf(x);
+    case Activation::Silu:
+      return x / (1 + std::exp(-x));
+    case Activation::Linear:
+      return x;
   }
   throw Error("internal: unknown activation");
 }
 
 double act_deriv(Activation act, double x) {
   switch (act) {
-    case Activation::Relu: return x > 0 ? 1.0 : 0.0;
+    case Activation::Relu:
+      return x > 0 ? 1.0 : 0.0;
     case Activation::Gelu:
       return 0.5 * std::erfc(-x / std::numbers::sqrt2) + x * std::exp(-0.5 * x * x) / std::sqrt(2 * kPi);
     case Activation::Tanh: {
       double t = std::tanh(x);
       return 1 - t * t;
     }
-    case Activation::Erf: return 2 / std::sqrt(kPi) * std::exp(-x * x);
+    case Activation::Erf:
+      return 2 / std::sqrt(kPi) * std::exp(-x * x);
     case Activation::Silu: {
       double s = 1 / (1 + std::exp(-x));
       return s * (1 + x * (1 - s));
     }
-    case Activation::Linear: return 1.0;
+    case Activation::Linear:
+      return 1.0;
   }
   throw Error("internal: unknown activation");
 }
 
 ActKernel::ActKernel(Activation act, int quad_order) : act_(act), gl_(quad_order) {}
 
-bool ActKernel::exact() const { return act_ != Activation::Tanh && act_ != Activation::Silu; }
+bool ActKernel::exact() const {
+  return act_ != Activation::Tanh && act_ != Activation::Silu;
+}
 
 KernelPair ActKernel::eval(double a, double b, double c) const {
   a = std::max(a, 0.0);
   b = std::max(b, 0.0);
   double lim = std::sqrt(a) * std::sqrt(b);  // not sqrt(a*b): a*b overflows first for deep stacks
-  c = std::clamp(c, -lim, lim);  // round-off can push |c| a hair past sqrt(a b)
+  c = std::clamp(c, -lim, lim);              // round-off can push |c| a hair past sqrt(a b)
   switch (act_) {
-    case Activation::Linear: return {c, 1.0};
+    case Activation::Linear:
+      return {c, 1.0};
     case Activation::Relu: {
       if (!(lim > 0)) return {0.0, 0.0};  // a zero-variance input sits on relu's kink: phi' = 0
       // The diagonal (c = a = b) must give rho = 1 exactly: acos has infinite slope at 1, so a
@@ -226,7 +252,8 @@ KernelPair ActKernel::eval(double a, double b, double c) const {
       return {r.v, r.d};
     }
     case Activation::Tanh:
-    case Activation::Silu: return quadrature_kernel(act_, gl_, a, b, c);
+    case Activation::Silu:
+      return quadrature_kernel(act_, gl_, a, b, c);
   }
   throw Error("internal: unknown activation");
 }

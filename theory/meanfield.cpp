@@ -115,16 +115,24 @@ DenseMeanField dense_mean_field(Activation act, double sw2, double sb2, int quad
   mf.xi_c = scale(mf.chi_c);
   // Gradients scale like chi1^l: a positive scale for decay, negative for growth.
   mf.xi_grad = mf.chi1 > 0 && std::abs(mf.chi1 - 1) >= 1e-12 ? -1.0 / std::log(mf.chi1)
-                                                           : std::numeric_limits<double>::infinity();
+                                                             : std::numeric_limits<double>::infinity();
   return mf;
 }
 
 nlohmann::json to_json(const DenseMeanField& mf) {
   auto num = [](double x) { return std::isfinite(x) ? nlohmann::json(x) : nlohmann::json(fmt::format("{}", x)); };
-  return {{"sigma_w2", mf.sigma_w2}, {"sigma_b2", mf.sigma_b2}, {"q_star", num(mf.q_star)},
-          {"q_converged", mf.q_converged}, {"chi1", num(mf.chi1)}, {"c_star", num(mf.c_star)},
-          {"chi_c", num(mf.chi_c)}, {"dq_slope", num(mf.dq_slope)}, {"xi_q", num(mf.xi_q)},
-          {"xi_c", num(mf.xi_c)}, {"xi_grad", num(mf.xi_grad)}, {"phase", mf.phase},
+  return {{"sigma_w2", mf.sigma_w2},
+          {"sigma_b2", mf.sigma_b2},
+          {"q_star", num(mf.q_star)},
+          {"q_converged", mf.q_converged},
+          {"chi1", num(mf.chi1)},
+          {"c_star", num(mf.c_star)},
+          {"chi_c", num(mf.chi_c)},
+          {"dq_slope", num(mf.dq_slope)},
+          {"xi_q", num(mf.xi_q)},
+          {"xi_c", num(mf.xi_c)},
+          {"xi_grad", num(mf.xi_grad)},
+          {"phase", mf.phase},
           {"trainable_depth_6xi_c", num(mf.trainable_depth())}};
 }
 
@@ -149,8 +157,8 @@ std::string phase_diagram_csv(const std::vector<DenseMeanField>& rows, Activatio
   o << "sigma_w2,sigma_b2,q_star,chi1,c_star,chi_c,xi_q,xi_c,xi_grad,phase,trainable_depth\n";
   auto f = [](double x) { return std::isfinite(x) ? fmt::format("{:.12g}", x) : fmt::format("{}", x); };
   for (auto& r : rows)
-    o << f(r.sigma_w2) << "," << f(r.sigma_b2) << "," << f(r.q_star) << "," << f(r.chi1) << "," << f(r.c_star)
-      << "," << f(r.chi_c) << "," << f(r.xi_q) << "," << f(r.xi_c) << "," << f(r.xi_grad) << "," << r.phase << ","
+    o << f(r.sigma_w2) << "," << f(r.sigma_b2) << "," << f(r.q_star) << "," << f(r.chi1) << "," << f(r.c_star) << ","
+      << f(r.chi_c) << "," << f(r.xi_q) << "," << f(r.xi_c) << "," << f(r.xi_grad) << "," << r.phase << ","
       << f(r.trainable_depth()) << "\n";
   return o.str();
 }

@@ -18,15 +18,15 @@ namespace sigprop::theory {
 
 struct DenseMeanField {
   double sigma_w2 = 0, sigma_b2 = 0;
-  double q_star = 0;         ///< stable length fixed point (per-coordinate variance)
-  bool q_converged = false;  ///< false when q grows without bound (no finite fixed point)
-  double chi1 = 0;           ///< sigma_w^2 E[phi'(u)^2] at q*
-  double c_star = 1;         ///< stable correlation fixed point (1 in the ordered phase)
-  double chi_c = 0;          ///< slope of the c map at c*
-  double dq_slope = 0;       ///< slope of the q map at q*
-  double xi_q = 0, xi_c = 0; ///< depth scales (layers); +inf at criticality
-  double xi_grad = 0;        ///< -1/log(chi1): gradient growth/decay scale (layers)
-  std::string phase;         ///< "ordered" (chi1 < 1), "chaotic" (chi1 > 1), "critical", "unbounded"
+  double q_star = 0;          ///< stable length fixed point (per-coordinate variance)
+  bool q_converged = false;   ///< false when q grows without bound (no finite fixed point)
+  double chi1 = 0;            ///< sigma_w^2 E[phi'(u)^2] at q*
+  double c_star = 1;          ///< stable correlation fixed point (1 in the ordered phase)
+  double chi_c = 0;           ///< slope of the c map at c*
+  double dq_slope = 0;        ///< slope of the q map at q*
+  double xi_q = 0, xi_c = 0;  ///< depth scales (layers); +inf at criticality
+  double xi_grad = 0;         ///< -1/log(chi1): gradient growth/decay scale (layers)
+  std::string phase;          ///< "ordered" (chi1 < 1), "chaotic" (chi1 > 1), "critical", "unbounded"
   /// Recalled rule of thumb (Schoenholz et al. 2017, Fig. 5): trainable depth ~ 6 xi_c.
   [[nodiscard]] double trainable_depth() const { return 6 * xi_c; }
 };
@@ -35,8 +35,8 @@ DenseMeanField dense_mean_field(Activation act, double sigma_w2, double sigma_b2
 nlohmann::json to_json(const DenseMeanField& mf);
 
 /// Order/chaos phase diagram over a regular grid; a row per (sigma_w2, sigma_b2).
-std::vector<DenseMeanField> phase_diagram(Activation act, double sw2_min, double sw2_max, int n_sw2,
-                                          double sb2_min, double sb2_max, int n_sb2, int quad_order = 48);
+std::vector<DenseMeanField> phase_diagram(Activation act, double sw2_min, double sw2_max, int n_sw2, double sb2_min,
+                                          double sb2_max, int n_sb2, int quad_order = 48);
 /// CSV with a header line; infinite depth scales are written as "inf".
 std::string phase_diagram_csv(const std::vector<DenseMeanField>& rows, Activation act);
 
