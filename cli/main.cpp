@@ -54,7 +54,7 @@ int main(int argc, char** argv) {
   std::vector<std::string> sets;
   sigprop::theory::TheorySettings ts;
   int max_rows = 40;
-  bool quiet = false;
+  bool quiet = false, force_table = false;
   th->add_option("spec", spec_path, "Spec TOML file (MODEL.md §3); built-in default when omitted")
       ->check(CLI::ExistingFile);
   th->add_option("--set", sets, "Override a spec key: table.key=value (repeatable, last wins)");
@@ -69,6 +69,7 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(8, 400));
   th->add_option("--rows", max_rows, "Layers shown in the terminal table (0 = all)")->check(CLI::NonNegativeNumber);
   th->add_flag("--quiet,-q", quiet, "Do not print the table");
+  th->add_flag("--table", force_table, "Print the table even when writing files and stdout is not a terminal");
 
   // sigprop phase
   auto* ph = app.add_subcommand("phase", "Order/chaos phase diagram of a dense stack over (sigma_w2, sigma_b2)");
@@ -96,7 +97,7 @@ int main(int argc, char** argv) {
       write_outputs(p, json_out, csv_out);
       for (auto& w : p.warnings) fmt::print(stderr, "sigprop: warning: {}\n", w);
       bool tty = ::isatty(STDOUT_FILENO) != 0;
-      if (!quiet && (tty || (json_out.empty() && csv_out.empty()))) {
+      if (!quiet && (force_table || tty || (json_out.empty() && csv_out.empty()))) {
         fmt::print(
             "sigprop theory: {} blocks, norm={} ({}), {} tokens, depth {}, activation {}, mask {}, "
             "branch_scale {}, qk_scale {}\n",

@@ -30,6 +30,6 @@ cmake --build "$BUILD_DIR" -j "$(nproc)"
 if [ -z "${SIGPROP_NO_RUN:-}" ]; then
   echo "== sigprop theory examples/default.toml"
   mkdir -p out
-  "$BUILD_DIR/cli/sigprop" theory examples/default.toml --json out/default.theory.json --csv out/default.theory.csv
+  "$BUILD_DIR/cli/sigprop" theory examples/default.toml --table --json out/default.theory.json --csv out/default.theory.csv
   echo "== profile written to out/default.theory.json and out/default.theory.csv"
 fi
