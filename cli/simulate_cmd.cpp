@@ -20,7 +20,10 @@ CLI::App* add_simulate_command(CLI::App& app, SimulateArgs& a) {
   c->add_option("--set", a.sets, "Override a spec key: table.key=value (repeatable, last wins)");
   c->add_option("--samples", a.settings.samples, "Independent random stacks (weights, input, Delta_L)")->required();
   c->add_option("--seed", a.settings.seed, "Seed of every random stream")->required();
-  c->add_option("--backend", a.settings.backend, "Backend: reference (double precision, plain loops)");
+  c->add_option("--backend", a.settings.backend,
+                "Backend: reference (double precision, plain loops) or cpu (Eigen GEMMs, float or double)");
+  c->add_option("--precision", a.settings.precision,
+                "Precision of the cpu backend: float or double (the reference is double only)");
   c->add_option("--threads", a.settings.threads, "Worker threads (0 = all cores); results do not depend on it");
   c->add_option("--json", a.json_out, "Write the profile as JSON");
   c->add_option("--csv", a.csv_out, "Write the profile as CSV");
@@ -39,10 +42,11 @@ int run_simulate(const SimulateArgs& a) {
   const bool tty = ::isatty(STDOUT_FILENO) != 0;
   if (!a.quiet && (tty || (a.json_out.empty() && a.csv_out.empty()))) {
     fmt::print("sigprop simulate: {} blocks, norm={} ({}), {} tokens, width {}, {} heads, depth {}, activation {}, "
-               "mask {}, branch_scale {}, qk_scale {}; {} samples, seed {}, backend {}\n",
+               "mask {}, branch_scale {}, qk_scale {}; {} samples, seed {}, backend {} ({})\n",
                to_string(spec.blocks), to_string(spec.norm), to_string(spec.norm_type), spec.tokens, spec.width,
                spec.heads, spec.depth, to_string(spec.activation), to_string(spec.mask), spec.branch_scale.str(),
-               to_string(spec.qk_scale), a.settings.samples, a.settings.seed, a.settings.backend);
+               to_string(spec.qk_scale), a.settings.samples, a.settings.seed, a.settings.backend,
+               a.settings.precision);
     fmt::print("{}", format_table(p, a.max_rows,
                                   fmt::format("Monte Carlo standard error over {} samples", a.settings.samples)));
   }

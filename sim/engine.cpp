@@ -4,6 +4,7 @@
 #include <atomic>
 #include <cmath>
 #include <exception>
+#include <memory>
 #include <thread>
 #include <vector>
 
@@ -12,35 +13,84 @@
 
 #include "core/error.hpp"
 #include "sigprop/version.hpp"
+#include "sim/backend.hpp"
+#include "sim/eigen_backend.hpp"
 #include "sim/reference.hpp"
 
 namespace sigprop::sim {
 
 const std::vector<std::string>& available_backends() {
-  static const std::vector<std::string> names{"reference"};
+  static const std::vector<std::string> names{"reference", "cpu"};
   return names;
 }
 
+const std::vector<std::string>& backend_precisions(const std::string& backend) {
+  static const std::vector<std::string> ref{"double"}, cpu{"float", "double"}, none{};
+  if (backend == "reference") return ref;
+  if (backend == "cpu") return cpu;
+  return none;
+}
+
 namespace {
+
+// The reference backend behind the StackBackend interface (ReferenceStack itself stays a plain class).
+class ReferenceBackend final : public StackBackend {
+ public:
+  ReferenceBackend(const StackSpec& spec, uint64_t seed) : st_(spec, seed) {}
+  [[nodiscard]] const StackSpec& spec() const override { return st_.spec(); }
+  [[nodiscard]] std::string backend() const override { return "reference"; }
+  [[nodiscard]] std::string precision() const override { return "double"; }
+  [[nodiscard]] std::vector<double> input(int sample) const override { return st_.input(sample); }
+  [[nodiscard]] std::vector<double> output_grad(int sample) const override { return st_.output_grad(sample); }
+  [[nodiscard]] std::vector<double> block_forward(int sample, int layer,
+                                                  const std::vector<double>& X) const override {
+    return st_.block_forward(sample, layer, X);
+  }
+  [[nodiscard]] std::vector<double> block_backward(int sample, int layer, const std::vector<double>& X,
+                                                   const std::vector<double>& dY) const override {
+    return st_.block_backward(sample, layer, X, dY);
+  }
+  [[nodiscard]] SampleMetrics run_sample(int sample) const override { return st_.run_sample(sample); }
+
+ private:
+  ReferenceStack st_;
+};
 
 void check_backend(const std::string& b) {
   const auto& ok = available_backends();
   if (std::find(ok.begin(), ok.end(), b) != ok.end()) return;
   const std::string avail = fmt::format("{}", fmt::join(ok, ", "));
-  if (b == "cpu" || b == "eigen")
-    throw ConfigError(fmt::format("--backend: \"{}\" (the optimised Eigen CPU backend) is not built yet; available: {}",
-                                  b, avail));
   if (b == "cuda")
     throw ConfigError(fmt::format("--backend: \"cuda\" is not available in this build; available: {}", avail));
-  std::string hint = did_you_mean(b, {"reference", "cpu", "cuda"});
+  std::string hint = b == "eigen" ? "cpu" : did_you_mean(b, {"reference", "cpu", "cuda"});
   throw ConfigError(fmt::format("--backend: unknown backend \"{}\"{}; available: {}", b,
                                 hint.empty() ? "" : fmt::format(" (did you mean \"{}\"?)", hint), avail));
 }
 
+void check_precision(const std::string& backend, const std::string& precision) {
+  const auto& ok = backend_precisions(backend);
+  if (std::find(ok.begin(), ok.end(), precision) != ok.end()) return;
+  if (precision == "float" || precision == "double")
+    throw ConfigError(fmt::format("--precision: the {} backend runs in {} only, not \"{}\"", backend,
+                                  fmt::join(ok, ", "), precision));
+  throw ConfigError(fmt::format("--precision: unknown precision \"{}\"; the {} backend offers: {}", precision,
+                                backend, fmt::join(ok, ", ")));
+}
+
 }  // namespace
+
+std::unique_ptr<StackBackend> make_stack_backend(const StackSpec& spec, uint64_t seed, const std::string& backend,
+                                                 const std::string& precision) {
+  check_backend(backend);
+  check_precision(backend, precision);
+  if (backend == "reference") return std::make_unique<ReferenceBackend>(spec, seed);
+  if (precision == "float") return std::make_unique<EigenStack<float>>(spec, seed);
+  return std::make_unique<EigenStack<double>>(spec, seed);
+}
 
 MonteCarloEngine::MonteCarloEngine(SimSettings settings) : st_(std::move(settings)) {
   check_backend(st_.backend);
+  check_precision(st_.backend, st_.precision);
   if (st_.samples < 1 || st_.samples > kMaxSamples)
     throw ConfigError(fmt::format("--samples: must be in [1, {}] (16-bit sample ids of the random streams), got {}",
                                   kMaxSamples, st_.samples));
@@ -48,7 +98,8 @@ MonteCarloEngine::MonteCarloEngine(SimSettings settings) : st_(std::move(setting
 }
 
 Profile MonteCarloEngine::run(const StackSpec& spec) {
-  const ReferenceStack stack(spec, st_.seed);  // validates the spec
+  const std::unique_ptr<StackBackend> stack =
+      make_stack_backend(spec, st_.seed, st_.backend, st_.precision);  // validates the spec
   const int N = st_.samples, L = spec.depth;
   const auto& names = metric_names();
   const int M = static_cast<int>(names.size());
@@ -61,7 +112,7 @@ Profile MonteCarloEngine::run(const StackSpec& spec) {
   std::vector<std::exception_ptr> errors(nthreads);
   auto work = [&](int w) {
     try {
-      for (int i = next.fetch_add(1); i < N; i = next.fetch_add(1)) res[i] = stack.run_sample(i);
+      for (int i = next.fetch_add(1); i < N; i = next.fetch_add(1)) res[i] = stack->run_sample(i);
     } catch (...) {
       errors[w] = std::current_exception();
       next.store(N);
@@ -85,7 +136,7 @@ Profile MonteCarloEngine::run(const StackSpec& spec) {
                 {"samples", N},
                 {"seed", st_.seed},
                 {"backend", st_.backend},
-                {"precision", "double"},
+                {"precision", st_.precision},
                 {"rng", "Philox4x32-10 + Box-Muller; streams keyed by (sample, layer, matrix, head)"},
                 {"version", kVersion}};
 

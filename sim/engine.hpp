@@ -12,8 +12,9 @@ namespace sigprop::sim {
 struct SimSettings {
   int samples = 64;                 ///< independent stacks (weights, input and Delta_L), 1..65536
   uint64_t seed = 0;                ///< Philox key of every random stream
-  std::string backend = "reference";  ///< "reference" (double precision, plain loops)
+  std::string backend = "reference";  ///< "reference" (double, plain loops) or "cpu" (Eigen GEMMs)
   int threads = 0;                  ///< worker threads, 0 = hardware concurrency; never changes the numbers
+  std::string precision = "double";  ///< "double" or "float" (cpu only): type of every stream and weight
 };
 
 /// Names of the backends this build can run, in the order shown in error messages.
@@ -21,8 +22,8 @@ const std::vector<std::string>& available_backends();
 
 class MonteCarloEngine final : public Engine {
  public:
-  /// Throws ConfigError for an unknown or unavailable backend, samples outside
-  /// [1, 65536] or negative threads.
+  /// Throws ConfigError for an unknown or unavailable backend, a precision the backend
+  /// does not offer, samples outside [1, 65536] or negative threads.
   explicit MonteCarloEngine(SimSettings settings);
   [[nodiscard]] std::string name() const override { return "simulate"; }
   /// Columns: every metric of MODEL.md §2, then `<name>_se` = sd / sqrt(samples)

@@ -1,0 +1,51 @@
+#pragma once
+/// @file One interface for every Monte Carlo backend (OpenMM's kernel interface, qsim's
+/// interchangeable simulators): the reference backend (sim/reference.hpp) and the
+/// optimised Eigen backend (sim/eigen_backend.hpp) both compute MODEL.md §1 for
+/// sample i from the same random streams, so MonteCarloEngine and the backend-neutral
+/// tests (tests/shared/) run either through this class. Tensors cross it as
+/// row-major std::vector<double> whatever the backend's precision: a float backend
+/// rounds its inputs to float and returns its float results widened to double.
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "core/spec.hpp"
+#include "sim/reference.hpp"  // SampleMetrics, StreamKind
+
+namespace sigprop::sim {
+
+class StackBackend {
+ public:
+  virtual ~StackBackend() = default;
+  [[nodiscard]] virtual const StackSpec& spec() const = 0;
+  /// "reference" or "cpu".
+  [[nodiscard]] virtual std::string backend() const = 0;
+  /// "double" or "float": the type of every stream, weight and intermediate.
+  [[nodiscard]] virtual std::string precision() const = 0;
+
+  /// X_0 (T, d) of this sample (MODEL.md §1 input).
+  [[nodiscard]] virtual std::vector<double> input(int sample) const = 0;
+  /// Delta_L (T, d), iid N(0, 1).
+  [[nodiscard]] virtual std::vector<double> output_grad(int sample) const = 0;
+  /// X_l (T, d) from X_{l-1} = X (T, d) through block l = 1..L of this sample.
+  [[nodiscard]] virtual std::vector<double> block_forward(int sample, int layer,
+                                                          const std::vector<double>& X) const = 0;
+  /// Delta_{l-1} = J_l^T dY (T, d), J_l the Jacobian of block l at X_{l-1} = X.
+  [[nodiscard]] virtual std::vector<double> block_backward(int sample, int layer, const std::vector<double>& X,
+                                                           const std::vector<double>& dY) const = 0;
+  /// Forward through every block, backward from Delta_L, every metric per layer.
+  [[nodiscard]] virtual SampleMetrics run_sample(int sample) const = 0;
+};
+
+/// Precisions a backend offers, in the order shown in error messages.
+const std::vector<std::string>& backend_precisions(const std::string& backend);
+
+/// The backend `backend` ("reference" | "cpu") in precision `precision` ("double" |
+/// "float"; the reference is double only). Validates the spec; throws ConfigError for
+/// an unknown backend or a precision the backend does not offer.
+std::unique_ptr<StackBackend> make_stack_backend(const StackSpec& spec, uint64_t seed, const std::string& backend,
+                                                 const std::string& precision);
+
+}  // namespace sigprop::sim

@@ -1,0 +1,51 @@
+#pragma once
+/// @file The optimised CPU backend (`--backend cpu`): MODEL.md §1 exactly as
+/// sim/reference.hpp defines it (same half-block conventions, same streams, same
+/// metrics), with every matrix product an Eigen GEMM and every tensor in `Real`
+/// (float or double).
+///
+///  - Weights are regenerated from the reference's streams in the backward pass, as in the
+///    reference: memory is O(L T d) per sample. Every normal is drawn in double and scaled
+///    in double exactly as the reference does, then rounded once to Real, so a double
+///    backend uses bit-identical weights and a float backend the nearest floats to them.
+///  - The per-head projections are packed into one (d, 3d) matrix [W_Q^0..W_Q^{H-1} |
+///    W_K^0.. | W_V^0..], so Q, K, V of every head come from one GEMM Z W_QKV (T, 3d);
+///    scores, A V and their backward are per-head GEMMs on column blocks.
+///  - The metrics are computed in double from the Real streams (X_l widened once per
+///    layer): the token kernel X X^T / d feeds res and rho through cancellations
+///    (tr K - 1^T K 1 / T near rank collapse) that float accumulation would swamp, and the
+///    T^2 d flops are negligible next to the block's d^2 T.
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "sim/backend.hpp"
+
+namespace sigprop::sim {
+
+/// One random finite-width stack of MODEL.md §1 per sample index, in precision Real.
+template <class Real>
+class EigenStack final : public StackBackend {
+ public:
+  /// Validates the spec; throws ConfigError if the depth does not fit the stream ids.
+  EigenStack(const StackSpec& spec, uint64_t seed);
+  [[nodiscard]] const StackSpec& spec() const override { return spec_; }
+  [[nodiscard]] std::string backend() const override { return "cpu"; }
+  [[nodiscard]] std::string precision() const override;
+
+  [[nodiscard]] std::vector<double> input(int sample) const override;
+  [[nodiscard]] std::vector<double> output_grad(int sample) const override;
+  [[nodiscard]] std::vector<double> block_forward(int sample, int layer, const std::vector<double>& X) const override;
+  [[nodiscard]] std::vector<double> block_backward(int sample, int layer, const std::vector<double>& X,
+                                                   const std::vector<double>& dY) const override;
+  [[nodiscard]] SampleMetrics run_sample(int sample) const override;
+
+ private:
+  StackSpec spec_;
+  uint64_t seed_;
+};
+
+extern template class EigenStack<float>;
+extern template class EigenStack<double>;
+
+}  // namespace sigprop::sim
