@@ -4,6 +4,7 @@
 #include <cmath>
 #include <numbers>
 
+#include <fmt/format.h>
 #include <Eigen/Dense>
 
 #include "core/error.hpp"
@@ -74,35 +75,37 @@ Dual gelu_kernel(double a, double b, Dual c) {
 
 }  // namespace
 
-GaussHermite::GaussHermite(int n) {
-  if (n < 1 || n > 400) throw ConfigError("Gauss-Hermite order must be in [1, 400]");
-  // Golub-Welsch for the probabilists' Hermite weight: Jacobi matrix with
-  // off-diagonal sqrt(k); nodes are its eigenvalues, weights the squared first
-  // components of the normalised eigenvectors.
+namespace {
+// Golub-Welsch: for a weight whose monic orthogonal polynomials have zero diagonal
+// recurrence coefficients (both rules here), the nodes are the eigenvalues of the Jacobi
+// matrix with off-diagonal beta(k), k = 1..n-1, and the weights are mu0 times the squared
+// first components of its normalised eigenvectors (mu0 = total mass of the weight).
+template <class Beta>
+void golub_welsch(int n, const char* name, Beta beta, double mu0, std::vector<double>& x, std::vector<double>& w) {
+  if (n < 1 || n > 400) throw ConfigError(fmt::format("{} order must be in [1, 400], got {}", name, n));
   Eigen::MatrixXd J = Eigen::MatrixXd::Zero(n, n);
-  for (int k = 1; k < n; ++k) J(k, k - 1) = J(k - 1, k) = std::sqrt(static_cast<double>(k));
+  for (int k = 1; k < n; ++k) J(k, k - 1) = J(k - 1, k) = beta(k);
   Eigen::SelfAdjointEigenSolver<Eigen::MatrixXd> es(J);
   x.resize(n);
   w.resize(n);
   for (int i = 0; i < n; ++i) {
     x[i] = es.eigenvalues()(i);
     double v0 = es.eigenvectors()(0, i);
-    w[i] = v0 * v0;
+    w[i] = mu0 * v0 * v0;
   }
 }
+}  // namespace
 
+// Probabilists' Hermite (weight N(0, 1), mass 1): beta(k) = sqrt(k).
+GaussHermite::GaussHermite(int n) {
+  golub_welsch(
+      n, "Gauss-Hermite", [](int k) { return std::sqrt(static_cast<double>(k)); }, 1.0, x, w);
+}
+
+// Legendre (weight 1 on [-1, 1], mass 2): beta(k) = k / sqrt(4k^2 - 1).
 GaussLegendre::GaussLegendre(int n) {
-  if (n < 1 || n > 400) throw ConfigError("Gauss-Legendre order must be in [1, 400]");
-  Eigen::MatrixXd J = Eigen::MatrixXd::Zero(n, n);
-  for (int k = 1; k < n; ++k) J(k, k - 1) = J(k - 1, k) = k / std::sqrt(4.0 * k * k - 1);
-  Eigen::SelfAdjointEigenSolver<Eigen::MatrixXd> es(J);
-  x.resize(n);
-  w.resize(n);
-  for (int i = 0; i < n; ++i) {
-    x[i] = es.eigenvalues()(i);
-    double v0 = es.eigenvectors()(0, i);
-    w[i] = 2 * v0 * v0;
-  }
+  golub_welsch(
+      n, "Gauss-Legendre", [](int k) { return k / std::sqrt(4.0 * k * k - 1); }, 2.0, x, w);
 }
 
 namespace {
