@@ -11,6 +11,7 @@
 #include <Eigen/Dense>
 #include <fmt/format.h>
 
+#include "core/blocks.hpp"
 #include "core/error.hpp"
 #include "core/metrics.hpp"
 #include "core/profile.hpp"
@@ -153,7 +154,6 @@ void norm_backward(double* dinp, const double* dout, const double* out, const do
 // ----------------------------------------------------------------------------
 // one layer's weights, regenerated from their streams whenever needed
 
-enum class Branch { Attn, Mlp, Dense };
 
 struct LayerWeights {
   Vec wq, wk, wv;  // (H, d, dh) per-head projections
@@ -169,12 +169,9 @@ struct Dims {
 
 Dims dims_of(const StackSpec& s) { return {s.tokens, s.width, s.heads, s.head_dim(), s.mlp_width()}; }
 
-// DeepNorm's beta = (8L)^{-1/4} on the standard deviation of V, O, W1, W2 and dense W.
-double beta_of(const StackSpec& s) { return s.norm == Norm::DeepNorm ? std::pow(8.0 * s.depth, -0.25) : 1.0; }
-
 LayerWeights make_weights(const StackSpec& s, uint64_t seed, int sample, int l) {
   const Dims D = dims_of(s);
-  const double beta = beta_of(s);
+  const double beta = weight_beta(s);
   const double sd_w_d = beta * std::sqrt(s.sigma_w2 / D.d);  // fan_in d
   const double sd_b = std::sqrt(s.sigma_b2);
   LayerWeights w;
@@ -210,37 +207,6 @@ LayerWeights make_weights(const StackSpec& s, uint64_t seed, int sample, int l) 
 
 // ----------------------------------------------------------------------------
 // half-block  Y = post( lam X + a F(pre(X)) )
-
-struct HalfParams {
-  bool pre = false, post = false;
-  double pre_gain = 1.0;  // 1/sqrt(l) for LayerNorm Scaling
-  double lam = 1.0;       // skip weight
-  double a = 1.0;         // branch scale
-};
-
-HalfParams half_params(const StackSpec& s, int l) {
-  HalfParams p;
-  p.pre = s.norm == Norm::Pre || s.norm == Norm::Lns;
-  p.post = s.norm == Norm::Post || s.norm == Norm::DeepNorm;
-  if (s.norm == Norm::Lns) p.pre_gain = 1.0 / std::sqrt(static_cast<double>(l));  // Sun et al. 2025
-  p.a = s.branch_scale.value(s.depth);
-  if (s.norm == Norm::DeepNorm) {
-    p.lam = std::pow(2.0 * s.depth, 0.25);  // Wang et al. 2022 (DeepNet), decoder-only
-    p.a = 1.0;
-  }
-  if (!s.residual) p.lam = 0.0;
-  return p;
-}
-
-std::vector<Branch> halves_of(const StackSpec& s) {
-  switch (s.blocks) {
-    case Blocks::AttnMlp: return {Branch::Attn, Branch::Mlp};
-    case Blocks::Attn: return {Branch::Attn};
-    case Blocks::Mlp: return {Branch::Mlp};
-    case Blocks::Dense: return {Branch::Dense};
-  }
-  throw Error("internal: unknown blocks");
-}
 
 // Everything the backward pass needs from one half-block's forward.
 struct HalfCache {

@@ -5,6 +5,7 @@
 
 #include <fmt/format.h>
 
+#include "core/blocks.hpp"
 #include "core/error.hpp"
 #include "core/metrics.hpp"
 #include "sigprop/version.hpp"
@@ -13,8 +14,6 @@
 
 namespace sigprop::theory {
 namespace {
-
-enum class Branch { Attn, Mlp, Dense };
 
 // What the backward pass needs from one half-block  Y = post( lam X + a F(pre(X)) ).
 struct HalfTape {
@@ -27,24 +26,6 @@ struct HalfTape {
   double lam2 = 1.0;       // skip weight squared (0 without residual)
   double a2 = 1.0;         // branch scale squared
 };
-
-struct BlockParams {
-  double lam2, a2, wmul;  // skip^2, branch^2, weight-variance multiplier (DeepNorm beta^2)
-};
-
-BlockParams block_params(const StackSpec& s) {
-  BlockParams p{1.0, 0.0, 1.0};
-  double a = s.branch_scale.value(s.depth);
-  p.a2 = a * a;
-  if (s.norm == Norm::DeepNorm) {
-    // Wang et al. 2022 (DeepNet), decoder-only: lambda = (2L)^{1/4}, beta = (8L)^{-1/4}.
-    p.lam2 = std::sqrt(2.0 * s.depth);
-    p.wmul = 1.0 / std::sqrt(8.0 * s.depth);
-    p.a2 = 1.0;
-  }
-  if (!s.residual) p.lam2 = 0.0;
-  return p;
-}
 
 Eigen::VectorXd norm_scales(const Eigen::MatrixXd& K, double eps) {
   // At infinite width the per-token coordinate mean vanishes, so LayerNorm and RMSNorm
@@ -83,29 +64,13 @@ Eigen::MatrixXd input_kernel(const StackSpec& spec) {
 KernelTrace kernel_recursion(const StackSpec& spec, const TheorySettings& st) {
   spec.validate();
   const int L = spec.depth, T = spec.tokens;
-  const BlockParams bp = block_params(spec);
   const ActKernel ak(spec.activation, st.quad_order);
   std::unique_ptr<AttentionKernel> attn;
   if (spec.has_attn()) attn = std::make_unique<AttentionKernel>(spec, st.attn);
-  const bool pre = spec.norm == Norm::Pre || spec.norm == Norm::Lns;
-  const bool post = spec.norm == Norm::Post || spec.norm == Norm::DeepNorm;
-  const double sw2 = spec.sigma_w2 * bp.wmul;  // weight variance after DeepNorm's beta^2
+  const double beta = weight_beta(spec);
+  const double sw2 = spec.sigma_w2 * beta * beta;  // weight variance after DeepNorm's beta^2
 
-  std::vector<Branch> halves;
-  switch (spec.blocks) {
-    case Blocks::AttnMlp:
-      halves = {Branch::Attn, Branch::Mlp};
-      break;
-    case Blocks::Attn:
-      halves = {Branch::Attn};
-      break;
-    case Blocks::Mlp:
-      halves = {Branch::Mlp};
-      break;
-    case Blocks::Dense:
-      halves = {Branch::Dense};
-      break;
-  }
+  const std::vector<Branch> halves = halves_of(spec);
 
   KernelTrace tr;
   tr.K.assign(L + 1, Eigen::MatrixXd::Constant(T, T, std::nan("")));
@@ -118,15 +83,16 @@ KernelTrace kernel_recursion(const StackSpec& spec, const TheorySettings& st) {
   Eigen::MatrixXd Kphi;
   for (int l = 1; l <= L; ++l) {
     Eigen::VectorXd c = K.diagonal();  // cross kernel with X_{l-1} starts as its own diagonal
+    const HalfParams hp = half_params(spec, l);
     for (Branch br : halves) {
       HalfTape h;
       h.branch = br;
-      h.lam2 = bp.lam2;
-      h.a2 = bp.a2;
+      h.lam2 = hp.lam * hp.lam;
+      h.a2 = hp.a * hp.a;
       // Branch input Z = pre(X).
-      if (pre) {
+      if (hp.pre) {
         h.d_pre = norm_scales(K, spec.norm_eps);
-        if (spec.norm == Norm::Lns) h.pre_gain2 = 1.0 / l;  // Sun et al. 2025: N(x)/sqrt(l)
+        h.pre_gain2 = hp.pre_gain * hp.pre_gain;  // 1/l for LayerNorm Scaling (Sun et al. 2025)
         h.Kz = h.pre_gain2 * scale2(K, h.d_pre);
       } else {
         h.Kz = K;
@@ -152,7 +118,7 @@ KernelTrace kernel_recursion(const StackSpec& spec, const TheorySettings& st) {
       }
       K = h.lam2 * K + h.a2 * KF;
       c *= std::sqrt(h.lam2);
-      if (post) {
+      if (hp.post) {
         h.d_post = norm_scales(K, spec.norm_eps);
         K = scale2(K, h.d_post);
         c = c.cwiseProduct(h.d_post);
