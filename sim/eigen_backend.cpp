@@ -31,7 +31,6 @@ using ColVec = Eigen::Matrix<Real, Eigen::Dynamic, 1>;
 using MatD = Mat<double>;
 
 // Column of each metric in SampleMetrics::values (metric_names() order, checked in the constructor).
-enum Col { kQ, kRho, kRes, kEffRank, kUpdate, kAng, kGrad, kNumCols };
 
 // ----------------------------------------------------------------------------
 // random streams: the reference's numbers (fill in double, scale in double), rounded once to Real
@@ -439,18 +438,7 @@ MatD output_grad_double(const StackSpec& s, uint64_t seed, int sample) {
 
 template <class Real>
 EigenStack<Real>::EigenStack(const StackSpec& spec, uint64_t seed) : spec_(spec), seed_(seed) {
-  spec_.validate();
-  if (spec_.depth > kMaxDepth)
-    throw ConfigError(fmt::format("stack.depth: the simulate engine keys its random streams by a 16-bit layer "
-                                  "id, so depth must be <= {}, got {}",
-                                  kMaxDepth, spec_.depth));
-  static const bool names_match = [] {
-    const auto& n = metric_names();
-    return n.size() == kNumCols && n[kQ] == "q" && n[kRho] == "rho" && n[kRes] == "res" &&
-           n[kEffRank] == "eff_rank" && n[kUpdate] == "update_ratio" && n[kAng] == "ang_dist" &&
-           n[kGrad] == "grad_var";
-  }();
-  if (!names_match) throw Error("internal: sim/eigen_backend.cpp metric columns differ from metric_names()");
+  validate_for_simulation(spec_);
 }
 
 template <class Real>

@@ -24,7 +24,6 @@ using Vec = std::vector<double>;
 using std::size_t;
 
 // Column of each metric in SampleMetrics::values (metric_names() order, checked below).
-enum Col { kQ, kRho, kRes, kEffRank, kUpdate, kAng, kGrad, kNumCols };
 
 bool all_finite(const Vec& v) {
   for (double x : v)
@@ -433,19 +432,23 @@ double mean_square(const Vec& v) {
 
 }  // namespace
 
-ReferenceStack::ReferenceStack(const StackSpec& spec, uint64_t seed) : spec_(spec), seed_(seed) {
-  spec_.validate();
-  if (spec_.depth > kMaxDepth)
+void validate_for_simulation(const StackSpec& spec) {
+  spec.validate();
+  if (spec.depth > kMaxDepth)
     throw ConfigError(fmt::format("stack.depth: the simulate engine keys its random streams by a 16-bit layer "
                                   "id, so depth must be <= {}, got {}",
-                                  kMaxDepth, spec_.depth));
+                                  kMaxDepth, spec.depth));
   static const bool names_match = [] {
     const auto& n = metric_names();
     return n.size() == kNumCols && n[kQ] == "q" && n[kRho] == "rho" && n[kRes] == "res" &&
            n[kEffRank] == "eff_rank" && n[kUpdate] == "update_ratio" && n[kAng] == "ang_dist" &&
            n[kGrad] == "grad_var";
   }();
-  if (!names_match) throw Error("internal: sim/reference.cpp metric columns differ from metric_names()");
+  if (!names_match) throw Error("internal: sim::Col differs from metric_names()");
+}
+
+ReferenceStack::ReferenceStack(const StackSpec& spec, uint64_t seed) : spec_(spec), seed_(seed) {
+  validate_for_simulation(spec_);
 }
 
 std::vector<double> ReferenceStack::input(int sample) const {

@@ -33,24 +33,31 @@ namespace sigprop::sim {
 /// The `matrix` field of stream_id(sample, layer, matrix, head). Values are part
 /// of the reproducibility contract: never renumber, only append.
 enum class StreamKind : uint16_t {
-  InputG = 1,     ///< G (T, d) of X_0, layer 0
-  InputG1 = 2,    ///< g (d) of X_0, layer 0
-  OutputGrad = 3, ///< Delta_L (T, d), layer 0
-  Wq = 4,         ///< W_Q^h (d, dh), head h
-  Wk = 5,         ///< W_K^h (d, dh), head h
-  Wv = 6,         ///< W_V^h (d, dh), head h
-  Wo = 7,         ///< W_O (d, d), head 0
-  W1 = 8,         ///< (d, rd)
-  B1 = 9,         ///< (rd)
-  W2 = 10,        ///< (rd, d)
-  B2 = 11,        ///< (d)
-  Wd = 12,        ///< dense W (d, d)
-  Bd = 13,        ///< dense b (d)
+  InputG = 1,      ///< G (T, d) of X_0, layer 0
+  InputG1 = 2,     ///< g (d) of X_0, layer 0
+  OutputGrad = 3,  ///< Delta_L (T, d), layer 0
+  Wq = 4,          ///< W_Q^h (d, dh), head h
+  Wk = 5,          ///< W_K^h (d, dh), head h
+  Wv = 6,          ///< W_V^h (d, dh), head h
+  Wo = 7,          ///< W_O (d, d), head 0
+  W1 = 8,          ///< (d, rd)
+  B1 = 9,          ///< (rd)
+  W2 = 10,         ///< (rd, d)
+  B2 = 11,         ///< (d)
+  Wd = 12,         ///< dense W (d, d)
+  Bd = 13,         ///< dense b (d)
 };
 
 /// Largest sample count and depth that fit the 16-bit fields of stream_id.
 inline constexpr int kMaxSamples = 65536;
 inline constexpr int kMaxDepth = 65535;
+
+/// Columns of SampleMetrics::values, in metric_names() order.
+enum Col { kQ, kRho, kRes, kEffRank, kUpdate, kAng, kGrad, kNumCols };
+
+/// Checks what every Monte Carlo backend needs beyond StackSpec::validate(): the depth
+/// fits the 16-bit layer id of the streams. Throws ConfigError naming stack.depth.
+void validate_for_simulation(const StackSpec& spec);
 
 /// Per-sample result of the reference forward/backward.
 struct SampleMetrics {
