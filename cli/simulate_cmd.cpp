@@ -2,6 +2,8 @@
 
 #include <unistd.h>
 
+#include <chrono>
+
 #include <cmath>
 #include <cstdio>
 
@@ -34,19 +36,29 @@ CLI::App* add_simulate_command(CLI::App& app, SimulateArgs& a) {
 
 int run_simulate(const SimulateArgs& a) {
   StackSpec spec = resolve_spec(a.spec_path, a.sets);
-  sim::MonteCarloEngine eng(a.settings);  // checks backend, samples, threads before any work
+  sim::SimSettings settings = a.settings;
+  const bool progress_tty = ::isatty(STDERR_FILENO) != 0 && !a.quiet;
+  const auto start = std::chrono::steady_clock::now();
+  if (progress_tty)
+    settings.progress = [start](int done, int total) {
+      double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+      double left = done > 0 ? secs * (total - done) / done : 0.0;
+      fmt::print(stderr, "\rsimulate: {}/{} samples, {:.1f} s elapsed, ~{:.1f} s left   ", done, total, secs, left);
+      if (done == total) fmt::print(stderr, "\n");
+    };
+  sim::MonteCarloEngine eng(settings);  // checks backend, samples, threads before any work
   Profile p = eng.run(spec);
   if (!a.json_out.empty()) write_file_atomic(a.json_out, p.to_json().dump(2) + "\n");
   if (!a.csv_out.empty()) write_file_atomic(a.csv_out, p.to_csv());
   for (auto& w : p.warnings) fmt::print(stderr, "sigprop: warning: {}\n", w);
   const bool tty = ::isatty(STDOUT_FILENO) != 0;
   if (!a.quiet && (tty || (a.json_out.empty() && a.csv_out.empty()))) {
-    fmt::print("sigprop simulate: {} blocks, norm={} ({}), {} tokens, width {}, {} heads, depth {}, activation {}, "
-               "mask {}, branch_scale {}, qk_scale {}; {} samples, seed {}, backend {} ({})\n",
-               to_string(spec.blocks), to_string(spec.norm), to_string(spec.norm_type), spec.tokens, spec.width,
-               spec.heads, spec.depth, to_string(spec.activation), to_string(spec.mask), spec.branch_scale.str(),
-               to_string(spec.qk_scale), a.settings.samples, a.settings.seed, a.settings.backend,
-               a.settings.precision);
+    fmt::print(
+        "sigprop simulate: {} blocks, norm={} ({}), {} tokens, width {}, {} heads, depth {}, activation {}, "
+        "mask {}, branch_scale {}, qk_scale {}; {} samples, seed {}, backend {} ({})\n",
+        to_string(spec.blocks), to_string(spec.norm), to_string(spec.norm_type), spec.tokens, spec.width, spec.heads,
+        spec.depth, to_string(spec.activation), to_string(spec.mask), spec.branch_scale.str(), to_string(spec.qk_scale),
+        a.settings.samples, a.settings.seed, a.settings.backend, a.settings.precision);
     fmt::print("{}", format_table(p, a.max_rows,
                                   fmt::format("Monte Carlo standard error over {} samples", a.settings.samples)));
   }

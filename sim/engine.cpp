@@ -5,6 +5,7 @@
 #include <cmath>
 #include <exception>
 #include <memory>
+#include <mutex>
 #include <thread>
 #include <vector>
 
@@ -42,8 +43,7 @@ class ReferenceBackend final : public StackBackend {
   [[nodiscard]] std::string precision() const override { return "double"; }
   [[nodiscard]] std::vector<double> input(int sample) const override { return st_.input(sample); }
   [[nodiscard]] std::vector<double> output_grad(int sample) const override { return st_.output_grad(sample); }
-  [[nodiscard]] std::vector<double> block_forward(int sample, int layer,
-                                                  const std::vector<double>& X) const override {
+  [[nodiscard]] std::vector<double> block_forward(int sample, int layer, const std::vector<double>& X) const override {
     return st_.block_forward(sample, layer, X);
   }
   [[nodiscard]] std::vector<double> block_backward(int sample, int layer, const std::vector<double>& X,
@@ -73,8 +73,8 @@ void check_precision(const std::string& backend, const std::string& precision) {
   if (precision == "float" || precision == "double")
     throw ConfigError(fmt::format("--precision: the {} backend runs in {} only, not \"{}\"", backend,
                                   fmt::join(ok, ", "), precision));
-  throw ConfigError(fmt::format("--precision: unknown precision \"{}\"; the {} backend offers: {}", precision,
-                                backend, fmt::join(ok, ", ")));
+  throw ConfigError(fmt::format("--precision: unknown precision \"{}\"; the {} backend offers: {}", precision, backend,
+                                fmt::join(ok, ", ")));
 }
 
 }  // namespace
@@ -110,9 +110,17 @@ Profile MonteCarloEngine::run(const StackSpec& spec) {
   nthreads = std::min(nthreads, N);
   std::atomic<int> next{0};
   std::vector<std::exception_ptr> errors(nthreads);
+  std::mutex progress_mutex;
+  int done = 0;
   auto work = [&](int w) {
     try {
-      for (int i = next.fetch_add(1); i < N; i = next.fetch_add(1)) res[i] = stack->run_sample(i);
+      for (int i = next.fetch_add(1); i < N; i = next.fetch_add(1)) {
+        res[i] = stack->run_sample(i);
+        if (st_.progress) {
+          std::lock_guard<std::mutex> lock(progress_mutex);
+          st_.progress(++done, N);
+        }
+      }
     } catch (...) {
       errors[w] = std::current_exception();
       next.store(N);
@@ -179,18 +187,20 @@ Profile MonteCarloEngine::run(const StackSpec& spec) {
     }
   }
   if (fwd >= 0) {
-    p.warnings.push_back(fmt::format("non-finite stream X_l first at layer {} ({} of {} samples diverged in the "
-                                     "forward pass): layers >= {} are null, and grad_var is null at every layer",
-                                     fwd, fwd_count, N, fwd));
+    p.warnings.push_back(
+        fmt::format("non-finite stream X_l first at layer {} ({} of {} samples diverged in the "
+                    "forward pass): layers >= {} are null, and grad_var is null at every layer",
+                    fwd, fwd_count, N, fwd));
     // Null every metric from that layer on (already NaN in the mean), and grad_var everywhere.
     for (int l = 0; l <= L; ++l)
       for (int m = 0; m < M; ++m)
         if (l >= fwd || names[m] == "grad_var") p.rows[l][m] = p.rows[l][M + m] = std::nan("");
   }
   if (bwd >= 0)
-    p.warnings.push_back(fmt::format("non-finite gradient Delta_l first at layer {} (counting down from {}; {} of {} "
-                                     "samples): grad_var at layers <= {} is null",
-                                     bwd, L, bwd_count, N, bwd));
+    p.warnings.push_back(
+        fmt::format("non-finite gradient Delta_l first at layer {} (counting down from {}; {} of {} "
+                    "samples): grad_var at layers <= {} is null",
+                    bwd, L, bwd_count, N, bwd));
   // Anything else non-finite (e.g. X X^T / d overflowing while X is still finite).
   int other_layer = -1;
   std::string other_metric;
@@ -208,9 +218,10 @@ Profile MonteCarloEngine::run(const StackSpec& spec) {
       }
     }
   if (other_layer >= 0)
-    p.warnings.push_back(fmt::format("non-finite {} first at layer {} from finite streams (overflow of X X^T/d, or "
-                                     "a zero token): such entries are null",
-                                     other_metric, other_layer));
+    p.warnings.push_back(
+        fmt::format("non-finite {} first at layer {} from finite streams (overflow of X X^T/d, or "
+                    "a zero token): such entries are null",
+                    other_metric, other_layer));
   return p;
 }
 

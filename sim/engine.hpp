@@ -3,6 +3,7 @@
 /// stacks of MODEL.md §1, runs each forward and backward, and reports the mean of every
 /// metric of MODEL.md §2 over samples with its standard error (`<name>_se`).
 #include <cstdint>
+#include <functional>
 #include <string>
 
 #include "core/engine.hpp"
@@ -10,11 +11,14 @@
 namespace sigprop::sim {
 
 struct SimSettings {
-  int samples = 64;                 ///< independent stacks (weights, input and Delta_L), 1..65536
-  uint64_t seed = 0;                ///< Philox key of every random stream
+  int samples = 64;                   ///< independent stacks (weights, input and Delta_L), 1..65536
+  uint64_t seed = 0;                  ///< Philox key of every random stream
   std::string backend = "reference";  ///< "reference" (double, plain loops) or "cpu" (Eigen GEMMs)
-  int threads = 0;                  ///< worker threads, 0 = hardware concurrency; never changes the numbers
-  std::string precision = "double";  ///< "double" or "float" (cpu only): type of every stream and weight
+  int threads = 0;                    ///< worker threads, 0 = hardware concurrency; never changes the numbers
+  std::string precision = "double";   ///< "double" or "float" (cpu only): type of every stream and weight
+  /// Called after each finished sample with (samples done, total), from worker threads but
+  /// never concurrently; for progress display only (it cannot change a number).
+  std::function<void(int, int)> progress;
 };
 
 /// Names of the backends this build can run, in the order shown in error messages.
