@@ -51,12 +51,13 @@ const EnumNames<Activation> kAct{{{"relu", Activation::Relu},
                                   {"linear", Activation::Linear}}};
 const EnumNames<Mask> kMask{{{"causal", Mask::Causal}, {"none", Mask::None}}};
 const EnumNames<QkScale> kQk{{{"1/sqrt(dh)", QkScale::InvSqrtDh}, {"1/dh", QkScale::InvDh}}};
+const EnumNames<WeightDist> kWeights{{{"gaussian", WeightDist::Gaussian}, {"orthogonal", WeightDist::Orthogonal}}};
 
 const std::map<std::string, std::vector<std::string>> kKeys{
     {"stack",
      {"depth", "tokens", "width", "heads", "mlp_ratio", "blocks", "norm", "norm_type", "norm_eps", "activation", "mask",
       "residual", "branch_scale", "qk_scale"}},
-    {"init", {"sigma_w2", "sigma_b2", "sigma_qk2"}},
+    {"init", {"sigma_w2", "sigma_b2", "sigma_qk2", "weights"}},
     {"input", {"q0", "rho0"}},
 };
 
@@ -201,6 +202,7 @@ StackSpec spec_from_table(const toml::table& root, const std::string& origin) {
   if (auto* n = field("init", "sigma_w2")) s.sigma_w2 = get_double(*n, "init.sigma_w2");
   if (auto* n = field("init", "sigma_b2")) s.sigma_b2 = get_double(*n, "init.sigma_b2");
   if (auto* n = field("init", "sigma_qk2")) s.sigma_qk2 = get_double(*n, "init.sigma_qk2");
+  if (auto* n = field("init", "weights")) s.weights = kWeights.parse("init.weights", get_string(*n, "init.weights"));
   if (auto* n = field("input", "q0")) s.q0 = get_double(*n, "input.q0");
   if (auto* n = field("input", "rho0")) s.rho0 = get_double(*n, "input.rho0");
   try {
@@ -363,6 +365,9 @@ std::string to_string(Mask v) {
 std::string to_string(QkScale v) {
   return kQk.name(v);
 }
+std::string to_string(WeightDist v) {
+  return kWeights.name(v);
+}
 
 nlohmann::json StackSpec::to_json() const {
   nlohmann::json j;
@@ -378,7 +383,8 @@ nlohmann::json StackSpec::to_json() const {
                 {"norm_eps", norm_eps},    {"activation", to_string(activation)},
                 {"mask", to_string(mask)}, {"residual", residual},
                 {"branch_scale", bs},      {"qk_scale", to_string(qk_scale)}};
-  j["init"] = {{"sigma_w2", sigma_w2}, {"sigma_b2", sigma_b2}, {"sigma_qk2", sigma_qk2}};
+  j["init"] = {
+      {"sigma_w2", sigma_w2}, {"sigma_b2", sigma_b2}, {"sigma_qk2", sigma_qk2}, {"weights", to_string(weights)}};
   j["input"] = {{"q0", q0}, {"rho0", rho0}};
   return j;
 }
@@ -398,7 +404,8 @@ std::string to_toml(const StackSpec& s) {
     << (s.branch_scale.kind == BranchScaleKind::Number ? num(s.branch_scale.number)
                                                        : "\"" + s.branch_scale.str() + "\"")
     << "\nqk_scale = \"" << to_string(s.qk_scale) << "\"\n\n[init]\nsigma_w2 = " << num(s.sigma_w2)
-    << "\nsigma_b2 = " << num(s.sigma_b2) << "\nsigma_qk2 = " << num(s.sigma_qk2) << "\n\n[input]\nq0 = " << num(s.q0)
+    << "\nsigma_b2 = " << num(s.sigma_b2) << "\nsigma_qk2 = " << num(s.sigma_qk2) << "\nweights = \""
+    << to_string(s.weights) << "\"\n\n[input]\nq0 = " << num(s.q0)
     << "\nrho0 = " << num(s.rho0) << "\n";
   return o.str();
 }

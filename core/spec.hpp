@@ -18,6 +18,8 @@ enum class Activation { Relu, Gelu, Tanh, Erf, Silu, Linear };
 enum class Mask { Causal, None };
 enum class QkScale { InvSqrtDh, InvDh };
 enum class BranchScaleKind { One, InvSqrtL, InvSqrt2L, Number };
+/// Distribution of the weight matrices V, O, W1, W2 and dense W (init.weights).
+enum class WeightDist { Gaussian, Orthogonal };
 
 /// Branch multiplier a_l (MODEL.md §1). All supported forms are constant in l.
 struct BranchScale {
@@ -50,6 +52,10 @@ struct StackSpec {
   double sigma_w2 = 1.0;   ///< weight variance * fan_in for V, O, W1, W2 and dense weights
   double sigma_b2 = 0.0;   ///< bias variance for MLP and dense biases
   double sigma_qk2 = 1.0;  ///< weight variance * fan_in for Q and K
+  /// "gaussian": iid N(0, sigma_w2/fan_in) entries (MODEL.md §1). "orthogonal": a Haar-random
+  /// orthogonal matrix times sqrt(sigma_w2) (same per-entry variance); only `sigprop spectrum`
+  /// implements it, the other engines reject it with a ConfigError naming init.weights.
+  WeightDist weights = WeightDist::Gaussian;
   // [input]
   double q0 = 1.0;    ///< input second moment per coordinate
   double rho0 = 0.1;  ///< input correlation between distinct tokens, in [0, 1]
@@ -81,6 +87,7 @@ std::string to_string(NormType);
 std::string to_string(Activation);
 std::string to_string(Mask);
 std::string to_string(QkScale);
+std::string to_string(WeightDist);
 
 /// Spec rendered back to TOML (round-trips through parse_spec_toml).
 std::string to_toml(const StackSpec& spec);

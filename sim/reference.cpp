@@ -434,6 +434,10 @@ double mean_square(const Vec& v) {
 
 void validate_for_simulation(const StackSpec& spec) {
   spec.validate();
+  if (spec.weights != WeightDist::Gaussian)
+    throw ConfigError(fmt::format("init.weights: the simulate engine draws Gaussian weights only, got \"{}\" "
+                                  "(orthogonal weights are implemented by `sigprop spectrum` for dense stacks)",
+                                  to_string(spec.weights)));
   if (spec.depth > kMaxDepth)
     throw ConfigError(fmt::format("stack.depth: the simulate engine keys its random streams by a 16-bit layer "
                                   "id, so depth must be <= {}, got {}",

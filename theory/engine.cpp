@@ -63,6 +63,10 @@ Eigen::MatrixXd input_kernel(const StackSpec& spec) {
 
 KernelTrace kernel_recursion(const StackSpec& spec, const TheorySettings& st) {
   spec.validate();
+  if (spec.weights != WeightDist::Gaussian)
+    throw ConfigError("init.weights: the theory engine implements Gaussian weights only, got \"" +
+                      to_string(spec.weights) +
+                      "\" (orthogonal weights are implemented by `sigprop spectrum` for dense stacks)");
   const int L = spec.depth, T = spec.tokens;
   const ActKernel ak(spec.activation, st.quad_order);
   std::unique_ptr<AttentionKernel> attn;
