@@ -11,31 +11,43 @@
 
 namespace sigprop {
 
+namespace detail {
+void fill_normals(uint64_t seed, uint64_t stream, uint64_t offset, double* out, std::size_t n);
+void fill_normals(uint64_t seed, uint64_t stream, uint64_t offset, float* out, std::size_t n);
+}  // namespace detail
+
 class NormalStream {
  public:
   /// @param seed  user seed (64 bit, becomes the Philox key)
   /// @param stream stream id (64 bit, high half of the Philox counter)
   NormalStream(uint64_t seed, uint64_t stream) : seed_(seed), stream_(stream) {}
 
-  /// Writes normals number offset .. offset+n-1 of this stream, each N(0, 1).
-  template <class Real>
-  void fill(Real* out, std::size_t n, uint64_t offset = 0) const {
+  /// Writes normals number offset .. offset+n-1 of this stream, each N(0, 1): normal i
+  /// is element i % 2 of r123::boxmuller(u0, u1) of Philox4x32-10 block i / 2, with
+  /// key = (seed lo, seed hi), counter = (block lo, block hi, stream lo, stream hi),
+  /// u0 = r[1] << 32 | r[0], u1 = r[3] << 32 | r[2]. Computed in double, then rounded to
+  /// Real. Batched and vectorised (core/rng.cpp); reference_normal() is the scalar form.
+  void fill(double* out, std::size_t n, uint64_t offset = 0) const {
+    detail::fill_normals(seed_, stream_, offset, out, n);
+  }
+  void fill(float* out, std::size_t n, uint64_t offset = 0) const {
+    detail::fill_normals(seed_, stream_, offset, out, n);
+  }
+
+  /// Normal number i of this stream by the scalar definition (Random123 directly): the
+  /// oracle of the batched fill() in tests.
+  [[nodiscard]] double reference_normal(uint64_t i) const {
     using G = r123::Philox4x32;
     G gen;
+    const uint64_t block = i / 2;
     G::key_type key = {{static_cast<uint32_t>(seed_), static_cast<uint32_t>(seed_ >> 32)}};
-    std::size_t i = 0;
-    uint64_t idx = offset;
-    while (i < n) {
-      uint64_t block = idx / 2;
-      G::ctr_type ctr = {{static_cast<uint32_t>(block), static_cast<uint32_t>(block >> 32),
-                          static_cast<uint32_t>(stream_), static_cast<uint32_t>(stream_ >> 32)}};
-      G::ctr_type r = gen(ctr, key);
-      uint64_t u0 = (static_cast<uint64_t>(r[1]) << 32) | r[0];
-      uint64_t u1 = (static_cast<uint64_t>(r[3]) << 32) | r[2];
-      r123::double2 z = r123::boxmuller(u0, u1);
-      double pair[2] = {z.x, z.y};
-      for (int k = static_cast<int>(idx % 2); k < 2 && i < n; ++k, ++i, ++idx) out[i] = static_cast<Real>(pair[k]);
-    }
+    G::ctr_type ctr = {{static_cast<uint32_t>(block), static_cast<uint32_t>(block >> 32),
+                        static_cast<uint32_t>(stream_), static_cast<uint32_t>(stream_ >> 32)}};
+    G::ctr_type r = gen(ctr, key);
+    const uint64_t u0 = (static_cast<uint64_t>(r[1]) << 32) | r[0];
+    const uint64_t u1 = (static_cast<uint64_t>(r[3]) << 32) | r[2];
+    const r123::double2 z = r123::boxmuller(u0, u1);
+    return i % 2 == 0 ? z.x : z.y;
   }
 
  private:
