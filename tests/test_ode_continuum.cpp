@@ -145,7 +145,7 @@ TEST_CASE("discrete recursion converges to the continuum like 1/L", "[ode]") {
 TEST_CASE("continuum profile lines up with the theory profile at large L", "[ode]") {
   // Same spec, same metric names: at L = 512 every metric of the theory engine is within
   // O(1/L) of the continuum's (update_ratio and ang_dist are leading-order in 1/L on both sides).
-  StackSpec s = spec_of({"stack.blocks=attn+mlp", "stack.norm=pre", "stack.activation=tanh", "stack.qk_scale=1/dh",
+  StackSpec s = spec_of({"stack.blocks=attn+mlp", "stack.norm=pre", "stack.activation=erf", "stack.qk_scale=1/dh",
                          "stack.tokens=5", "stack.depth=512", "stack.branch_scale=1/sqrt(2L)", "input.rho0=0.3"});
   Profile th = TheoryEngine().run(s);
   Profile co = ContinuumEngine().run(s);
