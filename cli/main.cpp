@@ -10,6 +10,7 @@
 #include <CLI/CLI.hpp>
 
 #include "cli/simulate_cmd.hpp"
+#include "cli/spectrum_cmd.hpp"
 #include "cli/table.hpp"
 #include "core/error.hpp"
 #include "core/profile.hpp"
@@ -81,6 +82,8 @@ int main(int argc, char** argv) {
 
   sigprop::cli::SimulateArgs sim_args;
   auto* si = sigprop::cli::add_simulate_command(app, sim_args);
+  sigprop::cli::SpectrumArgs spectrum_args;
+  auto* spc = sigprop::cli::add_spectrum_command(app, spectrum_args);
 
   try {
     app.parse(argc, argv);
@@ -90,6 +93,7 @@ int main(int argc, char** argv) {
 
   try {
     if (si->parsed()) return sigprop::cli::run_simulate(sim_args);
+    if (spc->parsed()) return sigprop::cli::run_spectrum(spectrum_args);
     if (th->parsed()) {
       sigprop::StackSpec spec = sigprop::resolve_spec(spec_path, sets);
       sigprop::theory::TheoryEngine eng(ts);
