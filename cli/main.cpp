@@ -9,6 +9,7 @@
 #include <fmt/format.h>
 #include <CLI/CLI.hpp>
 
+#include "cli/report_cmd.hpp"
 #include "cli/simulate_cmd.hpp"
 #include "cli/spectrum_cmd.hpp"
 #include "cli/table.hpp"
@@ -82,6 +83,8 @@ int main(int argc, char** argv) {
 
   sigprop::cli::SimulateArgs sim_args;
   auto* si = sigprop::cli::add_simulate_command(app, sim_args);
+  sigprop::cli::ReportArgs report_args;
+  auto* rep = sigprop::cli::add_report_command(app, report_args);
   sigprop::cli::SpectrumArgs spectrum_args;
   auto* spc = sigprop::cli::add_spectrum_command(app, spectrum_args);
 
@@ -93,6 +96,7 @@ int main(int argc, char** argv) {
 
   try {
     if (si->parsed()) return sigprop::cli::run_simulate(sim_args);
+    if (rep->parsed()) return sigprop::cli::run_report(report_args, argc, argv);
     if (spc->parsed()) return sigprop::cli::run_spectrum(spectrum_args);
     if (th->parsed()) {
       sigprop::StackSpec spec = sigprop::resolve_spec(spec_path, sets);

@@ -1,0 +1,205 @@
+#include "cli/report_cmd.hpp"
+
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <csignal>
+#include <cstdlib>
+#include <thread>
+
+#include <fmt/format.h>
+
+#include "core/error.hpp"
+#include "reports/config.hpp"
+#include "reports/report.hpp"
+#include "reports/sweep.hpp"
+#include "sigprop/version.hpp"
+
+#ifdef SIGPROP_HAVE_MPI
+#include <mpi.h>
+#endif
+
+namespace sigprop::cli {
+namespace {
+
+std::atomic<bool> g_stop{false};
+
+extern "C" void on_sigint(int) {
+  if (g_stop.load()) {  // second Ctrl-C: stop now (finished cells are on disk already)
+    std::signal(SIGINT, SIG_DFL);
+    std::raise(SIGINT);
+    return;
+  }
+  g_stop.store(true);
+  const char msg[] = "\nreport: interrupted; finishing the running cells (Ctrl-C again to quit now)\n";
+  ssize_t r = ::write(STDERR_FILENO, msg, sizeof msg - 1);
+  (void)r;
+}
+
+std::string duration(double s) {
+  if (!(s >= 0)) return "?";
+  if (s < 90) return fmt::format("{:.0f} s", s);
+  if (s < 5400) return fmt::format("{:.0f} min {:02.0f} s", std::floor(s / 60), std::fmod(s, 60));
+  return fmt::format("{:.1f} h", s / 3600);
+}
+
+/// MPI when started by mpirun (its environment says so), one process otherwise.
+struct Ranks {
+  int rank = 0, size = 1;
+  bool mpi = false;
+  Ranks() {
+#ifdef SIGPROP_HAVE_MPI
+    if (std::getenv("OMPI_COMM_WORLD_SIZE") || std::getenv("PMI_SIZE") || std::getenv("PMIX_RANK")) {
+      int provided = 0;
+      MPI_Init_thread(nullptr, nullptr, MPI_THREAD_FUNNELED, &provided);
+      MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+      MPI_Comm_size(MPI_COMM_WORLD, &size);
+      mpi = true;
+    }
+#endif
+  }
+  ~Ranks() {
+#ifdef SIGPROP_HAVE_MPI
+    if (mpi) MPI_Finalize();
+#endif
+  }
+  Ranks(const Ranks&) = delete;
+  Ranks& operator=(const Ranks&) = delete;
+  /// Largest value over ranks (status codes: any failure wins).
+  [[nodiscard]] int max(int v) const {
+#ifdef SIGPROP_HAVE_MPI
+    if (mpi) {
+      int out = v;
+      MPI_Allreduce(&v, &out, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
+      return out;
+    }
+#endif
+    return v;
+  }
+};
+
+nlohmann::json build_info() {
+  nlohmann::json b;
+  b["sigprop"] = kVersion;
+#if defined(__VERSION__)
+  b["compiler"] = __VERSION__;
+#endif
+#ifdef SIGPROP_HAVE_MPI
+#ifdef OMPI_MAJOR_VERSION
+  b["mpi"] = fmt::format("Open MPI {}.{}.{} (cells shared among ranks under mpirun)", OMPI_MAJOR_VERSION,
+                         OMPI_MINOR_VERSION, OMPI_RELEASE_VERSION);
+#else
+  b["mpi"] = fmt::format("MPI {}.{}", MPI_VERSION, MPI_SUBVERSION);
+#endif
+#else
+  b["mpi"] = "not built with MPI";
+#endif
+  return b;
+}
+
+}  // namespace
+
+CLI::App* add_report_command(CLI::App& app, ReportArgs& a) {
+  auto* c = app.add_subcommand(
+      "report", "Sweep engines over spec keys and write figures, tables, index.html and report.md (docs/report.md)");
+  c->add_option("config", a.config_path,
+                "Report config TOML (base spec, [sweep], [engines], [figures]); built-in default when omitted")
+      ->check(CLI::ExistingFile);
+  c->add_option("--out,-o", a.out, "Output folder (created; finished cells in it are reused)");
+  c->add_option("--jobs,-j", a.jobs, "Cells run in parallel per process (0 = all cores; 1 per rank under mpirun)")
+      ->check(CLI::NonNegativeNumber);
+  c->add_option("--gnuplot", a.gnuplot, "gnuplot program (default: $SIGPROP_GNUPLOT, else gnuplot on PATH)");
+  c->add_flag("--no-figures", a.no_figures, "Write data, tables and HTML without drawing figures");
+  c->add_flag("--print-default", a.print_default, "Print the built-in default config and exit");
+  c->add_flag("--quiet,-q", a.quiet, "No progress lines");
+  return c;
+}
+
+int run_report(const ReportArgs& a, int /*argc*/, char** /*argv*/) {
+  if (a.print_default) {
+    fmt::print("{}", reports::default_report_toml());
+    return 0;
+  }
+  Ranks ranks;
+  const bool root = ranks.rank == 0;
+  reports::ReportConfig cfg;
+  std::vector<reports::Cell> cells;
+  std::vector<reports::Job> jobs;
+  // Every rank parses the same config: a bad one fails identically everywhere, before any work.
+  cfg = a.config_path.empty() ? reports::default_report_config() : reports::load_report_config(a.config_path);
+  cells = reports::expand_cells(cfg);
+  jobs = reports::make_jobs(cfg, cells);
+  const std::filesystem::path out = a.out;
+
+  const int hw = std::max(1u, std::thread::hardware_concurrency());
+  reports::RunOptions opt;
+  opt.rank = ranks.rank;
+  opt.ranks = ranks.size;
+  opt.jobs = a.jobs > 0 ? a.jobs : (ranks.mpi ? 1 : hw);
+  opt.sim_threads = ranks.mpi ? 1 : std::max(1, hw / opt.jobs);
+  opt.stop = &g_stop;
+  const std::string who = ranks.mpi ? fmt::format("report[rank {}/{}]", ranks.rank, ranks.size) : "report";
+  const auto t0 = std::chrono::steady_clock::now();
+  opt.on_done = [&](const reports::Job& j, double secs, int done, int total, double left) {
+    if (a.quiet) return;
+    double el = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    fmt::print(stderr, "{}: {}/{} done: {} ({}) in {}; {} elapsed, ~{} left\n", who, done, total, j.label,
+               reports::to_string(j.engine), duration(secs), duration(el), duration(left));
+  };
+  if (root && !a.quiet)
+    fmt::print(stderr, "report: {} cells x {} engine(s) = {} jobs -> {}{}\n", cells.size(),
+               (cfg.theory.enabled ? 1 : 0) + (cfg.simulate.enabled ? 1 : 0), jobs.size(), out.string(),
+               ranks.mpi ? fmt::format(" ({} MPI ranks, {} job(s) each)", ranks.size, opt.jobs)
+                         : fmt::format(" ({} job(s) in parallel)", opt.jobs));
+
+  auto prev = std::signal(SIGINT, on_sigint);
+  int status = 0;  // 0 ok, 1 interrupted, 2 failed
+  std::string error;
+  bool config_error = false;
+  reports::RunStats st;
+  try {
+    st = reports::run_jobs(cfg, jobs, out, opt);
+    if (st.interrupted) status = 1;
+  } catch (const ConfigError& e) {
+    status = 2;
+    config_error = true;
+    error = e.what();
+  } catch (const Error& e) {
+    status = 2;
+    error = e.what();
+  }
+  std::signal(SIGINT, prev);
+  if (!error.empty()) fmt::print(stderr, "sigprop: error: {}{}\n", ranks.mpi ? who + ": " : "", error);
+  const int all = ranks.max(status);
+  if (all == 1 || (all == 0 && g_stop.load())) {
+    if (root)
+      fmt::print(stderr, "report: interrupted; finished cells are kept in {}; run the same command again to resume\n",
+                 (out / "cells").string());
+    return 130;
+  }
+  if (all == 2) return config_error ? 2 : 1;
+  if (root && !a.quiet && st.skipped > 0)
+    fmt::print(stderr, "report: {} of {} jobs were already done (resumed)\n", st.skipped, st.total);
+
+  if (!root) return 0;
+  reports::RenderOptions ro;
+  if (!a.no_figures) {
+    const char* env = std::getenv("SIGPROP_GNUPLOT");
+    ro.gnuplot = !a.gnuplot.empty() ? a.gnuplot : (env && *env ? env : "gnuplot");
+  } else {
+    ro.gnuplot.clear();
+  }
+  ro.build = build_info();
+  reports::RenderResult rr = reports::render_report(cfg, cells, jobs, out, ro);
+  if (!rr.figures_missing.empty())
+    fmt::print(stderr, "sigprop: warning: {} figure(s) not drawn ({}); the report says so and keeps their data\n",
+               rr.figures_missing.size(), rr.gnuplot_problem);
+  double el = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  fmt::print("report: {} jobs ({} computed now, {} reused) in {}; {} figures\n", st.total, st.total - st.skipped,
+             st.skipped, duration(el), rr.figures_drawn.size());
+  fmt::print("report: open {}\n", std::filesystem::absolute(rr.index_html).lexically_normal().string());
+  return 0;
+}
+
+}  // namespace sigprop::cli

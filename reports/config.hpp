@@ -1,0 +1,77 @@
+#pragma once
+/// @file The report configuration (`sigprop report CONFIG.toml`): a base spec (MODEL.md §3
+/// tables [stack], [init], [input]), a [sweep] grid over any spec keys plus optional named
+/// variants, the engines to run and the figures wanted. docs/report.md documents every key.
+#include <cstdint>
+#include <filesystem>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "core/spec.hpp"
+#include "theory/engine.hpp"
+
+namespace sigprop::reports {
+
+/// One grid axis: a spec key ("stack.depth") and the values it takes, in TOML syntax.
+struct SweepAxis {
+  std::string key;                  ///< "table.key", checked against MODEL.md §3 when cells are built
+  std::vector<std::string> values;  ///< TOML literals ("12", "\"pre\"")
+  std::vector<std::string> labels;  ///< the same values for people ("12", "pre")
+};
+
+/// A named combination of spec values ("Pre-LN, 1/sqrt(L)"), crossed with the grid.
+struct Variant {
+  std::string label;
+  std::vector<std::pair<std::string, std::string>> sets;  ///< ("stack.norm", "\"pre\"")
+};
+
+struct TheoryRun {
+  bool enabled = true;
+  theory::TheorySettings settings{};
+};
+
+struct SimulateRun {
+  bool enabled = false;
+  int samples = 32;          ///< independent random stacks per cell
+  uint64_t seed = 1;         ///< Philox key (the same for every cell: common random numbers)
+  int width = 0;             ///< d used by the Monte Carlo; 0 = the cell spec's stack.width
+  int heads = 0;             ///< H used by the Monte Carlo; 0 = the cell spec's stack.heads
+  std::string backend = "cpu";
+  std::string precision = "float";
+};
+
+struct FigureSet {
+  /// One per-layer figure per metric (MODEL.md §2 names).
+  std::vector<std::string> metrics{"q", "rho", "grad_var", "update_ratio", "ang_dist"};
+  /// The depth-returns figure (needs stack.depth as a sweep axis with >= 2 values).
+  bool depth_returns = true;
+};
+
+struct ReportConfig {
+  std::string title = "sigprop report";
+  std::string origin = "<built-in default report>";  ///< file name used in error messages
+  std::string base_toml;            ///< the base spec as TOML ([stack], [init], [input])
+  StackSpec base;                   ///< base_toml parsed and validated
+  std::vector<SweepAxis> axes;      ///< crossed in the order of this vector (alphabetical keys)
+  std::vector<Variant> variants;    ///< empty = no variants
+  TheoryRun theory;
+  SimulateRun simulate;
+  FigureSet figures;
+};
+
+/// Parses a report config; ConfigError names the key (and the origin file) for unknown
+/// keys, wrong types and out-of-range values, including spec keys in [sweep] and variants.
+ReportConfig parse_report_config(std::string_view text, const std::string& origin);
+/// Reads and parses a file (IoError if unreadable).
+ReportConfig load_report_config(const std::filesystem::path& path);
+/// The built-in default ("why does depth give diminishing returns?"); its text is
+/// default_report_toml() and examples/report_default.toml holds a copy.
+ReportConfig default_report_config();
+const std::string& default_report_toml();
+/// The config with every default filled in, as TOML (parses back to the same config).
+std::string to_toml(const ReportConfig& cfg);
+
+}  // namespace sigprop::reports

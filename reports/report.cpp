@@ -1,0 +1,817 @@
+#include "reports/report.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <fstream>
+#include <map>
+#include <set>
+#include <sstream>
+
+#include <fmt/format.h>
+
+#include "core/error.hpp"
+#include "sigprop/version.hpp"
+
+namespace sigprop::reports {
+namespace fs = std::filesystem;
+namespace {
+
+const char* const kColors[] = {"#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf"};
+constexpr int kNumColors = 8;
+
+std::string num(double x) {
+  if (!std::isfinite(x)) return "n/a";
+  return fmt::format("{:.3g}", x);
+}
+std::string csv_num(double x) {
+  return std::isfinite(x) ? fmt::format("{:.17g}", x) : "";
+}
+std::string csv_field(const std::string& s) {
+  if (s.find_first_of(",\"\n") == std::string::npos) return s;
+  std::string o = "\"";
+  for (char c : s) o += c == '"' ? std::string("\"\"") : std::string(1, c);
+  return o + "\"";
+}
+std::string html(const std::string& s) {
+  std::string o;
+  for (char c : s) {
+    switch (c) {
+      case '&': o += "&amp;"; break;
+      case '<': o += "&lt;"; break;
+      case '>': o += "&gt;"; break;
+      case '"': o += "&quot;"; break;
+      default: o += c;
+    }
+  }
+  return o;
+}
+/// A string inside a gnuplot double-quoted string.
+std::string gp(const std::string& s) {
+  std::string o;
+  for (char c : s) {
+    if (c == '"' || c == '\\') o += '\\';
+    o += c;
+  }
+  return o;
+}
+std::string shell_quote(const std::string& s) {
+  std::string o = "'";
+  for (char c : s) o += c == '\'' ? std::string("'\\''") : std::string(1, c);
+  return o + "'";
+}
+std::string base64(const std::string& in) {
+  static const char* t = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  std::string out;
+  size_t i = 0;
+  for (; i + 2 < in.size(); i += 3) {
+    unsigned v = (unsigned char)in[i] << 16 | (unsigned char)in[i + 1] << 8 | (unsigned char)in[i + 2];
+    out += {t[v >> 18], t[(v >> 12) & 63], t[(v >> 6) & 63], t[v & 63]};
+  }
+  if (i + 1 == in.size()) {
+    unsigned v = (unsigned char)in[i] << 16;
+    out += {t[v >> 18], t[(v >> 12) & 63], '=', '='};
+  } else if (i + 2 == in.size()) {
+    unsigned v = (unsigned char)in[i] << 16 | (unsigned char)in[i + 1] << 8;
+    out += {t[v >> 18], t[(v >> 12) & 63], t[(v >> 6) & 63], '='};
+  }
+  return out;
+}
+std::string slurp(const fs::path& p) {
+  std::ifstream in(p, std::ios::binary);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+const char* metric_label(const std::string& m) {
+  if (m == "q") return "q = |X_l|^2 / (T d)";
+  if (m == "rho") return "rho (mean token cosine)";
+  if (m == "res") return "res (distance from rank one)";
+  if (m == "eff_rank") return "effective rank";
+  if (m == "update_ratio") return "update ratio |X_l - X_{l-1}| / |X_{l-1}|";
+  if (m == "ang_dist") return "angular distance (x_{l-1}, x_l) / pi";
+  if (m == "grad_var") return "grad_var = |Delta_l|^2 / (T d)";
+  return "";
+}
+
+/// Last-layer value of a metric; grad_var is taken at layer 0, where the backward pass ends.
+int summary_layer(const std::string& m, int depth) {
+  return m == "grad_var" ? 0 : depth;
+}
+std::string summary_name(const std::string& m) {
+  return m == "grad_var" ? "grad_var at layer 0" : m + " at layer L";
+}
+
+double value(const Profile& p, int layer, const std::string& m) {
+  return p.has(m) ? p.at(layer, m) : std::nan("");
+}
+double se(const Profile& p, int layer, const std::string& m) {
+  return p.has(m + "_se") ? p.at(layer, m + "_se") : std::nan("");
+}
+
+/// Mean ang_dist over the last ceil(L/4) layers, and a bound on its standard error
+/// (the mean of the per-layer s.e.: exact when the layers are perfectly correlated,
+/// conservative otherwise).
+std::pair<double, double> quarter_ang(const Profile& p) {
+  const int L = p.spec.depth, n = std::max(1, (L + 3) / 4);
+  double s = 0, e = 0;
+  int k = 0;
+  for (int l = L - n + 1; l <= L; ++l) {
+    s += value(p, l, "ang_dist");
+    e += se(p, l, "ang_dist");
+    ++k;
+  }
+  return {s / k, e / k};
+}
+
+struct Entry {
+  const Cell* cell = nullptr;
+  const Job* job = nullptr;
+  Profile profile;
+};
+
+/// How cells map onto figures: a series (colour) per variant, or per value of the first
+/// non-depth axis when there are no variants; a panel per combination of the other axes.
+struct Layout {
+  int series_axis = -1, depth_axis = -1;
+  std::vector<std::string> series_labels;
+  const ReportConfig* cfg = nullptr;
+  explicit Layout(const ReportConfig& c) : cfg(&c) {
+    for (size_t a = 0; a < c.axes.size(); ++a)
+      if (c.axes[a].key == "stack.depth") depth_axis = static_cast<int>(a);
+    if (!c.variants.empty()) {
+      for (auto& v : c.variants) series_labels.push_back(v.label);
+    } else {
+      for (size_t a = 0; a < c.axes.size(); ++a)
+        if (static_cast<int>(a) != depth_axis) {
+          series_axis = static_cast<int>(a);
+          break;
+        }
+      if (series_axis >= 0) {
+        const auto& ax = c.axes[series_axis];
+        std::string k = ax.key.substr(ax.key.find('.') + 1);
+        for (auto& l : ax.labels) series_labels.push_back(k + "=" + l);
+      } else {
+        series_labels.push_back("base spec");
+      }
+    }
+  }
+  [[nodiscard]] int series(const Cell& c) const {
+    if (c.variant >= 0) return c.variant;
+    return series_axis >= 0 ? c.axis_value[series_axis] : 0;
+  }
+  /// Axis values that pick the panel (all axes but the series axis; optionally not depth).
+  [[nodiscard]] std::vector<int> panel(const Cell& c, bool drop_depth) const {
+    std::vector<int> k;
+    for (size_t a = 0; a < c.axis_value.size(); ++a) {
+      if (static_cast<int>(a) == series_axis || (drop_depth && static_cast<int>(a) == depth_axis)) continue;
+      k.push_back(c.axis_value[a]);
+    }
+    return k;
+  }
+  [[nodiscard]] std::string panel_title(const Cell& c, bool drop_depth) const {
+    std::vector<std::string> parts;
+    for (size_t a = 0; a < c.axis_value.size(); ++a) {
+      if (static_cast<int>(a) == series_axis || (drop_depth && static_cast<int>(a) == depth_axis)) continue;
+      const auto& ax = cfg->axes[a];
+      std::string k = ax.key.substr(ax.key.find('.') + 1);
+      parts.push_back(k == "depth" ? "depth L = " + ax.labels[c.axis_value[a]] : k + " = " + ax.labels[c.axis_value[a]]);
+    }
+    return fmt::format("{}", fmt::join(parts, ", "));
+  }
+};
+
+struct Figure {
+  std::string stem, title, reading;
+  int width = 1200, height = 420;
+  std::string script, data;
+};
+
+/// Decide a log axis: every finite value positive and spanning more than a factor 20.
+bool wants_log(const std::vector<double>& v) {
+  double lo = INFINITY, hi = 0;
+  bool any = false;
+  for (double x : v) {
+    if (!std::isfinite(x)) continue;
+    if (x <= 0) return false;
+    lo = std::min(lo, x);
+    hi = std::max(hi, x);
+    any = true;
+  }
+  return any && hi / lo > 20;
+}
+
+std::string mc_description(const ReportConfig& cfg, const std::vector<Entry>& entries) {
+  for (auto& e : entries)
+    if (e.job->engine == EngineKind::Simulate)
+      return fmt::format("Monte Carlo (d = {}, H = {}, {} samples, ±1 s.e.)", e.job->spec.width, e.job->spec.heads,
+                         cfg.simulate.samples);
+  return "Monte Carlo";
+}
+
+/// Multiplot header: reserve the bottom strip for the shared key.
+std::string multiplot_header(const std::string& title, int rows, int cols, int height_px) {
+  double key_strip = std::min(0.30, 70.0 / height_px);
+  double top = 1.0 - std::min(0.2, 45.0 / height_px);
+  return fmt::format(
+      "set encoding utf8\nset datafile missing 'NaN'\nset grid lc rgb '#dddddd'\nset border lc rgb '#444444'\n"
+      "set multiplot layout {},{} margins screen 0.07,0.98,{:.3f},{:.3f} spacing screen 0.07,{:.3f} title \"{}\" "
+      "font ',14'\n",
+      rows, cols, key_strip + 0.06, top, std::min(0.25, 60.0 / height_px), gp(title));
+}
+
+std::string key_line() {
+  return "set key at screen 0.5,0.005 center bottom horizontal maxrows 2 width 1 samplen 2 font ',10'\n";
+}
+
+}  // namespace
+
+RenderResult render_report(const ReportConfig& cfg, const std::vector<Cell>& cells, const std::vector<Job>& jobs,
+                           const fs::path& out, const RenderOptions& opt) {
+  RenderResult res;
+  std::vector<Entry> entries;
+  for (const Job& j : jobs) entries.push_back({&cells.at(j.cell), &j, load_job(out, j)});
+  const Layout lay(cfg);
+  const auto& names = metric_names();
+
+  // ---- resolved config and versions ------------------------------------------------
+  write_file_atomic(out / "config.toml", to_toml(cfg));
+  nlohmann::json versions = opt.build;
+  versions["sigprop"] = kVersion;
+  write_file_atomic(out / "versions.json", versions.dump(2) + "\n");
+
+  // ---- tidy CSV: one row per job x layer --------------------------------------------
+  {
+    std::ostringstream o;
+    o << "cell,label,variant";
+    for (auto& ax : cfg.axes) o << "," << ax.key;
+    o << ",engine,width,heads,samples,depth,layer";
+    for (auto& m : names) o << "," << m << "," << m << "_se";
+    o << "\n";
+    for (auto& e : entries) {
+      const Profile& p = e.profile;
+      for (int l = 0; l < p.layers(); ++l) {
+        o << e.cell->slug << "," << csv_field(e.cell->label) << ","
+          << csv_field(e.cell->variant >= 0 ? cfg.variants[e.cell->variant].label : "");
+        for (size_t a = 0; a < cfg.axes.size(); ++a) o << "," << csv_field(cfg.axes[a].labels[e.cell->axis_value[a]]);
+        bool sim = e.job->engine == EngineKind::Simulate;
+        o << "," << to_string(e.job->engine) << "," << (sim ? std::to_string(p.spec.width) : "inf") << ","
+          << (sim ? std::to_string(p.spec.heads) : "inf") << "," << (sim ? std::to_string(cfg.simulate.samples) : "")
+          << "," << p.spec.depth << "," << l;
+        for (auto& m : names) o << "," << csv_num(value(p, l, m)) << "," << csv_num(se(p, l, m));
+        o << "\n";
+      }
+    }
+    write_file_atomic(out / "profiles.csv", o.str());
+  }
+
+  // ---- summary CSV: one row per job -----------------------------------------------
+  {
+    std::ostringstream o;
+    o << "cell,label,engine,depth";
+    for (auto& m : names) o << "," << csv_field(summary_name(m)) << "," << csv_field(summary_name(m) + " se");
+    o << ",ang_dist mean of last quarter,ang_dist mean of last quarter se bound\n";
+    for (auto& e : entries) {
+      const Profile& p = e.profile;
+      o << e.cell->slug << "," << csv_field(e.cell->label) << "," << to_string(e.job->engine) << "," << p.spec.depth;
+      for (auto& m : names) {
+        int l = summary_layer(m, p.spec.depth);
+        o << "," << csv_num(value(p, l, m)) << "," << csv_num(se(p, l, m));
+      }
+      auto [qa, qe] = quarter_ang(p);
+      o << "," << csv_num(qa) << "," << csv_num(qe) << "\n";
+    }
+    write_file_atomic(out / "summary.csv", o.str());
+  }
+
+  const std::string mc_desc = mc_description(cfg, entries);
+  const bool have_theory = cfg.theory.enabled, have_sim = cfg.simulate.enabled;
+  // The reference engine for readings: theory when it ran, else the Monte Carlo.
+  const EngineKind ref_engine = have_theory ? EngineKind::Theory : EngineKind::Simulate;
+
+  // ---- per-layer figures --------------------------------------------------------------
+  std::vector<Figure> figures;
+  std::vector<std::vector<int>> panel_keys;
+  std::vector<const Cell*> panel_first;
+  for (auto& c : cells) {
+    auto k = lay.panel(c, false);
+    if (std::find(panel_keys.begin(), panel_keys.end(), k) == panel_keys.end()) {
+      panel_keys.push_back(k);
+      panel_first.push_back(&c);
+    }
+  }
+  auto find_entry = [&](int panel, int series, EngineKind eng) -> const Entry* {
+    for (auto& e : entries)
+      if (e.job->engine == eng && lay.series(*e.cell) == series && lay.panel(*e.cell, false) == panel_keys[panel])
+        return &e;
+    return nullptr;
+  };
+  // The panel read in the prose: the deepest one.
+  int read_panel = 0;
+  for (size_t pi = 0; pi < panel_first.size(); ++pi)
+    if (panel_first[pi]->spec.depth > panel_first[read_panel]->spec.depth) read_panel = static_cast<int>(pi);
+
+  const int npan = static_cast<int>(panel_keys.size());
+  const int cols = std::min(3, npan), rows = (npan + cols - 1) / cols;
+  const int nseries = static_cast<int>(lay.series_labels.size());
+  for (const std::string& m : cfg.figures.metrics) {
+    Figure f;
+    f.stem = "layer_" + m;
+    f.title = fmt::format("{} against layer", m);
+    f.width = 1300;
+    f.height = 380 * rows + 110;
+    std::ostringstream data, script;
+    script << multiplot_header(fmt::format("{}: {}", m, metric_label(m)), rows, cols, f.height);
+    int block = 0;
+    for (int pi = 0; pi < npan; ++pi) {
+      std::vector<std::string> plots;
+      std::vector<double> all;
+      int depth = panel_first[pi]->spec.depth;
+      for (int s = 0; s < nseries; ++s) {
+        const char* col = kColors[s % kNumColors];
+        if (const Entry* e = find_entry(pi, s, EngineKind::Theory)) {
+          data << "# panel " << pi << ", " << lay.series_labels[s] << ", theory\n";
+          for (int l = 0; l < e->profile.layers(); ++l) {
+            double v = value(e->profile, l, m);
+            data << l << " " << (std::isfinite(v) ? fmt::format("{:.10g}", v) : "NaN") << "\n";
+            all.push_back(v);
+          }
+          data << "\n\n";
+          plots.push_back(fmt::format("'{}.dat' index {} using 1:2 with lines lw 2 lc rgb '{}' title \"{}\"", f.stem,
+                                      block++, col, gp(lay.series_labels[s])));
+        }
+        if (const Entry* e = find_entry(pi, s, EngineKind::Simulate)) {
+          data << "# panel " << pi << ", " << lay.series_labels[s] << ", Monte Carlo: layer mean low high\n";
+          for (int l = 0; l < e->profile.layers(); ++l) {
+            double v = value(e->profile, l, m), d = se(e->profile, l, m);
+            if (!std::isfinite(d)) d = 0;
+            double lo = v - d, hi = v + d;
+            if (v > 0 && lo <= 0) lo = v * 1e-3;  // keep bars drawable on a log axis
+            if (std::isfinite(v))
+              data << l << " " << fmt::format("{:.10g} {:.10g} {:.10g}", v, lo, hi) << "\n";
+            else
+              data << l << " NaN NaN NaN\n";
+            all.push_back(v);
+          }
+          data << "\n\n";
+          int every = std::max(1, static_cast<int>(std::lround(depth / 24.0)));
+          plots.push_back(fmt::format(
+              "'{}.dat' index {} every {} using 1:2:3:4 with yerrorbars pt 7 ps 0.55 lw 1 lc rgb '{}' {}", f.stem,
+              block++, every, col, have_theory ? "notitle" : fmt::format("title \"{}\"", gp(lay.series_labels[s]))));
+        }
+      }
+      if (pi == 0) {
+        script << key_line();
+        if (have_theory) plots.push_back("keyentry with lines lw 2 lc rgb 'black' title 'theory (d → ∞)'");
+        if (have_sim)
+          plots.push_back(fmt::format("keyentry with points pt 7 ps 0.8 lc rgb 'black' title \"{}\"", gp(mc_desc)));
+      } else {
+        script << "unset key\n";
+      }
+      script << fmt::format("set title \"{}\" font ',12'\n", gp(lay.panel_title(*panel_first[pi], false)));
+      script << "set xlabel 'layer l'\nset ylabel \"" << gp(m) << "\"\n";
+      script << fmt::format("set xrange [0:{}]\n", depth);
+      script << (wants_log(all) ? "set logscale y\nset format y '%.0e'\n" : "unset logscale y\nset format y '%g'\n");
+      if (plots.empty())
+        script << "set label 1 'no data' at graph 0.5,0.5 center\nplot NaN notitle\nunset label 1\n";
+      else
+        script << "plot " << fmt::format("{}", fmt::join(plots, ", \\\n     ")) << "\n";
+    }
+    script << "unset multiplot\n";
+    f.data = data.str();
+    f.script = script.str();
+
+    // Reading, from the numbers of the deepest panel.
+    std::ostringstream r;
+    const int L = panel_first[read_panel]->spec.depth;
+    const int l0 = (m == "update_ratio" || m == "ang_dist") ? 1 : 0;
+    std::string where = lay.panel_title(*panel_first[read_panel], false);
+    r << (where.empty() ? "" : "At " + where + ", ") << fmt::format("{} from layer {} to layer {} ({}): ", m, l0, L,
+                                                                    to_string(ref_engine));
+    std::vector<std::string> parts;
+    double best = -INFINITY, worst = INFINITY;
+    std::string best_s, worst_s;
+    for (int s = 0; s < nseries; ++s) {
+      const Entry* e = find_entry(read_panel, s, ref_engine);
+      if (!e) continue;
+      double a = value(e->profile, l0, m), b = value(e->profile, L, m);
+      std::string part = fmt::format("{} {} → {}", lay.series_labels[s], num(a), num(b));
+      if (std::isfinite(a) && std::isfinite(b) && a != 0 && b / a > 0) part += fmt::format(" (×{})", num(b / a));
+      parts.push_back(part);
+      if (std::isfinite(b) && b > best) best = b, best_s = lay.series_labels[s];
+      if (std::isfinite(b) && b < worst) worst = b, worst_s = lay.series_labels[s];
+    }
+    r << fmt::format("{}", fmt::join(parts, "; ")) << ".";
+    if (nseries > 1 && !best_s.empty() && best_s != worst_s)
+      r << fmt::format(" At the last layer it is largest for {} ({}) and smallest for {} ({}).", best_s, num(best),
+                       worst_s, num(worst));
+    if (have_theory && have_sim) {
+      int within = 0, count = 0;
+      double worst_rel = 0;
+      std::string worst_at;
+      for (int pi = 0; pi < npan; ++pi)
+        for (int s = 0; s < nseries; ++s) {
+          const Entry* t = find_entry(pi, s, EngineKind::Theory);
+          const Entry* mc = find_entry(pi, s, EngineKind::Simulate);
+          if (!t || !mc) continue;
+          for (int l = 0; l < t->profile.layers() && l < mc->profile.layers(); ++l) {
+            double tv = value(t->profile, l, m), mv = value(mc->profile, l, m), d = se(mc->profile, l, m);
+            if (!std::isfinite(tv) || !std::isfinite(mv)) continue;
+            ++count;
+            double tse = se(t->profile, l, m);
+            double tot = std::hypot(std::isfinite(d) ? d : 0.0, std::isfinite(tse) ? tse : 0.0);
+            if (std::abs(mv - tv) <= 3 * tot) ++within;
+            double rel = std::abs(mv - tv) / std::max(std::abs(tv), 1e-12);
+            if (rel > worst_rel) {
+              worst_rel = rel;
+              worst_at = fmt::format("{}, {}, layer {}", lay.series_labels[s],
+                                     lay.panel_title(*panel_first[pi], false), l);
+            }
+          }
+        }
+      if (count > 0)
+        r << fmt::format(
+            " Monte Carlo against theory: within 3 s.e. on {} of {} layer values ({:.0f}%); largest relative gap "
+            "{:.1f}% ({}). Gaps beyond the error bars are finite-width effects (they grow like depth/width).",
+            within, count, 100.0 * within / count, 100 * worst_rel, worst_at);
+    }
+    f.reading = r.str();
+    figures.push_back(std::move(f));
+  }
+
+  // ---- depth-returns figures -------------------------------------------------------------
+  std::string depth_note;
+  const bool depth_swept = lay.depth_axis >= 0 && cfg.axes[lay.depth_axis].values.size() >= 2;
+  if (cfg.figures.depth_returns && !depth_swept)
+    depth_note = "The depth-returns figure needs stack.depth as a sweep axis with at least two values; it is left out.";
+  if (cfg.figures.depth_returns && depth_swept) {
+    std::vector<std::vector<int>> groups;
+    std::vector<const Cell*> group_first;
+    for (auto& c : cells) {
+      auto k = lay.panel(c, true);
+      if (std::find(groups.begin(), groups.end(), k) == groups.end()) {
+        groups.push_back(k);
+        group_first.push_back(&c);
+      }
+    }
+    std::vector<std::string> quantities = cfg.figures.metrics;
+    quantities.push_back("ang_dist_quarter");
+    const int nq = static_cast<int>(quantities.size());
+    const int qcols = std::min(3, nq), qrows = (nq + qcols - 1) / qcols;
+    for (size_t g = 0; g < groups.size(); ++g) {
+      Figure f;
+      std::string gtitle = lay.panel_title(*group_first[g], true);
+      f.stem = groups.size() == 1 ? "depth_returns" : fmt::format("depth_returns_{}", g + 1);
+      f.title = "Depth returns" + (gtitle.empty() ? "" : " (" + gtitle + ")");
+      f.width = 1300;
+      f.height = 340 * qrows + 110;
+      std::ostringstream data, script;
+      script << multiplot_header(
+          "Returns of depth: each metric at the end of the stack against depth L" + (gtitle.empty() ? "" : ", " + gtitle),
+          qrows, qcols, f.height);
+      // Per series and engine: (depth, value, se) sorted by depth.
+      auto collect = [&](int s, EngineKind eng, const std::string& q) {
+        std::vector<std::array<double, 3>> pts;
+        for (auto& e : entries) {
+          if (e.job->engine != eng || lay.series(*e.cell) != s || lay.panel(*e.cell, true) != groups[g]) continue;
+          const Profile& p = e.profile;
+          if (q == "ang_dist_quarter") {
+            auto [a, b] = quarter_ang(p);
+            pts.push_back({double(p.spec.depth), a, b});
+          } else {
+            int l = summary_layer(q, p.spec.depth);
+            pts.push_back({double(p.spec.depth), value(p, l, q), se(p, l, q)});
+          }
+        }
+        std::sort(pts.begin(), pts.end());
+        return pts;
+      };
+      int block = 0;
+      std::string xtics;
+      {
+        std::vector<std::string> t;
+        for (auto& lab : cfg.axes[lay.depth_axis].labels) t.push_back(lab);
+        xtics = fmt::format("set xtics ({})\n", fmt::join(t, ", "));
+      }
+      for (int qi = 0; qi < nq; ++qi) {
+        const std::string& q = quantities[qi];
+        std::vector<std::string> plots;
+        std::vector<double> all;
+        for (int s = 0; s < nseries; ++s) {
+          const char* col = kColors[s % kNumColors];
+          if (have_theory) {
+            auto pts = collect(s, EngineKind::Theory, q);
+            if (!pts.empty()) {
+              for (auto& p : pts) {
+                data << p[0] << " " << (std::isfinite(p[1]) ? fmt::format("{:.10g}", p[1]) : "NaN") << "\n";
+                all.push_back(p[1]);
+              }
+              data << "\n\n";
+              plots.push_back(fmt::format("'{}.dat' index {} using 1:2 with linespoints lw 2 pt 6 lc rgb '{}' title \"{}\"",
+                                          f.stem, block++, col, gp(lay.series_labels[s])));
+            }
+          }
+          if (have_sim) {
+            auto pts = collect(s, EngineKind::Simulate, q);
+            if (!pts.empty()) {
+              for (auto& p : pts) {
+                double d = std::isfinite(p[2]) ? p[2] : 0.0, lo = p[1] - d;
+                if (p[1] > 0 && lo <= 0) lo = p[1] * 1e-3;
+                if (std::isfinite(p[1]))
+                  data << p[0] << fmt::format(" {:.10g} {:.10g} {:.10g}", p[1], lo, p[1] + d) << "\n";
+                else
+                  data << p[0] << " NaN NaN NaN\n";
+                all.push_back(p[1]);
+              }
+              data << "\n\n";
+              plots.push_back(fmt::format("'{}.dat' index {} using 1:2:3:4 with yerrorbars pt 7 ps 0.8 lc rgb '{}' {}",
+                                          f.stem, block++, col,
+                                          have_theory ? "notitle" : fmt::format("title \"{}\"", gp(lay.series_labels[s]))));
+            }
+          }
+        }
+        if (qi == 0) {
+          script << key_line();
+          if (have_theory) plots.push_back("keyentry with linespoints lw 2 pt 6 lc rgb 'black' title 'theory (d → ∞)'");
+          if (have_sim)
+            plots.push_back(fmt::format("keyentry with points pt 7 ps 0.8 lc rgb 'black' title \"{}\"", gp(mc_desc)));
+        } else {
+          script << "unset key\n";
+        }
+        std::string qt = q == "ang_dist_quarter" ? "mean ang_dist over the last quarter of layers" : summary_name(q);
+        script << fmt::format("set title \"{}\" font ',12'\nset xlabel 'depth L'\nset ylabel \"{}\"\n", gp(qt),
+                              gp(q == "ang_dist_quarter" ? "ang_dist" : q));
+        script << "set logscale x\n" << xtics;
+        script << (wants_log(all) ? "set logscale y\nset format y '%.0e'\n" : "unset logscale y\nset format y '%g'\n");
+        script << "plot " << fmt::format("{}", fmt::join(plots, ", \\\n     ")) << "\n";
+        script << "unset xtics\nset xtics\n";
+      }
+      script << "unset multiplot\n";
+      f.data = data.str();
+      f.script = script.str();
+
+      // Reading: how much the last quarter of layers still moves, shallow against deep.
+      std::ostringstream r;
+      const auto& dl = cfg.axes[lay.depth_axis];
+      std::vector<std::pair<double, std::string>> ratios;
+      std::vector<std::string> parts;
+      for (int s = 0; s < nseries; ++s) {
+        auto pts = collect(s, ref_engine, "ang_dist_quarter");
+        if (pts.size() < 2) continue;
+        double a = pts.front()[1], b = pts.back()[1];
+        parts.push_back(fmt::format("{} {} → {}", lay.series_labels[s], num(a), num(b)));
+        if (std::isfinite(a) && std::isfinite(b) && b > 0) ratios.emplace_back(a / b, lay.series_labels[s]);
+      }
+      r << fmt::format("Mean angular distance moved by each of the last quarter of layers ({}), from depth {} to depth "
+                       "{}: {}.",
+                       to_string(ref_engine), dl.labels.front(), dl.labels.back(), fmt::join(parts, "; "));
+      if (!ratios.empty()) {
+        std::sort(ratios.begin(), ratios.end());
+        const auto& hi = ratios.back();
+        const auto& lo = ratios.front();
+        r << fmt::format(" With {} times more layers, a late layer of {} changes the residual stream {} times less",
+                         num(std::stod(dl.labels.back()) / std::stod(dl.labels.front())), hi.second, num(hi.first));
+        if (ratios.size() > 1)
+          r << fmt::format("; for {} the factor is {}", lo.second, num(lo.first));
+        r << ". A factor well above 1 means the added layers sit close to the identity: depth gives diminishing "
+             "returns.";
+      }
+      // Gradient reaching the input.
+      std::vector<std::string> gparts;
+      for (int s = 0; s < nseries; ++s) {
+        auto pts = collect(s, ref_engine, "grad_var");
+        if (pts.size() < 2) continue;
+        gparts.push_back(fmt::format("{} {} → {}", lay.series_labels[s], num(pts.front()[1]), num(pts.back()[1])));
+      }
+      if (!gparts.empty() && std::find(quantities.begin(), quantities.end(), "grad_var") != quantities.end())
+        r << fmt::format(" grad_var at layer 0 (the gradient that reaches the input), depth {} → {}: {}.",
+                         dl.labels.front(), dl.labels.back(), fmt::join(gparts, "; "));
+      f.reading = r.str();
+      figures.insert(figures.begin() + static_cast<long>(g), std::move(f));
+    }
+  }
+
+  // ---- draw -------------------------------------------------------------------------------
+  fs::path figdir = out / "figures";
+  std::error_code ec;
+  fs::create_directories(figdir, ec);
+  if (ec) throw IoError(fmt::format("{}: cannot create folder: {}", figdir.string(), ec.message()));
+  std::string gnuplot_version;
+  if (opt.gnuplot.empty()) {
+    res.gnuplot_problem = "drawing was switched off (--no-figures)";
+  } else {
+    std::string cmd = shell_quote(opt.gnuplot) + " --version 2>/dev/null";
+    if (FILE* p = ::popen(cmd.c_str(), "r")) {
+      char buf[256];
+      while (std::fgets(buf, sizeof buf, p)) gnuplot_version += buf;
+      int rc = ::pclose(p);
+      if (rc != 0 || gnuplot_version.find("gnuplot") == std::string::npos) gnuplot_version.clear();
+    }
+    while (!gnuplot_version.empty() && gnuplot_version.back() == '\n') gnuplot_version.pop_back();
+    if (gnuplot_version.empty())
+      res.gnuplot_problem = fmt::format("gnuplot could not be run (tried \"{}\"); install Debian's gnuplot-nox",
+                                        opt.gnuplot);
+  }
+  for (auto& f : figures) {
+    write_file_atomic(figdir / (f.stem + ".dat"), f.data);
+    write_file_atomic(figdir / (f.stem + ".gp"),
+                      fmt::format("# {}: run `gnuplot -e \"set terminal svg size {},{}; set output '{}.svg'\" {}.gp` in "
+                                  "this folder to redraw.\n{}",
+                                  f.title, f.width, f.height, f.stem, f.stem, f.script));
+    bool ok = !gnuplot_version.empty();
+    for (const char* ext : {"svg", "png"}) {
+      if (!ok) break;
+      std::string tmp = ".tmp." + f.stem + "." + ext;
+      std::string term =
+          std::string(ext) == "svg"
+              ? fmt::format("set terminal svg size {},{} noenhanced font 'Sans,12' background rgb 'white'", f.width,
+                            f.height)
+              : fmt::format("set terminal pngcairo size {},{} noenhanced font 'Sans,11' background rgb 'white'",
+                            f.width, f.height);
+      std::string cmd = fmt::format("cd {} && {} -e {} {} > {} 2>&1", shell_quote(figdir.string()),
+                                    shell_quote(opt.gnuplot), shell_quote(term + "; set output '" + tmp + "'"),
+                                    shell_quote(f.stem + ".gp"), shell_quote(".tmp." + f.stem + ".log"));
+      int rc = std::system(cmd.c_str());
+      std::string log = slurp(figdir / (".tmp." + f.stem + ".log"));
+      fs::remove(figdir / (".tmp." + f.stem + ".log"), ec);
+      if (rc != 0 || !fs::exists(figdir / tmp) || fs::file_size(figdir / tmp, ec) == 0) {
+        ok = false;
+        fs::remove(figdir / tmp, ec);
+        if (res.gnuplot_problem.empty())
+          res.gnuplot_problem = fmt::format("gnuplot failed on figures/{}.gp: {}", f.stem, log.substr(0, 400));
+        break;
+      }
+      fs::rename(figdir / tmp, figdir / (f.stem + "." + ext), ec);
+      if (ec) throw IoError(fmt::format("{}: cannot move into place: {}", (figdir / tmp).string(), ec.message()));
+    }
+    if (ok) {
+      res.figures_drawn.push_back(f.stem);
+    } else {
+      res.figures_missing.push_back(f.stem);
+      // A stale picture from an earlier run must not pass for this one.
+      fs::remove(figdir / (f.stem + ".svg"), ec);
+      fs::remove(figdir / (f.stem + ".png"), ec);
+    }
+  }
+
+  // ---- tables shared by HTML and Markdown ------------------------------------------------
+  struct Row {
+    std::vector<std::string> cells;
+  };
+  std::vector<std::string> head{"cell", "engine"};
+  std::vector<std::string> summ = cfg.figures.metrics;
+  for (auto& m : summ) head.push_back(summary_name(m));
+  head.push_back("mean ang_dist, last quarter");
+  std::vector<Row> rows_out;
+  for (auto& e : entries) {
+    Row r;
+    r.cells.push_back(e.cell->label);
+    r.cells.push_back(e.job->engine == EngineKind::Theory ? "theory" : fmt::format("MC d={}", e.job->spec.width));
+    for (auto& m : summ) {
+      int l = summary_layer(m, e.profile.spec.depth);
+      double v = value(e.profile, l, m), d = se(e.profile, l, m);
+      r.cells.push_back(std::isfinite(d) && e.job->engine == EngineKind::Simulate ? num(v) + " ± " + num(d) : num(v));
+    }
+    auto [qa, qe] = quarter_ang(e.profile);
+    r.cells.push_back(std::isfinite(qe) && e.job->engine == EngineKind::Simulate ? num(qa) + " ± " + num(qe) : num(qa));
+    rows_out.push_back(std::move(r));
+  }
+  std::vector<std::string> warnings;
+  for (auto& e : entries)
+    for (auto& w : e.profile.warnings) warnings.push_back(fmt::format("{} ({}): {}", e.cell->label, to_string(e.job->engine), w));
+
+  std::string settings_line;
+  {
+    const StackSpec& b = cells.front().spec;
+    std::vector<std::string> s;
+    s.push_back(fmt::format("{} cells × {} engine{}", cells.size(), (have_theory ? 1 : 0) + (have_sim ? 1 : 0),
+                            have_theory && have_sim ? "s" : ""));
+    s.push_back(fmt::format("T = {} tokens, {} blocks, {}, activation {}, mask {}, qk_scale {}, sigma_w2 = {}",
+                            b.tokens, to_string(b.blocks), to_string(b.norm_type), to_string(b.activation),
+                            to_string(b.mask), to_string(b.qk_scale), num(b.sigma_w2)));
+    if (have_theory)
+      s.push_back(fmt::format("theory: d → ∞ (softmax integral: {} draws, seed {})", cfg.theory.settings.attn.samples,
+                              cfg.theory.settings.attn.seed));
+    if (have_sim)
+      s.push_back(fmt::format("Monte Carlo: width d = {}, H = {}, {} samples per cell, seed {}, backend {} ({})",
+                              cfg.simulate.width > 0 ? cfg.simulate.width : b.width,
+                              cfg.simulate.heads > 0 ? cfg.simulate.heads : b.heads, cfg.simulate.samples,
+                              cfg.simulate.seed, cfg.simulate.backend, cfg.simulate.precision));
+    settings_line = fmt::format("{}", fmt::join(s, "; "));
+  }
+  const std::string config_text = to_toml(cfg);
+
+  // ---- index.html ------------------------------------------------------------------------
+  {
+    std::ostringstream h;
+    h << "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n<title>" << html(cfg.title)
+      << "</title>\n<style>\n"
+         "body{font-family:system-ui,-apple-system,'Segoe UI',Helvetica,Arial,sans-serif;margin:0 auto;max-width:"
+         "1320px;padding:1.2em 2em;color:#222;line-height:1.45}\n"
+         "h1{font-size:1.7em;margin-bottom:.2em}h2{border-bottom:1px solid #ccc;padding-bottom:.2em;margin-top:1.6em}\n"
+         ".meta{color:#555;font-size:.92em}figure{margin:1em 0}figure img{width:100%;height:auto;border:1px solid "
+         "#e4e4e4}\n"
+         "figcaption{font-size:.95em;margin-top:.3em}.reading{background:#f5f8fc;border-left:4px solid "
+         "#1f77b4;padding:.5em .9em;margin:.6em 0}\n"
+         "table{border-collapse:collapse;font-size:.85em;margin:.6em 0}th,td{border:1px solid #ccc;padding:.25em "
+         ".55em;text-align:right}th{background:#f0f0f0}td:first-child,td:nth-child(2){text-align:left}\n"
+         ".missing{background:#fff4e5;border-left:4px solid #e67e22;padding:.5em .9em}pre{background:#f7f7f7;padding:"
+         ".8em;overflow-x:auto;font-size:.85em}\n.warn{color:#a33}\n"
+         "</style>\n</head>\n<body>\n";
+    h << "<h1>" << html(cfg.title) << "</h1>\n<p class=\"meta\">" << html(settings_line) << ". sigprop "
+      << html(kVersion) << ". Metrics as defined in MODEL.md §2; figures also as <code>figures/*.svg</code> and "
+      << "<code>*.png</code>, numbers in <a href=\"profiles.csv\">profiles.csv</a> (a row per cell × layer) and "
+      << "<a href=\"summary.csv\">summary.csv</a>.</p>\n";
+    if (!res.figures_missing.empty()) {
+      h << "<p class=\"missing\"><b>Figures not drawn:</b> " << html(res.gnuplot_problem) << ". Missing: ";
+      for (size_t i = 0; i < res.figures_missing.size(); ++i)
+        h << (i ? ", " : "") << "<code>" << html(res.figures_missing[i]) << "</code>";
+      h << ". Their data and gnuplot scripts are in <code>figures/</code> (<code>.dat</code>, <code>.gp</code>); the "
+           "tables below are complete.</p>\n";
+    }
+    if (!depth_note.empty()) h << "<p class=\"missing\">" << html(depth_note) << "</p>\n";
+    for (auto& f : figures) {
+      h << "<h2>" << html(f.title) << "</h2>\n";
+      bool drawn = std::find(res.figures_drawn.begin(), res.figures_drawn.end(), f.stem) != res.figures_drawn.end();
+      if (drawn) {
+        h << "<figure><img alt=\"" << html(f.title) << "\" src=\"data:image/svg+xml;base64,"
+          << base64(slurp(figdir / (f.stem + ".svg"))) << "\">\n<figcaption>Files: <a href=\"figures/" << html(f.stem)
+          << ".svg\">SVG</a> · <a href=\"figures/" << html(f.stem) << ".png\">PNG</a> · <a href=\"figures/"
+          << html(f.stem) << ".dat\">data</a> · <a href=\"figures/" << html(f.stem)
+          << ".gp\">gnuplot script</a></figcaption></figure>\n";
+      } else {
+        h << "<p class=\"missing\">Figure <code>" << html(f.stem) << "</code> could not be drawn ("
+          << html(res.gnuplot_problem) << "). Data: <a href=\"figures/" << html(f.stem) << ".dat\">" << html(f.stem)
+          << ".dat</a>, script: <a href=\"figures/" << html(f.stem) << ".gp\">" << html(f.stem) << ".gp</a>.</p>\n";
+      }
+      h << "<p class=\"reading\">" << html(f.reading) << "</p>\n";
+    }
+    h << "<h2>Summary per cell</h2>\n<p class=\"meta\">Values at the last layer L (grad_var at layer 0, where the "
+         "backward pass arrives). Monte Carlo entries are mean ± 1 standard error over samples; for the last-quarter "
+         "mean the ± is a bound (mean of the per-layer s.e.).</p>\n<table>\n<tr>";
+    for (auto& c : head) h << "<th>" << html(c) << "</th>";
+    h << "</tr>\n";
+    for (auto& r : rows_out) {
+      h << "<tr>";
+      for (auto& c : r.cells) h << "<td>" << html(c) << "</td>";
+      h << "</tr>\n";
+    }
+    h << "</table>\n";
+    if (!warnings.empty()) {
+      h << "<h2>Warnings from the engines</h2>\n<ul>\n";
+      for (auto& w : warnings) h << "<li class=\"warn\">" << html(w) << "</li>\n";
+      h << "</ul>\n";
+    }
+    h << "<h2>Cells</h2>\n<p class=\"meta\">One profile per cell and engine (JSON and CSV), named by the cell; a "
+         "cell is recomputed only when the hash of its resolved spec and engine settings changes.</p>\n<table>\n"
+         "<tr><th>cell</th><th>engine</th><th>hash</th><th>files</th></tr>\n";
+    for (auto& e : entries)
+      h << "<tr><td>" << html(e.cell->label) << "</td><td>" << to_string(e.job->engine) << "</td><td><code>"
+        << e.job->hash << "</code></td><td><a href=\"" << html(e.job->json.generic_string()) << "\">JSON</a> · <a href=\""
+        << html(e.job->csv.generic_string()) << "\">CSV</a></td></tr>\n";
+    h << "</table>\n<h2>Exact config</h2>\n<p class=\"meta\">Also in <a href=\"config.toml\">config.toml</a>; "
+         "versions in <a href=\"versions.json\">versions.json</a>";
+    if (!gnuplot_version.empty()) h << "; figures drawn with " << html(gnuplot_version);
+    h << ".</p>\n<pre>" << html(config_text) << "</pre>\n</body>\n</html>\n";
+    res.index_html = out / "index.html";
+    write_file_atomic(res.index_html, h.str());
+  }
+
+  // ---- report.md ------------------------------------------------------------------------------
+  {
+    std::ostringstream md;
+    md << "# " << cfg.title << "\n\n" << settings_line << ". sigprop " << kVersion
+       << ". Numbers: `profiles.csv` (a row per cell × layer), `summary.csv`.\n\n";
+    if (!res.figures_missing.empty())
+      md << "**Figures not drawn:** " << res.gnuplot_problem << ". Missing: " << fmt::format("{}", fmt::join(res.figures_missing, ", "))
+         << ". Data and scripts are in `figures/`.\n\n";
+    if (!depth_note.empty()) md << depth_note << "\n\n";
+    for (auto& f : figures) {
+      md << "## " << f.title << "\n\n";
+      if (std::find(res.figures_drawn.begin(), res.figures_drawn.end(), f.stem) != res.figures_drawn.end())
+        md << "![" << f.title << "](figures/" << f.stem << ".png)\n\n";
+      md << f.reading << "\n\n";
+    }
+    md << "## Summary per cell\n\nLast layer L (grad_var at layer 0); Monte Carlo: mean ± 1 s.e.\n\n|";
+    for (auto& c : head) md << " " << c << " |";
+    md << "\n|";
+    for (size_t i = 0; i < head.size(); ++i) md << (i < 2 ? "---|" : "---:|");
+    md << "\n";
+    for (auto& r : rows_out) {
+      md << "|";
+      for (auto& c : r.cells) md << " " << c << " |";
+      md << "\n";
+    }
+    if (!warnings.empty()) {
+      md << "\n## Warnings from the engines\n\n";
+      for (auto& w : warnings) md << "- " << w << "\n";
+    }
+    md << "\n## Exact config\n\n```toml\n" << config_text << "```\n";
+    res.report_md = out / "report.md";
+    write_file_atomic(res.report_md, md.str());
+  }
+  return res;
+}
+
+}  // namespace sigprop::reports

@@ -1,0 +1,81 @@
+#pragma once
+/// @file Sweeps: the grid of a ReportConfig expanded into cells (one resolved spec each)
+/// and jobs (cell x engine), each identified by a hash of its resolved spec and engine
+/// settings; running the jobs that are not yet done, in parallel, resumably.
+#include <atomic>
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "core/profile.hpp"
+#include "core/spec.hpp"
+#include "reports/config.hpp"
+
+namespace sigprop::reports {
+
+/// One point of the grid: a variant (or none) crossed with one value of every axis.
+struct Cell {
+  int index = 0;
+  int variant = -1;             ///< index into ReportConfig::variants, -1 when there are none
+  std::vector<int> axis_value;  ///< per axis, index into SweepAxis::values
+  std::string label;            ///< "Pre-LN, stack.depth=12"
+  std::string slug;             ///< file-name stem, unique per cell ("pre-ln_depth-12")
+  StackSpec spec;               ///< base + variant + axis values, validated
+};
+
+enum class EngineKind { Theory, Simulate };
+std::string to_string(EngineKind);
+
+/// One engine on one cell. Its hash covers everything that can change its numbers.
+struct Job {
+  int cell = 0;
+  std::string label;             ///< the cell's label
+  EngineKind engine = EngineKind::Theory;
+  StackSpec spec;                 ///< what the engine runs (the Monte Carlo may override width/heads)
+  nlohmann::json settings;        ///< engine settings that enter the hash (never thread counts)
+  std::string hash;               ///< 16 hex digits, FNV-1a 64 of {engine, spec, settings, version}
+  double cost = 0;                ///< rough seconds on one core, for scheduling and the time-left estimate
+  std::filesystem::path json, csv;  ///< relative to the output folder: cells/<slug>.<engine>.json/.csv
+};
+
+/// Expands the grid; ConfigError names the cell and key when a combination is invalid.
+std::vector<Cell> expand_cells(const ReportConfig& cfg);
+/// Every job of every cell, in cell order, theory before simulate.
+std::vector<Job> make_jobs(const ReportConfig& cfg, const std::vector<Cell>& cells);
+
+/// True when out/job.json holds a profile whose recorded hash equals job.hash.
+bool job_done(const std::filesystem::path& out, const Job& job);
+/// Reads a finished job's profile (IoError when missing or not matching).
+Profile load_job(const std::filesystem::path& out, const Job& job);
+
+struct RunOptions {
+  int jobs = 1;         ///< cells run in parallel (threads)
+  int sim_threads = 1;  ///< threads inside one Monte Carlo job (never changes a number)
+  int rank = 0, ranks = 1;  ///< this process takes the pending jobs with (position % ranks == rank)
+  /// Set from a signal handler: no new job starts, running ones finish and are kept.
+  const std::atomic<bool>* stop = nullptr;
+  /// After each finished job: (job, seconds it took, jobs finished by this process, jobs this
+  /// process runs, estimated seconds left). Called from worker threads, never concurrently.
+  std::function<void(const Job&, double, int, int, double)> on_done;
+};
+
+struct RunStats {
+  int total = 0;     ///< jobs in the sweep
+  int skipped = 0;   ///< already done (resume)
+  int assigned = 0;  ///< pending jobs this process had to run
+  int ran = 0;       ///< of those, finished now
+  bool interrupted = false;
+};
+
+/// Runs the pending jobs assigned to this process, writing cells/<slug>.<engine>.{csv,json}
+/// atomically (JSON last: it marks the job done). The numbers do not depend on jobs,
+/// sim_threads or ranks. The first engine error stops new jobs and is rethrown.
+RunStats run_jobs(const ReportConfig& cfg, const std::vector<Job>& jobs, const std::filesystem::path& out,
+                  const RunOptions& opt);
+
+}  // namespace sigprop::reports
