@@ -9,7 +9,8 @@ cd "$(dirname "$0")/.."
 PACKAGES=(build-essential cmake ninja-build pkg-config
           libeigen3-dev libboost-dev libfmt-dev catch2 libbenchmark-dev libtomlplusplus-dev
           libcli11-dev nlohmann-json3-dev librandom123-dev gnuplot-nox libgnuplot-iostream-dev
-          python3 python3-venv)
+          python3 python3-venv
+          clang libclang-rt-14-dev)  # scripts/fuzz.sh: clang + libFuzzer runtime (libclang_rt.fuzzer)
 
 missing=()
 for p in "${PACKAGES[@]}"; do
