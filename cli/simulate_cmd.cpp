@@ -12,6 +12,7 @@
 #include "cli/table.hpp"
 #include "core/profile.hpp"
 #include "core/spec.hpp"
+#include "sim/backend.hpp"
 
 namespace sigprop::cli {
 
@@ -23,9 +24,12 @@ CLI::App* add_simulate_command(CLI::App& app, SimulateArgs& a) {
   c->add_option("--samples", a.settings.samples, "Independent random stacks (weights, input, Delta_L)")->required();
   c->add_option("--seed", a.settings.seed, "Seed of every random stream")->required();
   c->add_option("--backend", a.settings.backend,
-                "Backend: reference (double precision, plain loops) or cpu (Eigen GEMMs, float or double)");
+                "Backend: reference (double precision, plain loops), cpu (Eigen GEMMs, float or double) or cuda "
+                "(GPU, batched over samples, float or tf32; only in builds with SIGPROP_ENABLE_CUDA)");
+  a.settings.precision.clear();  // the backend's own default unless given
   c->add_option("--precision", a.settings.precision,
-                "Precision of the cpu backend: float or double (the reference is double only)");
+                "float or double for cpu (default double; the reference is double only), float or tf32 for cuda "
+                "(default float)");
   c->add_option("--threads", a.settings.threads, "Worker threads (0 = all cores); results do not depend on it");
   c->add_option("--json", a.json_out, "Write the profile as JSON");
   c->add_option("--csv", a.csv_out, "Write the profile as CSV");
@@ -37,6 +41,7 @@ CLI::App* add_simulate_command(CLI::App& app, SimulateArgs& a) {
 int run_simulate(const SimulateArgs& a) {
   StackSpec spec = resolve_spec(a.spec_path, a.sets);
   sim::SimSettings settings = a.settings;
+  if (settings.precision.empty()) settings.precision = sim::default_precision(settings.backend);
   const bool progress_tty = ::isatty(STDERR_FILENO) != 0 && !a.quiet;
   const auto start = std::chrono::steady_clock::now();
   if (progress_tty)
@@ -58,7 +63,7 @@ int run_simulate(const SimulateArgs& a) {
         "mask {}, branch_scale {}, qk_scale {}; {} samples, seed {}, backend {} ({})\n",
         to_string(spec.blocks), to_string(spec.norm), to_string(spec.norm_type), spec.tokens, spec.width, spec.heads,
         spec.depth, to_string(spec.activation), to_string(spec.mask), spec.branch_scale.str(), to_string(spec.qk_scale),
-        a.settings.samples, a.settings.seed, a.settings.backend, a.settings.precision);
+        a.settings.samples, a.settings.seed, a.settings.backend, settings.precision);
     fmt::print("{}", format_table(p, a.max_rows,
                                   fmt::format("Monte Carlo standard error over {} samples", a.settings.samples)));
   }

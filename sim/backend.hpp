@@ -20,9 +20,9 @@ class StackBackend {
  public:
   virtual ~StackBackend() = default;
   [[nodiscard]] virtual const StackSpec& spec() const = 0;
-  /// "reference" or "cpu".
+  /// "reference", "cpu" or "cuda".
   [[nodiscard]] virtual std::string backend() const = 0;
-  /// "double" or "float": the type of every stream, weight and intermediate.
+  /// "double" or "float" (cuda: "float" or "tf32"): the type of every stream, weight and intermediate.
   [[nodiscard]] virtual std::string precision() const = 0;
 
   /// X_0 (T, d) of this sample (MODEL.md §1 input).
@@ -37,14 +37,27 @@ class StackBackend {
                                                            const std::vector<double>& dY) const = 0;
   /// Forward through every block, backward from Delta_L, every metric per layer.
   [[nodiscard]] virtual SampleMetrics run_sample(int sample) const = 0;
+
+  /// run_sample for samples first .. first + count - 1 into out[0 .. count - 1]. The default
+  /// loops over run_sample; a GPU backend runs them as batches on the device.
+  virtual void run_samples(int first, int count, SampleMetrics* out) const {
+    for (int i = 0; i < count; ++i) out[i] = run_sample(first + i);
+  }
+  /// Samples the backend wants per run_samples call; 0 (CPU backends) means one sample per
+  /// call from the engine's worker threads.
+  [[nodiscard]] virtual int preferred_batch() const { return 0; }
 };
 
 /// Precisions a backend offers, in the order shown in error messages.
 const std::vector<std::string>& backend_precisions(const std::string& backend);
 
-/// The backend `backend` ("reference" | "cpu") in precision `precision` ("double" |
-/// "float"; the reference is double only). Validates the spec; throws ConfigError for
-/// an unknown backend or a precision the backend does not offer.
+/// The precision a backend runs in when none is asked for: "double" (reference, cpu), "float" (cuda).
+std::string default_precision(const std::string& backend);
+
+/// The backend `backend` ("reference" | "cpu" | "cuda" when built with CUDA) in precision
+/// `precision` ("double" | "float", cuda "float" | "tf32"; the reference is double only; ""
+/// = default_precision). Validates the spec; throws ConfigError for an unknown backend or a
+/// precision the backend does not offer, CudaError for cuda without a usable device.
 std::unique_ptr<StackBackend> make_stack_backend(const StackSpec& spec, uint64_t seed, const std::string& backend,
                                                  const std::string& precision);
 

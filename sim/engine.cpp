@@ -17,11 +17,18 @@
 #include "sim/backend.hpp"
 #include "sim/eigen_backend.hpp"
 #include "sim/reference.hpp"
+#ifdef SIGPROP_HAVE_CUDA
+#include "cuda/cuda_backend.hpp"
+#endif
 
 namespace sigprop::sim {
 
 const std::vector<std::string>& available_backends() {
+#ifdef SIGPROP_HAVE_CUDA
+  static const std::vector<std::string> names{"reference", "cpu", "cuda"};
+#else
   static const std::vector<std::string> names{"reference", "cpu"};
+#endif
   return names;
 }
 
@@ -29,8 +36,13 @@ const std::vector<std::string>& backend_precisions(const std::string& backend) {
   static const std::vector<std::string> ref{"double"}, cpu{"float", "double"}, none{};
   if (backend == "reference") return ref;
   if (backend == "cpu") return cpu;
+#ifdef SIGPROP_HAVE_CUDA
+  if (backend == "cuda") return cuda::precisions();
+#endif
   return none;
 }
+
+std::string default_precision(const std::string& backend) { return backend == "cuda" ? "float" : "double"; }
 
 namespace {
 
@@ -82,14 +94,22 @@ void check_precision(const std::string& backend, const std::string& precision) {
 std::unique_ptr<StackBackend> make_stack_backend(const StackSpec& spec, uint64_t seed, const std::string& backend,
                                                  const std::string& precision) {
   check_backend(backend);
-  check_precision(backend, precision);
+  const std::string prec = precision.empty() ? default_precision(backend) : precision;
+  check_precision(backend, prec);
   if (backend == "reference") return std::make_unique<ReferenceBackend>(spec, seed);
-  if (precision == "float") return std::make_unique<EigenStack<float>>(spec, seed);
+#ifdef SIGPROP_HAVE_CUDA
+  if (backend == "cuda") {
+    validate_for_simulation(spec);
+    return cuda::make_backend(spec, seed, prec);
+  }
+#endif
+  if (prec == "float") return std::make_unique<EigenStack<float>>(spec, seed);
   return std::make_unique<EigenStack<double>>(spec, seed);
 }
 
 MonteCarloEngine::MonteCarloEngine(SimSettings settings) : st_(std::move(settings)) {
   check_backend(st_.backend);
+  if (st_.precision.empty()) st_.precision = default_precision(st_.backend);
   check_precision(st_.backend, st_.precision);
   if (st_.samples < 1 || st_.samples > kMaxSamples)
     throw ConfigError(fmt::format("--samples: must be in [1, {}] (16-bit sample ids of the random streams), got {}",
@@ -126,7 +146,17 @@ Profile MonteCarloEngine::run(const StackSpec& spec) {
       next.store(N);
     }
   };
-  if (nthreads == 1) {
+  if (stack->preferred_batch() > 0) {
+    // A device backend: whole batches in this thread (the device is the parallelism).
+    // Even batches (sizes differ by at most one) so the last one does not run nearly empty.
+    const int nb = (N + stack->preferred_batch() - 1) / stack->preferred_batch();
+    const int batch = (N + nb - 1) / nb;
+    for (int first = 0; first < N; first += batch) {
+      const int count = std::min(batch, N - first);
+      stack->run_samples(first, count, res.data() + first);
+      if (st_.progress) st_.progress(first + count, N);
+    }
+  } else if (nthreads == 1) {
     work(0);
   } else {
     std::vector<std::thread> pool;
