@@ -393,6 +393,7 @@ SpectrumDensity spectrum_density(const StackSpec& spec, const std::vector<double
   for (size_t i = 0; i < order.size(); ++i) order[i] = i;
   std::sort(order.begin(), order.end(), [&](size_t a, size_t b) { return x[a] > x[b]; });
   bool have_prev = false;
+  double x_prev = 0;
   cplx m_prev = 0;
   std::vector<cplx> z_prev(S.groups.size());
   auto start_far = [&](cplx X, cplx& m, std::vector<cplx>& z) {
@@ -406,18 +407,30 @@ SpectrumDensity spectrum_density(const StackSpec& spec, const std::vector<double
       ++out.failed;
       continue;
     }
-    const cplx X(xi, st.eta_rel * xi);
     cplx m = m_prev;
     std::vector<cplx> z = z_prev;
-    bool ok = have_prev && S.solve(X, m, z);
+    // chi_J(m) = 1/X has spurious roots too (e.g. real m < -1 for small x), so the physical branch is
+    // tracked, never jumped to: from the neighbour's solution in geometric steps of at most 2% in x,
+    // or (no neighbour, a failed step, or more than 60 steps) from far above the real axis, halving eta.
+    bool ok = false;
+    if (have_prev) {
+      const double r = std::log(xi / x_prev);
+      const int steps = std::max(1, static_cast<int>(std::ceil(std::abs(r) / 0.02)));
+      ok = steps <= 60;
+      for (int k = 1; k <= steps && ok; ++k) {
+        const double xk = k == steps ? xi : x_prev * std::exp(r * k / steps);
+        ok = S.solve(cplx(xk, st.eta_rel * xk), m, z);
+      }
+    }
     if (!ok) {
+      ++out.homotopies;
       double eta = 4.0 * std::max(xi, mean + 10.0 * sd);
       start_far(cplx(xi, eta), m, z);
       ok = true;
       while (ok) {
         ok = S.solve(cplx(xi, eta), m, z);
         if (eta <= st.eta_rel * xi) break;
-        eta = std::max(eta / 3.0, st.eta_rel * xi);
+        eta = std::max(eta / 2.0, st.eta_rel * xi);
       }
     }
     if (!ok) {
@@ -426,10 +439,11 @@ SpectrumDensity spectrum_density(const StackSpec& spec, const std::vector<double
       continue;
     }
     // G(X) = (1 + psi(1/X)) / X; the density is -Im G / pi.
-    const cplx G = (1.0 + m) / X;
+    const cplx G = (1.0 + m) / cplx(xi, st.eta_rel * xi);
     out.density[oi] = std::max(0.0, -G.imag() / kPi);
     m_prev = m;
     z_prev = z;
+    x_prev = xi;
     have_prev = true;
   }
   return out;

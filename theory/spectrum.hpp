@@ -65,6 +65,7 @@ struct SpectrumDensity {
   std::vector<double> density;  ///< continuous part; it integrates to 1 - atom0
   double atom0 = 0;             ///< point mass at 0
   int failed = 0;               ///< grid points where the solver did not converge (NaN there)
+  int homotopies = 0;           ///< grid points solved by the eta homotopy (not from a neighbour)
 };
 
 /// Throws ConfigError naming the key unless spec is a stack this engine implements:
