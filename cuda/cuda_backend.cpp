@@ -5,9 +5,15 @@
 // the batch is one cuBLAS strided-batched call (row-major C = A B is column-major C^T = B^T A^T).
 #include "cuda/cuda_backend.hpp"
 
+#ifdef SIGPROP_CUDA_EMULATE  // the host emulation for tests (cuda/emulate.hpp), in namespace cuda_emu
+#include "cuda/emulate.hpp"
+#define SIGPROP_CUDA_NS cuda_emu
+#else
 #include <cublas_v2.h>
 #include <cuda_runtime_api.h>
 #include <cusolverDn.h>
+#define SIGPROP_CUDA_NS cuda
+#endif
 
 #include <algorithm>
 #include <cmath>
@@ -22,7 +28,7 @@
 #include "core/hd_math.hpp"
 #include "cuda/kernels.hpp"
 
-namespace sigprop::cuda {
+namespace sigprop::SIGPROP_CUDA_NS {
 namespace {
 
 using std::size_t;
@@ -667,7 +673,7 @@ DeviceInfo device_info() {
   const cudaError_t e = cudaGetDeviceCount(&n);
   if (e != cudaSuccess) {
     info.why = fmt::format("{} ({})", cudaGetErrorString(e), cudaGetErrorName(e));
-    cudaGetLastError();  // clear the sticky-free error so later queries start clean
+    cudaGetLastError();  // reset the runtime's last-error state
     return info;
   }
   if (n == 0) {
@@ -713,4 +719,4 @@ std::unique_ptr<sim::StackBackend> make_backend(const StackSpec& spec, uint64_t 
   return std::make_unique<CudaStack>(spec, seed, precision);
 }
 
-}  // namespace sigprop::cuda
+}  // namespace sigprop::SIGPROP_CUDA_NS

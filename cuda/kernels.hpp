@@ -10,7 +10,12 @@
 #include <cstddef>
 #include <cstdint>
 
-namespace sigprop::cuda::k {
+// sigprop::cuda::k; the host emulation (cuda/kernels_emu.cpp) defines the same in cuda_emu::k.
+#ifndef SIGPROP_CUDA_NS
+#define SIGPROP_CUDA_NS cuda
+#endif
+
+namespace sigprop::SIGPROP_CUDA_NS::k {
 
 /// dst[b] (+ h head_stride) row-major (rows, cols) with leading dimension ld = sd * normal
 /// (i cols + j) of stream (seed, stream_id(sample0 + b, layer, kind, h)), drawn in double,
@@ -75,4 +80,4 @@ void layer_metrics(const double* K, const double* Kprev, const double* eig, cons
 /// entries, accumulated in double in a fixed order.
 void mean_square(const float* x, std::size_t per_sample, int batch, double* vals, int layer, int ncols, int col);
 
-}  // namespace sigprop::cuda::k
+}  // namespace sigprop::SIGPROP_CUDA_NS::k

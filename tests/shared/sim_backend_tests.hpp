@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <functional>
 #include <limits>
 #include <memory>
 #include <string>
@@ -32,8 +33,11 @@ using Vec = std::vector<double>;
 struct Backend {
   std::string name;       ///< "reference", "cpu", ...
   std::string precision;  ///< "double" | "float"
+  /// Makes the backend under test when set (a backend make_stack_backend does not know, e.g. the
+  /// host emulation of the CUDA backend); otherwise make_stack_backend(s, seed, name, precision).
+  std::function<std::unique_ptr<sim::StackBackend>(const StackSpec&, uint64_t)> factory{};
   [[nodiscard]] std::unique_ptr<sim::StackBackend> make(const StackSpec& s, uint64_t seed) const {
-    return sim::make_stack_backend(s, seed, name, precision);
+    return factory ? factory(s, seed) : sim::make_stack_backend(s, seed, name, precision);
   }
   [[nodiscard]] double eps() const {
     return precision == "float" ? std::numeric_limits<float>::epsilon() : std::numeric_limits<double>::epsilon();
