@@ -303,7 +303,7 @@ ReportConfig parse_report_config(std::string_view text, const std::string& origi
   cfg.base = parse_spec_toml(spec_text.str(), origin);  // names unknown spec keys and bad values
   cfg.base_toml = sigprop::to_toml(cfg.base);
   // Build every cell now so that a bad sweep value fails before any work starts.
-  (void)expand_cells(cfg);
+  (void)make_jobs(cfg, expand_cells(cfg));
   return cfg;
 }
 

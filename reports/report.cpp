@@ -210,19 +210,46 @@ std::string mc_description(const ReportConfig& cfg, const std::vector<Entry>& en
   return "Monte Carlo";
 }
 
-/// Multiplot header: reserve the bottom strip for the shared key.
-std::string multiplot_header(const std::string& title, int rows, int cols, int height_px) {
-  double key_strip = std::min(0.30, 70.0 / height_px);
-  double top = 1.0 - std::min(0.2, 45.0 / height_px);
+// Figure geometry in pixels: a title strip on top, a key strip at the bottom, and a grid
+// of panels placed by explicit screen margins (gnuplot's layout margins are not reliable).
+constexpr int kTitlePx = 40, kKeyPx = 64, kPadLeft = 78, kPadRight = 18, kPadTop = 30, kPadBottom = 52;
+
+std::string multiplot_header(const std::string& title) {
   return fmt::format(
       "set encoding utf8\nset datafile missing 'NaN'\nset grid lc rgb '#dddddd'\nset border lc rgb '#444444'\n"
-      "set multiplot layout {},{} margins screen 0.07,0.98,{:.3f},{:.3f} spacing screen 0.07,{:.3f} title \"{}\" "
-      "font ',14'\n",
-      rows, cols, key_strip + 0.06, top, std::min(0.25, 60.0 / height_px), gp(title));
+      "set multiplot title \"{}\" font ',14'\nunset key\n",
+      gp(title));
 }
 
-std::string key_line() {
-  return "set key at screen 0.5,0.005 center bottom horizontal maxrows 2 width 1 samplen 2 font ',10'\n";
+/// Screen margins of panel pi in a rows x cols grid on a width x height canvas.
+std::string panel_box(int pi, int rows, int cols, int width, int height) {
+  const double cw = static_cast<double>(width) / cols;
+  const double ch = static_cast<double>(height - kTitlePx - kKeyPx) / rows;
+  const int r = pi / cols, c = pi % cols;
+  const double x0 = c * cw + kPadLeft, x1 = (c + 1) * cw - kPadRight;
+  const double ytop = height - kTitlePx - r * ch - kPadTop, ybot = height - kTitlePx - (r + 1) * ch + kPadBottom;
+  return fmt::format(
+      "set lmargin at screen {:.4f}\nset rmargin at screen {:.4f}\nset tmargin at screen {:.4f}\n"
+      "set bmargin at screen {:.4f}\n",
+      x0 / width, x1 / width, ytop / height, ybot / height);
+}
+
+/// The shared key: an empty plot spanning the bottom strip, one entry per series (colour)
+/// and one per engine (line style), laid out horizontally.
+std::string key_strip(const std::vector<std::string>& series, bool theory, bool sim, const std::string& mc_desc,
+                      int height) {
+  std::vector<std::string> e;
+  for (size_t s = 0; s < series.size(); ++s)
+    e.push_back(fmt::format("keyentry with {} lw 3 lc rgb '{}' title \"{}\"", theory ? "lines" : "points",
+                            kColors[s % kNumColors], gp(series[s])));
+  if (theory) e.push_back("keyentry with lines lw 2 lc rgb 'black' title 'theory (d → ∞)'");
+  if (sim) e.push_back(fmt::format("keyentry with yerrorbars pt 7 ps 0.8 lc rgb 'black' title \"{}\"", gp(mc_desc)));
+  return fmt::format(
+      "set lmargin at screen 0.01\nset rmargin at screen 0.99\nset bmargin at screen 0.0\n"
+      "set tmargin at screen {:.4f}\nunset border\nunset tics\nunset grid\nunset xlabel\nunset ylabel\n"
+      "unset title\nunset logscale\nset xrange [0:1]\nset yrange [0:1]\n"
+      "set key center center horizontal maxrows 2 samplen 2.5 spacing 1.1 font ',11'\nplot NaN notitle, {}\n",
+      static_cast<double>(kKeyPx) / height, fmt::join(e, ", "));
 }
 
 }  // namespace
@@ -320,9 +347,9 @@ RenderResult render_report(const ReportConfig& cfg, const std::vector<Cell>& cel
     f.stem = "layer_" + m;
     f.title = fmt::format("{} against layer", m);
     f.width = 1300;
-    f.height = 380 * rows + 110;
+    f.height = 380 * rows + kTitlePx + kKeyPx;
     std::ostringstream data, script;
-    script << multiplot_header(fmt::format("{}: {}", m, metric_label(m)), rows, cols, f.height);
+    script << multiplot_header(fmt::format("{}: {}", m, metric_label(m)));
     int block = 0;
     for (int pi = 0; pi < npan; ++pi) {
       std::vector<std::string> plots;
@@ -338,8 +365,8 @@ RenderResult render_report(const ReportConfig& cfg, const std::vector<Cell>& cel
             all.push_back(v);
           }
           data << "\n\n";
-          plots.push_back(fmt::format("'{}.dat' index {} using 1:2 with lines lw 2 lc rgb '{}' title \"{}\"", f.stem,
-                                      block++, col, gp(lay.series_labels[s])));
+          plots.push_back(
+              fmt::format("'{}.dat' index {} using 1:2 with lines lw 2 lc rgb '{}' notitle", f.stem, block++, col));
         }
         if (const Entry* e = find_entry(pi, s, EngineKind::Simulate)) {
           data << "# panel " << pi << ", " << lay.series_labels[s] << ", Monte Carlo: layer mean low high\n";
@@ -357,28 +384,21 @@ RenderResult render_report(const ReportConfig& cfg, const std::vector<Cell>& cel
           data << "\n\n";
           int every = std::max(1, static_cast<int>(std::lround(depth / 24.0)));
           plots.push_back(fmt::format(
-              "'{}.dat' index {} every {} using 1:2:3:4 with yerrorbars pt 7 ps 0.55 lw 1 lc rgb '{}' {}", f.stem,
-              block++, every, col, have_theory ? "notitle" : fmt::format("title \"{}\"", gp(lay.series_labels[s]))));
+              "'{}.dat' index {} every {} using 1:2:3:4 with yerrorbars pt 7 ps 0.55 lw 1 lc rgb '{}' notitle", f.stem,
+              block++, every, col));
         }
       }
-      if (pi == 0) {
-        script << key_line();
-        if (have_theory) plots.push_back("keyentry with lines lw 2 lc rgb 'black' title 'theory (d → ∞)'");
-        if (have_sim)
-          plots.push_back(fmt::format("keyentry with points pt 7 ps 0.8 lc rgb 'black' title \"{}\"", gp(mc_desc)));
-      } else {
-        script << "unset key\n";
-      }
+      script << panel_box(pi, rows, cols, f.width, f.height);
       script << fmt::format("set title \"{}\" font ',12'\n", gp(lay.panel_title(*panel_first[pi], false)));
       script << "set xlabel 'layer l'\nset ylabel \"" << gp(m) << "\"\n";
-      script << fmt::format("set xrange [0:{}]\n", depth);
-      script << (wants_log(all) ? "set logscale y\nset format y '%.0e'\n" : "unset logscale y\nset format y '%g'\n");
+      script << fmt::format("set xrange [0:{}]\n", depth) << (depth <= 12 ? "set xtics 1\n" : "set xtics autofreq\n");
+      script << (wants_log(all) ? "set logscale y\nset format y '%g'\n" : "unset logscale y\nset format y '%g'\n");
       if (plots.empty())
         script << "set label 1 'no data' at graph 0.5,0.5 center\nplot NaN notitle\nunset label 1\n";
       else
         script << "plot " << fmt::format("{}", fmt::join(plots, ", \\\n     ")) << "\n";
     }
-    script << "unset multiplot\n";
+    script << key_strip(lay.series_labels, have_theory, have_sim, mc_desc, f.height) << "unset multiplot\n";
     f.data = data.str();
     f.script = script.str();
 
@@ -465,11 +485,10 @@ RenderResult render_report(const ReportConfig& cfg, const std::vector<Cell>& cel
       f.stem = groups.size() == 1 ? "depth_returns" : fmt::format("depth_returns_{}", g + 1);
       f.title = "Depth returns" + (gtitle.empty() ? "" : " (" + gtitle + ")");
       f.width = 1300;
-      f.height = 340 * qrows + 110;
+      f.height = 340 * qrows + kTitlePx + kKeyPx;
       std::ostringstream data, script;
-      script << multiplot_header(
-          "Returns of depth: each metric at the end of the stack against depth L" + (gtitle.empty() ? "" : ", " + gtitle),
-          qrows, qcols, f.height);
+      script << multiplot_header("Returns of depth: each metric at the end of the stack against depth L" +
+                                 (gtitle.empty() ? "" : ", " + gtitle));
       // Per series and engine: (depth, value, se) sorted by depth.
       auto collect = [&](int s, EngineKind eng, const std::string& q) {
         std::vector<std::array<double, 3>> pts;
@@ -508,8 +527,8 @@ RenderResult render_report(const ReportConfig& cfg, const std::vector<Cell>& cel
                 all.push_back(p[1]);
               }
               data << "\n\n";
-              plots.push_back(fmt::format("'{}.dat' index {} using 1:2 with linespoints lw 2 pt 6 lc rgb '{}' title \"{}\"",
-                                          f.stem, block++, col, gp(lay.series_labels[s])));
+              plots.push_back(fmt::format("'{}.dat' index {} using 1:2 with linespoints lw 2 pt 6 lc rgb '{}' notitle",
+                                          f.stem, block++, col));
             }
           }
           if (have_sim) {
@@ -525,29 +544,21 @@ RenderResult render_report(const ReportConfig& cfg, const std::vector<Cell>& cel
                 all.push_back(p[1]);
               }
               data << "\n\n";
-              plots.push_back(fmt::format("'{}.dat' index {} using 1:2:3:4 with yerrorbars pt 7 ps 0.8 lc rgb '{}' {}",
-                                          f.stem, block++, col,
-                                          have_theory ? "notitle" : fmt::format("title \"{}\"", gp(lay.series_labels[s]))));
+              plots.push_back(fmt::format("'{}.dat' index {} using 1:2:3:4 with yerrorbars pt 7 ps 0.8 lc rgb '{}' notitle",
+                                          f.stem, block++, col));
             }
           }
         }
-        if (qi == 0) {
-          script << key_line();
-          if (have_theory) plots.push_back("keyentry with linespoints lw 2 pt 6 lc rgb 'black' title 'theory (d → ∞)'");
-          if (have_sim)
-            plots.push_back(fmt::format("keyentry with points pt 7 ps 0.8 lc rgb 'black' title \"{}\"", gp(mc_desc)));
-        } else {
-          script << "unset key\n";
-        }
+        script << panel_box(qi, qrows, qcols, f.width, f.height);
         std::string qt = q == "ang_dist_quarter" ? "mean ang_dist over the last quarter of layers" : summary_name(q);
         script << fmt::format("set title \"{}\" font ',12'\nset xlabel 'depth L'\nset ylabel \"{}\"\n", gp(qt),
                               gp(q == "ang_dist_quarter" ? "ang_dist" : q));
         script << "set logscale x\n" << xtics;
-        script << (wants_log(all) ? "set logscale y\nset format y '%.0e'\n" : "unset logscale y\nset format y '%g'\n");
+        script << (wants_log(all) ? "set logscale y\nset format y '%g'\n" : "unset logscale y\nset format y '%g'\n");
         script << "plot " << fmt::format("{}", fmt::join(plots, ", \\\n     ")) << "\n";
         script << "unset xtics\nset xtics\n";
       }
-      script << "unset multiplot\n";
+      script << key_strip(lay.series_labels, have_theory, have_sim, mc_desc, f.height) << "unset multiplot\n";
       f.data = data.str();
       f.script = script.str();
 

@@ -62,7 +62,13 @@ StackSpec build_spec(const ReportConfig& cfg, const std::vector<std::pair<std::s
   }
   std::ostringstream text;
   text << root;
-  return parse_spec_toml(text.str(), where);
+  try {
+    return parse_spec_toml(text.str(), where);
+  } catch (const ConfigError& e) {
+    std::string msg = e.what();
+    if (msg.rfind(where, 0) == 0) throw;
+    throw ConfigError(fmt::format("{}: {}", where, msg));  // enum errors come without the origin
+  }
 }
 
 }  // namespace
