@@ -110,9 +110,11 @@ struct ProductSolver {
     std::vector<cplx> zt = z;
     cplx F, dF;
     if (!eval(X, m, zt, F, dF)) return false;
-    for (int it = 0; it < max_newton; ++it) {
+    // F sums up to L + 1 logarithms, so its rounding floor is ~1e-16 L |log|: stop at 1e-13 or when
+    // the step stalls, and accept |F| <= 1e-10 (chi_J(m) X = 1 to 1e-10 relative).
+    for (int it = 0; it < max_newton && std::abs(F) >= 1e-13; ++it) {
       cplx step = F / dF;
-      double r0 = std::abs(F);
+      const double r0 = std::abs(F);
       cplx mn = m - step;
       std::vector<cplx> zn = zt;
       cplx Fn, dFn;
@@ -123,22 +125,20 @@ struct ProductSolver {
         zn = zt;
         ok = eval(X, mn, zn, Fn, dFn);
       }
-      if (!ok) return false;
+      if (!ok || std::abs(Fn) > r0) break;  // no descent: stalled at the rounding floor (or lost)
       m = mn;
       zt = zn;
       F = Fn;
       dF = dFn;
-      if (std::abs(F) < 1e-13 || std::abs(step) < 1e-14 * (std::abs(m) + 1e-300)) {
-        const double tol = 1e-8 * (std::abs(m) + 1e-300);
-        if (m.imag() > tol) return false;
-        for (auto& zg : zt)
-          if (zg.imag() > 1e-8 * (std::abs(zg) + 1e-300)) return false;
-        if (std::abs(F) > 1e-9) return false;
-        z = zt;
-        return true;
-      }
+      if (std::abs(step) < 1e-15 * (std::abs(m) + 1e-300)) break;
     }
-    return false;
+    if (!(std::abs(F) <= 1e-10)) return false;
+    const double tol = 1e-8 * (std::abs(m) + 1e-300);
+    if (m.imag() > tol) return false;
+    for (auto& zg : zt)
+      if (zg.imag() > 1e-8 * (std::abs(zg) + 1e-300)) return false;
+    z = zt;
+    return true;
   }
 };
 
