@@ -388,8 +388,7 @@ class HalfBlock {
 };
 
 template <class Real>
-Mat<Real> block_forward_impl(const StackSpec& s, uint64_t seed, int sample, int layer, const Mat<Real>& X) {
-  const LayerWeights<Real> w = make_weights<Real>(s, seed, sample, layer);
+Mat<Real> block_forward_impl(const StackSpec& s, const LayerWeights<Real>& w, int layer, const Mat<Real>& X) {
   HalfCache<Real> c;
   Mat<Real> Y = X;
   for (Branch br : halves_of(s)) {
@@ -400,10 +399,9 @@ Mat<Real> block_forward_impl(const StackSpec& s, uint64_t seed, int sample, int 
 }
 
 template <class Real>
-Mat<Real> block_backward_impl(const StackSpec& s, uint64_t seed, int sample, int layer, const Mat<Real>& X,
+Mat<Real> block_backward_impl(const StackSpec& s, const LayerWeights<Real>& w, int layer, const Mat<Real>& X,
                               const Mat<Real>& dY) {
-  // Regenerate the weights and recompute this block's forward (its intermediates are not stored).
-  const LayerWeights<Real> w = make_weights<Real>(s, seed, sample, layer);
+  // Recompute this block's forward (its intermediates are not stored), then go back through it.
   const std::vector<Branch> halves = halves_of(s);
   std::vector<HalfCache<Real>> caches(halves.size());
   const Mat<Real>* Y = &X;
@@ -414,6 +412,13 @@ Mat<Real> block_backward_impl(const StackSpec& s, uint64_t seed, int sample, int
   Mat<Real> g = dY;
   for (size_t i = halves.size(); i-- > 0;) g = HalfBlock<Real>(s, w, halves[i], layer).backward(caches[i], g);
   return g;
+}
+
+template <class Real>
+size_t weight_bytes(const LayerWeights<Real>& w) {
+  const auto n = w.wqkv.size() + w.wo.size() + w.w1.size() + w.w2.size() + w.b1.size() + w.b2.size() + w.wd.size() +
+                 w.bd.size();
+  return static_cast<size_t>(n) * sizeof(Real);
 }
 
 // X_0 (T, d) and Delta_L (T, d), computed in double as the reference does, then rounded.
@@ -437,7 +442,8 @@ MatD output_grad_double(const StackSpec& s, uint64_t seed, int sample) {
 }  // namespace
 
 template <class Real>
-EigenStack<Real>::EigenStack(const StackSpec& spec, uint64_t seed) : spec_(spec), seed_(seed) {
+EigenStack<Real>::EigenStack(const StackSpec& spec, uint64_t seed, std::size_t weight_cache_bytes)
+    : weight_cache_bytes_(weight_cache_bytes), spec_(spec), seed_(seed) {
   validate_for_simulation(spec_);
 }
 
@@ -459,15 +465,16 @@ std::vector<double> EigenStack<Real>::output_grad(int sample) const {
 template <class Real>
 std::vector<double> EigenStack<Real>::block_forward(int sample, int layer, const std::vector<double>& X) const {
   return to_vec<Real>(
-      block_forward_impl<Real>(spec_, seed_, sample, layer, to_mat<Real>(X, spec_.tokens, spec_.width)));
+      block_forward_impl<Real>(spec_, make_weights<Real>(spec_, seed_, sample, layer), layer,
+                               to_mat<Real>(X, spec_.tokens, spec_.width)));
 }
 
 template <class Real>
 std::vector<double> EigenStack<Real>::block_backward(int sample, int layer, const std::vector<double>& X,
                                                      const std::vector<double>& dY) const {
   const int T = spec_.tokens, d = spec_.width;
-  return to_vec<Real>(block_backward_impl<Real>(spec_, seed_, sample, layer, to_mat<Real>(X, T, d),
-                                                to_mat<Real>(dY, T, d)));
+  return to_vec<Real>(block_backward_impl<Real>(spec_, make_weights<Real>(spec_, seed_, sample, layer), layer,
+                                                to_mat<Real>(X, T, d), to_mat<Real>(dY, T, d)));
 }
 
 template <class Real>
@@ -476,12 +483,23 @@ SampleMetrics EigenStack<Real>::run_sample(int sample) const {
   SampleMetrics r;
   r.values.assign(L + 1, std::vector<double>(kNumCols, std::nan("")));
 
-  // Forward: keep every X_l (T, d), l = 0..L, for the metrics and the backward pass.
+  // Forward: keep every X_l (T, d), l = 0..L, for the metrics and the backward pass, and
+  // the weights of the first layers while they fit weight_cache_bytes_ (the backward pass
+  // regenerates the others from their streams: same numbers, bounded memory).
   std::vector<Mat<Real>> X(L + 1);
+  std::vector<LayerWeights<Real>> cached(L + 1);
+  std::vector<bool> is_cached(L + 1, false);
+  size_t cache_used = 0;
   X[0] = input_double(spec_, seed_, sample).template cast<Real>();
   int last = L;
   for (int l = 1; l <= L; ++l) {
-    X[l] = block_forward_impl<Real>(spec_, seed_, sample, l, X[l - 1]);
+    LayerWeights<Real> w = make_weights<Real>(spec_, seed_, sample, l);
+    X[l] = block_forward_impl<Real>(spec_, w, l, X[l - 1]);
+    if (cache_used + weight_bytes(w) <= weight_cache_bytes_) {
+      cache_used += weight_bytes(w);
+      cached[l] = std::move(w);
+      is_cached[l] = true;
+    }
     if (!X[l].allFinite()) {
       r.forward_nonfinite = l;
       last = l - 1;
@@ -518,7 +536,12 @@ SampleMetrics EigenStack<Real>::run_sample(int sample) const {
   Mat<Real> D = output_grad_double(spec_, seed_, sample).template cast<Real>();
   r.values[L][kGrad] = mean_square(D);
   for (int l = L; l >= 1; --l) {
-    D = block_backward_impl<Real>(spec_, seed_, sample, l, X[l - 1], D);
+    if (is_cached[l]) {
+      D = block_backward_impl<Real>(spec_, cached[l], l, X[l - 1], D);
+      cached[l] = LayerWeights<Real>{};  // release as we go
+    } else {
+      D = block_backward_impl<Real>(spec_, make_weights<Real>(spec_, seed_, sample, l), l, X[l - 1], D);
+    }
     if (!D.allFinite()) {
       r.backward_nonfinite = l - 1;
       break;

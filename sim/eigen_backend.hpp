@@ -4,8 +4,11 @@
 /// metrics), with every matrix product an Eigen GEMM and every tensor in `Real`
 /// (float or double).
 ///
-///  - Weights are regenerated from the reference's streams in the backward pass, as in the
-///    reference: memory is O(L T d) per sample. Every normal is drawn in double and scaled
+///  - Weights come from the reference's streams. The forward pass keeps the weights of its
+///    first layers while they fit kWeightCacheBytes per sample (per worker thread); the
+///    backward pass reuses those and regenerates the rest, so memory is O(L T d) for the
+///    stream plus at most kWeightCacheBytes, never O(L d^2). The numbers do not depend on
+///    what was cached. Every normal is drawn in double and scaled
 ///    in double exactly as the reference does, then rounded once to Real, so a double
 ///    backend uses bit-identical weights and a float backend the nearest floats to them.
 ///  - The per-head projections are packed into one (d, 3d) matrix [W_Q^0..W_Q^{H-1} |
@@ -15,6 +18,7 @@
 ///    layer): the token kernel X X^T / d feeds res and rho through cancellations
 ///    (tr K - 1^T K 1 / T near rank collapse) that float accumulation would swamp, and the
 ///    T^2 d flops are negligible next to the block's d^2 T.
+#include <cstddef>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -23,12 +27,16 @@
 
 namespace sigprop::sim {
 
+/// Weight memory a run_sample may keep between its forward and backward passes.
+inline constexpr std::size_t kWeightCacheBytes = std::size_t{256} << 20;
+
 /// One random finite-width stack of MODEL.md §1 per sample index, in precision Real.
 template <class Real>
 class EigenStack final : public StackBackend {
  public:
   /// Validates the spec; throws ConfigError if the depth does not fit the stream ids.
-  EigenStack(const StackSpec& spec, uint64_t seed);
+  /// weight_cache_bytes bounds the weights kept from forward to backward (0: none).
+  EigenStack(const StackSpec& spec, uint64_t seed, std::size_t weight_cache_bytes = kWeightCacheBytes);
   [[nodiscard]] const StackSpec& spec() const override { return spec_; }
   [[nodiscard]] std::string backend() const override { return "cpu"; }
   [[nodiscard]] std::string precision() const override;
@@ -41,6 +49,7 @@ class EigenStack final : public StackBackend {
   [[nodiscard]] SampleMetrics run_sample(int sample) const override;
 
  private:
+  std::size_t weight_cache_bytes_;
   StackSpec spec_;
   uint64_t seed_;
 };
