@@ -158,14 +158,53 @@ struct Header {
   throw IoError(fmt::format("{}: {}", source, what));
 }
 
-// Thrown from the JSON parser callback; caught in parse_header and turned into an IoError.
-struct HeaderReject {
-  std::string what;
-};
-
 // The header nests three deep (root, tensor entry, shape); anything far deeper is not a
 // safetensors header, and refusing it early bounds the parser's work.
 constexpr int kMaxJsonDepth = 16;
+
+// First pass over the header (SAX, linear time): duplicate keys (nlohmann's DOM keeps the
+// last one silently; two tensors of one name are ambiguous), absurd nesting, and syntax.
+// nlohmann's callback parser is not used: its end_object rescans the parent object for
+// discarded values, quadratic in the number of tensors (minutes for a 27 MB header).
+class HeaderCheck : public nlohmann::json_sax<nlohmann::json> {
+ public:
+  std::string error;
+
+  bool null() override { return true; }
+  bool boolean(bool) override { return true; }
+  bool number_integer(number_integer_t) override { return true; }
+  bool number_unsigned(number_unsigned_t) override { return true; }
+  bool number_float(number_float_t, const string_t&) override { return true; }
+  bool string(string_t&) override { return true; }
+  bool binary(binary_t&) override { return true; }
+  bool start_object(std::size_t) override { return push(); }
+  bool start_array(std::size_t) override { return push(); }
+  bool end_object() override { return pop(); }
+  bool end_array() override { return pop(); }
+  bool key(string_t& k) override {
+    if (keys_.empty() || keys_.back().insert(k).second) return true;
+    error = keys_.size() == 1 ? fmt::format("duplicate tensor name '{}' in header", k)
+                              : fmt::format("duplicate key '{}' in header", k);
+    return false;
+  }
+  bool parse_error(std::size_t, const std::string&, const nlohmann::detail::exception& e) override {
+    error = fmt::format("header is not valid JSON: {}", e.what());
+    return false;
+  }
+
+ private:
+  std::vector<std::set<std::string>> keys_;  // one per open object or array
+  bool push() {
+    keys_.emplace_back();
+    if (keys_.size() <= static_cast<std::size_t>(kMaxJsonDepth)) return true;
+    error = fmt::format("header JSON nests deeper than {} levels", kMaxJsonDepth);
+    return false;
+  }
+  bool pop() {
+    if (!keys_.empty()) keys_.pop_back();
+    return true;
+  }
+};
 
 std::uint64_t unsigned_field(const nlohmann::json& v, std::string_view source, const std::string& what) {
   if (!v.is_number_unsigned()) fail(source, fmt::format("{} is not a non-negative integer: {}", what, v.dump()));
@@ -173,31 +212,18 @@ std::uint64_t unsigned_field(const nlohmann::json& v, std::string_view source, c
 }
 
 Header parse_header(std::string_view text, std::uint64_t data_len, std::string_view source) {
-  // Reject duplicate keys (nlohmann keeps the last one silently; a checkpoint with two
-  // tensors of the same name is ambiguous) and absurd nesting while parsing.
-  std::vector<std::set<std::string>> keys;
-  auto cb = [&keys](int /*depth*/, nlohmann::json::parse_event_t ev, nlohmann::json& parsed) {
-    using E = nlohmann::json::parse_event_t;
-    if (ev == E::object_start || ev == E::array_start) {
-      keys.emplace_back();
-      if (keys.size() > static_cast<std::size_t>(kMaxJsonDepth))
-        throw HeaderReject{fmt::format("header JSON nests deeper than {} levels", kMaxJsonDepth)};
-    } else if (ev == E::object_end || ev == E::array_end) {
-      if (!keys.empty()) keys.pop_back();
-    } else if (ev == E::key && !keys.empty()) {
-      const auto& k = parsed.get_ref<const std::string&>();
-      if (!keys.back().insert(k).second)
-        throw HeaderReject{keys.size() == 1 ? fmt::format("duplicate tensor name '{}' in header", k)
-                                            : fmt::format("duplicate key '{}' in header", k)};
-    }
-    return true;
-  };
+  HeaderCheck check;
+  bool ok = false;
+  try {
+    ok = nlohmann::json::sax_parse(text.begin(), text.end(), &check);
+  } catch (const nlohmann::json::exception& e) {
+    fail(source, fmt::format("header is not valid JSON: {}", e.what()));
+  }
+  if (!ok) fail(source, check.error.empty() ? std::string("header is not valid JSON") : check.error);
   nlohmann::json j;
   try {
-    j = nlohmann::json::parse(text.begin(), text.end(), cb);
-  } catch (const HeaderReject& r) {
-    fail(source, r.what);
-  } catch (const nlohmann::json::exception& e) {
+    j = nlohmann::json::parse(text.begin(), text.end());
+  } catch (const nlohmann::json::exception& e) {  // not reached after the check; kept for safety
     fail(source, fmt::format("header is not valid JSON: {}", e.what()));
   }
   if (!j.is_object()) fail(source, fmt::format("header is a JSON {}, not an object", j.type_name()));
