@@ -320,14 +320,14 @@ const std::string& default_report_toml() {
   static const std::string text = R"TOML(# The built-in default of `sigprop report`: why does depth give diminishing returns?
 # Pre-LN, Post-LN, Pre-LN with 1/sqrt(L) branch scaling and LayerNorm Scaling at three
 # depths, infinite-width theory against finite-width Monte Carlo. Sized to finish in a
-# few minutes on 2 cores: the Monte Carlo uses d = 64, H = 4 (d_h = 16), T = 16 tokens
+# few minutes on 2 cores: the Monte Carlo uses d = 96, H = 4 (d_h = 24), T = 16 tokens
 # and 32 samples per cell, so expect finite-width deviations growing like depth/width.
 [report]
 title = "Why does depth give diminishing returns?"
 
 [stack]
 tokens = 16
-width = 64
+width = 96
 heads = 4
 mlp_ratio = 4.0
 blocks = "attn+mlp"

@@ -212,7 +212,7 @@ std::string mc_description(const ReportConfig& cfg, const std::vector<Entry>& en
 
 // Figure geometry in pixels: a title strip on top, a key strip at the bottom, and a grid
 // of panels placed by explicit screen margins (gnuplot's layout margins are not reliable).
-constexpr int kTitlePx = 40, kKeyPx = 64, kPadLeft = 78, kPadRight = 18, kPadTop = 30, kPadBottom = 52;
+constexpr int kTitlePx = 40, kKeyPx = 64, kPadLeft = 78, kPadRight = 18, kPadTop = 34, kPadBottom = 62;
 
 std::string multiplot_header(const std::string& title) {
   return fmt::format(
@@ -405,17 +405,20 @@ RenderResult render_report(const ReportConfig& cfg, const std::vector<Cell>& cel
     // Reading, from the numbers of the deepest panel.
     std::ostringstream r;
     const int L = panel_first[read_panel]->spec.depth;
-    const int l0 = (m == "update_ratio" || m == "ang_dist") ? 1 : 0;
+    // Gradients travel backwards: read grad_var from the top (where Delta_L enters) down to layer 0.
+    const bool backward = m == "grad_var";
+    const int l0 = backward ? L : (m == "update_ratio" || m == "ang_dist") ? 1 : 0, l1 = backward ? 0 : L;
     std::string where = lay.panel_title(*panel_first[read_panel], false);
-    r << (where.empty() ? "" : "At " + where + ", ") << fmt::format("{} from layer {} to layer {} ({}): ", m, l0, L,
-                                                                    to_string(ref_engine));
+    r << (where.empty() ? "" : "At " + where + ", ")
+      << fmt::format("{} from layer {} {} layer {} ({}): ", m, l0, backward ? "back to" : "to", l1,
+                     to_string(ref_engine));
     std::vector<std::string> parts;
     double best = -INFINITY, worst = INFINITY;
     std::string best_s, worst_s;
     for (int s = 0; s < nseries; ++s) {
       const Entry* e = find_entry(read_panel, s, ref_engine);
       if (!e) continue;
-      double a = value(e->profile, l0, m), b = value(e->profile, L, m);
+      double a = value(e->profile, l0, m), b = value(e->profile, l1, m);
       std::string part = fmt::format("{} {} → {}", lay.series_labels[s], num(a), num(b));
       if (std::isfinite(a) && std::isfinite(b) && a != 0 && b / a > 0) part += fmt::format(" (×{})", num(b / a));
       parts.push_back(part);
@@ -424,7 +427,7 @@ RenderResult render_report(const ReportConfig& cfg, const std::vector<Cell>& cel
     }
     r << fmt::format("{}", fmt::join(parts, "; ")) << ".";
     if (nseries > 1 && !best_s.empty() && best_s != worst_s)
-      r << fmt::format(" At the last layer it is largest for {} ({}) and smallest for {} ({}).", best_s, num(best),
+      r << fmt::format(" At layer {} it is largest for {} ({}) and smallest for {} ({}).", l1, best_s, num(best),
                        worst_s, num(worst));
     if (have_theory && have_sim) {
       int within = 0, count = 0;
@@ -588,6 +591,28 @@ RenderResult render_report(const ReportConfig& cfg, const std::vector<Cell>& cel
         r << ". A factor well above 1 means the added layers sit close to the identity: depth gives diminishing "
              "returns.";
       }
+      // Within the deepest stack: does a late layer still do as much as an early one?
+      std::vector<std::string> eparts;
+      for (int s = 0; s < nseries; ++s) {
+        const Entry* deep = nullptr;
+        for (auto& e : entries)
+          if (e.job->engine == ref_engine && lay.series(*e.cell) == s && lay.panel(*e.cell, true) == groups[g] &&
+              (!deep || e.profile.spec.depth > deep->profile.spec.depth))
+            deep = &e;
+        if (!deep) continue;
+        const Profile& p = deep->profile;
+        const int L = p.spec.depth, n = std::max(1, (L + 3) / 4);
+        double early = 0;
+        for (int l = 1; l <= n; ++l) early += value(p, l, "ang_dist");
+        early /= n;
+        double late = quarter_ang(p).first;
+        if (std::isfinite(early) && std::isfinite(late) && late > 0)
+          eparts.push_back(fmt::format("{} {}", lay.series_labels[s], num(early / late)));
+      }
+      if (!eparts.empty())
+        r << fmt::format(" Inside the depth-{} stack, mean ang_dist of the first quarter of layers over that of the "
+                         "last quarter (1 = every layer works alike): {}.",
+                         dl.labels.back(), fmt::join(eparts, "; "));
       // Gradient reaching the input.
       std::vector<std::string> gparts;
       for (int s = 0; s < nseries; ++s) {
@@ -726,7 +751,7 @@ RenderResult render_report(const ReportConfig& cfg, const std::vector<Cell>& cel
          "figcaption{font-size:.95em;margin-top:.3em}.reading{background:#f5f8fc;border-left:4px solid "
          "#1f77b4;padding:.5em .9em;margin:.6em 0}\n"
          "table{border-collapse:collapse;font-size:.85em;margin:.6em 0}th,td{border:1px solid #ccc;padding:.25em "
-         ".55em;text-align:right}th{background:#f0f0f0}td:first-child,td:nth-child(2){text-align:left}\n"
+         ".55em;text-align:right}th{background:#f0f0f0}th:first-child,th:nth-child(2){text-align:left}td:first-child,td:nth-child(2){text-align:left}\n"
          ".missing{background:#fff4e5;border-left:4px solid #e67e22;padding:.5em .9em}pre{background:#f7f7f7;padding:"
          ".8em;overflow-x:auto;font-size:.85em}\n.warn{color:#a33}\n"
          "</style>\n</head>\n<body>\n";

@@ -138,9 +138,9 @@ std::vector<Job> make_jobs(const ReportConfig& cfg, const std::vector<Cell>& cel
                     {"error_batches", s.error_batches},
                     {"quad_order", s.quad_order}};
       bool sampled = c.spec.has_attn() && c.spec.qk_scale == QkScale::InvSqrtDh && c.spec.sigma_qk2 > 0;
-      // Measured: ~0.03 s per layer at T = 16 with 1024 logit draws, ~1 ms without sampling.
+      // Measured: ~0.05 s per layer at T = 16 with 1024 logit draws, ~1 ms without sampling.
       j.cost = L * (T * T / 256.0) *
-               (sampled ? 0.03 * s.attn.samples / 1024.0 * (s.error_batches > 0 ? 2.0 : 1.0) : 0.001);
+               (sampled ? 0.05 * s.attn.samples / 1024.0 * (s.error_batches > 0 ? 2.0 : 1.0) : 0.001);
       jobs.push_back(std::move(j));
     }
     if (cfg.simulate.enabled) {
