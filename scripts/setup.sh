@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what sigprop needs (Debian packages), builds it, and runs the main job on
 # the built-in example. Safe to rerun: installed packages are skipped, the build is incremental.
-#   scripts/setup.sh            install + build (Release, build/) + run `sigprop theory`
+#   scripts/setup.sh            install + build (Release, build/) + run `sigprop report` (built-in default)
 #   SIGPROP_NO_RUN=1 scripts/setup.sh   install + build only
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -10,6 +10,7 @@ PACKAGES=(build-essential cmake ninja-build pkg-config
           libeigen3-dev libboost-dev libfmt-dev catch2 libbenchmark-dev libtomlplusplus-dev
           libcli11-dev nlohmann-json3-dev librandom123-dev gnuplot-nox libgnuplot-iostream-dev
           python3 python3-venv
+          libopenmpi-dev openmpi-bin  # sigprop report shares sweep cells among mpirun ranks
           clang libclang-rt-14-dev)  # scripts/fuzz.sh: clang + libFuzzer runtime (libclang_rt.fuzzer)
 
 missing=()
@@ -29,8 +30,8 @@ cmake -S . -B "$BUILD_DIR" -G Ninja -DCMAKE_BUILD_TYPE=Release ${SIGPROP_CMAKE_A
 cmake --build "$BUILD_DIR" -j "$(nproc)"
 
 if [ -z "${SIGPROP_NO_RUN:-}" ]; then
-  echo "== sigprop theory examples/default.toml"
-  mkdir -p out
-  "$BUILD_DIR/cli/sigprop" theory examples/default.toml --table --json out/default.theory.json --csv out/default.theory.csv
-  echo "== profile written to out/default.theory.json and out/default.theory.csv"
+  # The main job: the built-in report (examples/report_default.toml), "why does depth give
+  # diminishing returns?", theory and Monte Carlo; a few minutes on 2 cores, resumable.
+  echo "== sigprop report --out out/report (built-in default; progress on stderr)"
+  "$BUILD_DIR/cli/sigprop" report --out out/report
 fi
