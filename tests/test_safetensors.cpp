@@ -461,6 +461,21 @@ TEST_CASE("hostile files: each problem is named", "[safetensors][config]") {
   CHECK(f.at("a").numel() == 6);
 }
 
+TEST_CASE("files that cannot be read are named", "[safetensors][config]") {
+  TempDir dir("unreadable");
+  for (const fs::path& p : {dir.path / "missing.safetensors", dir.path}) {
+    try {
+      (void)st::read_file(p);
+      FAIL("read " << p);
+    } catch (const sigprop::IoError& e) {
+      CHECK_THAT(e.what(), Catch::StartsWith(p.string() + ": "));
+    }
+  }
+  const fs::path empty = dir.path / "empty.safetensors";
+  std::ofstream(empty).close();
+  CHECK_THROWS_WITH(st::read_file(empty), Catch::Contains("file is 0 bytes, shorter than the 8-byte header length"));
+}
+
 TEST_CASE("every prefix and every single-byte change of a real file parses or throws IoError",
           "[safetensors][config]") {
   // A small in-process fuzz that also runs under ASan/UBSan in CI: no crash, no read past
