@@ -343,11 +343,12 @@ Profile jacobian_profile(const StackSpec& spec, const JacobianSettings& st, cons
     const size_t G = grid.size();
     std::vector<std::vector<double>> h(N);
     std::vector<double> atom(N);
-    const double mean_L = p.at(L, "sv2_mean");
     for (int i = 0; i < N; ++i) {
       h[i] = histogram_density(res[i].sv2, grid);
+      // Numerically zero: a singular value below 1e-13 of the largest (BDCSVD's accuracy is ~eps sigma_max).
+      const double zero = res[i].sv2.empty() ? 0.0 : 1e-26 * res[i].sv2.back();
       double z = 0;
-      for (double v : res[i].sv2) z += v <= 1e-10 * mean_L ? 1.0 : 0.0;
+      for (double v : res[i].sv2) z += v <= zero ? 1.0 : 0.0;
       atom[i] = z / static_cast<double>(res[i].sv2.size());
     }
     std::vector<double> dens(G), dens_se(G), col(N);

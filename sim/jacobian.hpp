@@ -57,7 +57,7 @@ std::vector<double> histogram_density(const std::vector<double>& values, const s
 /// mean and variance of the squared singular values within a sample, averaged over samples,
 /// standard errors over samples), and in extras["density"] the histogram density of J_L's squared
 /// singular values on `grid` with its standard error over samples, and atom0 (fraction of
-/// squared singular values below 1e-10 mean: the numerically zero ones).
+/// numerically zero singular values: below 1e-13 of the sample's largest).
 /// When `sv2_out` is given it receives every sample's squared singular values.
 Profile jacobian_profile(const StackSpec& spec, const JacobianSettings& st, const std::vector<double>& grid,
                          std::vector<std::vector<double>>* sv2_out = nullptr);

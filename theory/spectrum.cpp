@@ -482,7 +482,7 @@ Profile spectrum_theory_profile(const StackSpec& spec, const std::vector<double>
       p.warnings.push_back(fmt::format("density solver did not converge at {} of {} grid points (null there)",
                                        d.failed, d.x.size()));
   } else {
-    p.warnings.push_back("no free-probability density for residual stacks (moments only); use --samples for a "
+    p.warnings.push_back("no free-probability density for residual stacks (moments only); use --engine simulate for a "
                          "Monte Carlo density");
   }
   return p;
