@@ -10,6 +10,7 @@
 #include <CLI/CLI.hpp>
 
 #include "cli/report_cmd.hpp"
+#include "cli/ode_cmd.hpp"
 #include "cli/simulate_cmd.hpp"
 #include "cli/spectrum_cmd.hpp"
 #include "cli/table.hpp"
@@ -87,6 +88,8 @@ int main(int argc, char** argv) {
   auto* rep = sigprop::cli::add_report_command(app, report_args);
   sigprop::cli::SpectrumArgs spectrum_args;
   auto* spc = sigprop::cli::add_spectrum_command(app, spectrum_args);
+  sigprop::cli::OdeArgs ode_args;
+  auto* od = sigprop::cli::add_ode_command(app, ode_args);
 
   try {
     app.parse(argc, argv);
@@ -98,6 +101,7 @@ int main(int argc, char** argv) {
     if (si->parsed()) return sigprop::cli::run_simulate(sim_args);
     if (rep->parsed()) return sigprop::cli::run_report(report_args, argc, argv);
     if (spc->parsed()) return sigprop::cli::run_spectrum(spectrum_args);
+    if (od->parsed()) return sigprop::cli::run_ode(ode_args);
     if (th->parsed()) {
       sigprop::StackSpec spec = sigprop::resolve_spec(spec_path, sets);
       sigprop::theory::TheoryEngine eng(ts);

@@ -30,8 +30,7 @@ double continuum_a02(const StackSpec& spec) {
         "which vanishes as L grows)",
         to_string(spec.norm)));
   if (!spec.residual) throw ConfigError("stack.residual = false: a stack without skips has no depth continuum");
-  const double a = spec.branch_scale.value(spec.depth);
-  return a * a * spec.depth;  // exactly 1 or 1/2 up to round-off
+  return spec.branch_scale.kind == BranchScaleKind::InvSqrtL ? 1.0 : 0.5;  // L a^2
 }
 
 struct ContinuumField::Impl {
