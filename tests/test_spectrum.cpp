@@ -428,3 +428,33 @@ TEST_CASE("orthogonal weights: engines that do not implement them reject them na
   js.token = 7;
   CHECK_THROWS_WITH(sim::jacobian_sample(r, js, 0), Catch::Contains("--token"));
 }
+
+TEST_CASE("finite-width bias of the Jacobian moments shrinks like depth/width", "[stochastic][spectrum][.slow]") {
+  // Deeper stacks and widths up to 512: |MC - theory| <= 5 SE + 0.5 (l/d) |theory| at every layer
+  // and width. The allowance shrinks like 1/d, so a bias that did not vanish as d grows fails at d = 512.
+  StackSpec relu_g = dense("relu", 16, 2.0);
+  StackSpec tanh_o = dense("tanh", 16, 1.76, false, "orthogonal");
+  tanh_o.sigma_b2 = 0.05;
+  StackSpec relu_res = dense("relu", 16, 1.0, true);
+  apply_override(relu_res, "stack.branch_scale=\"1/sqrt(L)\"");
+  StackSpec tanh_res_o = dense("tanh", 16, 1.5, true, "orthogonal");
+  apply_override(tanh_res_o, "stack.branch_scale=0.5");
+  for (const StackSpec& base : {relu_g, tanh_o, relu_res, tanh_res_o}) {
+    const auto th = theory::spectrum_moments(base);
+    for (int d : {64, 128, 256, 512}) {
+      StackSpec s = base;
+      s.width = d;
+      sim::JacobianSettings st;
+      st.samples = 8192 / d;
+      st.seed = 99;
+      const Profile p = sim::jacobian_profile(s, st, {});
+      for (int l = 1; l <= s.depth; ++l) {
+        INFO(to_string(s.activation) << " residual=" << s.residual << " " << to_string(s.weights) << " d=" << d
+                                     << " layer " << l);
+        const double fs = 0.5 * l / d;
+        CHECK(std::abs(p.at(l, "sv2_mean") - th.mean[l]) <= 5 * p.at(l, "sv2_mean_se") + fs * th.mean[l]);
+        CHECK(std::abs(p.at(l, "sv2_var") - th.var[l]) <= 5 * p.at(l, "sv2_var_se") + fs * th.var[l]);
+      }
+    }
+  }
+}
