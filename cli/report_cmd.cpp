@@ -57,6 +57,13 @@ struct Ranks {
       MPI_Comm_size(MPI_COMM_WORLD, &size);
       mpi = true;
     }
+#else
+    // Started by mpirun but unable to talk MPI: every rank would run the whole sweep.
+    const char* n = std::getenv("OMPI_COMM_WORLD_SIZE");
+    if (n && std::atoi(n) > 1)
+      throw ConfigError(
+          "this sigprop was built without MPI support (SIGPROP_ENABLE_MPI, libopenmpi-dev); run it without mpirun "
+          "and use --jobs N, or rebuild with MPI");
 #endif
   }
   ~Ranks() {
