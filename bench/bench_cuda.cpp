@@ -45,7 +45,9 @@ int main(int argc, char** argv) {
     const auto info = sigprop::cuda::device_info();
     auto be = sigprop::sim::make_stack_backend(s, 1, "cuda", precision);
     std::vector<sigprop::sim::SampleMetrics> out(samples);
-    be->run_samples(0, std::min(samples, 4), out.data());  // warm-up: context, cuBLAS heuristics, workspace
+    // Warm-up with one full batch: context, cuBLAS heuristics and the workspace of the timed run.
+    const int nb = (samples + be->preferred_batch() - 1) / be->preferred_batch();
+    be->run_samples(0, (samples + nb - 1) / nb, out.data());
     double best = 1e300;
     for (int r = 0; r < reps; ++r) {
       const auto t0 = std::chrono::steady_clock::now();

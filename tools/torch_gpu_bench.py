@@ -143,12 +143,19 @@ def run_torch(d, T, samples):
         raise RuntimeError("tools/torch_stack.py not found")
     free, _ = torch.cuda.mem_get_info()
     batch = torch_batch(d, T, free)
-    torch_mc_gpu(spec, ts, min(samples, batch, 4), batch)  # warm-up: kernels, allocator
-    torch.cuda.synchronize()
-    t0 = time.perf_counter()
-    means = torch_mc_gpu(spec, ts, samples, batch)
-    torch.cuda.synchronize()
-    return time.perf_counter() - t0, batch, float(means[DEPTH, 0])
+    while True:  # the estimate of autograd's memory is rough: halve the batch on out-of-memory
+        try:
+            torch_mc_gpu(spec, ts, min(samples, batch), batch)  # warm-up: kernels, allocator
+            torch.cuda.synchronize()
+            t0 = time.perf_counter()
+            means = torch_mc_gpu(spec, ts, samples, batch)
+            torch.cuda.synchronize()
+            return time.perf_counter() - t0, batch, float(means[DEPTH, 0])
+        except torch.cuda.OutOfMemoryError:
+            if batch == 1:
+                raise
+            batch //= 2
+            torch.cuda.empty_cache()
 
 
 def main(argv=None):
