@@ -97,6 +97,17 @@ TEST_CASE("linear Gaussian products: mean sigma^{2l}, variance l sigma^{4l} (Fus
       SIGPROP_CHECK_CLOSE(m.var[l], l * mean * mean, (test::Tol{1e-15, 1e-13}));  // FC_l(2) - 1 = l at sigma_w2 = 1
     }
   }
+  // A branch scale a without the residual scales each layer's Jacobian by a: mean (a^2 sigma_w2)^l.
+  StackSpec s = dense("linear", 5, 1.0);
+  apply_override(s, "stack.branch_scale=0.5");
+  const auto m = theory::spectrum_moments(s);
+  SIGPROP_CHECK_CLOSE(m.mean[5], std::pow(0.25, 5), (test::Tol{0, 1e-14}));
+  SIGPROP_CHECK_CLOSE(m.var[5], 5 * std::pow(0.25, 10), (test::Tol{0, 1e-13}));
+  // Its density is the Fuss-Catalan one rescaled: rho_a(x) = rho(x / c) / c, c = a^{2L}.
+  const double c = std::pow(0.25, 5), x = 0.5;
+  const auto da = theory::spectrum_density(s, {x * c});
+  const auto d1 = theory::spectrum_density(dense("linear", 5, 1.0), {x});
+  SIGPROP_CHECK_CLOSE(da.density[0] * c, d1.density[0], (test::Tol{0, 1e-7}));
 }
 
 TEST_CASE("linear orthogonal products are exactly isometric; relu is never", "[analytic][spectrum]") {
@@ -282,6 +293,7 @@ TEST_CASE("explicit Jacobian equals the one built from the hand-written backward
     for (bool residual : {false, true})
       for (const char* map : {"token", "full"}) {
         StackSpec s = dense(act, 3, 1.5, residual);
+        apply_override(s, "stack.branch_scale=0.8");
         s.width = 12;
         s.tokens = 3;
         s.sigma_b2 = 0.1;

@@ -326,8 +326,10 @@ SpectrumMoments spectrum_moments(const StackSpec& spec, const SpectrumSettings& 
     if (!spec.residual) {
       // Product of free factors: the mean multiplies, Var/mean^2 adds (S(m) = (1 - v m)/mean + O(m^2)).
       // Gaussian W W^T (Marchenko-Pastur, ratio 1) has v = 1, orthogonal v = 0, D^2 has v = mu2/mu1^2 - 1.
-      r.q[l] = sw2 * Ephi2 + sb2;
-      m1 *= sw2 * mu1;
+      // Without the residual the branch scale a multiplies the whole layer: x' = a (phi(x) W + b).
+      const double a2 = hp.a * hp.a;
+      r.q[l] = a2 * (sw2 * Ephi2 + sb2);
+      m1 *= a2 * sw2 * mu1;
       nvar += mu2 / (mu1 * mu1) - 1.0 + (gauss ? 1.0 : 0.0);
       r.mean[l] = m1;
       r.var[l] = m1 * m1 * nvar;
@@ -361,7 +363,8 @@ SpectrumDensity spectrum_density(const StackSpec& spec, const std::vector<double
   ProductSolver S;
   S.L = L;
   S.gaussian = spec.weights == WeightDist::Gaussian;
-  S.log_sw2 = std::log(spec.sigma_w2 * weight_beta(spec) * weight_beta(spec));
+  const double a = half_params(spec, 1).a;  // constant in l for every supported branch scale
+  S.log_sw2 = std::log(a * a * spec.sigma_w2 * weight_beta(spec) * weight_beta(spec));
   S.max_newton = st.max_newton;
   // Layers with identical D^2 laws share one chi (relu and linear: all of them).
   const bool q_free = spec.activation == Activation::Relu || spec.activation == Activation::Linear;
