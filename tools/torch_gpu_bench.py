@@ -85,11 +85,11 @@ def torch_spec(d, T):
         return None, None
 
 
-def torch_mc_gpu(spec, ts, samples, batch):
-    """The Monte Carlo of torch_stack.torch_mc, every tensor on the GPU. Returns (L+1, 7) means."""
+def torch_mc_gpu(spec, ts, samples, batch, device="cuda"):
+    """The Monte Carlo of torch_stack.torch_mc, every tensor on `device`. Returns (L+1, 7) means."""
     import torch
 
-    dev = torch.device("cuda")
+    dev = torch.device(device)
     T, d, H, dh, R = ts.dims(spec)
     L = spec["stack"]["depth"]
     ini = spec["init"]
@@ -124,7 +124,8 @@ def torch_mc_gpu(spec, ts, samples, batch):
             m[1:, :, 4], m[1:, :, 5] = upd, ang
             sums += m.double().sum(1)
         del xs, X, D, w
-    torch.cuda.synchronize()
+    if dev.type == "cuda":
+        torch.cuda.synchronize()
     return (sums / samples).cpu()
 
 
@@ -150,7 +151,9 @@ def run_torch(d, T, samples):
             t0 = time.perf_counter()
             means = torch_mc_gpu(spec, ts, samples, batch)
             torch.cuda.synchronize()
-            return time.perf_counter() - t0, batch, float(means[DEPTH, 0])
+            elapsed = time.perf_counter() - t0
+            torch.cuda.empty_cache()  # give the memory back before the next bench_cuda process starts
+            return elapsed, batch, float(means[DEPTH, 0])
         except torch.cuda.OutOfMemoryError:
             if batch == 1:
                 raise
