@@ -6,7 +6,8 @@
 #   1. configure + build sigprop, sigprop_tests and bench_cuda with CUDA (Release, build-gpu/)
 #   2. the [cuda] tests: parity with the reference on identical streams, gradcheck, tf32, batching
 #   3. compute-sanitizer memcheck on a small `sigprop simulate --backend cuda` (attn+mlp and dense)
-#   4. the table: sigprop CUDA vs PyTorch eager, d in {256, 1024}, T in {32, 128}, L = 32,
+#   4. the bias of float and tf32 against float64 on identical streams (tools/cuda_bias.py)
+#   5. the table: sigprop CUDA vs PyTorch eager, d in {256, 1024}, T in {32, 128}, L = 32,
 #      256 samples, forward + backward + metrics, model TFLOP/s and % of the FP32 peak
 # Environment: SIGPROP_GPU_BUILD_DIR (default build-gpu), SIGPROP_GPU_SKIP_BUILD=1 (reuse it),
 # SIGPROP_GPU_PRECISION (float|tf32, for the table; default float).
@@ -58,6 +59,9 @@ SMALL=(simulate --set stack.depth=3 --set stack.width=64 --set stack.heads=4 --s
   --set stack.norm=post --precision tf32 >> "$OUT/memcheck.log" 2>&1 \
   || { tail -30 "$OUT/memcheck.log"; echo "gpu_check: memcheck found errors"; exit 1; }
 grep -E "ERROR SUMMARY|LEAK SUMMARY" "$OUT/memcheck.log" || true
+
+step "bias of --precision float and tf32 against float64 (cpu/double) on the same streams"
+python3 tools/cuda_bias.py --sigprop "$BUILD/cli/sigprop" --json "$OUT/bias.json" | tee "$OUT/bias.txt"
 
 step "sigprop CUDA vs PyTorch eager (L = 32, 256 samples, forward + backward + metrics)"
 python3 tools/torch_gpu_bench.py --bench "$BUILD/bench/bench_cuda" --precision "${SIGPROP_GPU_PRECISION:-float}" \
