@@ -14,7 +14,7 @@ CXX_CLANG=${SIGPROP_FUZZ_CXX:-clang++}
 command -v "$CXX_CLANG" > /dev/null || { echo "fuzz.sh: $CXX_CLANG not found (apt-get install clang libclang-rt-14-dev)"; exit 2; }
 
 cmake -S . -B "$BUILD_DIR" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_CXX_COMPILER="$CXX_CLANG" \
-      -DSIGPROP_BUILD_FUZZ=ON -DSIGPROP_BUILD_TESTS=OFF -DSIGPROP_BUILD_BENCH=OFF > /dev/null
+      -DSIGPROP_BUILD_FUZZ=ON -DSIGPROP_BUILD_TESTS=OFF -DSIGPROP_BUILD_BENCH=OFF -DSIGPROP_ENABLE_CUDA=OFF > /dev/null
 cmake --build "$BUILD_DIR" -j "$(nproc)" --target fuzz_safetensors
 
 export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
