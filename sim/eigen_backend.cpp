@@ -398,10 +398,10 @@ Mat<Real> block_forward_impl(const StackSpec& s, const LayerWeights<Real>& w, in
   return Y;
 }
 
+// The half-blocks' forward of block `layer`, keeping what their backward needs.
 template <class Real>
-Mat<Real> block_backward_impl(const StackSpec& s, const LayerWeights<Real>& w, int layer, const Mat<Real>& X,
-                              const Mat<Real>& dY) {
-  // Recompute this block's forward (its intermediates are not stored), then go back through it.
+std::vector<HalfCache<Real>> block_forward_caches(const StackSpec& s, const LayerWeights<Real>& w, int layer,
+                                                  const Mat<Real>& X) {
   const std::vector<Branch> halves = halves_of(s);
   std::vector<HalfCache<Real>> caches(halves.size());
   const Mat<Real>* Y = &X;
@@ -409,9 +409,35 @@ Mat<Real> block_backward_impl(const StackSpec& s, const LayerWeights<Real>& w, i
     HalfBlock<Real>(s, w, halves[i], layer).forward(*Y, caches[i]);
     Y = &caches[i].Y;
   }
+  return caches;
+}
+
+// Delta_{l-1} (T, d) = J_l^T dY from the caches of block l's forward.
+template <class Real>
+Mat<Real> block_backward_caches(const StackSpec& s, const LayerWeights<Real>& w, int layer,
+                                const std::vector<HalfCache<Real>>& caches, const Mat<Real>& dY) {
+  const std::vector<Branch> halves = halves_of(s);
   Mat<Real> g = dY;
   for (size_t i = halves.size(); i-- > 0;) g = HalfBlock<Real>(s, w, halves[i], layer).backward(caches[i], g);
   return g;
+}
+
+// The same when nothing was kept: recompute this block's forward, then go back through it.
+template <class Real>
+Mat<Real> block_backward_impl(const StackSpec& s, const LayerWeights<Real>& w, int layer, const Mat<Real>& X,
+                              const Mat<Real>& dY) {
+  return block_backward_caches(s, w, layer, block_forward_caches(s, w, layer, X), dY);
+}
+
+template <class Real>
+size_t cache_bytes(const std::vector<HalfCache<Real>>& caches) {
+  size_t n = 0;
+  for (const auto& c : caches) {
+    n += static_cast<size_t>(c.Zn.size() + c.rstd_pre.size() + c.Z.size() + c.qkv.size() + c.cat.size() +
+                             c.hid.size() + c.act.size() + c.Y.size() + c.rstd_post.size());
+    for (const auto& a : c.att) n += static_cast<size_t>(a.size());
+  }
+  return n * sizeof(Real);
 }
 
 template <class Real>
@@ -483,22 +509,28 @@ SampleMetrics EigenStack<Real>::run_sample(int sample) const {
   SampleMetrics r;
   r.values.assign(L + 1, std::vector<double>(kNumCols, std::nan("")));
 
-  // Forward: keep every X_l (T, d), l = 0..L, for the metrics and the backward pass, and
-  // the weights of the first layers while they fit weight_cache_bytes_ (the backward pass
-  // regenerates the others from their streams: same numbers, bounded memory).
+  // Forward: keep every X_l (T, d), l = 0..L, for the metrics and the backward pass. While
+  // they fit weight_cache_bytes_, also keep each layer's weights and forward intermediates;
+  // the backward pass uses them, and regenerates the weights and recomputes the forward of
+  // the other layers (same numbers, memory bounded independently of L).
+  struct Kept {
+    LayerWeights<Real> w;
+    std::vector<HalfCache<Real>> caches;
+    bool has = false;
+  };
   std::vector<Mat<Real>> X(L + 1);
-  std::vector<LayerWeights<Real>> cached(L + 1);
-  std::vector<bool> is_cached(L + 1, false);
-  size_t cache_used = 0;
+  std::vector<Kept> kept(L + 1);
+  size_t kept_bytes = 0;
   X[0] = input_double(spec_, seed_, sample).template cast<Real>();
   int last = L;
   for (int l = 1; l <= L; ++l) {
     LayerWeights<Real> w = make_weights<Real>(spec_, seed_, sample, l);
-    X[l] = block_forward_impl<Real>(spec_, w, l, X[l - 1]);
-    if (cache_used + weight_bytes(w) <= weight_cache_bytes_) {
-      cache_used += weight_bytes(w);
-      cached[l] = std::move(w);
-      is_cached[l] = true;
+    std::vector<HalfCache<Real>> caches = block_forward_caches<Real>(spec_, w, l, X[l - 1]);
+    X[l] = caches.back().Y;
+    const size_t bytes = weight_bytes(w) + cache_bytes(caches);
+    if (kept_bytes + bytes <= weight_cache_bytes_) {
+      kept_bytes += bytes;
+      kept[l] = Kept{std::move(w), std::move(caches), true};
     }
     if (!X[l].allFinite()) {
       r.forward_nonfinite = l;
@@ -536,9 +568,9 @@ SampleMetrics EigenStack<Real>::run_sample(int sample) const {
   Mat<Real> D = output_grad_double(spec_, seed_, sample).template cast<Real>();
   r.values[L][kGrad] = mean_square(D);
   for (int l = L; l >= 1; --l) {
-    if (is_cached[l]) {
-      D = block_backward_impl<Real>(spec_, cached[l], l, X[l - 1], D);
-      cached[l] = LayerWeights<Real>{};  // release as we go
+    if (kept[l].has) {
+      D = block_backward_caches<Real>(spec_, kept[l].w, l, kept[l].caches, D);
+      kept[l] = Kept{};  // release as we go
     } else {
       D = block_backward_impl<Real>(spec_, make_weights<Real>(spec_, seed_, sample, l), l, X[l - 1], D);
     }

@@ -4,11 +4,12 @@
 /// metrics), with every matrix product an Eigen GEMM and every tensor in `Real`
 /// (float or double).
 ///
-///  - Weights come from the reference's streams. The forward pass keeps the weights of its
-///    first layers while they fit kWeightCacheBytes per sample (per worker thread); the
-///    backward pass reuses those and regenerates the rest, so memory is O(L T d) for the
-///    stream plus at most kWeightCacheBytes, never O(L d^2). The numbers do not depend on
-///    what was cached. Every normal is drawn in double and scaled
+///  - Weights come from the reference's streams. The forward pass keeps the weights and
+///    intermediates of its first layers while they fit kWeightCacheBytes per sample (per
+///    worker thread); the backward pass uses those, and regenerates the weights and
+///    recomputes the forward of the other layers, so memory is O(L T d) for the stream
+///    plus at most kWeightCacheBytes, never O(L d^2). The numbers do not depend on what
+///    was kept. Every normal is drawn in double and scaled
 ///    in double exactly as the reference does, then rounded once to Real, so a double
 ///    backend uses bit-identical weights and a float backend the nearest floats to them.
 ///  - The per-head projections are packed into one (d, 3d) matrix [W_Q^0..W_Q^{H-1} |
@@ -27,7 +28,7 @@
 
 namespace sigprop::sim {
 
-/// Weight memory a run_sample may keep between its forward and backward passes.
+/// Memory (weights and intermediates) a run_sample may keep between its forward and backward passes.
 inline constexpr std::size_t kWeightCacheBytes = std::size_t{256} << 20;
 
 /// One random finite-width stack of MODEL.md §1 per sample index, in precision Real.
