@@ -57,6 +57,9 @@ CLI::App* add_ode_command(CLI::App& app, OdeArgs& a) {
   c->add_option("--attn-samples", a.continuum.attn.samples,
                 "continuum: logit draws for 1/sqrt(dh) attention (as sigprop theory)")
       ->check(CLI::Range(2, 100000000));
+  c->add_option("--steps", a.continuum.fixed_steps,
+                "continuum: RK4 steps over [0, 1] when the attention integral is sampled (qk_scale 1/sqrt(dh))")
+      ->check(CLI::Range(1, 10000000));
   c->add_option("--quad-order", a.continuum.quad_order, "continuum: Gauss-Legendre points per piece (tanh, silu)")
       ->check(CLI::Range(8, 400));
   c->add_option("--variant", a.variant, "clustering: sa (softmax-normalised) or usa (unnormalised, 1/n)");

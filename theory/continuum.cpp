@@ -175,9 +175,20 @@ ContinuumTrace continuum_kernels(const StackSpec& spec, const ContinuumSettings&
     auto i = static_cast<size_t>(std::lower_bound(tau.begin(), tau.end(), t) - tau.begin());
     tr.K.at(i) = CMap(s.data(), T, T);
   };
-  const double dt0 = std::min(1e-3, tau[1] - tau[0]);
-  odeint::integrate_times(odeint::make_dense_output(st.abs_tol, st.rel_tol, odeint::runge_kutta_dopri5<State>()),
-                          fwd, x, tau.begin(), tau.end(), dt0, obs_f);
+  const bool sampled = spec.has_attn() && spec.qk_scale == QkScale::InvSqrtDh && spec.sigma_qk2 > 0;
+  if (sampled && st.fixed_steps < 1) throw ConfigError("continuum: fixed_steps must be >= 1");
+  // Adaptive Dormand-Prince for smooth fields; fixed-step RK4 (step 1/fixed_steps, shortened to
+  // land on every output point) for the sampled attention field, whose Monte Carlo estimate
+  // jumps at its noise level where the eigenbasis of K changes.
+  auto integrate = [&](auto& system, State& s, const std::vector<double>& times, double dt, auto& observer) {
+    if (sampled)
+      odeint::integrate_times(odeint::runge_kutta4<State>(), system, s, times.begin(), times.end(), dt, observer);
+    else
+      odeint::integrate_times(odeint::make_dense_output(st.abs_tol, st.rel_tol, odeint::runge_kutta_dopri5<State>()),
+                              system, s, times.begin(), times.end(), dt, observer);
+  };
+  const double dt0 = sampled ? 1.0 / st.fixed_steps : std::min(1e-3, tau[1] - tau[0]);
+  integrate(fwd, x, tau, dt0, obs_f);
 
   // Backward: integrate (K, G) together from tau = 1 down to 0; K retraces the forward solution
   // (the roundtrip error below measures how well), so G sees K(tau) without interpolation.
@@ -197,8 +208,7 @@ ContinuumTrace continuum_kernels(const StackSpec& spec, const ContinuumSettings&
     if (i == 0) Kback0 = CMap(s.data(), T, T);
   };
   std::vector<double> rtau(tau.rbegin(), tau.rend());
-  odeint::integrate_times(odeint::make_dense_output(st.abs_tol, st.rel_tol, odeint::runge_kutta_dopri5<State>()),
-                          bwd, y, rtau.begin(), rtau.end(), -dt0, obs_b);
+  integrate(bwd, y, rtau, -dt0, obs_b);
   tr.roundtrip_error = (Kback0 - K0).cwiseAbs().maxCoeff() / K0.cwiseAbs().maxCoeff();
   for (size_t i = 0; i < tau.size(); ++i) tr.dK[i] = field.forward(tr.K[i]);
   return tr;
@@ -218,9 +228,11 @@ Profile ContinuumEngine::run(const StackSpec& spec) {
   p.settings = {{"engine", "continuum"},
                 {"limit", "infinite width, then depth L -> infinity with branch scale a0/sqrt(L) (tau = l/L)"},
                 {"a0_squared", a02},
-                {"integrator", "Boost.Odeint runge_kutta_dopri5, dense output"},
+                {"integrator", sampled ? "Boost.Odeint runge_kutta4, fixed step (sampled attention field)"
+                                       : "Boost.Odeint runge_kutta_dopri5, dense output"},
                 {"abs_tol", st_.abs_tol},
                 {"rel_tol", st_.rel_tol},
+                {"fixed_steps", sampled ? nlohmann::json(st_.fixed_steps) : nlohmann::json(nullptr)},
                 {"rhs_calls_forward", tr.forward_rhs_calls},
                 {"rhs_calls_backward", tr.backward_rhs_calls},
                 {"kernel_roundtrip_error", tr.roundtrip_error},

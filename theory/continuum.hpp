@@ -28,6 +28,10 @@ struct ContinuumSettings {
   double rel_tol = 1e-10;  ///< Dormand-Prince relative error tolerance per step
   int quad_order = 48;     ///< Gauss-Legendre points per piece (tanh, silu), as TheorySettings
   AttnSettings attn{};     ///< softmax expectations (qk_scale = 1/sqrt(dh)), as TheorySettings
+  /// Steps of the fixed-step RK4 used instead of Dormand-Prince when the attention integral is
+  /// sampled (qk_scale = 1/sqrt(dh)): that Monte Carlo field is only piecewise smooth (its
+  /// eigen-decomposition factor changes basis where eigenvalues cross), so error control stalls.
+  int fixed_steps = 64;
 };
 
 /// Kernels of the continuum limit at requested depths tau in [0, 1].
