@@ -92,10 +92,11 @@ int run_ode(OdeArgs a) {
     a.continuum.abs_tol = a.abs_tol;
     a.continuum.rel_tol = a.rel_tol;
     p = theory::ContinuumEngine(a.continuum).run(spec);
-    head = fmt::format("sigprop ode --kind continuum: {} blocks, norm={}, {} tokens, grid L = {}, activation {}, "
-                       "branch_scale {} (a0^2 = {})",
-                       to_string(spec.blocks), to_string(spec.norm), spec.tokens, spec.depth,
-                       to_string(spec.activation), spec.branch_scale.str(), p.settings["a0_squared"].get<double>());
+    head = fmt::format(
+        "sigprop ode --kind continuum: {} blocks, norm={}, {} tokens, grid L = {}, activation {}, "
+        "branch_scale {} (a0^2 = {})",
+        to_string(spec.blocks), to_string(spec.norm), spec.tokens, spec.depth, to_string(spec.activation),
+        spec.branch_scale.str(), p.settings["a0_squared"].get<double>());
   } else if (a.kind == "clustering") {
     a.clustering.abs_tol = a.abs_tol;
     a.clustering.rel_tol = a.rel_tol;

@@ -48,8 +48,10 @@ Run run(const std::string& args) {
 
 TEST_CASE("ode --kind continuum writes a profile that lines up with theory", "[cli][ode]") {
   fs::path js = scratch() / "c.json", cs = scratch() / "c.csv";
-  Run r = run("ode --kind continuum --set stack.depth=8 --set stack.qk_scale=1/dh --set stack.tokens=4 "
-              "--set 'stack.branch_scale=1/sqrt(L)' --json " + js.string() + " --csv " + cs.string());
+  Run r =
+      run("ode --kind continuum --set stack.depth=8 --set stack.qk_scale=1/dh --set stack.tokens=4 "
+          "--set 'stack.branch_scale=1/sqrt(L)' --json " +
+          js.string() + " --csv " + cs.string());
   REQUIRE(r.code == 0);
   sigprop::Profile p = sigprop::read_profile_json(js);
   CHECK(p.engine == "continuum");
@@ -61,15 +63,19 @@ TEST_CASE("ode --kind continuum writes a profile that lines up with theory", "[c
 
 TEST_CASE("ode --kind clustering and shaped-sde write profiles", "[cli][ode]") {
   fs::path js = scratch() / "k.json";
-  Run r = run("ode --kind clustering --set stack.tokens=4 --set stack.width=4 --set stack.heads=1 --equiangular "
-              "--beta 2 --t-end 3 --points 6 --json " + js.string());
+  Run r =
+      run("ode --kind clustering --set stack.tokens=4 --set stack.width=4 --set stack.heads=1 --equiangular "
+          "--beta 2 --t-end 3 --points 6 --json " +
+          js.string());
   REQUIRE(r.code == 0);
   sigprop::Profile p = sigprop::read_profile_json(js);
   CHECK(p.engine == "clustering");
   CHECK(p.at(6, "rho") == Approx(p.at(6, "rho_eq")).margin(1e-8));
   fs::path js2 = scratch() / "s.json";
-  Run r2 = run("ode --kind shaped-sde --model mlp --set stack.tokens=2 --set stack.width=16 --set stack.heads=1 "
-               "--set stack.depth=8 --paths 50 --samples 50 --seed 3 --json " + js2.string());
+  Run r2 =
+      run("ode --kind shaped-sde --model mlp --set stack.tokens=2 --set stack.width=16 --set stack.heads=1 "
+          "--set stack.depth=8 --paths 50 --samples 50 --seed 3 --json " +
+          js2.string());
   REQUIRE(r2.code == 0);
   sigprop::Profile s = sigprop::read_profile_json(js2);
   CHECK(s.engine == "shaped-sde");

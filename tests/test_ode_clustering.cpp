@@ -67,8 +67,8 @@ TEST_CASE("generic random tokens cluster to one point", "[ode]") {
     st.points = 8;
     st.abs_tol = st.rel_tol = 1e-8;
     ClusteringTrace tr = clustering_flow(random_start(8, 3, 0.0, 7), st);
-    INFO((v == AttnDynamics::SA ? "SA" : "USA") << ": rho(0) = " << tr.rho.front() << ", rho_min(t_end) = "
-                                               << tr.rho_min.back());
+    INFO((v == AttnDynamics::SA ? "SA" : "USA")
+         << ": rho(0) = " << tr.rho.front() << ", rho_min(t_end) = " << tr.rho_min.back());
     CHECK(tr.rho_min.back() > 0.99);
     CHECK(tr.rho.back() > tr.rho.front());
     CHECK(tr.norm_dev.back() < 1e-6);

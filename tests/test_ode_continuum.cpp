@@ -17,7 +17,9 @@ using sigprop::test::Tol;
 
 namespace {
 
-StackSpec spec_of(std::vector<std::string> sets) { return resolve_spec("", sets); }
+StackSpec spec_of(std::vector<std::string> sets) {
+  return resolve_spec("", sets);
+}
 
 std::vector<double> grid(int N) {
   std::vector<double> t(N + 1);
@@ -38,9 +40,9 @@ TEST_CASE("continuum ODE: Pre-LN MLP closed forms (linear q, hyperbolic grad_var
   //   dg/dtau = -a0^2 sw2^2 (1/2) g / q  =>  g(tau) = q(1) / q(tau)
   // (the continuum form of tests/test_analytic.cpp's Pre-LN case; Xiong et al. 2020).
   for (std::string bs : {"1/sqrt(L)", "1/sqrt(2L)"}) {
-    StackSpec s = spec_of({"stack.blocks=mlp", "stack.norm=pre", "stack.norm_eps=0", "stack.activation=relu",
-                           "init.sigma_w2=1.5", "init.sigma_b2=0", "input.q0=1.3", "stack.depth=40",
-                           "stack.tokens=4", "stack.branch_scale=" + bs});
+    StackSpec s =
+        spec_of({"stack.blocks=mlp", "stack.norm=pre", "stack.norm_eps=0", "stack.activation=relu", "init.sigma_w2=1.5",
+                 "init.sigma_b2=0", "input.q0=1.3", "stack.depth=40", "stack.tokens=4", "stack.branch_scale=" + bs});
     const double a02 = bs == "1/sqrt(L)" ? 1.0 : 0.5;
     CHECK(continuum_a02(s) == a02);
     Profile p = ContinuumEngine().run(s);
@@ -59,9 +61,9 @@ TEST_CASE("continuum ODE: no-norm MLP grows exponentially", "[analytic][ode]") {
   // norm = none, relu MLP: dq/dtau = a0^2 sw2^2 q / 2 (E[relu(u)^2] = Var(u)/2, Var(u) = sw2 q),
   // so q = q0 e^{c tau}, grad_var = e^{c (1 - tau)}, c = a0^2 sw2^2 / 2; the diagonal of K
   // decouples from the correlations, which relax towards 1 (checked: rho increases).
-  StackSpec s = spec_of({"stack.blocks=mlp", "stack.norm=none", "stack.activation=relu", "init.sigma_w2=1.2",
-                         "init.sigma_b2=0", "input.q0=0.7", "input.rho0=0.2", "stack.depth=25", "stack.tokens=3",
-                         "stack.branch_scale=1/sqrt(L)"});
+  StackSpec s =
+      spec_of({"stack.blocks=mlp", "stack.norm=none", "stack.activation=relu", "init.sigma_w2=1.2", "init.sigma_b2=0",
+               "input.q0=0.7", "input.rho0=0.2", "stack.depth=25", "stack.tokens=3", "stack.branch_scale=1/sqrt(L)"});
   Profile p = ContinuumEngine().run(s);
   const double c = 1.2 * 1.2 / 2;
   for (int l = 0; l <= 25; ++l) {
@@ -89,10 +91,10 @@ TEST_CASE("discrete recursion converges to the continuum like 1/L", "[ode]") {
     const double q0 = 0.8, sw2 = 1.3, c = sw2 * sw2 / 2;
     std::vector<double> eL;
     for (int L : Ls) {
-      StackSpec s = spec_of({"stack.blocks=mlp", "stack.norm=none", "stack.activation=relu",
-                             "init.sigma_w2=" + std::to_string(sw2), "init.sigma_b2=0",
-                             "input.q0=" + std::to_string(q0), "stack.tokens=2", "stack.depth=" + std::to_string(L),
-                             "stack.branch_scale=1/sqrt(L)"});
+      StackSpec s =
+          spec_of({"stack.blocks=mlp", "stack.norm=none", "stack.activation=relu",
+                   "init.sigma_w2=" + std::to_string(sw2), "init.sigma_b2=0", "input.q0=" + std::to_string(q0),
+                   "stack.tokens=2", "stack.depth=" + std::to_string(L), "stack.branch_scale=1/sqrt(L)"});
       KernelTrace tr = kernel_recursion(s, TheorySettings{});
       eL.push_back((q0 * std::exp(c) - tr.K[L](0, 0)) * L);
     }
@@ -105,10 +107,11 @@ TEST_CASE("discrete recursion converges to the continuum like 1/L", "[ode]") {
     SIGPROP_CHECK_CLOSE(eL.back(), limit, (Tol{0, 2e-3}));  // the O(1/L^2) term: ~c^3/(3L) relative
   }
   {
-    const std::vector<std::string> base = {"stack.blocks=attn+mlp", "stack.norm=pre", "stack.activation=gelu",
-                                           "stack.qk_scale=1/dh",  "stack.mask=causal", "stack.tokens=6",
-                                           "input.rho0=0.1",        "init.sigma_w2=1.2",  "init.sigma_b2=0.05",
-                                           "stack.branch_scale=1/sqrt(L)"};
+    const std::vector<std::string> base = {"stack.blocks=attn+mlp", "stack.norm=pre",
+                                           "stack.activation=gelu", "stack.qk_scale=1/dh",
+                                           "stack.mask=causal",     "stack.tokens=6",
+                                           "input.rho0=0.1",        "init.sigma_w2=1.2",
+                                           "init.sigma_b2=0.05",    "stack.branch_scale=1/sqrt(L)"};
     StackSpec s1 = resolve_spec("", base);
     ContinuumSettings cs;
     cs.abs_tol = cs.rel_tol = 1e-11;

@@ -177,12 +177,14 @@ TEST_CASE("shaped SDE matches finite-width networks at L/n = 1", "[stochastic][o
 TEST_CASE("shaped SDE matches finite-width networks, larger (slow)", "[stochastic][ode][.slow]") {
   // Wider networks and more draws (KS resolution ~0.04): measured MLP n = 256, 2000 draws,
   // D = 0.026, p = 0.50.
-  check_sde_against_networks({ShapedModel::Mlp,
-                              {"stack.tokens=2", "stack.width=256", "stack.heads=1", "stack.depth=256", "input.rho0=0.3"},
-                              1.0},
-                             3000, 3000, 1e-3);
-  check_sde_against_networks({ShapedModel::Attn,
-                              {"stack.tokens=3", "stack.width=128", "stack.heads=1", "stack.depth=128", "input.rho0=0.3"},
-                              0.75},
-                             3000, 3000, 1e-3);
+  check_sde_against_networks(
+      {ShapedModel::Mlp,
+       {"stack.tokens=2", "stack.width=256", "stack.heads=1", "stack.depth=256", "input.rho0=0.3"},
+       1.0},
+      3000, 3000, 1e-3);
+  check_sde_against_networks(
+      {ShapedModel::Attn,
+       {"stack.tokens=3", "stack.width=128", "stack.heads=1", "stack.depth=128", "input.rho0=0.3"},
+       0.75},
+      3000, 3000, 1e-3);
 }

@@ -3,8 +3,8 @@
 #include <algorithm>
 #include <cmath>
 
-#include <boost/numeric/odeint.hpp>
 #include <fmt/format.h>
+#include <boost/numeric/odeint.hpp>
 
 #include "core/error.hpp"
 #include "core/rng.hpp"
@@ -91,8 +91,7 @@ ClusteringTrace clustering_flow(const Eigen::MatrixXd& X0, const ClusteringSetti
   Eigen::Map<RowMat>(x.data(), n, d) = X0;
   auto rhs = [&](const State& s, State& ds, double) {
     ++tr.rhs_calls;
-    Eigen::Map<RowMat>(ds.data(), n, d) =
-        clustering_rhs(Eigen::Map<const RowMat>(s.data(), n, d), st.beta, st.variant);
+    Eigen::Map<RowMat>(ds.data(), n, d) = clustering_rhs(Eigen::Map<const RowMat>(s.data(), n, d), st.beta, st.variant);
   };
   auto obs = [&](const State& s, double) {
     Eigen::MatrixXd X = Eigen::Map<const RowMat>(s.data(), n, d);
@@ -132,8 +131,8 @@ Profile clustering_profile(const StackSpec& spec, const ClusteringSettings& st) 
   if (st.points < 1) throw ConfigError("--points must be >= 1");
   StackSpec s = spec;
   s.depth = st.points;
-  const Eigen::MatrixXd X0 = st.equiangular ? equiangular_start(s.tokens, s.width, s.rho0)
-                                            : random_start(s.tokens, s.width, s.rho0, st.seed);
+  const Eigen::MatrixXd X0 =
+      st.equiangular ? equiangular_start(s.tokens, s.width, s.rho0) : random_start(s.tokens, s.width, s.rho0, st.seed);
   ClusteringTrace tr = clustering_flow(X0, st);
   Profile p = Profile::make(s, "clustering", {"t", "rho", "rho_min", "rho_max", "rho_eq", "norm_dev"});
   p.settings = {{"engine", "clustering"},

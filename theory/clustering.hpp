@@ -24,13 +24,13 @@ enum class AttnDynamics { SA, USA };
 
 struct ClusteringSettings {
   AttnDynamics variant = AttnDynamics::SA;
-  double beta = 1.0;        ///< inverse temperature (>= 0)
-  double t_end = 10.0;      ///< final time
-  int points = 100;         ///< output intervals: times t_end * i / points, i = 0..points
-  bool equiangular = false; ///< start from an exactly equiangular configuration (needs d >= n)
-  uint64_t seed = 1;        ///< Philox seed of a random start
-  double abs_tol = 1e-10;   ///< Dormand-Prince absolute tolerance per step
-  double rel_tol = 1e-10;   ///< Dormand-Prince relative tolerance per step
+  double beta = 1.0;         ///< inverse temperature (>= 0)
+  double t_end = 10.0;       ///< final time
+  int points = 100;          ///< output intervals: times t_end * i / points, i = 0..points
+  bool equiangular = false;  ///< start from an exactly equiangular configuration (needs d >= n)
+  uint64_t seed = 1;         ///< Philox seed of a random start
+  double abs_tol = 1e-10;    ///< Dormand-Prince absolute tolerance per step
+  double rel_tol = 1e-10;    ///< Dormand-Prince relative tolerance per step
 };
 
 /// Right-hand side of the particle system for X (n x d, unit rows).
@@ -46,12 +46,12 @@ Eigen::MatrixXd equiangular_start(int n, int d, double rho0);
 Eigen::MatrixXd random_start(int n, int d, double rho0, uint64_t seed);
 
 struct ClusteringTrace {
-  std::vector<double> t;        ///< output times
-  std::vector<double> rho;      ///< mean over pairs i != j of <x_i, x_j>
-  std::vector<double> rho_min;  ///< smallest pairwise inner product
-  std::vector<double> rho_max;  ///< largest pairwise inner product
-  std::vector<double> rho_eq;   ///< equiangular reduction started from rho(0)
-  std::vector<double> norm_dev; ///< max_i | |x_i| - 1 | (the flow preserves the sphere)
+  std::vector<double> t;         ///< output times
+  std::vector<double> rho;       ///< mean over pairs i != j of <x_i, x_j>
+  std::vector<double> rho_min;   ///< smallest pairwise inner product
+  std::vector<double> rho_max;   ///< largest pairwise inner product
+  std::vector<double> rho_eq;    ///< equiangular reduction started from rho(0)
+  std::vector<double> norm_dev;  ///< max_i | |x_i| - 1 | (the flow preserves the sphere)
   long rhs_calls = 0;
 };
 

@@ -3,8 +3,8 @@
 #include <algorithm>
 #include <cmath>
 
-#include <boost/numeric/odeint.hpp>
 #include <fmt/format.h>
+#include <boost/numeric/odeint.hpp>
 
 #include "core/blocks.hpp"
 #include "core/error.hpp"
@@ -24,11 +24,11 @@ double continuum_a02(const StackSpec& spec) {
         "stack.branch_scale = \"{}\": the depth continuum needs a = a0/sqrt(L), i.e. \"1/sqrt(L)\" or \"1/sqrt(2L)\"",
         spec.branch_scale.str()));
   if (spec.norm != Norm::Pre && spec.norm != Norm::None)
-    throw ConfigError(fmt::format(
-        "stack.norm = \"{}\": the depth continuum is implemented for norm = \"pre\" or \"none\" "
-        "(post-norms renormalise every block; lns multiplies the branch by 1/sqrt(l) = 1/sqrt(tau L), "
-        "which vanishes as L grows)",
-        to_string(spec.norm)));
+    throw ConfigError(
+        fmt::format("stack.norm = \"{}\": the depth continuum is implemented for norm = \"pre\" or \"none\" "
+                    "(post-norms renormalise every block; lns multiplies the branch by 1/sqrt(l) = 1/sqrt(tau L), "
+                    "which vanishes as L grows)",
+                    to_string(spec.norm)));
   if (!spec.residual) throw ConfigError("stack.residual = false: a stack without skips has no depth continuum");
   return spec.branch_scale.kind == BranchScaleKind::InvSqrtL ? 1.0 : 0.5;  // L a^2
 }
@@ -131,7 +131,9 @@ struct ContinuumField::Impl {
 
 ContinuumField::ContinuumField(const StackSpec& spec, const ContinuumSettings& st)
     : impl_(std::make_shared<Impl>(spec, st)) {}
-Eigen::MatrixXd ContinuumField::forward(const Eigen::MatrixXd& K) const { return impl_->forward(K); }
+Eigen::MatrixXd ContinuumField::forward(const Eigen::MatrixXd& K) const {
+  return impl_->forward(K);
+}
 Eigen::MatrixXd ContinuumField::backward(const Eigen::MatrixXd& K, const Eigen::MatrixXd& G) const {
   return impl_->backward(K, G);
 }

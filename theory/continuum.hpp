@@ -36,12 +36,12 @@ struct ContinuumSettings {
 
 /// Kernels of the continuum limit at requested depths tau in [0, 1].
 struct ContinuumTrace {
-  std::vector<double> tau;         ///< the requested grid, increasing, tau[0] = 0, tau.back() = 1
-  std::vector<Eigen::MatrixXd> K;  ///< token kernel K(tau_i)
-  std::vector<Eigen::MatrixXd> G;  ///< gradient covariance G(tau_i), G(1) = I
-  std::vector<Eigen::MatrixXd> dK; ///< dK/dtau at tau_i (the per-layer increment is dK/L)
-  long forward_rhs_calls = 0;      ///< vector-field evaluations, forward pass
-  long backward_rhs_calls = 0;     ///< vector-field evaluations, backward pass
+  std::vector<double> tau;          ///< the requested grid, increasing, tau[0] = 0, tau.back() = 1
+  std::vector<Eigen::MatrixXd> K;   ///< token kernel K(tau_i)
+  std::vector<Eigen::MatrixXd> G;   ///< gradient covariance G(tau_i), G(1) = I
+  std::vector<Eigen::MatrixXd> dK;  ///< dK/dtau at tau_i (the per-layer increment is dK/L)
+  long forward_rhs_calls = 0;       ///< vector-field evaluations, forward pass
+  long backward_rhs_calls = 0;      ///< vector-field evaluations, backward pass
   /// Max |K| difference, relative to max |K(0)|, between K(0) and the kernel re-integrated
   /// backwards from K(1) alongside G: a check of the integration error.
   double roundtrip_error = 0;

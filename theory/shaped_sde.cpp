@@ -38,8 +38,8 @@ double mean_corr(const Eigen::MatrixXd& K) {
 void validate(const StackSpec& spec, const ShapedSettings& st) {
   spec.validate();
   if (spec.width < spec.tokens)
-    throw ConfigError(fmt::format("stack.width = {}: the shaped networks need width >= tokens ({})", spec.width,
-                                  spec.tokens));
+    throw ConfigError(
+        fmt::format("stack.width = {}: the shaped networks need width >= tokens ({})", spec.width, spec.tokens));
   if (!std::isfinite(st.shape_c)) throw ConfigError("--shape-c must be finite");
   if (!(st.gamma2 > 0 && st.gamma2 <= 1)) throw ConfigError("--gamma2 must be in (0, 1]");
   if (!(st.tau0 > 0) || !std::isfinite(st.tau0)) throw ConfigError("--tau0 must be finite and > 0");
@@ -63,7 +63,9 @@ ShapedModel parse_shaped_model(const std::string& s) {
   if (s == "attn" || s == "attention") return ShapedModel::Attn;
   throw ConfigError(fmt::format("--model: expected mlp or attn, got \"{}\"", s));
 }
-std::string to_string(ShapedModel m) { return m == ShapedModel::Mlp ? "mlp" : "attn"; }
+std::string to_string(ShapedModel m) {
+  return m == ShapedModel::Mlp ? "mlp" : "attn";
+}
 
 Eigen::MatrixXd shaped_drift(const Eigen::MatrixXd& K, const ShapedSettings& st) {
   const auto T = K.rows();
@@ -106,8 +108,8 @@ Eigen::MatrixXd shaped_noise(const Eigen::MatrixXd& K, const ShapedSettings& st,
   const double g2 = st.gamma2, lam = std::sqrt(1.0 - g2), gam = std::sqrt(g2);
   const double Td = static_cast<double>(T);
   Eigen::MatrixXd Pc = Eigen::MatrixXd::Identity(T, T) - Eigen::MatrixXd::Constant(T, T, 1.0 / Td);
-  Eigen::MatrixXd out = (lam * gam) * sym(F * X1 * F.transpose())           // skip x branch cross term
-                        + (g2 / std::sqrt(2.0)) * sym(F * X2 * F.transpose())  // Wishart of the value path
+  Eigen::MatrixXd out = (lam * gam) * sym(F * X1 * F.transpose())                        // skip x branch cross term
+                        + (g2 / std::sqrt(2.0)) * sym(F * X2 * F.transpose())            // Wishart of the value path
                         + (g2 / (st.tau0 * Td)) * sym(F * X3 * F.transpose() * Pc * K);  // first-order softmax
   return sqrt_dt * out;
 }
@@ -202,8 +204,8 @@ ShapedEnsemble shaped_network_samples(const StackSpec& spec, const ShapedSetting
         draw(s, l, 1, Z);
         draw(s, l, 2, Wq);
         draw(s, l, 3, Wk);
-        Eigen::MatrixXd G = R * Z / sn;                      // X W / sqrt(n), T x n
-        Eigen::MatrixXd U = R * Wq / sn, Vk = R * Wk / sn;   // X W_Q / sqrt(n), X W_K / sqrt(n)
+        Eigen::MatrixXd G = R * Z / sn;                     // X W / sqrt(n), T x n
+        Eigen::MatrixXd U = R * Wq / sn, Vk = R * Wk / sn;  // X W_Q / sqrt(n), X W_K / sqrt(n)
         Eigen::MatrixXd S = eps * (U * Vk.transpose()) / std::sqrt(static_cast<double>(nk));
         Eigen::MatrixXd A(T, T);
         for (int t = 0; t < T; ++t) {
@@ -311,24 +313,25 @@ Profile shaped_profile(const StackSpec& spec, const ShapedSettings& st) {
     put("", sde, l);
     if (st.samples > 0) put("mc_", mc, l);
   }
-  p.settings = {{"engine", "shaped-sde"},
-                {"model", to_string(st.model)},
-                {"network",
-                 st.model == ShapedModel::Mlp
-                     ? "h' = W phi_s(h)/sqrt(n + c^2), phi_s(x) = x + (c/sqrt n)|x| (docs/ode.md §3.1)"
-                     : "X' = lambda X + gamma A X W/sqrt(n), A = I + softmax(S/(tau0 sqrt n)) - 11^T/T (docs/ode.md §3.2)"},
-                {"limit", "depth and width to infinity with t = l/n fixed (n = stack.width)"},
-                {"t_final", sde.t.back()},
-                {"shape_c", st.shape_c},
-                {"gamma2", st.gamma2},
-                {"tau0", st.tau0},
-                {"key_dim", st.key_dim > 0 ? st.key_dim : spec.width},
-                {"paths", st.paths},
-                {"samples", st.samples},
-                {"substeps", st.substeps},
-                {"integrator", "Euler-Maruyama, Philox normals"},
-                {"seed", st.seed},
-                {"version", kVersion}};
+  p.settings = {
+      {"engine", "shaped-sde"},
+      {"model", to_string(st.model)},
+      {"network",
+       st.model == ShapedModel::Mlp
+           ? "h' = W phi_s(h)/sqrt(n + c^2), phi_s(x) = x + (c/sqrt n)|x| (docs/ode.md §3.1)"
+           : "X' = lambda X + gamma A X W/sqrt(n), A = I + softmax(S/(tau0 sqrt n)) - 11^T/T (docs/ode.md §3.2)"},
+      {"limit", "depth and width to infinity with t = l/n fixed (n = stack.width)"},
+      {"t_final", sde.t.back()},
+      {"shape_c", st.shape_c},
+      {"gamma2", st.gamma2},
+      {"tau0", st.tau0},
+      {"key_dim", st.key_dim > 0 ? st.key_dim : spec.width},
+      {"paths", st.paths},
+      {"samples", st.samples},
+      {"substeps", st.substeps},
+      {"integrator", "Euler-Maruyama, Philox normals"},
+      {"seed", st.seed},
+      {"version", kVersion}};
   const std::vector<double> probs = {0.01, 0.05, 0.1, 0.25, 0.5, 0.75, 0.9, 0.95, 0.99};
   nlohmann::json last;
   last["probabilities"] = probs;

@@ -53,9 +53,9 @@ Eigen::MatrixXd shaped_drift(const Eigen::MatrixXd& K, const ShapedSettings& st)
 Eigen::MatrixXd shaped_noise(const Eigen::MatrixXd& K, const ShapedSettings& st, const double* xi, double sqrt_dt);
 
 struct ShapedEnsemble {
-  std::vector<double> t;       ///< l / n, l = 0..L
-  Eigen::MatrixXd rho;         ///< (members x (L+1)) mean pairwise correlation
-  Eigen::MatrixXd q;           ///< (members x (L+1)) mean diagonal of K
+  std::vector<double> t;  ///< l / n, l = 0..L
+  Eigen::MatrixXd rho;    ///< (members x (L+1)) mean pairwise correlation
+  Eigen::MatrixXd q;      ///< (members x (L+1)) mean diagonal of K
 };
 
 /// Euler-Maruyama paths of the kernel SDE from K0 = q0((1-rho0) I + rho0 11^T), reported at
