@@ -18,7 +18,7 @@ struct SimSettings {
   std::string precision = "double";   ///< "double" or "float" (cpu only): type of every stream and weight
   /// Called after each finished sample with (samples done, total), from worker threads but
   /// never concurrently; for progress display only (it cannot change a number).
-  std::function<void(int, int)> progress;
+  std::function<void(int, int)> progress = nullptr;
 };
 
 /// Names of the backends this build can run, in the order shown in error messages.

@@ -10,7 +10,7 @@
 TEST_CASE("progress reports every sample and leaves results unchanged", "[sim]") {
   sigprop::StackSpec s = sigprop::resolve_spec(
       "", {"stack.depth=2", "stack.width=16", "stack.heads=2", "stack.tokens=4", "stack.mlp_ratio=2"});
-  sigprop::sim::SimSettings plain{5, 3, "reference", 2};
+  sigprop::sim::SimSettings plain{.samples = 5, .seed = 3, .backend = "reference", .threads = 2};
   sigprop::sim::SimSettings watched = plain;
   std::vector<int> seen;
   watched.progress = [&](int done, int total) {

@@ -199,7 +199,7 @@ TEST_CASE("input stream has the moments of MODEL.md §1", "[sim][analytic]") {
 TEST_CASE("same seed: same numbers for any thread count; another seed: other numbers", "[sim][repro]") {
   StackSpec s = tiny({"stack.width=32", "stack.tokens=4", "stack.heads=4", "stack.depth=3"});
   auto run = [&](uint64_t seed, int threads) {
-    MonteCarloEngine e(SimSettings{7, seed, "reference", threads});
+    MonteCarloEngine e(SimSettings{.samples = 7, .seed = seed, .backend = "reference", .threads = threads});
     return e.run(s);
   };
   sigprop::Profile a = run(42, 1), b = run(42, 2), c = run(42, 3), d = run(43, 2);
@@ -224,7 +224,7 @@ TEST_CASE("same seed: same numbers for any thread count; another seed: other num
   }
   CHECK(std::isnan(a.at(0, "update_ratio")));
   // One sample has no standard error.
-  MonteCarloEngine one(SimSettings{1, 42, "reference", 1});
+  MonteCarloEngine one(SimSettings{.samples = 1, .seed = 42, .backend = "reference", .threads = 1});
   sigprop::Profile p1 = one.run(s);
   CHECK(std::isfinite(p1.at(1, "q")));
   CHECK(std::isnan(p1.at(1, "q_se")));
@@ -242,12 +242,12 @@ TEST_CASE("bad backend, samples or threads are named errors", "[sim][config]") {
     return "";
   };
 #ifndef SIGPROP_HAVE_CUDA  // built with CUDA, tests/test_cuda.cpp checks the cuda backend's errors
-  CHECK_THAT(msg({4, 0, "cuda", 1}), Catch::Contains("\"cuda\"") && Catch::Contains("not available"));
+  CHECK_THAT(msg({.samples = 4, .seed = 0, .backend = "cuda", .threads = 1}), Catch::Contains("\"cuda\"") && Catch::Contains("not available"));
 #endif
-  CHECK_THAT(msg({4, 0, "refrence", 1}), Catch::Contains("did you mean \"reference\""));
-  CHECK_THAT(msg({0, 0, "reference", 1}), Catch::Contains("--samples"));
-  CHECK_THAT(msg({70000, 0, "reference", 1}), Catch::Contains("--samples"));
-  CHECK_THAT(msg({4, 0, "reference", -1}), Catch::Contains("--threads"));
+  CHECK_THAT(msg({.samples = 4, .seed = 0, .backend = "refrence", .threads = 1}), Catch::Contains("did you mean \"reference\""));
+  CHECK_THAT(msg({.samples = 0, .seed = 0, .backend = "reference", .threads = 1}), Catch::Contains("--samples"));
+  CHECK_THAT(msg({.samples = 70000, .seed = 0, .backend = "reference", .threads = 1}), Catch::Contains("--samples"));
+  CHECK_THAT(msg({.samples = 4, .seed = 0, .backend = "reference", .threads = -1}), Catch::Contains("--threads"));
   StackSpec deep = tiny({});
   deep.depth = 70000;
   CHECK_THROWS_AS(ReferenceStack(deep, 0), sigprop::ConfigError);
@@ -258,7 +258,7 @@ TEST_CASE("non-finite values are reported with the layer where they first appear
   // is still finite), X_3 ~ 1e450 overflows.
   StackSpec s = tiny({"stack.blocks=dense", "stack.norm=none", "stack.residual=false", "stack.activation=linear",
                       "init.sigma_w2=1e300", "init.sigma_b2=0", "stack.depth=5"});
-  MonteCarloEngine e(SimSettings{3, 1, "reference", 1});
+  MonteCarloEngine e(SimSettings{.samples = 3, .seed = 1, .backend = "reference", .threads = 1});
   sigprop::Profile p = e.run(s);
   REQUIRE(p.warnings.size() == 2);
   CHECK_THAT(p.warnings[0], Catch::Contains("first at layer 3") && Catch::Contains("3 of 3 samples"));
@@ -307,7 +307,7 @@ double bias_scale(const std::string& m, double ref, const StackSpec& s) {
 
 void compare_with_theory(const StackSpec& s, int samples, uint64_t seed, McCheck c = {},
                          std::vector<std::string> metrics = sigprop::metric_names()) {
-  MonteCarloEngine mc(SimSettings{samples, seed, "reference", 2});
+  MonteCarloEngine mc(SimSettings{.samples = samples, .seed = seed, .backend = "reference", .threads = 2});
   sigprop::Profile p = mc.run(s);
   sigprop::theory::TheoryEngine th;
   sigprop::Profile t = th.run(s);
