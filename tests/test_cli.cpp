@@ -12,38 +12,21 @@
 #include <unistd.h>
 
 #include "core/profile.hpp"
+#include "tests/shared/cli_run.hpp"
 
 namespace fs = std::filesystem;
 
 namespace {
 
-struct Run {
-  int code;
-  std::string out, err;
-};
+using sigprop::test::cli::Run;
+using sigprop::test::cli::slurp;
 
 fs::path scratch() {
-  static fs::path dir = [] {
-    fs::path d = fs::temp_directory_path() / ("sigprop_cli_test_" + std::to_string(::getpid()));
-    fs::create_directories(d);
-    return d;
-  }();
+  static const fs::path dir = sigprop::test::cli::scratch_dir("cli_test");
   return dir;
 }
 
-std::string slurp(const fs::path& p) {
-  std::ifstream in(p);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
-Run run(const std::string& args) {
-  fs::path o = scratch() / "stdout", e = scratch() / "stderr";
-  std::string cmd = std::string(SIGPROP_CLI_PATH) + " " + args + " >" + o.string() + " 2>" + e.string();
-  int status = std::system(cmd.c_str());
-  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, slurp(o), slurp(e)};
-}
+Run run(const std::string& args) { return sigprop::test::cli::run_sigprop(args, scratch()); }
 
 void write(const fs::path& p, const std::string& text) {
   std::ofstream(p) << text;

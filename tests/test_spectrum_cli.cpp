@@ -12,38 +12,21 @@
 #include <unistd.h>
 
 #include "core/profile.hpp"
+#include "tests/shared/cli_run.hpp"
 
 namespace fs = std::filesystem;
 
 namespace {
 
-struct Run {
-  int code;
-  std::string out, err;
-};
+using sigprop::test::cli::Run;
+using sigprop::test::cli::slurp;
 
-fs::path spectrum_scratch() {
-  static fs::path dir = [] {
-    fs::path d = fs::temp_directory_path() / ("sigprop_spectrum_cli_" + std::to_string(::getpid()));
-    fs::create_directories(d);
-    return d;
-  }();
+fs::path scratch() {
+  static const fs::path dir = sigprop::test::cli::scratch_dir("spectrum_cli");
   return dir;
 }
 
-std::string read_text(const fs::path& p) {
-  std::ifstream in(p);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
-Run run_cli(const std::string& args) {
-  fs::path o = spectrum_scratch() / "stdout", e = spectrum_scratch() / "stderr";
-  std::string cmd = std::string(SIGPROP_CLI_PATH) + " " + args + " >" + o.string() + " 2>" + e.string();
-  int status = std::system(cmd.c_str());
-  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, read_text(o), read_text(e)};
-}
+Run run(const std::string& args) { return sigprop::test::cli::run_sigprop(args, scratch()); }
 
 const std::string kDense =
     "--set stack.blocks=dense --set stack.norm=none --set stack.residual=false --set stack.activation=relu "
@@ -52,8 +35,8 @@ const std::string kDense =
 }  // namespace
 
 TEST_CASE("sigprop spectrum writes moments and the density, theory and Monte Carlo", "[cli][spectrum]") {
-  const fs::path d = spectrum_scratch();
-  Run r = run_cli("spectrum " + kDense + "--grid 0.05:10:50 --json " + (d / "t.json").string() + " --csv " +
+  const fs::path d = scratch();
+  Run r = run("spectrum " + kDense + "--grid 0.05:10:50 --json " + (d / "t.json").string() + " --csv " +
                   (d / "t.csv").string() + " --density-csv " + (d / "td.csv").string());
   REQUIRE(r.code == 0);
   sigprop::Profile t = sigprop::read_profile_json(d / "t.json");
@@ -62,12 +45,12 @@ TEST_CASE("sigprop spectrum writes moments and the density, theory and Monte Car
   CHECK(t.at(5, "sv2_var") == Approx(10.0));  // relu, Gaussian, sigma_w2 = 2: 2 per layer
   CHECK(t.extras["density"]["x"].size() == 50);
   CHECK(t.extras["density"]["atom0"].get<double>() == 0.5);
-  CHECK(read_text(d / "t.csv").find("layer,q,sv2_mean,sv2_var") != std::string::npos);
-  const std::string dens = read_text(d / "td.csv");
+  CHECK(slurp(d / "t.csv").find("layer,q,sv2_mean,sv2_var") != std::string::npos);
+  const std::string dens = slurp(d / "td.csv");
   CHECK(dens.find("x,density\n") != std::string::npos);
   CHECK(dens.find("atom0 = 0.5") != std::string::npos);
 
-  r = run_cli("spectrum " + kDense + "--engine simulate --width 32 --samples 4 --seed 9 --grid 0.05:10:50 --json " +
+  r = run("spectrum " + kDense + "--engine simulate --width 32 --samples 4 --seed 9 --grid 0.05:10:50 --json " +
               (d / "m.json").string() + " --density-csv " + (d / "md.csv").string());
   REQUIRE(r.code == 0);
   sigprop::Profile m = sigprop::read_profile_json(d / "m.json");
@@ -75,11 +58,11 @@ TEST_CASE("sigprop spectrum writes moments and the density, theory and Monte Car
   CHECK(m.settings["width"] == 32);
   CHECK(m.settings["method"] == "explicit");
   CHECK(m.has("sv2_var_se"));
-  CHECK(read_text(d / "md.csv").find("x,density,density_se\n") != std::string::npos);
+  CHECK(slurp(d / "md.csv").find("x,density,density_se\n") != std::string::npos);
 }
 
 TEST_CASE("sigprop spectrum: bad input exits 2 naming the key or option and writes nothing", "[cli][config][spectrum]") {
-  const fs::path out = spectrum_scratch() / "never.json";
+  const fs::path out = scratch() / "never.json";
   for (const std::string& args :
        {std::string("spectrum --json ") + out.string(),  // attention stack: no theory
         "spectrum " + kDense + "--set init.weights=orthogonl --json " + out.string(),
@@ -87,14 +70,14 @@ TEST_CASE("sigprop spectrum: bad input exits 2 naming the key or option and writ
         "spectrum " + kDense + "--engine simulat --json " + out.string(),
         "spectrum " + kDense + "--set stack.residual=true --density-csv " + out.string()}) {
     INFO(args);
-    Run r = run_cli(args);
+    Run r = run(args);
     CHECK(r.code == 2);
     CHECK(r.err.find("error") != std::string::npos);
     CHECK_FALSE(fs::exists(out));
   }
-  CHECK(run_cli("spectrum --json " + out.string()).err.find("stack.blocks") != std::string::npos);
-  CHECK(run_cli("spectrum " + kDense + "--set init.weights=orthogonl").err.find("init.weights") != std::string::npos);
-  CHECK(run_cli("spectrum " + kDense + "--engine simulat").err.find("--engine") != std::string::npos);
-  CHECK(run_cli("spectrum " + kDense + "--set stack.residual=true --density-csv " + out.string())
+  CHECK(run("spectrum --json " + out.string()).err.find("stack.blocks") != std::string::npos);
+  CHECK(run("spectrum " + kDense + "--set init.weights=orthogonl").err.find("init.weights") != std::string::npos);
+  CHECK(run("spectrum " + kDense + "--engine simulat").err.find("--engine") != std::string::npos);
+  CHECK(run("spectrum " + kDense + "--set stack.residual=true --density-csv " + out.string())
             .err.find("residual") != std::string::npos);
 }
