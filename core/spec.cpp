@@ -1,4 +1,5 @@
 #include "core/spec.hpp"
+#include "core/toml_text.hpp"
 
 #include <algorithm>
 #include <cmath>
@@ -61,24 +62,6 @@ const std::map<std::string, std::vector<std::string>> kKeys{
     {"input", {"q0", "rho0"}},
 };
 
-std::string type_name(const toml::node& n) {
-  switch (n.type()) {
-    case toml::node_type::string:
-      return "a string";
-    case toml::node_type::integer:
-      return "an integer";
-    case toml::node_type::floating_point:
-      return "a number";
-    case toml::node_type::boolean:
-      return "a boolean";
-    case toml::node_type::table:
-      return "a table";
-    case toml::node_type::array:
-      return "an array";
-    default:
-      return "a date/time";
-  }
-}
 
 int get_int(const toml::node& n, const std::string& key) {
   if (auto v = n.value_exact<int64_t>()) {
@@ -87,20 +70,20 @@ int get_int(const toml::node& n, const std::string& key) {
     return static_cast<int>(*v);
   }
   if (auto d = n.value_exact<double>(); d && std::floor(*d) == *d && std::abs(*d) < 2e9) return static_cast<int>(*d);
-  throw ConfigError(fmt::format("{}: expected an integer, got {}", key, type_name(n)));
+  throw ConfigError(fmt::format("{}: expected an integer, got {}", key, toml_type_name(n)));
 }
 double get_double(const toml::node& n, const std::string& key) {
   if (auto v = n.value_exact<double>()) return *v;
   if (auto v = n.value_exact<int64_t>()) return static_cast<double>(*v);
-  throw ConfigError(fmt::format("{}: expected a number, got {}", key, type_name(n)));
+  throw ConfigError(fmt::format("{}: expected a number, got {}", key, toml_type_name(n)));
 }
 std::string get_string(const toml::node& n, const std::string& key) {
   if (auto v = n.value_exact<std::string>()) return *v;
-  throw ConfigError(fmt::format("{}: expected a string, got {}", key, type_name(n)));
+  throw ConfigError(fmt::format("{}: expected a string, got {}", key, toml_type_name(n)));
 }
 bool get_bool(const toml::node& n, const std::string& key) {
   if (auto v = n.value_exact<bool>()) return *v;
-  throw ConfigError(fmt::format("{}: expected true or false, got {}", key, type_name(n)));
+  throw ConfigError(fmt::format("{}: expected true or false, got {}", key, toml_type_name(n)));
 }
 
 BranchScale parse_branch_scale(const toml::node& n) {
@@ -113,7 +96,7 @@ BranchScale parse_branch_scale(const toml::node& n) {
   }
   if (!n.is_string())
     throw ConfigError(
-        fmt::format("{}: expected \"1\", \"1/sqrt(L)\", \"1/sqrt(2L)\" or a number, got {}", key, type_name(n)));
+        fmt::format("{}: expected \"1\", \"1/sqrt(L)\", \"1/sqrt(2L)\" or a number, got {}", key, toml_type_name(n)));
   std::string s = *n.value_exact<std::string>();
   if (s == "1") return b;
   if (s == "1/sqrt(L)") {
@@ -156,7 +139,7 @@ void check_keys(const toml::table& root, const std::string& origin) {
                                     hint.empty() ? "" : fmt::format(" (did you mean [{}]?)", hint)));
     }
     if (!node.is_table())
-      throw ConfigError(fmt::format("{}: \"{}\" must be a table ([{}]), got {}", origin, name, name, type_name(node)));
+      throw ConfigError(fmt::format("{}: \"{}\" must be a table ([{}]), got {}", origin, name, name, toml_type_name(node)));
     for (auto&& [k2, n2] : *node.as_table()) {
       std::string key(k2.str());
       auto& keys = it->second;
@@ -269,6 +252,25 @@ int edit_distance(std::string_view a, std::string_view b) {
 }
 
 }  // namespace
+
+std::string toml_type_name(const toml::node& n) {
+  switch (n.type()) {
+    case toml::node_type::string:
+      return "a string";
+    case toml::node_type::integer:
+      return "an integer";
+    case toml::node_type::floating_point:
+      return "a number";
+    case toml::node_type::boolean:
+      return "a boolean";
+    case toml::node_type::table:
+      return "a table";
+    case toml::node_type::array:
+      return "an array";
+    default:
+      return "a date/time";
+  }
+}
 
 std::string did_you_mean(std::string_view word, const std::vector<std::string>& candidates) {
   std::string best;

@@ -11,6 +11,7 @@
 
 #include "core/error.hpp"
 #include "core/profile.hpp"
+#include "core/toml_text.hpp"
 #include "reports/sweep.hpp"
 
 namespace sigprop::reports {
@@ -19,24 +20,6 @@ namespace {
 const std::vector<std::string> kSpecTables{"stack", "init", "input"};
 const std::vector<std::string> kTopTables{"report", "stack", "init", "input", "sweep", "engines", "figures"};
 
-std::string type_name(const toml::node& n) {
-  switch (n.type()) {
-    case toml::node_type::string:
-      return "a string";
-    case toml::node_type::integer:
-      return "an integer";
-    case toml::node_type::floating_point:
-      return "a number";
-    case toml::node_type::boolean:
-      return "a boolean";
-    case toml::node_type::table:
-      return "a table";
-    case toml::node_type::array:
-      return "an array";
-    default:
-      return "a date/time";
-  }
-}
 
 [[noreturn]] void fail(const std::string& origin, const std::string& msg) {
   throw ConfigError(fmt::format("{}: {}", origin, msg));
@@ -69,7 +52,7 @@ std::string literal(const toml::node& n, const std::string& origin, const std::s
     return t;
   }
   if (auto b = n.value_exact<bool>()) return *b ? "true" : "false";
-  fail(origin, fmt::format("{}: expected a number, string or boolean, got {}", key, type_name(n)));
+  fail(origin, fmt::format("{}: expected a number, string or boolean, got {}", key, toml_type_name(n)));
 }
 
 std::string display(const toml::node& n) {
@@ -82,23 +65,23 @@ std::string display(const toml::node& n) {
 
 int get_int(const toml::node& n, const std::string& origin, const std::string& key, int lo, int hi) {
   auto v = n.value_exact<int64_t>();
-  if (!v) fail(origin, fmt::format("{}: expected an integer, got {}", key, type_name(n)));
+  if (!v) fail(origin, fmt::format("{}: expected an integer, got {}", key, toml_type_name(n)));
   if (*v < lo || *v > hi) fail(origin, fmt::format("{}: must be in [{}, {}], got {}", key, lo, hi, *v));
   return static_cast<int>(*v);
 }
 bool get_bool(const toml::node& n, const std::string& origin, const std::string& key) {
   auto v = n.value_exact<bool>();
-  if (!v) fail(origin, fmt::format("{}: expected true or false, got {}", key, type_name(n)));
+  if (!v) fail(origin, fmt::format("{}: expected true or false, got {}", key, toml_type_name(n)));
   return *v;
 }
 std::string get_string(const toml::node& n, const std::string& origin, const std::string& key) {
   auto v = n.value_exact<std::string>();
-  if (!v) fail(origin, fmt::format("{}: expected a string, got {}", key, type_name(n)));
+  if (!v) fail(origin, fmt::format("{}: expected a string, got {}", key, toml_type_name(n)));
   return *v;
 }
 uint64_t get_seed(const toml::node& n, const std::string& origin, const std::string& key) {
   auto v = n.value_exact<int64_t>();
-  if (!v || *v < 0) fail(origin, fmt::format("{}: expected a non-negative integer, got {}", key, type_name(n)));
+  if (!v || *v < 0) fail(origin, fmt::format("{}: expected a non-negative integer, got {}", key, toml_type_name(n)));
   return static_cast<uint64_t>(*v);
 }
 
@@ -142,7 +125,7 @@ void parse_sweep(const toml::table& sw, ReportConfig& cfg) {
       auto* arr = sn.as_array();
       if (arr == nullptr || arr->empty())
         fail(origin, fmt::format("sweep.{}: expected a non-empty array of values, e.g. [12, 48, 96], got {}", ax.key,
-                                 arr ? "an empty array" : type_name(sn)));
+                                 arr ? "an empty array" : toml_type_name(sn)));
       std::set<std::string> seen;
       for (size_t i = 0; i < arr->size(); ++i) {
         const toml::node& e = *arr->get(i);
@@ -232,7 +215,7 @@ void parse_figures(const toml::table& fi, ReportConfig& cfg) {
     std::string key(k.str()), full = "figures." + key;
     if (key == "metrics") {
       auto* arr = node.as_array();
-      if (arr == nullptr) fail(origin, fmt::format("{}: expected an array of metric names, got {}", full, type_name(node)));
+      if (arr == nullptr) fail(origin, fmt::format("{}: expected an array of metric names, got {}", full, toml_type_name(node)));
       cfg.figures.metrics.clear();
       for (size_t i = 0; i < arr->size(); ++i) {
         std::string m = get_string(*arr->get(i), origin, fmt::format("{}[{}]", full, i + 1));
@@ -278,7 +261,7 @@ ReportConfig parse_report_config(std::string_view text, const std::string& origi
                                "[figures]{}",
                                name, hint.empty() ? "" : fmt::format(" (did you mean [{}]?)", hint)));
     }
-    if (!node.is_table()) fail(origin, fmt::format("\"{}\" must be a table ([{}]), got {}", name, name, type_name(node)));
+    if (!node.is_table()) fail(origin, fmt::format("\"{}\" must be a table ([{}]), got {}", name, name, toml_type_name(node)));
     const auto& t = *node.as_table();
     if (name == "report") {
       for (auto&& [rk, rn] : t) {
