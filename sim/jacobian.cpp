@@ -23,38 +23,6 @@ namespace {
 using Mat = Eigen::MatrixXd;
 using RowMat = Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
 
-// phi and phi' exactly as the reference backend writes them (so both methods see the same D_l).
-double phi(Activation a, double x) {
-  switch (a) {
-    case Activation::Relu: return x > 0 ? x : 0.0;
-    case Activation::Gelu: return 0.5 * x * std::erfc(-x / std::numbers::sqrt2);
-    case Activation::Tanh: return std::tanh(x);
-    case Activation::Erf: return std::erf(x);
-    case Activation::Silu: return x / (1.0 + std::exp(-x));
-    case Activation::Linear: return x;
-  }
-  throw Error("internal: unknown activation");
-}
-double dphi(Activation a, double x) {
-  switch (a) {
-    case Activation::Relu: return x > 0 ? 1.0 : 0.0;
-    case Activation::Gelu:
-      return 0.5 * std::erfc(-x / std::numbers::sqrt2) +
-             x * std::exp(-0.5 * x * x) * (0.5 * std::numbers::inv_sqrtpi * std::numbers::sqrt2);
-    case Activation::Tanh: {
-      double t = std::tanh(x);
-      return 1.0 - t * t;
-    }
-    case Activation::Erf: return 2.0 * std::numbers::inv_sqrtpi * std::exp(-x * x);
-    case Activation::Silu: {
-      double s = 1.0 / (1.0 + std::exp(-x));
-      return s * (1.0 + x * (1.0 - s));
-    }
-    case Activation::Linear: return 1.0;
-  }
-  throw Error("internal: unknown activation");
-}
-
 // The spec with Gaussian weights: the input X_0 does not depend on init.weights, and the
 // reference stack (which draws Gaussian weights only) supplies it.
 StackSpec gaussian_twin(StackSpec s) {
@@ -148,8 +116,8 @@ JacobianSample explicit_sample(const StackSpec& s, const JacobianSettings& st, i
     dense_weights(s, st.seed, sample, l, W, b);
     for (size_t k = 0; k < toks.size(); ++k) {
       for (int j = 0; j < d; ++j) {
-        act[j] = phi(s.activation, x[k][j]);
-        D[j] = dphi(s.activation, x[k][j]);
+        act[j] = activation_value(s.activation, x[k][j]);
+        D[j] = activation_derivative(s.activation, x[k][j]);
       }
       Mat PD = P[k] * D.asDiagonal();
       if (hp.lam != 0.0)

@@ -44,40 +44,6 @@ void fill_normal(double* out, size_t n, uint64_t seed, int sample, int layer, St
 }
 
 // ----------------------------------------------------------------------------
-// activations phi and phi' (MODEL.md §1; gelu in its exact erf form)
-
-double act_forward(Activation a, double x) {
-  switch (a) {
-    case Activation::Relu: return x > 0 ? x : 0.0;
-    case Activation::Gelu: return 0.5 * x * std::erfc(-x / std::numbers::sqrt2);
-    case Activation::Tanh: return std::tanh(x);
-    case Activation::Erf: return std::erf(x);
-    case Activation::Silu: return x / (1.0 + std::exp(-x));
-    case Activation::Linear: return x;
-  }
-  throw Error("internal: unknown activation");
-}
-
-double act_backward(Activation a, double x) {
-  switch (a) {
-    case Activation::Relu: return x > 0 ? 1.0 : 0.0;
-    case Activation::Gelu:
-      return 0.5 * std::erfc(-x / std::numbers::sqrt2) + x * std::exp(-0.5 * x * x) * (0.5 * std::numbers::inv_sqrtpi * std::numbers::sqrt2);
-    case Activation::Tanh: {
-      double t = std::tanh(x);
-      return 1.0 - t * t;
-    }
-    case Activation::Erf: return 2.0 * std::numbers::inv_sqrtpi * std::exp(-x * x);
-    case Activation::Silu: {
-      double s = 1.0 / (1.0 + std::exp(-x));
-      return s * (1.0 + x * (1.0 - s));
-    }
-    case Activation::Linear: return 1.0;
-  }
-  throw Error("internal: unknown activation");
-}
-
-// ----------------------------------------------------------------------------
 // matmuls
 
 // out (N, M) = inp (N, K) @ w (K, M) + bias (M) (bias may be null)
@@ -389,7 +355,7 @@ class HalfBlock {
     c.hid.resize(static_cast<size_t>(T) * R);
     c.act.resize(static_cast<size_t>(T) * R);
     matmul_forward(c.hid.data(), c.Z.data(), w_.w1.data(), w_.b1.data(), T, d, R);
-    for (size_t i = 0; i < c.hid.size(); ++i) c.act[i] = act_forward(s_.activation, c.hid[i]);
+    for (size_t i = 0; i < c.hid.size(); ++i) c.act[i] = activation_value(s_.activation, c.hid[i]);
     matmul_forward(F.data(), c.act.data(), w_.w2.data(), w_.b2.data(), T, R, d);
   }
 
@@ -397,7 +363,7 @@ class HalfBlock {
     const int T = D_.T, d = D_.d, R = D_.R;
     Vec dh(static_cast<size_t>(T) * R, 0.0);  // (T, R)
     matmul_backward(dh.data(), dF.data(), w_.w2.data(), T, R, d);
-    for (size_t i = 0; i < dh.size(); ++i) dh[i] *= act_backward(s_.activation, c.hid[i]);
+    for (size_t i = 0; i < dh.size(); ++i) dh[i] *= activation_derivative(s_.activation, c.hid[i]);
     matmul_backward(dZ.data(), dh.data(), w_.w1.data(), T, d, R);
   }
 
@@ -405,7 +371,7 @@ class HalfBlock {
   void dense_forward(Vec& F, HalfCache& c) const {
     const int T = D_.T, d = D_.d;
     c.act.resize(static_cast<size_t>(T) * d);
-    for (size_t i = 0; i < c.act.size(); ++i) c.act[i] = act_forward(s_.activation, c.Z[i]);
+    for (size_t i = 0; i < c.act.size(); ++i) c.act[i] = activation_value(s_.activation, c.Z[i]);
     matmul_forward(F.data(), c.act.data(), w_.wd.data(), w_.bd.data(), T, d, d);
   }
 
@@ -413,7 +379,7 @@ class HalfBlock {
     const int T = D_.T, d = D_.d;
     Vec da(static_cast<size_t>(T) * d, 0.0);
     matmul_backward(da.data(), dF.data(), w_.wd.data(), T, d, d);
-    for (size_t i = 0; i < da.size(); ++i) dZ[i] += da[i] * act_backward(s_.activation, c.Z[i]);
+    for (size_t i = 0; i < da.size(); ++i) dZ[i] += da[i] * activation_derivative(s_.activation, c.Z[i]);
   }
 };
 
@@ -431,6 +397,41 @@ double mean_square(const Vec& v) {
 }
 
 }  // namespace
+
+// ----------------------------------------------------------------------------
+// activations phi and phi' (MODEL.md §1; gelu in its exact erf form)
+
+double activation_value(Activation a, double x) {
+  switch (a) {
+    case Activation::Relu: return x > 0 ? x : 0.0;
+    case Activation::Gelu: return 0.5 * x * std::erfc(-x / std::numbers::sqrt2);
+    case Activation::Tanh: return std::tanh(x);
+    case Activation::Erf: return std::erf(x);
+    case Activation::Silu: return x / (1.0 + std::exp(-x));
+    case Activation::Linear: return x;
+  }
+  throw Error("internal: unknown activation");
+}
+
+double activation_derivative(Activation a, double x) {
+  switch (a) {
+    case Activation::Relu: return x > 0 ? 1.0 : 0.0;
+    case Activation::Gelu:
+      return 0.5 * std::erfc(-x / std::numbers::sqrt2) + x * std::exp(-0.5 * x * x) * (0.5 * std::numbers::inv_sqrtpi * std::numbers::sqrt2);
+    case Activation::Tanh: {
+      double t = std::tanh(x);
+      return 1.0 - t * t;
+    }
+    case Activation::Erf: return 2.0 * std::numbers::inv_sqrtpi * std::exp(-x * x);
+    case Activation::Silu: {
+      double s = 1.0 / (1.0 + std::exp(-x));
+      return s * (1.0 + x * (1.0 - s));
+    }
+    case Activation::Linear: return 1.0;
+  }
+  throw Error("internal: unknown activation");
+}
+
 
 void validate_for_simulation(const StackSpec& spec) {
   spec.validate();

@@ -55,6 +55,11 @@ inline constexpr int kMaxDepth = 65535;
 /// Columns of SampleMetrics::values, in metric_names() order.
 enum Col { kQ, kRho, kRes, kEffRank, kUpdate, kAng, kGrad, kNumCols };
 
+/// phi(x) and phi'(x) of MODEL.md §1 (gelu in its exact erf form), in double: the
+/// reference's formulas, shared with the Jacobian Monte Carlo (sim/jacobian.cpp).
+double activation_value(Activation a, double x);
+double activation_derivative(Activation a, double x);
+
 /// Checks what every Monte Carlo backend needs beyond StackSpec::validate(): the depth
 /// fits the 16-bit layer id of the streams. Throws ConfigError naming stack.depth.
 void validate_for_simulation(const StackSpec& spec);
