@@ -95,7 +95,7 @@ SIGPROP_HD inline double normal(uint64_t seed, uint64_t stream, uint64_t i) {
 // activations phi and phi' (MODEL.md §1; gelu in its exact erf form), the reference's formulas
 
 /// Same order as sigprop::Activation (checked by a static_assert where both are visible).
-enum class Act : int { Relu, Gelu, Tanh, Erf, Silu, Linear };
+enum class Act : int { Relu, Gelu, Tanh, Erf, Silu, Linear, GeluTanh };
 
 template <class Real>
 SIGPROP_HD inline Real act_forward(Act a, Real x) {
@@ -107,6 +107,10 @@ SIGPROP_HD inline Real act_forward(Act a, Real x) {
     case Act::Erf: return m_erf(x);
     case Act::Silu: return x / (Real(1) + m_exp(-x));
     case Act::Linear: return x;
+    case Act::GeluTanh: {
+      const Real k0 = static_cast<Real>(0.79788456080286535588);  // sqrt(2/pi)
+      return Real(0.5) * x * (Real(1) + m_tanh(k0 * (x + Real(0.044715) * x * x * x)));
+    }
   }
   return x;  // unreachable: every Act is handled (the host maps Activation onto Act, erroring on others)
 }
@@ -129,6 +133,11 @@ SIGPROP_HD inline Real act_derivative(Act a, Real x) {
       return s * (Real(1) + x * (Real(1) - s));
     }
     case Act::Linear: return Real(1);
+    case Act::GeluTanh: {
+      const Real k0 = static_cast<Real>(0.79788456080286535588);
+      const Real t = m_tanh(k0 * (x + Real(0.044715) * x * x * x));
+      return Real(0.5) * (Real(1) + t) + Real(0.5) * x * (Real(1) - t * t) * k0 * (Real(1) + Real(3 * 0.044715) * x * x);
+    }
   }
   return Real(1);  // unreachable, see act_forward
 }

@@ -49,6 +49,7 @@ const EnumNames<Activation> kAct{{{"relu", Activation::Relu},
                                   {"tanh", Activation::Tanh},
                                   {"erf", Activation::Erf},
                                   {"silu", Activation::Silu},
+                                  {"gelu_tanh", Activation::GeluTanh},
                                   {"linear", Activation::Linear}}};
 const EnumNames<Mask> kMask{{{"causal", Mask::Causal}, {"none", Mask::None}}};
 const EnumNames<QkScale> kQk{{{"1/sqrt(dh)", QkScale::InvSqrtDh}, {"1/dh", QkScale::InvDh}}};

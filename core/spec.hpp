@@ -14,7 +14,8 @@ namespace sigprop {
 enum class Blocks { AttnMlp, Attn, Mlp, Dense };
 enum class Norm { Pre, Post, None, Lns, DeepNorm };
 enum class NormType { LayerNorm, RmsNorm };
-enum class Activation { Relu, Gelu, Tanh, Erf, Silu, Linear };
+/// GeluTanh is GPT-2's tanh approximation 0.5 x (1 + tanh(sqrt(2/pi)(x + 0.044715 x^3))).
+enum class Activation { Relu, Gelu, Tanh, Erf, Silu, Linear, GeluTanh };
 enum class Mask { Causal, None };
 enum class QkScale { InvSqrtDh, InvDh };
 enum class BranchScaleKind { One, InvSqrtL, InvSqrt2L, Number };

@@ -40,7 +40,8 @@ static_assert(static_cast<int>(Activation::Relu) == static_cast<int>(hd::Act::Re
                   static_cast<int>(Activation::Tanh) == static_cast<int>(hd::Act::Tanh) &&
                   static_cast<int>(Activation::Erf) == static_cast<int>(hd::Act::Erf) &&
                   static_cast<int>(Activation::Silu) == static_cast<int>(hd::Act::Silu) &&
-                  static_cast<int>(Activation::Linear) == static_cast<int>(hd::Act::Linear),
+                  static_cast<int>(Activation::Linear) == static_cast<int>(hd::Act::Linear) &&
+                  static_cast<int>(Activation::GeluTanh) == static_cast<int>(hd::Act::GeluTanh),
               "hd::Act must list the activations in sigprop::Activation's order");
 
 constexpr int kCols = sim::kNumCols;

@@ -408,6 +408,10 @@ double activation_value(Activation a, double x) {
     case Activation::Tanh: return std::tanh(x);
     case Activation::Erf: return std::erf(x);
     case Activation::Silu: return x / (1.0 + std::exp(-x));
+    case Activation::GeluTanh: {
+      const double k0 = std::sqrt(2.0 / std::numbers::pi);
+      return 0.5 * x * (1.0 + std::tanh(k0 * (x + 0.044715 * x * x * x)));
+    }
     case Activation::Linear: return x;
   }
   throw Error("internal: unknown activation");
@@ -423,6 +427,11 @@ double activation_derivative(Activation a, double x) {
       return 1.0 - t * t;
     }
     case Activation::Erf: return 2.0 * std::numbers::inv_sqrtpi * std::exp(-x * x);
+    case Activation::GeluTanh: {
+      const double k0 = std::sqrt(2.0 / std::numbers::pi);
+      const double t = std::tanh(k0 * (x + 0.044715 * x * x * x));
+      return 0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * k0 * (1.0 + 3 * 0.044715 * x * x);
+    }
     case Activation::Silu: {
       double s = 1.0 / (1.0 + std::exp(-x));
       return s * (1.0 + x * (1.0 - s));

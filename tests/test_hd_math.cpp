@@ -5,6 +5,7 @@
 #include <catch2/catch.hpp>
 
 #include <cmath>
+#include <numbers>
 #include <cstdint>
 #include <limits>
 #include <vector>
@@ -112,10 +113,11 @@ TEST_CASE("hd activations: closed forms and derivatives by central differences",
       case A::Erf: return std::erf(x);
       case A::Silu: return x / (1 + std::exp(-x));
       case A::Linear: return x;
+      case A::GeluTanh: return 0.5 * x * (1 + std::tanh(std::sqrt(2 / std::numbers::pi) * (x + 0.044715 * x * x * x)));
     }
     return std::nan("");
   };
-  for (A a : {A::Relu, A::Gelu, A::Tanh, A::Erf, A::Silu, A::Linear}) {
+  for (A a : {A::Relu, A::Gelu, A::Tanh, A::Erf, A::Silu, A::Linear, A::GeluTanh}) {
     for (double x = -6.0; x <= 6.0; x += 0.173) {
       INFO("activation " << static_cast<int>(a) << " at x = " << x);
       // gelu via erfc(-x/sqrt2) vs 1 + erf(x/sqrt2): they differ by the rounding of 1 + erf

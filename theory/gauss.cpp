@@ -192,6 +192,10 @@ double act_value(Activation act, double x) {
       return std::erf(x);
     case Activation::Silu:
       return x / (1 + std::exp(-x));
+    case Activation::GeluTanh: {
+      const double k0 = std::sqrt(2 / kPi);
+      return 0.5 * x * (1 + std::tanh(k0 * (x + 0.044715 * x * x * x)));
+    }
     case Activation::Linear:
       return x;
   }
@@ -216,6 +220,11 @@ double act_deriv(Activation act, double x) {
     }
     case Activation::Linear:
       return 1.0;
+    case Activation::GeluTanh: {
+      const double k0 = std::sqrt(2 / kPi);
+      const double t = std::tanh(k0 * (x + 0.044715 * x * x * x));
+      return 0.5 * (1 + t) + 0.5 * x * (1 - t * t) * k0 * (1 + 3 * 0.044715 * x * x);
+    }
   }
   throw Error("internal: unknown activation");
 }
@@ -223,7 +232,7 @@ double act_deriv(Activation act, double x) {
 ActKernel::ActKernel(Activation act, int quad_order) : act_(act), gl_(quad_order) {}
 
 bool ActKernel::exact() const {
-  return act_ != Activation::Tanh && act_ != Activation::Silu;
+  return act_ != Activation::Tanh && act_ != Activation::Silu && act_ != Activation::GeluTanh;
 }
 
 KernelPair ActKernel::eval(double a, double b, double c) const {
@@ -256,6 +265,7 @@ KernelPair ActKernel::eval(double a, double b, double c) const {
     }
     case Activation::Tanh:
     case Activation::Silu:
+    case Activation::GeluTanh:
       return quadrature_kernel(act_, gl_, a, b, c);
   }
   throw Error("internal: unknown activation");
