@@ -68,6 +68,8 @@ struct Arch {
   BlockExt ext;
 };
 
+/// Shapes of a block; T is the spec's token count (the context length of a model: a block
+/// runs on any number of rows up to it).
 struct Dims {
   int T, d, H, Hkv, dh, R;
   [[nodiscard]] int qkv_cols() const { return (H + 2 * Hkv) * dh; }
@@ -325,7 +327,7 @@ class HalfBlock {
     } else {
       c.Z = X;
     }
-    M F(D_.T, D_.d);
+    M F(X.rows(), D_.d);
     switch (br_) {
       case Branch::Attn: attn_forward(F, c); break;
       case Branch::Mlp: mlp_forward(F, c); break;
@@ -362,7 +364,7 @@ class HalfBlock {
       dS = dY;
     }
     const M dF = static_cast<Real>(p_.a) * dS;
-    M dZ = M::Zero(D_.T, D_.d);
+    M dZ = M::Zero(dY.rows(), D_.d);
     switch (br_) {
       case Branch::Attn: attn_backward(dZ, dF, c, grads); break;
       case Branch::Mlp: mlp_backward(dZ, dF, c, grads); break;
@@ -415,7 +417,7 @@ class HalfBlock {
 
   // F (T, d) = concat_h( softmax(s Q_h K_h^T + M) V_h ) W_O (+ b_O),  [Q | K | V] = Z W_QKV (+ b_QKV)
   void attn_forward(M& F, HalfCache<Real>& c) const {
-    const int T = D_.T, H = D_.H, dh = D_.dh;
+    const int T = static_cast<int>(c.Z.rows()), H = D_.H, dh = D_.dh;
     const Real sc = qk_scale();
     const bool causal = s_.mask == Mask::Causal;
     c.qkv.noalias() = c.Z * w_.wqkv;
@@ -451,7 +453,7 @@ class HalfBlock {
 
   // dZ (T, d) += J_attn^T dF (T, d)
   void attn_backward(M& dZ, const M& dF, const HalfCache<Real>& c, LayerWeights<Real>* grads) const {
-    const int T = D_.T, H = D_.H, dh = D_.dh;
+    const int T = static_cast<int>(dF.rows()), H = D_.H, dh = D_.dh;
     const Real sc = qk_scale();
     if (grads) {
       grads->wo.noalias() += c.cat.transpose() * dF;

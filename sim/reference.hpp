@@ -46,6 +46,9 @@ enum class StreamKind : uint16_t {
   B2 = 11,         ///< (d)
   Wd = 12,         ///< dense W (d, d)
   Bd = 13,         ///< dense b (d)
+  Wte = 14,        ///< language model token embedding (V, d), layer 0 (validate/model.hpp)
+  Wpe = 15,        ///< language model position embedding (T, d), layer 0
+  LmHead = 16,     ///< language model unembedding (d, V), layer 0
 };
 
 /// Largest sample count and depth that fit the 16-bit fields of stream_id.
