@@ -208,7 +208,7 @@ std::size_t Model<Real>::num_params() const {
 // forward and backward
 
 template <class Real>
-Trace<Real> forward(const Model<Real>& m, std::span<const int> tokens) {
+Trace<Real> forward(const Model<Real>& m, std::span<const int> tokens, int skip_block) {
   const ModelConfig& cfg = m.cfg;
   const StackSpec& s = cfg.arch.spec;
   const int T = static_cast<int>(tokens.size());
@@ -228,8 +228,14 @@ Trace<Real> forward(const Model<Real>& m, std::span<const int> tokens) {
     X0.row(t) = m.wte.row(tok);
     if (cfg.learned_pos) X0.row(t) += m.wpe.row(t);
   }
+  if (skip_block < 0 || skip_block > s.depth)
+    throw ConfigError(fmt::format("forward: skip_block = {} is not a block of 1..{}", skip_block, s.depth));
   tr.caches.resize(static_cast<std::size_t>(s.depth));
   for (int l = 1; l <= s.depth; ++l) {
+    if (l == skip_block) {  // identity: no caches, backward passes the gradient through
+      tr.X[l] = tr.X[l - 1];
+      continue;
+    }
     tr.caches[l - 1] = sim::block_forward_caches<Real>(cfg.arch, m.blocks[l - 1], l, tr.X[l - 1]);
     tr.X[l] = tr.caches[l - 1].back().Y;
   }
@@ -307,6 +313,10 @@ void backward(const Model<Real>& m, const Trace<Real>& tr, std::span<const int> 
   if (deltas) deltas->assign(static_cast<std::size_t>(s.depth) + 1, Mat<Real>());
   if (deltas) (*deltas)[static_cast<std::size_t>(s.depth)] = D;
   for (int l = s.depth; l >= 1; --l) {
+    if (tr.caches[l - 1].empty()) {  // a skipped block
+      if (deltas) (*deltas)[static_cast<std::size_t>(l - 1)] = D;
+      continue;
+    }
     D = sim::block_backward_caches<Real>(cfg.arch, m.blocks[l - 1], l, tr.caches[l - 1], D,
                                          grads ? &grads->blocks[l - 1] : nullptr);
     if (deltas) (*deltas)[static_cast<std::size_t>(l - 1)] = D;
@@ -320,7 +330,7 @@ void backward(const Model<Real>& m, const Trace<Real>& tr, std::span<const int> 
 }
 
 template <class Real>
-double loss_and_grad(const Model<Real>& m, const Batch& batch, Model<Real>* grads, int threads) {
+double loss_and_grad(const Model<Real>& m, const Batch& batch, Model<Real>* grads, int threads, int skip_block) {
   const std::size_t B = batch.inputs.size();
   if (B == 0 || batch.targets.size() != B) throw ConfigError("loss_and_grad: empty batch or inputs/targets mismatch");
   const std::size_t T = batch.inputs[0].size();
@@ -342,7 +352,7 @@ double loss_and_grad(const Model<Real>& m, const Batch& batch, Model<Real>* grad
       for (std::size_t c = next++; c < nchunks && !failed; c = next++) {
         if (grads) acc[c] = m.zeros_like();
         for (std::size_t b = c * kChunk; b < std::min(B, (c + 1) * kChunk); ++b) {
-          const Trace<Real> tr = forward(m, batch.inputs[b]);
+          const Trace<Real> tr = forward(m, batch.inputs[b], skip_block);
           losses[c] += sequence_loss(tr, batch.targets[b]);
           if (grads) backward(m, tr, batch.inputs[b], batch.targets[b], scale, &acc[c]);
         }
@@ -464,11 +474,11 @@ Model<Real> load_checkpoint(const std::filesystem::path& path) {
 
 #define SIGPROP_MODEL_INSTANTIATE(Real)                                                                             \
   template struct Model<Real>;                                                                                      \
-  template Trace<Real> forward(const Model<Real>&, std::span<const int>);                                          \
+  template Trace<Real> forward(const Model<Real>&, std::span<const int>, int);                                     \
   template double sequence_loss(const Trace<Real>&, std::span<const int>);                                         \
   template void backward(const Model<Real>&, const Trace<Real>&, std::span<const int>, std::span<const int>, double, \
                          Model<Real>*, std::vector<Mat<Real>>*);                                                    \
-  template double loss_and_grad(const Model<Real>&, const Batch&, Model<Real>*, int);                              \
+  template double loss_and_grad(const Model<Real>&, const Batch&, Model<Real>*, int, int);                         \
   template double global_norm(const Model<Real>&);                                                                  \
   template void save_checkpoint(const std::filesystem::path&, const Model<Real>&, const safetensors::Metadata&,     \
                                 Dtype);                                                                             \

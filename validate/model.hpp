@@ -99,10 +99,12 @@ struct Trace {
   Mat<Real> logits;                                        ///< (T, V)
 };
 
-/// Forward through the model for token ids (T <= context, each in [0, V)).
+/// Forward through the model for token ids (T <= context, each in [0, V)). skip_block = l
+/// (1..L) replaces block l by the identity (X_l = X_{l-1}: the drop-one-layer ablation);
+/// 0 runs every block.
 /// @throws ConfigError naming the position of a bad token or a too-long sequence.
 template <class Real>
-Trace<Real> forward(const Model<Real>& m, std::span<const int> tokens);
+Trace<Real> forward(const Model<Real>& m, std::span<const int> tokens, int skip_block = 0);
 
 /// Summed cross-entropy of the trace's logits against the targets (one per position), in double.
 template <class Real>
@@ -123,9 +125,10 @@ struct Batch {
 
 /// Mean cross-entropy over every position of the batch and, when grads is non-null, its
 /// gradient (grads is overwritten). Sequences run on `threads` workers in fixed chunks summed
-/// in a fixed order, so the numbers do not depend on the thread count.
+/// in a fixed order, so the numbers do not depend on the thread count. skip_block as forward().
 template <class Real>
-double loss_and_grad(const Model<Real>& m, const Batch& batch, Model<Real>* grads, int threads = 1);
+double loss_and_grad(const Model<Real>& m, const Batch& batch, Model<Real>* grads, int threads = 1,
+                     int skip_block = 0);
 
 /// Global L2 norm of every tensor of a model (a gradient), in double.
 template <class Real>
