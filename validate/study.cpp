@@ -1,0 +1,189 @@
+// Statistics of the depth study (see study.hpp).
+#include "validate/study.hpp"
+
+#include <algorithm>
+#include <atomic>
+#include <mutex>
+#include <thread>
+#include <cmath>
+#include <numeric>
+
+#include <boost/math/distributions/students_t.hpp>
+#include <fmt/format.h>
+
+#include "core/error.hpp"
+
+namespace sigprop::validate {
+
+double PowerLawFit::operator()(double L) const { return a + b * std::pow(L, -c); }
+
+namespace {
+// (a, b, rss) of the linear least squares y ~ a + b x for x = L^-c.
+PowerLawFit fit_at(std::span<const double> L, std::span<const double> y, double c) {
+  const std::size_t n = L.size();
+  double sx = 0, sy = 0, sxx = 0, sxy = 0;
+  for (std::size_t i = 0; i < n; ++i) {
+    const double x = std::pow(L[i], -c);
+    sx += x, sy += y[i], sxx += x * x, sxy += x * y[i];
+  }
+  PowerLawFit f;
+  f.c = c;
+  f.n = static_cast<int>(n);
+  const double det = n * sxx - sx * sx;
+  if (!(std::abs(det) > 1e-300)) {  // all depths equal: no slope
+    f.a = sy / n;
+    f.b = 0;
+  } else {
+    f.b = (n * sxy - sx * sy) / det;
+    f.a = (sy - f.b * sx) / n;
+  }
+  for (std::size_t i = 0; i < n; ++i) f.rss += std::pow(y[i] - f(L[i]), 2);
+  return f;
+}
+}  // namespace
+
+PowerLawFit fit_power_law(std::span<const double> depth, std::span<const double> loss, double c_min, double c_max) {
+  if (depth.size() != loss.size()) throw ConfigError("fit_power_law: depths and losses differ in number");
+  if (depth.size() < 3) throw ConfigError("fit_power_law: needs at least 3 depths for 3 parameters");
+  for (std::size_t i = 0; i < depth.size(); ++i) {
+    if (!(depth[i] > 0)) throw ConfigError(fmt::format("fit_power_law: depth {} is not positive", depth[i]));
+    if (!std::isfinite(loss[i])) throw ConfigError(fmt::format("fit_power_law: loss at depth {} is not finite", depth[i]));
+  }
+  // grid in log c, then golden section around the best grid point
+  const int G = 200;
+  double best_c = c_min, best = INFINITY;
+  for (int i = 0; i <= G; ++i) {
+    const double c = c_min * std::pow(c_max / c_min, static_cast<double>(i) / G);
+    const double r = fit_at(depth, loss, c).rss;
+    if (r < best) best = r, best_c = c;
+  }
+  const double step = std::pow(c_max / c_min, 1.0 / G);
+  double lo = std::max(c_min, best_c / step), hi = std::min(c_max, best_c * step);
+  const double g = (std::sqrt(5.0) - 1) / 2;
+  double x1 = hi - g * (hi - lo), x2 = lo + g * (hi - lo);
+  double f1 = fit_at(depth, loss, x1).rss, f2 = fit_at(depth, loss, x2).rss;
+  for (int it = 0; it < 100 && hi - lo > 1e-10 * hi; ++it) {
+    if (f1 < f2) {
+      hi = x2, x2 = x1, f2 = f1;
+      x1 = hi - g * (hi - lo);
+      f1 = fit_at(depth, loss, x1).rss;
+    } else {
+      lo = x1, x1 = x2, f1 = f2;
+      x2 = lo + g * (hi - lo);
+      f2 = fit_at(depth, loss, x2).rss;
+    }
+  }
+  PowerLawFit f = fit_at(depth, loss, 0.5 * (lo + hi));
+  return f.rss <= best ? f : fit_at(depth, loss, best_c);
+}
+
+namespace {
+std::vector<double> ranks(const std::vector<double>& v) {
+  std::vector<std::size_t> idx(v.size());
+  std::iota(idx.begin(), idx.end(), 0);
+  std::sort(idx.begin(), idx.end(), [&](std::size_t a, std::size_t b) { return v[a] < v[b]; });
+  std::vector<double> r(v.size());
+  for (std::size_t i = 0; i < idx.size();) {
+    std::size_t j = i;
+    while (j + 1 < idx.size() && v[idx[j + 1]] == v[idx[i]]) ++j;
+    const double avg = 0.5 * static_cast<double>(i + j) + 1.0;  // average rank of the tie group
+    for (std::size_t k = i; k <= j; ++k) r[idx[k]] = avg;
+    i = j + 1;
+  }
+  return r;
+}
+double pearson(const std::vector<double>& x, const std::vector<double>& y) {
+  const double n = static_cast<double>(x.size());
+  const double mx = std::accumulate(x.begin(), x.end(), 0.0) / n, my = std::accumulate(y.begin(), y.end(), 0.0) / n;
+  double sxy = 0, sxx = 0, syy = 0;
+  for (std::size_t i = 0; i < x.size(); ++i) {
+    sxy += (x[i] - mx) * (y[i] - my);
+    sxx += (x[i] - mx) * (x[i] - mx);
+    syy += (y[i] - my) * (y[i] - my);
+  }
+  return (sxx > 0 && syy > 0) ? sxy / std::sqrt(sxx * syy) : 0.0;
+}
+}  // namespace
+
+RankCorrelation spearman(std::span<const double> x, std::span<const double> y) {
+  if (x.size() != y.size()) throw ConfigError("spearman: the two series differ in length");
+  std::vector<double> a, b;
+  for (std::size_t i = 0; i < x.size(); ++i)
+    if (std::isfinite(x[i]) && std::isfinite(y[i])) a.push_back(x[i]), b.push_back(y[i]);
+  if (a.size() < 3) throw ConfigError(fmt::format("spearman: needs at least 3 finite pairs, got {}", a.size()));
+  RankCorrelation r;
+  r.n = static_cast<int>(a.size());
+  const std::vector<double> ra = ranks(a), rb = ranks(b);
+  r.rho = pearson(ra, rb);
+  if (r.n <= 8) {  // exact: the share of permutations of y's ranks at least as extreme
+    std::vector<double> perm = rb;
+    std::sort(perm.begin(), perm.end());
+    long total = 0, extreme = 0;
+    do {
+      ++total;
+      if (std::abs(pearson(ra, perm)) >= std::abs(r.rho) - 1e-12) ++extreme;
+    } while (std::next_permutation(perm.begin(), perm.end()));
+    r.p = static_cast<double>(extreme) / static_cast<double>(total);
+  } else {
+    const double df = r.n - 2;
+    if (std::abs(r.rho) >= 1.0) {
+      r.p = 0.0;
+    } else {
+      const double t = r.rho * std::sqrt(df / (1 - r.rho * r.rho));
+      boost::math::students_t dist(df);
+      r.p = 2 * boost::math::cdf(boost::math::complement(dist, std::abs(t)));
+    }
+  }
+  return r;
+}
+
+template <class Real>
+Ablation drop_one_layer(const Model<Real>& m, const Batch& seqs, int threads) {
+  const int L = m.cfg.arch.spec.depth;
+  const std::size_t N = seqs.inputs.size();
+  if (N < 2) throw ConfigError("drop_one_layer: needs at least 2 sequences for a standard error");
+  // Every sequence's mean loss with block `skip` removed (0: none); each value is computed
+  // alone, so the thread count changes nothing.
+  auto per_seq = [&](int skip) {
+    std::vector<double> v(N);
+    std::atomic<std::size_t> next{0};
+    std::exception_ptr error;
+    std::mutex mu;
+    auto work = [&] {
+      try {
+        for (std::size_t i = next++; i < N; i = next++) {
+          const Trace<Real> tr = forward(m, seqs.inputs[i], skip);
+          v[i] = sequence_loss(tr, seqs.targets[i]) / static_cast<double>(seqs.targets[i].size());
+        }
+      } catch (...) {
+        std::lock_guard<std::mutex> lock(mu);
+        if (!error) error = std::current_exception();
+        next = N;
+      }
+    };
+    std::vector<std::thread> pool;
+    for (int t = 1; t < std::max(1, threads); ++t) pool.emplace_back(work);
+    work();
+    for (auto& t : pool) t.join();
+    if (error) std::rethrow_exception(error);
+    return v;
+  };
+  const std::vector<double> base = per_seq(0);
+  Ablation a;
+  a.base_loss = std::accumulate(base.begin(), base.end(), 0.0) / static_cast<double>(N);
+  for (int l = 1; l <= L; ++l) {
+    const std::vector<double> s = per_seq(l);
+    double mean = 0, ss = 0;
+    for (std::size_t i = 0; i < N; ++i) mean += s[i] - base[i];
+    mean /= static_cast<double>(N);
+    for (std::size_t i = 0; i < N; ++i) ss += std::pow(s[i] - base[i] - mean, 2);
+    a.increase.push_back(mean);
+    a.increase_se.push_back(std::sqrt(ss / static_cast<double>(N - 1) / static_cast<double>(N)));
+  }
+  return a;
+}
+
+template Ablation drop_one_layer(const Model<float>&, const Batch&, int);
+template Ablation drop_one_layer(const Model<double>&, const Batch&, int);
+
+}  // namespace sigprop::validate
