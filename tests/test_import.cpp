@@ -403,3 +403,27 @@ TEST_CASE("HF import reads the hub's unprefixed GPT-2 names", "[golden]") {
   CHECK(a.wte == b.wte);
   CHECK(a.blocks[1].wqkv == b.blocks[1].wqkv);
 }
+
+TEST_CASE("HF import reads a sharded checkpoint through model.safetensors.index.json", "[golden]") {
+  TempModel t("llama", "sharded");
+  st::File f = st::read_file(t.weights());
+  json index;
+  std::vector<st::Tensor> a, b;
+  for (auto& x : f.tensors) {
+    const bool first = x.name.find("layers.1.") == std::string::npos;
+    index["weight_map"][x.name] = first ? "model-00001-of-00002.safetensors" : "model-00002-of-00002.safetensors";
+    (first ? a : b).push_back(std::move(x));
+  }
+  st::write_file(t.path / "model-00001-of-00002.safetensors", a);
+  st::write_file(t.path / "model-00002-of-00002.safetensors", b);
+  write_json(t.path / "model.safetensors.index.json", index);
+  fs::remove(t.weights());
+  const Model<double> sharded = import_hf<double>(t.path);
+  const Model<double> whole = import_hf<double>(kHf / "llama");
+  const std::vector<int> ids{3, 1, 4, 1, 5};
+  CHECK(forward(sharded, ids).logits == forward(whole, ids).logits);
+  // a missing tensor names every shard searched
+  b.erase(b.begin());
+  st::write_file(t.path / "model-00002-of-00002.safetensors", b);
+  CHECK_THROWS_WITH(import_hf<double>(t.path), Catch::Contains("model-00002-of-00002.safetensors"));
+}
