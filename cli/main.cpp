@@ -14,6 +14,7 @@
 #include "cli/simulate_cmd.hpp"
 #include "cli/spectrum_cmd.hpp"
 #include "cli/table.hpp"
+#include "cli/train_cmd.hpp"
 #include "core/error.hpp"
 #include "core/profile.hpp"
 #include "core/spec.hpp"
@@ -90,6 +91,8 @@ int main(int argc, char** argv) {
   auto* spc = sigprop::cli::add_spectrum_command(app, spectrum_args);
   sigprop::cli::OdeArgs ode_args;
   auto* od = sigprop::cli::add_ode_command(app, ode_args);
+  sigprop::cli::TrainArgs train_args;
+  auto* tr = sigprop::cli::add_train_command(app, train_args);
 
   try {
     app.parse(argc, argv);
@@ -102,6 +105,7 @@ int main(int argc, char** argv) {
     if (rep->parsed()) return sigprop::cli::run_report(report_args, argc, argv);
     if (spc->parsed()) return sigprop::cli::run_spectrum(spectrum_args);
     if (od->parsed()) return sigprop::cli::run_ode(ode_args);
+    if (tr->parsed()) return sigprop::cli::run_train(train_args);
     if (th->parsed()) {
       sigprop::StackSpec spec = sigprop::resolve_spec(spec_path, sets);
       sigprop::theory::TheoryEngine eng(ts);

@@ -10,6 +10,7 @@ PACKAGES=(build-essential cmake ninja-build pkg-config
           libeigen3-dev libboost-dev libfmt-dev catch2 libbenchmark-dev libtomlplusplus-dev
           libcli11-dev nlohmann-json3-dev librandom123-dev gnuplot-nox libgnuplot-iostream-dev
           python3 python3-venv
+          bible-kjv  # sigprop train's default corpus: data/kjv.txt (README "Training on real text")
           libopenmpi-dev openmpi-bin  # sigprop report shares sweep cells among mpirun ranks
           clang libclang-rt-14-dev)  # scripts/fuzz.sh: clang + libFuzzer runtime (libclang_rt.fuzzer)
 
@@ -22,6 +23,14 @@ if ((${#missing[@]})); then
   SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+# The training corpus (docs/train.md): the KJV Bible without verse references, 4.4 MB.
+if [ ! -s data/kjv.txt ]; then
+  echo "== writing data/kjv.txt (bible-kjv $(dpkg-query -W -f='${Version}' bible-kjv-text))"
+  mkdir -p data
+  bible -f -l 80 Gen1:1-Rev22:21 | sed -E 's/^[1-3]?[A-Za-z]+[0-9]+:[0-9]+ //' > data/kjv.txt.tmp
+  mv data/kjv.txt.tmp data/kjv.txt
 fi
 
 BUILD_DIR=${SIGPROP_BUILD_DIR:-build}

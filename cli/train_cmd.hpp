@@ -1,0 +1,26 @@
+#pragma once
+/// @file `sigprop train`: trains the byte-level language model (validate/train.hpp) on a
+/// corpus file, with checkpoints, loss.csv and resume (docs/train.md).
+#include <string>
+#include <vector>
+
+#include <CLI/CLI.hpp>
+
+#include "validate/train.hpp"
+
+namespace sigprop::cli {
+
+struct TrainArgs {
+  std::string spec_path;
+  std::vector<std::string> sets;
+  std::string corpus, out;
+  validate::TrainSettings settings;
+  bool quiet = false;
+};
+
+/// Registers the subcommand and its options (bound to args) on app.
+CLI::App* add_train_command(CLI::App& app, TrainArgs& args);
+/// Runs it; throws ConfigError for bad input (exit 2 in main) and IoError like the other subcommands.
+int run_train(TrainArgs args);
+
+}  // namespace sigprop::cli
