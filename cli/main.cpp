@@ -15,6 +15,7 @@
 #include "cli/spectrum_cmd.hpp"
 #include "cli/table.hpp"
 #include "cli/train_cmd.hpp"
+#include "cli/validate_cmd.hpp"
 #include "core/error.hpp"
 #include "core/profile.hpp"
 #include "core/spec.hpp"
@@ -93,6 +94,8 @@ int main(int argc, char** argv) {
   auto* od = sigprop::cli::add_ode_command(app, ode_args);
   sigprop::cli::TrainArgs train_args;
   auto* tr = sigprop::cli::add_train_command(app, train_args);
+  sigprop::cli::ValidateArgs validate_args;
+  auto* va = sigprop::cli::add_validate_command(app, validate_args);
 
   try {
     app.parse(argc, argv);
@@ -106,6 +109,7 @@ int main(int argc, char** argv) {
     if (spc->parsed()) return sigprop::cli::run_spectrum(spectrum_args);
     if (od->parsed()) return sigprop::cli::run_ode(ode_args);
     if (tr->parsed()) return sigprop::cli::run_train(train_args);
+    if (va->parsed()) return sigprop::cli::run_validate(validate_args);
     if (th->parsed()) {
       sigprop::StackSpec spec = sigprop::resolve_spec(spec_path, sets);
       sigprop::theory::TheoryEngine eng(ts);

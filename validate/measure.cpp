@@ -1,0 +1,430 @@
+// `sigprop validate`: measured metrics of a language model and their predictions (measure.hpp).
+#include "validate/measure.hpp"
+
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <exception>
+#include <limits>
+#include <thread>
+
+#include <fmt/format.h>
+
+#include "core/error.hpp"
+#include "sigprop/version.hpp"
+#include "sim/engine.hpp"
+
+namespace sigprop::validate {
+
+namespace {
+
+constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
+
+int resolve_threads(int threads, int n) {
+  const int hw = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  return std::max(1, std::min(threads > 0 ? threads : hw, n));
+}
+
+/// f(i) for i = 0..n-1 on `threads` workers; f writes only its own slot, so the result does
+/// not depend on the thread count. The first exception is rethrown.
+template <class F>
+void parallel_for(int n, int threads, F&& f) {
+  const int nt = resolve_threads(threads, n);
+  std::atomic<int> next{0};
+  std::atomic<bool> failed{false};
+  std::exception_ptr error;
+  auto work = [&] {
+    try {
+      for (int i = next++; i < n && !failed; i = next++) f(i);
+    } catch (...) {
+      if (!failed.exchange(true)) error = std::current_exception();
+    }
+  };
+  std::vector<std::thread> pool;
+  for (int t = 1; t < nt; ++t) pool.emplace_back(work);
+  work();
+  for (auto& t : pool) t.join();
+  if (error) std::rethrow_exception(error);
+}
+
+/// Adds grad_var_rel (and its _se when grad_var has one) = grad_var_l / grad_var_L to a
+/// theory or Monte Carlo profile: their Delta_L is iid N(0, 1), E grad_var_L = 1, and the ratio
+/// of the means is their prediction of the measured ratio.
+void add_grad_var_rel(Profile& p) {
+  const int L = p.layers() - 1;
+  const double top = p.at(L, "grad_var");
+  const bool se = p.has("grad_var_se");
+  p.columns.push_back("grad_var_rel");
+  if (se) p.columns.push_back("grad_var_rel_se");
+  for (int l = 0; l <= L; ++l) {
+    const double g = p.rows[l][p.column("grad_var")];
+    p.rows[l].push_back(g / top);
+    if (se) p.rows[l].push_back(l == L ? 0.0 : p.rows[l][p.column("grad_var_se")] / top);
+  }
+}
+
+double value_or_nan(const Profile& p, int l, const std::string& col) { return p.has(col) ? p.at(l, col) : kNaN; }
+
+nlohmann::json num(double v) { return std::isfinite(v) ? nlohmann::json(v) : nlohmann::json(nullptr); }
+
+}  // namespace
+
+const std::vector<std::string>& measured_metric_names() {
+  static const std::vector<std::string> names = [] {
+    std::vector<std::string> n = metric_names();
+    n.push_back("grad_var_rel");
+    return n;
+  }();
+  return names;
+}
+
+Sequences cut_sequences(std::span<const unsigned char> corpus, int T, long long tokens,
+                        const std::string& corpus_name) {
+  if (tokens < 1) throw ConfigError(fmt::format("--tokens: must be >= 1, got {}", tokens));
+  const long long n = tokens / T;
+  if (n < 2)
+    throw ConfigError(fmt::format("--tokens {}: fewer than 2 sequences of T = {} tokens (a standard error needs at "
+                                  "least 2; use --tokens >= {} or a smaller --seq-len)",
+                                  tokens, T, 2 * T));
+  const long long B = static_cast<long long>(corpus.size());
+  if (B < T + 1)
+    throw ConfigError(fmt::format("{}: {} bytes is shorter than one sequence of T = {} tokens (T + 1 bytes with the "
+                                  "last target)",
+                                  corpus_name, B, T));
+  const long long room = (B - 1) / T;
+  if (n > room)
+    throw ConfigError(fmt::format("{}: {} bytes hold {} sequences of T = {} tokens, --tokens {} asks for {}",
+                                  corpus_name, B, room, T, tokens, n));
+  Sequences s;
+  s.T = T;
+  const long long stride = (B - 1) / n;  // >= T: the windows do not overlap
+  for (long long i = 0; i < n; ++i) {
+    const std::size_t o = static_cast<std::size_t>(i * stride);
+    s.offsets.push_back(o);
+    std::vector<int> in(static_cast<std::size_t>(T)), tg(static_cast<std::size_t>(T));
+    for (int t = 0; t < T; ++t) {
+      in[static_cast<std::size_t>(t)] = corpus[o + static_cast<std::size_t>(t)];
+      tg[static_cast<std::size_t>(t)] = corpus[o + static_cast<std::size_t>(t) + 1];
+    }
+    s.inputs.push_back(std::move(in));
+    s.targets.push_back(std::move(tg));
+  }
+  return s;
+}
+
+template <class Real>
+PerSequence measure_sequences(const Model<Real>& m, const Sequences& seqs, int threads) {
+  const int n = seqs.count(), L = m.cfg.arch.spec.depth;
+  PerSequence out;
+  out.values.assign(static_cast<std::size_t>(n), {});
+  out.loss.assign(static_cast<std::size_t>(n), kNaN);
+  parallel_for(n, threads, [&](int i) {
+    const auto& in = seqs.inputs[static_cast<std::size_t>(i)];
+    const auto& tg = seqs.targets[static_cast<std::size_t>(i)];
+    const double T = static_cast<double>(in.size());
+    const Trace<Real> tr = forward(m, in);
+    std::vector<Mat<Real>> deltas;
+    backward(m, tr, in, tg, 1.0 / T, static_cast<Model<Real>*>(nullptr), &deltas);  // loss = mean CE
+    auto& v = out.values[static_cast<std::size_t>(i)];
+    v.assign(static_cast<std::size_t>(L) + 1, std::vector<double>(kMeasuredCols, kNaN));
+    sim::stream_metrics(tr.X, L, v);
+    const double d = static_cast<double>(m.cfg.arch.spec.width);
+    std::vector<double> g(static_cast<std::size_t>(L) + 1);
+    for (int l = 0; l <= L; ++l)
+      g[static_cast<std::size_t>(l)] =
+          deltas[static_cast<std::size_t>(l)].template cast<double>().squaredNorm() / (T * d);
+    for (int l = 0; l <= L; ++l) {
+      v[l][sim::kGrad] = g[static_cast<std::size_t>(l)];
+      v[l][kGradRel] = g[static_cast<std::size_t>(l)] / g[static_cast<std::size_t>(L)];
+    }
+    out.loss[static_cast<std::size_t>(i)] = sequence_loss(tr, tg) / T;
+  });
+  return out;
+}
+
+Profile reduce_profile(const std::vector<std::vector<std::vector<double>>>& per, const StackSpec& spec,
+                       const std::string& engine, const std::string& unit) {
+  const auto& names = measured_metric_names();
+  const int M = static_cast<int>(names.size());
+  std::vector<std::string> cols = names;
+  for (const auto& n : names) cols.push_back(n + "_se");
+  Profile p = Profile::make(spec, engine, cols);
+  const int n = static_cast<int>(per.size());
+  for (int l = 0; l <= spec.depth; ++l)
+    for (int c = 0; c < M; ++c) {
+      int finite = 0;
+      for (int i = 0; i < n; ++i) finite += std::isfinite(per[i][l][c]) ? 1 : 0;
+      if (finite == 0) continue;  // undefined (update_ratio, ang_dist at l = 0)
+      if (finite < n) {
+        p.warnings.push_back(fmt::format("{} at layer {} is non-finite for {} of {} {}s: null", names[c], l,
+                                         n - finite, n, unit));
+        continue;
+      }
+      double mean = 0;
+      for (int i = 0; i < n; ++i) mean += per[i][l][c];
+      mean /= n;
+      double ss = 0;
+      for (int i = 0; i < n; ++i) ss += (per[i][l][c] - mean) * (per[i][l][c] - mean);
+      p.rows[l][c] = mean;
+      p.rows[l][M + c] = n > 1 ? std::sqrt(ss / (n - 1) / n) : kNaN;
+    }
+  return p;
+}
+
+std::vector<std::string> compared_metrics(const std::string& prediction) {
+  std::vector<std::string> out;
+  for (const auto& n : measured_metric_names())
+    if (!(n == "grad_var" && prediction != "init_ensemble")) out.push_back(n);
+  return out;
+}
+
+void compute_agreement(Validation& v) {
+  struct Pred {
+    std::string name;
+    const Profile* p;
+    double sd_factor;            ///< sd = se * sd_factor (sqrt of the ensemble size)
+    const Profile* sd_from;      ///< another profile whose spread stands in (theory: the Monte Carlo's)
+    double sd_from_factor;
+  };
+  std::vector<Pred> preds;
+  const Profile* sim = v.simulate ? &*v.simulate : nullptr;
+  const double sim_factor = sim ? std::sqrt(sim->settings.value("samples", 1.0)) : 0.0;
+  if (v.init_ensemble)
+    preds.push_back({"init_ensemble", &*v.init_ensemble, std::sqrt(v.init_ensemble->settings.value("models", 1.0)),
+                     nullptr, 0.0});
+  if (sim) preds.push_back({"simulate", sim, sim_factor, nullptr, 0.0});
+  if (v.theory) preds.push_back({"theory", &*v.theory, 0.0, sim, sim_factor});
+  v.agreement = nlohmann::json::array();
+  v.summary = nlohmann::json::array();
+  const Profile& m = v.measured;
+  for (const Pred& pr : preds) {
+    for (const std::string& metric : compared_metrics(pr.name)) {
+      if (!pr.p->has(metric)) continue;
+      int count = 0, within = 0, worst_layer = -1;
+      double worst = 0, worst_z = 0;
+      bool any_pi = false;
+      for (int l = 0; l < m.layers(); ++l) {
+        const double x = m.at(l, metric), se_m = value_or_nan(m, l, metric + "_se");
+        const double y = pr.p->at(l, metric);
+        if (!std::isfinite(x) || !std::isfinite(y)) continue;
+        double se_p = value_or_nan(*pr.p, l, metric + "_se");
+        if (!std::isfinite(se_p)) se_p = 0;
+        double sd_p = kNaN;
+        if (pr.sd_factor > 0)
+          sd_p = se_p * pr.sd_factor;
+        else if (pr.sd_from && pr.sd_from->has(metric + "_se"))
+          sd_p = pr.sd_from->at(l, metric + "_se") * pr.sd_from_factor;
+        const double diff = x - y;
+        auto ratio = [&](double den) {
+          if (!std::isfinite(den)) return kNaN;
+          if (den > 0) return diff / den;
+          return diff == 0 ? 0.0 : std::copysign(std::numeric_limits<double>::infinity(), diff);
+        };
+        const double sem = std::isfinite(se_m) ? se_m : 0.0;
+        const double z = ratio(std::sqrt(sem * sem + se_p * se_p));
+        const double z_pi = ratio(std::sqrt(sd_p * sd_p + se_p * se_p + sem * sem));
+        v.agreement.push_back({{"prediction", pr.name},
+                               {"metric", metric},
+                               {"layer", l},
+                               {"measured", x},
+                               {"measured_se", num(se_m)},
+                               {"predicted", y},
+                               {"predicted_se", se_p},
+                               {"predicted_sd", num(sd_p)},
+                               {"diff", diff},
+                               {"z", num(z)},
+                               {"z_pi", num(z_pi)}});
+        ++count;
+        const double zz = std::isnan(z_pi) ? z : z_pi;
+        any_pi = any_pi || !std::isnan(z_pi);
+        if (std::abs(zz) <= 3) ++within;
+        if (!(std::abs(zz) <= worst)) {
+          worst = std::abs(zz);
+          worst_layer = l;
+        }
+        worst_z = std::max(worst_z, std::abs(z));
+      }
+      if (count == 0) continue;
+      v.summary.push_back({{"prediction", pr.name},
+                           {"metric", metric},
+                           {"layers", count},
+                           {"statistic", any_pi ? "z_pi" : "z"},
+                           {"max_abs", num(worst)},
+                           {"max_abs_layer", worst_layer},
+                           {"frac_within_3", static_cast<double>(within) / count},
+                           {"max_abs_z", num(worst_z)}});
+    }
+  }
+}
+
+nlohmann::json Validation::to_json(const std::string& checkpoint) const {
+  nlohmann::json j;
+  j["format"] = "sigprop-validate";
+  j["format_version"] = 1;
+  j["version"] = kVersion;
+  j["checkpoint"] = checkpoint;
+  j["model"] = model;
+  j["measured"] = measured.to_json();
+  auto opt = [](const std::optional<Profile>& p) { return p ? p->to_json() : nlohmann::json(nullptr); };
+  j["predicted"] = {{"theory", opt(theory)}, {"simulate", opt(simulate)}, {"init_ensemble", opt(init_ensemble)}};
+  j["agreement"] = agreement;
+  j["summary"] = summary;
+  j["notes"] = notes;
+  return j;
+}
+
+template <class Real>
+Validation validate_model(const Model<Real>& m, std::span<const unsigned char> corpus, const ValidateSettings& st) {
+  const ModelConfig& cfg = m.cfg;
+  const StackSpec& arch = cfg.arch.spec;
+  if (st.seq_len < 0) throw ConfigError(fmt::format("--seq-len: must be >= 0 (0 = the context), got {}", st.seq_len));
+  if (st.ensemble < 0) throw ConfigError(fmt::format("--ensemble: must be >= 0, got {}", st.ensemble));
+  if (st.samples < 0) throw ConfigError(fmt::format("--samples: must be >= 0, got {}", st.samples));
+  if (st.threads < 0) throw ConfigError(fmt::format("--threads: must be >= 0 (0 = all cores), got {}", st.threads));
+  const int T = st.seq_len > 0 ? std::min(st.seq_len, arch.tokens) : arch.tokens;
+  if (T < 2) throw ConfigError(fmt::format("--seq-len: T = {} tokens, at least 2 are needed", T));
+  const std::string corpus_name = st.corpus.empty() ? "<corpus>" : st.corpus;
+  Validation v;
+  v.model = cfg.to_json();
+  for (std::size_t i = 0; i < corpus.size(); ++i)
+    if (corpus[i] >= cfg.vocab)
+      throw ConfigError(fmt::format("{}: byte {} at offset {} is outside the model's vocabulary [0, {}) (validate "
+                                    "feeds bytes as token ids)",
+                                    corpus_name, corpus[i], i, cfg.vocab));
+  if (cfg.vocab != 256)
+    v.notes.push_back(fmt::format("the model's vocabulary has {} entries; validate feeds the corpus bytes as token "
+                                  "ids (the byte-level tokenizer), which only means text for a byte-level model",
+                                  cfg.vocab));
+  const Sequences seqs = cut_sequences(corpus, T, st.tokens, corpus_name);
+  const int n = seqs.count();
+
+  // the model itself
+  PerSequence per = measure_sequences(m, seqs, st.threads);
+  StackSpec spec = arch;
+  spec.tokens = T;
+  v.measured = reduce_profile(per.values, spec, "measured", "sequence");
+  // the spec every prediction runs: the architecture at T tokens, input fitted to X_0
+  const double q0 = v.measured.at(0, "q"), rho0 = v.measured.at(0, "rho");
+  spec.q0 = q0;
+  spec.rho0 = std::clamp(rho0, 0.0, 1.0);
+  if (spec.rho0 != rho0)
+    v.notes.push_back(fmt::format("the measured rho of X_0 = {:.6g} is outside [0, 1]: the predictions use input.rho0 "
+                                  "= {}",
+                                  rho0, spec.rho0));
+  v.measured.spec = spec;
+  double loss_mean = 0, loss_ss = 0;
+  for (double x : per.loss) loss_mean += x / n;
+  for (double x : per.loss) loss_ss += (x - loss_mean) * (x - loss_mean);
+  v.measured.settings = {{"engine", "measured"},
+                         {"checkpoint", st.checkpoint},
+                         {"corpus", st.corpus},
+                         {"corpus_bytes", corpus.size()},
+                         {"tokens", static_cast<long long>(n) * T},
+                         {"sequences", n},
+                         {"seq_len", T},
+                         {"offsets", fmt::format("o_i = i * {} (floor((bytes - 1) / sequences)), i = 0..{}",
+                                                 n > 1 ? seqs.offsets[1] : 0, n - 1)},
+                         {"loss", "mean cross-entropy of each sequence (nats per token); Delta_l = dloss/dX_l"},
+                         {"grad_var_rel", "grad_var_l / grad_var_L per sequence"},
+                         {"spec_input", "input.q0 and input.rho0 of the spec are the measured q and rho of X_0"},
+                         {"precision", std::is_same_v<Real, float> ? "float" : "double"},
+                         {"version", kVersion}};
+  v.measured.extras["loss"] = loss_mean;
+  v.measured.extras["loss_se"] = n > 1 ? std::sqrt(loss_ss / (n - 1) / n) : kNaN;
+  v.notes.push_back(fmt::format("theory and simulate run the model's architecture at T = {} tokens with input.q0 = "
+                                "{:.6g} and input.rho0 = {:.6g}, the measured q and rho of X_0; their X_0 is "
+                                "Gaussian with equal correlations, the embedding of real text is not",
+                                T, spec.q0, spec.rho0));
+
+  const bool extended = !(cfg.arch.ext == sim::BlockExt{});
+  if (extended) {
+    v.notes.push_back(
+        "the model has architecture extensions (rotary, gated MLP, grouped KV heads, attention biases or parallel "
+        "blocks) that the theory and the Monte Carlo (MODEL.md §1) do not model, and that Model::initial cannot "
+        "initialise: no predictions");
+  } else {
+    if (st.theory) {
+      try {
+        v.theory = theory::TheoryEngine(st.theory_settings).run(spec);
+        add_grad_var_rel(*v.theory);
+      } catch (const ConfigError& e) {
+        v.notes.push_back(fmt::format("no theory prediction: {}", e.what()));
+      }
+    }
+    if (st.samples > 0) {
+      try {
+        sim::SimSettings ss;
+        ss.samples = st.samples;
+        ss.seed = st.seed;
+        ss.backend = "cpu";
+        ss.precision = "double";
+        ss.threads = st.threads;
+        v.simulate = sim::MonteCarloEngine(ss).run(spec);
+        add_grad_var_rel(*v.simulate);
+      } catch (const ConfigError& e) {
+        v.notes.push_back(fmt::format("no simulate prediction: {}", e.what()));
+      }
+    }
+    if (v.theory || v.simulate)
+      v.notes.push_back("theory and simulate draw Delta_L iid N(0, 1), not the loss gradient: they predict grad_var_rel "
+                        "(= their grad_var_l / grad_var_L), and grad_var is compared with the init ensemble only");
+    if (st.ensemble > 0) {
+      bool ok = true;
+      try {
+        (void)Model<Real>::initial(cfg, st.seed + 1);
+      } catch (const ConfigError& e) {
+        ok = false;
+        v.notes.push_back(fmt::format("no init ensemble: {}", e.what()));
+      }
+      if (ok) {
+        const int S = st.ensemble;
+        std::vector<std::vector<std::vector<double>>> means(static_cast<std::size_t>(S));
+        std::vector<double> losses(static_cast<std::size_t>(S));
+        std::vector<char> same(static_cast<std::size_t>(S), 0);
+        parallel_for(S, st.threads, [&](int k) {
+          const Model<Real> mk = Model<Real>::initial(cfg, st.seed + 1 + static_cast<uint64_t>(k));
+          same[static_cast<std::size_t>(k)] = mk.wte == m.wte ? 1 : 0;
+          const PerSequence pk = measure_sequences(mk, seqs, 1);
+          const Profile pr = reduce_profile(pk.values, spec, "init_model", "sequence");
+          auto& mean = means[static_cast<std::size_t>(k)];
+          mean.assign(pr.rows.size(), std::vector<double>(kMeasuredCols));
+          for (std::size_t l = 0; l < pr.rows.size(); ++l)
+            for (int c = 0; c < kMeasuredCols; ++c) mean[l][c] = pr.rows[l][c];
+          double lm = 0;
+          for (double x : pk.loss) lm += x / n;
+          losses[static_cast<std::size_t>(k)] = lm;
+        });
+        v.init_ensemble = reduce_profile(means, spec, "init_ensemble", "model");
+        double lm = 0, lss = 0;
+        for (double x : losses) lm += x / S;
+        for (double x : losses) lss += (x - lm) * (x - lm);
+        v.init_ensemble->extras["loss"] = lm;
+        v.init_ensemble->extras["loss_se"] = S > 1 ? std::sqrt(lss / (S - 1) / S) : kNaN;
+        v.init_ensemble->settings = {
+            {"engine", "init_ensemble"},
+            {"models", S},
+            {"seeds", fmt::format("Model::initial(config, seed) for seed = {} .. {}", st.seed + 1, st.seed + S)},
+            {"sequences", "the measured sequences"},
+            {"statistic", "mean over models of each model's mean over sequences; _se = sd over models / sqrt(models)"},
+            {"precision", std::is_same_v<Real, float> ? "float" : "double"},
+            {"version", kVersion}};
+        for (int k = 0; k < S; ++k)
+          if (same[static_cast<std::size_t>(k)])
+            v.notes.push_back(fmt::format("the measured model has the embedding of ensemble member seed {}: it is "
+                                          "probably that very model; choose another --seed",
+                                          st.seed + 1 + static_cast<uint64_t>(k)));
+      }
+    }
+  }
+  compute_agreement(v);
+  return v;
+}
+
+#define SIGPROP_MEASURE_INSTANTIATE(Real)                                                          \
+  template PerSequence measure_sequences(const Model<Real>&, const Sequences&, int);              \
+  template Validation validate_model(const Model<Real>&, std::span<const unsigned char>, const ValidateSettings&);
+
+SIGPROP_MEASURE_INSTANTIATE(float)
+SIGPROP_MEASURE_INSTANTIATE(double)
+
+}  // namespace sigprop::validate
