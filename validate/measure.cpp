@@ -365,6 +365,14 @@ Validation validate_model(const Model<Real>& m, std::span<const unsigned char> c
         v.notes.push_back(fmt::format("no simulate prediction: {}", e.what()));
       }
     }
+    if (v.simulate)
+      v.notes.push_back("simulate's spread (sd = se sqrt(samples)) is that of one random stack on one random input; "
+                        "the measured value averages the sequences of one model, so its z_pi is conservative");
+    if (v.theory)
+      v.notes.push_back(v.simulate ? "the theory (d -> infinity) has no finite-width spread: its z_pi borrows "
+                                     "simulate's sd at the model's width"
+                                   : "the theory (d -> infinity) has no finite-width spread: without simulate "
+                                     "(--samples 0) it has z only, not z_pi");
     if (v.theory || v.simulate)
       v.notes.push_back("theory and simulate draw Delta_L iid N(0, 1), not the loss gradient: they predict grad_var_rel "
                         "(= their grad_var_l / grad_var_L), and grad_var is compared with the init ensemble only");
