@@ -13,6 +13,7 @@
 
 #include "core/error.hpp"
 #include "core/profile.hpp"
+#include "validate/import.hpp"
 
 namespace sigprop::cli {
 
@@ -20,15 +21,14 @@ namespace {
 
 namespace fs = std::filesystem;
 
-/// The model of a checkpoint file. Bad files are bad input: ConfigError naming --checkpoint.
+/// The model of a checkpoint file or Hugging Face folder. Bad files are bad input: ConfigError
+/// naming --checkpoint.
 template <class Real>
 validate::Model<Real> load_model_file(const std::string& path) {
   std::error_code ec;
-  if (!fs::is_regular_file(path, ec)) throw ConfigError(fmt::format("--checkpoint {}: no such file", path));
+  if (!fs::exists(path, ec)) throw ConfigError(fmt::format("--checkpoint {}: no such file or folder", path));
   try {
-    // TODO(import): validate::load_model<Real>(path) (sigprop checkpoint or Hugging Face folder) once
-    // validate/import.hpp is on main; then accept folders above.
-    return validate::load_checkpoint<Real>(path);
+    return validate::load_model<Real>(path);  // a sigprop checkpoint, or a Hugging Face model (validate/import.hpp)
   } catch (const IoError& e) {
     throw ConfigError(fmt::format("--checkpoint: {}", e.what()));
   }

@@ -24,7 +24,8 @@
 ///    sequences; mean over models of each model's sequence mean, standard error sd / sqrt(S).
 ///    This is the Monte Carlo over weights with the real input (and the real loss gradient).
 /// Theory and simulate implement MODEL.md §1 only: for models with architecture extensions
-/// (sim::BlockExt) they are skipped, and so is the ensemble (Model::initial refuses them).
+/// (sim::BlockExt, imported families) they are skipped, and so is the ensemble (Model::initial
+/// refuses them); a note says so and the measured profile stands alone.
 ///
 /// Agreement, per prediction, metric and layer: diff = measured - predicted,
 /// z = diff / sqrt(se_meas^2 + se_pred^2) (is the model's mean the ensemble mean?) and
