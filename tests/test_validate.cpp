@@ -359,3 +359,27 @@ TEST_CASE("sigprop validate: bad input exits 2 naming the file or option", "[cli
   CHECK_THAT(run("validate --checkpoint " + ckpt.string() + " --corpus " + tiny.string()).err,
              Catch::Contains("shorter than one sequence"));
 }
+
+TEST_CASE("sigprop validate: an imported model with extensions gets the measured profile and notes", "[cli][validate]") {
+  // The tiny GPT-2 of tests/golden/hf (vocabulary 64, attention biases): no prediction can model
+  // it, so the run succeeds with the measured profile alone and notes that say why.
+  std::string text;
+  for (int i = 0; i < 600; ++i) text += static_cast<char>((i * 37 + i / 7) % 64);
+  const fs::path corpus = write_corpus("bytes64.bin", text);
+  const fs::path js = scratch() / "hf.json";
+  auto r = run(std::string("validate --checkpoint ") + SIGPROP_SOURCE_DIR + "/tests/golden/hf/gpt2 --corpus " +
+               corpus.string() + " --tokens 256 --seq-len 8 --json " + js.string());
+  INFO(r.err);
+  REQUIRE(r.code == 0);
+  const nlohmann::json j = nlohmann::json::parse(sigprop::test::cli::slurp(js));
+  CHECK(j["model"]["model"]["attn_bias"] == true);
+  CHECK(Profile::from_json(j["measured"]).settings["sequences"] == 32);
+  for (const char* p : {"theory", "simulate", "init_ensemble"}) CHECK(j["predicted"][p].is_null());
+  CHECK(j["agreement"].empty());
+  CHECK_THAT(j["notes"].dump(), Catch::Contains("architecture extensions") && Catch::Contains("vocabulary has 64"));
+  // bytes outside its vocabulary are bad input naming the corpus
+  auto bad = run(std::string("validate --checkpoint ") + SIGPROP_SOURCE_DIR + "/tests/golden/hf/gpt2 --corpus " +
+                 write_corpus("abc.txt", std::string(100, 'z')).string() + " --tokens 32 --seq-len 8");
+  CHECK(bad.code == 2);
+  CHECK_THAT(bad.err, Catch::Contains("abc.txt") && Catch::Contains("vocabulary"));
+}

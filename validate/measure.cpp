@@ -331,10 +331,6 @@ Validation validate_model(const Model<Real>& m, std::span<const unsigned char> c
                          {"version", kVersion}};
   v.measured.extras["loss"] = loss_mean;
   v.measured.extras["loss_se"] = n > 1 ? std::sqrt(loss_ss / (n - 1) / n) : kNaN;
-  v.notes.push_back(fmt::format("theory and simulate run the model's architecture at T = {} tokens with input.q0 = "
-                                "{:.6g} and input.rho0 = {:.6g}, the measured q and rho of X_0; their X_0 is "
-                                "Gaussian with equal correlations, the embedding of real text is not",
-                                T, spec.q0, spec.rho0));
 
   const bool extended = !(cfg.arch.ext == sim::BlockExt{});
   if (extended) {
@@ -365,6 +361,11 @@ Validation validate_model(const Model<Real>& m, std::span<const unsigned char> c
         v.notes.push_back(fmt::format("no simulate prediction: {}", e.what()));
       }
     }
+    if (v.theory || v.simulate)
+      v.notes.push_back(fmt::format("theory and simulate run the model's architecture at T = {} tokens with input.q0 "
+                                    "= {:.6g} and input.rho0 = {:.6g}, the measured q and rho of X_0; their X_0 is "
+                                    "Gaussian with equal correlations, the embedding of real text is not",
+                                    T, spec.q0, spec.rho0));
     if (v.simulate)
       v.notes.push_back("simulate's spread (sd = se sqrt(samples)) is that of one random stack on one random input; "
                         "the measured value averages the sequences of one model, so its z_pi is conservative");
