@@ -411,7 +411,7 @@ Model<Real> model_from_safetensors(const safetensors::File& f) {
   auto it = f.metadata.find("sigprop.model");
   if (it == f.metadata.end())
     throw IoError(fmt::format("{}: not a sigprop checkpoint (no __metadata__ key \"sigprop.model\"); Hugging Face "
-                              "checkpoints are read with --import",
+                              "checkpoints (a folder or a file with config.json) are read by validate::load_model and sigprop validate",
                               f.source));
   nlohmann::json j;
   try {
