@@ -14,6 +14,7 @@
 #include "cli/simulate_cmd.hpp"
 #include "cli/spectrum_cmd.hpp"
 #include "cli/table.hpp"
+#include "cli/study_cmd.hpp"
 #include "cli/train_cmd.hpp"
 #include "cli/validate_cmd.hpp"
 #include "core/error.hpp"
@@ -96,6 +97,8 @@ int main(int argc, char** argv) {
   auto* tr = sigprop::cli::add_train_command(app, train_args);
   sigprop::cli::ValidateArgs validate_args;
   auto* va = sigprop::cli::add_validate_command(app, validate_args);
+  sigprop::cli::StudyArgs study_args;
+  auto* sty = sigprop::cli::add_study_command(app, study_args);
 
   try {
     app.parse(argc, argv);
@@ -110,6 +113,7 @@ int main(int argc, char** argv) {
     if (od->parsed()) return sigprop::cli::run_ode(ode_args);
     if (tr->parsed()) return sigprop::cli::run_train(train_args);
     if (va->parsed()) return sigprop::cli::run_validate(validate_args);
+    if (sty->parsed()) return sigprop::cli::run_study(study_args);
     if (th->parsed()) {
       sigprop::StackSpec spec = sigprop::resolve_spec(spec_path, sets);
       sigprop::theory::TheoryEngine eng(ts);

@@ -22,16 +22,7 @@ std::string hms(double s) {
 }
 }  // namespace
 
-CLI::App* add_train_command(CLI::App& app, TrainArgs& a) {
-  validate::TrainSettings& s = a.settings;
-  s.threads = 0;  // all cores unless given
-  auto* c = app.add_subcommand("train", "Train the byte-level language model on a text file (docs/train.md)");
-  c->add_option("spec", a.spec_path, "Spec TOML file (MODEL.md §3) of the blocks; stack.tokens is the context")
-      ->check(CLI::ExistingFile);
-  c->add_option("--set", a.sets, "Override a spec key: table.key=value (repeatable, last wins)");
-  c->add_option("--corpus", a.corpus, "Training text, read as bytes (e.g. data/kjv.txt)")->required();
-  c->add_option("--out", a.out, "Output folder: loss.csv, checkpoints; a run there with the same settings resumes")
-      ->required();
+void add_train_settings_options(CLI::App* c, validate::TrainSettings& s) {
   c->add_option("--steps", s.steps, "Optimizer steps")->capture_default_str();
   c->add_option("--batch", s.batch, "Sequences per step")->capture_default_str();
   c->add_option("--lr", s.lr, "Peak learning rate")->capture_default_str();
@@ -53,6 +44,19 @@ CLI::App* add_train_command(CLI::App& app, TrainArgs& a) {
   c->add_option("--threads", s.threads, "Worker threads (0 = all cores); results do not depend on it")
       ->capture_default_str();
   c->add_option("--precision", s.precision, "float or double")->capture_default_str();
+}
+
+CLI::App* add_train_command(CLI::App& app, TrainArgs& a) {
+  validate::TrainSettings& s = a.settings;
+  s.threads = 0;  // all cores unless given
+  auto* c = app.add_subcommand("train", "Train the byte-level language model on a text file (docs/train.md)");
+  c->add_option("spec", a.spec_path, "Spec TOML file (MODEL.md §3) of the blocks; stack.tokens is the context")
+      ->check(CLI::ExistingFile);
+  c->add_option("--set", a.sets, "Override a spec key: table.key=value (repeatable, last wins)");
+  c->add_option("--corpus", a.corpus, "Training text, read as bytes (e.g. data/kjv.txt)")->required();
+  c->add_option("--out", a.out, "Output folder: loss.csv, checkpoints; a run there with the same settings resumes")
+      ->required();
+  add_train_settings_options(c, s);
   c->add_flag("--quiet,-q", a.quiet, "No progress on stderr");
   return c;
 }

@@ -18,6 +18,9 @@ struct TrainArgs {
   bool quiet = false;
 };
 
+/// The trainer's options (--steps, --batch, --lr, ..., --precision) bound to s, shared by
+/// `sigprop train` and `sigprop study`.
+void add_train_settings_options(CLI::App* c, validate::TrainSettings& s);
 /// Registers the subcommand and its options (bound to args) on app.
 CLI::App* add_train_command(CLI::App& app, TrainArgs& args);
 /// Runs it; throws ConfigError for bad input (exit 2 in main) and IoError like the other subcommands.

@@ -74,7 +74,9 @@ PowerLawFit fit_power_law(std::span<const double> depth, std::span<const double>
     }
   }
   PowerLawFit f = fit_at(depth, loss, 0.5 * (lo + hi));
-  return f.rss <= best ? f : fit_at(depth, loss, best_c);
+  if (!(f.rss <= best)) f = fit_at(depth, loss, best_c);
+  f.degenerate = f.c <= c_min * (1 + 1e-6) || f.c >= c_max * (1 - 1e-6) || f.a < 0 || f.b < 0;
+  return f;
 }
 
 namespace {

@@ -17,6 +17,9 @@ struct PowerLawFit {
   double a = 0, b = 0, c = 0;
   double rss = 0;  ///< residual sum of squares
   int n = 0;       ///< points fitted
+  /// The best c lies on the search boundary or the asymptote a is negative: the losses do
+  /// not follow a diminishing-returns curve (too few depths, or gains that grow with depth).
+  bool degenerate = false;
   [[nodiscard]] double operator()(double L) const;
 };
 /// @throws ConfigError with fewer than 3 points, a non-positive depth or a non-finite loss.

@@ -1,0 +1,97 @@
+#include "cli/study_cmd.hpp"
+
+#include <unistd.h>
+
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <sstream>
+#include <thread>
+
+#include <fmt/format.h>
+
+#include "cli/train_cmd.hpp"
+#include "core/error.hpp"
+#include "core/spec.hpp"
+
+namespace sigprop::cli {
+
+CLI::App* add_study_command(CLI::App& app, StudyArgs& a) {
+  validate::TrainSettings& s = a.settings.train;
+  // the study's defaults: a small model that trains in minutes per depth on 2 cores
+  s.steps = 600;
+  s.lr = 3e-3;
+  s.min_lr = 3e-4;
+  s.threads = 0;
+  s.val_every = 100;
+  s.checkpoint_every = 200;
+  auto* c = app.add_subcommand(
+      "study", "Depth study: train models of several depths on one text and explain the returns (docs/study.md)");
+  c->add_option("spec", a.spec_path,
+                "Spec TOML file of the base model (stack.depth is replaced by each of --depths); default: width 64, "
+                "4 heads, context 64, Pre-LN")
+      ->check(CLI::ExistingFile);
+  c->add_option("--set", a.sets, "Override a spec key: table.key=value (repeatable, last wins)");
+  c->add_option("--corpus", a.corpus, "Training text, read as bytes (e.g. data/kjv.txt)")->required();
+  c->add_option("--out", a.out, "Output folder (resumable: a rerun continues unfinished training runs)")->required();
+  c->add_option("--depths", a.depths, "Comma-separated increasing depths")->capture_default_str();
+  c->add_option("--eval-tokens", a.settings.eval_tokens, "Validation-split tokens measured per model")
+      ->capture_default_str();
+  add_train_settings_options(c, s);
+  c->add_flag("--no-figures", a.no_figures, "Do not run gnuplot (data and scripts are still written)");
+  c->add_flag("--quiet,-q", a.quiet, "No progress on stderr");
+  return c;
+}
+
+int run_study(StudyArgs a) {
+  // The base model when no spec is given: small enough for a study on 2 cores.
+  std::vector<std::string> sets = {"stack.width=64", "stack.heads=4", "stack.tokens=64", "stack.depth=1"};
+  if (!a.spec_path.empty()) sets.clear();
+  sets.insert(sets.end(), a.sets.begin(), a.sets.end());
+  const StackSpec base = resolve_spec(a.spec_path, sets);
+  validate::StudySettings& st = a.settings;
+  st.depths.clear();
+  std::stringstream ss(a.depths);
+  std::string item;
+  while (std::getline(ss, item, ',')) {
+    try {
+      std::size_t used = 0;
+      const int v = std::stoi(item, &used);
+      if (used != item.size()) throw std::invalid_argument(item);
+      st.depths.push_back(v);
+    } catch (const std::exception&) {
+      throw ConfigError(fmt::format("--depths: \"{}\" is not an integer", item));
+    }
+  }
+  if (st.train.threads == 0) st.train.threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  if (a.no_figures) st.gnuplot.clear();
+  st.validate();
+  std::error_code ec;
+  if (!std::filesystem::exists(a.corpus, ec)) throw ConfigError(fmt::format("--corpus {}: no such file", a.corpus));
+  const bool tty = ::isatty(STDERR_FILENO) != 0;
+  validate::StudyProgress progress;
+  if (!a.quiet) {
+    progress.stage = [tty](const std::string& s) {
+      fmt::print(stderr, "{}study: {}\n", tty ? "\r\033[K" : "", s);
+      std::fflush(stderr);
+    };
+    progress.train = [tty](int depth, const validate::TrainProgress& p) {
+      if (!tty && !p.val_loss) return;
+      const std::string line =
+          fmt::format("study: depth {} step {}/{}  loss {}{}  {:.0f} tok/s", depth, p.step, p.steps,
+                      std::isfinite(p.train_loss) ? fmt::format("{:.4f}", p.train_loss) : std::string("-"),
+                      p.val_loss ? fmt::format("  val {:.4f}", *p.val_loss) : std::string(), p.tokens_per_s);
+      if (tty)
+        fmt::print(stderr, "\r{}\033[K", line);
+      else
+        fmt::print(stderr, "{}\n", line);
+      std::fflush(stderr);
+    };
+  }
+  const validate::StudyOutcome o = validate::run_depth_study(base, st, a.corpus, a.out, progress);
+  if (!o.gnuplot_problem.empty()) fmt::print(stderr, "study: figures not drawn: {}\n", o.gnuplot_problem);
+  fmt::print("{}\n", o.index_html.string());
+  return 0;
+}
+
+}  // namespace sigprop::cli
