@@ -19,12 +19,12 @@ namespace sigprop::cli {
 CLI::App* add_study_command(CLI::App& app, StudyArgs& a) {
   validate::TrainSettings& s = a.settings.train;
   // the study's defaults: a small model that trains in minutes per depth on 2 cores
-  s.steps = 600;
+  s.steps = 1500;
   s.lr = 3e-3;
   s.min_lr = 3e-4;
   s.threads = 0;
-  s.val_every = 100;
-  s.checkpoint_every = 200;
+  s.val_every = 250;
+  s.checkpoint_every = 500;
   auto* c = app.add_subcommand(
       "study", "Depth study: train models of several depths on one text and explain the returns (docs/study.md)");
   c->add_option("spec", a.spec_path,

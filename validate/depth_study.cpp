@@ -45,6 +45,8 @@ std::string num(double x, int sig = 4) {
   return fmt::format("{:.{}g}", x, sig);
 }
 std::string csv_num(double x) { return std::isfinite(x) ? fmt::format("{:.10g}", x) : ""; }
+// gnuplot data: whitespace-separated, so a missing value must be a token ("NaN" is skipped)
+std::string dat_num(double x) { return std::isfinite(x) ? fmt::format("{:.10g}", x) : "NaN"; }
 
 struct MeanSe {
   double mean = NAN, se = NAN;
@@ -86,6 +88,7 @@ struct DepthResult {
   int depth = 0;
   std::size_t params = 0;
   MeanSe val, val_init;  // mean loss per token over the validation sequences
+  std::vector<double> seq_loss;  // each validation sequence's loss (the same sequences at every depth)
   double seconds = NAN;
   Profile trained, initial;
   std::optional<Profile> theory;  // the theory for the architecture, fed the trained X_0's q and rho
@@ -140,6 +143,7 @@ StudyOutcome run_depth_study(const StackSpec& base, const StudySettings& st, con
     r.seconds = train_seconds(dir / "loss.csv");
     const PerSequence pf = measure_sequences(fin, seqs, threads), pi = measure_sequences(init, seqs, threads);
     r.val = mean_se(pf.loss);
+    r.seq_loss = pf.loss;
     r.val_init = mean_se(pi.loss);
     r.trained = reduce_profile(pf.values, spec, "measured", "sequence");
     r.initial = reduce_profile(pi.values, spec, "measured", "sequence");
@@ -221,16 +225,26 @@ StudyOutcome run_depth_study(const StackSpec& base, const StudySettings& st, con
 
   nlohmann::json depths = nlohmann::json::array();
   std::ostringstream dcsv, lcsv;
-  dcsv << "depth,params,val_loss,val_loss_se,init_val_loss,init_val_loss_se,gain_vs_previous,fit,train_seconds\n";
+  dcsv << "depth,params,val_loss,val_loss_se,init_val_loss,init_val_loss_se,gain_vs_previous,gain_se,fit,"
+          "train_seconds\n";
+  // The gain of each step in depth, with the standard error of the paired per-sequence differences.
+  auto gain_of = [&](std::size_t i) {
+    if (i == 0) return MeanSe{};
+    std::vector<double> d;
+    for (std::size_t k = 0; k < results[i].seq_loss.size(); ++k)
+      d.push_back(results[i - 1].seq_loss[k] - results[i].seq_loss[k]);
+    return mean_se(d);
+  };
   lcsv << "depth,layer,drop_increase,drop_increase_se,ang_dist,ang_dist_se,update_ratio,update_ratio_se,"
           "ang_dist_theory,update_ratio_theory,ang_dist_init,update_ratio_init,eff_rank,eff_rank_init,"
           "grad_var_rel,grad_var_rel_init,rho,rho_init\n";
   const std::vector<std::string> change_metrics = {"q", "rho", "res", "eff_rank", "update_ratio", "ang_dist", "grad_var_rel"};
   for (std::size_t i = 0; i < results.size(); ++i) {
     const DepthResult& r = results[i];
-    const double gain = i > 0 ? results[i - 1].val.mean - r.val.mean : NAN;
+    const MeanSe gain = gain_of(i);
     dcsv << r.depth << "," << r.params << "," << csv_num(r.val.mean) << "," << csv_num(r.val.se) << ","
-         << csv_num(r.val_init.mean) << "," << csv_num(r.val_init.se) << "," << csv_num(gain) << ","
+         << csv_num(r.val_init.mean) << "," << csv_num(r.val_init.se) << "," << csv_num(gain.mean) << ","
+         << csv_num(gain.se) << ","
          << csv_num(fit ? (*fit)(r.depth) : NAN) << "," << csv_num(r.seconds) << "\n";
     nlohmann::json change = nlohmann::json::object();
     for (const auto& m : change_metrics) {
@@ -256,6 +270,8 @@ StudyOutcome run_depth_study(const StackSpec& base, const StudySettings& st, con
                       {"val_loss_se", r.val.se},
                       {"init_val_loss", r.val_init.mean},
                       {"init_val_loss_se", r.val_init.se},
+                      {"gain_vs_previous", gain.mean},
+                      {"gain_vs_previous_se", gain.se},
                       {"train_seconds", r.seconds},
                       {"ablation",
                        {{"base_loss", r.ablation.base_loss},
@@ -280,7 +296,7 @@ StudyOutcome run_depth_study(const StackSpec& base, const StudySettings& st, con
     std::ostringstream d;
     d << "# depth val_loss val_loss_se init_val_loss\n";
     for (const auto& r : results)
-      d << r.depth << " " << csv_num(r.val.mean) << " " << csv_num(r.val.se) << " " << csv_num(r.val_init.mean) << "\n";
+      d << r.depth << " " << dat_num(r.val.mean) << " " << dat_num(r.val.se) << " " << dat_num(r.val_init.mean) << "\n";
     f.data = d.str();
     std::ostringstream s;
     s << "set title \"" << gp(f.title) << " (trained on the same text, same steps)\"\n"
@@ -314,9 +330,9 @@ StudyOutcome run_depth_study(const StackSpec& base, const StudySettings& st, con
       if (r.depth < 2) continue;
       d << "# depth " << r.depth << ": layer/L drop drop_se ang_dist ang_dist_theory\n";
       for (int l = 1; l <= r.depth; ++l)
-        d << csv_num(static_cast<double>(l) / r.depth) << " " << csv_num(r.ablation.increase[l - 1]) << " "
-          << csv_num(r.ablation.increase_se[l - 1]) << " " << csv_num(col(r.trained, l, "ang_dist")) << " "
-          << csv_num(r.theory ? col(*r.theory, l, "ang_dist") : NAN) << "\n";
+        d << dat_num(static_cast<double>(l) / r.depth) << " " << dat_num(r.ablation.increase[l - 1]) << " "
+          << dat_num(r.ablation.increase_se[l - 1]) << " " << dat_num(col(r.trained, l, "ang_dist")) << " "
+          << dat_num(r.theory ? col(*r.theory, l, "ang_dist") : NAN) << "\n";
       d << "\n\n";
       ++blocks;
     }
@@ -362,8 +378,8 @@ StudyOutcome run_depth_study(const StackSpec& base, const StudySettings& st, con
     for (int l = 0; l <= r.depth; ++l) {
       d << l;
       for (const auto& m : ms)
-        d << " " << csv_num(col(r.initial, l, m)) << " " << csv_num(col(r.trained, l, m)) << " "
-          << csv_num(r.theory ? col(*r.theory, l, m == "grad_var_rel" ? "grad_var" : m) /
+        d << " " << dat_num(col(r.initial, l, m)) << " " << dat_num(col(r.trained, l, m)) << " "
+          << dat_num(r.theory ? col(*r.theory, l, m == "grad_var_rel" ? "grad_var" : m) /
                                     (m == "grad_var_rel" ? col(*r.theory, r.depth, "grad_var") : 1.0)
                               : NAN);
       d << "\n";
@@ -391,11 +407,11 @@ StudyOutcome run_depth_study(const StackSpec& base, const StudySettings& st, con
   {
     std::vector<std::string> parts;
     for (std::size_t i = 1; i < results.size(); ++i)
-      parts.push_back(fmt::format("{}→{}: {}", results[i - 1].depth, results[i].depth,
-                                  num(results[i - 1].val.mean - results[i].val.mean, 3)));
+      parts.push_back(fmt::format("{}→{}: {} ± {}", results[i - 1].depth, results[i].depth, num(gain_of(i).mean, 3),
+                                  num(gain_of(i).se, 2)));
     if (!parts.empty())
       readings.push_back(fmt::format("Validation loss falls from {} (depth {}) to {} (depth {}); the gain of each "
-                                     "step in depth, in nats per byte: {}.",
+                                     "step in depth, in nats per byte (± paired s.e. over the same sequences): {}.",
                                      num(results.front().val.mean), results.front().depth, num(results.back().val.mean),
                                      results.back().depth, fmt::join(parts, ", ")));
     if (fit)
@@ -428,13 +444,13 @@ StudyOutcome run_depth_study(const StackSpec& base, const StudySettings& st, con
                     corpus.path, corpus.bytes.size(), corpus.hash, seqs.count(), T, base.width, base.heads,
                     base.mlp_ratio, to_string(base.norm), T, ts.steps, ts.batch);
   for (const auto& s : readings) md << "- " << s << "\n";
-  md << "\n## Loss against depth\n\n| depth | parameters | val loss | ± s.e. | initial val loss | gain vs previous | fit | "
-        "train s |\n|---|---|---|---|---|---|---|---|\n";
+  md << "\n## Loss against depth\n\n| depth | parameters | val loss | ± s.e. | initial val loss | gain vs previous | ± "
+        "paired s.e. | fit | train s |\n|---|---|---|---|---|---|---|---|---|\n";
   for (std::size_t i = 0; i < results.size(); ++i) {
     const DepthResult& r = results[i];
-    md << fmt::format("| {} | {} | {} | {} | {} | {} | {} | {} |\n", r.depth, r.params, num(r.val.mean, 5),
-                      num(r.val.se, 2), num(r.val_init.mean, 5),
-                      i > 0 ? num(results[i - 1].val.mean - r.val.mean, 3) : std::string("—"),
+    md << fmt::format("| {} | {} | {} | {} | {} | {} | {} | {} | {} |\n", r.depth, r.params, num(r.val.mean, 5),
+                      num(r.val.se, 2), num(r.val_init.mean, 5), i > 0 ? num(gain_of(i).mean, 3) : std::string("—"),
+                      i > 0 ? num(gain_of(i).se, 2) : std::string("—"),
                       fit ? num((*fit)(r.depth), 5) : std::string("—"), num(r.seconds, 3));
   }
   md << "\n## Rank correlations of the drop-one-layer loss increase (Spearman)\n\n| depth | against | rho | p | n "
