@@ -299,17 +299,7 @@ class Weights {
     if (it == index_.end()) throw IoError(fmt::format("{}: no tensor '{}'", sources(), name));
     const safetensors::File& f = *it->second.file;
     const safetensors::Tensor& t = *it->second.tensor;
-    auto str = [](const std::vector<std::uint64_t>& s) { return fmt::format("[{}]", fmt::join(s, ", ")); };
-    if (!safetensors::is_float_dtype(t.dtype))
-      throw IoError(fmt::format("{}: tensor '{}' has dtype {}, not a float type", f.source, name,
-                                safetensors::dtype_name(t.dtype)));
-    if (t.shape != shape)
-      throw IoError(
-          fmt::format("{}: tensor '{}' has shape {}, the config needs {}", f.source, name, str(t.shape), str(shape)));
-    std::vector<double> v = t.to_double();
-    for (std::size_t i = 0; i < v.size(); ++i)
-      if (!std::isfinite(v[i]))
-        throw IoError(fmt::format("{}: tensor '{}' has a non-finite value at flat index {}", f.source, name, i));
+    std::vector<double> v = checked_values(t, f.source, shape);
     used_.insert(name);
     return v;
   }

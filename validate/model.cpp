@@ -430,6 +430,22 @@ Model<Real> model_from_safetensors(const safetensors::File& f) {
   return m;
 }
 
+std::vector<double> checked_values(const safetensors::Tensor& t, const std::string& source,
+                                   const std::vector<std::uint64_t>& shape) {
+  auto str = [](const std::vector<std::uint64_t>& s) { return fmt::format("[{}]", fmt::join(s, ", ")); };
+  if (!safetensors::is_float_dtype(t.dtype))
+    throw IoError(fmt::format("{}: tensor '{}' has dtype {}, not a float type", source, t.name,
+                              safetensors::dtype_name(t.dtype)));
+  if (t.shape != shape)
+    throw IoError(
+        fmt::format("{}: tensor '{}' has shape {}, the config needs {}", source, t.name, str(t.shape), str(shape)));
+  std::vector<double> v = t.to_double();
+  for (std::size_t i = 0; i < v.size(); ++i)
+    if (!std::isfinite(v[i]))
+      throw IoError(fmt::format("{}: tensor '{}' has a non-finite value at flat index {}", source, t.name, i));
+  return v;
+}
+
 template <class Real>
 void fill_from_safetensors(Model<Real>& m, const safetensors::File& f) {
   std::size_t used = 0;
@@ -442,20 +458,8 @@ void fill_from_safetensors(Model<Real>& m, const safetensors::File& f) {
       want = {static_cast<std::uint64_t>(t.cols())};
     else
       want = {static_cast<std::uint64_t>(t.rows()), static_cast<std::uint64_t>(t.cols())};
-    if (src->shape != want) {
-      auto str = [](const std::vector<std::uint64_t>& s) { return fmt::format("[{}]", fmt::join(s, ", ")); };
-      throw IoError(fmt::format("{}: tensor '{}' has shape {}, the config needs {}", f.source, name, str(src->shape),
-                                str(want)));
-    }
-    if (!safetensors::is_float_dtype(src->dtype))
-      throw IoError(fmt::format("{}: tensor '{}' has dtype {}, not a float type", f.source, name,
-                                safetensors::dtype_name(src->dtype)));
-    const std::vector<double> v = src->to_double();
-    for (std::size_t i = 0; i < v.size(); ++i) {
-      if (!std::isfinite(v[i]))
-        throw IoError(fmt::format("{}: tensor '{}' has a non-finite value at flat index {}", f.source, name, i));
-      t.data()[i] = static_cast<Real>(v[i]);
-    }
+    const std::vector<double> v = checked_values(*src, f.source, want);
+    for (std::size_t i = 0; i < v.size(); ++i) t.data()[i] = static_cast<Real>(v[i]);
     ++used;
   });
   if (used != f.tensors.size()) {

@@ -149,6 +149,12 @@ Model<Real> load_checkpoint(const std::filesystem::path& path);
 template <class Real>
 Model<Real> model_from_safetensors(const safetensors::File& f);
 
+/// The values of tensor t of file `source` (C order, widened to double) after checking that
+/// it has a float dtype, exactly `shape`, and finite values: IoError "<source>: tensor
+/// '<name>' ..." otherwise. Shared by sigprop checkpoints and the Hugging Face importers.
+std::vector<double> checked_values(const safetensors::Tensor& t, const std::string& source,
+                                   const std::vector<std::uint64_t>& shape);
+
 /// Fills every tensor of m (shapes from m.cfg) from f by name: each must be present with
 /// m's shape, a float dtype and finite values, and f may hold nothing else (IoError naming
 /// the file and the tensor).
