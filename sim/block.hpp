@@ -134,12 +134,38 @@ void act_forward(Activation a, const Mat<Real>& x, Mat<Real>& y) {
   throw Error("internal: unknown activation");
 }
 
-/// g (.) *= phi'(x)
+/// g (.) *= phi'(x). With y = phi(x) from the forward pass, gelu, silu and tanh reuse it
+/// instead of recomputing their expensive part (erfc, exp, tanh): Phi(x) = y / x for gelu,
+/// sigmoid(x) = y / x for silu (the limits 1/2 at x = 0), 1 - y^2 for tanh. y / x is exact to
+/// two roundings wherever y is a normal number; where it underflows, phi' is below 1e-30.
 template <class Real>
-void act_backward_mul(Activation a, const Mat<Real>& x, Mat<Real>& g) {
+void act_backward_mul(Activation a, const Mat<Real>& x, Mat<Real>& g, const Mat<Real>* y = nullptr) {
   const Eigen::Index n = x.size();
   const Real* in = x.data();
   Real* out = g.data();
+  if (y != nullptr && (a == Activation::Gelu || a == Activation::Silu || a == Activation::Tanh)) {
+    const Real* f = y->data();
+    const Real inv_sqrt2pi_ = static_cast<Real>(0.5 * std::numbers::inv_sqrtpi * std::numbers::sqrt2);
+    switch (a) {
+      case Activation::Gelu:  // phi' = Phi(x) + x N(x)
+        for (Eigen::Index i = 0; i < n; ++i) {
+          const Real v = in[i];
+          const Real cdf = v != Real(0) ? f[i] / v : Real(0.5);
+          out[i] *= cdf + v * std::exp(Real(-0.5) * v * v) * inv_sqrt2pi_;
+        }
+        return;
+      case Activation::Silu:  // phi' = s (1 + x (1 - s))
+        for (Eigen::Index i = 0; i < n; ++i) {
+          const Real v = in[i];
+          const Real sg = v != Real(0) ? f[i] / v : Real(0.5);
+          out[i] *= sg * (Real(1) + v * (Real(1) - sg));
+        }
+        return;
+      default:  // tanh
+        for (Eigen::Index i = 0; i < n; ++i) out[i] *= Real(1) - f[i] * f[i];
+        return;
+    }
+  }
   const Real inv_sqrt2 = static_cast<Real>(1.0 / std::numbers::sqrt2);
   const Real inv_sqrt2pi = static_cast<Real>(0.5 * std::numbers::inv_sqrtpi * std::numbers::sqrt2);
   const Real two_inv_sqrtpi = static_cast<Real>(2.0 * std::numbers::inv_sqrtpi);
@@ -512,9 +538,11 @@ class HalfBlock {
       if (w_.b2.size()) grads->b2 += dF.colwise().sum();
     }
     M dh = dF * w_.w2.transpose();  // (T, R) gradient of W2's input
+    // phi(hid): W2's input itself, or recomputed when a gate multiplied it
+    M phi_gated;
+    if (e_.gated_mlp) act_forward(s_.activation, c.hid, phi_gated);
+    const M& phi = e_.gated_mlp ? phi_gated : c.act;
     if (e_.gated_mlp) {
-      M phi;
-      act_forward(s_.activation, c.hid, phi);
       M dup = dh.cwiseProduct(phi);  // d/d(up)
       dh = dh.cwiseProduct(c.up);    // d/d(phi)
       if (grads) {
@@ -523,7 +551,7 @@ class HalfBlock {
       }
       dZ.noalias() += dup * w_.w3.transpose();
     }
-    act_backward_mul(s_.activation, c.hid, dh);
+    act_backward_mul(s_.activation, c.hid, dh, &phi);
     if (grads) {
       grads->w1.noalias() += c.Z.transpose() * dh;
       if (w_.b1.size()) grads->b1 += dh.colwise().sum();
@@ -544,7 +572,7 @@ class HalfBlock {
       if (w_.bd.size()) grads->bd += dF.colwise().sum();
     }
     M da = dF * w_.wd.transpose();
-    act_backward_mul(s_.activation, c.Z, da);
+    act_backward_mul(s_.activation, c.Z, da, &c.act);
     dZ += da;
   }
 };
