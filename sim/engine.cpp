@@ -12,6 +12,7 @@
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
+#include "core/parallel.hpp"
 #include "core/error.hpp"
 #include "sigprop/version.hpp"
 #include "sim/backend.hpp"
@@ -126,26 +127,8 @@ Profile MonteCarloEngine::run(const StackSpec& spec) {
 
   // Each sample is independent and writes only its own slot: thread count cannot change a number.
   std::vector<SampleMetrics> res(N);
-  int nthreads = st_.threads > 0 ? st_.threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
-  nthreads = std::min(nthreads, N);
-  std::atomic<int> next{0};
-  std::vector<std::exception_ptr> errors(nthreads);
   std::mutex progress_mutex;
   int done = 0;
-  auto work = [&](int w) {
-    try {
-      for (int i = next.fetch_add(1); i < N; i = next.fetch_add(1)) {
-        res[i] = stack->run_sample(i);
-        if (st_.progress) {
-          std::lock_guard<std::mutex> lock(progress_mutex);
-          st_.progress(++done, N);
-        }
-      }
-    } catch (...) {
-      errors[w] = std::current_exception();
-      next.store(N);
-    }
-  };
   if (stack->preferred_batch() > 0) {
     // A device backend: whole batches in this thread (the device is the parallelism).
     // Even batches (sizes differ by at most one) so the last one does not run nearly empty.
@@ -156,15 +139,15 @@ Profile MonteCarloEngine::run(const StackSpec& spec) {
       stack->run_samples(first, count, res.data() + first);
       if (st_.progress) st_.progress(first + count, N);
     }
-  } else if (nthreads == 1) {
-    work(0);
   } else {
-    std::vector<std::thread> pool;
-    for (int w = 0; w < nthreads; ++w) pool.emplace_back(work, w);
-    for (auto& t : pool) t.join();
+    parallel_for(N, st_.threads, [&](int i) {
+      res[i] = stack->run_sample(i);
+      if (st_.progress) {
+        std::lock_guard<std::mutex> lock(progress_mutex);
+        st_.progress(++done, N);
+      }
+    });
   }
-  for (auto& e : errors)
-    if (e) std::rethrow_exception(e);
 
   std::vector<std::string> cols = names;
   for (auto& m : names) cols.push_back(m + "_se");

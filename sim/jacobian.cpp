@@ -10,6 +10,7 @@
 #include <Eigen/Dense>
 #include <fmt/format.h>
 
+#include "core/parallel.hpp"
 #include "core/blocks.hpp"
 #include "core/error.hpp"
 #include "core/rng.hpp"
@@ -241,28 +242,9 @@ Profile jacobian_profile(const StackSpec& spec, const JacobianSettings& st, cons
   const std::string method = resolve_jacobian_method(spec, st);
   const int N = st.samples, L = spec.depth;
   std::vector<JacobianSample> res(N);
-  int nthreads = st.threads > 0 ? st.threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
-  nthreads = std::min(nthreads, N);
-  std::atomic<int> next{0};
-  std::vector<std::exception_ptr> errors(nthreads);
-  auto work = [&](int w) {
-    try {
-      for (int i = next.fetch_add(1); i < N; i = next.fetch_add(1))
-        res[i] = method == "explicit" ? explicit_sample(spec, st, i) : backward_sample(spec, st, i);
-    } catch (...) {
-      errors[w] = std::current_exception();
-      next.store(N);
-    }
-  };
-  if (nthreads == 1) {
-    work(0);
-  } else {
-    std::vector<std::thread> pool;
-    for (int w = 0; w < nthreads; ++w) pool.emplace_back(work, w);
-    for (auto& t : pool) t.join();
-  }
-  for (auto& e : errors)
-    if (e) std::rethrow_exception(e);
+  parallel_for(N, st.threads, [&](int i) {
+    res[i] = method == "explicit" ? explicit_sample(spec, st, i) : backward_sample(spec, st, i);
+  });
 
   // Mean and standard error over samples, reduced in sample order (thread count cannot matter).
   auto mean_se = [N](const std::vector<double>& v, double& mean, double& se) {

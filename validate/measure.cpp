@@ -12,6 +12,7 @@
 
 #include "core/error.hpp"
 #include "sigprop/version.hpp"
+#include "core/parallel.hpp"
 #include "sim/engine.hpp"
 
 namespace sigprop::validate {
@@ -19,33 +20,6 @@ namespace sigprop::validate {
 namespace {
 
 constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
-
-int resolve_threads(int threads, int n) {
-  const int hw = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
-  return std::max(1, std::min(threads > 0 ? threads : hw, n));
-}
-
-/// f(i) for i = 0..n-1 on `threads` workers; f writes only its own slot, so the result does
-/// not depend on the thread count. The first exception is rethrown.
-template <class F>
-void parallel_for(int n, int threads, F&& f) {
-  const int nt = resolve_threads(threads, n);
-  std::atomic<int> next{0};
-  std::atomic<bool> failed{false};
-  std::exception_ptr error;
-  auto work = [&] {
-    try {
-      for (int i = next++; i < n && !failed; i = next++) f(i);
-    } catch (...) {
-      if (!failed.exchange(true)) error = std::current_exception();
-    }
-  };
-  std::vector<std::thread> pool;
-  for (int t = 1; t < nt; ++t) pool.emplace_back(work);
-  work();
-  for (auto& t : pool) t.join();
-  if (error) std::rethrow_exception(error);
-}
 
 /// Adds grad_var_rel (and its _se when grad_var has one) = grad_var_l / grad_var_L to a
 /// theory or Monte Carlo profile: their Delta_L is iid N(0, 1), E grad_var_L = 1, and the ratio

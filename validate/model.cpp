@@ -10,6 +10,7 @@
 #include <fmt/format.h>
 
 #include "core/error.hpp"
+#include "core/parallel.hpp"
 #include "core/rng.hpp"
 
 namespace sigprop::validate {
@@ -344,29 +345,15 @@ double loss_and_grad(const Model<Real>& m, const Batch& batch, Model<Real>* grad
   const std::size_t nchunks = (B + kChunk - 1) / kChunk;
   std::vector<double> losses(nchunks, 0.0);
   std::vector<Model<Real>> acc(grads ? nchunks : 0);
-  std::atomic<std::size_t> next{0};
-  std::exception_ptr error;
-  std::atomic<bool> failed{false};
-  auto work = [&] {
-    try {
-      for (std::size_t c = next++; c < nchunks && !failed; c = next++) {
-        if (grads) acc[c] = m.zeros_like();
-        for (std::size_t b = c * kChunk; b < std::min(B, (c + 1) * kChunk); ++b) {
-          const Trace<Real> tr = forward(m, batch.inputs[b], skip_block);
-          losses[c] += sequence_loss(tr, batch.targets[b]);
-          if (grads) backward(m, tr, batch.inputs[b], batch.targets[b], scale, &acc[c]);
-        }
-      }
-    } catch (...) {
-      if (!failed.exchange(true)) error = std::current_exception();
+  parallel_for(static_cast<int>(nchunks), std::max(1, threads), [&](int ci) {
+    const auto c = static_cast<std::size_t>(ci);
+    if (grads) acc[c] = m.zeros_like();
+    for (std::size_t b = c * kChunk; b < std::min(B, (c + 1) * kChunk); ++b) {
+      const Trace<Real> tr = forward(m, batch.inputs[b], skip_block);
+      losses[c] += sequence_loss(tr, batch.targets[b]);
+      if (grads) backward(m, tr, batch.inputs[b], batch.targets[b], scale, &acc[c]);
     }
-  };
-  const int nt = std::max(1, std::min<int>(threads, static_cast<int>(nchunks)));
-  std::vector<std::thread> pool;
-  for (int i = 1; i < nt; ++i) pool.emplace_back(work);
-  work();
-  for (auto& t : pool) t.join();
-  if (error) std::rethrow_exception(error);
+  });
   double loss = 0;
   for (double l : losses) loss += l;
   if (grads) {

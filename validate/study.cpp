@@ -12,6 +12,7 @@
 #include <fmt/format.h>
 
 #include "core/error.hpp"
+#include "core/parallel.hpp"
 
 namespace sigprop::validate {
 
@@ -148,26 +149,10 @@ Ablation drop_one_layer(const Model<Real>& m, const Batch& seqs, int threads) {
   // alone, so the thread count changes nothing.
   auto per_seq = [&](int skip) {
     std::vector<double> v(N);
-    std::atomic<std::size_t> next{0};
-    std::exception_ptr error;
-    std::mutex mu;
-    auto work = [&] {
-      try {
-        for (std::size_t i = next++; i < N; i = next++) {
-          const Trace<Real> tr = forward(m, seqs.inputs[i], skip);
-          v[i] = sequence_loss(tr, seqs.targets[i]) / static_cast<double>(seqs.targets[i].size());
-        }
-      } catch (...) {
-        std::lock_guard<std::mutex> lock(mu);
-        if (!error) error = std::current_exception();
-        next = N;
-      }
-    };
-    std::vector<std::thread> pool;
-    for (int t = 1; t < std::max(1, threads); ++t) pool.emplace_back(work);
-    work();
-    for (auto& t : pool) t.join();
-    if (error) std::rethrow_exception(error);
+    parallel_for(static_cast<int>(N), std::max(1, threads), [&](int i) {
+      const Trace<Real> tr = forward(m, seqs.inputs[i], skip);
+      v[i] = sequence_loss(tr, seqs.targets[i]) / static_cast<double>(seqs.targets[i].size());
+    });
     return v;
   };
   const std::vector<double> base = per_seq(0);
