@@ -14,6 +14,7 @@
 #include "core/error.hpp"
 #include "core/profile.hpp"
 #include "validate/import.hpp"
+#include "validate/train.hpp"
 
 namespace sigprop::cli {
 
@@ -37,9 +38,11 @@ validate::Model<Real> load_model_file(const std::string& path) {
 std::vector<unsigned char> read_corpus(const std::string& path) {
   std::error_code ec;
   if (!fs::is_regular_file(path, ec)) throw ConfigError(fmt::format("--corpus {}: no such file", path));
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw ConfigError(fmt::format("--corpus {}: cannot open", path));
-  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+  try {
+    return validate::read_corpus_bytes(path);
+  } catch (const IoError& e) {
+    throw ConfigError(fmt::format("--corpus: {}", e.what()));
+  }
 }
 
 std::string pm(double v, double se) {

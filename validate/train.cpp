@@ -36,15 +36,20 @@ std::string fnv1a64_hex(const std::vector<std::uint8_t>& b) {
 }
 }  // namespace
 
-Corpus Corpus::load(const fs::path& path, double val_fraction, int context) {
+std::vector<std::uint8_t> read_corpus_bytes(const fs::path& path) {
   std::error_code ec;
   if (fs::is_directory(path, ec)) throw IoError(fmt::format("corpus {}: is a directory, not a file", path.string()));
   std::ifstream in(path, std::ios::binary);
   if (!in) throw IoError(fmt::format("corpus {}: cannot open: {}", path.string(), std::strerror(errno)));
+  std::vector<std::uint8_t> bytes(std::istreambuf_iterator<char>(in), {});
+  if (in.bad()) throw IoError(fmt::format("corpus {}: read error", path.string()));
+  return bytes;
+}
+
+Corpus Corpus::load(const fs::path& path, double val_fraction, int context) {
   Corpus c;
   c.path = path.string();
-  c.bytes.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
-  if (in.bad()) throw IoError(fmt::format("corpus {}: read error", path.string()));
+  c.bytes = read_corpus_bytes(path);
   const std::size_t n = c.bytes.size();
   const auto n_val = static_cast<std::size_t>(std::floor(static_cast<double>(n) * val_fraction));
   c.train_end = n - n_val;

@@ -29,6 +29,10 @@
 
 namespace sigprop::validate {
 
+/// Every byte of a corpus file. @throws IoError "corpus <path>: ..." if it is a directory or
+/// cannot be opened or read.
+std::vector<std::uint8_t> read_corpus_bytes(const std::filesystem::path& path);
+
 /// A byte corpus (tokens are bytes, vocabulary 256): the training split is bytes
 /// [0, train_end), the validation split [train_end, size).
 struct Corpus {
