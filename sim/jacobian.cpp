@@ -11,6 +11,7 @@
 #include <fmt/format.h>
 
 #include "core/parallel.hpp"
+#include "core/stats.hpp"
 #include "core/blocks.hpp"
 #include "core/error.hpp"
 #include "core/rng.hpp"
@@ -247,13 +248,10 @@ Profile jacobian_profile(const StackSpec& spec, const JacobianSettings& st, cons
   });
 
   // Mean and standard error over samples, reduced in sample order (thread count cannot matter).
-  auto mean_se = [N](const std::vector<double>& v, double& mean, double& se) {
-    double s = 0;
-    for (double x : v) s += x;
-    mean = s / N;
-    double ss = 0;
-    for (double x : v) ss += (x - mean) * (x - mean);
-    se = N > 1 ? std::sqrt(ss / (N - 1) / N) : std::nan("");
+  auto mean_se = [](const std::vector<double>& v, double& mean, double& se) {
+    const MeanSe r = sigprop::mean_se(v);
+    mean = r.mean;
+    se = r.se;
   };
   Profile p = Profile::make(spec, "spectrum-simulate", {"sv2_mean", "sv2_mean_se", "sv2_var", "sv2_var_se"});
   p.version = kVersion;

@@ -11,6 +11,7 @@
 
 #include "core/error.hpp"
 #include "core/profile.hpp"
+#include "core/stats.hpp"
 #include "reports/figures.hpp"
 #include "sigprop/version.hpp"
 #include "validate/measure.hpp"
@@ -48,21 +49,6 @@ std::string csv_num(double x) { return std::isfinite(x) ? fmt::format("{:.10g}",
 // gnuplot data: whitespace-separated, so a missing value must be a token ("NaN" is skipped)
 std::string dat_num(double x) { return std::isfinite(x) ? fmt::format("{:.10g}", x) : "NaN"; }
 
-struct MeanSe {
-  double mean = NAN, se = NAN;
-};
-MeanSe mean_se(const std::vector<double>& v) {
-  MeanSe r;
-  if (v.empty()) return r;
-  const double n = static_cast<double>(v.size());
-  double m = 0, ss = 0;
-  for (double x : v) m += x;
-  m /= n;
-  for (double x : v) ss += (x - m) * (x - m);
-  r.mean = m;
-  r.se = v.size() > 1 ? std::sqrt(ss / (n - 1) / n) : NAN;
-  return r;
-}
 
 // Total training seconds of a run: the last `seconds` field of its loss.csv (NaN if absent).
 double train_seconds(const fs::path& loss_csv) {
@@ -141,12 +127,8 @@ StudyOutcome run_depth_study(const StackSpec& base, const StudySettings& st, con
     const Model<float> fin = load_checkpoint<float>(dir / "final.safetensors");
     r.params = fin.num_params();
     r.seconds = train_seconds(dir / "loss.csv");
-    const PerSequence pf = measure_sequences(fin, seqs, threads), pi = measure_sequences(init, seqs, threads);
-    r.val = mean_se(pf.loss);
-    r.seq_loss = pf.loss;
-    r.val_init = mean_se(pi.loss);
-    r.trained = reduce_profile(pf.values, spec, "measured", "sequence");
-    r.initial = reduce_profile(pi.values, spec, "measured", "sequence");
+    // The trained model is measured once, by validate_model (on the same sequences as seqs:
+    // same corpus span, T and token count), which also runs the theory with its fitted input.
     ValidateSettings vs;
     vs.tokens = st.eval_tokens;
     vs.seq_len = T;
@@ -156,6 +138,12 @@ StudyOutcome run_depth_study(const StackSpec& base, const StudySettings& st, con
     vs.threads = threads;
     vs.corpus = corpus_path.string();
     const Validation v = validate_model(fin, val_split, vs);
+    r.trained = v.measured;
+    r.seq_loss = v.sequence_loss;
+    r.val = mean_se(r.seq_loss);
+    const PerSequence pi = measure_sequences(init, seqs, threads);
+    r.val_init = mean_se(pi.loss);
+    r.initial = reduce_profile(pi.values, spec, "measured", "sequence");
     r.theory = v.theory;
     r.notes = v.notes;
     r.ablation = drop_one_layer(fin, eval_batch, threads);

@@ -13,6 +13,7 @@
 #include "core/error.hpp"
 #include "sigprop/version.hpp"
 #include "core/parallel.hpp"
+#include "core/stats.hpp"
 #include "sim/engine.hpp"
 
 namespace sigprop::validate {
@@ -134,13 +135,11 @@ Profile reduce_profile(const std::vector<std::vector<std::vector<double>>>& per,
                                          n - finite, n, unit));
         continue;
       }
-      double mean = 0;
-      for (int i = 0; i < n; ++i) mean += per[i][l][c];
-      mean /= n;
-      double ss = 0;
-      for (int i = 0; i < n; ++i) ss += (per[i][l][c] - mean) * (per[i][l][c] - mean);
-      p.rows[l][c] = mean;
-      p.rows[l][M + c] = n > 1 ? std::sqrt(ss / (n - 1) / n) : kNaN;
+      std::vector<double> x(static_cast<std::size_t>(n));
+      for (int i = 0; i < n; ++i) x[static_cast<std::size_t>(i)] = per[i][l][c];
+      const MeanSe r = mean_se(x);
+      p.rows[l][c] = r.mean;
+      p.rows[l][M + c] = r.se;
     }
   return p;
 }
@@ -286,9 +285,8 @@ Validation validate_model(const Model<Real>& m, std::span<const unsigned char> c
                                   "= {}",
                                   rho0, spec.rho0));
   v.measured.spec = spec;
-  double loss_mean = 0, loss_ss = 0;
-  for (double x : per.loss) loss_mean += x / n;
-  for (double x : per.loss) loss_ss += (x - loss_mean) * (x - loss_mean);
+  const MeanSe loss = mean_se(per.loss);
+  v.sequence_loss = per.loss;
   v.measured.settings = {{"engine", "measured"},
                          {"checkpoint", st.checkpoint},
                          {"corpus", st.corpus},
@@ -303,8 +301,8 @@ Validation validate_model(const Model<Real>& m, std::span<const unsigned char> c
                          {"spec_input", "input.q0 and input.rho0 of the spec are the measured q and rho of X_0"},
                          {"precision", std::is_same_v<Real, float> ? "float" : "double"},
                          {"version", kVersion}};
-  v.measured.extras["loss"] = loss_mean;
-  v.measured.extras["loss_se"] = n > 1 ? std::sqrt(loss_ss / (n - 1) / n) : kNaN;
+  v.measured.extras["loss"] = loss.mean;
+  v.measured.extras["loss_se"] = loss.se;
 
   const bool extended = !(cfg.arch.ext == sim::BlockExt{});
   if (extended) {
@@ -373,16 +371,12 @@ Validation validate_model(const Model<Real>& m, std::span<const unsigned char> c
           mean.assign(pr.rows.size(), std::vector<double>(kMeasuredCols));
           for (std::size_t l = 0; l < pr.rows.size(); ++l)
             for (int c = 0; c < kMeasuredCols; ++c) mean[l][c] = pr.rows[l][c];
-          double lm = 0;
-          for (double x : pk.loss) lm += x / n;
-          losses[static_cast<std::size_t>(k)] = lm;
+          losses[static_cast<std::size_t>(k)] = mean_se(pk.loss).mean;
         });
         v.init_ensemble = reduce_profile(means, spec, "init_ensemble", "model");
-        double lm = 0, lss = 0;
-        for (double x : losses) lm += x / S;
-        for (double x : losses) lss += (x - lm) * (x - lm);
-        v.init_ensemble->extras["loss"] = lm;
-        v.init_ensemble->extras["loss_se"] = S > 1 ? std::sqrt(lss / (S - 1) / S) : kNaN;
+        const MeanSe ensemble_loss = mean_se(losses);
+        v.init_ensemble->extras["loss"] = ensemble_loss.mean;
+        v.init_ensemble->extras["loss_se"] = ensemble_loss.se;
         v.init_ensemble->settings = {
             {"engine", "init_ensemble"},
             {"models", S},

@@ -102,6 +102,7 @@ struct Validation {
   nlohmann::json agreement = nlohmann::json::array();  ///< one object per prediction, metric, layer
   nlohmann::json summary = nlohmann::json::array();    ///< per prediction and metric
   std::vector<std::string> notes;
+  std::vector<double> sequence_loss;  ///< each measured sequence's mean cross-entropy, in offset order
   /// {"checkpoint", "model", "measured", "predicted": {...}, "agreement", "summary", "notes"}
   [[nodiscard]] nlohmann::json to_json(const std::string& checkpoint) const;
 };

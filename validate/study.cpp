@@ -13,6 +13,7 @@
 
 #include "core/error.hpp"
 #include "core/parallel.hpp"
+#include "core/stats.hpp"
 
 namespace sigprop::validate {
 
@@ -157,15 +158,14 @@ Ablation drop_one_layer(const Model<Real>& m, const Batch& seqs, int threads) {
   };
   const std::vector<double> base = per_seq(0);
   Ablation a;
-  a.base_loss = std::accumulate(base.begin(), base.end(), 0.0) / static_cast<double>(N);
+  a.base_loss = mean_se(base).mean;
   for (int l = 1; l <= L; ++l) {
     const std::vector<double> s = per_seq(l);
-    double mean = 0, ss = 0;
-    for (std::size_t i = 0; i < N; ++i) mean += s[i] - base[i];
-    mean /= static_cast<double>(N);
-    for (std::size_t i = 0; i < N; ++i) ss += std::pow(s[i] - base[i] - mean, 2);
-    a.increase.push_back(mean);
-    a.increase_se.push_back(std::sqrt(ss / static_cast<double>(N - 1) / static_cast<double>(N)));
+    std::vector<double> diff(N);
+    for (std::size_t i = 0; i < N; ++i) diff[i] = s[i] - base[i];
+    const MeanSe d = mean_se(diff);
+    a.increase.push_back(d.mean);
+    a.increase_se.push_back(d.se);
   }
   return a;
 }
