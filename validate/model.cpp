@@ -379,13 +379,7 @@ void save_checkpoint(const std::filesystem::path& path, const Model<Real>& m, co
                      Dtype dtype) {
   std::vector<safetensors::Tensor> tensors;
   m.for_each([&](const std::string& name, const auto& t) {
-    using T = std::remove_cvref_t<decltype(t)>;
-    std::vector<std::uint64_t> shape;
-    if constexpr (T::RowsAtCompileTime == 1)
-      shape = {static_cast<std::uint64_t>(t.cols())};
-    else
-      shape = {static_cast<std::uint64_t>(t.rows()), static_cast<std::uint64_t>(t.cols())};
-    tensors.push_back(safetensors::make_tensor(name, dtype, shape,
+    tensors.push_back(safetensors::make_tensor(name, dtype, tensor_shape(t),
                                                std::span<const Real>(t.data(), static_cast<std::size_t>(t.size()))));
   });
   safetensors::Metadata meta = extra;
@@ -439,13 +433,7 @@ void fill_from_safetensors(Model<Real>& m, const safetensors::File& f) {
   m.for_each([&](const std::string& name, auto& t) {
     const safetensors::Tensor* src = f.find(name);
     if (!src) throw IoError(fmt::format("{}: no tensor '{}'", f.source, name));
-    using T = std::remove_cvref_t<decltype(t)>;
-    std::vector<std::uint64_t> want;
-    if constexpr (T::RowsAtCompileTime == 1)
-      want = {static_cast<std::uint64_t>(t.cols())};
-    else
-      want = {static_cast<std::uint64_t>(t.rows()), static_cast<std::uint64_t>(t.cols())};
-    const std::vector<double> v = checked_values(*src, f.source, want);
+    const std::vector<double> v = checked_values(*src, f.source, tensor_shape(t));
     for (std::size_t i = 0; i < v.size(); ++i) t.data()[i] = static_cast<Real>(v[i]);
     ++used;
   });

@@ -23,8 +23,6 @@
 #include <cstddef>
 #include <cstdint>
 #include <filesystem>
-#include <functional>
-#include <map>
 #include <span>
 #include <string>
 #include <vector>
@@ -164,6 +162,15 @@ void fill_from_safetensors(Model<Real>& m, const safetensors::File& f);
 // ---------------------------------------------------------------------------------------
 // template definitions
 
+/// The safetensors shape of a model tensor: {rows, cols} for a matrix, {n} for a row vector.
+template <class T>
+std::vector<std::uint64_t> tensor_shape(const T& t) {
+  if constexpr (T::RowsAtCompileTime == 1)
+    return {static_cast<std::uint64_t>(t.cols())};
+  else
+    return {static_cast<std::uint64_t>(t.rows()), static_cast<std::uint64_t>(t.cols())};
+}
+
 namespace detail {
 /// Field names of sim::LayerWeights in for_each_pair order.
 inline const char* const kLayerTensorNames[] = {"attn.wqkv", "attn.bqkv", "attn.wo", "attn.bo", "mlp.w1",
@@ -200,13 +207,14 @@ void Model<Real>::for_each(F&& f) const {
 template <class Real>
 template <class F>
 void Model<Real>::for_each_pair(const Model& other, F&& f) {
-  std::map<std::string, const void*> theirs;
-  other.for_each([&](const std::string& name, const auto& t) { theirs[name] = &t; });
+  // Both walks visit the same tensors in the same order when the configs agree.
+  if (!(cfg.to_json() == other.cfg.to_json())) throw Error("internal: for_each_pair over models of different configs");
+  std::vector<const void*> theirs;
+  other.for_each([&](const std::string&, const auto& t) { theirs.push_back(&t); });
+  std::size_t k = 0;
   for_each([&](const std::string& name, auto& t) {
-    auto it = theirs.find(name);
-    if (it == theirs.end()) throw Error("internal: tensor " + name + " missing from the other model");
     using T = std::remove_cvref_t<decltype(t)>;
-    f(name, t, *static_cast<const T*>(it->second));
+    f(name, t, *static_cast<const T*>(theirs[k++]));
   });
 }
 

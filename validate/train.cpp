@@ -202,13 +202,8 @@ template <class Real>
 std::vector<View<Real>> views(Model<Real>& m) {
   std::vector<View<Real>> out;
   m.for_each([&](const std::string& name, auto& t) {
-    using T = std::remove_cvref_t<decltype(t)>;
-    const bool matrix = T::RowsAtCompileTime != 1;
-    std::vector<std::uint64_t> shape;
-    if (matrix)
-      shape = {static_cast<std::uint64_t>(t.rows()), static_cast<std::uint64_t>(t.cols())};
-    else
-      shape = {static_cast<std::uint64_t>(t.cols())};
+    std::vector<std::uint64_t> shape = tensor_shape(t);
+    const bool matrix = shape.size() == 2;
     out.push_back({name, t.data(), t.size(), matrix, std::move(shape)});
   });
   return out;
