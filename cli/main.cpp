@@ -66,12 +66,23 @@ int main(int argc, char** argv) {
   th->add_option("--set", sets, "Override a spec key: table.key=value (repeatable, last wins)");
   th->add_option("--json", json_out, "Write the profile as JSON");
   th->add_option("--csv", csv_out, "Write the profile as CSV");
-  th->add_option("--attn-samples", ts.attn.samples, "Logit draws per layer for 1/sqrt(dh) attention")
-      ->check(CLI::Range(2, 100000000));
+  th->add_option("--attn-samples", ts.attn.samples,
+                 "Logit draws per layer for 1/sqrt(dh) attention, over all error batches (a multiple of "
+                 "2 x --error-batches, >= 16 per batch)")
+      ->check(CLI::Range(2, 100000000))
+      ->capture_default_str();
   th->add_option("--seed", ts.attn.seed, "Seed of the attention integral's draws");
-  th->add_option("--error-batches", ts.error_batches, "Batches for the numerical error estimate (0 = off, >= 2)")
-      ->check(CLI::Range(0, 1000));
-  th->add_option("--quad-order", ts.quad_order, "Gauss-Legendre points per piece for tanh and silu")
+  th->add_option("--error-batches", ts.error_batches,
+                 "Independent replicates of the attention integral: the value is their mean, _se their "
+                 "spread / sqrt(B) (0 = off, >= 2)")
+      ->check(CLI::Range(0, 1000))
+      ->capture_default_str();
+  std::string attn_method = "qmc";
+  th->add_option("--attn-method", attn_method,
+                 "qmc (randomised Sobol points) or mc (Philox pseudo-random draws) for the softmax integral")
+      ->check(CLI::IsMember({"qmc", "mc"}))
+      ->capture_default_str();
+  th->add_option("--quad-order", ts.quad_order, "Gauss-Legendre points per piece for tanh, silu and gelu_tanh")
       ->check(CLI::Range(8, 400));
   th->add_option("--rows", max_rows, "Layers shown in the terminal table (0 = all)")->check(CLI::NonNegativeNumber);
   th->add_flag("--quiet,-q", quiet, "Do not print the table");
@@ -116,6 +127,7 @@ int main(int argc, char** argv) {
     if (sty->parsed()) return sigprop::cli::run_study(study_args);
     if (th->parsed()) {
       sigprop::StackSpec spec = sigprop::resolve_spec(spec_path, sets);
+      ts.attn.method = sigprop::theory::parse_attn_method(attn_method);
       sigprop::theory::TheoryEngine eng(ts);
       sigprop::Profile p = eng.run(spec);
       write_outputs(p, json_out, csv_out);

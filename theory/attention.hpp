@@ -21,12 +21,19 @@
 /// reached like 1/d_h (grad_var excess +6.5% at d_h = 16, +0.9% at 128, roughly
 /// sigma_qk2^2 K^2 / d_h). Extrapolated to infinite width, every path agrees within 1.7 s.e.
 ///
-/// The Gaussian expectations are T(T-1)-dimensional integrals: they are evaluated
-/// by Monte Carlo over logit matrices S = sigma_qk^2 L xi L^T (K = L L^T, xi iid
-/// N(0,1)) drawn from a fixed Philox stream in antithetic pairs (xi, -xi), with the
-/// same draws at every layer (common random numbers: smooth, deterministic
-/// profiles). Its error is estimated by batch means and reported as `_se` columns.
+/// The Gaussian expectations are T^2-dimensional integrals over logit matrices
+/// S = sigma_qk^2 F xi F^T (F F^T = K, columns of F by decreasing eigenvalue, xi a T x T
+/// standard normal matrix), the same points xi at every layer (common random numbers: smooth,
+/// deterministic profiles), each used with its mirror -xi (antithetic: odd orders cancel).
+/// Default method: randomised quasi-Monte Carlo. The first min(T^2, 3667) entries of xi, in the
+/// order of the eigenvalue products that scale them (xi_00, then the 2 x 2 block, ...), come
+/// from a Sobol sequence (Joe & Kuo 2008 direction numbers, Boost.Random) with a random digital
+/// shift per replicate and the inverse normal CDF; further entries from Philox. Each replicate
+/// is an unbiased estimate, and the engine's `_se` is the spread of independent replicates
+/// (TheoryEngine::run). Method "mc": every entry from Philox, as before.
 #include <cstdint>
+#include <string>
+#include <vector>
 
 #include <Eigen/Dense>
 
@@ -34,10 +41,23 @@
 
 namespace sigprop::theory {
 
+enum class AttnMethod { Qmc, Mc };
+
 struct AttnSettings {
-  int samples = 2048;        ///< Monte Carlo logit draws per layer (rounded up to even: antithetic pairs)
-  uint64_t seed = 0x5197A7;  ///< Philox key of the logit draws
-  int first_sample = 0;      ///< index of the first draw (batches use disjoint ranges)
+  int samples = 256;         ///< logit draws per layer of one recursion (rounded up to even: antithetic pairs)
+  uint64_t seed = 0x5197A7;  ///< key of the random shifts (QMC) and of the Philox draws
+  int replicate = 0;         ///< independent replicate: its own shift (QMC) or its own draws (MC)
+  AttnMethod method = AttnMethod::Qmc;
+};
+
+AttnMethod parse_attn_method(const std::string& s);
+std::string to_string(AttnMethod m);
+
+/// What the backward pass may reuse from the forward pass of the same layer.
+struct AttnTape {
+  bool keep_softmax = false;        ///< store the softmax matrices (memory: samples x T^2 doubles)
+  Eigen::MatrixXd L;                ///< sigma_qk F, the logit factor of the input kernel
+  std::vector<Eigen::MatrixXd> A;   ///< softmax of +base, -base for every point (if kept)
 };
 
 /// Softmax attention at infinite width for one spec. Uniform (exact) for qk_scale = 1/dh
@@ -48,11 +68,14 @@ class AttentionKernel {
   /// True when attention is uniform (exact closed form, no sampling).
   [[nodiscard]] bool uniform() const { return uniform_; }
   /// E[A K A^T] for input kernel K (T x T). Does not include the V/O weight variances.
-  [[nodiscard]] Eigen::MatrixXd forward(const Eigen::MatrixXd& K) const;
+  /// @param tape if given, receives what backward() of the same K may reuse
+  [[nodiscard]] Eigen::MatrixXd forward(const Eigen::MatrixXd& K, AttnTape* tape = nullptr) const;
   /// Gradient covariance at the attention input given the input kernel K and the
   /// gradient covariance G at the attention output (before W_O).
   /// @param vo_var sigma_v^2 sigma_o^2 (weight variances of V and O, incl. DeepNorm beta^2)
-  [[nodiscard]] Eigen::MatrixXd backward(const Eigen::MatrixXd& K, const Eigen::MatrixXd& G, double vo_var) const;
+  /// @param tape the tape forward(K) filled, or nullptr (everything recomputed: same numbers)
+  [[nodiscard]] Eigen::MatrixXd backward(const Eigen::MatrixXd& K, const Eigen::MatrixXd& G, double vo_var,
+                                         const AttnTape* tape = nullptr) const;
 
  private:
   int T_;
@@ -60,9 +83,9 @@ class AttentionKernel {
   bool uniform_;
   double sqk2_;
   AttnSettings st_;
+  std::vector<Eigen::MatrixXd> points_;  ///< the samples/2 base points xi (mirrored in use)
   Eigen::MatrixXd factor(const Eigen::MatrixXd& K) const;
   void softmax_rows(Eigen::MatrixXd& S) const;
-  void draw(int pair, Eigen::MatrixXd& xi) const;
 };
 
 }  // namespace sigprop::theory

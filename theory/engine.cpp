@@ -1,7 +1,12 @@
 #include "theory/engine.hpp"
 
+#include <algorithm>
+#include <array>
 #include <cmath>
+#include <map>
+#include <numbers>
 #include <memory>
+#include <utility>
 
 #include <fmt/format.h>
 
@@ -22,6 +27,7 @@ struct HalfTape {
   double pre_gain2 = 1.0;  // extra variance factor of the pre-transform (1/l for LayerNorm Scaling)
   Eigen::MatrixXd Kz;      // kernel at the branch input
   Eigen::MatrixXd Kd;      // E[phi'(u)phi'(u)^T] (mlp, dense)
+  AttnTape attn;           // factor and softmax draws of the forward pass (sampled attention)
   Eigen::VectorXd d_post;  // post-norm scales (empty: no post-norm)
   double lam2 = 1.0;       // skip weight squared (0 without residual)
   double a2 = 1.0;         // branch scale squared
@@ -39,17 +45,137 @@ Eigen::MatrixXd scale2(const Eigen::MatrixXd& K, const Eigen::VectorXd& d) {
   return d.asDiagonal() * K * d.asDiagonal();
 }
 
-// E[phi(u)phi(u)^T] and E[phi'(u)phi'(u)^T] for u ~ N(0, Ku), entry by entry.
-void act_kernels(const ActKernel& ak, const Eigen::MatrixXd& Ku, Eigen::MatrixXd& Kphi, Eigen::MatrixXd& Kd) {
+// KernelTables of one recursion, keyed by the exact variance pair (a <= b). Local to one
+// kernel_recursion call (no global state: the engine may run on several threads at once) and
+// bounded: cleared when it holds kMaxTables (a pre-norm stack needs one table per layer).
+class TableCache {
+ public:
+  explicit TableCache(const ActKernel& ak) : ak_(ak) {}
+  const KernelTable& get(double a, double b) {
+    if (a > b) std::swap(a, b);
+    auto it = tables_.find({a, b});
+    if (it != tables_.end()) return it->second;
+    if (tables_.size() >= kMaxTables) tables_.clear();
+    return tables_.try_emplace({a, b}, ak_, a, b).first->second;
+  }
+
+ private:
+  static constexpr size_t kMaxTables = 64;
+  const ActKernel& ak_;
+  std::map<std::pair<double, double>, KernelTable> tables_;
+};
+
+// A table is built from 17..257 quadratures: below this many entries per variance pair the
+// entries are integrated directly.
+constexpr int kMinEntriesPerTable = 24;
+constexpr double kMaxSoftmaxBytes = 256.0 * (1 << 20);
+// Relative spread of the variances below which they share one 3 x 3 set of tables, and the
+// fewest off-diagonal entries for which those 6 tables are worth building.
+constexpr double kClusterSpread = 1e-3;
+constexpr long kMinEntriesForCluster = 6 * kMinEntriesPerTable;
+
+// E[phi(u)phi(u)^T] and E[phi'(u)phi'(u)^T] for u ~ N(0, Ku). Closed forms entry by entry;
+// for quadrature activations (tables != nullptr) the diagonal by 1-D quadrature and the other
+// entries from a KernelTable per distinct pair of variances that has enough entries.
+void act_kernels(const ActKernel& ak, TableCache* tables, const Eigen::MatrixXd& Ku, Eigen::MatrixXd& Kphi,
+                 Eigen::MatrixXd& Kd) {
   const auto T = Ku.rows();
   Kphi.resize(T, T);
   Kd.resize(T, T);
+  if (ak.exact() || tables == nullptr) {
+    for (Eigen::Index t = 0; t < T; ++t)
+      for (Eigen::Index s = 0; s <= t; ++s) {
+        KernelPair kp = ak.eval(Ku(t, t), Ku(s, s), Ku(t, s));
+        Kphi(t, s) = Kphi(s, t) = kp.k;
+        Kd(t, s) = Kd(s, t) = kp.kd;
+      }
+    return;
+  }
+  // Distinct diagonal values (bitwise) and the number of off-diagonal entries per pair.
+  std::vector<double> vals;
+  std::vector<int> idx(T);
+  for (Eigen::Index t = 0; t < T; ++t) {
+    const double v = Ku(t, t);
+    auto it = std::find(vals.begin(), vals.end(), v);
+    idx[t] = static_cast<int>(it - vals.begin());
+    if (it == vals.end()) vals.push_back(v);
+  }
+  const auto n = vals.size();
+  // Variances spread by at most kClusterSpread (relative): a pre-norm leaves K_tt / (K_tt + eps),
+  // distinct per token only through eps. Then k(a, b, rho) is interpolated in a and b at fixed
+  // rho between tables at 3 Chebyshev nodes of [lo, hi]: quadratic Lagrange interpolation, whose
+  // error is h^3/192 x |d^3 k / da^3| for h = hi - lo <= 1e-3 lo, below 1e-11 of the kernel's
+  // scale for these smooth activations (tests/test_theory_fast.cpp checks the stack against
+  // direct quadrature to 1e-8).
+  const auto [lo_it, hi_it] = std::minmax_element(vals.begin(), vals.end());
+  const double lo = *lo_it, hi = *hi_it;
+  const long offdiag = static_cast<long>(T) * (T - 1) / 2;
+  if (n > 1 && lo > 0 && hi - lo <= kClusterSpread * lo && offdiag >= kMinEntriesForCluster) {
+    constexpr int m = 3;
+    double node[m];
+    for (int i = 0; i < m; ++i) node[i] = 0.5 * (lo + hi) + 0.5 * (hi - lo) * std::cos(std::numbers::pi * (2 * i + 1) / (2 * m));
+    const KernelTable* tab[m][m];
+    for (int i = 0; i < m; ++i)
+      for (int j = i; j < m; ++j) tab[i][j] = tab[j][i] = &tables->get(node[i], node[j]);
+    auto lagrange = [&](double x, double* w) {
+      for (int i = 0; i < m; ++i) {
+        w[i] = 1;
+        for (int j = 0; j < m; ++j)
+          if (j != i) w[i] *= (x - node[j]) / (node[i] - node[j]);
+      }
+    };
+    std::vector<std::array<double, m>> wt(T);
+    for (Eigen::Index t = 0; t < T; ++t) lagrange(Ku(t, t), wt[t].data());
+    for (Eigen::Index t = 0; t < T; ++t)
+      for (Eigen::Index s = 0; s <= t; ++s) {
+        KernelPair kp{0, 0};
+        if (s == t) {
+          kp = ak.eval(Ku(t, t), Ku(t, t), Ku(t, t));
+        } else {
+          const double rho = Ku(t, s) / (std::sqrt(Ku(t, t)) * std::sqrt(Ku(s, s)));
+          for (int i = 0; i < m; ++i)
+            for (int j = 0; j < m; ++j) {
+              const KernelPair v = tab[i][j]->eval_rho(rho);
+              const double w = wt[t][i] * wt[s][j];
+              kp.k += w * v.k;
+              kp.kd += w * v.kd;
+            }
+        }
+        Kphi(t, s) = Kphi(s, t) = kp.k;
+        Kd(t, s) = Kd(s, t) = kp.kd;
+      }
+    return;
+  }
+  std::vector<int> count(n * n, 0);
+  for (Eigen::Index t = 0; t < T; ++t)
+    for (Eigen::Index s = 0; s < t; ++s) ++count[std::min(idx[t], idx[s]) * n + std::max(idx[t], idx[s])];
+  std::vector<const KernelTable*> tab(n * n, nullptr);
+  for (size_t i = 0; i < n; ++i)
+    for (size_t j = i; j < n; ++j)
+      if (count[i * n + j] >= kMinEntriesPerTable) tab[i * n + j] = &tables->get(vals[i], vals[j]);
   for (Eigen::Index t = 0; t < T; ++t)
     for (Eigen::Index s = 0; s <= t; ++s) {
-      KernelPair kp = ak.eval(Ku(t, t), Ku(s, s), Ku(t, s));
+      const KernelTable* kt = s == t ? nullptr : tab[std::min(idx[t], idx[s]) * n + std::max(idx[t], idx[s])];
+      KernelPair kp = kt ? kt->eval(Ku(t, s)) : ak.eval(Ku(t, t), Ku(s, s), Ku(t, s));
       Kphi(t, s) = Kphi(s, t) = kp.k;
       Kd(t, s) = Kd(s, t) = kp.kd;
     }
+}
+
+// An equicorrelated T x T kernel: d on the diagonal, o off it.
+struct Equi {
+  double d = 0, o = 0;
+};
+
+Eigen::MatrixXd to_matrix(Equi e, int T) {
+  Eigen::MatrixXd K = Eigen::MatrixXd::Constant(T, T, e.o);
+  K.diagonal().setConstant(e.d);
+  return K;
+}
+
+// The mean of all T^2 entries (uniform attention without a mask averages over every token).
+double equi_mean(Equi e, int T) {
+  return (e.d + (T - 1) * e.o) / T;
 }
 
 }  // namespace
@@ -61,16 +187,145 @@ Eigen::MatrixXd input_kernel(const StackSpec& spec) {
   return K;
 }
 
+bool keeps_equicorrelation(const StackSpec& spec) {
+  if (!spec.has_attn()) return true;
+  const bool uniform = spec.qk_scale == QkScale::InvDh || spec.sigma_qk2 == 0.0;  // as AttentionKernel
+  return uniform && spec.mask == Mask::None;
+}
+
+namespace {
+
+// kernel_recursion on equicorrelated kernels: the same operations, in the same order, on the
+// two distinct entries (diagonal d, off-diagonal o) of K and G. O(1) per layer.
+KernelTrace equi_recursion(const StackSpec& spec, const TheorySettings& st) {
+  const int L = spec.depth, T = spec.tokens;
+  const ActKernel ak(spec.activation, st.quad_order);
+  const double beta = weight_beta(spec);
+  const double sw2 = spec.sigma_w2 * beta * beta;
+  const std::vector<Branch> halves = halves_of(spec);
+  struct Tape {
+    Branch branch;
+    double d_pre = 0;  // 0: no pre-norm
+    double pre_gain2 = 1.0;
+    Equi Kd{};
+    double d_post = 0;  // 0: no post-norm
+    double lam2 = 1.0, a2 = 1.0;
+  };
+  KernelTrace tr;
+  tr.equicorrelated = true;
+  tr.K.assign(L + 1, Eigen::MatrixXd::Constant(T, T, std::nan("")));
+  tr.C.assign(L + 1, Eigen::VectorXd::Constant(T, std::nan("")));
+  tr.G.assign(L + 1, Eigen::MatrixXd::Constant(T, T, std::nan("")));
+  std::vector<std::vector<Tape>> tape(L + 1);
+  auto finite = [](Equi e) { return std::isfinite(e.d) && std::isfinite(e.o); };
+  // The activation kernels of an equicorrelated pre-activation kernel U.
+  auto act = [&](Equi U, Equi& Kphi, Equi& Kd) {
+    KernelPair dg = ak.eval(U.d, U.d, U.d), od = ak.eval(U.d, U.d, U.o);
+    Kphi = {dg.k, od.k};
+    Kd = {dg.kd, od.kd};
+  };
+
+  Equi K{spec.q0, spec.q0 * spec.rho0};
+  tr.K[0] = to_matrix(K, T);
+  for (int l = 1; l <= L; ++l) {
+    double c = K.d;
+    const HalfParams hp = half_params(spec, l);
+    for (Branch br : halves) {
+      Tape h;
+      h.branch = br;
+      h.lam2 = hp.lam * hp.lam;
+      h.a2 = hp.a * hp.a;
+      Equi Kz = K;
+      if (hp.pre) {
+        h.d_pre = 1.0 / std::sqrt(K.d + spec.norm_eps);
+        h.pre_gain2 = hp.pre_gain * hp.pre_gain;
+        Kz = {h.pre_gain2 * (h.d_pre * K.d * h.d_pre), h.pre_gain2 * (h.d_pre * K.o * h.d_pre)};
+      }
+      Equi KF, Kphi;
+      switch (br) {
+        case Branch::Attn: {
+          const double m = (sw2 * sw2) * equi_mean(Kz, T);
+          KF = {m, m};
+          break;
+        }
+        case Branch::Mlp: {
+          Equi Ku{sw2 * Kz.d + spec.sigma_b2, sw2 * Kz.o + spec.sigma_b2};
+          act(Ku, Kphi, h.Kd);
+          KF = {sw2 * Kphi.d + spec.sigma_b2, sw2 * Kphi.o + spec.sigma_b2};
+          break;
+        }
+        case Branch::Dense:
+          act(Kz, Kphi, h.Kd);
+          KF = {sw2 * Kphi.d + spec.sigma_b2, sw2 * Kphi.o + spec.sigma_b2};
+          break;
+      }
+      K = {h.lam2 * K.d + h.a2 * KF.d, h.lam2 * K.o + h.a2 * KF.o};
+      c *= std::sqrt(h.lam2);
+      if (hp.post) {
+        h.d_post = 1.0 / std::sqrt(K.d + spec.norm_eps);
+        K = {h.d_post * K.d * h.d_post, h.d_post * K.o * h.d_post};
+        c = c * h.d_post;
+      }
+      tape[l].push_back(h);
+    }
+    tr.K[l] = to_matrix(K, T);
+    if (!finite(K)) {
+      tr.first_nonfinite = l;
+      return tr;
+    }
+    tr.C[l] = Eigen::VectorXd::Constant(T, c);
+  }
+
+  Equi G{1.0, 0.0};
+  tr.G[L] = to_matrix(G, T);
+  for (int l = L; l >= 1; --l) {
+    for (auto it = tape[l].rbegin(); it != tape[l].rend(); ++it) {
+      const Tape& h = *it;
+      if (h.d_post > 0) G = {h.d_post * G.d * h.d_post, h.d_post * G.o * h.d_post};
+      Equi Gb;
+      switch (h.branch) {
+        case Branch::Attn: {
+          const double m = (sw2 * sw2) * equi_mean(G, T);
+          Gb = {m, m};
+          break;
+        }
+        case Branch::Mlp:
+          Gb = {(sw2 * sw2) * (G.d * h.Kd.d), (sw2 * sw2) * (G.o * h.Kd.o)};
+          break;
+        case Branch::Dense:
+          Gb = {sw2 * (G.d * h.Kd.d), sw2 * (G.o * h.Kd.o)};
+          break;
+      }
+      if (h.d_pre > 0)
+        Gb = {h.pre_gain2 * (h.d_pre * Gb.d * h.d_pre), h.pre_gain2 * (h.d_pre * Gb.o * h.d_pre)};
+      G = {h.lam2 * G.d + h.a2 * Gb.d, h.lam2 * G.o + h.a2 * Gb.o};
+    }
+    tr.G[l - 1] = to_matrix(G, T);
+    if (!finite(G)) {
+      if (tr.first_nonfinite < 0) tr.first_nonfinite = l - 1;
+      return tr;
+    }
+  }
+  return tr;
+}
+
+}  // namespace
+
 KernelTrace kernel_recursion(const StackSpec& spec, const TheorySettings& st) {
   spec.validate();
   if (spec.weights != WeightDist::Gaussian)
     throw ConfigError("init.weights: the theory engine implements Gaussian weights only, got \"" +
                       to_string(spec.weights) +
                       "\" (orthogonal weights are implemented by `sigprop spectrum` for dense stacks)");
+  if (st.equicorrelated_fast_path && keeps_equicorrelation(spec)) return equi_recursion(spec, st);
   const int L = spec.depth, T = spec.tokens;
   const ActKernel ak(spec.activation, st.quad_order);
+  TableCache table_cache(ak);
+  TableCache* tables = st.kernel_tables ? &table_cache : nullptr;
   std::unique_ptr<AttentionKernel> attn;
   if (spec.has_attn()) attn = std::make_unique<AttentionKernel>(spec, st.attn);
+  // The backward pass reuses every layer's softmax draws when they fit in kMaxSoftmaxBytes.
+  const bool keep_softmax = static_cast<double>(L) * st.attn.samples * T * T * sizeof(double) <= kMaxSoftmaxBytes;
   const double beta = weight_beta(spec);
   const double sw2 = spec.sigma_w2 * beta * beta;  // weight variance after DeepNorm's beta^2
 
@@ -106,16 +361,17 @@ KernelTrace kernel_recursion(const StackSpec& spec, const TheorySettings& st) {
       Eigen::MatrixXd KF;
       switch (br) {
         case Branch::Attn:
-          KF = (sw2 * sw2) * attn->forward(h.Kz);
+          h.attn.keep_softmax = keep_softmax;
+          KF = (sw2 * sw2) * attn->forward(h.Kz, &h.attn);
           break;
         case Branch::Mlp: {
           Eigen::MatrixXd Ku = (sw2 * h.Kz).array() + spec.sigma_b2;
-          act_kernels(ak, Ku, Kphi, h.Kd);
+          act_kernels(ak, tables, Ku, Kphi, h.Kd);
           KF = (sw2 * Kphi).array() + spec.sigma_b2;
           break;
         }
         case Branch::Dense: {
-          act_kernels(ak, h.Kz, Kphi, h.Kd);
+          act_kernels(ak, tables, h.Kz, Kphi, h.Kd);
           KF = (sw2 * Kphi).array() + spec.sigma_b2;
           break;
         }
@@ -150,7 +406,7 @@ KernelTrace kernel_recursion(const StackSpec& spec, const TheorySettings& st) {
       Eigen::MatrixXd Gb;
       switch (h.branch) {
         case Branch::Attn:
-          Gb = attn->backward(h.Kz, G, sw2 * sw2);
+          Gb = attn->backward(h.Kz, G, sw2 * sw2, &h.attn);
           break;
         case Branch::Mlp:
           Gb = (sw2 * sw2) * G.cwiseProduct(h.Kd);
@@ -174,10 +430,26 @@ KernelTrace kernel_recursion(const StackSpec& spec, const TheorySettings& st) {
 
 namespace {
 
+// core/metrics.cpp's formulas on an equicorrelated kernel (d, o): the eigenvalues are
+// d + (T-1) o once and d - o (T-1 times), so no T x T eigen-decomposition is needed.
+StateMetrics equi_state_metrics(double d, double o, int T) {
+  StateMetrics m;
+  m.q = d;
+  m.rho = o / (std::sqrt(d) * std::sqrt(d));
+  // tr K - 1^T K 1 / T = (T-1)(d - o)
+  m.res = std::sqrt(std::max((T - 1) * (d - o), 0.0) / (T * d));
+  Eigen::VectorXd sv = Eigen::VectorXd::Constant(T, std::sqrt(std::max(d - o, 0.0)));
+  sv(0) = std::sqrt(std::max(d + (T - 1) * o, 0.0));
+  m.eff_rank = effective_rank(sv);
+  return m;
+}
+
 void fill_metrics(const StackSpec& spec, const KernelTrace& tr, Profile& p) {
   for (int l = 0; l <= spec.depth; ++l) {
     if (tr.K[l].allFinite()) {
-      StateMetrics m = state_metrics_from_kernel(tr.K[l]);
+      StateMetrics m = tr.equicorrelated && spec.tokens > 1
+                           ? equi_state_metrics(tr.K[l](0, 0), tr.K[l](1, 0), spec.tokens)
+                           : state_metrics_from_kernel(tr.K[l]);
       p.at(l, "q") = m.q;
       p.at(l, "rho") = m.rho;
       p.at(l, "res") = m.res;
@@ -192,61 +464,92 @@ void fill_metrics(const StackSpec& spec, const KernelTrace& tr, Profile& p) {
   }
 }
 
+// Fewest logit draws one error batch may hold (8 antithetic pairs).
+constexpr int kMinDrawsPerBatch = 16;
+
 }  // namespace
 
 Profile TheoryEngine::run(const StackSpec& spec) {
   spec.validate();
   if (st_.error_batches == 1 || st_.error_batches < 0)
-    throw ConfigError("theory error batches must be 0 (off) or >= 2");
+    throw ConfigError(fmt::format("theory error batches (error_batches = {}) must be 0 (off) or >= 2",
+                                  st_.error_batches));
   const bool sampled = spec.has_attn() && spec.qk_scale == QkScale::InvSqrtDh && spec.sigma_qk2 > 0;
+  const int B = sampled ? st_.error_batches : 0;
+  const int N = st_.attn.samples + st_.attn.samples % 2;
+  if (B > 0 && (N % (2 * B) != 0 || N / B < kMinDrawsPerBatch))
+    throw ConfigError(fmt::format(
+        "theory attention samples (attn_samples = {}) must be a multiple of 2 x error batches (error_batches = {}) "
+        "with at least {} draws per batch: the reported value is the mean of the {} independent batch estimates "
+        "and its _se is their spread, so every draw must belong to exactly one batch and each batch needs enough "
+        "draws to be a usable estimate",
+        st_.attn.samples, B, kMinDrawsPerBatch, B));
   std::vector<std::string> cols = metric_names();
-  if (sampled && st_.error_batches > 0)
+  if (B > 0)
     for (auto& m : metric_names()) cols.push_back(m + "_se");
   Profile p = Profile::make(spec, name(), cols);
   p.settings = {{"engine", "theory"},
                 {"limit", "infinite width; attention: d_h -> inf then H -> inf"},
                 {"quad_order", st_.quad_order},
-                {"activation_kernel", ActKernel(spec.activation, 2).exact() ? "closed form" : "Gauss-Hermite"},
+                {"activation_kernel", ActKernel(spec.activation, 2).exact()
+                                          ? "closed form"
+                                          : (st_.kernel_tables ? "Chebyshev tables in acos(rho) of split Gauss-Legendre"
+                                                               : "split Gauss-Legendre per entry")},
+                {"equicorrelated_fast_path", st_.equicorrelated_fast_path && keeps_equicorrelation(spec)},
                 {"version", kVersion}};
   if (spec.has_attn()) {
     if (sampled)
-      p.settings["attention"] = {{"method", "Monte Carlo over Gaussian logits, antithetic, common random numbers"},
-                                 {"samples", st_.attn.samples + st_.attn.samples % 2},
-                                 {"seed", st_.attn.seed},
-                                 {"error_batches", st_.error_batches}};
+      p.settings["attention"] = {
+          {"method", st_.attn.method == AttnMethod::Qmc
+                         ? "randomised quasi-Monte Carlo (digitally shifted Sobol) over Gaussian logits, antithetic, "
+                           "common random numbers"
+                         : "Monte Carlo over Gaussian logits, antithetic, common random numbers"},
+          {"qmc", st_.attn.method == AttnMethod::Qmc},
+          {"samples", N},
+          {"seed", st_.attn.seed},
+          {"error_batches", B},
+          {"samples_per_batch", B > 0 ? N / B : N}};
     else
       p.settings["attention"] = {{"method", "uniform (exact)"}};
   }
 
-  KernelTrace tr = kernel_recursion(spec, st_);
-  fill_metrics(spec, tr, p);
-  if (tr.first_nonfinite >= 0)
-    p.warnings.push_back(
-        fmt::format("non-finite kernel first at layer {}: the recursion diverged (overflow); "
-                    "later layers are null",
-                    tr.first_nonfinite));
-
-  if (sampled && st_.error_batches > 0) {
-    // Batch means: B independent recursions on disjoint slices of the same draws.
-    const int B = st_.error_batches;
-    const int per = std::max(2, (st_.attn.samples / B) & ~1);
+  if (B == 0) {
+    KernelTrace tr = kernel_recursion(spec, st_);
+    fill_metrics(spec, tr, p);
+    if (tr.first_nonfinite >= 0)
+      p.warnings.push_back(
+          fmt::format("non-finite kernel first at layer {}: the recursion diverged (overflow); "
+                      "later layers are null",
+                      tr.first_nonfinite));
+  } else {
+    // Independent replicates: B recursions on disjoint draws (MC) or independently shifted
+    // point sets (QMC). The value is their mean and _se = sd / sqrt(B), an unbiased estimate of
+    // the reported value's sampling error whatever the integrand's smoothness.
     std::vector<Profile> batches;
+    int first_bad = -1;
     for (int b = 0; b < B; ++b) {
       TheorySettings sb = st_;
-      sb.attn.samples = per;
-      sb.attn.first_sample = st_.attn.first_sample + b * per;
+      sb.attn.samples = N / B;
+      sb.attn.replicate = st_.attn.replicate * B + b;
       sb.error_batches = 0;
       Profile pb = Profile::make(spec, name(), metric_names());
-      fill_metrics(spec, kernel_recursion(spec, sb), pb);
+      KernelTrace tr = kernel_recursion(spec, sb);
+      if (tr.first_nonfinite >= 0 && (first_bad < 0 || tr.first_nonfinite < first_bad)) first_bad = tr.first_nonfinite;
+      fill_metrics(spec, tr, pb);
       batches.push_back(std::move(pb));
     }
+    if (first_bad >= 0)
+      p.warnings.push_back(
+          fmt::format("non-finite kernel first at layer {} (in at least one error batch): the recursion diverged "
+                      "(overflow); later layers are null",
+                      first_bad));
     for (int l = 0; l <= spec.depth; ++l)
       for (auto& m : metric_names()) {
         double mean = 0, m2 = 0;
         for (auto& pb : batches) mean += pb.at(l, m);
         mean /= B;
         for (auto& pb : batches) m2 += (pb.at(l, m) - mean) * (pb.at(l, m) - mean);
-        // Each batch has B times fewer draws, so the full estimate's SE is sd / sqrt(B).
+        p.at(l, m) = mean;
         p.at(l, m + "_se") = std::sqrt(m2 / (B - 1)) / std::sqrt(static_cast<double>(B));
       }
   }

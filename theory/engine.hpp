@@ -10,7 +10,13 @@
 namespace sigprop::theory {
 
 struct TheorySettings {
-  int quad_order = 48;    ///< Gauss-Legendre points per piece (tanh, silu; see theory/gauss.hpp)
+  int quad_order = 48;    ///< Gauss-Legendre points per piece (tanh, silu, gelu_tanh; see theory/gauss.hpp)
+  /// tanh, silu, gelu_tanh: interpolate c -> E[phi phi], E[phi' phi'] from a Chebyshev table per
+  /// distinct pair of variances (KernelTable) instead of one quadrature per kernel entry.
+  bool kernel_tables = true;
+  /// Stacks that keep an equicorrelated kernel (no attention, or uniform attention without a
+  /// mask) run the recursion on its two distinct entries, O(1) per layer instead of O(T^2).
+  bool equicorrelated_fast_path = true;
   AttnSettings attn{};    ///< softmax expectations (qk_scale = 1/sqrt(dh) only)
   int error_batches = 8;  ///< batch-means error estimate of the attention Monte Carlo (0 = off)
 };
@@ -33,11 +39,18 @@ struct KernelTrace {
   std::vector<Eigen::VectorXd> C;  ///< diag of cross kernel X_{l-1}.X_l / d, l = 1..L (C[0] unused)
   std::vector<Eigen::MatrixXd> G;  ///< gradient covariance of Delta_l, l = 0..L
   int first_nonfinite = -1;        ///< first layer with a non-finite kernel, -1 if none
+  /// Set by the O(1) path: every K, G is q on the diagonal and one value off it.
+  bool equicorrelated = false;
 };
 
 /// Runs forward and backward recursions. Non-finite kernels stop the recursion;
 /// later layers are left NaN and first_nonfinite says where it happened.
 KernelTrace kernel_recursion(const StackSpec& spec, const TheorySettings& st);
+
+/// True when every block maps equicorrelated kernels (one diagonal value, one off-diagonal
+/// value) to equicorrelated kernels: MLP and dense branches, norms, and uniform attention
+/// without a mask. The input kernel is always equicorrelated.
+bool keeps_equicorrelation(const StackSpec& spec);
 
 /// The input kernel of MODEL.md §1: q0 on the diagonal, q0 rho0 off it.
 Eigen::MatrixXd input_kernel(const StackSpec& spec);

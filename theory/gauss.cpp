@@ -114,13 +114,21 @@ inline void act_both(Activation act, double x, double& f, double& df);
 }  // namespace
 
 KernelPair quadrature_kernel(Activation act, const GaussLegendre& rule, double a, double b, double c) {
-  constexpr double X = 9.0;
-  const double inv_sqrt_2pi = 1.0 / std::sqrt(2 * kPi);
   a = std::max(a, 0.0);
   b = std::max(b, 0.0);
   const double sa = std::sqrt(a), sb = std::sqrt(b);
   double rho = (sa > 0 && sb > 0) ? std::clamp(c / (sa * sb), -1.0, 1.0) : 0.0;
   if (a == b && c == a) rho = 1.0;
+  return quadrature_kernel_rho(act, rule, a, b, rho);
+}
+
+KernelPair quadrature_kernel_rho(Activation act, const GaussLegendre& rule, double a, double b, double rho) {
+  constexpr double X = 9.0;
+  const double inv_sqrt_2pi = 1.0 / std::sqrt(2 * kPi);
+  a = std::max(a, 0.0);
+  b = std::max(b, 0.0);
+  const double sa = std::sqrt(a), sb = std::sqrt(b);
+  rho = std::clamp(rho, -1.0, 1.0);
   const double srho = std::sqrt(std::max(1 - rho * rho, 0.0));
   const size_t n = rule.x.size();
   // n-point Gauss-Legendre on [lo, hi], Gaussian weight included.
@@ -269,6 +277,104 @@ KernelPair ActKernel::eval(double a, double b, double c) const {
       return quadrature_kernel(act_, gl_, a, b, c);
   }
   throw Error("internal: unknown activation");
+}
+
+KernelPair ActKernel::eval_rho(double a, double b, double rho) const {
+  a = std::max(a, 0.0);
+  b = std::max(b, 0.0);
+  if (!exact()) return quadrature_kernel_rho(act_, gl_, a, b, rho);
+  if (rho == 1.0 && a == b) return eval(a, a, a);
+  return eval(a, b, std::clamp(rho, -1.0, 1.0) * (std::sqrt(a) * std::sqrt(b)));
+}
+
+namespace {
+// Chebyshev coefficients (DCT-I) of the values f_j at the Lobatto points t_j = cos(pi j / N),
+// j = 0..N: f(t) = sum_k' c_k T_k(t), the first and last coefficient halved (folded in here).
+std::vector<double> cheb_coeffs(const std::vector<double>& f) {
+  const int N = static_cast<int>(f.size()) - 1;
+  std::vector<double> c(N + 1), cs(2 * N);
+  for (int m = 0; m < 2 * N; ++m) cs[m] = std::cos(kPi * m / N);
+  for (int k = 0; k <= N; ++k) {
+    double s = 0;
+    for (int j = 0; j <= N; ++j) {
+      double w = (j == 0 || j == N) ? 0.5 : 1.0;
+      s += w * f[j] * cs[(static_cast<long>(j) * k) % (2 * N)];  // cos(pi j k / N)
+    }
+    c[k] = 2.0 * s / N;
+  }
+  c[0] *= 0.5;
+  c[N] *= 0.5;
+  return c;
+}
+double clenshaw(const std::vector<double>& c, double t) {
+  double b1 = 0, b2 = 0;
+  for (auto k = static_cast<long>(c.size()) - 1; k >= 1; --k) {
+    double b0 = 2 * t * b1 - b2 + c[k];
+    b2 = b1;
+    b1 = b0;
+  }
+  return t * b1 - b2 + c[0];
+}
+// Largest |c_k| over the top quarter of the series: the convergence test of the doubling.
+double tail(const std::vector<double>& c) {
+  double m = 0;
+  for (size_t k = c.size() - c.size() / 4; k < c.size(); ++k) m = std::max(m, std::abs(c[k]));
+  return m;
+}
+}  // namespace
+
+KernelTable::KernelTable(const ActKernel& ak, double a, double b, double tol)
+    : a_(std::max(a, 0.0)), b_(std::max(b, 0.0)), lim_(std::sqrt(a_) * std::sqrt(b_)) {
+  diag_ = ak.eval_rho(a_, b_, 1.0);
+  // Natural scales (Cauchy-Schwarz bounds of |k| and |kd| over c).
+  const KernelPair da = ak.eval(a_, a_, a_), db = ak.eval(b_, b_, b_);
+  const double sk = std::sqrt(std::abs(da.k) * std::abs(db.k)), sd = std::sqrt(std::abs(da.kd) * std::abs(db.kd));
+  // Node j of N: t_j = cos(pi j / N), theta = pi (1 - t) / 2, rho = cos(theta). Node j of N is
+  // node 2j of 2N, so each doubling reuses every value computed so far.
+  std::vector<KernelPair> v;
+  int N = 16;
+  auto node = [&](int j, int n) {
+    if (2 * j == n) return ak.eval_rho(a_, b_, 0.0);
+    if (j == 0) return diag_;
+    if (j == n) return ak.eval_rho(a_, b_, -1.0);
+    double theta = 0.5 * kPi * (1 - std::cos(kPi * j / n));
+    return ak.eval_rho(a_, b_, std::cos(theta));
+  };
+  for (int j = 0; j <= N; ++j) v.push_back(node(j, N));
+  for (;;) {
+    std::vector<double> fk(N + 1), fd(N + 1);
+    for (int j = 0; j <= N; ++j) {
+      fk[j] = v[j].k;
+      fd[j] = v[j].kd;
+    }
+    ck_ = cheb_coeffs(fk);
+    cd_ = cheb_coeffs(fd);
+    nodes_ = N + 1;
+    if ((tail(ck_) <= tol * sk && tail(cd_) <= tol * sd) || N >= 256) break;
+    std::vector<KernelPair> w(2 * N + 1);
+    for (int j = 0; j <= N; ++j) w[2 * j] = v[j];
+    for (int j = 1; j < 2 * N; j += 2) w[j] = node(j, 2 * N);
+    v = std::move(w);
+    N *= 2;
+  }
+  // Drop trailing coefficients that are below the tolerance: they cost time, not accuracy.
+  auto trim = [](std::vector<double>& c, double floor) {
+    while (c.size() > 1 && std::abs(c.back()) <= floor) c.pop_back();
+  };
+  trim(ck_, 1e-3 * tol * sk);
+  trim(cd_, 1e-3 * tol * sd);
+}
+
+KernelPair KernelTable::eval(double c) const {
+  if (!(lim_ > 0)) return diag_;
+  return eval_rho(c / lim_);
+}
+
+KernelPair KernelTable::eval_rho(double rho) const {
+  if (rho >= 1 || !(lim_ > 0)) return diag_;
+  rho = std::max(rho, -1.0);
+  const double t = 1 - 2 * std::acos(rho) / kPi;
+  return {clenshaw(ck_, t), clenshaw(cd_, t)};
 }
 
 }  // namespace sigprop::theory

@@ -39,6 +39,9 @@ struct GaussLegendre {
 /// Unlike tensor Gauss-Hermite this stays accurate when the variance is large
 /// and the activation looks like a step (tanh at a = 20), and at relu's kink.
 KernelPair quadrature_kernel(Activation act, const GaussLegendre& rule, double a, double b, double c);
+/// The same integral with the correlation rho = c / sqrt(a b) given directly (rho = +-1 exactly
+/// makes v a deterministic function of u, a 1-D integral).
+KernelPair quadrature_kernel_rho(Activation act, const GaussLegendre& rule, double a, double b, double rho);
 
 /// Dual kernels of one activation. Thread-safe after construction.
 class ActKernel {
@@ -52,10 +55,46 @@ class ActKernel {
   [[nodiscard]] double kd(double a, double b, double c) const { return eval(a, b, c).kd; }
   /// True when eval uses a closed form (no quadrature error).
   [[nodiscard]] bool exact() const;
+  /// Both kernels at correlation rho = c / sqrt(a b) (the quadrature's own variable).
+  [[nodiscard]] KernelPair eval_rho(double a, double b, double rho) const;
 
  private:
   Activation act_;
   GaussLegendre gl_;
+};
+
+/// The map c -> (k, kd) at fixed variances (a, b), for the activations without a closed form
+/// (ActKernel::exact() false): a Chebyshev series in theta = acos(c / sqrt(a b)) in [0, pi],
+/// interpolating ActKernel at Chebyshev-Lobatto nodes in theta (17, 33, 65, 129 or 257 of them,
+/// doubled until the top quarter of the coefficients of both series is below tol times the
+/// kernel's scale sqrt(k(a,a,a) k(b,b,b)), resp. the same for kd).
+///
+/// Why theta and not c: k(cos theta) is an even, 2 pi-periodic function of theta, and for a
+/// large variance (tanh at a = 50 looks like a step) kd(rho) behaves like 1/sqrt(1 - rho^2 + eps^2),
+/// eps ~ 1/sqrt(a), which has singularities at distance ~eps^2 from rho = 1 (Chebyshev in rho then
+/// converges like (1 + eps)^-n) but at distance ~eps from theta = 0 (like (1 + sqrt(eps))^-n).
+/// The interpolation error is bounded in tests/test_gauss.cpp against direct quadrature over
+/// variances 0.05..50 and c in [-1, 1] including c -> +-1 (docs/theory.md). The node at theta = 0
+/// (rho = 1) is the 1-D quadrature itself, so the diagonal is reproduced exactly; near rho = 1 the
+/// series is flat in theta (even function), so the round-off of acos near 1 does not matter.
+/// Immutable after construction: safe to share between threads.
+class KernelTable {
+ public:
+  KernelTable(const ActKernel& ak, double a, double b, double tol = 1e-11);
+  /// Both kernels at (a, b, c) for the a, b of the constructor; c is clamped to [-sqrt(ab), sqrt(ab)].
+  [[nodiscard]] KernelPair eval(double c) const;
+  /// Both kernels at correlation rho = c / sqrt(a b), clamped to [-1, 1].
+  [[nodiscard]] KernelPair eval_rho(double rho) const;
+  [[nodiscard]] double a() const { return a_; }
+  [[nodiscard]] double b() const { return b_; }
+  /// Number of quadrature nodes the table was built from.
+  [[nodiscard]] int nodes() const { return nodes_; }
+
+ private:
+  double a_, b_, lim_;
+  int nodes_ = 0;
+  KernelPair diag_{};                ///< ActKernel at rho = 1 (c = sqrt(a b))
+  std::vector<double> ck_, cd_;      ///< Chebyshev coefficients of k and kd in t = 1 - 2 theta / pi
 };
 
 /// phi and phi' themselves (used by quadrature and by tests).
