@@ -197,7 +197,15 @@ namespace {
 
 // kernel_recursion on equicorrelated kernels: the same operations, in the same order, on the
 // two distinct entries (diagonal d, off-diagonal o) of K and G. O(1) per layer.
-KernelTrace equi_recursion(const StackSpec& spec, const TheorySettings& st) {
+// The equicorrelated recursion's result: per layer the two distinct entries of K and G and the
+// (common) diagonal entry of the cross kernel. NaN past a divergence.
+struct EquiTrace {
+  std::vector<Equi> K, G;
+  std::vector<double> C;
+  int first_nonfinite = -1;
+};
+
+EquiTrace equi_scalars(const StackSpec& spec, const TheorySettings& st) {
   const int L = spec.depth, T = spec.tokens;
   const ActKernel ak(spec.activation, st.quad_order);
   const double beta = weight_beta(spec);
@@ -211,11 +219,11 @@ KernelTrace equi_recursion(const StackSpec& spec, const TheorySettings& st) {
     double d_post = 0;  // 0: no post-norm
     double lam2 = 1.0, a2 = 1.0;
   };
-  KernelTrace tr;
-  tr.equicorrelated = true;
-  tr.K.assign(L + 1, Eigen::MatrixXd::Constant(T, T, std::nan("")));
-  tr.C.assign(L + 1, Eigen::VectorXd::Constant(T, std::nan("")));
-  tr.G.assign(L + 1, Eigen::MatrixXd::Constant(T, T, std::nan("")));
+  const double nan = std::nan("");
+  EquiTrace tr;
+  tr.K.assign(L + 1, Equi{nan, nan});
+  tr.G.assign(L + 1, Equi{nan, nan});
+  tr.C.assign(L + 1, nan);
   std::vector<std::vector<Tape>> tape(L + 1);
   auto finite = [](Equi e) { return std::isfinite(e.d) && std::isfinite(e.o); };
   // The activation kernels of an equicorrelated pre-activation kernel U.
@@ -226,7 +234,7 @@ KernelTrace equi_recursion(const StackSpec& spec, const TheorySettings& st) {
   };
 
   Equi K{spec.q0, spec.q0 * spec.rho0};
-  tr.K[0] = to_matrix(K, T);
+  tr.K[0] = K;
   for (int l = 1; l <= L; ++l) {
     double c = K.d;
     const HalfParams hp = half_params(spec, l);
@@ -268,16 +276,16 @@ KernelTrace equi_recursion(const StackSpec& spec, const TheorySettings& st) {
       }
       tape[l].push_back(h);
     }
-    tr.K[l] = to_matrix(K, T);
+    tr.K[l] = K;
     if (!finite(K)) {
       tr.first_nonfinite = l;
       return tr;
     }
-    tr.C[l] = Eigen::VectorXd::Constant(T, c);
+    tr.C[l] = c;
   }
 
   Equi G{1.0, 0.0};
-  tr.G[L] = to_matrix(G, T);
+  tr.G[L] = G;
   for (int l = L; l >= 1; --l) {
     for (auto it = tape[l].rbegin(); it != tape[l].rend(); ++it) {
       const Tape& h = *it;
@@ -300,11 +308,28 @@ KernelTrace equi_recursion(const StackSpec& spec, const TheorySettings& st) {
         Gb = {h.pre_gain2 * (h.d_pre * Gb.d * h.d_pre), h.pre_gain2 * (h.d_pre * Gb.o * h.d_pre)};
       G = {h.lam2 * G.d + h.a2 * Gb.d, h.lam2 * G.o + h.a2 * Gb.o};
     }
-    tr.G[l - 1] = to_matrix(G, T);
+    tr.G[l - 1] = G;
     if (!finite(G)) {
       if (tr.first_nonfinite < 0) tr.first_nonfinite = l - 1;
       return tr;
     }
+  }
+  return tr;
+}
+
+KernelTrace equi_recursion(const StackSpec& spec, const TheorySettings& st) {
+  const EquiTrace e = equi_scalars(spec, st);
+  const int L = spec.depth, T = spec.tokens;
+  KernelTrace tr;
+  tr.equicorrelated = true;
+  tr.first_nonfinite = e.first_nonfinite;
+  tr.K.reserve(L + 1);
+  tr.G.reserve(L + 1);
+  tr.C.reserve(L + 1);
+  for (int l = 0; l <= L; ++l) {
+    tr.K.push_back(to_matrix(e.K[l], T));
+    tr.G.push_back(to_matrix(e.G[l], T));
+    tr.C.push_back(Eigen::VectorXd::Constant(T, e.C[l]));
   }
   return tr;
 }
@@ -445,8 +470,14 @@ StateMetrics equi_state_metrics(double d, double o, int T) {
 }
 
 void fill_metrics(const StackSpec& spec, const KernelTrace& tr, Profile& p) {
+  // Finiteness once per matrix (an equicorrelated one has two distinct entries).
+  auto finite = [&](const Eigen::MatrixXd& M) {
+    return tr.equicorrelated && spec.tokens > 1 ? std::isfinite(M(0, 0)) && std::isfinite(M(1, 0)) : M.allFinite();
+  };
+  std::vector<char> kf(spec.depth + 1);
+  for (int l = 0; l <= spec.depth; ++l) kf[l] = finite(tr.K[l]);
   for (int l = 0; l <= spec.depth; ++l) {
-    if (tr.K[l].allFinite()) {
+    if (kf[l]) {
       StateMetrics m = tr.equicorrelated && spec.tokens > 1
                            ? equi_state_metrics(tr.K[l](0, 0), tr.K[l](1, 0), spec.tokens)
                            : state_metrics_from_kernel(tr.K[l]);
@@ -455,12 +486,35 @@ void fill_metrics(const StackSpec& spec, const KernelTrace& tr, Profile& p) {
       p.at(l, "res") = m.res;
       p.at(l, "eff_rank") = m.eff_rank;
     }
-    if (l > 0 && tr.K[l].allFinite() && tr.K[l - 1].allFinite() && tr.C[l].allFinite()) {
+    if (l > 0 && kf[l] && kf[l - 1] && tr.C[l].allFinite()) {
       StepMetrics s = step_metrics_from_kernels(tr.K[l - 1], tr.K[l], tr.C[l].asDiagonal());
       p.at(l, "update_ratio") = s.update_ratio;
       p.at(l, "ang_dist") = s.ang_dist;
     }
-    if (tr.G[l].allFinite()) p.at(l, "grad_var") = tr.G[l].trace() / spec.tokens;
+    if (finite(tr.G[l])) p.at(l, "grad_var") = tr.G[l].trace() / spec.tokens;
+  }
+}
+
+// fill_metrics on an EquiTrace: the same formulas (core/metrics.cpp) on the two distinct
+// entries, without materialising T x T matrices (the engine's O(1)-per-layer path).
+void fill_metrics_equi(const StackSpec& spec, const EquiTrace& e, Profile& p) {
+  const int T = spec.tokens;
+  auto finite = [](Equi x) { return std::isfinite(x.d) && std::isfinite(x.o); };
+  for (int l = 0; l <= spec.depth; ++l) {
+    if (finite(e.K[l])) {
+      StateMetrics m = equi_state_metrics(e.K[l].d, e.K[l].o, T);
+      p.at(l, "q") = m.q;
+      p.at(l, "rho") = m.rho;
+      p.at(l, "res") = m.res;
+      p.at(l, "eff_rank") = m.eff_rank;
+    }
+    if (l > 0 && finite(e.K[l]) && finite(e.K[l - 1]) && std::isfinite(e.C[l])) {
+      const double dp = e.K[l - 1].d, dc = e.K[l].d, c = e.C[l];
+      // tr K_l - 2 tr C_l + tr K_{l-1}, over tr K_{l-1}
+      p.at(l, "update_ratio") = std::sqrt(std::max(T * dc - 2 * (T * c) + T * dp, 0.0) / (T * dp));
+      p.at(l, "ang_dist") = std::acos(std::clamp(c / (std::sqrt(dp) * std::sqrt(dc)), -1.0, 1.0)) / std::numbers::pi;
+    }
+    if (finite(e.G[l])) p.at(l, "grad_var") = e.G[l].d;
   }
 }
 
@@ -513,7 +567,17 @@ Profile TheoryEngine::run(const StackSpec& spec) {
       p.settings["attention"] = {{"method", "uniform (exact)"}};
   }
 
-  if (B == 0) {
+  if (B == 0 && st_.equicorrelated_fast_path && keeps_equicorrelation(spec) && spec.tokens > 1) {
+    spec.validate();
+    if (spec.weights != WeightDist::Gaussian) (void)kernel_recursion(spec, st_);  // its error message
+    const EquiTrace e = equi_scalars(spec, st_);
+    fill_metrics_equi(spec, e, p);
+    if (e.first_nonfinite >= 0)
+      p.warnings.push_back(
+          fmt::format("non-finite kernel first at layer {}: the recursion diverged (overflow); "
+                      "later layers are null",
+                      e.first_nonfinite));
+  } else if (B == 0) {
     KernelTrace tr = kernel_recursion(spec, st_);
     fill_metrics(spec, tr, p);
     if (tr.first_nonfinite >= 0)
