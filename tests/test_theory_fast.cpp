@@ -127,12 +127,12 @@ TEST_CASE("attention standard errors cover the error at their stated rate over s
   // The reported value is the mean of B = 8 independent replicates and _se their spread / sqrt(8),
   // so (value - truth) / _se is Student t with 7 degrees of freedom when _se is honest:
   // P(|t| > 3.5) = 0.010 and E[t^2] = 7/5. The truth is a run with 64x the draws (its own _se
-  // enters z in quadrature). Over 40 seeds x 4 metrics x 3 layers (q, rho, eff_rank at layers 1,
-  // 3 and grad_var at 0, 1, 2), at most 8 of 480 |z| may exceed 3.5 (expected 4.8; correlated,
-  // so the count is checked loosely: binomial P(>= 9 | 480, 0.01) = 0.03 would be the false-alarm
-  // rate with independence and is lower here, the seeds being fixed). The mean of z^2 per metric
-  // must lie in [0.4, 4]: an _se 2x too small gives 5.6, the defect of issue 19 (30x) 1260; an _se
-  // 2x too large gives 0.35.
+  // enters z in quadrature). Over 40 seeds x 8 cells (q, rho at layers 1 and 3, eff_rank at 3,
+  // grad_var at 0, 1, 2), at most 8 of 320 |z| may exceed 3.5 (expected 3.2; binomial
+  // P(>= 9 | 320, 0.01) = 0.006 with independent cells, the false-alarm rate; the seeds are
+  // fixed, so the outcome is deterministic). The mean of z^2 per cell must lie in [0.4, 4]
+  // (sd of that mean about 0.45 for t_7): an _se 2x too small gives 5.6, the defect of issue 19
+  // (30x) 1260; an _se 2x too large gives 0.35.
   const StackSpec s = coverage_spec(6, 3);
   for (AttnMethod method : {AttnMethod::Qmc, AttnMethod::Mc}) {
     TheorySettings ref;
