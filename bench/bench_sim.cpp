@@ -1,5 +1,6 @@
 // Timings of the finite-width Monte Carlo engine (MonteCarloEngine::run: forward, backward with
-// regenerated weights, every metric), reference vs cpu float vs cpu double.
+// regenerated weights, every metric), reference vs cpu float vs cpu double, explicit and
+// conditional weight sampling (docs/simulate.md).
 //
 //   build/bench/bench_sim                                  # everything (a few minutes)
 //   taskset -c 0 build/bench/bench_sim                     # one core
@@ -58,13 +59,14 @@ double gemm_flops_per_sample(const sigprop::StackSpec& s) {
 }
 
 void run_engine(benchmark::State& state, const std::string& backend, const std::string& precision, int d,
-                int samples) {
+                int samples, const std::string& sampling) {
   const sigprop::StackSpec spec = stack(d);
   sigprop::sim::SimSettings st;
   st.samples = samples;
   st.seed = 1;
   st.backend = backend;
   st.precision = precision;
+  st.weights_sampling = sampling;
   st.threads = affinity_cpus();
   sigprop::sim::MonteCarloEngine engine(st);
   double seconds = 0;
@@ -140,15 +142,22 @@ int main(int argc, char** argv) {
     const char* backend;
     const char* precision;
     int d, samples;
+    const char* sampling;
   };
+  // GFLOP/s of the conditional cases is explicit-equivalent (the flops explicit sampling would
+  // spend for the same samples), i.e. a throughput, not the work done.
   const Case cases[] = {
-      {"reference", "double", 256, 4}, {"cpu", "float", 256, 64}, {"cpu", "double", 256, 64},
-      {"reference", "double", 512, 2}, {"cpu", "float", 512, 8},  {"cpu", "double", 512, 8},
+      {"reference", "double", 256, 4, "explicit"},   {"cpu", "float", 256, 64, "explicit"},
+      {"cpu", "double", 256, 64, "explicit"},        {"reference", "double", 512, 2, "explicit"},
+      {"cpu", "float", 512, 8, "explicit"},          {"cpu", "double", 512, 8, "explicit"},
+      {"reference", "double", 256, 16, "conditional"}, {"cpu", "float", 256, 256, "conditional"},
+      {"cpu", "float", 1024, 64, "conditional"},     {"cpu", "float", 4096, 16, "conditional"},
   };
   for (const Case& c : cases) {
-    const std::string name = fmt::format("simulate/{}/{}/T32/H4/L32/d{}", c.backend, c.precision, c.d);
+    const std::string name =
+        fmt::format("simulate/{}/{}/{}/T32/H4/L32/d{}", c.backend, c.precision, c.sampling, c.d);
     benchmark::RegisterBenchmark(name.c_str(), [c](benchmark::State& s) {
-      run_engine(s, c.backend, c.precision, c.d, c.samples);
+      run_engine(s, c.backend, c.precision, c.d, c.samples, c.sampling);
     })->Unit(benchmark::kSecond)->UseRealTime()->Iterations(1);
   }
   for (int d : {256, 512}) {

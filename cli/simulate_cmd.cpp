@@ -31,6 +31,10 @@ CLI::App* add_simulate_command(CLI::App& app, SimulateArgs& a) {
                 "float or double for cpu (default double; the reference is double only), float or tf32 for cuda "
                 "(default float)");
   c->add_option("--threads", a.settings.threads, "Worker threads (0 = all cores); results do not depend on it");
+  c->add_option("--weights-sampling", a.settings.weights_sampling,
+                "Gaussian weight matrices: explicit (every entry drawn, O(T d^2) per layer) or conditional (only the "
+                "projections on the T input and cotangent rows, equal in law, O(T^2 d)); default: conditional for "
+                "reference/cpu when T < min(fan_in, fan_out), else explicit (the profile's settings say which)");
   c->add_option("--json", a.json_out, "Write the profile as JSON");
   c->add_option("--csv", a.csv_out, "Write the profile as CSV");
   c->add_option("--rows", a.max_rows, "Layers shown in the terminal table (0 = all)")->check(CLI::NonNegativeNumber);
@@ -60,10 +64,11 @@ int run_simulate(const SimulateArgs& a) {
   if (!a.quiet && (tty || (a.json_out.empty() && a.csv_out.empty()))) {
     fmt::print(
         "sigprop simulate: {} blocks, norm={} ({}), {} tokens, width {}, {} heads, depth {}, activation {}, "
-        "mask {}, branch_scale {}, qk_scale {}; {} samples, seed {}, backend {} ({})\n",
+        "mask {}, branch_scale {}, qk_scale {}; {} samples, seed {}, backend {} ({}), {} weights\n",
         to_string(spec.blocks), to_string(spec.norm), to_string(spec.norm_type), spec.tokens, spec.width, spec.heads,
         spec.depth, to_string(spec.activation), to_string(spec.mask), spec.branch_scale.str(), to_string(spec.qk_scale),
-        a.settings.samples, a.settings.seed, a.settings.backend, settings.precision);
+        a.settings.samples, a.settings.seed, a.settings.backend, settings.precision,
+        p.settings.value("weights_sampling", std::string("explicit")));
     fmt::print("{}", format_table(p, a.max_rows,
                                   fmt::format("Monte Carlo standard error over {} samples", a.settings.samples)));
   }

@@ -16,6 +16,7 @@
 
 #include "core/error.hpp"
 #include "sigprop/version.hpp"
+#include "sim/backend.hpp"
 #include "sim/engine.hpp"
 #include "theory/engine.hpp"
 
@@ -158,7 +159,9 @@ std::vector<Job> make_jobs(const ReportConfig& cfg, const std::vector<Cell>& cel
         throw ConfigError(fmt::format("{}: sweep cell \"{}\" with engines.simulate width/heads: {}", cfg.origin,
                                       c.label, e.what()));
       }
-      j.settings = {{"samples", s.samples}, {"seed", s.seed}, {"backend", s.backend}, {"precision", s.precision}};
+      j.settings = {{"samples", s.samples}, {"seed", s.seed}, {"backend", s.backend}, {"precision", s.precision},
+                    {"weights_sampling",
+                     sim::to_string(sim::resolve_weight_sampling(j.spec, s.backend, "").sampling)}};
       // Measured (Eigen, float, one core): ~2.6 ms per sample and layer at d = 64, T = 16.
       double d = j.spec.width;
       j.cost = s.samples * L * 2.6e-3 * (d / 64.0) * (d / 64.0) * (T / 16.0) * (s.backend == "reference" ? 1.5 : 1.0);

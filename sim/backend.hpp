@@ -24,6 +24,10 @@ class StackBackend {
   [[nodiscard]] virtual std::string backend() const = 0;
   /// "double" or "float" (cuda: "float" or "tf32"): the type of every stream, weight and intermediate.
   [[nodiscard]] virtual std::string precision() const = 0;
+  /// How the Gaussian weight matrices are drawn (docs/simulate.md): Explicit (every entry from
+  /// its stream; block_backward is J^T of block_forward) or Conditional (only the projections the
+  /// stack uses, equal in law; block_backward regenerates the draw conditioned on X).
+  [[nodiscard]] virtual WeightSampling sampling() const { return WeightSampling::Explicit; }
 
   /// X_0 (T, d) of this sample (MODEL.md §1 input).
   [[nodiscard]] virtual std::vector<double> input(int sample) const = 0;
@@ -58,7 +62,22 @@ std::string default_precision(const std::string& backend);
 /// `precision` ("double" | "float", cuda "float" | "tf32"; the reference is double only; ""
 /// = default_precision). Validates the spec; throws ConfigError for an unknown backend or a
 /// precision the backend does not offer, CudaError for cuda without a usable device.
+/// sampling: WeightSampling::Conditional for reference and cpu only (ConfigError naming
+/// --weights-sampling for cuda).
 std::unique_ptr<StackBackend> make_stack_backend(const StackSpec& spec, uint64_t seed, const std::string& backend,
-                                                 const std::string& precision);
+                                                 const std::string& precision,
+                                                 WeightSampling sampling = WeightSampling::Explicit);
+
+/// The sampling a Monte Carlo run uses and why: `requested` is "explicit", "conditional" or ""
+/// (the default: conditional where it is exact and faster, i.e. backend reference or cpu and
+/// T < min(fan_in, fan_out) of every weight matrix; explicit otherwise). A requested
+/// "conditional" with T >= min(n, m) falls back to explicit (conditioning would not be faster)
+/// and says so in `note`. Throws ConfigError for an unknown value, or "conditional" with cuda.
+struct SamplingChoice {
+  WeightSampling sampling;
+  std::string note;  ///< empty, or why the run is explicit although conditional was possible or asked for
+};
+SamplingChoice resolve_weight_sampling(const StackSpec& spec, const std::string& backend,
+                                       const std::string& requested);
 
 }  // namespace sigprop::sim

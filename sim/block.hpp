@@ -28,6 +28,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <numbers>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -38,6 +39,7 @@
 #include "core/error.hpp"
 #include "core/metrics.hpp"
 #include "core/spec.hpp"
+#include "sim/conditional.hpp"
 #include "sim/reference.hpp"
 
 namespace sigprop::sim {
@@ -253,6 +255,10 @@ struct LayerWeights {
   RowVec<Real> bd;      ///< (d)
   RowVec<Real> n1g, n1b;  ///< affine part of the norm of half 0 (the attention half, or the only half)
   RowVec<Real> n2g, n2b;  ///< affine part of the norm of half 1 (the MLP half)
+  /// Monte Carlo with conditional sampling (sim/conditional.hpp) when set: wqkv, wo, w1, w2 and wd
+  /// are empty, and each product with them draws the matrix conditionally on its input (MODEL.md
+  /// extensions must be off). Unset (the trainer, checkpoints, explicit sampling): the stored matrices.
+  std::optional<CondSource> cond;
 
   /// Zeros of the same shapes (a gradient accumulator).
   [[nodiscard]] LayerWeights zeros_like() const {
@@ -290,13 +296,16 @@ struct HalfCache {
   Mat<Real> Yhat;              ///< (T, d) post-norm output before its affine part (only with an affine part)
   Mat<Real> Y;                 ///< (T, d) output
   ColVec<Real> rstd_post;      ///< (T)
+  /// Conditional sampling only: the factor and draw of the first (W_QKV, W1, dense W) and second
+  /// (W_O, W2) matrix of the half-block.
+  CondFactor<Real> f0, f1;
 
   [[nodiscard]] std::size_t bytes() const {
     std::size_t n = static_cast<std::size_t>(Zhat.size() + rstd_pre.size() + Z.size() + qkv.size() + cat.size() +
                                              hid.size() + up.size() + act.size() + Yhat.size() + Y.size() +
                                              rstd_post.size());
     for (const auto& a : att) n += static_cast<std::size_t>(a.size());
-    return n * sizeof(Real);
+    return n * sizeof(Real) + f0.bytes() + f1.bytes();
   }
 };
 
@@ -441,12 +450,25 @@ class HalfBlock {
   }
   int kv_of(int h) const { return h / (D_.H / D_.Hkv); }
 
+  // Conditional sampling (w_.cond set): column scales of each matrix.
+  ColScale sc_qkv() const { return {2 * D_.d, w_.cond->sd_qk, w_.cond->sd_v}; }
+  static ColScale sc_all(double s) { return {0, s, s}; }
+  // dX (T, n) = dY (T, m) W^T for the conditional W whose forward filled f
+  M cond_back(CondSlot slot, ColScale sc, const CondFactor<Real>& f, const M& dY, int n) const {
+    M dX = M::Zero(dY.rows(), n);
+    cond_backward<Real>(*w_.cond, slot, sc, f, dY, dX);
+    return dX;
+  }
+
   // F (T, d) = concat_h( softmax(s Q_h K_h^T + M) V_h ) W_O (+ b_O),  [Q | K | V] = Z W_QKV (+ b_QKV)
   void attn_forward(M& F, HalfCache<Real>& c) const {
     const int T = static_cast<int>(c.Z.rows()), H = D_.H, dh = D_.dh;
     const Real sc = qk_scale();
     const bool causal = s_.mask == Mask::Causal;
-    c.qkv.noalias() = c.Z * w_.wqkv;
+    if (w_.cond)
+      cond_forward<Real>(*w_.cond, CondSlot::Qkv, sc_qkv(), D_.qkv_cols(), c.Z, c.f0, c.qkv);
+    else
+      c.qkv.noalias() = c.Z * w_.wqkv;
     if (w_.bqkv.size()) c.qkv.rowwise() += w_.bqkv;
     if (e_.rotary_dims > 0) {
       M cs, sn;
@@ -473,7 +495,10 @@ class HalfBlock {
       }
       c.cat.middleCols(h * dh, dh).noalias() = A * v;
     }
-    F.noalias() = c.cat * w_.wo;
+    if (w_.cond)
+      cond_forward<Real>(*w_.cond, CondSlot::Wo, sc_all(w_.cond->sd_o), D_.d, c.cat, c.f1, F);
+    else
+      F.noalias() = c.cat * w_.wo;
     if (w_.bo.size()) F.rowwise() += w_.bo;
   }
 
@@ -485,7 +510,8 @@ class HalfBlock {
       grads->wo.noalias() += c.cat.transpose() * dF;
       if (w_.bo.size()) grads->bo += dF.colwise().sum();
     }
-    const M dcat = dF * w_.wo.transpose();  // (T, d)
+    const M dcat = w_.cond ? cond_back(CondSlot::Wo, sc_all(w_.cond->sd_o), c.f1, dF, D_.d)
+                           : M(dF * w_.wo.transpose());  // (T, d)
     M dqkv = M::Zero(T, D_.qkv_cols());
     M dA(T, T);
     for (int h = 0; h < H; ++h) {
@@ -515,12 +541,18 @@ class HalfBlock {
       grads->wqkv.noalias() += c.Z.transpose() * dqkv;
       if (w_.bqkv.size()) grads->bqkv += dqkv.colwise().sum();
     }
-    dZ.noalias() += dqkv * w_.wqkv.transpose();
+    if (w_.cond)
+      cond_backward<Real>(*w_.cond, CondSlot::Qkv, sc_qkv(), c.f0, dqkv, dZ);
+    else
+      dZ.noalias() += dqkv * w_.wqkv.transpose();
   }
 
   // F (T, d) = phi(Z W1 + b1) W2 + b2, or (phi(Z W1 + b1) (.) (Z W3 + b3)) W2 + b2 (gated)
   void mlp_forward(M& F, HalfCache<Real>& c) const {
-    c.hid.noalias() = c.Z * w_.w1;
+    if (w_.cond)
+      cond_forward<Real>(*w_.cond, CondSlot::W1, sc_all(w_.cond->sd_w1), D_.R, c.Z, c.f0, c.hid);
+    else
+      c.hid.noalias() = c.Z * w_.w1;
     if (w_.b1.size()) c.hid.rowwise() += w_.b1;
     act_forward(s_.activation, c.hid, c.act);
     if (e_.gated_mlp) {
@@ -528,7 +560,10 @@ class HalfBlock {
       if (w_.b3.size()) c.up.rowwise() += w_.b3;
       c.act = c.act.cwiseProduct(c.up);
     }
-    F.noalias() = c.act * w_.w2;
+    if (w_.cond)
+      cond_forward<Real>(*w_.cond, CondSlot::W2, sc_all(w_.cond->sd_w2), D_.d, c.act, c.f1, F);
+    else
+      F.noalias() = c.act * w_.w2;
     if (w_.b2.size()) F.rowwise() += w_.b2;
   }
 
@@ -537,7 +572,8 @@ class HalfBlock {
       grads->w2.noalias() += c.act.transpose() * dF;
       if (w_.b2.size()) grads->b2 += dF.colwise().sum();
     }
-    M dh = dF * w_.w2.transpose();  // (T, R) gradient of W2's input
+    M dh = w_.cond ? cond_back(CondSlot::W2, sc_all(w_.cond->sd_w2), c.f1, dF, D_.R)
+                   : M(dF * w_.w2.transpose());  // (T, R) gradient of W2's input
     // phi(hid): W2's input itself, or recomputed when a gate multiplied it
     M phi_gated;
     if (e_.gated_mlp) act_forward(s_.activation, c.hid, phi_gated);
@@ -556,13 +592,19 @@ class HalfBlock {
       grads->w1.noalias() += c.Z.transpose() * dh;
       if (w_.b1.size()) grads->b1 += dh.colwise().sum();
     }
-    dZ.noalias() += dh * w_.w1.transpose();
+    if (w_.cond)
+      cond_backward<Real>(*w_.cond, CondSlot::W1, sc_all(w_.cond->sd_w1), c.f0, dh, dZ);
+    else
+      dZ.noalias() += dh * w_.w1.transpose();
   }
 
   // F (T, d) = phi(Z) W + b
   void dense_forward(M& F, HalfCache<Real>& c) const {
     act_forward(s_.activation, c.Z, c.act);
-    F.noalias() = c.act * w_.wd;
+    if (w_.cond)
+      cond_forward<Real>(*w_.cond, CondSlot::Wd, sc_all(w_.cond->sd_wd), D_.d, c.act, c.f0, F);
+    else
+      F.noalias() = c.act * w_.wd;
     if (w_.bd.size()) F.rowwise() += w_.bd;
   }
 
@@ -571,7 +613,7 @@ class HalfBlock {
       grads->wd.noalias() += c.act.transpose() * dF;
       if (w_.bd.size()) grads->bd += dF.colwise().sum();
     }
-    M da = dF * w_.wd.transpose();
+    M da = w_.cond ? cond_back(CondSlot::Wd, sc_all(w_.cond->sd_wd), c.f0, dF, D_.d) : M(dF * w_.wd.transpose());
     act_backward_mul(s_.activation, c.Z, da, &c.act);
     dZ += da;
   }
@@ -663,6 +705,11 @@ void stream_metrics(const std::vector<Mat<Real>>& X, int last, std::vector<std::
 /// extensions, gain 1 / bias 0 norms (empty affine parts).
 template <class Real>
 LayerWeights<Real> draw_layer_weights(const StackSpec& s, uint64_t seed, int sample, int l);
+/// The same layer for conditional sampling: the biases drawn as above, the Gaussian matrices
+/// left empty and drawn on use (LayerWeights::cond). independent_backward: test hook only.
+template <class Real>
+LayerWeights<Real> draw_layer_weights_conditional(const StackSpec& s, uint64_t seed, int sample, int l,
+                                                  bool independent_backward = false);
 /// X_0 (T, d) of sample `sample`, in double.
 MatD draw_input(const StackSpec& s, uint64_t seed, int sample);
 /// Delta_L (T, d) iid N(0, 1) of sample `sample`, in double.

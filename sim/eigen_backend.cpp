@@ -124,6 +124,31 @@ MatD draw_output_grad(const StackSpec& s, uint64_t seed, int sample) {
       draw(static_cast<size_t>(T) * d, seed, sample, 0, StreamKind::OutputGrad, 0, 1.0).data(), T, d);
 }
 
+template <class Real>
+LayerWeights<Real> draw_layer_weights_conditional(const StackSpec& s, uint64_t seed, int sample, int l,
+                                                  bool independent_backward) {
+  const Dims D = dims_of(Arch{s, {}});
+  const double beta = weight_beta(s);
+  const double sd_w_d = beta * std::sqrt(s.sigma_w2 / D.d);  // fan_in d
+  const double sd_b = std::sqrt(s.sigma_b2);
+  LayerWeights<Real> w;
+  w.cond = CondSource{seed, sample, l, std::sqrt(s.sigma_qk2 / D.d), sd_w_d, sd_w_d, sd_w_d,
+                      beta * std::sqrt(s.sigma_w2 / D.R), sd_w_d, independent_backward};
+  if (s.has_mlp()) {
+    w.b1.resize(D.R);
+    w.b2.resize(D.d);
+    draw_into<Real>(w.b1, seed, sample, l, StreamKind::B1, 0, sd_b);
+    draw_into<Real>(w.b2, seed, sample, l, StreamKind::B2, 0, sd_b);
+  }
+  if (s.blocks == Blocks::Dense) {
+    w.bd.resize(D.d);
+    draw_into<Real>(w.bd, seed, sample, l, StreamKind::Bd, 0, sd_b);
+  }
+  return w;
+}
+
+template LayerWeights<float> draw_layer_weights_conditional<float>(const StackSpec&, uint64_t, int, int, bool);
+template LayerWeights<double> draw_layer_weights_conditional<double>(const StackSpec&, uint64_t, int, int, bool);
 template LayerWeights<float> draw_layer_weights<float>(const StackSpec&, uint64_t, int, int);
 template LayerWeights<double> draw_layer_weights<double>(const StackSpec&, uint64_t, int, int);
 
@@ -137,9 +162,18 @@ Mat<Real> block_backward_impl(const Arch& a, const LayerWeights<Real>& w, int la
 }  // namespace
 
 template <class Real>
-EigenStack<Real>::EigenStack(const StackSpec& spec, uint64_t seed, std::size_t weight_cache_bytes)
-    : weight_cache_bytes_(weight_cache_bytes), spec_(spec), seed_(seed) {
+EigenStack<Real>::EigenStack(const StackSpec& spec, uint64_t seed, std::size_t weight_cache_bytes,
+                             WeightSampling sampling, bool independent_backward)
+    : weight_cache_bytes_(weight_cache_bytes), spec_(spec), seed_(seed), sampling_(sampling),
+      independent_backward_(independent_backward) {
   validate_for_simulation(spec_);
+}
+
+template <class Real>
+LayerWeights<Real> EigenStack<Real>::weights(int sample, int l) const {
+  if (sampling_ == WeightSampling::Conditional)
+    return draw_layer_weights_conditional<Real>(spec_, seed_, sample, l, independent_backward_);
+  return draw_layer_weights<Real>(spec_, seed_, sample, l);
 }
 
 template <class Real>
@@ -160,7 +194,7 @@ std::vector<double> EigenStack<Real>::output_grad(int sample) const {
 template <class Real>
 std::vector<double> EigenStack<Real>::block_forward(int sample, int layer, const std::vector<double>& X) const {
   return to_vec<Real>(
-      block_forward_caches<Real>(Arch{spec_, {}}, draw_layer_weights<Real>(spec_, seed_, sample, layer), layer,
+      block_forward_caches<Real>(Arch{spec_, {}}, weights(sample, layer), layer,
                                  to_mat<Real>(X, spec_.tokens, spec_.width))
           .back()
           .Y);
@@ -170,7 +204,7 @@ template <class Real>
 std::vector<double> EigenStack<Real>::block_backward(int sample, int layer, const std::vector<double>& X,
                                                      const std::vector<double>& dY) const {
   const int T = spec_.tokens, d = spec_.width;
-  return to_vec<Real>(block_backward_impl<Real>(Arch{spec_, {}}, draw_layer_weights<Real>(spec_, seed_, sample, layer), layer,
+  return to_vec<Real>(block_backward_impl<Real>(Arch{spec_, {}}, weights(sample, layer), layer,
                                                 to_mat<Real>(X, T, d), to_mat<Real>(dY, T, d)));
 }
 
@@ -196,7 +230,7 @@ SampleMetrics EigenStack<Real>::run_sample(int sample) const {
   X[0] = draw_input(spec_, seed_, sample).template cast<Real>();
   int last = L;
   for (int l = 1; l <= L; ++l) {
-    LayerWeights<Real> w = draw_layer_weights<Real>(spec_, seed_, sample, l);
+    LayerWeights<Real> w = weights(sample, l);
     std::vector<HalfCache<Real>> caches = block_forward_caches<Real>(arch, w, l, X[l - 1]);
     X[l] = caches.back().Y;
     const size_t bytes = w.bytes() + cache_bytes(caches);
@@ -224,7 +258,7 @@ SampleMetrics EigenStack<Real>::run_sample(int sample) const {
       D = block_backward_caches<Real>(arch, kept[l].w, l, kept[l].caches, D);
       kept[l] = Kept{};  // release as we go
     } else {
-      D = block_backward_impl<Real>(arch, draw_layer_weights<Real>(spec_, seed_, sample, l), l, X[l - 1], D);
+      D = block_backward_impl<Real>(arch, weights(sample, l), l, X[l - 1], D);
     }
     if (!D.allFinite()) {
       r.backward_nonfinite = l - 1;

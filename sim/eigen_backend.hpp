@@ -28,6 +28,9 @@
 
 namespace sigprop::sim {
 
+template <class Real>
+struct LayerWeights;  // sim/block.hpp
+
 /// Memory (weights and intermediates) a run_sample may keep between its forward and backward passes.
 inline constexpr std::size_t kWeightCacheBytes = std::size_t{256} << 20;
 
@@ -37,9 +40,13 @@ class EigenStack final : public StackBackend {
  public:
   /// Validates the spec; throws ConfigError if the depth does not fit the stream ids.
   /// weight_cache_bytes bounds the weights kept from forward to backward (0: none).
-  EigenStack(const StackSpec& spec, uint64_t seed, std::size_t weight_cache_bytes = kWeightCacheBytes);
+  /// sampling: explicit matrices, or each matrix drawn conditionally on its input
+  /// (sim/conditional.hpp). independent_backward is a test hook only (wrong in law).
+  EigenStack(const StackSpec& spec, uint64_t seed, std::size_t weight_cache_bytes = kWeightCacheBytes,
+             WeightSampling sampling = WeightSampling::Explicit, bool independent_backward = false);
   [[nodiscard]] const StackSpec& spec() const override { return spec_; }
   [[nodiscard]] std::string backend() const override { return "cpu"; }
+  [[nodiscard]] WeightSampling sampling() const override { return sampling_; }
   [[nodiscard]] std::string precision() const override;
 
   [[nodiscard]] std::vector<double> input(int sample) const override;
@@ -53,6 +60,9 @@ class EigenStack final : public StackBackend {
   std::size_t weight_cache_bytes_;
   StackSpec spec_;
   uint64_t seed_;
+  WeightSampling sampling_;
+  bool independent_backward_;
+  [[nodiscard]] LayerWeights<Real> weights(int sample, int l) const;
 };
 
 extern template class EigenStack<float>;

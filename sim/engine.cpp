@@ -50,8 +50,9 @@ namespace {
 // The reference backend behind the StackBackend interface (ReferenceStack itself stays a plain class).
 class ReferenceBackend final : public StackBackend {
  public:
-  ReferenceBackend(const StackSpec& spec, uint64_t seed) : st_(spec, seed) {}
+  ReferenceBackend(const StackSpec& spec, uint64_t seed, WeightSampling sampling) : st_(spec, seed, sampling) {}
   [[nodiscard]] const StackSpec& spec() const override { return st_.spec(); }
+  [[nodiscard]] WeightSampling sampling() const override { return st_.sampling(); }
   [[nodiscard]] std::string backend() const override { return "reference"; }
   [[nodiscard]] std::string precision() const override { return "double"; }
   [[nodiscard]] std::vector<double> input(int sample) const override { return st_.input(sample); }
@@ -92,20 +93,46 @@ void check_precision(const std::string& backend, const std::string& precision) {
 
 }  // namespace
 
+SamplingChoice resolve_weight_sampling(const StackSpec& spec, const std::string& backend,
+                                       const std::string& requested) {
+  if (requested != "" && requested != "explicit" && requested != "conditional") {
+    const std::string hint = did_you_mean(requested, {"explicit", "conditional"});
+    throw ConfigError(fmt::format("--weights-sampling: unknown mode \"{}\"{}; expected explicit or conditional",
+                                  requested, hint.empty() ? "" : fmt::format(" (did you mean \"{}\"?)", hint)));
+  }
+  if (requested == "explicit") return {WeightSampling::Explicit, ""};
+  if (backend == "cuda") {
+    if (requested == "conditional")
+      throw ConfigError("--weights-sampling: the cuda backend draws its weights explicitly only; use "
+                        "--weights-sampling explicit, or --backend cpu|reference for conditional sampling");
+    return {WeightSampling::Explicit, "the cuda backend draws its weights explicitly"};
+  }
+  // Conditioning costs O(T^2 (n + m)) per n x m matrix against explicit's O(T n m): faster iff T < min(n, m).
+  const int min_nm = spec.has_mlp() ? std::min(spec.width, spec.mlp_width()) : spec.width;
+  if (spec.tokens >= min_nm)
+    return {WeightSampling::Explicit,
+            fmt::format("{}T = {} >= {} = the smallest fan-in or fan-out of a weight matrix: explicit sampling "
+                        "(conditioning would be exact but not faster)",
+                        requested == "conditional" ? "conditional requested, but " : "", spec.tokens, min_nm)};
+  return {WeightSampling::Conditional, ""};
+}
+
 std::unique_ptr<StackBackend> make_stack_backend(const StackSpec& spec, uint64_t seed, const std::string& backend,
-                                                 const std::string& precision) {
+                                                 const std::string& precision, WeightSampling sampling) {
   check_backend(backend);
   const std::string prec = precision.empty() ? default_precision(backend) : precision;
   check_precision(backend, prec);
-  if (backend == "reference") return std::make_unique<ReferenceBackend>(spec, seed);
+  if (backend == "cuda" && sampling == WeightSampling::Conditional)
+    throw ConfigError("--weights-sampling: the cuda backend draws its weights explicitly only");
+  if (backend == "reference") return std::make_unique<ReferenceBackend>(spec, seed, sampling);
 #ifdef SIGPROP_HAVE_CUDA
   if (backend == "cuda") {
     validate_for_simulation(spec);
     return cuda::make_backend(spec, seed, prec);
   }
 #endif
-  if (prec == "float") return std::make_unique<EigenStack<float>>(spec, seed);
-  return std::make_unique<EigenStack<double>>(spec, seed);
+  if (prec == "float") return std::make_unique<EigenStack<float>>(spec, seed, kWeightCacheBytes, sampling);
+  return std::make_unique<EigenStack<double>>(spec, seed, kWeightCacheBytes, sampling);
 }
 
 MonteCarloEngine::MonteCarloEngine(SimSettings settings) : st_(std::move(settings)) {
@@ -116,11 +143,14 @@ MonteCarloEngine::MonteCarloEngine(SimSettings settings) : st_(std::move(setting
     throw ConfigError(fmt::format("--samples: must be in [1, {}] (16-bit sample ids of the random streams), got {}",
                                   kMaxSamples, st_.samples));
   if (st_.threads < 0) throw ConfigError(fmt::format("--threads: must be >= 0 (0 = all cores), got {}", st_.threads));
+  resolve_weight_sampling(StackSpec{}, st_.backend, st_.weights_sampling);  // the mode and backend, before any work
 }
 
 Profile MonteCarloEngine::run(const StackSpec& spec) {
+  spec.validate();
+  const SamplingChoice sampling = resolve_weight_sampling(spec, st_.backend, st_.weights_sampling);
   const std::unique_ptr<StackBackend> stack =
-      make_stack_backend(spec, st_.seed, st_.backend, st_.precision);  // validates the spec
+      make_stack_backend(spec, st_.seed, st_.backend, st_.precision, sampling.sampling);  // validates the spec
   const int N = st_.samples, L = spec.depth;
   const auto& names = metric_names();
   const int M = static_cast<int>(names.size());
@@ -158,8 +188,10 @@ Profile MonteCarloEngine::run(const StackSpec& spec) {
                 {"seed", st_.seed},
                 {"backend", st_.backend},
                 {"precision", st_.precision},
+                {"weights_sampling", to_string(sampling.sampling)},
                 {"rng", "Philox4x32-10 + Box-Muller; streams keyed by (sample, layer, matrix, head)"},
                 {"version", kVersion}};
+  if (!sampling.note.empty()) p.settings["weights_sampling_note"] = sampling.note;
 
   // Reduce in sample order. A metric is reported only when every sample has a finite value.
   for (int l = 0; l <= L; ++l)

@@ -16,6 +16,9 @@ struct SimSettings {
   std::string backend = "reference";  ///< "reference" (double, plain loops) or "cpu" (Eigen GEMMs)
   int threads = 0;                    ///< worker threads, 0 = hardware concurrency; never changes the numbers
   std::string precision = "double";   ///< "double" or "float" (cpu only): type of every stream and weight
+  /// "explicit", "conditional" or "" (default: conditional for reference/cpu when T < min(fan_in,
+  /// fan_out) of every matrix, else explicit; see resolve_weight_sampling in sim/backend.hpp)
+  std::string weights_sampling;
   /// Called after each finished sample with (samples done, total), from worker threads but
   /// never concurrently; for progress display only (it cannot change a number).
   std::function<void(int, int)> progress = nullptr;

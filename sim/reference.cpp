@@ -16,6 +16,7 @@
 #include "core/metrics.hpp"
 #include "core/profile.hpp"
 #include "core/rng.hpp"
+#include "sim/conditional.hpp"  // CondSource, ColScale (the loops below are the reference's own)
 
 namespace sigprop::sim {
 namespace {
@@ -126,6 +127,8 @@ struct LayerWeights {
   Vec w1, b1;      // (d, R), (R)
   Vec w2, b2;      // (R, d), (d)
   Vec wd, bd;      // (d, d), (d)
+  bool conditional = false;  // the matrices are drawn conditionally on their inputs (src), not stored
+  CondSource src;
 };
 
 struct Dims {
@@ -134,7 +137,8 @@ struct Dims {
 
 Dims dims_of(const StackSpec& s) { return {s.tokens, s.width, s.heads, s.head_dim(), s.mlp_width()}; }
 
-LayerWeights make_weights(const StackSpec& s, uint64_t seed, int sample, int l) {
+LayerWeights make_weights(const StackSpec& s, uint64_t seed, int sample, int l, WeightSampling sampling,
+                          bool independent_backward) {
   const Dims D = dims_of(s);
   const double beta = weight_beta(s);
   const double sd_w_d = beta * std::sqrt(s.sigma_w2 / D.d);  // fan_in d
@@ -144,6 +148,17 @@ LayerWeights make_weights(const StackSpec& s, uint64_t seed, int sample, int l) 
     if (v.size() < at + n) v.resize(at + n);
     fill_normal(v.data() + at, n, seed, sample, l, kind, head, sd);
   };
+  if (sampling == WeightSampling::Conditional) {  // matrices drawn on use; biases as always
+    w.conditional = true;
+    w.src = CondSource{seed, sample, l, std::sqrt(s.sigma_qk2 / D.d), sd_w_d, sd_w_d, sd_w_d,
+                       beta * std::sqrt(s.sigma_w2 / D.R), sd_w_d, independent_backward};
+    if (s.has_mlp()) {
+      gen(w.b1, D.R, StreamKind::B1, 0, sd_b);
+      gen(w.b2, D.d, StreamKind::B2, 0, sd_b);
+    }
+    if (s.blocks == Blocks::Dense) gen(w.bd, D.d, StreamKind::Bd, 0, sd_b);
+    return w;
+  }
   if (s.has_attn()) {
     const size_t per_head = static_cast<size_t>(D.d) * D.dh;
     const double sd_qk = std::sqrt(s.sigma_qk2 / D.d);
@@ -171,6 +186,125 @@ LayerWeights make_weights(const StackSpec& s, uint64_t seed, int sample, int l) 
 }
 
 // ----------------------------------------------------------------------------
+// conditional sampling: the method is stated in sim/conditional.hpp; these are its plain loops
+
+// One matrix's forward factor and draw, kept for its backward.
+struct RefFactor {
+  std::vector<int> kept;  // tokens that opened directions 0..r-1
+  Vec Q;                  // (r, n) orthonormal rows
+  Vec G;                  // (r, m) scaled draw of Q W
+};
+
+double dot_n(const double* a, const double* b, int n) {
+  double s = 0.0;
+  for (int i = 0; i < n; ++i) s += a[i] * b[i];
+  return s;
+}
+
+// X (T, n) = C (T, r) Q (r, n): classical Gram-Schmidt in token order, reorthogonalised while a
+// pass cancels more than 1/sqrt(2) of the norm (at most 3 passes); token t opens direction r iff
+// its residual norm exceeds kCondRankTol times its norm (or is not finite).
+void ref_factor(const double* X, int T, int n, std::vector<int>& kept, Vec& Q, Vec& C) {
+  Vec Qf(static_cast<size_t>(T) * n), Cf(static_cast<size_t>(T) * T, 0.0), v(n), p(T);
+  kept.clear();
+  int r = 0;
+  for (int t = 0; t < T; ++t) {
+    for (int i = 0; i < n; ++i) v[i] = X[static_cast<size_t>(t) * n + i];
+    const double nx = std::sqrt(dot_n(v.data(), v.data(), n));
+    double nv = nx;
+    for (int pass = 0; pass < 3 && r > 0; ++pass) {
+      for (int k = 0; k < r; ++k) p[k] = dot_n(Qf.data() + static_cast<size_t>(k) * n, v.data(), n);
+      for (int k = 0; k < r; ++k) {
+        const double* q = Qf.data() + static_cast<size_t>(k) * n;
+        for (int i = 0; i < n; ++i) v[i] -= p[k] * q[i];
+        Cf[static_cast<size_t>(t) * T + k] += p[k];
+      }
+      const double nn = std::sqrt(dot_n(v.data(), v.data(), n));
+      const bool again = nn < 0.7071067811865476 * nv;
+      nv = nn;
+      if (!again) break;
+    }
+    if (!std::isfinite(nv) || (nx > 0 && nv > kCondRankTol * nx)) {
+      for (int i = 0; i < n; ++i) Qf[static_cast<size_t>(r) * n + i] = v[i] / nv;
+      Cf[static_cast<size_t>(t) * T + r] = nv;
+      kept.push_back(t);
+      ++r;
+    }
+  }
+  Q.assign(Qf.begin(), Qf.begin() + static_cast<std::ptrdiff_t>(r) * n);
+  C.assign(static_cast<size_t>(T) * r, 0.0);
+  for (int t = 0; t < T; ++t)
+    for (int k = 0; k < r; ++k) C[static_cast<size_t>(t) * r + k] = Cf[static_cast<size_t>(t) * T + k];
+}
+
+uint64_t cond_stream_id(const CondSource& src, StreamKind kind, int slot) {
+  return stream_id(static_cast<uint64_t>(src.sample), static_cast<uint64_t>(src.layer), static_cast<uint64_t>(kind),
+                   static_cast<uint64_t>(slot));
+}
+
+// out (r, cols) = rows kept[k] of the (T, cols) unit normals of stream id
+void draw_kept_rows(const CondSource& src, uint64_t id, const std::vector<int>& kept, int cols, Vec& out) {
+  out.assign(kept.size() * static_cast<size_t>(cols), 0.0);
+  for (size_t k = 0; k < kept.size(); ++k)
+    NormalStream(src.seed, id).fill(out.data() + k * cols, static_cast<size_t>(cols),
+                                    static_cast<uint64_t>(kept[k]) * static_cast<uint64_t>(cols));
+}
+
+double col_scale(const ColScale& sc, int j) { return j < sc.split ? sc.first : sc.second; }
+
+// Y (T, m) = X (T, n) W, W drawn conditionally on X (the forward of sim/conditional.hpp)
+void ref_cond_forward(const CondSource& src, CondSlot slot, ColScale sc, const double* X, int T, int n, int m,
+                      RefFactor& f, double* Y) {
+  Vec C;
+  ref_factor(X, T, n, f.kept, f.Q, C);
+  const int r = static_cast<int>(f.kept.size());
+  draw_kept_rows(src, cond_stream_id(src, StreamKind::CondFwd, static_cast<int>(slot)), f.kept, m, f.G);
+  for (int k = 0; k < r; ++k)
+    for (int j = 0; j < m; ++j) f.G[static_cast<size_t>(k) * m + j] *= col_scale(sc, j);
+  for (int t = 0; t < T; ++t)
+    for (int j = 0; j < m; ++j) {
+      double acc = 0.0;
+      for (int k = 0; k < r; ++k) acc += C[static_cast<size_t>(t) * r + k] * f.G[static_cast<size_t>(k) * m + j];
+      Y[static_cast<size_t>(t) * m + j] = acc;
+    }
+}
+
+// dX (T, n) += dY (T, m) W^T for the W whose forward filled f (the backward of sim/conditional.hpp):
+// (dY G^T) Q + E (I - Q^T Q), E = C' Z with dY diag(s) = C' Q'
+void ref_cond_backward(const CondSource& src, CondSlot slot, ColScale sc, const RefFactor& f, const double* dY,
+                       int T, int n, int m, double* dX) {
+  const int r = static_cast<int>(f.kept.size());
+  Vec Ds(static_cast<size_t>(T) * m);
+  for (int t = 0; t < T; ++t)
+    for (int j = 0; j < m; ++j) Ds[static_cast<size_t>(t) * m + j] = dY[static_cast<size_t>(t) * m + j] * col_scale(sc, j);
+  std::vector<int> kept2;
+  Vec Q2, C2, Z;
+  ref_factor(Ds.data(), T, m, kept2, Q2, C2);
+  const int r2 = static_cast<int>(kept2.size());
+  const int id = static_cast<int>(slot) + (src.independent_backward ? kCondIndependentSlot : 0);
+  draw_kept_rows(src, cond_stream_id(src, StreamKind::CondBwd, id), kept2, n, Z);
+  Vec E(static_cast<size_t>(T) * n, 0.0);  // (T, n) = C2 Z
+  for (int t = 0; t < T; ++t)
+    for (int k = 0; k < r2; ++k) {
+      const double c = C2[static_cast<size_t>(t) * r2 + k];
+      for (int i = 0; i < n; ++i) E[static_cast<size_t>(t) * n + i] += c * Z[static_cast<size_t>(k) * n + i];
+    }
+  if (!src.independent_backward) {
+    for (int t = 0; t < T; ++t) {
+      double* e = E.data() + static_cast<size_t>(t) * n;
+      const double* g = dY + static_cast<size_t>(t) * m;
+      for (int k = 0; k < r; ++k) {
+        const double* q = f.Q.data() + static_cast<size_t>(k) * n;
+        // coefficient on q_k: (dY G^T)_tk - (E Q^T)_tk
+        const double a = dot_n(g, f.G.data() + static_cast<size_t>(k) * m, m) - dot_n(e, q, n);
+        for (int i = 0; i < n; ++i) e[i] += a * q[i];
+      }
+    }
+  }
+  for (size_t i = 0; i < E.size(); ++i) dX[i] += E[i];
+}
+
+// ----------------------------------------------------------------------------
 // half-block  Y = post( lam X + a F(pre(X)) )
 
 // Everything the backward pass needs from one half-block's forward.
@@ -183,6 +317,7 @@ struct HalfCache {
   Vec cat;              // (T, d) concatenated head outputs A_h V_h
   Vec hid, act;         // (T, R) pre-activation and phi of it (mlp); (T, d) phi(Z) (dense, act only)
   Vec Y, rstd_post;     // (T, d) output (post-norm output or S) and (T) post-norm inverse scales
+  RefFactor f0, f1;     // conditional sampling: the first (QKV, W1, dense W) and second (W_O, W2) matrix
 };
 
 class HalfBlock {
@@ -257,6 +392,30 @@ class HalfBlock {
     return s_.qk_scale == QkScale::InvSqrtDh ? 1.0 / std::sqrt(static_cast<double>(D_.dh)) : 1.0 / D_.dh;
   }
 
+  // out (T, m) = inp (T, n) W + bias (bias may be null): the stored W, or W drawn conditionally on inp
+  void linear(double* out, const double* inp, const Vec& w, const double* bias, int n, int m, CondSlot slot,
+              ColScale sc, RefFactor& f) const {
+    if (!w_.conditional) {
+      matmul_forward(out, inp, w.data(), bias, D_.T, n, m);
+      return;
+    }
+    ref_cond_forward(w_.src, slot, sc, inp, D_.T, n, m, f, out);
+    if (bias)
+      for (int t = 0; t < D_.T; ++t)
+        for (int j = 0; j < m; ++j) out[static_cast<size_t>(t) * m + j] += bias[j];
+  }
+  // dinp (T, n) += dout (T, m) W^T, the same W as linear()'s
+  void linear_back(double* dinp, const double* dout, const Vec& w, int n, int m, CondSlot slot, ColScale sc,
+                   const RefFactor& f) const {
+    if (!w_.conditional) {
+      matmul_backward(dinp, dout, w.data(), D_.T, n, m);
+      return;
+    }
+    ref_cond_backward(w_.src, slot, sc, f, dout, D_.T, n, m, dinp);
+  }
+  ColScale sc_qkv() const { return {2 * D_.d, w_.src.sd_qk, w_.src.sd_v}; }
+  ColScale sc_all(double s) const { return {0, s, s}; }
+
   // F (T, d) = concat_h( softmax(s Q_h K_h^T + M) V_h ) W_O,  Q_h = Z W_Q^h (T, dh) etc.
   void attn_forward(Vec& F, HalfCache& c) const {
     const int T = D_.T, d = D_.d, H = D_.H, dh = D_.dh;
@@ -267,13 +426,27 @@ class HalfBlock {
     c.v.assign(ht * H, 0.0);
     c.att.assign(static_cast<size_t>(H) * T * T, 0.0);
     c.cat.assign(static_cast<size_t>(T) * d, 0.0);
+    if (w_.conditional) {  // [Q | K | V] (T, 3d) = Z W_QKV in one conditional draw, heads are column blocks
+      Vec qkv(static_cast<size_t>(T) * 3 * d);
+      ref_cond_forward(w_.src, CondSlot::Qkv, sc_qkv(), c.Z.data(), T, d, 3 * d, c.f0, qkv.data());
+      for (int h = 0; h < H; ++h)
+        for (int t = 0; t < T; ++t)
+          for (int i = 0; i < dh; ++i) {
+            const double* row = qkv.data() + static_cast<size_t>(t) * 3 * d + static_cast<size_t>(h) * dh + i;
+            c.q[ht * h + t * dh + i] = row[0];
+            c.k[ht * h + t * dh + i] = row[d];
+            c.v[ht * h + t * dh + i] = row[2 * d];
+          }
+    }
     for (int h = 0; h < H; ++h) {
       double* q = c.q.data() + ht * h;  // (T, dh)
       double* k = c.k.data() + ht * h;  // (T, dh)
       double* v = c.v.data() + ht * h;  // (T, dh)
-      matmul_forward(q, c.Z.data(), w_.wq.data() + hw * h, nullptr, T, d, dh);
-      matmul_forward(k, c.Z.data(), w_.wk.data() + hw * h, nullptr, T, d, dh);
-      matmul_forward(v, c.Z.data(), w_.wv.data() + hw * h, nullptr, T, d, dh);
+      if (!w_.conditional) {
+        matmul_forward(q, c.Z.data(), w_.wq.data() + hw * h, nullptr, T, d, dh);
+        matmul_forward(k, c.Z.data(), w_.wk.data() + hw * h, nullptr, T, d, dh);
+        matmul_forward(v, c.Z.data(), w_.wv.data() + hw * h, nullptr, T, d, dh);
+      }
       double* A = c.att.data() + static_cast<size_t>(h) * T * T;  // (T, T)
       for (int t = 0; t < T; ++t) {
         const int smax = s_.mask == Mask::Causal ? t : T - 1;  // causal: keys s <= t only
@@ -298,7 +471,7 @@ class HalfBlock {
           for (int i = 0; i < dh; ++i) o[i] += a[s] * v[s * dh + i];
       }
     }
-    matmul_forward(F.data(), c.cat.data(), w_.wo.data(), nullptr, T, d, d);
+    linear(F.data(), c.cat.data(), w_.wo, nullptr, d, d, CondSlot::Wo, sc_all(w_.src.sd_o), c.f1);
   }
 
   // dZ (T, d) += J_attn^T dF (T, d)
@@ -307,8 +480,9 @@ class HalfBlock {
     const size_t hw = static_cast<size_t>(d) * dh, ht = static_cast<size_t>(T) * dh;
     const double sc = qk_scale();
     Vec dcat(static_cast<size_t>(T) * d, 0.0);  // (T, d) = dF W_O^T
-    matmul_backward(dcat.data(), dF.data(), w_.wo.data(), T, d, d);
+    linear_back(dcat.data(), dF.data(), w_.wo, d, d, CondSlot::Wo, sc_all(w_.src.sd_o), c.f1);
     Vec dq(ht), dk(ht), dv(ht), dA(static_cast<size_t>(T) * T), dS(static_cast<size_t>(T) * T);
+    Vec dqkv(w_.conditional ? static_cast<size_t>(T) * 3 * d : 0, 0.0);  // (T, 3d), conditional only
     for (int h = 0; h < H; ++h) {
       const double* q = c.q.data() + ht * h;
       const double* k = c.k.data() + ht * h;
@@ -343,10 +517,21 @@ class HalfBlock {
             dk[s * dh + i] += g * q[t * dh + i];
           }
         }
+      if (w_.conditional) {
+        for (int t = 0; t < T; ++t)
+          for (int i = 0; i < dh; ++i) {
+            double* row = dqkv.data() + static_cast<size_t>(t) * 3 * d + static_cast<size_t>(h) * dh + i;
+            row[0] = dq[t * dh + i];
+            row[d] = dk[t * dh + i];
+            row[2 * d] = dv[t * dh + i];
+          }
+        continue;
+      }
       matmul_backward(dZ.data(), dq.data(), w_.wq.data() + hw * h, T, d, dh);
       matmul_backward(dZ.data(), dk.data(), w_.wk.data() + hw * h, T, d, dh);
       matmul_backward(dZ.data(), dv.data(), w_.wv.data() + hw * h, T, d, dh);
     }
+    if (w_.conditional) ref_cond_backward(w_.src, CondSlot::Qkv, sc_qkv(), c.f0, dqkv.data(), T, d, 3 * d, dZ.data());
   }
 
   // F (T, d) = phi(Z W1 + b1) W2 + b2
@@ -354,17 +539,17 @@ class HalfBlock {
     const int T = D_.T, d = D_.d, R = D_.R;
     c.hid.resize(static_cast<size_t>(T) * R);
     c.act.resize(static_cast<size_t>(T) * R);
-    matmul_forward(c.hid.data(), c.Z.data(), w_.w1.data(), w_.b1.data(), T, d, R);
+    linear(c.hid.data(), c.Z.data(), w_.w1, w_.b1.data(), d, R, CondSlot::W1, sc_all(w_.src.sd_w1), c.f0);
     for (size_t i = 0; i < c.hid.size(); ++i) c.act[i] = activation_value(s_.activation, c.hid[i]);
-    matmul_forward(F.data(), c.act.data(), w_.w2.data(), w_.b2.data(), T, R, d);
+    linear(F.data(), c.act.data(), w_.w2, w_.b2.data(), R, d, CondSlot::W2, sc_all(w_.src.sd_w2), c.f1);
   }
 
   void mlp_backward(Vec& dZ, const Vec& dF, const HalfCache& c) const {
     const int T = D_.T, d = D_.d, R = D_.R;
     Vec dh(static_cast<size_t>(T) * R, 0.0);  // (T, R)
-    matmul_backward(dh.data(), dF.data(), w_.w2.data(), T, R, d);
+    linear_back(dh.data(), dF.data(), w_.w2, R, d, CondSlot::W2, sc_all(w_.src.sd_w2), c.f1);
     for (size_t i = 0; i < dh.size(); ++i) dh[i] *= activation_derivative(s_.activation, c.hid[i]);
-    matmul_backward(dZ.data(), dh.data(), w_.w1.data(), T, d, R);
+    linear_back(dZ.data(), dh.data(), w_.w1, d, R, CondSlot::W1, sc_all(w_.src.sd_w1), c.f0);
   }
 
   // F (T, d) = phi(Z) W + b
@@ -372,13 +557,13 @@ class HalfBlock {
     const int T = D_.T, d = D_.d;
     c.act.resize(static_cast<size_t>(T) * d);
     for (size_t i = 0; i < c.act.size(); ++i) c.act[i] = activation_value(s_.activation, c.Z[i]);
-    matmul_forward(F.data(), c.act.data(), w_.wd.data(), w_.bd.data(), T, d, d);
+    linear(F.data(), c.act.data(), w_.wd, w_.bd.data(), d, d, CondSlot::Wd, sc_all(w_.src.sd_wd), c.f0);
   }
 
   void dense_backward(Vec& dZ, const Vec& dF, const HalfCache& c) const {
     const int T = D_.T, d = D_.d;
     Vec da(static_cast<size_t>(T) * d, 0.0);
-    matmul_backward(da.data(), dF.data(), w_.wd.data(), T, d, d);
+    linear_back(da.data(), dF.data(), w_.wd, d, d, CondSlot::Wd, sc_all(w_.src.sd_wd), c.f0);
     for (size_t i = 0; i < da.size(); ++i) dZ[i] += da[i] * activation_derivative(s_.activation, c.Z[i]);
   }
 };
@@ -461,7 +646,10 @@ void validate_for_simulation(const StackSpec& spec) {
   if (!names_match) throw Error("internal: sim::Col differs from metric_names()");
 }
 
-ReferenceStack::ReferenceStack(const StackSpec& spec, uint64_t seed) : spec_(spec), seed_(seed) {
+const char* to_string(WeightSampling w) { return w == WeightSampling::Conditional ? "conditional" : "explicit"; }
+
+ReferenceStack::ReferenceStack(const StackSpec& spec, uint64_t seed, WeightSampling sampling, bool independent_backward)
+    : spec_(spec), seed_(seed), sampling_(sampling), independent_backward_(independent_backward) {
   validate_for_simulation(spec_);
 }
 
@@ -484,7 +672,7 @@ std::vector<double> ReferenceStack::output_grad(int sample) const {
 }
 
 std::vector<double> ReferenceStack::block_forward(int sample, int layer, const std::vector<double>& X) const {
-  const LayerWeights w = make_weights(spec_, seed_, sample, layer);
+  const LayerWeights w = make_weights(spec_, seed_, sample, layer, sampling_, independent_backward_);
   HalfCache c;
   Vec Y = X;
   for (Branch br : halves_of(spec_)) {
@@ -497,7 +685,7 @@ std::vector<double> ReferenceStack::block_forward(int sample, int layer, const s
 std::vector<double> ReferenceStack::block_backward(int sample, int layer, const std::vector<double>& X,
                                                    const std::vector<double>& dY) const {
   // Regenerate the weights and recompute this block's forward (its intermediates are not stored).
-  const LayerWeights w = make_weights(spec_, seed_, sample, layer);
+  const LayerWeights w = make_weights(spec_, seed_, sample, layer, sampling_, independent_backward_);
   const std::vector<Branch> halves = halves_of(spec_);
   std::vector<HalfCache> caches(halves.size());
   Vec Y = X;

@@ -49,7 +49,39 @@ enum class StreamKind : uint16_t {
   Wte = 14,        ///< language model token embedding (V, d), layer 0 (validate/model.hpp)
   Wpe = 15,        ///< language model position embedding (T, d), layer 0
   LmHead = 16,     ///< language model unembedding (d, V), layer 0
+  /// Conditional sampling (sim/conditional.hpp), head field = CondSlot: the (T, m) unit normals
+  /// whose row t, scaled per column, is the projection of W onto the direction token t of W's
+  /// input opened (forward).
+  CondFwd = 17,
+  /// Conditional sampling, head field = CondSlot: the (T, n) unit normals whose row t, times the
+  /// factor of the cotangent, gives the part of Delta W^T the forward never saw (backward).
+  CondBwd = 18,
 };
+
+/// How the Monte Carlo draws its Gaussian weight matrices.
+enum class WeightSampling {
+  Explicit,     ///< every entry from its own stream (StreamKind Wq..Wd): O(T d^2) per layer
+  Conditional,  ///< only the projections the stack uses (sim/conditional.hpp): O(T^2 d) per layer
+};
+
+/// "explicit" | "conditional"
+const char* to_string(WeightSampling w);
+
+/// The matrices of one layer under conditional sampling (the head field of CondFwd, CondBwd
+/// streams). Part of the reproducibility contract: never renumber.
+enum class CondSlot : int {
+  Qkv = 0,  ///< W_QKV (d, 3d), columns [W_Q^0..W_Q^{H-1} | W_K^0.. | W_V^0..] (heads are column blocks)
+  Wo = 1,   ///< W_O (d, d)
+  W1 = 2,   ///< (d, R)
+  W2 = 3,   ///< (R, d)
+  Wd = 4,   ///< dense W (d, d)
+};
+
+/// Rank threshold of the conditional factorisation: token t opens a new direction iff the norm
+/// of its residual after projection onto the earlier tokens exceeds kCondRankTol times its norm.
+inline constexpr double kCondRankTol = 1e-10;
+/// Test hook only: CondBwd slot offset of the independent-backward variant (wrong in law).
+inline constexpr int kCondIndependentSlot = 16;
 
 /// Largest sample count and depth that fit the 16-bit fields of stream_id.
 inline constexpr int kMaxSamples = 65536;
@@ -80,8 +112,13 @@ struct SampleMetrics {
 class ReferenceStack {
  public:
   /// Validates the spec; throws ConfigError if the depth does not fit the stream ids.
-  ReferenceStack(const StackSpec& spec, uint64_t seed);
+  /// With WeightSampling::Conditional every Gaussian matrix is drawn conditionally on its input
+  /// (sim/conditional.hpp; equal in law, not sample by sample, to Explicit); block_backward then
+  /// regenerates the same conditional draw from X. independent_backward is a test hook (wrong in law).
+  ReferenceStack(const StackSpec& spec, uint64_t seed, WeightSampling sampling = WeightSampling::Explicit,
+                 bool independent_backward = false);
   [[nodiscard]] const StackSpec& spec() const { return spec_; }
+  [[nodiscard]] WeightSampling sampling() const { return sampling_; }
 
   /// X_0 (T, d) = sqrt(q0) (sqrt(1 - rho0) G + sqrt(rho0) 1 g^T), G and g iid N(0, 1).
   [[nodiscard]] std::vector<double> input(int sample) const;
@@ -98,6 +135,8 @@ class ReferenceStack {
  private:
   StackSpec spec_;
   uint64_t seed_;
+  WeightSampling sampling_;
+  bool independent_backward_;
 };
 
 }  // namespace sigprop::sim

@@ -20,6 +20,9 @@
 SIGPROP_SIM_BACKEND_TESTS("reference", "double")
 SIGPROP_SIM_BACKEND_TESTS("cpu", "double")
 SIGPROP_SIM_BACKEND_TESTS("cpu", "float")
+SIGPROP_SIM_CONDITIONAL_TESTS("reference", "double")
+SIGPROP_SIM_CONDITIONAL_TESTS("cpu", "double")
+SIGPROP_SIM_CONDITIONAL_TESTS("cpu", "float")
 
 namespace {
 

@@ -11,11 +11,13 @@ Two uses:
           weights checks, X_l, Delta_l and metrics per layer to JSON. tests/test_golden_torch.cpp
           feeds the same streams to the C++ backends and compares.
 
-  bench   tools/torch_stack.py bench --threads 1 --samples 64 [--sigprop build/cli/sigprop]
+  bench   tools/torch_stack.py bench --threads 2 --width 1024 --samples 64 \
+              [--explicit-samples N] [--torch-samples N] [--sigprop build/cli/sigprop]
           The same Monte Carlo as `sigprop simulate` in float32 PyTorch (batched over
           samples, weights from torch.randn, autograd for the backward, metrics per layer),
-          timed next to sigprop's CPU backend on the same thread count in the same script,
-          with peak memory (RSS) of each. Prints a table and ratios.
+          timed next to sigprop's CPU backend (--weights-sampling conditional and explicit)
+          on the same thread count in the same script, each in its own child process with
+          its own peak memory (RSS), plus the measured SGEMM rate. Prints a table and ratios.
 
 Nothing here is used by the engine; it is an oracle. Needs numpy and torch (PyPI).
 """
@@ -414,45 +416,95 @@ def spec_args(spec):
     return out
 
 
-def peak_rss_mib_children():
-    return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024.0
+def run_child(cmd):
+    """Runs cmd; returns (wall s, CPU s, peak RSS MiB) of that child alone (os.wait4)."""
+    t0 = time.perf_counter()
+    p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL)
+    _, status, ru = os.wait4(p.pid, 0)
+    wall = time.perf_counter() - t0
+    if status != 0:
+        raise SystemExit(f"{' '.join(cmd)} failed with status {status}")
+    return wall, ru.ru_utime + ru.ru_stime, ru.ru_maxrss / 1024.0
+
+
+def sgemm_rate(torch, T, d, R, seconds=1.0):
+    """Measured float32 GEMM rate (GFLOP/s) of the block's largest product shape (T, d) x (d, R)."""
+    x, w = torch.randn(T, d), torch.randn(d, R)
+    for _ in range(3):
+        x @ w
+    n, t0 = 0, time.perf_counter()
+    while time.perf_counter() - t0 < seconds:
+        x @ w
+        n += 1
+    return 2.0 * T * d * R * n / (time.perf_counter() - t0) / 1e9
 
 
 def cmd_bench(args):
     torch = _torch()
     torch.set_num_threads(args.threads)
-    T, d, H, L = args.tokens, args.width, args.heads, args.depth
+    T, d, L = args.tokens, args.width, args.depth
+    H = args.heads if args.heads > 0 else max(1, d // 64)
     spec = make_spec(stack__tokens=T, stack__width=d, stack__heads=H, stack__depth=L)
-    # sigprop first, in a child process (its peak RSS is then the children's maximum)
-    cmd = [args.sigprop, "simulate", *spec_args(spec), "--samples", str(args.samples), "--seed", "1",
-           "--backend", "cpu", "--precision", "float", "--threads", str(args.threads), "--json", "/dev/null"]
-    def cpu(who):
-        r = resource.getrusage(who)
-        return r.ru_utime + r.ru_stime
+    n_cond = args.samples
+    n_exp = args.explicit_samples if args.explicit_samples is not None else args.samples
+    n_torch = args.torch_samples if args.torch_samples is not None else args.samples
+    batch = min(args.batch, n_torch)
 
-    c0, t0 = cpu(resource.RUSAGE_CHILDREN), time.perf_counter()
-    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
-    t_sig, c_sig = time.perf_counter() - t0, cpu(resource.RUSAGE_CHILDREN) - c0
-    rss_sig = peak_rss_mib_children()
-    # PyTorch: warm up once (allocator, kernels), then time
-    torch_mc(spec, min(args.batch, args.samples), args.batch)
-    c0, t0 = cpu(resource.RUSAGE_SELF), time.perf_counter()
-    torch_mc(spec, args.samples, args.batch)
-    t_torch, c_torch = time.perf_counter() - t0, cpu(resource.RUSAGE_SELF) - c0
-    rss_torch = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
-    # flops: forward GEMMs per sample and layer; backward ~ 2x forward
+    def sigprop(mode, n):
+        cmd = [args.sigprop, "simulate", *spec_args(spec), "--samples", str(n), "--seed", "1", "--backend", "cpu",
+               "--precision", "float", "--threads", str(args.threads), "--weights-sampling", mode,
+               "--json", "/dev/null", "--quiet"]
+        return run_child(cmd)
+
+    rows = []
+    if n_cond > 0:
+        rows.append(("sigprop, --weights-sampling conditional", n_cond, *sigprop("conditional", n_cond)))
+    if n_exp > 0:
+        rows.append(("sigprop, --weights-sampling explicit", n_exp, *sigprop("explicit", n_exp)))
+    if n_torch > 0:
+        # PyTorch in a child process too (its own peak RSS); warm-up inside, then timed
+        cmd = [sys.executable, os.path.abspath(__file__), "torch-run", "--threads", str(args.threads), "--samples",
+               str(n_torch), "--batch", str(batch), "--tokens", str(T), "--width", str(d), "--heads", str(H),
+               "--depth", str(L)]
+        t0 = time.perf_counter()
+        p = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
+        out, _ = p.communicate()
+        info = json.loads(out.strip().splitlines()[-1])
+        rows.append((f"PyTorch {torch.__version__} (batch {batch}, autograd)", n_torch, info["wall"], info["cpu"],
+                     info["rss"]))
+    # flops of the explicit stack: forward GEMMs per sample and layer; backward ~ 2x forward
     R = 4 * d
     fwd = 2 * T * d * d * 4 + 2 * 2 * T * T * d + 2 * T * d * R * 2
-    flops = 3 * fwd * L * args.samples
-    print(f"# Monte Carlo, forward + backward + metrics: T={T} d={d} H={H} L={L}, {args.samples} samples, "
-          f"{args.threads} thread(s), float32")
-    print("| engine | wall (s) | CPU (s) | samples/s (wall) | GFLOP/s (wall; 3x forward GEMM flops) | peak RSS (MiB) |")
-    print("|---|---|---|---|---|---|")
-    print(f"| sigprop simulate --backend cpu | {t_sig:.2f} | {c_sig:.2f} | {args.samples / t_sig:.2f} | "
-          f"{flops / t_sig / 1e9:.1f} | {rss_sig:.0f} |")
-    print(f"| PyTorch {torch.__version__} (batch {args.batch}, autograd) | {t_torch:.2f} | {c_torch:.2f} | "
-          f"{args.samples / t_torch:.2f} | {flops / t_torch / 1e9:.1f} | {rss_torch:.0f} (whole Python process) |")
-    print(f"throughput ratio sigprop / PyTorch: wall {t_torch / t_sig:.2f}, CPU time {c_torch / c_sig:.2f}")
+    flops = 3 * fwd * L
+    gemm = sgemm_rate(torch, T, d, R)
+    print(f"# Monte Carlo, forward + backward + metrics: Pre-LN attn+mlp gelu causal, T={T} d={d} H={H} L={L}, "
+          f"{args.threads} thread(s), float32; measured SGEMM ({T}x{d} @ {d}x{R}, PyTorch): {gemm:.1f} GFLOP/s")
+    print("| engine | samples | wall (s) | CPU (s) | samples/s (wall) | explicit-equivalent GFLOP/s | peak RSS (MiB) |")
+    print("|---|---|---|---|---|---|---|")
+    rate = {}
+    for name, n, wall, cpu_s, rss in rows:
+        rate[name] = n / wall
+        print(f"| {name} | {n} | {wall:.2f} | {cpu_s:.2f} | {n / wall:.3g} | {flops * n / wall / 1e9:.1f} | "
+              f"{rss:.0f} |")
+    torch_rate = [v for k, v in rate.items() if k.startswith("PyTorch")]
+    if torch_rate:
+        for k, v in rate.items():
+            if k.startswith("sigprop"):
+                print(f"throughput ratio {k} / PyTorch: {v / torch_rate[0]:.2f}x")
+
+
+def cmd_torch_run(args):
+    """One timed PyTorch Monte Carlo in this process; prints JSON {wall, cpu, rss} last."""
+    torch = _torch()
+    torch.set_num_threads(args.threads)
+    spec = make_spec(stack__tokens=args.tokens, stack__width=args.width, stack__heads=args.heads,
+                     stack__depth=args.depth)
+    torch_mc(spec, min(args.batch, args.samples), args.batch)  # warm-up (allocator, kernels)
+    r0, t0 = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
+    torch_mc(spec, args.samples, args.batch)
+    r1, wall = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter() - t0
+    print(json.dumps({"wall": wall, "cpu": r1.ru_utime + r1.ru_stime - r0.ru_utime - r0.ru_stime,
+                      "rss": r1.ru_maxrss / 1024.0}))
 
 
 def main(argv=None):
@@ -463,14 +515,19 @@ def main(argv=None):
     b = sub.add_parser("bench", help="time the same Monte Carlo in PyTorch and sigprop")
     b.add_argument("--sigprop", default="build/cli/sigprop")
     b.add_argument("--threads", type=int, default=1)
-    b.add_argument("--samples", type=int, default=64)
+    b.add_argument("--samples", type=int, default=64, help="samples of sigprop conditional (0: skip)")
+    b.add_argument("--explicit-samples", type=int, default=None, help="samples of sigprop explicit (default --samples)")
+    b.add_argument("--torch-samples", type=int, default=None, help="samples of PyTorch (default --samples)")
     b.add_argument("--batch", type=int, default=64, help="samples per PyTorch batch")
     b.add_argument("--tokens", type=int, default=32)
     b.add_argument("--width", type=int, default=256)
-    b.add_argument("--heads", type=int, default=4)
+    b.add_argument("--heads", type=int, default=0, help="0: d / 64")
     b.add_argument("--depth", type=int, default=32)
+    r = sub.add_parser("torch-run", help="(internal) one timed PyTorch run for bench")
+    for k in ("--threads", "--samples", "--batch", "--tokens", "--width", "--heads", "--depth"):
+        r.add_argument(k, type=int, required=True)
     args = ap.parse_args(argv)
-    {"golden": cmd_golden, "bench": cmd_bench}[args.cmd](args)
+    {"golden": cmd_golden, "bench": cmd_bench, "torch-run": cmd_torch_run}[args.cmd](args)
 
 
 if __name__ == "__main__":

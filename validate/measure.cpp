@@ -326,6 +326,7 @@ Validation validate_model(const Model<Real>& m, std::span<const unsigned char> c
         ss.seed = st.seed;
         ss.backend = "cpu";
         ss.precision = "double";
+        ss.weights_sampling = "explicit";  // unchanged since before conditional sampling (equal in law)
         ss.threads = st.threads;
         v.simulate = sim::MonteCarloEngine(ss).run(spec);
         add_grad_var_rel(*v.simulate);

@@ -1,0 +1,153 @@
+#pragma once
+/// @file Monte Carlo by Gaussian conditioning (`--weights-sampling conditional`, issue 14):
+/// a Gaussian weight matrix W (n, m), entries iid N(0, s_j^2) (s_j the scale of column j),
+/// is never drawn. The stack touches it only through Y = X W (forward, X (T, n)) and
+/// Delta W^T (backward, Delta (T, m)), so only these projections are sampled, exactly in law:
+///
+///  - Forward. Factor X = C Q in token order (rank-revealing Gram-Schmidt, below): Q (r, n)
+///    orthonormal rows, C (T, r), r <= T the numerical rank. Q W is (r, m) with iid N(0, s_j^2)
+///    entries: draw it as G and set Y = C G. Cost: r m normals, O(T^2 (n + m)) flops.
+///  - Backward. W = Q^T G + (I - Q^T Q) W', W' an independent copy (the part of W the forward
+///    never saw), so Delta W^T = (Delta G^T) Q + E (I - Q^T Q) with E = Delta W'^T (T, n):
+///    its columns are iid N(0, Delta' Delta'^T), Delta' = Delta diag(s). Factor Delta' = C' Q'
+///    the same way and draw E = C' Z, Z (r', n) iid N(0, 1). Cost: r' n normals, O(T^2 (n + m)).
+///
+/// Every random number comes from two counter-based stream kinds (StreamKind::CondFwd,
+/// CondBwd in sim/reference.hpp, docs/simulate.md): row k of G is row kept[k] (the token that
+/// opened direction k) of a (T, m) unit-normal matrix of stream (sample, layer, CondFwd, slot),
+/// scaled per column; row k of Z is row kept'[k] of a (T, n) matrix of stream (sample, layer,
+/// CondBwd, slot). So a direction's numbers never depend on which other tokens were dropped.
+///
+/// The factorisation is classical Gram-Schmidt in token order (or, when every token's residual
+/// exceeds 1e-3 of its norm, the same factor by CholQR2 with GEMMs), in double whatever the
+/// backend's precision, with reorthogonalisation while a pass cancels more than 1/sqrt(2) of
+/// the vector's norm (at most 3 passes; "twice is enough", Giraud et al. 2005). Token t opens a
+/// new direction iff its residual norm exceeds kCondRankTol times its own norm: an exactly
+/// repeated or collapsed token (residual at rounding level, ~1e-15) is expressed through the
+/// earlier ones, a genuine new direction is kept however small its angle. A dropped residual is
+/// at most 1e-10 of its token, far below a float's resolution and 1e-10 relative in double. A
+/// zero token opens nothing (its row of C is 0); a non-finite one is kept so that the NaN
+/// reaches the output and is reported, never hidden. The result is canonical (token order,
+/// positive diagonal), so the reference backend's loops and these Eigen products agree on
+/// identical streams ([parity]).
+#include <cmath>
+#include <cstdint>
+#include <vector>
+
+#include <Eigen/Dense>
+
+#include "core/rng.hpp"
+#include "sim/reference.hpp"  // StreamKind, kCondRankTol, CondSlot
+
+namespace sigprop::sim {
+
+/// What conditional sampling needs to draw the matrices of one layer of one sample.
+struct CondSource {
+  uint64_t seed = 0;
+  int sample = 0, layer = 0;
+  double sd_qk = 0, sd_v = 0;  ///< column scales of W_QKV: Q and K columns, V columns
+  double sd_o = 0, sd_w1 = 0, sd_w2 = 0, sd_wd = 0;
+  /// Test hook only (tests/test_sim_conditional.cpp): the backward uses fresh weights independent
+  /// of the forward's (the "gradient independence" shortcut, wrong in law); never set otherwise.
+  bool independent_backward = false;
+};
+
+/// Column scales of a matrix: s_j = first for j < split, second for j >= split.
+struct ColScale {
+  int split;
+  double first, second;
+};
+
+/// X (T, n) = C (T, r) Q (r, n): see the file comment.
+struct TokenBasis {
+  std::vector<int> kept;  ///< tokens that opened directions 0..r-1, increasing
+  Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor> Q;  ///< (r, n) orthonormal rows
+  Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor> C;  ///< (T, r)
+};
+
+/// Rank-revealing factor of the rows of X (T, n), in token order (see the file comment;
+/// sim/conditional.cpp): CholQR2 when every token is well away from the span of the earlier ones,
+/// Gram-Schmidt with the rank threshold otherwise.
+void factor_tokens(const Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>& X, TokenBasis& f);
+
+/// The forward's factor and draw for one matrix, kept for its backward.
+template <class Real>
+struct CondFactor {
+  using M = Eigen::Matrix<Real, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+  M Q;  ///< (r, n)
+  M G;  ///< (r, m), scaled
+  [[nodiscard]] std::size_t bytes() const { return static_cast<std::size_t>(Q.size() + G.size()) * sizeof(Real); }
+};
+
+namespace detail {
+
+/// Rows kept[k] (k = 0..r-1) of the (T, cols) unit-normal matrix of stream (seed, id), into out (r, cols).
+inline void draw_rows(uint64_t seed, uint64_t id, const std::vector<int>& kept, int cols,
+                      Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>& out) {
+  out.resize(static_cast<Eigen::Index>(kept.size()), cols);
+  const NormalStream ns(seed, id);
+  for (size_t k = 0; k < kept.size(); ++k)
+    ns.fill(out.row(static_cast<Eigen::Index>(k)).data(), static_cast<std::size_t>(cols),
+            static_cast<uint64_t>(kept[k]) * static_cast<uint64_t>(cols));
+}
+
+inline uint64_t cond_stream(const CondSource& src, StreamKind kind, int slot) {
+  return stream_id(static_cast<uint64_t>(src.sample), static_cast<uint64_t>(src.layer), static_cast<uint64_t>(kind),
+                   static_cast<uint64_t>(slot));
+}
+
+}  // namespace detail
+
+/// Y (T, m) = X W for the matrix `slot` of src's layer, W (n, m) with column scales sc, drawn
+/// conditionally on X (T, n); f keeps what the backward needs.
+template <class Real>
+void cond_forward(const CondSource& src, CondSlot slot, ColScale sc, int m,
+                  const Eigen::Matrix<Real, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>& X, CondFactor<Real>& f,
+                  Eigen::Matrix<Real, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>& Y) {
+  using MD = Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+  TokenBasis b;
+  factor_tokens(X.template cast<double>(), b);
+  MD G;
+  detail::draw_rows(src.seed, detail::cond_stream(src, StreamKind::CondFwd, static_cast<int>(slot)), b.kept, m, G);
+  G.leftCols(sc.split) *= sc.first;
+  G.rightCols(m - sc.split) *= sc.second;
+  f.Q = b.Q.template cast<Real>();
+  f.G = G.template cast<Real>();
+  if (b.kept.empty()) {
+    Y.setZero(X.rows(), m);
+    return;
+  }
+  Y.noalias() = b.C.template cast<Real>() * f.G;
+}
+
+/// dX (T, n) += dY W^T for the matrix whose forward filled f (see the file comment).
+template <class Real>
+void cond_backward(const CondSource& src, CondSlot slot, ColScale sc, const CondFactor<Real>& f,
+                   const Eigen::Matrix<Real, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>& dY,
+                   Eigen::Matrix<Real, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>& dX) {
+  using MD = Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+  using M = Eigen::Matrix<Real, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+  const int n = static_cast<int>(dX.cols()), m = static_cast<int>(dY.cols());
+  // The complement E = Delta' W'^T: factor Delta' = Delta diag(s) (only C' is needed).
+  MD Dd = dY.template cast<double>();
+  Dd.leftCols(sc.split) *= sc.first;
+  Dd.rightCols(m - sc.split) *= sc.second;
+  TokenBasis bd;
+  factor_tokens(Dd, bd);
+  if (!bd.kept.empty()) {
+    const int id = static_cast<int>(slot) + (src.independent_backward ? kCondIndependentSlot : 0);
+    MD Z;
+    detail::draw_rows(src.seed, detail::cond_stream(src, StreamKind::CondBwd, id), bd.kept, n, Z);
+    M E = bd.C.template cast<Real>() * Z.template cast<Real>();  // (T, n)
+    if (!src.independent_backward && f.Q.rows() > 0) {
+      const M P = E * f.Q.transpose();  // (T, r)
+      E.noalias() -= P * f.Q;
+    }
+    dX += E;
+  }
+  if (src.independent_backward || f.Q.rows() == 0) return;
+  const M A = dY * f.G.transpose();  // (T, r)
+  dX.noalias() += A * f.Q;
+}
+
+}  // namespace sigprop::sim
