@@ -321,7 +321,7 @@ TEST_CASE("the factorisation is exact and rank-revealing on repeated, collapsed 
   }
 }
 
-TEST_CASE("--weights-sampling: default, fallback, cuda and bad values", "[sim][config]") {
+TEST_CASE("weights sampling option: default, fallback, cuda and bad values", "[sim][config]") {
   using sigprop::sim::resolve_weight_sampling;
   StackSpec s = small_spec({});  // T = 4 < min(d, R) = 16
   CHECK(resolve_weight_sampling(s, "cpu", "").sampling == WeightSampling::Conditional);
