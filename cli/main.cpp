@@ -2,6 +2,7 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <functional>
 #include <iostream>
 #include <string>
 #include <vector>
@@ -9,6 +10,7 @@
 #include <fmt/format.h>
 #include <CLI/CLI.hpp>
 
+#include "cli/guard.hpp"
 #include "cli/report_cmd.hpp"
 #include "cli/ode_cmd.hpp"
 #include "cli/simulate_cmd.hpp"
@@ -18,6 +20,7 @@
 #include "cli/train_cmd.hpp"
 #include "cli/validate_cmd.hpp"
 #include "core/error.hpp"
+#include "core/files.hpp"
 #include "core/profile.hpp"
 #include "core/spec.hpp"
 #include "sigprop/version.hpp"
@@ -111,13 +114,32 @@ int main(int argc, char** argv) {
   sigprop::cli::StudyArgs study_args;
   auto* sty = sigprop::cli::add_study_command(app, study_args);
 
+  // `sigprop bogus`: name the unknown command (CLI11 would only say that arguments were not expected).
+  if (argc > 1 && argv[1][0] != '-') {
+    bool known = false;
+    std::string names;
+    for (const CLI::App* sub : app.get_subcommands([](CLI::App*) { return true; })) {
+      known = known || sub->get_name() == argv[1];
+      names += (names.empty() ? "" : ", ") + sub->get_name();
+    }
+    if (!known) {
+      fmt::print(stderr, "sigprop: error: unknown command '{}'; the commands are {} (sigprop --help)\n",
+                 sigprop::printable(argv[1]), names);
+      return 2;
+    }
+  }
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
-    return app.exit(e);
+    if (e.get_exit_code() == 0) return app.exit(e);  // --help, --version
+    // Bad command lines exit 2 (README), whatever CLI11's own code; the text is escaped.
+    fmt::print(stderr, "sigprop: error: {}\nRun with --help for more information.\n",
+               sigprop::printable(e.what(), 2000));
+    return 2;
   }
 
   try {
+    for (const CLI::App* sub : app.get_subcommands()) sigprop::cli::check_command_line(*sub);
     if (si->parsed()) return sigprop::cli::run_simulate(sim_args);
     if (rep->parsed()) return sigprop::cli::run_report(report_args, argc, argv);
     if (spc->parsed()) return sigprop::cli::run_spectrum(spectrum_args);
@@ -149,7 +171,13 @@ int main(int argc, char** argv) {
       sigprop::StackSpec probe;
       sigprop::apply_override(probe, "stack.activation=" + act);
       Range rw = parse_range(sw, "--sigma-w2"), rb = parse_range(sb, "--sigma-b2");
-      auto rows = sigprop::theory::phase_diagram(probe.activation, rw.lo, rw.hi, rw.n, rb.lo, rb.hi, rb.n);
+      std::function<void(long long, long long)> progress;
+      if (::isatty(STDERR_FILENO) != 0)  // Ctrl-C stops it (nothing is written before the end)
+        progress = [](long long done, long long total) {
+          fmt::print(stderr, "\rphase: {}/{} points{}", done, total, done == total ? "\n" : "");
+        };
+      auto rows =
+          sigprop::theory::phase_diagram(probe.activation, rw.lo, rw.hi, rw.n, rb.lo, rb.hi, rb.n, 48, progress);
       std::string text = sigprop::theory::phase_diagram_csv(rows, probe.activation);
       if (phase_csv.empty())
         fmt::print("{}", text);
@@ -158,10 +186,11 @@ int main(int argc, char** argv) {
       return 0;
     }
   } catch (const sigprop::ConfigError& e) {
-    fmt::print(stderr, "sigprop: error: {}\n", e.what());
+    // Messages may quote untrusted values (spec strings, file names): escaped and cut.
+    fmt::print(stderr, "sigprop: error: {}\n", sigprop::printable(e.what(), 2000));
     return 2;
   } catch (const sigprop::Error& e) {
-    fmt::print(stderr, "sigprop: error: {}\n", e.what());
+    fmt::print(stderr, "sigprop: error: {}\n", sigprop::printable(e.what(), 2000));
     return 1;
   }
   return 0;

@@ -54,6 +54,10 @@ CLI::App* add_ode_command(CLI::App& app, OdeArgs& a) {
       ->check(CLI::IsMember({"continuum", "clustering", "shaped-sde"}));
   c->add_option("--abs-tol", a.abs_tol, "Dormand-Prince absolute tolerance per step (continuum, clustering)");
   c->add_option("--rel-tol", a.rel_tol, "Dormand-Prince relative tolerance per step (continuum, clustering)");
+  c->add_option("--max-evals", a.max_evals,
+                "Right-hand-side evaluations one Dormand-Prince solve may spend before it stops with an error "
+                "(continuum, clustering)")
+      ->capture_default_str();
   c->add_option("--attn-samples", a.continuum.attn.samples,
                 "continuum: logit draws for 1/sqrt(dh) attention (as sigprop theory)")
       ->check(CLI::Range(2, 100000000));
@@ -91,6 +95,7 @@ int run_ode(OdeArgs a) {
   if (a.kind == "continuum") {
     a.continuum.abs_tol = a.abs_tol;
     a.continuum.rel_tol = a.rel_tol;
+    a.continuum.max_evals = a.max_evals;
     p = theory::ContinuumEngine(a.continuum).run(spec);
     head = fmt::format(
         "sigprop ode --kind continuum: {} blocks, norm={}, {} tokens, grid L = {}, activation {}, "
@@ -100,6 +105,7 @@ int run_ode(OdeArgs a) {
   } else if (a.kind == "clustering") {
     a.clustering.abs_tol = a.abs_tol;
     a.clustering.rel_tol = a.rel_tol;
+    a.clustering.max_evals = a.max_evals;
     a.clustering.variant = theory::parse_attn_dynamics(a.variant);
     p = theory::clustering_profile(spec, a.clustering);
     head = fmt::format("sigprop ode --kind clustering: {} tokens on S^{}, {} beta = {}, {} start, t in [0, {}]",

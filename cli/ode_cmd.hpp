@@ -1,6 +1,7 @@
 #pragma once
 /// @file `sigprop ode`: depth-continuum ODE, token-clustering ODE and shaped-network SDE
 /// (theory/continuum.hpp, theory/clustering.hpp, theory/shaped_sde.hpp; docs/ode.md).
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -17,6 +18,7 @@ struct OdeArgs {
   std::vector<std::string> sets;
   std::string kind = "continuum";  ///< continuum | clustering | shaped-sde
   double abs_tol = 1e-10, rel_tol = 1e-10;
+  std::int64_t max_evals = theory::kDefaultMaxEvals;  ///< --max-evals (theory/ode_limits.hpp)
   theory::ContinuumSettings continuum;
   theory::ClusteringSettings clustering;
   std::string variant = "sa";

@@ -4,6 +4,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <memory>
 #include <csignal>
 #include <cstdlib>
 #include <thread>
@@ -11,6 +12,7 @@
 #include <fmt/format.h>
 
 #include "core/error.hpp"
+#include "core/files.hpp"
 #include "reports/config.hpp"
 #include "reports/report.hpp"
 #include "reports/sweep.hpp"
@@ -160,6 +162,25 @@ int run_report(const ReportArgs& a, int /*argc*/, char** /*argv*/) {
                ranks.mpi ? fmt::format(" ({} MPI ranks, {} job(s) each)", ranks.size, opt.jobs)
                          : fmt::format(" ({} job(s) in parallel)", opt.jobs));
 
+  // One report per output folder: rank 0 locks it (two runs would share temporary figure and
+  // cell names); every rank learns whether it got the lock before any work.
+  std::unique_ptr<FolderLock> lock;
+  std::string lock_error;
+  bool lock_config_error = false;
+  if (root) {
+    try {
+      lock = std::make_unique<FolderLock>(out, "--out");
+    } catch (const ConfigError& e) {
+      lock_error = e.what();
+      lock_config_error = true;
+    } catch (const Error& e) {
+      lock_error = e.what();
+    }
+  }
+  if (ranks.max(lock_error.empty() ? 0 : 1) != 0) {
+    if (!lock_error.empty()) fmt::print(stderr, "sigprop: error: {}\n", printable(lock_error, 2000));
+    return lock_config_error || !root ? 2 : 1;
+  }
   auto prev = std::signal(SIGINT, on_sigint);
   int status = 0;  // 0 ok, 1 interrupted, 2 failed
   std::string error;
@@ -177,7 +198,8 @@ int run_report(const ReportArgs& a, int /*argc*/, char** /*argv*/) {
     error = e.what();
   }
   std::signal(SIGINT, prev);
-  if (!error.empty()) fmt::print(stderr, "sigprop: error: {}{}\n", ranks.mpi ? who + ": " : "", error);
+  if (!error.empty())
+    fmt::print(stderr, "sigprop: error: {}{}\n", ranks.mpi ? who + ": " : "", printable(error, 2000));
   const int all = ranks.max(status);
   if (all == 1 || (all == 0 && g_stop.load())) {
     if (root)

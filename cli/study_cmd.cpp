@@ -12,6 +12,7 @@
 
 #include "cli/train_cmd.hpp"
 #include "core/error.hpp"
+#include "core/files.hpp"
 #include "core/spec.hpp"
 
 namespace sigprop::cli {
@@ -66,8 +67,11 @@ int run_study(StudyArgs a) {
   if (st.train.threads == 0) st.train.threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   if (a.no_figures) st.gnuplot.clear();
   st.validate();
-  std::error_code ec;
-  if (!std::filesystem::exists(a.corpus, ec)) throw ConfigError(fmt::format("--corpus {}: no such file", a.corpus));
+  try {  // a missing, special or oversized file is named before any work
+    check_regular_file(a.corpus, "corpus", validate::kMaxCorpusBytes);
+  } catch (const IoError& e) {
+    throw ConfigError(fmt::format("--corpus: {}", e.what()));
+  }
   const bool tty = ::isatty(STDERR_FILENO) != 0;
   validate::StudyProgress progress;
   if (!a.quiet) {
@@ -88,6 +92,7 @@ int run_study(StudyArgs a) {
       std::fflush(stderr);
     };
   }
+  const FolderLock lock(a.out, "--out");  // a second study on this folder would interleave its files
   const validate::StudyOutcome o = validate::run_depth_study(base, st, a.corpus, a.out, progress);
   if (!o.gnuplot_problem.empty()) fmt::print(stderr, "study: figures not drawn: {}\n", o.gnuplot_problem);
   fmt::print("{}\n", o.index_html.string());

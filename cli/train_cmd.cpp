@@ -10,6 +10,7 @@
 #include <fmt/format.h>
 
 #include "core/error.hpp"
+#include "core/files.hpp"
 #include "core/spec.hpp"
 
 namespace sigprop::cli {
@@ -67,9 +68,11 @@ int run_train(TrainArgs a) {
   validate::TrainSettings& s = a.settings;
   if (s.threads == 0) s.threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   s.validate();
-  std::error_code ec;
-  if (!std::filesystem::exists(a.corpus, ec))
-    throw ConfigError(fmt::format("--corpus {}: no such file", a.corpus));
+  try {  // a missing, special or oversized file is named before any work
+    check_regular_file(a.corpus, "corpus", validate::kMaxCorpusBytes);
+  } catch (const IoError& e) {
+    throw ConfigError(fmt::format("--corpus: {}", e.what()));
+  }
   const bool tty = ::isatty(STDERR_FILENO) != 0;
   std::function<void(const validate::TrainProgress&)> progress;
   if (!a.quiet)
@@ -89,7 +92,9 @@ int run_train(TrainArgs a) {
   if (!a.quiet)
     fmt::print(stderr, "sigprop train: d {}, heads {}, depth {}, context {}, norm {}; batch {}, {} steps, {}\n",
                spec.width, spec.heads, spec.depth, spec.tokens, to_string(spec.norm), s.batch, s.steps, s.precision);
+  const FolderLock lock(a.out, "--out");  // a second train on this folder would interleave its files
   const validate::TrainOutcome o = validate::train(cfg, s, a.corpus, a.out, progress);
+  for (const std::string& w : o.warnings) fmt::print(stderr, "sigprop: warning: {}\n", w);
   if (o.start_step == o.steps) {
     fmt::print(stderr, "sigprop train: {} already holds the finished run ({} steps)\n", a.out, o.steps);
     return 0;

@@ -12,6 +12,7 @@
 #include <fmt/format.h>
 
 #include "core/error.hpp"
+#include "core/files.hpp"
 #include "core/profile.hpp"
 #include "validate/import.hpp"
 #include "validate/train.hpp"
@@ -36,8 +37,6 @@ validate::Model<Real> load_model_file(const std::string& path) {
 }
 
 std::vector<unsigned char> read_corpus(const std::string& path) {
-  std::error_code ec;
-  if (!fs::is_regular_file(path, ec)) throw ConfigError(fmt::format("--corpus {}: no such file", path));
   try {
     return validate::read_corpus_bytes(path);
   } catch (const IoError& e) {
@@ -119,6 +118,11 @@ int run_typed(const ValidateArgs& a) {
   st.theory = !a.no_theory;
   // options first, files second: a bad option is named before any file is read
   if (st.tokens < 1) throw ConfigError(fmt::format("--tokens: must be >= 1, got {}", st.tokens));
+  try {  // a corpus that is missing, a device or too big is named before the model is loaded
+    check_regular_file(a.corpus, "corpus", validate::kMaxCorpusBytes);
+  } catch (const IoError& e) {
+    throw ConfigError(fmt::format("--corpus: {}", e.what()));
+  }
   const validate::Model<Real> m = load_model_file<Real>(a.checkpoint);
   const std::vector<unsigned char> corpus = read_corpus(a.corpus);
   const validate::Validation v = validate::validate_model(m, corpus, st);

@@ -123,41 +123,6 @@ std::string Profile::to_csv() const {
   return o.str();
 }
 
-void write_file_atomic(const std::filesystem::path& path, const std::string& text) {
-  namespace fs = std::filesystem;
-  std::error_code ec;
-  // A device, pipe or socket (/dev/null, /dev/stdout, a FIFO) is written in place:
-  // renaming a temporary file onto it would replace the device itself.
-  const fs::file_status st = fs::status(path, ec);
-  if (!ec && fs::exists(st) && !fs::is_regular_file(st) && !fs::is_directory(st)) {
-    std::ofstream out(path, std::ios::binary);
-    out << text;
-    out.flush();
-    if (!out) throw IoError(fmt::format("{}: write failed", path.string()));
-    return;
-  }
-  ec.clear();
-  fs::path dir = path.parent_path().empty() ? fs::path(".") : path.parent_path();
-  if (!fs::exists(dir, ec)) fs::create_directories(dir, ec);
-  if (ec) throw IoError(fmt::format("{}: cannot create folder: {}", dir.string(), ec.message()));
-  fs::path tmp = dir / (".tmp." + path.filename().string() + "." + std::to_string(::getpid()));
-  {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    if (!out) throw IoError(fmt::format("{}: cannot write", path.string()));
-    out << text;
-    out.flush();
-    if (!out) {
-      fs::remove(tmp, ec);
-      throw IoError(fmt::format("{}: write failed (disk full?)", path.string()));
-    }
-  }
-  fs::rename(tmp, path, ec);
-  if (ec) {
-    fs::remove(tmp, ec);
-    throw IoError(fmt::format("{}: cannot move into place: {}", path.string(), ec.message()));
-  }
-}
-
 Profile read_profile_json(const std::filesystem::path& path) {
   std::ifstream in(path, std::ios::binary);
   if (!in) throw IoError(fmt::format("{}: cannot open profile", path.string()));

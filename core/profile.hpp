@@ -8,6 +8,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "core/files.hpp"  // write_file_atomic
 #include "core/spec.hpp"
 
 namespace sigprop {
@@ -43,9 +44,6 @@ struct Profile {
   [[nodiscard]] std::string to_csv() const;
 };
 
-/// Writes text atomically (temporary file in the same folder, then rename), so a
-/// crash never leaves a half-written output. Throws IoError naming the path.
-void write_file_atomic(const std::filesystem::path& path, const std::string& text);
 /// Reads a Profile JSON file. Throws IoError naming the file.
 Profile read_profile_json(const std::filesystem::path& path);
 

@@ -11,6 +11,7 @@
 #include <toml++/toml.h>
 
 #include "core/error.hpp"
+#include "core/files.hpp"
 
 namespace sigprop {
 namespace {
@@ -441,11 +442,7 @@ StackSpec parse_spec_toml(std::string_view text, const std::string& origin) {
 }
 
 StackSpec load_spec_file(const std::filesystem::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw IoError(fmt::format("{}: cannot open spec file", path.string()));
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return parse_spec_toml(ss.str(), path.string());
+  return parse_spec_toml(read_bounded_file(path, "spec"), path.string());  // /dev/zero ends at the cap
 }
 
 void apply_override(StackSpec& spec, std::string_view assignment) {
@@ -458,11 +455,7 @@ StackSpec resolve_spec(const std::string& path_or_empty, const std::vector<std::
   toml::table root;
   std::string origin = "<default spec>";
   if (!path_or_empty.empty()) {
-    std::ifstream in(path_or_empty, std::ios::binary);
-    if (!in) throw IoError(fmt::format("{}: cannot open spec file", path_or_empty));
-    std::stringstream ss;
-    ss << in.rdbuf();
-    root = parse_table(ss.str(), path_or_empty);
+    root = parse_table(read_bounded_file(path_or_empty, "spec"), path_or_empty);
     origin = path_or_empty;
     check_keys(root, origin);  // report file errors against the file, before overrides
   }

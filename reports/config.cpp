@@ -10,6 +10,7 @@
 #include <toml++/toml.h>
 
 #include "core/error.hpp"
+#include "core/files.hpp"
 #include "core/profile.hpp"
 #include "core/toml_text.hpp"
 #include "reports/sweep.hpp"
@@ -291,11 +292,7 @@ ReportConfig parse_report_config(std::string_view text, const std::string& origi
 }
 
 ReportConfig load_report_config(const std::filesystem::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw IoError(fmt::format("{}: cannot open report config", path.string()));
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return parse_report_config(ss.str(), path.string());
+  return parse_report_config(read_bounded_file(path, "report config"), path.string());
 }
 
 const std::string& default_report_toml() {

@@ -67,10 +67,13 @@ std::string slurp(const fs::path& p) {
 }
 }  // namespace figures_detail
 
-DrawResult draw_figures(const fs::path& figdir, const std::vector<Figure>& figures, const std::string& gnuplot) {
+DrawResult draw_figures(const fs::path& figdir, const std::vector<Figure>& figures, const std::string& gnuplot_in) {
   using namespace figures_detail;
   DrawResult res;
   std::error_code ec;
+  // gnuplot runs inside figdir: a relative path to it (./gp, bin/gnuplot) is made absolute
+  // first; a bare name is looked up on PATH as given.
+  const std::string gnuplot = gnuplot_in.find('/') != std::string::npos ? fs::absolute(gnuplot_in).string() : gnuplot_in;
   fs::create_directories(figdir, ec);
   if (ec) throw IoError(fmt::format("{}: cannot create folder: {}", figdir.string(), ec.message()));
   std::string gnuplot_version;
@@ -119,7 +122,11 @@ DrawResult draw_figures(const fs::path& figdir, const std::vector<Figure>& figur
         break;
       }
       fs::rename(figdir / tmp, figdir / (f.stem + "." + ext), ec);
-      if (ec) throw IoError(fmt::format("{}: cannot move into place: {}", (figdir / tmp).string(), ec.message()));
+      if (ec) {
+        const std::string why = ec.message();  // before remove() reuses ec
+        fs::remove(figdir / tmp, ec);
+        throw IoError(fmt::format("{}: cannot move into place: {}", (figdir / (f.stem + "." + ext)).string(), why));
+      }
     }
     if (ok) {
       res.drawn.push_back(f.stem);

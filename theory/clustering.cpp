@@ -1,4 +1,5 @@
 #include "theory/clustering.hpp"
+#include "theory/ode_limits.hpp"
 
 #include <algorithm>
 #include <cmath>
@@ -79,7 +80,9 @@ ClusteringTrace clustering_flow(const Eigen::MatrixXd& X0, const ClusteringSetti
   if (!(st.beta >= 0) || !std::isfinite(st.beta)) throw ConfigError("--beta must be finite and >= 0");
   if (!(st.t_end > 0) || !std::isfinite(st.t_end)) throw ConfigError("--t-end must be finite and > 0");
   if (st.points < 1) throw ConfigError("--points must be >= 1");
-  if (!(st.abs_tol > 0) || !(st.rel_tol > 0)) throw ConfigError("--abs-tol and --rel-tol must be > 0");
+  check_tolerances(st.abs_tol, st.rel_tol, "clustering");
+  if (st.max_evals < 1) throw ConfigError("clustering: --max-evals must be >= 1");
+  const std::string hint = fmt::format("shorten --t-end ({}), loosen --abs-tol/--rel-tol or raise --max-evals", st.t_end);
   const Eigen::Index n = X0.rows(), d = X0.cols();
   ClusteringTrace tr;
   for (int i = 0; i <= st.points; ++i) tr.t.push_back(st.t_end * i / st.points);
@@ -90,7 +93,7 @@ ClusteringTrace clustering_flow(const Eigen::MatrixXd& X0, const ClusteringSetti
   State x(static_cast<size_t>(n * d));
   Eigen::Map<RowMat>(x.data(), n, d) = X0;
   auto rhs = [&](const State& s, State& ds, double) {
-    ++tr.rhs_calls;
+    count_eval(tr.rhs_calls, st.max_evals, "clustering", hint);
     Eigen::Map<RowMat>(ds.data(), n, d) = clustering_rhs(Eigen::Map<const RowMat>(s.data(), n, d), st.beta, st.variant);
   };
   auto obs = [&](const State& s, double) {
@@ -117,7 +120,9 @@ ClusteringTrace clustering_flow(const Eigen::MatrixXd& X0, const ClusteringSetti
 
   // The equiangular reduction, started from the mean pairwise inner product at t = 0.
   State r{tr.rho.front()};
+  std::int64_t eq_calls = 0;
   auto rhs_eq = [&](const State& s, State& ds, double) {
+    count_eval(eq_calls, st.max_evals, "clustering (equiangular reduction)", hint);
     ds[0] = equiangular_rhs(s[0], static_cast<int>(n), st.beta, st.variant);
   };
   auto obs_eq = [&](const State& s, double) { tr.rho_eq.push_back(s[0]); };

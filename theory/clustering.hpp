@@ -17,6 +17,7 @@
 #include <Eigen/Dense>
 
 #include "core/profile.hpp"
+#include "theory/ode_limits.hpp"
 
 namespace sigprop::theory {
 
@@ -31,6 +32,7 @@ struct ClusteringSettings {
   uint64_t seed = 1;         ///< Philox seed of a random start
   double abs_tol = 1e-10;    ///< Dormand-Prince absolute tolerance per step
   double rel_tol = 1e-10;    ///< Dormand-Prince relative tolerance per step
+  std::int64_t max_evals = kDefaultMaxEvals;  ///< right-hand-side evaluations per solve (theory/ode_limits.hpp)
 };
 
 /// Right-hand side of the particle system for X (n x d, unit rows).

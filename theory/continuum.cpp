@@ -1,4 +1,5 @@
 #include "theory/continuum.hpp"
+#include "theory/ode_limits.hpp"
 
 #include <algorithm>
 #include <cmath>
@@ -154,7 +155,9 @@ void check_grid(const std::vector<double>& tau) {
 
 ContinuumTrace continuum_kernels(const StackSpec& spec, const ContinuumSettings& st, const std::vector<double>& tau) {
   check_grid(tau);
-  if (!(st.abs_tol > 0) || !(st.rel_tol > 0)) throw ConfigError("continuum: tolerances must be > 0");
+  check_tolerances(st.abs_tol, st.rel_tol, "continuum");
+  if (st.max_evals < 1) throw ConfigError("continuum: --max-evals must be >= 1");
+  const std::string hint = "loosen --abs-tol/--rel-tol or raise --max-evals";
   const ContinuumField field(spec, st);
   const int T = spec.tokens;
   const auto TT = static_cast<Eigen::Index>(T) * T;
@@ -170,7 +173,7 @@ ContinuumTrace continuum_kernels(const StackSpec& spec, const ContinuumSettings&
   // Forward: dK/dtau = F(K). The kernel map is symmetric, so the full T x T state stays symmetric.
   State x(K0.data(), K0.data() + TT);
   auto fwd = [&](const State& s, State& ds, double) {
-    ++tr.forward_rhs_calls;
+    count_eval(tr.forward_rhs_calls, st.max_evals, "continuum (forward)", hint);
     Map(ds.data(), T, T) = field.forward(CMap(s.data(), T, T));
   };
   auto obs_f = [&](const State& s, double t) {
@@ -198,7 +201,7 @@ ContinuumTrace continuum_kernels(const StackSpec& spec, const ContinuumSettings&
   std::copy(x.begin(), x.end(), y.begin());
   Map(y.data() + TT, T, T) = Eigen::MatrixXd::Identity(T, T);
   auto bwd = [&](const State& s, State& ds, double) {
-    ++tr.backward_rhs_calls;
+    count_eval(tr.backward_rhs_calls, st.max_evals, "continuum (backward)", hint);
     CMap K(s.data(), T, T), G(s.data() + TT, T, T);
     Map(ds.data(), T, T) = field.forward(K);
     Map(ds.data() + TT, T, T) = field.backward(K, G);

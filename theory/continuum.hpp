@@ -13,12 +13,14 @@
 /// the theory engine). The discrete kernels differ from the ODE by O(1/L) (tests/test_ode_continuum.cpp
 /// measures error * L over L = 16..1024). Both ODEs are integrated with Boost.Odeint's
 /// adaptive Dormand-Prince 5(4) stepper with dense output.
+#include <cstdint>
 #include <memory>
 #include <vector>
 
 #include <Eigen/Dense>
 
 #include "core/engine.hpp"
+#include "theory/ode_limits.hpp"
 #include "theory/attention.hpp"
 
 namespace sigprop::theory {
@@ -32,6 +34,8 @@ struct ContinuumSettings {
   /// sampled (qk_scale = 1/sqrt(dh)): that Monte Carlo field is only piecewise smooth (its
   /// eigen-decomposition factor changes basis where eigenvalues cross), so error control stalls.
   int fixed_steps = 64;
+  /// Right-hand-side evaluations one solve (forward or backward) may spend (theory/ode_limits.hpp).
+  std::int64_t max_evals = kDefaultMaxEvals;
 };
 
 /// Kernels of the continuum limit at requested depths tau in [0, 1].

@@ -7,6 +7,7 @@
 ///          per-layer growth of the gradient variance (eq. 7)
 ///   xi_q = -1 / log(dq'/dq at q*),  xi_c = -1 / log(chi_c*) with chi_c* the
 ///          slope of the c map at its stable fixed point c* (eq. 9-10)
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -34,9 +35,15 @@ struct DenseMeanField {
 DenseMeanField dense_mean_field(Activation act, double sigma_w2, double sigma_b2, int quad_order = 48);
 nlohmann::json to_json(const DenseMeanField& mf);
 
-/// Order/chaos phase diagram over a regular grid; a row per (sigma_w2, sigma_b2).
+/// Largest phase-diagram grid, n_sw2 * n_sb2 points (docs/limits.md): about a minute on one core.
+inline constexpr long long kMaxPhasePoints = 1'000'000;
+
+/// Order/chaos phase diagram over a regular grid; a row per (sigma_w2, sigma_b2). More than
+/// kMaxPhasePoints points is a ConfigError naming --sigma-w2/--sigma-b2. progress(done, total),
+/// when given, is called after every row of sigma_w2 values.
 std::vector<DenseMeanField> phase_diagram(Activation act, double sw2_min, double sw2_max, int n_sw2, double sb2_min,
-                                          double sb2_max, int n_sb2, int quad_order = 48);
+                                          double sb2_max, int n_sb2, int quad_order = 48,
+                                          const std::function<void(long long, long long)>& progress = {});
 /// CSV with a header line; infinite depth scales are written as "inf".
 std::string phase_diagram_csv(const std::vector<DenseMeanField>& rows, Activation act);
 

@@ -119,7 +119,8 @@ StudyOutcome run_depth_study(const StackSpec& base, const StudySettings& st, con
     stage(fmt::format("depth {}: training into {}", L, dir.string()));
     std::function<void(const TrainProgress&)> cb;
     if (progress.train) cb = [&, L](const TrainProgress& p) { progress.train(L, p); };
-    (void)train(cfg, ts, corpus_path, dir, cb);
+    const TrainOutcome trained = train(cfg, ts, corpus_path, dir, cb);
+    for (const std::string& w : trained.warnings) stage(fmt::format("depth {}: warning: {}", L, w));
     stage(fmt::format("depth {}: measuring {} validation sequences of {} tokens", L, seqs.count(), T));
     DepthResult r;
     r.depth = L;

@@ -15,6 +15,7 @@
 #include "core/parallel.hpp"
 #include "core/stats.hpp"
 #include "sim/engine.hpp"
+#include "sim/reference.hpp"  // kMaxSamples
 
 namespace sigprop::validate {
 
@@ -252,7 +253,11 @@ Validation validate_model(const Model<Real>& m, std::span<const unsigned char> c
   const StackSpec& arch = cfg.arch.spec;
   if (st.seq_len < 0) throw ConfigError(fmt::format("--seq-len: must be >= 0 (0 = the context), got {}", st.seq_len));
   if (st.ensemble < 0) throw ConfigError(fmt::format("--ensemble: must be >= 0, got {}", st.ensemble));
-  if (st.samples < 0) throw ConfigError(fmt::format("--samples: must be >= 0, got {}", st.samples));
+  // Checked here, not left to the simulate engine: its ConfigErrors become "no simulate
+  // prediction" notes (architectures it cannot run), which must not hide a bad option.
+  if (st.samples < 0 || st.samples > sim::kMaxSamples)
+    throw ConfigError(fmt::format("--samples: must be in [0, {}] (0 = no simulate prediction), got {}",
+                                  sim::kMaxSamples, st.samples));
   if (st.threads < 0) throw ConfigError(fmt::format("--threads: must be >= 0 (0 = all cores), got {}", st.threads));
   const int T = st.seq_len > 0 ? std::min(st.seq_len, arch.tokens) : arch.tokens;
   if (T < 2) throw ConfigError(fmt::format("--seq-len: T = {} tokens, at least 2 are needed", T));

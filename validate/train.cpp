@@ -15,6 +15,7 @@
 #include <fmt/format.h>
 
 #include "core/error.hpp"
+#include "core/files.hpp"
 #include "core/profile.hpp"
 
 namespace sigprop::validate {
@@ -37,13 +38,8 @@ std::string fnv1a64_hex(const std::vector<std::uint8_t>& b) {
 }  // namespace
 
 std::vector<std::uint8_t> read_corpus_bytes(const fs::path& path) {
-  std::error_code ec;
-  if (fs::is_directory(path, ec)) throw IoError(fmt::format("corpus {}: is a directory, not a file", path.string()));
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw IoError(fmt::format("corpus {}: cannot open: {}", path.string(), std::strerror(errno)));
-  std::vector<std::uint8_t> bytes(std::istreambuf_iterator<char>(in), {});
-  if (in.bad()) throw IoError(fmt::format("corpus {}: read error", path.string()));
-  return bytes;
+  // Regular files only, at most kMaxCorpusBytes: /dev/zero or a FIFO would never end.
+  return read_regular_file_bytes(path, "corpus", kMaxCorpusBytes);
 }
 
 Corpus Corpus::load(const fs::path& path, double val_fraction, int context) {
@@ -311,7 +307,8 @@ std::vector<std::string> kept_rows(const fs::path& csv, int before, double& seco
     std::stringstream ss(line);
     std::string x;
     while (std::getline(ss, x, ',')) f.push_back(x);
-    if (f.size() < 7 || f[2].empty()) continue;
+    if (f.size() < 6 || f[2].empty()) continue;  // rows rebuilt from checkpoints have no seconds
+    if (f.size() < 7) f.emplace_back();
     try {
       seconds = std::stod(f[6]);
     } catch (...) {
@@ -319,6 +316,81 @@ std::vector<std::string> kept_rows(const fs::path& csv, int before, double& seco
     kept.push_back(line);
   }
   return kept;
+}
+
+/// Repairs the history of a resume at step `start` when loss.csv is missing or lost rows: every
+/// step in [0, start) must have one row. Missing rows are rebuilt from the checkpoints' metadata
+/// where one exists (ckpt at step k+1: train loss of row k; ckpt at step k: val loss of row k;
+/// lr from the schedule; grad norm and seconds are not stored, so left empty); the rest are
+/// named in `warnings`.
+void repair_history(std::vector<std::string>& kept, int start, const TrainSettings& s, long long tokens_per_step,
+                    const std::function<fs::path(int)>& ckpt_path, const fs::path& csv,
+                    std::vector<std::string>& warnings) {
+  std::vector<char> have(static_cast<std::size_t>(start), 0);
+  std::vector<std::string> unique;
+  for (const std::string& line : kept) {
+    const int k = std::stoi(line.substr(0, line.find(',')));
+    if (k >= 0 && k < start && !have[static_cast<std::size_t>(k)]) {
+      have[static_cast<std::size_t>(k)] = 1;
+      unique.push_back(line);
+    }
+  }
+  int missing = 0;
+  for (char h : have) missing += h ? 0 : 1;
+  if (missing == 0) {
+    kept = std::move(unique);
+    return;
+  }
+  std::error_code ec;
+  const std::string what = fs::exists(csv, ec) ? fmt::format("{} lacks {} of the {} rows before step {}", csv.string(),
+                                                             missing, start, start)
+                                               : fmt::format("{} is missing", csv.string());
+  // step -> (train loss of row step-1, val loss of row step) from the checkpoint at that step
+  auto from_ckpt = [&](int step, const char* key) -> std::optional<double> {
+    const fs::path p = ckpt_path(step);
+    if (!fs::exists(p, ec)) return std::nullopt;
+    try {
+      const safetensors::File f = safetensors::read_file(p);
+      const auto it = f.metadata.find(key);
+      if (it == f.metadata.end() || it->second.empty()) return std::nullopt;
+      return std::stod(it->second);
+    } catch (const std::exception&) {
+      return std::nullopt;
+    }
+  };
+  int rebuilt = 0;
+  std::vector<int> lost;
+  std::vector<std::pair<int, std::string>> rows;
+  for (const std::string& line : unique) rows.emplace_back(std::stoi(line.substr(0, line.find(','))), line);
+  for (int k = 0; k < start; ++k) {
+    if (have[static_cast<std::size_t>(k)]) continue;
+    const std::optional<double> tl = from_ckpt(k + 1, "sigprop.train_loss");
+    if (!tl) {
+      lost.push_back(k);
+      continue;
+    }
+    const std::optional<double> vl = from_ckpt(k, "sigprop.val_loss");
+    rows.emplace_back(k, fmt::format("{},{},{},,{},{},", k, lr_at(s, k), *tl, opt_str(vl), (k + 1) * tokens_per_step));
+    ++rebuilt;
+  }
+  std::sort(rows.begin(), rows.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
+  kept.clear();
+  for (auto& r : rows) kept.push_back(std::move(r.second));
+  std::string lost_text;
+  for (std::size_t i = 0; i < lost.size();) {  // ranges a-b
+    std::size_t j = i;
+    while (j + 1 < lost.size() && lost[j + 1] == lost[j] + 1) ++j;
+    lost_text += fmt::format("{}{}", lost_text.empty() ? "" : ", ",
+                             i == j ? std::to_string(lost[i]) : fmt::format("{}-{}", lost[i], lost[j]));
+    i = j + 1;
+  }
+  warnings.push_back(fmt::format(
+      "{}: rebuilt {} row(s) from the checkpoints' metadata (train loss, validation loss, lr; no grad_norm or "
+      "seconds){}",
+      what, rebuilt,
+      lost.empty() ? std::string()
+                   : fmt::format("; the rows of {} step(s) are lost (steps {}): no checkpoint holds them", lost.size(),
+                                 lost_text)));
 }
 
 template <class Real>
@@ -418,6 +490,7 @@ TrainOutcome train_impl(const ModelConfig& cfg, const TrainSettings& s, const fs
   std::optional<double> pending_val;  // validation loss at step `start` (before update `start`)
   std::vector<std::string> kept;
   double seconds_before = 0;
+  std::vector<std::string> resume_warnings;
   std::vector<Batch> vals;
   for (int j = 0; j < s.val_batches; ++j) vals.push_back(val_batch(corpus, B, T, s.seed, j));
 
@@ -440,6 +513,7 @@ TrainOutcome train_impl(const ModelConfig& cfg, const TrainSettings& s, const fs
     const std::string v = meta_or(cf.metadata, "sigprop.val_loss", cf.source);
     if (!v.empty()) pending_val = std::stod(v);
     kept = kept_rows(csv_path, start, seconds_before);
+    repair_history(kept, start, s, static_cast<long long>(B) * T, ckpt_path, csv_path, resume_warnings);
   } else {
     model = Model<Real>::initial(cfg, s.seed);
     state = AdamState<Real>::zeros(model);
@@ -454,6 +528,7 @@ TrainOutcome train_impl(const ModelConfig& cfg, const TrainSettings& s, const fs
   outcome.start_step = start;
   outcome.steps = s.steps;
   outcome.first_val = pending_val;
+  outcome.warnings = resume_warnings;
   std::vector<Row> rows;
   const long long tokens_per_step = static_cast<long long>(B) * T;
   auto elapsed = [&] { return std::chrono::duration<double>(clock::now() - t0).count(); };
@@ -470,6 +545,7 @@ TrainOutcome train_impl(const ModelConfig& cfg, const TrainSettings& s, const fs
     write_file_atomic(csv_path, csv_text(kept, all));
   };
   if (start == s.steps) {  // already complete
+    if (!outcome.warnings.empty()) write_csv(start);  // the repaired history
     outcome.last_val = pending_val;
     outcome.seconds = elapsed();
     return outcome;

@@ -31,6 +31,8 @@ namespace sigprop::validate {
 
 /// Every byte of a corpus file. @throws IoError "corpus <path>: ..." if it is a directory or
 /// cannot be opened or read.
+/// Largest corpus read (1 GiB; docs/limits.md): the trainer and the validator hold it whole.
+inline constexpr std::uint64_t kMaxCorpusBytes = std::uint64_t{1} << 30;
 std::vector<std::uint8_t> read_corpus_bytes(const std::filesystem::path& path);
 
 /// A byte corpus (tokens are bytes, vocabulary 256): the training split is bytes
@@ -131,6 +133,9 @@ struct TrainOutcome {
   std::optional<double> first_val, last_val;  ///< validation loss at start_step and at the end
   double seconds = 0;                         ///< wall time of this call
   double tokens_per_s = 0;
+  /// What a resume could not restore (e.g. loss.csv missing or damaged: rows rebuilt from the
+  /// checkpoints' metadata, the rest named as lost). Empty on a clean run.
+  std::vector<std::string> warnings;
 };
 
 /// Trains (or resumes, see docs/train.md) into out_dir: loss.csv, init.safetensors,
