@@ -94,7 +94,10 @@ TEST_CASE("write_file_atomic reuses a killed write's temporary file and keeps th
 }
 
 TEST_CASE("write_file_atomic errors say why (never \"Success\")", "[config]") {
-  if (::geteuid() == 0) SKIP("root ignores folder permissions");
+  if (::geteuid() == 0) {
+    WARN("skipped: root ignores folder permissions");
+    return;
+  }
   const fs::path d = scratch() / "readonly";
   fs::remove_all(d);
   fs::create_directories(d);
@@ -179,9 +182,9 @@ TEST_CASE("outputs: symlinks followed, empty paths, two outputs on one path, an 
 
 TEST_CASE("corpora must be regular files: /dev/zero is named, not 'no such file'", "[cli][config]") {
   const fs::path out = scratch() / "zero_out";
-  for (const std::string& args :
-       {"train --corpus /dev/zero --out " + q(out) + " -q", "study --corpus /dev/zero --out " + q(out) + " -q",
-        "validate --checkpoint /dev/null --corpus /dev/zero"}) {
+  for (const std::string& args : std::vector<std::string>{"train --corpus /dev/zero --out " + q(out) + " -q",
+                                                           "study --corpus /dev/zero --out " + q(out) + " -q",
+                                                           "validate --checkpoint /dev/null --corpus /dev/zero"}) {
     INFO(args);
     const Run r = run(args);
     CHECK(r.code != 0);
@@ -227,7 +230,7 @@ TEST_CASE("ode: unreachable tolerances and endless solves stop with a named erro
   CHECK(r.code == 2);
   CHECK_THAT(r.err, Catch::Contains("--abs-tol"));
   // a small budget keeps the test fast; the default budget bounds it the same way (tools/hostile/class7.sh)
-  r = run("ode --kind clustering --t-end 1e300 --max-evals 20000 -q");
+  r = run("ode --kind clustering --t-end 1e300 --max-evals 1000 -q");
   CHECK(r.code == 1);
   CHECK_THAT(r.err, Catch::Contains("--max-evals") && Catch::Contains("--t-end"));
   r = run(cont + " --abs-tol 1e-300 --rel-tol 1e-14 --max-evals 50 -q");
@@ -284,7 +287,10 @@ TEST_CASE("train resume without loss.csv rebuilds the rows the checkpoints hold 
 }
 
 TEST_CASE("report draws with a relative --gnuplot path", "[cli][report]") {
-  if (std::system("gnuplot --version >/dev/null 2>&1") != 0) SKIP("gnuplot is not installed");
+  if (std::system("gnuplot --version >/dev/null 2>&1") != 0) {
+    WARN("skipped: gnuplot is not installed");
+    return;
+  }
   const fs::path d = scratch() / "gp";
   fs::remove_all(d);
   fs::create_directories(d / "bin");
@@ -312,7 +318,7 @@ TEST_CASE("errors escape control characters and cut huge values; parse errors ex
   CHECK(r.err.find("\xe2\x80\xae") == std::string::npos);
   CHECK_THAT(r.err, Catch::Contains("\\x1b[31mred\\u{202e}evil"));
   const fs::path big = scratch() / "big.toml";
-  write(big, "[stack]\nnorm = \"" + std::string(5'000'000, 'n') + "\"\n");
+  write(big, "[stack]\nnorm = \"" + std::string(200000, 'n') + "\"\n");
   r = run("theory " + q(big));
   CHECK(r.code == 2);
   CHECK(r.err.size() < 5000);

@@ -20,6 +20,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "core/files.hpp"
 #include "core/error.hpp"
 #include "core/profile.hpp"
 #include "reports/config.hpp"
@@ -288,8 +289,8 @@ TEST_CASE("report: an interrupted run keeps finished cells and resumes", "[repor
   int finished = 0;
   for (auto& j : jobs) finished += reports::job_done(out, j);
   CHECK(finished == 3);
-  for (auto& e : fs::directory_iterator(out / "cells"))  // no half-written files
-    CHECK(e.path().filename().string().rfind(".tmp", 0) != 0);
+  for (auto& e : fs::directory_iterator(out / "cells"))  // no half-written files (core/files.hpp temporaries)
+    CHECK(e.path().filename().string().find(std::string(sigprop::kTempSuffix)) == std::string::npos);
   stop = false;
   opt.on_done = nullptr;
   auto st2 = reports::run_jobs(cfg, jobs, out, opt);
@@ -341,7 +342,7 @@ seed = 1
   CHECK_FALSE(fs::exists(out / "index.html"));
   int kept = 0;
   for (auto& f : fs::directory_iterator(out / "cells")) {
-    CHECK(f.path().filename().string().rfind(".tmp", 0) != 0);
+    CHECK(f.path().filename().string().find(std::string(sigprop::kTempSuffix)) == std::string::npos);
     kept += f.path().extension() == ".json";
   }
   CHECK(kept >= 1);
