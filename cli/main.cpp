@@ -173,8 +173,11 @@ int main(int argc, char** argv) {
       Range rw = parse_range(sw, "--sigma-w2"), rb = parse_range(sb, "--sigma-b2");
       std::function<void(long long, long long)> progress;
       if (::isatty(STDERR_FILENO) != 0)  // Ctrl-C stops it (nothing is written before the end)
-        progress = [](long long done, long long total) {
-          fmt::print(stderr, "\rphase: {}/{} points{}", done, total, done == total ? "\n" : "");
+        progress = [shown = -1LL](long long done, long long total) mutable {
+          const long long pct = done * 100 / total;  // one line update per percent
+          if (pct == shown) return;
+          shown = pct;
+          fmt::print(stderr, "\rphase: {}/{} points ({}%){}", done, total, pct, done == total ? "\n" : "");
         };
       auto rows =
           sigprop::theory::phase_diagram(probe.activation, rw.lo, rw.hi, rw.n, rb.lo, rb.hi, rb.n, 48, progress);

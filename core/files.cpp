@@ -41,9 +41,11 @@ bool under_proc_or_fd(const fs::path& p) {
   return s.rfind("/proc/", 0) == 0 || s.rfind("/dev/fd/", 0) == 0 || s == "/dev/stdout" || s == "/dev/stderr";
 }
 
-/// Writes in place (devices, pipes, magic links): open without creating, write, close.
-void write_in_place(const fs::path& shown, const fs::path& path, const std::string& text) {
-  const int fd = ::open(path.c_str(), O_WRONLY | O_TRUNC | O_CLOEXEC);
+/// Writes in place (devices, pipes, magic links): open without creating, write, close. Through
+/// /dev/stdout or /proc/self/fd/N (append = true) the bytes are appended: when that descriptor
+/// is a file the shell opened (`> log`, `>> log`), nothing already in it is overwritten.
+void write_in_place(const fs::path& shown, const fs::path& path, const std::string& text, bool append) {
+  const int fd = ::open(path.c_str(), O_WRONLY | O_CLOEXEC | (append ? O_APPEND : O_TRUNC));
   if (fd < 0) throw IoError(fmt::format("{}: cannot open for writing: {}", shown.string(), errno_text(errno)));
   const int e = write_all(fd, text);
   const int c = ::close(fd) == 0 ? 0 : errno;
@@ -94,7 +96,7 @@ void write_file_atomic(const fs::path& path, const std::string& text) {
   fs::path target = path;
   bool via_link = false;
   for (int hops = 0;; ++hops) {
-    if (under_proc_or_fd(fs::absolute(target))) return write_in_place(path, path, text);
+    if (under_proc_or_fd(fs::absolute(target))) return write_in_place(path, path, text, true);
     struct stat ls{};
     if (::lstat(target.c_str(), &ls) != 0 || !S_ISLNK(ls.st_mode)) break;
     if (hops >= 40) throw IoError(fmt::format("{}: too many levels of symbolic links", path.string()));
@@ -110,7 +112,7 @@ void write_file_atomic(const fs::path& path, const std::string& text) {
     throw IoError(fmt::format("{}: is a folder, not a file", path.string()));
   // A device, pipe or socket (/dev/null, a FIFO) is written in place: renaming a temporary
   // file onto it would replace the device itself.
-  if (exists && !S_ISREG(st.st_mode)) return write_in_place(path, target, text);
+  if (exists && !S_ISREG(st.st_mode)) return write_in_place(path, target, text, false);
 
   const fs::path dir = target.parent_path().empty() ? fs::path(".") : target.parent_path();
   std::error_code ec;

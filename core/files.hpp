@@ -15,8 +15,9 @@ namespace sigprop {
 ///   same folder, which is then renamed over path (mode of an existing file kept). A killed
 ///   write leaves at most that one temporary, which the next write of the same path reuses;
 /// - a symbolic link: followed; its final target is written as above, the link stays a link;
-/// - a device, FIFO or socket (/dev/null, /dev/stdout, a pipe), or anything reached through
-///   /proc or /dev/fd: written in place, never replaced;
+/// - a device, FIFO or socket (/dev/null, a pipe): written in place, never replaced;
+/// - /dev/stdout, /dev/stderr, or anything reached through /proc or /dev/fd: appended in
+///   place (a shell's `> file` or `>> file` behind it keeps what is already there);
 /// - a folder, an empty path or a link loop: IoError naming the path.
 /// Missing parent folders of path are created. Throws IoError naming the path and the reason.
 void write_file_atomic(const std::filesystem::path& path, const std::string& text);

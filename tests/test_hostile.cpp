@@ -146,6 +146,15 @@ TEST_CASE("outputs: symlinks followed, empty paths, two outputs on one path, an 
   CHECK(fs::is_symlink(fs::symlink_status(d / "link.json")));
   CHECK_THAT(slurp(d / "target.json"), Catch::Contains("\"engine\""));
 
+  // /dev/stdout behind a shell's >> is appended to, not replaced or overwritten
+  write(d / "app.log", "first\n");
+  const bool stdout_link = fs::is_symlink(fs::symlink_status("/dev/stdout"));
+  const std::string app = std::string(SIGPROP_CLI_PATH) + " theory -q --set stack.depth=2 --json /dev/stdout >> " +
+                          q(d / "app.log") + " 2>/dev/null";
+  REQUIRE(std::system(app.c_str()) == 0);
+  CHECK_THAT(slurp(d / "app.log"), Catch::StartsWith("first\n") && Catch::Contains("\"engine\""));
+  CHECK(fs::is_symlink(fs::symlink_status("/dev/stdout")) == stdout_link);
+
   for (const std::string& args :
        {std::string("theory --json ''"), std::string("theory --csv ''"), std::string("simulate --samples 2 --seed 1 --json ''"),
         std::string("phase --csv ''"), std::string("report --out ''"), std::string("theory --set ''")}) {

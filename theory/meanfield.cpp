@@ -154,8 +154,8 @@ std::vector<DenseMeanField> phase_diagram(Activation act, double sw2_min, double
       double sw2 = n_sw2 == 1 ? sw2_min : sw2_min + (sw2_max - sw2_min) * i / (n_sw2 - 1);
       double sb2 = n_sb2 == 1 ? sb2_min : sb2_min + (sb2_max - sb2_min) * j / (n_sb2 - 1);
       rows.push_back(dense_mean_field(act, sw2, sb2, quad_order));
+      if (progress) progress(static_cast<long long>(rows.size()), total);
     }
-    if (progress) progress(static_cast<long long>(j + 1) * n_sw2, total);
   }
   return rows;
 }

@@ -35,12 +35,13 @@ struct DenseMeanField {
 DenseMeanField dense_mean_field(Activation act, double sigma_w2, double sigma_b2, int quad_order = 48);
 nlohmann::json to_json(const DenseMeanField& mf);
 
-/// Largest phase-diagram grid, n_sw2 * n_sb2 points (docs/limits.md): about a minute on one core.
-inline constexpr long long kMaxPhasePoints = 1'000'000;
+/// Largest phase-diagram grid, n_sw2 * n_sb2 points (docs/limits.md). A point costs ~35 ms for
+/// tanh (the default 36 x 16 grid: ~20 s on one core), so the limit is about an hour.
+inline constexpr long long kMaxPhasePoints = 100'000;
 
 /// Order/chaos phase diagram over a regular grid; a row per (sigma_w2, sigma_b2). More than
 /// kMaxPhasePoints points is a ConfigError naming --sigma-w2/--sigma-b2. progress(done, total),
-/// when given, is called after every row of sigma_w2 values.
+/// when given, is called after every point.
 std::vector<DenseMeanField> phase_diagram(Activation act, double sw2_min, double sw2_max, int n_sw2, double sb2_min,
                                           double sb2_max, int n_sb2, int quad_order = 48,
                                           const std::function<void(long long, long long)>& progress = {});

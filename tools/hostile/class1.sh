@@ -24,6 +24,10 @@ probe "--json /dev/null is written in place" 0 -- "$S" theory -q --set stack.dep
 check "/dev/null is still a character device" test -c /dev/null
 probe "--json /dev/stdout (a pipe here) is written in place" 0 -- "$S" theory -q --set stack.depth=2 --json /dev/stdout
 check "the profile came out on stdout" grep -q '"engine"' "$OUT"
+echo first > app.log
+"$S" theory -q --set stack.depth=2 --json /dev/stdout >> app.log 2> /dev/null
+check "--json /dev/stdout >> log appends (the log's first line kept)" bash -c "head -1 app.log | grep -q first && grep -q '\"engine\"' app.log"
+check "app.log is still a regular file" test -f app.log
 mkfifo fifo; (cat fifo > fifo.out &) ; sleep 0.2
 probe "--csv into a FIFO is written through it" 0 -- "$S" theory -q --set stack.depth=2 --csv fifo
 sleep 0.2

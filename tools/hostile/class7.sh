@@ -31,6 +31,6 @@ probe "ode continuum with a tiny --max-evals stops, naming it" 1 "--max-evals" -
 probe "ode clustering --max-evals 0" 2 "--max-evals" -- "$S" ode --kind clustering --max-evals 0 -q
 
 probe "phase on a 100000 x 100000 grid" 2 "points is more than the limit" -- "$S" phase --sigma-w2 0.5:4:100000 --sigma-b2 0:0.3:100000
-probe "phase on a 1001 x 1000 grid" 2 "limit" -- "$S" phase --sigma-w2 0.5:4:1001 --sigma-b2 0:0.3:1000
-probe "phase at the limit is not refused (1000 x 1 points)" 0 -- "$S" phase --sigma-w2 0.5:4:1000 --sigma-b2 0:0.3:1
+probe "phase on a 1001 x 100 grid (just over 10^5 points)" 2 "limit" -- "$S" phase --sigma-w2 0.5:4:1001 --sigma-b2 0:0.3:100
+probe "a small phase grid still runs (20 x 1 points)" 0 -- "$S" phase --sigma-w2 0.5:4:20 --sigma-b2 0:0.3:1
 finish
