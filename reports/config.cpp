@@ -241,6 +241,7 @@ void parse_figures(const toml::table& fi, ReportConfig& cfg) {
 }  // namespace
 
 ReportConfig parse_report_config(std::string_view text, const std::string& origin) {
+  check_toml_limits(text, origin);
   toml::table root;
   try {
     root = toml::parse(text, origin);
@@ -291,11 +292,7 @@ ReportConfig parse_report_config(std::string_view text, const std::string& origi
 }
 
 ReportConfig load_report_config(const std::filesystem::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw IoError(fmt::format("{}: cannot open report config", path.string()));
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return parse_report_config(ss.str(), path.string());
+  return parse_report_config(read_toml_file(path, "report config"), path.string());
 }
 
 const std::string& default_report_toml() {
