@@ -8,6 +8,7 @@
 
 #include "core/blocks.hpp"
 #include "core/error.hpp"
+#include "core/memory.hpp"
 #include "core/metrics.hpp"
 #include "sigprop/version.hpp"
 #include "theory/gauss.hpp"
@@ -155,6 +156,11 @@ void check_grid(const std::vector<double>& tau) {
 ContinuumTrace continuum_kernels(const StackSpec& spec, const ContinuumSettings& st, const std::vector<double>& tau) {
   check_grid(tau);
   if (!(st.abs_tol > 0) || !(st.rel_tol > 0)) throw ConfigError("continuum: tolerances must be > 0");
+  // Memory: K, G and dK at every requested depth, and the integrators' stages (~20 T x T).
+  require_memory(sat_mul({sat_add({sat_mul({3, static_cast<std::uint64_t>(tau.size())}), 20}),
+                          static_cast<std::uint64_t>(spec.tokens), static_cast<std::uint64_t>(spec.tokens), 8}),
+                 "the continuum ODE", fmt::format("stack.tokens = {} (T x T kernels) and {} output depths",
+                                                  spec.tokens, tau.size()));
   const ContinuumField field(spec, st);
   const int T = spec.tokens;
   const auto TT = static_cast<Eigen::Index>(T) * T;
