@@ -104,7 +104,7 @@ void check_simulate_memory(const StackSpec& spec, const SimSettings& st) {
   const U wide = std::max(d, R);
   const U biggest = std::max({sat_mul({T, wide}), sat_mul({d, wide}), sat_mul({H, T, T})});
   if (biggest > 2147483647u)
-    throw MemoryLimitError(fmt::format(
+    throw ConfigError(fmt::format(
         "the simulate engine would need a single matrix of {} elements (stack.width = {}, mlp width {}, stack.tokens = "
         "{}, stack.heads = {}); the backends index matrices with 32-bit ints, so at most 2147483647",
         biggest, spec.width, R, spec.tokens, spec.heads));

@@ -64,9 +64,11 @@ std::string nesting_error(const std::string& text) {
 TEST_CASE("TOML nesting is bounded before parsing, in every form", "[hostile][config]") {
   const int n = sigprop::kMaxTomlNesting;
   // At the limit: no nesting error (the parser or the key checks may still refuse).
-  CHECK(nesting_error("[" + dotted(n) + "]\nx = 1\n").empty());
+  // A value's depth counts its table header, its key and the arrays around it.
+  CHECK(nesting_error("[" + dotted(n - 1) + "]\nx = 1\n").empty());
   CHECK(nesting_error(dotted(n) + " = 1\n").empty());
-  CHECK(nesting_error("x = " + std::string(n, '[') + std::string(n, ']') + "\n").empty());
+  CHECK(nesting_error("x = " + std::string(n - 1, '[') + std::string(n - 1, ']') + "\n").empty());
+  CHECK_FALSE(nesting_error("[" + dotted(n) + "]\nx = 1\n").empty());
   // One level more, each way of nesting: a header, a dotted key, an array of tables, arrays,
   // inline tables, a dotted key under a header, and a mixture.
   const std::vector<std::string> deep{
@@ -298,11 +300,11 @@ TEST_CASE("CLI: the issue's out-of-memory commands exit 2 with a named error", "
   CHECK(run("theory --set stack.depth=2 --max-memory 1X").code == 2);
 }
 
-#if !defined(__SANITIZE_ADDRESS__)  // ASan reserves terabytes of address space: no RLIMIT_AS under it
+#if !defined(__SANITIZE_ADDRESS__)  // ASan maps terabytes of shadow memory: no RLIMIT_DATA under it
 TEST_CASE("CLI: an allocation that still fails is a message and exit 1, never an abort", "[hostile][cli]") {
-  // No sigprop limit, an address-space limit of 256 MiB on the child (ulimit -v): the theory's
+  // No sigprop limit, a data limit of 256 MiB on the child (ulimit -d, RLIMIT_DATA): the theory's
   // 3 x 128 MiB kernels cannot be allocated, and std::bad_alloc must end in a clean exit 1.
-  const std::string cmd = std::string("sh -c 'ulimit -v 262144; exec ") + SIGPROP_CLI_PATH +
+  const std::string cmd = std::string("sh -c 'ulimit -d 262144; exec ") + SIGPROP_CLI_PATH +
                           " theory --set stack.tokens=4096 --set stack.depth=2 --set stack.qk_scale=1/dh"
                           " --set stack.blocks=mlp --set stack.activation=relu --max-memory 0 -q'";
   const fs::path err = scratch() / "oom.err";
@@ -418,4 +420,37 @@ TEST_CASE("clustering: no placeholder values reach the profile when the flow ove
         CHECK(named);
         break;
       }
+}
+
+TEST_CASE("theory: every null metric is named by a warning with its first layer", "[hostile][theory]") {
+  // norm = none at depth 400 overflows: rho first (layer ~35, from finite kernels), the kernel
+  // itself later (~245), and grad_var everywhere. The old single warning named only the kernel.
+  StackSpec s;
+  s.depth = 400;
+  s.norm = sigprop::Norm::None;
+  s.qk_scale = sigprop::QkScale::InvDh;
+  sigprop::theory::TheorySettings ts;
+  ts.quad_order = 8;
+  const sigprop::Profile p = sigprop::theory::TheoryEngine(ts).run(s);
+  REQUIRE_FALSE(p.warnings.empty());
+  std::string all;
+  for (const auto& w : p.warnings) all += w + " | ";
+  int fwd = -1;
+  for (const auto& w : p.warnings)
+    if (w.rfind("non-finite kernel K_l first at layer ", 0) == 0) fwd = std::stoi(w.substr(37));
+  int nulls = 0;
+  for (const std::string& m : sigprop::metric_names())
+    for (int l = 0; l <= s.depth; ++l) {
+      if (l == 0 && (m == "update_ratio" || m == "ang_dist")) continue;
+      if (std::isfinite(p.at(l, m))) continue;
+      ++nulls;
+      const bool by_kernel = fwd >= 0 && (l >= fwd || m == "grad_var");
+      const std::string named = "non-finite " + m + " first at layer ";
+      bool by_metric = false;
+      for (const auto& w : p.warnings)
+        if (w.rfind(named, 0) == 0) by_metric = by_metric || std::stoi(w.substr(named.size())) <= l;
+      INFO(m << " null at layer " << l << "; warnings: " << all);
+      CHECK((by_kernel || by_metric));
+    }
+  CHECK(nulls > 0);
 }

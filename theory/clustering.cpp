@@ -178,8 +178,8 @@ Profile clustering_profile(const StackSpec& spec, const ClusteringSettings& st) 
     v->resize(static_cast<size_t>(st.points) + 1, std::nan(""));  // integrate_times may stop early
     for (size_t i = 0; i < v->size(); ++i)
       if (!std::isfinite((*v)[i])) {
-        p.warnings.push_back(fmt::format("non-finite {} first at t = {} (output {} of {}): the {} flow left double "
-                                         "range (beta = {}); {} is null from there on",
+        p.warnings.push_back(fmt::format("non-finite {} first at t = {} (output {} of {}): the {} integration overflowed "
+                                         "(beta = {}); {} is null from there on",
                                          name, tr.t[i], i, st.points, st.variant == AttnDynamics::SA ? "SA" : "USA",
                                          st.beta, name));
         std::fill(v->begin() + static_cast<std::ptrdiff_t>(i), v->end(), std::nan(""));

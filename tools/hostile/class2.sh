@@ -24,11 +24,11 @@ probe "--max-memory must be a size" 2 "max-memory" -- "$SIGPROP" theory --max-me
 if "$SIGPROP" train --corpus corpus.txt --out tr3 --set stack.depth=1 --set stack.width=16 --set stack.heads=2 \
      --set stack.tokens=8 --steps 1 --batch 2 --val-batches 1 > /dev/null 2>&1; then
   probe "validate --ensemble 10^9 refuses" 2 "$big.*--ensemble = 1000000000" -- \
-    "$SIGPROP" validate tr3/final.safetensors --corpus corpus.txt --ensemble 1000000000
+    "$SIGPROP" validate --checkpoint tr3/final.safetensors --corpus corpus.txt --ensemble 1000000000
 fi
-if ! ldd "$SIGPROP" 2>/dev/null | grep -q libasan; then  # ASan needs terabytes of address space
-  probe "an allocation that still fails is exit 1 with a message (ulimit -v 256 MiB)" 1 "out of memory" -- \
-    bash -c "ulimit -v 262144; exec \"$SIGPROP\" theory --set stack.tokens=4096 --set stack.depth=2 \
+if ! ldd "$SIGPROP" 2>/dev/null | grep -q libasan; then  # ASan maps terabytes of shadow (no RLIMIT_DATA)
+  probe "an allocation that still fails is exit 1 with a message (ulimit -d 256 MiB)" 1 "out of memory" -- \
+    bash -c "ulimit -d 262144; exec \"$SIGPROP\" theory --set stack.tokens=4096 --set stack.depth=2 \
       --set stack.qk_scale=1/dh --set stack.blocks=mlp --set stack.activation=relu --max-memory 0 -q"
 fi
 finish

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Class 3: a small checkpoint whose metadata claims a huge model. The claim is checked against
-# the tensors (count, then every shape) before the model is allocated.
+# the tensors (count, then every shape) before the model is allocated. `validate` reports a
+# checkpoint that does not load as a bad --checkpoint value: exit 2.
 source "$(dirname "$0")/lib.sh"
 head -c 20000 /dev/urandom | base64 > corpus.txt
 run "$SIGPROP" train --corpus corpus.txt --out small --set stack.depth=2 --set stack.width=32 --set stack.heads=4 \
@@ -22,18 +23,18 @@ PY
 }
 if [ -f "$ck" ] && command -v python3 > /dev/null; then
   claim huge.safetensors stack.depth=200 stack.width=2048 stack.heads=16
-  probe "a 200 x 2048 claim in a small file is refused before allocating (ulimit -v 1 GiB)" 1 \
+  probe "a 200 x 2048 claim in a small file is refused before allocating (ulimit -d 1 GiB)" 2 \
     "declares .* parameters .*stack.depth = 200.*hold only" -- \
-    bash -c "ulimit -v 1048576; exec \"$SIGPROP\" validate huge.safetensors --corpus corpus.txt --samples 0 --ensemble 0"
+    bash -c "ulimit -d 1048576; exec \"$SIGPROP\" validate --checkpoint huge.safetensors --corpus corpus.txt --samples 0 --ensemble 0"
   claim ratio.safetensors stack.mlp_ratio=268435457 stack.width=16 stack.heads=1
-  probe "an mlp_ratio that would wrap an int is refused" 1 "mlp_ratio" -- \
-    "$SIGPROP" validate ratio.safetensors --corpus corpus.txt --samples 0 --ensemble 0
+  probe "an mlp_ratio that would wrap an int is refused" 2 "mlp_ratio" -- \
+    "$SIGPROP" validate --checkpoint ratio.safetensors --corpus corpus.txt --samples 0 --ensemble 0
   claim vocab.safetensors model.vocab=4294967297
-  probe "a vocab beyond int is refused, not wrapped" 1 "model.vocab" -- \
-    "$SIGPROP" validate vocab.safetensors --corpus corpus.txt --samples 0 --ensemble 0
+  probe "a vocab beyond int is refused, not wrapped" 2 "model.vocab" -- \
+    "$SIGPROP" validate --checkpoint vocab.safetensors --corpus corpus.txt --samples 0 --ensemble 0
   claim deep.safetensors stack.depth=3
-  probe "one layer more than the tensors hold is refused" 1 "hold only|no tensor" -- \
-    "$SIGPROP" validate deep.safetensors --corpus corpus.txt --samples 0 --ensemble 0
+  probe "one layer more than the tensors hold is refused" 2 "hold only|no tensor" -- \
+    "$SIGPROP" validate --checkpoint deep.safetensors --corpus corpus.txt --samples 0 --ensemble 0
 else
   echo "(class3: no checkpoint or no python3; skipped)"
 fi

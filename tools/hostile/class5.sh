@@ -17,7 +17,7 @@ for cmd in "theory --set stack.depth=2" "simulate --samples 2 --set stack.depth=
   done
 done
 probe "train --seed -1 is an error" nonzero "seed" -- "$SIGPROP" train --corpus corpus.txt --out tr --seed -1
-probe "validate --seed -1 is an error" nonzero "seed" -- "$SIGPROP" validate x.safetensors --corpus corpus.txt --seed -1
+probe "validate --seed -1 is an error" nonzero "seed" -- "$SIGPROP" validate --checkpoint x.safetensors --corpus corpus.txt --seed -1
 probe "the largest seed is accepted" 0 -- "$SIGPROP" theory --set stack.depth=2 --seed 18446744073709551615 -q
 for n in 4.5 3e9 -3 0x10 ""; do
   probe "phase grid count '$n' is an error" 2 "sigma-w2" -- "$SIGPROP" phase --sigma-w2 "0.5:4:$n" --sigma-b2 0:0.1:2
