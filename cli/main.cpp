@@ -105,7 +105,7 @@ int main(int argc, char** argv) {
                  "2 x --error-batches, >= 16 per batch)")
       ->check(CLI::Range(2, 100000000))
       ->capture_default_str();
-  th->add_option("--seed", ts.attn.seed, "Seed of the attention integral's draws")->check(sigprop::cli::seed_check());
+  th->add_option("--seed", ts.attn.seed, "Seed of the attention integral's draws")->transform(sigprop::cli::seed_check());
   th->add_option("--error-batches", ts.error_batches,
                  "Independent replicates of the attention integral: the value is their mean, _se their "
                  "spread / sqrt(B) (0 = off, >= 2)")

@@ -6,6 +6,9 @@
 
 #include <CLI/CLI.hpp>
 
+// Attach with ->transform(seed_check()), not ->check(): only a transform's rewrite of the
+// text ("010" -> "10") reaches the conversion.
+
 namespace sigprop::cli {
 
 inline CLI::Validator seed_check() {

@@ -38,10 +38,13 @@ fs::path scratch() {
 sigprop::test::cli::Run run(const std::string& args) { return sigprop::test::cli::run_sigprop(args, scratch()); }
 void write(const fs::path& p, const std::string& text) { std::ofstream(p, std::ios::binary) << text; }
 
-// Sets the process-wide memory limit for one test and restores "no limit" after it.
+// Sets the process-wide memory limit for a scope and restores the previous one after it.
 struct MemoryLimit {
-  explicit MemoryLimit(std::uint64_t bytes) { sigprop::set_memory_limit(bytes); }
-  ~MemoryLimit() { sigprop::set_memory_limit(0); }
+  explicit MemoryLimit(std::uint64_t bytes) : before(sigprop::memory_limit()) { sigprop::set_memory_limit(bytes); }
+  ~MemoryLimit() { sigprop::set_memory_limit(before); }
+  MemoryLimit(const MemoryLimit&) = delete;
+  MemoryLimit& operator=(const MemoryLimit&) = delete;
+  std::uint64_t before;
 };
 
 std::string dotted(int levels) {
@@ -134,7 +137,9 @@ TEST_CASE("CLI: a 100 kB deeply nested spec exits 2 with a message", "[hostile][
   auto r = run("theory " + (scratch() / "deep.toml").string());
   CHECK(r.code == 2);
   CHECK_THAT(r.err, Catch::Contains("deep.toml:1: TOML nested deeper than"));
-  write(scratch() / "deep_report.toml", "x = " + std::string(60000, '{') + "\n");
+  std::string inline_tables = "x = ";
+  for (int i = 0; i < 60000; ++i) inline_tables += "{a = ";
+  write(scratch() / "deep_report.toml", inline_tables + "\n");
   r = run("report " + (scratch() / "deep_report.toml").string() + " --out " + (scratch() / "rep").string());
   CHECK(r.code == 2);
   CHECK_THAT(r.err, Catch::Contains("nested deeper than"));
@@ -212,10 +217,10 @@ TEST_CASE("memory estimates refuse before allocating, naming the size and the ke
   ss.samples = 2;
   ss.backend = "reference";
   ss.threads = 1;
-  CHECK_THROWS_MATCHES(sigprop::sim::MonteCarloEngine(ss).run(s), sigprop::MemoryLimitError,
-                       Catch::Matchers::Message(Catch::Contains("simulate engine would need about") &&
-                                                Catch::Contains("stack.width = 4096") &&
-                                                Catch::Contains("the memory limit is 64 MiB")));
+  CHECK_THROWS_AS(sigprop::sim::MonteCarloEngine(ss).run(s), sigprop::MemoryLimitError);
+  CHECK_THROWS_WITH(sigprop::sim::MonteCarloEngine(ss).run(s), Catch::Contains("simulate engine") && Catch::Contains("would need about") &&
+                                                                   Catch::Contains("stack.width = 4096") &&
+                                                                   Catch::Contains("the memory limit is 64 MiB"));
   // One matrix beyond 32-bit indexing is refused whatever the limit (the issue's width 2^20).
   {
     const MemoryLimit none(0);
@@ -231,7 +236,7 @@ TEST_CASE("memory estimates refuse before allocating, naming the size and the ke
   t.depth = 4;
   t.blocks = sigprop::Blocks::Mlp;
   t.activation = sigprop::Activation::Relu;
-  CHECK_THROWS_WITH(sigprop::theory::TheoryEngine({}).run(t),
+  CHECK_THROWS_WITH(sigprop::theory::TheoryEngine(sigprop::theory::TheorySettings{}).run(t),
                     Catch::Contains("theory engine") && Catch::Contains("stack.tokens = 8192"));
   // Clustering: output points.
   sigprop::theory::ClusteringSettings cs;
@@ -261,7 +266,7 @@ TEST_CASE("memory estimates refuse before allocating, naming the size and the ke
   small.width = 16;
   small.heads = 2;
   CHECK_NOTHROW(sigprop::sim::MonteCarloEngine(ss).run(small));
-  CHECK_NOTHROW(sigprop::theory::TheoryEngine({}).run(small));
+  CHECK_NOTHROW(sigprop::theory::TheoryEngine(sigprop::theory::TheorySettings{}).run(small));
 }
 
 TEST_CASE("byte sizes parse strictly", "[hostile][config]") {
@@ -295,7 +300,7 @@ TEST_CASE("CLI: the issue's out-of-memory commands exit 2 with a named error", "
     INFO(c.args);
     auto r = run(c.args);
     CHECK(r.code == 2);
-    CHECK_THAT(r.err, Catch::Contains("would need about") && Catch::Contains(c.says));
+    CHECK_THAT(r.err, Catch::Contains("would need") && Catch::Contains(c.says));
   }
   CHECK(run("theory --set stack.depth=2 --max-memory 1X").code == 2);
 }
@@ -377,11 +382,10 @@ TEST_CASE("a small checkpoint cannot make a reader allocate the huge model its m
   // Refused from the config and the tensors alone: nothing of the declared size is allocated,
   // so this holds even under a 16 MiB memory limit that the declared model would exceed 100-fold.
   const MemoryLimit cap(std::uint64_t{16} << 20);
-  CHECK_THROWS_MATCHES(load_checkpoint<float>(bad), sigprop::IoError,
-                       Catch::Matchers::Message(Catch::Contains("claims_huge.safetensors") &&
-                                                Catch::Contains("stack.depth = 200") &&
-                                                Catch::Contains("stack.width = 2048") &&
-                                                Catch::Contains("hold only")));
+  CHECK_THROWS_AS(load_checkpoint<float>(bad), sigprop::IoError);
+  CHECK_THROWS_WITH(load_checkpoint<float>(bad), Catch::Contains("claims_huge.safetensors") &&
+                                                     Catch::Contains("stack.depth = 200") &&
+                                                     Catch::Contains("stack.width = 2048") && Catch::Contains("hold only"));
   // A claim of another shape is refused too (by the count or, failing that, by every tensor's shape).
   ModelConfig wider = small;
   wider.arch.spec.width = 48;
