@@ -369,8 +369,15 @@ ReportConfig default_report_config() {
 std::string to_toml(const ReportConfig& c) {
   std::ostringstream o;
   auto quote = [](const std::string& s) {
+    // Control characters as \uXXXX: a raw CR or DEL in a title would not parse back
+    // (found by fuzz/fuzz_report_config; reproducer in fuzz/corpus/report_config/).
     std::string out = "\"";
     for (char ch : s) {
+      const auto u = static_cast<unsigned char>(ch);
+      if (u < 0x20 || u == 0x7f) {
+        out += fmt::format("\\u{:04X}", u);
+        continue;
+      }
       if (ch == '"' || ch == '\\') out += '\\';
       out += ch;
     }
