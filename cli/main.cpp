@@ -1,8 +1,13 @@
 // The sigprop command line: parses argv, reads files, calls the library. No science here.
 #include <unistd.h>
 
+#include <cmath>
+#include <cstdint>
+#include <cstdlib>
 #include <cstdio>
 #include <functional>
+#include <fstream>
+#include <new>
 #include <iostream>
 #include <string>
 #include <vector>
@@ -11,6 +16,7 @@
 #include <CLI/CLI.hpp>
 
 #include "cli/guard.hpp"
+#include "cli/seed.hpp"
 #include "cli/report_cmd.hpp"
 #include "cli/ode_cmd.hpp"
 #include "cli/simulate_cmd.hpp"
@@ -21,6 +27,7 @@
 #include "cli/validate_cmd.hpp"
 #include "core/error.hpp"
 #include "core/files.hpp"
+#include "core/memory.hpp"
 #include "core/profile.hpp"
 #include "core/spec.hpp"
 #include "sigprop/version.hpp"
@@ -35,19 +42,46 @@ struct Range {
 };
 
 Range parse_range(const std::string& s, const std::string& opt) {
-  // "lo:hi:n"
-  double lo = 0, hi = 0;
-  int n = 0;
-  char c1 = 0, c2 = 0;
-  std::string rest;
-  if (std::sscanf(s.c_str(), "%lf%c%lf%c%d", &lo, &c1, &hi, &c2, &n) != 5 || c1 != ':' || c2 != ':')
-    throw sigprop::ConfigError(fmt::format("{}: expected lo:hi:n, got \"{}\"", opt, s));
-  return {lo, hi, n};
+  // "lo:hi:n", every part read whole: sscanf("%d") would take "4.5" as 4 and "3e9" as 3.
+  const auto bad = [&]() -> Range {
+    throw sigprop::ConfigError(fmt::format("{}: expected lo:hi:n (n a whole number of points), got \"{}\"", opt,
+                                           s.substr(0, 80)));
+  };
+  const auto c1 = s.find(':'), c2 = c1 == std::string::npos ? c1 : s.find(':', c1 + 1);
+  if (c2 == std::string::npos || s.find(':', c2 + 1) != std::string::npos) return bad();
+  auto number = [&](const std::string& t, double& out) {
+    char* end = nullptr;
+    out = std::strtod(t.c_str(), &end);
+    if (t.empty() || end != t.c_str() + t.size() || !std::isfinite(out)) bad();
+  };
+  Range r{0, 0, 0};
+  number(s.substr(0, c1), r.lo);
+  number(s.substr(c1 + 1, c2 - c1 - 1), r.hi);
+  const std::string n = s.substr(c2 + 1);
+  if (n.empty() || n.size() > 9 || n.find_first_not_of("0123456789") != std::string::npos)
+    throw sigprop::ConfigError(
+        fmt::format("{}: the point count n of lo:hi:n must be a whole number below 10^9, got \"{}\"", opt,
+                    n.substr(0, 40)));
+  r.n = std::stoi(n);
+  return r;
 }
 
 void write_outputs(const sigprop::Profile& p, const std::string& json, const std::string& csv) {
   if (!json.empty()) sigprop::write_file_atomic(json, p.to_json().dump(2) + "\n");
   if (!csv.empty()) sigprop::write_file_atomic(csv, p.to_csv());
+}
+
+// MemAvailable of /proc/meminfo in bytes (the kernel's estimate of what can be allocated without
+// swapping); 0 = no limit when it cannot be read (not Linux).
+std::uint64_t available_memory() {
+  std::ifstream in("/proc/meminfo");
+  std::string key, unit;
+  std::uint64_t kib = 0;
+  while (in >> key >> kib) {
+    std::getline(in, unit);
+    if (key == "MemAvailable:") return kib * 1024;
+  }
+  return 0;
 }
 
 }  // namespace
@@ -74,7 +108,7 @@ int main(int argc, char** argv) {
                  "2 x --error-batches, >= 16 per batch)")
       ->check(CLI::Range(2, 100000000))
       ->capture_default_str();
-  th->add_option("--seed", ts.attn.seed, "Seed of the attention integral's draws");
+  th->add_option("--seed", ts.attn.seed, "Seed of the attention integral's draws")->transform(sigprop::cli::seed_check());
   th->add_option("--error-batches", ts.error_batches,
                  "Independent replicates of the attention integral: the value is their mean, _se their "
                  "spread / sqrt(B) (0 = off, >= 2)")
@@ -128,6 +162,13 @@ int main(int argc, char** argv) {
       return 2;
     }
   }
+  // Every command takes --max-memory: the cap on what one engine run plans to allocate.
+  std::string max_memory;
+  for (auto* sub : app.get_subcommands([](CLI::App*) { return true; }))
+    sub->add_option("--max-memory", max_memory,
+                    "Refuse runs whose memory estimate exceeds this (8G, 512M, bytes; 0 = no limit); "
+                    "default: MemAvailable of /proc/meminfo");
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -140,6 +181,8 @@ int main(int argc, char** argv) {
 
   try {
     for (const CLI::App* sub : app.get_subcommands()) sigprop::cli::check_command_line(*sub);
+    sigprop::set_memory_limit(max_memory.empty() ? available_memory()
+                                                 : sigprop::parse_byte_size(max_memory, "--max-memory"));
     if (si->parsed()) return sigprop::cli::run_simulate(sim_args);
     if (rep->parsed()) return sigprop::cli::run_report(report_args, argc, argv);
     if (spc->parsed()) return sigprop::cli::run_spectrum(spectrum_args);
@@ -188,12 +231,22 @@ int main(int argc, char** argv) {
         sigprop::write_file_atomic(phase_csv, text);
       return 0;
     }
+  } catch (const sigprop::MemoryLimitError& e) {
+    fmt::print(stderr, "sigprop: error: {} (--max-memory sets the limit)\n", e.what());
+    return 2;
   } catch (const sigprop::ConfigError& e) {
     // Messages may quote untrusted values (spec strings, file names): escaped and cut.
     fmt::print(stderr, "sigprop: error: {}\n", sigprop::printable(e.what(), 2000));
     return 2;
   } catch (const sigprop::Error& e) {
     fmt::print(stderr, "sigprop: error: {}\n", sigprop::printable(e.what(), 2000));
+    return 1;
+  } catch (const std::bad_alloc&) {
+    // An allocation the estimates did not foresee (they cover the big, input-driven ones).
+    fmt::print(stderr, "sigprop: error: out of memory (an allocation failed); try smaller sizes or fewer --threads\n");
+    return 1;
+  } catch (const std::exception& e) {
+    fmt::print(stderr, "sigprop: error: {}\n", e.what());
     return 1;
   }
   return 0;

@@ -1,4 +1,5 @@
 #include "cli/ode_cmd.hpp"
+#include "cli/seed.hpp"
 
 #include <unistd.h>
 
@@ -80,7 +81,7 @@ CLI::App* add_ode_command(CLI::App& app, OdeArgs& a) {
   c->add_option("--paths", a.shaped.paths, "shaped-sde: Euler-Maruyama paths");
   c->add_option("--samples", a.shaped.samples, "shaped-sde: finite-width networks (0 = none)");
   c->add_option("--substeps", a.shaped.substeps, "shaped-sde: Euler-Maruyama steps per layer");
-  c->add_option("--seed", a.clustering.seed, "Seed (clustering random start, shaped-sde noise and networks)");
+  c->add_option("--seed", a.clustering.seed, "Seed (clustering random start, shaped-sde noise and networks)")->transform(sigprop::cli::seed_check());
   c->add_option("--json", a.json_out, "Write the profile as JSON");
   c->add_option("--csv", a.csv_out, "Write the profile as CSV");
   c->add_option("--rows", a.max_rows, "Rows shown in the terminal table (0 = all)")->check(CLI::NonNegativeNumber);

@@ -1,4 +1,5 @@
 #include "cli/simulate_cmd.hpp"
+#include "cli/seed.hpp"
 
 #include <unistd.h>
 
@@ -22,7 +23,7 @@ CLI::App* add_simulate_command(CLI::App& app, SimulateArgs& a) {
       ->check(CLI::ExistingFile);
   c->add_option("--set", a.sets, "Override a spec key: table.key=value (repeatable, last wins)");
   c->add_option("--samples", a.settings.samples, "Independent random stacks (weights, input, Delta_L)")->required();
-  c->add_option("--seed", a.settings.seed, "Seed of every random stream")->required();
+  c->add_option("--seed", a.settings.seed, "Seed of every random stream")->transform(sigprop::cli::seed_check())->required();
   c->add_option("--backend", a.settings.backend,
                 "Backend: reference (double precision, plain loops), cpu (Eigen GEMMs, float or double) or cuda "
                 "(GPU, batched over samples, float or tf32; only in builds with SIGPROP_ENABLE_CUDA)");

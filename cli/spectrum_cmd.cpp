@@ -1,4 +1,5 @@
 #include "cli/spectrum_cmd.hpp"
+#include "cli/seed.hpp"
 
 #include <unistd.h>
 
@@ -64,7 +65,7 @@ CLI::App* add_spectrum_command(CLI::App& app, SpectrumArgs& a) {
   c->add_option("--engine", a.engine, "theory (infinite width, dense stacks) or simulate (finite width, any stack)");
   c->add_option("--width", a.width, "Width d (same as --set stack.width=d)")->check(CLI::Range(1, 1 << 20));
   c->add_option("--samples", a.mc.samples, "Monte Carlo: independent stacks (default 16)");
-  c->add_option("--seed", a.mc.seed, "Monte Carlo: seed of every random stream (the streams of simulate)");
+  c->add_option("--seed", a.mc.seed, "Monte Carlo: seed of every random stream (the streams of simulate)")->transform(sigprop::cli::seed_check());
   c->add_option("--grid", a.grid, "Density grid lo:hi:n (default: n = 200 points up to mean + 6 sd of the theory)");
   c->add_option("--map", a.mc.map, "Monte Carlo: token (one token's d x d Jacobian) or full (the T d x T d map)");
   c->add_option("--token", a.mc.token, "Monte Carlo: the token of --map token (default: the last)");

@@ -1,4 +1,5 @@
 #include "cli/train_cmd.hpp"
+#include "cli/seed.hpp"
 
 #include <unistd.h>
 
@@ -41,7 +42,7 @@ void add_train_settings_options(CLI::App* c, validate::TrainSettings& s) {
   c->add_option("--val-batches", s.val_batches, "Fixed validation batches")->capture_default_str();
   c->add_option("--checkpoint-every", s.checkpoint_every, "ckpt_step{N}.safetensors every N steps (0: none)")
       ->capture_default_str();
-  c->add_option("--seed", s.seed, "Seed of the initial weights and of the batches")->capture_default_str();
+  c->add_option("--seed", s.seed, "Seed of the initial weights and of the batches")->transform(sigprop::cli::seed_check())->capture_default_str();
   c->add_option("--threads", s.threads, "Worker threads (0 = all cores); results do not depend on it")
       ->capture_default_str();
   c->add_option("--precision", s.precision, "float or double")->capture_default_str();

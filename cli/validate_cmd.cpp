@@ -1,4 +1,5 @@
 #include "cli/validate_cmd.hpp"
+#include "cli/seed.hpp"
 
 #include <unistd.h>
 
@@ -162,7 +163,7 @@ CLI::App* add_validate_command(CLI::App& app, ValidateArgs& a) {
                 "Freshly initialised models of the init ensemble (seeds seed+1 .. seed+S; 0 = none)");
   c->add_option("--samples", a.settings.samples, "Monte Carlo samples of the simulate prediction (0 = none)");
   c->add_flag("--no-theory", a.no_theory, "Skip the theory prediction");
-  c->add_option("--seed", a.settings.seed, "Seed of the Monte Carlo and base of the ensemble's seeds");
+  c->add_option("--seed", a.settings.seed, "Seed of the Monte Carlo and base of the ensemble's seeds")->transform(sigprop::cli::seed_check());
   c->add_option("--threads", a.settings.threads, "Worker threads (0 = all cores); results do not depend on it");
   c->add_option("--precision", a.precision, "float or double: the model's arithmetic (metrics are summed in double)")
       ->check(CLI::IsMember({"float", "double"}));

@@ -199,6 +199,7 @@ StackSpec spec_from_table(const toml::table& root, const std::string& origin) {
 }
 
 toml::table parse_table(std::string_view text, const std::string& origin) {
+  check_toml_limits(text, origin);
   try {
     return toml::parse(text, origin);
   } catch (const toml::parse_error& e) {
@@ -225,6 +226,7 @@ void override_table(toml::table& root, std::string_view assignment) {
   // Value in TOML syntax when it parses (numbers, booleans, quoted strings), else a bare string.
   toml::table tmp;
   bool parsed = false;
+  check_toml_limits("v = " + rhs, fmt::format("--set {}", lhs));
   try {
     tmp = toml::parse("v = " + rhs);
     parsed = true;
@@ -318,7 +320,13 @@ std::string BranchScale::str() const {
 }
 
 int StackSpec::mlp_width() const {
-  return static_cast<int>(std::llround(mlp_ratio * width));
+  // In double then range-checked: mlp_ratio * width must never wrap into a plausible int
+  // (268435457 * 16 = 2^32 + 16 would otherwise give a hidden width of 16).
+  const double r = mlp_ratio * static_cast<double>(width);
+  if (!(r >= 1 && r <= kMaxMlpWidth))
+    throw ConfigError(fmt::format("stack.mlp_ratio: mlp_ratio * width = {} * {} = {} must be in [1, {}]", mlp_ratio,
+                                  width, r, kMaxMlpWidth));
+  return static_cast<int>(std::llround(r));
 }
 
 void StackSpec::validate() const {
@@ -332,6 +340,9 @@ void StackSpec::validate() const {
     bad("stack.heads", fmt::format("must divide stack.width = {} (head dim d/H), got {}", width, heads));
   if (!(mlp_ratio > 0) || !std::isfinite(mlp_ratio))
     bad("stack.mlp_ratio", fmt::format("must be a positive number, got {}", mlp_ratio));
+  if (mlp_ratio * width > kMaxMlpWidth)
+    bad("stack.mlp_ratio", fmt::format("mlp_ratio * width must be at most {} (the MLP hidden width), got {} * {} = {:.17g}",
+                                       kMaxMlpWidth, mlp_ratio, width, mlp_ratio * width));
   if (std::abs(mlp_ratio * width - std::round(mlp_ratio * width)) > 1e-9 || std::round(mlp_ratio * width) < 1)
     bad("stack.mlp_ratio", fmt::format("mlp_ratio * width must be a positive integer, got {} * {}", mlp_ratio, width));
   if (!(norm_eps >= 0) || !std::isfinite(norm_eps) || norm_eps > 1)
@@ -423,6 +434,8 @@ StackSpec StackSpec::from_json(const nlohmann::json& j) {
     for (auto& [k, v] : obj.items()) {
       if (v.is_boolean())
         t.insert(k, v.get<bool>());
+      else if (v.is_number_unsigned() && v.get<uint64_t>() > static_cast<uint64_t>(INT64_MAX))
+        throw ConfigError(fmt::format("spec JSON: {}.{} = {} is out of range", table, k, v.get<uint64_t>()));
       else if (v.is_number_integer())
         t.insert(k, v.get<int64_t>());
       else if (v.is_number())
@@ -442,7 +455,7 @@ StackSpec parse_spec_toml(std::string_view text, const std::string& origin) {
 }
 
 StackSpec load_spec_file(const std::filesystem::path& path) {
-  return parse_spec_toml(read_bounded_file(path, "spec"), path.string());  // /dev/zero ends at the cap
+  return parse_spec_toml(read_toml_file(path, "spec file"), path.string());
 }
 
 void apply_override(StackSpec& spec, std::string_view assignment) {
@@ -455,7 +468,7 @@ StackSpec resolve_spec(const std::string& path_or_empty, const std::vector<std::
   toml::table root;
   std::string origin = "<default spec>";
   if (!path_or_empty.empty()) {
-    root = parse_table(read_bounded_file(path_or_empty, "spec"), path_or_empty);
+    root = parse_table(read_toml_file(path_or_empty, "spec file"), path_or_empty);
     origin = path_or_empty;
     check_keys(root, origin);  // report file errors against the file, before overrides
   }

@@ -31,6 +31,10 @@ struct BranchScale {
   [[nodiscard]] std::string str() const;
 };
 
+/// Largest MLP hidden width mlp_ratio * width (2^24): every engine indexes hidden units and
+/// T x R buffers with it, and 64x the largest width leaves room for any real ratio.
+inline constexpr int kMaxMlpWidth = 1 << 24;
+
 /// The full description of a random stack. Defaults are documented in README.md
 /// and examples/default.toml; `to_json` always writes every key (the resolved spec).
 struct StackSpec {
@@ -64,6 +68,8 @@ struct StackSpec {
   /// Throws ConfigError naming the first key whose value is out of range.
   void validate() const;
   [[nodiscard]] int head_dim() const { return width / heads; }
+  /// round(mlp_ratio * width), computed in double; ConfigError naming stack.mlp_ratio when
+  /// it is outside [1, kMaxMlpWidth] (validate() checks this too).
   [[nodiscard]] int mlp_width() const;
   [[nodiscard]] bool has_attn() const { return blocks == Blocks::AttnMlp || blocks == Blocks::Attn; }
   [[nodiscard]] bool has_mlp() const { return blocks == Blocks::AttnMlp || blocks == Blocks::Mlp; }

@@ -242,6 +242,7 @@ void parse_figures(const toml::table& fi, ReportConfig& cfg) {
 }  // namespace
 
 ReportConfig parse_report_config(std::string_view text, const std::string& origin) {
+  check_toml_limits(text, origin);
   toml::table root;
   try {
     root = toml::parse(text, origin);
@@ -292,7 +293,7 @@ ReportConfig parse_report_config(std::string_view text, const std::string& origi
 }
 
 ReportConfig load_report_config(const std::filesystem::path& path) {
-  return parse_report_config(read_bounded_file(path, "report config"), path.string());
+  return parse_report_config(read_toml_file(path, "report config"), path.string());
 }
 
 const std::string& default_report_toml() {
@@ -369,8 +370,15 @@ ReportConfig default_report_config() {
 std::string to_toml(const ReportConfig& c) {
   std::ostringstream o;
   auto quote = [](const std::string& s) {
+    // Control characters as \uXXXX: a raw CR or DEL in a title would not parse back
+    // (found by fuzz/fuzz_report_config; reproducer in fuzz/corpus/report_config/).
     std::string out = "\"";
     for (char ch : s) {
+      const auto u = static_cast<unsigned char>(ch);
+      if (u < 0x20 || u == 0x7f) {
+        out += fmt::format("\\u{:04X}", u);
+        continue;
+      }
       if (ch == '"' || ch == '\\') out += '\\';
       out += ch;
     }

@@ -15,6 +15,7 @@
 #include <toml++/toml.h>
 
 #include "core/error.hpp"
+#include "core/memory.hpp"
 #include "sigprop/version.hpp"
 #include "sim/backend.hpp"
 #include "sim/engine.hpp"
@@ -81,9 +82,9 @@ std::string to_string(EngineKind e) {
 std::vector<Cell> expand_cells(const ReportConfig& cfg) {
   std::vector<Cell> cells;
   const int nv = cfg.variants.empty() ? 1 : static_cast<int>(cfg.variants.size());
-  size_t combos = 1;
-  for (auto& ax : cfg.axes) combos *= ax.values.size();
-  if (combos * nv > 100000) throw ConfigError(fmt::format("{}: the sweep has {} cells (limit 100000)", cfg.origin, combos * nv));
+  size_t combos = 1;  // saturating: many long axes must not wrap into a small count
+  for (auto& ax : cfg.axes) combos = sat_mul({combos, ax.values.size()});
+  if (sat_mul({combos, static_cast<size_t>(nv)}) > 100000) throw ConfigError(fmt::format("{}: the sweep has {} cells (limit 100000)", cfg.origin, combos * nv));
   std::set<std::string> slugs;
   for (int v = 0; v < nv; ++v) {
     for (size_t c = 0; c < combos; ++c) {

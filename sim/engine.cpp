@@ -14,6 +14,7 @@
 
 #include "core/parallel.hpp"
 #include "core/error.hpp"
+#include "core/memory.hpp"
 #include "sigprop/version.hpp"
 #include "sim/backend.hpp"
 #include "sim/eigen_backend.hpp"
@@ -91,6 +92,51 @@ void check_precision(const std::string& backend, const std::string& precision) {
                                 fmt::join(ok, ", ")));
 }
 
+// Up-front estimate of what run() allocates (docs/limits.md): per sample in flight, the streams
+// X_0..X_L (T x d) kept for the backward pass, one block's weights (drawn per layer) and its
+// half-block caches (a few T x max(d, R) buffers and H T x T attention matrices), the Eigen
+// backend's weight cache (at most kWeightCacheBytes); plus every sample's metric table. Sizes in
+// saturating 64-bit arithmetic; one buffer of more than 2^31 - 1 elements is refused outright
+// because the backends index rows and columns with int.
+void check_simulate_memory(const StackSpec& spec, const SimSettings& st, WeightSampling sampling) {
+  using U = std::uint64_t;
+  const U L = static_cast<U>(spec.depth), T = static_cast<U>(spec.tokens), d = static_cast<U>(spec.width),
+          H = static_cast<U>(spec.heads), R = spec.has_mlp() ? static_cast<U>(spec.mlp_width()) : 0;
+  const U wide = std::max(d, R);
+  // Conditional sampling never materialises a weight matrix: only T-row projections and the
+  // T-column backward draw (n x T) exist, so neither d x wide nor d^2 per layer enters its estimate.
+  const bool conditional = sampling == WeightSampling::Conditional;
+  const U biggest = std::max({sat_mul({T, wide}), conditional ? U{0} : sat_mul({d, wide}), sat_mul({H, T, T})});
+  if (biggest > 2147483647u)
+    throw ConfigError(fmt::format(
+        "the simulate engine would need a single matrix of {} elements (stack.width = {}, mlp width {}, stack.tokens = "
+        "{}, stack.heads = {}); the backends index matrices with 32-bit ints, so at most 2147483647",
+        biggest, spec.width, R, spec.tokens, spec.heads));
+  const U real = st.precision == "float" ? 4 : 8;
+  U weights = 0;
+  if (conditional) {
+    // Per layer: G for Q,K,V (T x 3d), W_O (T x d), W_1 (T x R), W_2 (T x d), dense (T x d), the
+    // backward draws H (n x T) of the same total size, and the kept factors (T x n, T x T).
+    if (spec.has_attn()) weights = sat_add({weights, sat_mul({2, T, 4 * d}), sat_mul({2, T, T})});
+    if (spec.has_mlp()) weights = sat_add({weights, sat_mul({2, T, R + d}), sat_mul({2, T, T}), R, d});
+    if (spec.blocks == Blocks::Dense) weights = sat_add({weights, sat_mul({2, T, d}), sat_mul({T, T}), d});
+  } else {
+    if (spec.has_attn()) weights = sat_add({weights, sat_mul({4, d, d})});
+    if (spec.has_mlp()) weights = sat_add({weights, sat_mul({2, d, R}), R, d});
+    if (spec.blocks == Blocks::Dense) weights = sat_add({weights, sat_mul({d, d}), d});
+  }
+  const U caches = sat_add({sat_mul({8, T, wide}), sat_mul({2, H, T, T})});
+  const U cache = st.backend == "cpu" ? std::min<U>(kWeightCacheBytes, sat_mul({L, sat_add({weights, caches}), real})) : 0;
+  const U per_sample = sat_add({sat_mul({sat_add({sat_mul({L + 1, T, d}), sat_mul({2, weights}), caches}), real}),
+                                cache, sat_mul({L + 1, 2 * T * T + 16, 8})});
+  const U in_flight = static_cast<U>(resolve_threads(st.threads, st.samples));
+  const U tables = sat_mul({static_cast<U>(st.samples), L + 1, 8 * 8 + 32});
+  require_memory(sat_add({sat_mul({in_flight, per_sample}), tables}),
+                 fmt::format("the simulate engine ({} samples in flight)", in_flight),
+                 fmt::format("stack.width = {}, stack.depth = {}, stack.tokens = {}, mlp width {} and the thread count",
+                             spec.width, spec.depth, spec.tokens, R));
+}
+
 }  // namespace
 
 SamplingChoice resolve_weight_sampling(const StackSpec& spec, const std::string& backend,
@@ -147,8 +193,9 @@ MonteCarloEngine::MonteCarloEngine(SimSettings settings) : st_(std::move(setting
 }
 
 Profile MonteCarloEngine::run(const StackSpec& spec) {
-  spec.validate();
+  validate_for_simulation(spec);
   const SamplingChoice sampling = resolve_weight_sampling(spec, st_.backend, st_.weights_sampling);
+  check_simulate_memory(spec, st_, sampling.sampling);  // before any stream or weight is allocated
   const std::unique_ptr<StackBackend> stack =
       make_stack_backend(spec, st_.seed, st_.backend, st_.precision, sampling.sampling);  // validates the spec
   const int N = st_.samples, L = spec.depth;

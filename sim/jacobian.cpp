@@ -14,6 +14,7 @@
 #include "core/stats.hpp"
 #include "core/blocks.hpp"
 #include "core/error.hpp"
+#include "core/memory.hpp"
 #include "core/rng.hpp"
 #include "sigprop/version.hpp"
 #include "sim/backend.hpp"
@@ -189,6 +190,20 @@ std::string resolve_jacobian_method(const StackSpec& spec, const JacobianSetting
     throw ConfigError(
         fmt::format("--token: must be in [0, {}] (stack.tokens = {}) or -1 for the last, got {}", spec.tokens - 1,
                     spec.tokens, st.token));
+  {
+    // Memory: per sample in flight a few n x n products and their SVD (n = d, or T d for the
+    // full map), plus every sample's moments per layer.
+    using U = std::uint64_t;
+    const U n = st.map == "full" ? sat_mul({static_cast<U>(spec.tokens), static_cast<U>(spec.width)})
+                                 : static_cast<U>(spec.width);
+    const U workers = static_cast<U>(resolve_threads(st.threads, st.samples));
+    require_memory(sat_add({sat_mul({workers, 6, n, n, 8}),
+                            sat_mul({static_cast<U>(st.samples), static_cast<U>(spec.depth) + 1, 32})}),
+                   "the Jacobian spectrum",
+                   fmt::format("stack.width = {}{}, --samples = {} and the thread count", spec.width,
+                               st.map == "full" ? fmt::format(" x stack.tokens = {} (--map full)", spec.tokens) : "",
+                               st.samples));
+  }
   std::string m = st.method;
   if (m == "auto") m = explicit_ok(spec) ? "explicit" : "backward";
   if (m == "explicit") {

@@ -3,11 +3,13 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 
 #include <fmt/format.h>
 #include <boost/numeric/odeint.hpp>
 
 #include "core/error.hpp"
+#include "core/memory.hpp"
 #include "core/rng.hpp"
 #include "sigprop/version.hpp"
 
@@ -99,7 +101,11 @@ ClusteringTrace clustering_flow(const Eigen::MatrixXd& X0, const ClusteringSetti
   auto obs = [&](const State& s, double) {
     Eigen::MatrixXd X = Eigen::Map<const RowMat>(s.data(), n, d);
     Eigen::MatrixXd P = X * X.transpose();
-    double sum = 0, mn = 1e300, mx = -1e300, dev = 0;
+    if (!P.allFinite()) {  // the flow overflowed: no value at this time (clustering_profile warns)
+      for (auto* v : {&tr.rho, &tr.rho_min, &tr.rho_max, &tr.norm_dev}) v->push_back(std::nan(""));
+      return;
+    }
+    double sum = 0, mn = std::numeric_limits<double>::infinity(), mx = -mn, dev = 0;
     for (Eigen::Index i = 0; i < n; ++i) {
       dev = std::max(dev, std::abs(std::sqrt(P(i, i)) - 1.0));
       for (Eigen::Index j = 0; j < n; ++j)
@@ -134,6 +140,15 @@ ClusteringTrace clustering_flow(const Eigen::MatrixXd& X0, const ClusteringSetti
 Profile clustering_profile(const StackSpec& spec, const ClusteringSettings& st) {
   spec.validate();
   if (st.points < 1) throw ConfigError("--points must be >= 1");
+  {
+    // The particle state and its Dormand-Prince stages (~10 n x d), and per output time the
+    // trace, the profile row and its JSON/CSV text (~512 bytes).
+    using U = std::uint64_t;
+    require_memory(sat_add({sat_mul({16, static_cast<U>(spec.tokens), static_cast<U>(spec.width), 8}),
+                            sat_mul({static_cast<U>(st.points) + 1, 512})}),
+                   "the clustering flow", fmt::format("--points = {}, stack.tokens = {} and stack.width = {}", st.points,
+                                                       spec.tokens, spec.width));
+  }
   StackSpec s = spec;
   s.depth = st.points;
   const Eigen::MatrixXd X0 =
@@ -157,6 +172,25 @@ Profile clustering_profile(const StackSpec& spec, const ClusteringSettings& st) 
                 {"rhs_calls", tr.rhs_calls},
                 {"layer_column", "index of the output time t"},
                 {"version", kVersion}};
+  // Once a column is non-finite the flow has left double range: that time and every later one
+  // is null (never a placeholder), and a warning names the first time.
+  const std::vector<std::pair<const char*, std::vector<double>*>> cols{{"rho", &tr.rho},
+                                                                      {"rho_min", &tr.rho_min},
+                                                                      {"rho_max", &tr.rho_max},
+                                                                      {"rho_eq", &tr.rho_eq},
+                                                                      {"norm_dev", &tr.norm_dev}};
+  for (auto& [name, v] : cols) {
+    v->resize(static_cast<size_t>(st.points) + 1, std::nan(""));  // integrate_times may stop early
+    for (size_t i = 0; i < v->size(); ++i)
+      if (!std::isfinite((*v)[i])) {
+        p.warnings.push_back(fmt::format("non-finite {} first at t = {} (output {} of {}): the {} integration overflowed "
+                                         "(beta = {}); {} is null from there on",
+                                         name, tr.t[i], i, st.points, st.variant == AttnDynamics::SA ? "SA" : "USA",
+                                         st.beta, name));
+        std::fill(v->begin() + static_cast<std::ptrdiff_t>(i), v->end(), std::nan(""));
+        break;
+      }
+  }
   for (int i = 0; i <= st.points; ++i) {
     p.at(i, "t") = tr.t[i];
     p.at(i, "rho") = tr.rho[i];

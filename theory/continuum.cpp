@@ -9,6 +9,7 @@
 
 #include "core/blocks.hpp"
 #include "core/error.hpp"
+#include "core/memory.hpp"
 #include "core/metrics.hpp"
 #include "sigprop/version.hpp"
 #include "theory/gauss.hpp"
@@ -158,6 +159,11 @@ ContinuumTrace continuum_kernels(const StackSpec& spec, const ContinuumSettings&
   check_tolerances(st.abs_tol, st.rel_tol, "continuum");
   if (st.max_evals < 1) throw ConfigError("continuum: --max-evals must be >= 1");
   const std::string hint = "loosen --abs-tol/--rel-tol or raise --max-evals";
+  // Memory: K, G and dK at every requested depth, and the integrators' stages (~20 T x T).
+  require_memory(sat_mul({sat_add({sat_mul({3, static_cast<std::uint64_t>(tau.size())}), 20}),
+                          static_cast<std::uint64_t>(spec.tokens), static_cast<std::uint64_t>(spec.tokens), 8}),
+                 "the continuum ODE", fmt::format("stack.tokens = {} (T x T kernels) and {} output depths",
+                                                  spec.tokens, tau.size()));
   const ContinuumField field(spec, st);
   const int T = spec.tokens;
   const auto TT = static_cast<Eigen::Index>(T) * T;

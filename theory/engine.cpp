@@ -12,6 +12,7 @@
 
 #include "core/blocks.hpp"
 #include "core/error.hpp"
+#include "core/memory.hpp"
 #include "core/metrics.hpp"
 #include "sigprop/version.hpp"
 #include "theory/gauss.hpp"
@@ -344,6 +345,16 @@ KernelTrace kernel_recursion(const StackSpec& spec, const TheorySettings& st) {
                       "\" (orthogonal weights are implemented by `sigprop spectrum` for dense stacks)");
   if (st.equicorrelated_fast_path && keeps_equicorrelation(spec)) return equi_recursion(spec, st);
   const int L = spec.depth, T = spec.tokens;
+  {
+    // Everything below is T x T matrices: K_l and G_l for every layer, two per half-block on
+    // the tape (Kz, Kd), and about a dozen of working space (the attention integral's).
+    using U = std::uint64_t;
+    const U TT = sat_mul({static_cast<U>(T), static_cast<U>(T)});
+    const U per_layer = 2 + 2 * static_cast<U>(halves_of(spec).size());
+    require_memory(sat_mul({sat_add({sat_mul({static_cast<U>(L) + 1, per_layer}), 12}), TT, 8}),
+                   "the theory engine's kernel recursion",
+                   fmt::format("stack.tokens = {} (T x T matrices) and stack.depth = {}", T, L));
+  }
   const ActKernel ak(spec.activation, st.quad_order);
   TableCache table_cache(ak);
   TableCache* tables = st.kernel_tables ? &table_cache : nullptr;
@@ -521,6 +532,61 @@ void fill_metrics_equi(const StackSpec& spec, const EquiTrace& e, Profile& p) {
 // Fewest logit draws one error batch may hold (8 antithetic pairs).
 constexpr int kMinDrawsPerBatch = 16;
 
+// One warning for every null metric value, naming the first layer where it appears: the forward
+// recursion's divergence (every later layer, and grad_var everywhere: the backward pass needs
+// every layer), the backward recursion's (grad_var at that layer and below), and anything else
+// (a metric that overflows from finite kernels, e.g. grad_var = tr(G_l)/T at depth 10^4).
+// fwd: first layer whose K_l is not finite (-1: none); bwd: the highest layer whose G_l is not
+// finite when the forward pass is finite (-1: none).
+void explain_nulls(const StackSpec& spec, int fwd, int bwd, Profile& p) {
+  const int L = spec.depth;
+  if (fwd >= 0)
+    p.warnings.push_back(fmt::format("non-finite kernel K_l first at layer {}: the forward recursion diverged "
+                                     "(overflow); every metric at layers >= {} is null, and grad_var is null at "
+                                     "every layer (the backward recursion needs every layer)",
+                                     fwd, fwd));
+  if (bwd >= 0)
+    p.warnings.push_back(fmt::format("non-finite gradient kernel G_l first at layer {} (counting down from {}): the "
+                                     "backward recursion diverged (overflow); grad_var at layers <= {} is null",
+                                     bwd, L, bwd));
+  for (const std::string& m : metric_names()) {
+    int first = -1, count = 0;
+    for (int l = 0; l <= L; ++l) {
+      if (l == 0 && (m == "update_ratio" || m == "ang_dist")) continue;  // undefined at l = 0
+      if (std::isfinite(p.at(l, m))) continue;
+      const bool grad = m == "grad_var";
+      if ((fwd >= 0 && (l >= fwd || grad)) || (grad && bwd >= 0 && l <= bwd)) continue;  // explained above
+      if (first < 0) first = l;
+      ++count;
+    }
+    if (first >= 0)
+      p.warnings.push_back(fmt::format("non-finite {} first at layer {} from finite kernels (overflow of the "
+                                       "metric itself): null at {} layer{}",
+                                       m, first, count, count == 1 ? "" : "s"));
+  }
+}
+
+void explain_nulls(const StackSpec& spec, const KernelTrace& tr, Profile& p) {
+  int fwd = -1, bwd = -1;
+  for (int l = 0; l <= spec.depth && fwd < 0; ++l)
+    if (!tr.K[l].allFinite()) fwd = l;
+  if (fwd < 0)
+    for (int l = spec.depth; l >= 0 && bwd < 0; --l)
+      if (!tr.G[l].allFinite()) bwd = l;
+  explain_nulls(spec, fwd, bwd, p);
+}
+
+void explain_nulls(const StackSpec& spec, const EquiTrace& e, Profile& p) {
+  auto finite = [](Equi x) { return std::isfinite(x.d) && std::isfinite(x.o); };
+  int fwd = -1, bwd = -1;
+  for (int l = 0; l <= spec.depth && fwd < 0; ++l)
+    if (!finite(e.K[l])) fwd = l;
+  if (fwd < 0)
+    for (int l = spec.depth; l >= 0 && bwd < 0; --l)
+      if (!finite(e.G[l])) bwd = l;
+  explain_nulls(spec, fwd, bwd, p);
+}
+
 }  // namespace
 
 Profile TheoryEngine::run(const StackSpec& spec) {
@@ -572,19 +638,11 @@ Profile TheoryEngine::run(const StackSpec& spec) {
     if (spec.weights != WeightDist::Gaussian) (void)kernel_recursion(spec, st_);  // its error message
     const EquiTrace e = equi_scalars(spec, st_);
     fill_metrics_equi(spec, e, p);
-    if (e.first_nonfinite >= 0)
-      p.warnings.push_back(
-          fmt::format("non-finite kernel first at layer {}: the recursion diverged (overflow); "
-                      "later layers are null",
-                      e.first_nonfinite));
+    explain_nulls(spec, e, p);
   } else if (B == 0) {
     KernelTrace tr = kernel_recursion(spec, st_);
     fill_metrics(spec, tr, p);
-    if (tr.first_nonfinite >= 0)
-      p.warnings.push_back(
-          fmt::format("non-finite kernel first at layer {}: the recursion diverged (overflow); "
-                      "later layers are null",
-                      tr.first_nonfinite));
+    explain_nulls(spec, tr, p);
   } else {
     // Independent replicates: B recursions on disjoint draws (MC) or independently shifted
     // point sets (QMC). The value is their mean and _se = sd / sqrt(B), an unbiased estimate of

@@ -7,6 +7,7 @@
 #include <fmt/format.h>
 
 #include "core/error.hpp"
+#include "core/memory.hpp"
 #include "core/rng.hpp"
 #include "sigprop/version.hpp"
 
@@ -48,6 +49,20 @@ void validate(const StackSpec& spec, const ShapedSettings& st) {
   if (st.samples < 0 || st.samples > 65535) throw ConfigError("--samples must be in 0..65535");
   if (st.substeps < 1) throw ConfigError("--substeps must be >= 1");
   if (spec.depth > 65535) throw ConfigError("stack.depth: at most 65535 layers (Philox stream ids)");
+  // Memory: per path or network a row of rho and q per layer, the normals of one layer's
+  // Euler-Maruyama steps (3 T^2 per substep), and one network's T x n and n x T matrices.
+  using U = std::uint64_t;
+  const U T = static_cast<U>(spec.tokens), n = static_cast<U>(spec.width);
+  const U nk = st.key_dim > 0 ? static_cast<U>(st.key_dim) : n;
+  const U members = static_cast<U>(std::max(st.paths, st.samples));
+  require_memory(sat_mul({sat_add({sat_mul({2, members, static_cast<U>(spec.depth) + 1}),
+                                   sat_mul({3, T, T, static_cast<U>(st.substeps)}), sat_mul({6, T, std::max(n, nk)}),
+                                   sat_mul({8, T, T})}),
+                          8}),
+                 "the shaped SDE",
+                 fmt::format("--paths/--samples = {}, stack.depth = {}, --substeps = {}, stack.tokens = {} and "
+                             "stack.width = {}",
+                             members, spec.depth, st.substeps, spec.tokens, spec.width));
 }
 
 Eigen::MatrixXd input_gram(const StackSpec& spec) {

@@ -560,6 +560,9 @@ ModelConfig hf_model_config(const json& config, const std::string& origin) {
 template <class Real>
 Model<Real> import_hf(const json& config, const std::string& origin, const std::vector<safetensors::File>& files) {
   const ModelConfig cfg = hf_model_config(config, origin);
+  std::vector<const safetensors::File*> fps;
+  for (const auto& f : files) fps.push_back(&f);
+  check_config_fits_files(cfg, fps, origin, sizeof(Real));  // before allocating what config.json declares
   Model<Real> m = Model<Real>::zeros(cfg);
   Weights w(files);
   if (cfg.family == "gpt2")

@@ -11,6 +11,7 @@
 #include <fmt/format.h>
 
 #include "core/error.hpp"
+#include "core/memory.hpp"
 #include "sigprop/version.hpp"
 #include "core/parallel.hpp"
 #include "core/stats.hpp"
@@ -261,6 +262,18 @@ Validation validate_model(const Model<Real>& m, std::span<const unsigned char> c
   if (st.threads < 0) throw ConfigError(fmt::format("--threads: must be >= 0 (0 = all cores), got {}", st.threads));
   const int T = st.seq_len > 0 ? std::min(st.seq_len, arch.tokens) : arch.tokens;
   if (T < 2) throw ConfigError(fmt::format("--seq-len: T = {} tokens, at least 2 are needed", T));
+  if (st.ensemble > 0) {
+    // Before any work: per ensemble member a table of layer means; per worker one model and its traces.
+    using U = std::uint64_t;
+    const U rows = static_cast<U>(arch.depth) + 1;
+    const U workers = static_cast<U>(resolve_threads(st.threads, st.ensemble));
+    const U per_model = sat_mul(
+        {sat_add({param_count(cfg), sat_mul({rows, static_cast<U>(T), static_cast<U>(arch.width), 4})}), sizeof(Real)});
+    require_memory(sat_add({sat_mul({static_cast<U>(st.ensemble), sat_add({sat_mul({rows, kMeasuredCols * 8 + 32}), 64})}),
+                            sat_mul({workers, per_model})}),
+                   fmt::format("the init ensemble of {} models", st.ensemble),
+                   fmt::format("--ensemble = {}, stack.depth = {} and the model's size", st.ensemble, arch.depth));
+  }
   const std::string corpus_name = st.corpus.empty() ? "<corpus>" : st.corpus;
   Validation v;
   v.model = cfg.to_json();

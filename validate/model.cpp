@@ -1,6 +1,8 @@
 // The language model around the MODEL.md block (see model.hpp).
 #include "validate/model.hpp"
 
+#include "core/memory.hpp"
+
 #include <algorithm>
 #include <atomic>
 #include <cmath>
@@ -65,13 +67,15 @@ ModelConfig ModelConfig::from_json(const nlohmann::json& j, const std::string& o
     bool ok = false;
     if constexpr (std::is_same_v<T, bool>)
       ok = v.is_boolean();
-    else if constexpr (std::is_same_v<T, int>)
-      ok = v.is_number_integer();
+    else if constexpr (std::is_same_v<T, int>)  // in range: get<int> would wrap 2^32 + 1 to 1
+      ok = v.is_number_integer() && (v.is_number_unsigned() ? v.get<std::uint64_t>() <= 2147483647u
+                                                            : v.get<std::int64_t>() >= -2147483647 &&
+                                                                  v.get<std::int64_t>() <= 2147483647);
     else if constexpr (std::is_same_v<T, double>)
       ok = v.is_number();
     else
       ok = v.is_string();
-    if (!ok) throw ConfigError(fmt::format("{}: model.{} has the wrong type", origin, key));
+    if (!ok) throw ConfigError(fmt::format("{}: model.{} has the wrong type or is out of range", origin, key));
     dst = v.get<T>();
   };
   get("vocab", c.vocab);
@@ -98,6 +102,34 @@ ModelConfig ModelConfig::from_json(const nlohmann::json& j, const std::string& o
 
 // ---------------------------------------------------------------------------------------
 // shapes and initialisation
+
+std::uint64_t param_count(const ModelConfig& cfg) {
+  cfg.validate();
+  const StackSpec& s = cfg.arch.spec;
+  const sim::Dims D = sim::dims_of(cfg.arch);
+  using U = std::uint64_t;
+  const U d = static_cast<U>(D.d), R = static_cast<U>(D.R), V = static_cast<U>(cfg.vocab), qkv = static_cast<U>(D.qkv_cols());
+  const bool has_norm = s.norm != Norm::None;
+  const bool ln_bias = cfg.norm_affine && cfg.norm_bias && s.norm_type == NormType::LayerNorm;
+  const U halves = cfg.arch.ext.parallel ? 2 : static_cast<U>(halves_of(s).size());
+  // Mirrors Model::zeros tensor by tensor (a test checks that they agree).
+  U block = 0;
+  if (s.has_attn()) {
+    block = sat_add({block, sat_mul({d, qkv}), sat_mul({d, d})});
+    if (cfg.arch.ext.attn_bias) block = sat_add({block, qkv, d});
+  }
+  if (s.has_mlp()) {
+    block = sat_add({block, sat_mul({cfg.arch.ext.gated_mlp ? U{3} : U{2}, d, R})});
+    if (cfg.mlp_bias) block = sat_add({block, R, d, cfg.arch.ext.gated_mlp ? R : U{0}});
+  }
+  if (s.blocks == Blocks::Dense) block = sat_add({block, sat_mul({d, d}), d});
+  if (has_norm && cfg.norm_affine) block = sat_add({block, sat_mul({halves == 2 ? U{2} : U{1}, ln_bias ? U{2} : U{1}, d})});
+  U total = sat_add({sat_mul({V, d}), cfg.learned_pos ? sat_mul({static_cast<U>(D.T), d}) : U{0},
+                     sat_mul({static_cast<U>(s.depth), block})});
+  if (cfg.final_norm && cfg.norm_affine) total = sat_add({total, ln_bias ? 2 * d : d});
+  if (!cfg.tied) total = sat_add({total, sat_mul({d, V})});
+  return total;
+}
 
 template <class Real>
 Model<Real> Model<Real>::zeros(const ModelConfig& cfg) {
@@ -387,6 +419,22 @@ void save_checkpoint(const std::filesystem::path& path, const Model<Real>& m, co
   safetensors::write_file(path, tensors, meta);
 }
 
+void check_config_fits_files(const ModelConfig& cfg, const std::vector<const safetensors::File*>& files,
+                              const std::string& origin, std::size_t scalar_bytes) {
+  const std::uint64_t need = param_count(cfg);
+  std::uint64_t held = 0;
+  for (const safetensors::File* f : files)
+    for (const auto& t : f->tensors) held = sat_add({held, t.numel()});
+  const StackSpec& s = cfg.arch.spec;
+  if (need > held)
+    throw IoError(fmt::format("{}: the model config declares {} parameters (stack.depth = {}, stack.width = {}, "
+                              "mlp width {}, model.vocab = {}) but the file's tensors hold only {} values: the "
+                              "config does not describe these tensors (nothing was allocated)",
+                              origin, need, s.depth, s.width, s.mlp_width(), cfg.vocab, held));
+  require_memory(sat_mul({need, static_cast<std::uint64_t>(scalar_bytes)}), fmt::format("{}: the model", origin),
+                 "stack.depth, stack.width, stack.mlp_ratio and model.vocab of its config");
+}
+
 template <class Real>
 Model<Real> model_from_safetensors(const safetensors::File& f) {
   auto it = f.metadata.find("sigprop.model");
@@ -406,6 +454,7 @@ Model<Real> model_from_safetensors(const safetensors::File& f) {
   } catch (const ConfigError& e) {
     throw IoError(e.what());
   }
+  check_config_fits_files(cfg, {&f}, f.source, sizeof(Real));  // before allocating what it declares
   Model<Real> m = Model<Real>::zeros(cfg);
   fill_from_safetensors(m, f);
   return m;

@@ -57,6 +57,17 @@ struct ModelConfig {
   static ModelConfig from_json(const nlohmann::json& j, const std::string& origin);
 };
 
+/// Number of parameters (scalars) of cfg's model, computed from the config alone (nothing is
+/// allocated; saturates at 2^64 - 1). Validates cfg. Checkpoint readers compare it with what
+/// a file holds before allocating, and the trainer's memory estimate starts from it.
+std::uint64_t param_count(const ModelConfig& cfg);
+
+/// Before a checkpoint's model is allocated: IoError "<origin>: ..." when cfg declares more
+/// parameters than the files' tensors hold (a small file cannot make a reader allocate a huge
+/// model), and MemoryLimitError when the model would not fit the memory limit (core/memory.hpp).
+void check_config_fits_files(const ModelConfig& cfg, const std::vector<const safetensors::File*>& files,
+                             const std::string& origin, std::size_t scalar_bytes);
+
 /// The model's parameters in precision Real.
 template <class Real>
 struct Model {

@@ -16,6 +16,7 @@
 
 #include "core/error.hpp"
 #include "core/files.hpp"
+#include "core/memory.hpp"
 #include "core/profile.hpp"
 
 namespace sigprop::validate {
@@ -454,6 +455,28 @@ void check_same_run(const safetensors::File& f, const nlohmann::json& train_json
   }
 }
 
+// Up-front estimate (docs/limits.md): the model, its gradient and AdamW's two moments, one
+// gradient accumulator per chunk of 4 sequences (model.cpp's fixed chunks), the validation and
+// training batches as int token ids, one forward trace per worker, and a checkpoint's bytes.
+void check_train_memory(const ModelConfig& cfg, const TrainSettings& s, std::size_t real_bytes) {
+  using U = std::uint64_t;
+  const StackSpec& sp = cfg.arch.spec;
+  const U P = param_count(cfg), real = real_bytes, B = static_cast<U>(s.batch), T = static_cast<U>(sp.tokens);
+  const U d = static_cast<U>(sp.width), L = static_cast<U>(sp.depth), H = static_cast<U>(sp.heads);
+  const U wide = std::max<U>(d, sp.has_mlp() ? static_cast<U>(sp.mlp_width()) : 0), V = static_cast<U>(cfg.vocab);
+  const U chunks = (B + 3) / 4;
+  const U workers = std::min<U>(static_cast<U>(std::max(1, s.threads)), chunks);
+  const U trace = sat_mul({sat_add({sat_mul({L + 1, T, d}), sat_mul({L, sat_add({sat_mul({8, T, wide}), sat_mul({2, H, T, T})})}),
+                                    sat_mul({3, T, V})}),
+                           real});
+  const U batches = sat_mul({static_cast<U>(s.val_batches) + 1, B, sat_add({sat_mul({2, T, 4}), 64})});
+  const U total = sat_add({sat_mul({sat_add({6, chunks}), P, real}), batches, sat_mul({workers, trace})});
+  require_memory(total, "training",
+                 fmt::format("--batch = {} ({} gradient accumulators), --val-batches = {}, the model's {} parameters "
+                             "(stack.depth, stack.width, stack.mlp_ratio) and stack.tokens = {}",
+                             s.batch, chunks, s.val_batches, P, sp.tokens));
+}
+
 template <class Real>
 TrainOutcome train_impl(const ModelConfig& cfg, const TrainSettings& s, const fs::path& corpus_path,
                         const fs::path& out, const std::function<void(const TrainProgress&)>& progress) {
@@ -461,6 +484,7 @@ TrainOutcome train_impl(const ModelConfig& cfg, const TrainSettings& s, const fs
   const auto t0 = clock::now();
   const int T = cfg.arch.spec.tokens, B = s.batch;
   const Dtype dtype = std::is_same_v<Real, double> ? Dtype::F64 : Dtype::F32;
+  check_train_memory(cfg, s, sizeof(Real));  // before the corpus, batches or model are allocated
   const Corpus corpus = Corpus::load(corpus_path, s.val_fraction, T);
   std::error_code ec;
   fs::create_directories(out, ec);
