@@ -41,8 +41,11 @@ StepMetrics step_metrics_from_kernels(const Eigen::MatrixXd& Kprev, const Eigen:
                                       const Eigen::MatrixXd& C) {
   const auto T = Kprev.rows();
   StepMetrics m;
-  double diff = Kcur.trace() - 2 * C.trace() + Kprev.trace();
-  m.update_ratio = std::sqrt(std::max(diff, 0.0) / Kprev.trace());
+  // Relative to tr K_{l-1} term by term, so kernels near the top of the double range (a diverging
+  // stack one layer before overflow) give a finite ratio instead of inf - inf.
+  const double tp = Kprev.trace();
+  const double diff = Kcur.trace() / tp - 2 * (C.trace() / tp) + 1.0;
+  m.update_ratio = std::sqrt(std::max(diff, 0.0));
   double ang = 0;
   for (Eigen::Index t = 0; t < T; ++t) {
     double c = C(t, t) / (std::sqrt(Kprev(t, t)) * std::sqrt(Kcur(t, t)));

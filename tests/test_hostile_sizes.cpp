@@ -223,10 +223,16 @@ TEST_CASE("memory estimates refuse before allocating, naming the size and the ke
   ss.samples = 2;
   ss.backend = "reference";
   ss.threads = 1;
+  ss.weights_sampling = "explicit";  // d x d weights; conditional sampling needs O(T d) (checked below)
   CHECK_THROWS_AS(sigprop::sim::MonteCarloEngine(ss).run(s), sigprop::MemoryLimitError);
   CHECK_THROWS_WITH(sigprop::sim::MonteCarloEngine(ss).run(s), Catch::Contains("simulate engine") && Catch::Contains("would need about") &&
                                                                    Catch::Contains("stack.width = 4096") &&
                                                                    Catch::Contains("the memory limit is 64 MiB"));
+  {
+    sigprop::sim::SimSettings cond = ss;
+    cond.weights_sampling = "conditional";
+    CHECK(sigprop::sim::MonteCarloEngine(cond).run(s).settings["weights_sampling"] == "conditional");
+  }
   // One matrix beyond 32-bit indexing is refused whatever the limit (the issue's width 2^20).
   {
     const MemoryLimit none(0);
@@ -240,7 +246,7 @@ TEST_CASE("memory estimates refuse before allocating, naming the size and the ke
   StackSpec t;
   t.tokens = 8192;
   t.depth = 4;
-  t.blocks = sigprop::Blocks::Mlp;
+  t.qk_scale = sigprop::QkScale::InvDh;  // causal attention: a full T x T kernel per layer
   t.activation = sigprop::Activation::Relu;
   CHECK_THROWS_WITH(sigprop::theory::TheoryEngine(sigprop::theory::TheorySettings{}).run(t),
                     Catch::Contains("theory engine") && Catch::Contains("stack.tokens = 8192"));
@@ -292,9 +298,13 @@ TEST_CASE("CLI: the issue's out-of-memory commands exit 2 with a named error", "
     std::string args, says;
   };
   const std::vector<Case> cases{
-      {"simulate --set stack.width=1048576 --set stack.heads=1 --set stack.depth=1 --samples 1 --seed 1",
+      {"simulate --set stack.width=1048576 --set stack.heads=1 --set stack.depth=1 --samples 1 --seed 1 "
+       "--weights-sampling explicit",
        "single matrix"},
-      {"theory --set stack.tokens=8192 --set stack.depth=4 --set stack.qk_scale=1/dh --set stack.blocks=mlp "
+      {"simulate --set stack.width=1048576 --set stack.heads=1 --set stack.depth=1 --samples 1 --seed 1 "
+       "--max-memory 1G",
+       "stack.width = 1048576"},
+      {"theory --set stack.tokens=8192 --set stack.depth=4 --set stack.qk_scale=1/dh --set stack.blocks=attn+mlp "
        "--set stack.activation=relu --max-memory 1G",
        "stack.tokens = 8192"},
       {"train --corpus " + corpus.string() + " --out " + (scratch() / "tr").string() +
@@ -317,7 +327,7 @@ TEST_CASE("CLI: an allocation that still fails is a message and exit 1, never an
   // 3 x 128 MiB kernels cannot be allocated, and std::bad_alloc must end in a clean exit 1.
   const std::string cmd = std::string("sh -c 'ulimit -d 262144; exec ") + SIGPROP_CLI_PATH +
                           " theory --set stack.tokens=4096 --set stack.depth=2 --set stack.qk_scale=1/dh"
-                          " --set stack.blocks=mlp --set stack.activation=relu --max-memory 0 -q'";
+                          " --set stack.blocks=attn+mlp --set stack.activation=relu --max-memory 0 -q'";
   const fs::path err = scratch() / "oom.err";
   const int status = std::system((cmd + " 2>" + err.string()).c_str());
   REQUIRE(WIFEXITED(status));

@@ -521,8 +521,8 @@ void fill_metrics_equi(const StackSpec& spec, const EquiTrace& e, Profile& p) {
     }
     if (l > 0 && finite(e.K[l]) && finite(e.K[l - 1]) && std::isfinite(e.C[l])) {
       const double dp = e.K[l - 1].d, dc = e.K[l].d, c = e.C[l];
-      // tr K_l - 2 tr C_l + tr K_{l-1}, over tr K_{l-1}
-      p.at(l, "update_ratio") = std::sqrt(std::max(T * dc - 2 * (T * c) + T * dp, 0.0) / (T * dp));
+      // (tr K_l - 2 tr C_l + tr K_{l-1}) / tr K_{l-1}, term by term so that it cannot overflow
+      p.at(l, "update_ratio") = std::sqrt(std::max(dc / dp - 2 * (c / dp) + 1.0, 0.0));
       p.at(l, "ang_dist") = std::acos(std::clamp(c / (std::sqrt(dp) * std::sqrt(dc)), -1.0, 1.0)) / std::numbers::pi;
     }
     if (finite(e.G[l])) p.at(l, "grad_var") = e.G[l].d;

@@ -62,8 +62,8 @@ struct ModelConfig {
 /// a file holds before allocating, and the trainer's memory estimate starts from it.
 std::uint64_t param_count(const ModelConfig& cfg);
 
-/// Before a checkpoint's model is allocated: IoError "<origin>: ..." when cfg declares more
-/// parameters than the files' tensors hold (a small file cannot make a reader allocate a huge
+/// Before a checkpoint's model is allocated: IoError "<origin>: ..." when cfg declares more than
+/// twice the values the files' tensors hold, plus 2^20 (a small file cannot make a reader allocate a huge
 /// model), and MemoryLimitError when the model would not fit the memory limit (core/memory.hpp).
 void check_config_fits_files(const ModelConfig& cfg, const std::vector<const safetensors::File*>& files,
                              const std::string& origin, std::size_t scalar_bytes);

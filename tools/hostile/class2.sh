@@ -1,18 +1,21 @@
 #!/usr/bin/env bash
 # Class 2: accepted inputs that would exhaust memory. Every engine estimates its memory first
-# and refuses with a named error (exit 2) saying how much and which keys; anything that still
+# (identical-token MLP/dense stacks need O(1) per layer and are not refused) and refuses with a named error (exit 2) saying how much and which keys; anything that still
 # fails to allocate is a message and exit 1, never an abort (134).
 source "$(dirname "$0")/lib.sh"
 big='would need about'
-probe "simulate at width 2^20 refuses (one matrix beyond 32-bit indexing)" 2 "single matrix.*stack.width" -- \
-  "$SIGPROP" simulate --set stack.width=1048576 --set stack.heads=1 --set stack.depth=1 --samples 1 --seed 1
+probe "simulate at width 2^20, explicit weights, refuses (one matrix beyond 32-bit indexing)" 2 "single matrix.*stack.width" -- \
+  "$SIGPROP" simulate --set stack.width=1048576 --set stack.heads=1 --set stack.depth=1 --samples 1 --seed 1 \
+  --weights-sampling explicit
+probe "simulate at width 2^20, conditional weights, refuses under a 1 GiB limit" 2 "$big.*stack.width = 1048576" -- \
+  "$SIGPROP" simulate --set stack.width=1048576 --set stack.heads=1 --set stack.depth=1 --samples 1 --seed 1 --max-memory 1G
 probe "simulate at width 16384 refuses under a 1 GiB limit" 2 "$big.*stack.width = 16384" -- \
   "$SIGPROP" simulate --set stack.width=16384 --set stack.heads=16 --set stack.depth=4 --samples 4 --seed 1 --max-memory 1G
 probe "theory at 8192 tokens refuses under a 1 GiB limit" 2 "$big.*stack.tokens = 8192" -- \
   "$SIGPROP" theory --set stack.tokens=8192 --set stack.depth=4 --set stack.qk_scale=1/dh \
-  --set stack.blocks=mlp --set stack.activation=relu --max-memory 1G
+  --set stack.blocks=attn+mlp --set stack.activation=relu --max-memory 1G
 probe "theory at 8192 tokens and depth 10^6 refuses with the machine's default limit" 2 "$big.*stack.tokens = 8192" -- \
-  "$SIGPROP" theory --set stack.tokens=8192 --set stack.depth=1000000 --set stack.blocks=mlp
+  "$SIGPROP" theory --set stack.tokens=8192 --set stack.depth=1000000 --set stack.qk_scale=1/dh
 head -c 20000 /dev/urandom | base64 > corpus.txt
 probe "train --batch 10^8 refuses" 2 "$big.*--batch = 100000000" -- \
   "$SIGPROP" train --corpus corpus.txt --out tr --batch 100000000
@@ -29,6 +32,6 @@ fi
 if ! ldd "$SIGPROP" 2>/dev/null | grep -q libasan; then  # ASan maps terabytes of shadow (no RLIMIT_DATA)
   probe "an allocation that still fails is exit 1 with a message (ulimit -d 256 MiB)" 1 "out of memory" -- \
     bash -c "ulimit -d 262144; exec \"$SIGPROP\" theory --set stack.tokens=4096 --set stack.depth=2 \
-      --set stack.qk_scale=1/dh --set stack.blocks=mlp --set stack.activation=relu --max-memory 0 -q"
+      --set stack.qk_scale=1/dh --set stack.blocks=attn+mlp --set stack.activation=relu --max-memory 0 -q"
 fi
 finish

@@ -33,7 +33,7 @@ if [ -f "$ck" ] && command -v python3 > /dev/null; then
   probe "a vocab beyond int is refused, not wrapped" 2 "model.vocab" -- \
     "$SIGPROP" validate --checkpoint vocab.safetensors --corpus corpus.txt --samples 0 --ensemble 0
   claim deep.safetensors stack.depth=3
-  probe "one layer more than the tensors hold is refused" 2 "hold only|no tensor" -- \
+  probe "one layer more than the tensors hold is refused" 2 "hold only|no tensor|missing" -- \
     "$SIGPROP" validate --checkpoint deep.safetensors --corpus corpus.txt --samples 0 --ensemble 0
 else
   echo "(class3: no checkpoint or no python3; skipped)"
