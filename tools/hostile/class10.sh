@@ -22,7 +22,10 @@ probe "ANSI escape and RTL override in a --set value" 2 'x1b\[31mred\\u\{202e\}e
 check "no raw ESC byte on stderr" bash -c "! grep -q \$'\\x1b' '$ERR'"
 check "no raw RTL override on stderr" bash -c "! grep -q \$'\\xe2\\x80\\xae' '$ERR'"
 printf '[stack]\nnorm = "' > huge.toml; head -c 50000000 /dev/zero | tr '\0' n >> huge.toml; printf '"\n' >> huge.toml
-probe "a 50 MB spec value" 2 "bytes in all" -- "$S" theory huge.toml
+probe "a 50 MB spec value (beyond the 1 MiB TOML limit: refused unread, nothing echoed)" 2 "longer than" -- "$S" theory huge.toml
+check "stderr stays short (< 5000 bytes)" test "$(wc -c < "$ERR")" -lt 5000
+printf '[stack]\nnorm = "' > long.toml; head -c 500000 /dev/zero | tr '\0' n >> long.toml; printf '"\n' >> long.toml
+probe "a 500 kB spec value is echoed cut short" 2 "bytes in all" -- "$S" theory long.toml
 check "stderr stays short (< 5000 bytes)" test "$(wc -c < "$ERR")" -lt 5000
 printf '[stack]\nnorm = "\033]0;pwned\007"\n' > title.toml
 probe "an OSC title sequence in a spec value (TOML refuses raw control characters)" 2 "control characters" -- "$S" theory title.toml

@@ -9,8 +9,11 @@ probe "simulate at width 2^20, explicit weights, refuses (one matrix beyond 32-b
   --weights-sampling explicit
 probe "simulate at width 2^20, conditional weights, refuses under a 1 GiB limit" 2 "$big.*stack.width = 1048576" -- \
   "$SIGPROP" simulate --set stack.width=1048576 --set stack.heads=1 --set stack.depth=1 --samples 1 --seed 1 --max-memory 1G
-probe "simulate at width 16384 refuses under a 1 GiB limit" 2 "$big.*stack.width = 16384" -- \
-  "$SIGPROP" simulate --set stack.width=16384 --set stack.heads=16 --set stack.depth=4 --samples 4 --seed 1 --max-memory 1G
+probe "simulate at width 16384, explicit weights, refuses under a 1 GiB limit" 2 "$big.*stack.width = 16384" -- \
+  "$SIGPROP" simulate --set stack.width=16384 --set stack.heads=16 --set stack.depth=4 --samples 4 --seed 1 --max-memory 1G \
+  --weights-sampling explicit
+probe "simulate at width 16384, conditional weights (O(T d) per block), fits the same limit" 0 -- \
+  "$SIGPROP" simulate --set stack.width=16384 --set stack.heads=16 --set stack.depth=4 --samples 4 --seed 1 --max-memory 1G -q
 probe "theory at 8192 tokens refuses under a 1 GiB limit" 2 "$big.*stack.tokens = 8192" -- \
   "$SIGPROP" theory --set stack.tokens=8192 --set stack.depth=4 --set stack.qk_scale=1/dh \
   --set stack.blocks=attn+mlp --set stack.activation=relu --max-memory 1G
