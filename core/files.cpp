@@ -182,18 +182,28 @@ std::uint64_t check_stat(const struct stat& st, const fs::path& path, const std:
   return size;
 }
 
+// "<what> <path>: no such file" or "...: cannot open: <reason>", for every reader below.
+IoError open_error(const fs::path& path, const std::string& what, int e) {
+  return IoError(e == ENOENT ? fmt::format("{} {}: no such file", what, path.string())
+                             : fmt::format("{} {}: cannot open: {}", what, path.string(), errno_text(e)));
+}
+
+// A file descriptor opened read-only (plus `flags`), closed on scope exit; throws open_error.
+struct ReadFd {
+  int fd;
+  ReadFd(const fs::path& path, const std::string& what, int flags)
+      : fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | flags)) {
+    if (fd < 0) throw open_error(path, what, errno);
+  }
+  ReadFd(const ReadFd&) = delete;
+  ReadFd& operator=(const ReadFd&) = delete;
+  ~ReadFd() { ::close(fd); }
+};
+
 template <class Bytes>
 Bytes read_regular(const fs::path& path, const std::string& what, std::uint64_t max_bytes) {
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
-  if (fd < 0) {
-    const int e = errno;
-    throw IoError(e == ENOENT ? fmt::format("{} {}: no such file", what, path.string())
-                              : fmt::format("{} {}: cannot open: {}", what, path.string(), errno_text(e)));
-  }
-  struct Closer {
-    int fd;
-    ~Closer() { ::close(fd); }
-  } closer{fd};
+  const ReadFd f(path, what, O_NONBLOCK);
+  const int fd = f.fd;
   struct stat st{};
   if (::fstat(fd, &st) != 0) throw IoError(fmt::format("{} {}: cannot stat: {}", what, path.string(), errno_text(errno)));
   const auto size = check_stat(st, path, what, max_bytes);
@@ -220,11 +230,7 @@ std::string read_regular_file(const fs::path& path, const std::string& what, std
 }
 void check_regular_file(const fs::path& path, const std::string& what, std::uint64_t max_bytes) {
   struct stat st{};
-  if (::stat(path.c_str(), &st) != 0) {
-    const int e = errno;
-    throw IoError(e == ENOENT ? fmt::format("{} {}: no such file", what, path.string())
-                              : fmt::format("{} {}: cannot open: {}", what, path.string(), errno_text(e)));
-  }
+  if (::stat(path.c_str(), &st) != 0) throw open_error(path, what, errno);
   (void)check_stat(st, path, what, max_bytes);
 }
 std::vector<std::uint8_t> read_regular_file_bytes(const fs::path& path, const std::string& what,
@@ -233,16 +239,8 @@ std::vector<std::uint8_t> read_regular_file_bytes(const fs::path& path, const st
 }
 
 std::string read_bounded_file(const fs::path& path, const std::string& what, std::uint64_t max_bytes) {
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) {
-    const int e = errno;
-    throw IoError(e == ENOENT ? fmt::format("{} {}: no such file", what, path.string())
-                              : fmt::format("{} {}: cannot open: {}", what, path.string(), errno_text(e)));
-  }
-  struct Closer {
-    int fd;
-    ~Closer() { ::close(fd); }
-  } closer{fd};
+  const ReadFd f(path, what, 0);
+  const int fd = f.fd;
   struct stat st{};
   if (::fstat(fd, &st) == 0 && S_ISDIR(st.st_mode))
     throw IoError(fmt::format("{} {}: is a folder, not a file", what, path.string()));
