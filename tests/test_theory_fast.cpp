@@ -127,12 +127,15 @@ TEST_CASE("attention standard errors cover the error at their stated rate over s
   // The reported value is the mean of B = 8 independent replicates and _se their spread / sqrt(8),
   // so (value - truth) / _se is Student t with 7 degrees of freedom when _se is honest:
   // P(|t| > 3.5) = 0.010 and E[t^2] = 7/5. The truth is a run with 64x the draws (its own _se
-  // enters z in quadrature). Over 40 seeds x 8 cells (q, rho at layers 1 and 3, eff_rank at 3,
-  // grad_var at 0, 1, 2), at most 8 of 320 |z| may exceed 3.5 (expected 3.2; binomial
-  // P(>= 9 | 320, 0.01) = 0.006 with independent cells, the false-alarm rate; the seeds are
-  // fixed, so the outcome is deterministic). The mean of z^2 per cell must lie in [0.4, 4]
-  // (sd of that mean about 0.45 for t_7): an _se 2x too small gives 5.6, the defect of issue 19
-  // (30x) 1260; an _se 2x too large gives 0.35.
+  // enters z in quadrature). Cells (q, rho at layers 1 and 3, eff_rank at 3, grad_var at 0, 1, 2)
+  // share their draws within a seed, so outliers are counted per cell over the 40 independent
+  // seeds: at most 4 of 40 |z| > 3.5 per cell (expected 0.4; binomial P(>= 5 | 40, 0.01) = 6.6e-5,
+  // x 16 cells and methods = 1.1e-3 family-wise false-alarm rate; the seeds are fixed, so the
+  // outcome is deterministic for one build, but builds that round differently draw anew).
+  // The mean of z^2 per cell must lie in [0.4, 4] (sd of that mean about 0.45 for t_7): an _se
+  // 2x too small gives 5.6, the defect of issue 19 (30x) 1260; an _se 2x too large gives 0.35.
+  // (Counting the 320 cells as one binomial, as a first version did, ignored that correlation:
+  // one ASan build saw 9 > 8 outliers with every mean z^2 in range.)
   const StackSpec s = coverage_spec(6, 3);
   for (AttnMethod method : {AttnMethod::Qmc, AttnMethod::Mc}) {
     TheorySettings ref;
@@ -144,7 +147,7 @@ TEST_CASE("attention standard errors cover the error at their stated rate over s
                                                             {"rho", 3},      {"eff_rank", 3}, {"grad_var", 0},
                                                             {"grad_var", 1}, {"grad_var", 2}};
     std::vector<double> z2(cells.size(), 0.0);
-    int outliers = 0, n = 0;
+    std::vector<int> outliers(cells.size(), 0);
     const int seeds = 40;
     for (int seed = 1; seed <= seeds; ++seed) {
       TheorySettings ts;
@@ -157,14 +160,13 @@ TEST_CASE("attention standard errors cover the error at their stated rate over s
         const double se = std::hypot(p.at(l, m + "_se"), truth.at(l, m + "_se"));
         const double z = (p.at(l, m) - truth.at(l, m)) / se;
         z2[i] += z * z / seeds;
-        outliers += std::abs(z) > 3.5;
-        ++n;
+        outliers[i] += std::abs(z) > 3.5;
       }
     }
-    INFO(to_string(method) << ": " << outliers << " of " << n << " |z| > 3.5");
-    CHECK(outliers <= 8);
     for (size_t i = 0; i < cells.size(); ++i) {
-      INFO(to_string(method) << " " << cells[i].first << " layer " << cells[i].second << ": mean z^2 " << z2[i]);
+      INFO(to_string(method) << " " << cells[i].first << " layer " << cells[i].second << ": mean z^2 " << z2[i]
+                             << ", " << outliers[i] << " of " << seeds << " |z| > 3.5");
+      CHECK(outliers[i] <= 4);
       CHECK(z2[i] >= 0.4);
       CHECK(z2[i] <= 4.0);
     }
