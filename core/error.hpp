@@ -27,6 +27,12 @@ class IoError : public Error {
  public:
   using Error::Error;
 };
+/// A run stopped because its progress callback returned false (core/progress.hpp). Nothing
+/// was written; the partial result is discarded.
+class CancelledError : public Error {
+ public:
+  using Error::Error;
+};
 /// A CUDA runtime or library failure, or no device where one is required.
 class CudaError : public Error {
  public:
