@@ -11,6 +11,7 @@
 
 #include <fmt/format.h>
 
+#include "core/compare.hpp"
 #include "core/error.hpp"
 #include "sigprop/version.hpp"
 
@@ -388,18 +389,14 @@ RenderResult render_report(const ReportConfig& cfg, const std::vector<Cell>& cel
           const Entry* t = find_entry(pi, s, EngineKind::Theory);
           const Entry* mc = find_entry(pi, s, EngineKind::Simulate);
           if (!t || !mc) continue;
-          for (int l = 0; l < t->profile.layers() && l < mc->profile.layers(); ++l) {
-            double tv = value(t->profile, l, m), mv = value(mc->profile, l, m), d = se(mc->profile, l, m);
-            if (!std::isfinite(tv) || !std::isfinite(mv)) continue;
+          for (const LayerDiff& d : compare(mc->profile, t->profile, m)) {
             ++count;
-            double tse = se(t->profile, l, m);
-            double tot = std::hypot(std::isfinite(d) ? d : 0.0, std::isfinite(tse) ? tse : 0.0);
-            if (std::abs(mv - tv) <= 3 * tot) ++within;
-            double rel = std::abs(mv - tv) / std::max(std::abs(tv), 1e-12);
+            if (std::abs(d.z) <= 3) ++within;
+            double rel = std::abs(d.diff) / std::max(std::abs(d.b), 1e-12);
             if (rel > worst_rel) {
               worst_rel = rel;
               worst_at = fmt::format("{}, {}, layer {}", lay.series_labels[s],
-                                     lay.panel_title(*panel_first[pi], false), l);
+                                     lay.panel_title(*panel_first[pi], false), d.layer);
             }
           }
         }
