@@ -395,8 +395,8 @@ RenderResult render_report(const ReportConfig& cfg, const std::vector<Cell>& cel
             double rel = std::abs(d.diff) / std::max(std::abs(d.b), 1e-12);
             if (rel > worst_rel) {
               worst_rel = rel;
-              worst_at = fmt::format("{}, {}, layer {}", lay.series_labels[s],
-                                     lay.panel_title(*panel_first[pi], false), d.layer);
+              worst_at = fmt::format("{}, {}, layer {}", lay.series_labels[s], lay.panel_title(*panel_first[pi], false),
+                                     d.layer);
             }
           }
         }

@@ -32,8 +32,8 @@ validate::DepthStudy made_up_study(const fs::path& folder) {
   s.corpus_bytes = 1000;
   s.sequences = 8;
   s.tokens_per_sequence = 16;
-  const std::vector<std::string> cols = {"ang_dist", "ang_dist_se", "update_ratio", "update_ratio_se", "eff_rank",
-                                         "grad_var_rel"};
+  const std::vector<std::string> cols = {"ang_dist",        "ang_dist_se", "update_ratio",
+                                         "update_ratio_se", "eff_rank",    "grad_var_rel"};
   const std::vector<int> depths = {1, 2, 4};
   for (std::size_t i = 0; i < depths.size(); ++i) {
     const int L = depths[i];

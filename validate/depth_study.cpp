@@ -35,7 +35,6 @@ namespace {
 
 std::string csv_num(double x) { return std::isfinite(x) ? fmt::format("{:.10g}", x) : ""; }
 
-
 // Total training seconds of a run: the last `seconds` field of its loss.csv (NaN if absent).
 double train_seconds(const fs::path& loss_csv) {
   std::ifstream in(loss_csv);
@@ -172,7 +171,8 @@ DepthStudy run_depth_study(const StackSpec& base, const StudySettings& st, const
       if (r.depth < 3) continue;
       try {
         per_depth.push_back({r.depth, against[k].name, spearman(r.ablation.increase, x)});
-        corr.push_back({{"depth", r.depth}, {"against", against[k].name}, {"spearman", corr_json(per_depth.back().spearman)}});
+        corr.push_back(
+            {{"depth", r.depth}, {"against", against[k].name}, {"spearman", corr_json(per_depth.back().spearman)}});
       } catch (const ConfigError&) {  // fewer than 3 finite pairs (e.g. theory missing)
       }
     }

@@ -70,12 +70,12 @@ struct StudyCorrelation {
 
 /// What the study found, as written to study.json: what reports/depth_study_page.hpp draws.
 struct DepthStudy {
-  std::filesystem::path folder;             ///< out_dir: study.json, depth.csv, layers.csv, runs/
-  StackSpec base;                           ///< the base spec (stack.depth replaced per depth)
-  TrainSettings train;                      ///< resolved, the same for every depth
-  std::string corpus_path, corpus_hash;     ///< corpus file and its FNV-1a 64
+  std::filesystem::path folder;          ///< out_dir: study.json, depth.csv, layers.csv, runs/
+  StackSpec base;                        ///< the base spec (stack.depth replaced per depth)
+  TrainSettings train;                   ///< resolved, the same for every depth
+  std::string corpus_path, corpus_hash;  ///< corpus file and its FNV-1a 64
   std::size_t corpus_bytes = 0;
-  int sequences = 0;                        ///< validation sequences measured per model
+  int sequences = 0;  ///< validation sequences measured per model
   int tokens_per_sequence = 0;
   std::vector<DepthResult> results;         ///< one per depth, increasing
   std::optional<PowerLawFit> fit;           ///< loss against depth, with 3 depths or more
@@ -86,8 +86,7 @@ struct DepthStudy {
 /// Runs (or resumes) the study into out_dir (runs/L<depth>/ holds each training run) and
 /// writes study.json, depth.csv and layers.csv there (atomically).
 /// @throws ConfigError for bad settings; IoError for files that cannot be read or written.
-DepthStudy run_depth_study(const StackSpec& base, const StudySettings& settings,
-                             const std::filesystem::path& corpus, const std::filesystem::path& out_dir,
-                             const StudyProgress& progress = {});
+DepthStudy run_depth_study(const StackSpec& base, const StudySettings& settings, const std::filesystem::path& corpus,
+                           const std::filesystem::path& out_dir, const StudyProgress& progress = {});
 
 }  // namespace sigprop::validate
