@@ -15,6 +15,7 @@
 namespace sigprop::reports {
 namespace fs = std::filesystem;
 using figures_detail::base64;
+using figures_detail::dat_num;
 using figures_detail::gp;
 using figures_detail::html;
 using figures_detail::slurp;
@@ -27,8 +28,6 @@ std::string num(double x, int sig = 4) {
   if (!std::isfinite(x)) return "n/a";
   return fmt::format("{:.{}g}", x, sig);
 }
-// gnuplot data: whitespace-separated, so a missing value must be a token ("NaN" is skipped)
-std::string dat_num(double x) { return std::isfinite(x) ? fmt::format("{:.10g}", x) : "NaN"; }
 
 double col(const Profile& p, int l, const std::string& m) { return p.has(m) ? p.at(l, m) : NAN; }
 

@@ -36,6 +36,7 @@ std::string csv_field(const std::string& s) {
   return o + "\"";
 }
 using figures_detail::base64;
+using figures_detail::dat_num;
 using figures_detail::gp;
 using figures_detail::html;
 using figures_detail::slurp;
@@ -316,7 +317,7 @@ std::vector<Figure> layer_figures(const Sweep& sw) {
           data << "# panel " << pi << ", " << lay.series_labels[s] << ", theory\n";
           for (int l = 0; l < e->profile.layers(); ++l) {
             double v = value(e->profile, l, m);
-            data << l << " " << (std::isfinite(v) ? fmt::format("{:.10g}", v) : "NaN") << "\n";
+            data << l << " " << dat_num(v) << "\n";
             all.push_back(v);
           }
           data << "\n\n";
@@ -489,7 +490,7 @@ std::string add_depth_returns_figures(const Sweep& sw, std::vector<Figure>& figu
             auto pts = collect(s, EngineKind::Theory, q);
             if (!pts.empty()) {
               for (auto& p : pts) {
-                data << p[0] << " " << (std::isfinite(p[1]) ? fmt::format("{:.10g}", p[1]) : "NaN") << "\n";
+                data << p[0] << " " << dat_num(p[1]) << "\n";
                 all.push_back(p[1]);
               }
               data << "\n\n";
