@@ -14,6 +14,7 @@
 #include "core/error.hpp"
 #include "core/files.hpp"
 #include "core/spec.hpp"
+#include "reports/depth_study_page.hpp"
 
 namespace sigprop::cli {
 
@@ -65,7 +66,8 @@ int run_study(StudyArgs a) {
     }
   }
   if (st.train.threads == 0) st.train.threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
-  if (a.no_figures) st.gnuplot.clear();
+  reports::StudyPageOptions page_opt;
+  if (a.no_figures) page_opt.gnuplot.clear();
   st.validate();
   try {  // a missing, special or oversized file is named before any work
     check_regular_file(a.corpus, "corpus", validate::kMaxCorpusBytes);
@@ -93,9 +95,10 @@ int run_study(StudyArgs a) {
     };
   }
   const FolderLock lock(a.out, "--out");  // a second study on this folder would interleave its files
-  const validate::StudyOutcome o = validate::run_depth_study(base, st, a.corpus, a.out, progress);
-  if (!o.gnuplot_problem.empty()) fmt::print(stderr, "study: figures not drawn: {}\n", o.gnuplot_problem);
-  fmt::print("{}\n", o.index_html.string());
+  const validate::DepthStudy study = validate::run_depth_study(base, st, a.corpus, a.out, progress);
+  const reports::StudyPage page = reports::render_depth_study_page(study, page_opt);
+  if (!page.gnuplot_problem.empty()) fmt::print(stderr, "study: figures not drawn: {}\n", page.gnuplot_problem);
+  fmt::print("{}\n", page.index_html.string());
   return 0;
 }
 

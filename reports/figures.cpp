@@ -1,6 +1,7 @@
 // gnuplot figures and text helpers shared by reports (see figures.hpp).
 #include "reports/figures.hpp"
 
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
@@ -65,6 +66,7 @@ std::string slurp(const fs::path& p) {
   ss << in.rdbuf();
   return ss.str();
 }
+std::string dat_num(double x) { return std::isfinite(x) ? fmt::format("{:.10g}", x) : "NaN"; }
 }  // namespace figures_detail
 
 DrawResult draw_figures(const fs::path& figdir, const std::vector<Figure>& figures, const std::string& gnuplot_in) {

@@ -41,6 +41,9 @@ std::string shell_quote(const std::string& s);
 std::string base64(const std::string& in);
 /// The whole file, "" when it cannot be read.
 std::string slurp(const std::filesystem::path& p);
+/// x in a .dat file: 10 significant digits, "NaN" when not finite (a missing value in a
+/// whitespace-separated column must still be a token; gnuplot skips it).
+std::string dat_num(double x);
 }  // namespace figures_detail
 
 }  // namespace sigprop::reports

@@ -11,6 +11,7 @@
 
 #include <fmt/format.h>
 
+#include "core/compare.hpp"
 #include "core/error.hpp"
 #include "sigprop/version.hpp"
 
@@ -35,6 +36,7 @@ std::string csv_field(const std::string& s) {
   return o + "\"";
 }
 using figures_detail::base64;
+using figures_detail::dat_num;
 using figures_detail::gp;
 using figures_detail::html;
 using figures_detail::slurp;
@@ -202,72 +204,76 @@ std::string key_strip(const std::vector<std::string>& series, bool theory, bool 
       static_cast<double>(kKeyPx) / height, fmt::join(e, ", "));
 }
 
-}  // namespace
-
-RenderResult render_report(const ReportConfig& cfg, const std::vector<Cell>& cells, const std::vector<Job>& jobs,
-                           const fs::path& out, const RenderOptions& opt) {
-  RenderResult res;
+/// What every part of the report reads: the config, each job's cell and profile, and how
+/// cells map onto figures.
+struct Sweep {
+  const ReportConfig& cfg;
+  const std::vector<Cell>& cells;
   std::vector<Entry> entries;
-  for (const Job& j : jobs) entries.push_back({&cells.at(j.cell), &j, load_job(out, j)});
-  const Layout lay(cfg);
+  Layout lay;
+  bool have_theory, have_sim;
+  EngineKind ref_engine;  ///< the engine the readings quote
+  std::string mc_desc;
+};
+
+// ---- tidy CSV: one row per job x layer --------------------------------------------
+void write_profiles_csv(const Sweep& sw, const fs::path& out) {
+  const std::vector<Entry>& entries = sw.entries;
+  const ReportConfig& cfg = sw.cfg;
   const auto& names = metric_names();
-
-  // ---- resolved config and versions ------------------------------------------------
-  write_file_atomic(out / "config.toml", to_toml(cfg));
-  nlohmann::json versions = opt.build;
-  versions["sigprop"] = kVersion;
-  write_file_atomic(out / "versions.json", versions.dump(2) + "\n");
-
-  // ---- tidy CSV: one row per job x layer --------------------------------------------
-  {
-    std::ostringstream o;
-    o << "cell,label,variant";
-    for (auto& ax : cfg.axes) o << "," << ax.key;
-    o << ",engine,width,heads,samples,depth,layer";
-    for (auto& m : names) o << "," << m << "," << m << "_se";
-    o << "\n";
-    for (auto& e : entries) {
-      const Profile& p = e.profile;
-      for (int l = 0; l < p.layers(); ++l) {
-        o << e.cell->slug << "," << csv_field(e.cell->label) << ","
-          << csv_field(e.cell->variant >= 0 ? cfg.variants[e.cell->variant].label : "");
-        for (size_t a = 0; a < cfg.axes.size(); ++a) o << "," << csv_field(cfg.axes[a].labels[e.cell->axis_value[a]]);
-        bool sim = e.job->engine == EngineKind::Simulate;
-        o << "," << to_string(e.job->engine) << "," << (sim ? std::to_string(p.spec.width) : "inf") << ","
-          << (sim ? std::to_string(p.spec.heads) : "inf") << "," << (sim ? std::to_string(cfg.simulate.samples) : "")
-          << "," << p.spec.depth << "," << l;
-        for (auto& m : names) o << "," << csv_num(value(p, l, m)) << "," << csv_num(se(p, l, m));
-        o << "\n";
-      }
+  std::ostringstream o;
+  o << "cell,label,variant";
+  for (auto& ax : cfg.axes) o << "," << ax.key;
+  o << ",engine,width,heads,samples,depth,layer";
+  for (auto& m : names) o << "," << m << "," << m << "_se";
+  o << "\n";
+  for (auto& e : entries) {
+    const Profile& p = e.profile;
+    for (int l = 0; l < p.layers(); ++l) {
+      o << e.cell->slug << "," << csv_field(e.cell->label) << ","
+        << csv_field(e.cell->variant >= 0 ? cfg.variants[e.cell->variant].label : "");
+      for (size_t a = 0; a < cfg.axes.size(); ++a) o << "," << csv_field(cfg.axes[a].labels[e.cell->axis_value[a]]);
+      bool sim = e.job->engine == EngineKind::Simulate;
+      o << "," << to_string(e.job->engine) << "," << (sim ? std::to_string(p.spec.width) : "inf") << ","
+        << (sim ? std::to_string(p.spec.heads) : "inf") << "," << (sim ? std::to_string(cfg.simulate.samples) : "")
+        << "," << p.spec.depth << "," << l;
+      for (auto& m : names) o << "," << csv_num(value(p, l, m)) << "," << csv_num(se(p, l, m));
+      o << "\n";
     }
-    write_file_atomic(out / "profiles.csv", o.str());
   }
+  write_file_atomic(out / "profiles.csv", o.str());
+}
 
-  // ---- summary CSV: one row per job -----------------------------------------------
-  {
-    std::ostringstream o;
-    o << "cell,label,engine,depth";
-    for (auto& m : names) o << "," << csv_field(summary_name(m)) << "," << csv_field(summary_name(m) + " se");
-    o << ",ang_dist mean of last quarter,ang_dist mean of last quarter se bound\n";
-    for (auto& e : entries) {
-      const Profile& p = e.profile;
-      o << e.cell->slug << "," << csv_field(e.cell->label) << "," << to_string(e.job->engine) << "," << p.spec.depth;
-      for (auto& m : names) {
-        int l = summary_layer(m, p.spec.depth);
-        o << "," << csv_num(value(p, l, m)) << "," << csv_num(se(p, l, m));
-      }
-      auto [qa, qe] = quarter_ang(p);
-      o << "," << csv_num(qa) << "," << csv_num(qe) << "\n";
+// ---- summary CSV: one row per job -----------------------------------------------
+void write_summary_csv(const Sweep& sw, const fs::path& out) {
+  const std::vector<Entry>& entries = sw.entries;
+  const auto& names = metric_names();
+  std::ostringstream o;
+  o << "cell,label,engine,depth";
+  for (auto& m : names) o << "," << csv_field(summary_name(m)) << "," << csv_field(summary_name(m) + " se");
+  o << ",ang_dist mean of last quarter,ang_dist mean of last quarter se bound\n";
+  for (auto& e : entries) {
+    const Profile& p = e.profile;
+    o << e.cell->slug << "," << csv_field(e.cell->label) << "," << to_string(e.job->engine) << "," << p.spec.depth;
+    for (auto& m : names) {
+      int l = summary_layer(m, p.spec.depth);
+      o << "," << csv_num(value(p, l, m)) << "," << csv_num(se(p, l, m));
     }
-    write_file_atomic(out / "summary.csv", o.str());
+    auto [qa, qe] = quarter_ang(p);
+    o << "," << csv_num(qa) << "," << csv_num(qe) << "\n";
   }
+  write_file_atomic(out / "summary.csv", o.str());
+}
 
-  const std::string mc_desc = mc_description(cfg, entries);
-  const bool have_theory = cfg.theory.enabled, have_sim = cfg.simulate.enabled;
-  // The reference engine for readings: theory when it ran, else the Monte Carlo.
-  const EngineKind ref_engine = have_theory ? EngineKind::Theory : EngineKind::Simulate;
-
-  // ---- per-layer figures --------------------------------------------------------------
+// ---- per-layer figures --------------------------------------------------------------
+std::vector<Figure> layer_figures(const Sweep& sw) {
+  const std::vector<Entry>& entries = sw.entries;
+  const std::vector<Cell>& cells = sw.cells;
+  const std::string& mc_desc = sw.mc_desc;
+  const EngineKind ref_engine = sw.ref_engine;
+  const ReportConfig& cfg = sw.cfg;
+  const Layout& lay = sw.lay;
+  const bool have_theory = sw.have_theory, have_sim = sw.have_sim;
   std::vector<Figure> figures;
   std::vector<std::vector<int>> panel_keys;
   std::vector<const Cell*> panel_first;
@@ -311,7 +317,7 @@ RenderResult render_report(const ReportConfig& cfg, const std::vector<Cell>& cel
           data << "# panel " << pi << ", " << lay.series_labels[s] << ", theory\n";
           for (int l = 0; l < e->profile.layers(); ++l) {
             double v = value(e->profile, l, m);
-            data << l << " " << (std::isfinite(v) ? fmt::format("{:.10g}", v) : "NaN") << "\n";
+            data << l << " " << dat_num(v) << "\n";
             all.push_back(v);
           }
           data << "\n\n";
@@ -388,18 +394,14 @@ RenderResult render_report(const ReportConfig& cfg, const std::vector<Cell>& cel
           const Entry* t = find_entry(pi, s, EngineKind::Theory);
           const Entry* mc = find_entry(pi, s, EngineKind::Simulate);
           if (!t || !mc) continue;
-          for (int l = 0; l < t->profile.layers() && l < mc->profile.layers(); ++l) {
-            double tv = value(t->profile, l, m), mv = value(mc->profile, l, m), d = se(mc->profile, l, m);
-            if (!std::isfinite(tv) || !std::isfinite(mv)) continue;
+          for (const LayerDiff& d : compare(mc->profile, t->profile, m)) {
             ++count;
-            double tse = se(t->profile, l, m);
-            double tot = std::hypot(std::isfinite(d) ? d : 0.0, std::isfinite(tse) ? tse : 0.0);
-            if (std::abs(mv - tv) <= 3 * tot) ++within;
-            double rel = std::abs(mv - tv) / std::max(std::abs(tv), 1e-12);
+            if (std::abs(d.z) <= 3) ++within;
+            double rel = std::abs(d.diff) / std::max(std::abs(d.b), 1e-12);
             if (rel > worst_rel) {
               worst_rel = rel;
-              worst_at = fmt::format("{}, {}, layer {}", lay.series_labels[s],
-                                     lay.panel_title(*panel_first[pi], false), l);
+              worst_at = fmt::format("{}, {}, layer {}", lay.series_labels[s], lay.panel_title(*panel_first[pi], false),
+                                     d.layer);
             }
           }
         }
@@ -412,8 +414,20 @@ RenderResult render_report(const ReportConfig& cfg, const std::vector<Cell>& cel
     f.reading = r.str();
     figures.push_back(std::move(f));
   }
+  return figures;
+}
 
-  // ---- depth-returns figures -------------------------------------------------------------
+// ---- depth-returns figures -------------------------------------------------------------
+/// Puts the depth-returns figures in front of figures; returns why they are left out ("" when they are not).
+std::string add_depth_returns_figures(const Sweep& sw, std::vector<Figure>& figures) {
+  const std::vector<Entry>& entries = sw.entries;
+  const std::vector<Cell>& cells = sw.cells;
+  const std::string& mc_desc = sw.mc_desc;
+  const EngineKind ref_engine = sw.ref_engine;
+  const ReportConfig& cfg = sw.cfg;
+  const Layout& lay = sw.lay;
+  const bool have_theory = sw.have_theory, have_sim = sw.have_sim;
+  const int nseries = static_cast<int>(lay.series_labels.size());
   std::string depth_note;
   const bool depth_swept = lay.depth_axis >= 0 && cfg.axes[lay.depth_axis].values.size() >= 2;
   if (cfg.figures.depth_returns && !depth_swept)
@@ -476,7 +490,7 @@ RenderResult render_report(const ReportConfig& cfg, const std::vector<Cell>& cel
             auto pts = collect(s, EngineKind::Theory, q);
             if (!pts.empty()) {
               for (auto& p : pts) {
-                data << p[0] << " " << (std::isfinite(p[1]) ? fmt::format("{:.10g}", p[1]) : "NaN") << "\n";
+                data << p[0] << " " << dat_num(p[1]) << "\n";
                 all.push_back(p[1]);
               }
               data << "\n\n";
@@ -577,19 +591,25 @@ RenderResult render_report(const ReportConfig& cfg, const std::vector<Cell>& cel
       figures.insert(figures.begin() + static_cast<long>(g), std::move(f));
     }
   }
+  return depth_note;
+}
 
-  // ---- draw -------------------------------------------------------------------------------
-  fs::path figdir = out / "figures";
-  const DrawResult drawn = draw_figures(figdir, figures, opt.gnuplot);
-  res.figures_drawn = drawn.drawn;
-  res.figures_missing = drawn.missing;
-  res.gnuplot_problem = drawn.problem;
-  const std::string& gnuplot_version = drawn.gnuplot_version;
+// ---- tables shared by HTML and Markdown ------------------------------------------------
+struct Row {
+  std::vector<std::string> cells;
+};
+struct Tables {
+  std::vector<std::string> head;
+  std::vector<Row> rows;
+  std::vector<std::string> warnings;
+  std::string settings_line, config_text;
+};
 
-  // ---- tables shared by HTML and Markdown ------------------------------------------------
-  struct Row {
-    std::vector<std::string> cells;
-  };
+Tables report_tables(const Sweep& sw) {
+  const std::vector<Entry>& entries = sw.entries;
+  const std::vector<Cell>& cells = sw.cells;
+  const ReportConfig& cfg = sw.cfg;
+  const bool have_theory = sw.have_theory, have_sim = sw.have_sim;
   std::vector<std::string> head{"cell", "engine"};
   std::vector<std::string> summ = cfg.figures.metrics;
   for (auto& m : summ) head.push_back(summary_name(m));
@@ -632,116 +652,170 @@ RenderResult render_report(const ReportConfig& cfg, const std::vector<Cell>& cel
     settings_line = fmt::format("{}", fmt::join(s, "; "));
   }
   const std::string config_text = to_toml(cfg);
+  return {head, rows_out, warnings, settings_line, config_text};
+}
 
-  // ---- index.html ------------------------------------------------------------------------
-  {
-    std::ostringstream h;
-    h << "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n<title>" << html(cfg.title)
-      << "</title>\n<style>\n"
-         "body{font-family:system-ui,-apple-system,'Segoe UI',Helvetica,Arial,sans-serif;margin:0 auto;max-width:"
-         "1320px;padding:1.2em 2em;color:#222;line-height:1.45}\n"
-         "h1{font-size:1.7em;margin-bottom:.2em}h2{border-bottom:1px solid #ccc;padding-bottom:.2em;margin-top:1.6em}\n"
-         ".meta{color:#555;font-size:.92em}figure{margin:1em 0}figure img{width:100%;height:auto;border:1px solid "
-         "#e4e4e4}\n"
-         "figcaption{font-size:.95em;margin-top:.3em}.reading{background:#f5f8fc;border-left:4px solid "
-         "#1f77b4;padding:.5em .9em;margin:.6em 0}\n"
-         "table{border-collapse:collapse;font-size:.85em;margin:.6em 0}th,td{border:1px solid #ccc;padding:.25em "
-         ".55em;text-align:right}th{background:#f0f0f0}th:first-child,th:nth-child(2){text-align:left}td:first-child,td:nth-child(2){text-align:left}\n"
-         ".missing{background:#fff4e5;border-left:4px solid #e67e22;padding:.5em .9em}pre{background:#f7f7f7;padding:"
-         ".8em;overflow-x:auto;font-size:.85em}\n.warn{color:#a33}\n"
-         "</style>\n</head>\n<body>\n";
-    h << "<h1>" << html(cfg.title) << "</h1>\n<p class=\"meta\">" << html(settings_line) << ". sigprop "
-      << html(kVersion) << ". Metrics as defined in MODEL.md §2; figures also as <code>figures/*.svg</code> and "
-      << "<code>*.png</code>, numbers in <a href=\"profiles.csv\">profiles.csv</a> (a row per cell × layer) and "
-      << "<a href=\"summary.csv\">summary.csv</a>.</p>\n";
-    if (!res.figures_missing.empty()) {
-      h << "<p class=\"missing\"><b>Figures not drawn:</b> " << html(res.gnuplot_problem) << ". Missing: ";
-      for (size_t i = 0; i < res.figures_missing.size(); ++i)
-        h << (i ? ", " : "") << "<code>" << html(res.figures_missing[i]) << "</code>";
-      h << ". Their data and gnuplot scripts are in <code>figures/</code> (<code>.dat</code>, <code>.gp</code>); the "
-           "tables below are complete.</p>\n";
+// ---- index.html ------------------------------------------------------------------------
+std::string html_page(const Sweep& sw, const Tables& t, const std::vector<Figure>& figures,
+                      const std::string& depth_note, const RenderResult& res, const std::string& gnuplot_version,
+                      const fs::path& figdir) {
+  const std::vector<Entry>& entries = sw.entries;
+  const ReportConfig& cfg = sw.cfg;
+  const auto& head = t.head;
+  const auto& rows_out = t.rows;
+  const auto& warnings = t.warnings;
+  const std::string& settings_line = t.settings_line;
+  const std::string& config_text = t.config_text;
+  std::ostringstream h;
+  h << "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n<title>" << html(cfg.title)
+    << "</title>\n<style>\n"
+       "body{font-family:system-ui,-apple-system,'Segoe UI',Helvetica,Arial,sans-serif;margin:0 auto;max-width:"
+       "1320px;padding:1.2em 2em;color:#222;line-height:1.45}\n"
+       "h1{font-size:1.7em;margin-bottom:.2em}h2{border-bottom:1px solid #ccc;padding-bottom:.2em;margin-top:1.6em}\n"
+       ".meta{color:#555;font-size:.92em}figure{margin:1em 0}figure img{width:100%;height:auto;border:1px solid "
+       "#e4e4e4}\n"
+       "figcaption{font-size:.95em;margin-top:.3em}.reading{background:#f5f8fc;border-left:4px solid "
+       "#1f77b4;padding:.5em .9em;margin:.6em 0}\n"
+       "table{border-collapse:collapse;font-size:.85em;margin:.6em 0}th,td{border:1px solid #ccc;padding:.25em "
+       ".55em;text-align:right}th{background:#f0f0f0}th:first-child,th:nth-child(2){text-align:left}td:first-child,td:nth-child(2){text-align:left}\n"
+       ".missing{background:#fff4e5;border-left:4px solid #e67e22;padding:.5em .9em}pre{background:#f7f7f7;padding:"
+       ".8em;overflow-x:auto;font-size:.85em}\n.warn{color:#a33}\n"
+       "</style>\n</head>\n<body>\n";
+  h << "<h1>" << html(cfg.title) << "</h1>\n<p class=\"meta\">" << html(settings_line) << ". sigprop "
+    << html(kVersion) << ". Metrics as defined in MODEL.md §2; figures also as <code>figures/*.svg</code> and "
+    << "<code>*.png</code>, numbers in <a href=\"profiles.csv\">profiles.csv</a> (a row per cell × layer) and "
+    << "<a href=\"summary.csv\">summary.csv</a>.</p>\n";
+  if (!res.figures_missing.empty()) {
+    h << "<p class=\"missing\"><b>Figures not drawn:</b> " << html(res.gnuplot_problem) << ". Missing: ";
+    for (size_t i = 0; i < res.figures_missing.size(); ++i)
+      h << (i ? ", " : "") << "<code>" << html(res.figures_missing[i]) << "</code>";
+    h << ". Their data and gnuplot scripts are in <code>figures/</code> (<code>.dat</code>, <code>.gp</code>); the "
+         "tables below are complete.</p>\n";
+  }
+  if (!depth_note.empty()) h << "<p class=\"missing\">" << html(depth_note) << "</p>\n";
+  for (auto& f : figures) {
+    h << "<h2>" << html(f.title) << "</h2>\n";
+    bool drawn = std::find(res.figures_drawn.begin(), res.figures_drawn.end(), f.stem) != res.figures_drawn.end();
+    if (drawn) {
+      h << "<figure><img alt=\"" << html(f.title) << "\" src=\"data:image/svg+xml;base64,"
+        << base64(slurp(figdir / (f.stem + ".svg"))) << "\">\n<figcaption>Files: <a href=\"figures/" << html(f.stem)
+        << ".svg\">SVG</a> · <a href=\"figures/" << html(f.stem) << ".png\">PNG</a> · <a href=\"figures/"
+        << html(f.stem) << ".dat\">data</a> · <a href=\"figures/" << html(f.stem)
+        << ".gp\">gnuplot script</a></figcaption></figure>\n";
+    } else {
+      h << "<p class=\"missing\">Figure <code>" << html(f.stem) << "</code> could not be drawn ("
+        << html(res.gnuplot_problem) << "). Data: <a href=\"figures/" << html(f.stem) << ".dat\">" << html(f.stem)
+        << ".dat</a>, script: <a href=\"figures/" << html(f.stem) << ".gp\">" << html(f.stem) << ".gp</a>.</p>\n";
     }
-    if (!depth_note.empty()) h << "<p class=\"missing\">" << html(depth_note) << "</p>\n";
-    for (auto& f : figures) {
-      h << "<h2>" << html(f.title) << "</h2>\n";
-      bool drawn = std::find(res.figures_drawn.begin(), res.figures_drawn.end(), f.stem) != res.figures_drawn.end();
-      if (drawn) {
-        h << "<figure><img alt=\"" << html(f.title) << "\" src=\"data:image/svg+xml;base64,"
-          << base64(slurp(figdir / (f.stem + ".svg"))) << "\">\n<figcaption>Files: <a href=\"figures/" << html(f.stem)
-          << ".svg\">SVG</a> · <a href=\"figures/" << html(f.stem) << ".png\">PNG</a> · <a href=\"figures/"
-          << html(f.stem) << ".dat\">data</a> · <a href=\"figures/" << html(f.stem)
-          << ".gp\">gnuplot script</a></figcaption></figure>\n";
-      } else {
-        h << "<p class=\"missing\">Figure <code>" << html(f.stem) << "</code> could not be drawn ("
-          << html(res.gnuplot_problem) << "). Data: <a href=\"figures/" << html(f.stem) << ".dat\">" << html(f.stem)
-          << ".dat</a>, script: <a href=\"figures/" << html(f.stem) << ".gp\">" << html(f.stem) << ".gp</a>.</p>\n";
-      }
-      h << "<p class=\"reading\">" << html(f.reading) << "</p>\n";
-    }
-    h << "<h2>Summary per cell</h2>\n<p class=\"meta\">Values at the last layer L (grad_var at layer 0, where the "
-         "backward pass arrives). Monte Carlo entries are mean ± 1 standard error over samples; for the last-quarter "
-         "mean the ± is a bound (mean of the per-layer s.e.).</p>\n<table>\n<tr>";
-    for (auto& c : head) h << "<th>" << html(c) << "</th>";
+    h << "<p class=\"reading\">" << html(f.reading) << "</p>\n";
+  }
+  h << "<h2>Summary per cell</h2>\n<p class=\"meta\">Values at the last layer L (grad_var at layer 0, where the "
+       "backward pass arrives). Monte Carlo entries are mean ± 1 standard error over samples; for the last-quarter "
+       "mean the ± is a bound (mean of the per-layer s.e.).</p>\n<table>\n<tr>";
+  for (auto& c : head) h << "<th>" << html(c) << "</th>";
+  h << "</tr>\n";
+  for (auto& r : rows_out) {
+    h << "<tr>";
+    for (auto& c : r.cells) h << "<td>" << html(c) << "</td>";
     h << "</tr>\n";
-    for (auto& r : rows_out) {
-      h << "<tr>";
-      for (auto& c : r.cells) h << "<td>" << html(c) << "</td>";
-      h << "</tr>\n";
-    }
-    h << "</table>\n";
-    if (!warnings.empty()) {
-      h << "<h2>Warnings from the engines</h2>\n<ul>\n";
-      for (auto& w : warnings) h << "<li class=\"warn\">" << html(w) << "</li>\n";
-      h << "</ul>\n";
-    }
-    h << "<h2>Cells</h2>\n<p class=\"meta\">One profile per cell and engine (JSON and CSV), named by the cell; a "
-         "cell is recomputed only when the hash of its resolved spec and engine settings changes.</p>\n<table>\n"
-         "<tr><th>cell</th><th>engine</th><th>hash</th><th>files</th></tr>\n";
-    for (auto& e : entries)
-      h << "<tr><td>" << html(e.cell->label) << "</td><td>" << to_string(e.job->engine) << "</td><td><code>"
-        << e.job->hash << "</code></td><td><a href=\"" << html(e.job->json.generic_string()) << "\">JSON</a> · <a href=\""
-        << html(e.job->csv.generic_string()) << "\">CSV</a></td></tr>\n";
-    h << "</table>\n<h2>Exact config</h2>\n<p class=\"meta\">Also in <a href=\"config.toml\">config.toml</a>; "
-         "versions in <a href=\"versions.json\">versions.json</a>";
-    if (!gnuplot_version.empty()) h << "; figures drawn with " << html(gnuplot_version);
-    h << ".</p>\n<pre>" << html(config_text) << "</pre>\n</body>\n</html>\n";
-    res.index_html = out / "index.html";
-    write_file_atomic(res.index_html, h.str());
   }
+  h << "</table>\n";
+  if (!warnings.empty()) {
+    h << "<h2>Warnings from the engines</h2>\n<ul>\n";
+    for (auto& w : warnings) h << "<li class=\"warn\">" << html(w) << "</li>\n";
+    h << "</ul>\n";
+  }
+  h << "<h2>Cells</h2>\n<p class=\"meta\">One profile per cell and engine (JSON and CSV), named by the cell; a "
+       "cell is recomputed only when the hash of its resolved spec and engine settings changes.</p>\n<table>\n"
+       "<tr><th>cell</th><th>engine</th><th>hash</th><th>files</th></tr>\n";
+  for (auto& e : entries)
+    h << "<tr><td>" << html(e.cell->label) << "</td><td>" << to_string(e.job->engine) << "</td><td><code>"
+      << e.job->hash << "</code></td><td><a href=\"" << html(e.job->json.generic_string()) << "\">JSON</a> · <a href=\""
+      << html(e.job->csv.generic_string()) << "\">CSV</a></td></tr>\n";
+  h << "</table>\n<h2>Exact config</h2>\n<p class=\"meta\">Also in <a href=\"config.toml\">config.toml</a>; "
+       "versions in <a href=\"versions.json\">versions.json</a>";
+  if (!gnuplot_version.empty()) h << "; figures drawn with " << html(gnuplot_version);
+  h << ".</p>\n<pre>" << html(config_text) << "</pre>\n</body>\n</html>\n";
+  return h.str();
+}
 
-  // ---- report.md ------------------------------------------------------------------------------
-  {
-    std::ostringstream md;
-    md << "# " << cfg.title << "\n\n" << settings_line << ". sigprop " << kVersion
-       << ". Numbers: `profiles.csv` (a row per cell × layer), `summary.csv`.\n\n";
-    if (!res.figures_missing.empty())
-      md << "**Figures not drawn:** " << res.gnuplot_problem << ". Missing: " << fmt::format("{}", fmt::join(res.figures_missing, ", "))
-         << ". Data and scripts are in `figures/`.\n\n";
-    if (!depth_note.empty()) md << depth_note << "\n\n";
-    for (auto& f : figures) {
-      md << "## " << f.title << "\n\n";
-      if (std::find(res.figures_drawn.begin(), res.figures_drawn.end(), f.stem) != res.figures_drawn.end())
-        md << "![" << f.title << "](figures/" << f.stem << ".png)\n\n";
-      md << f.reading << "\n\n";
-    }
-    md << "## Summary per cell\n\nLast layer L (grad_var at layer 0); Monte Carlo: mean ± 1 s.e.\n\n|";
-    for (auto& c : head) md << " " << c << " |";
-    md << "\n|";
-    for (size_t i = 0; i < head.size(); ++i) md << (i < 2 ? "---|" : "---:|");
-    md << "\n";
-    for (auto& r : rows_out) {
-      md << "|";
-      for (auto& c : r.cells) md << " " << c << " |";
-      md << "\n";
-    }
-    if (!warnings.empty()) {
-      md << "\n## Warnings from the engines\n\n";
-      for (auto& w : warnings) md << "- " << w << "\n";
-    }
-    md << "\n## Exact config\n\n```toml\n" << config_text << "```\n";
-    res.report_md = out / "report.md";
-    write_file_atomic(res.report_md, md.str());
+// ---- report.md ------------------------------------------------------------------------------
+std::string markdown_page(const Sweep& sw, const Tables& t, const std::vector<Figure>& figures,
+                          const std::string& depth_note, const RenderResult& res) {
+  const ReportConfig& cfg = sw.cfg;
+  const auto& head = t.head;
+  const auto& rows_out = t.rows;
+  const auto& warnings = t.warnings;
+  const std::string& settings_line = t.settings_line;
+  const std::string& config_text = t.config_text;
+  std::ostringstream md;
+  md << "# " << cfg.title << "\n\n" << settings_line << ". sigprop " << kVersion
+     << ". Numbers: `profiles.csv` (a row per cell × layer), `summary.csv`.\n\n";
+  if (!res.figures_missing.empty())
+    md << "**Figures not drawn:** " << res.gnuplot_problem << ". Missing: " << fmt::format("{}", fmt::join(res.figures_missing, ", "))
+       << ". Data and scripts are in `figures/`.\n\n";
+  if (!depth_note.empty()) md << depth_note << "\n\n";
+  for (auto& f : figures) {
+    md << "## " << f.title << "\n\n";
+    if (std::find(res.figures_drawn.begin(), res.figures_drawn.end(), f.stem) != res.figures_drawn.end())
+      md << "![" << f.title << "](figures/" << f.stem << ".png)\n\n";
+    md << f.reading << "\n\n";
   }
+  md << "## Summary per cell\n\nLast layer L (grad_var at layer 0); Monte Carlo: mean ± 1 s.e.\n\n|";
+  for (auto& c : head) md << " " << c << " |";
+  md << "\n|";
+  for (size_t i = 0; i < head.size(); ++i) md << (i < 2 ? "---|" : "---:|");
+  md << "\n";
+  for (auto& r : rows_out) {
+    md << "|";
+    for (auto& c : r.cells) md << " " << c << " |";
+    md << "\n";
+  }
+  if (!warnings.empty()) {
+    md << "\n## Warnings from the engines\n\n";
+    for (auto& w : warnings) md << "- " << w << "\n";
+  }
+  md << "\n## Exact config\n\n```toml\n" << config_text << "```\n";
+  return md.str();
+}
+
+}  // namespace
+
+RenderResult render_report(const ReportConfig& cfg, const std::vector<Cell>& cells, const std::vector<Job>& jobs,
+                           const fs::path& out, const RenderOptions& opt) {
+  RenderResult res;
+  std::vector<Entry> entries;
+  for (const Job& j : jobs) entries.push_back({&cells.at(j.cell), &j, load_job(out, j)});
+  const std::string mc_desc = mc_description(cfg, entries);
+  const bool have_theory = cfg.theory.enabled, have_sim = cfg.simulate.enabled;
+  // The reference engine for readings: theory when it ran, else the Monte Carlo.
+  const EngineKind ref_engine = have_theory ? EngineKind::Theory : EngineKind::Simulate;
+  const Sweep sw{cfg, cells, std::move(entries), Layout(cfg), have_theory, have_sim, ref_engine, mc_desc};
+
+  // ---- resolved config and versions ------------------------------------------------
+  write_file_atomic(out / "config.toml", to_toml(cfg));
+  nlohmann::json versions = opt.build;
+  versions["sigprop"] = kVersion;
+  write_file_atomic(out / "versions.json", versions.dump(2) + "\n");
+
+  write_profiles_csv(sw, out);
+  write_summary_csv(sw, out);
+  std::vector<Figure> figures = layer_figures(sw);
+  const std::string depth_note = add_depth_returns_figures(sw, figures);
+
+  // ---- draw -------------------------------------------------------------------------------
+  fs::path figdir = out / "figures";
+  const DrawResult drawn = draw_figures(figdir, figures, opt.gnuplot);
+  res.figures_drawn = drawn.drawn;
+  res.figures_missing = drawn.missing;
+  res.gnuplot_problem = drawn.problem;
+  const std::string& gnuplot_version = drawn.gnuplot_version;
+
+  const Tables tables = report_tables(sw);
+  res.index_html = out / "index.html";
+  write_file_atomic(res.index_html, html_page(sw, tables, figures, depth_note, res, gnuplot_version, figdir));
+  res.report_md = out / "report.md";
+  write_file_atomic(res.report_md, markdown_page(sw, tables, figures, depth_note, res));
   return res;
 }
 

@@ -7,23 +7,15 @@
 #include <sstream>
 
 #include <fmt/format.h>
-#include <fmt/ranges.h>
 
 #include "core/error.hpp"
 #include "core/profile.hpp"
 #include "core/stats.hpp"
-#include "reports/figures.hpp"
 #include "sigprop/version.hpp"
 #include "validate/measure.hpp"
-#include "validate/study.hpp"
 
 namespace sigprop::validate {
 namespace fs = std::filesystem;
-using reports::Figure;
-using reports::figures_detail::base64;
-using reports::figures_detail::gp;
-using reports::figures_detail::html;
-using reports::figures_detail::slurp;
 
 void StudySettings::validate() const {
   if (depths.empty()) throw ConfigError("--depths: needs at least one depth");
@@ -41,14 +33,7 @@ nlohmann::json StudySettings::to_json() const {
 
 namespace {
 
-std::string num(double x, int sig = 4) {
-  if (!std::isfinite(x)) return "n/a";
-  return fmt::format("{:.{}g}", x, sig);
-}
 std::string csv_num(double x) { return std::isfinite(x) ? fmt::format("{:.10g}", x) : ""; }
-// gnuplot data: whitespace-separated, so a missing value must be a token ("NaN" is skipped)
-std::string dat_num(double x) { return std::isfinite(x) ? fmt::format("{:.10g}", x) : "NaN"; }
-
 
 // Total training seconds of a run: the last `seconds` field of its loss.csv (NaN if absent).
 double train_seconds(const fs::path& loss_csv) {
@@ -70,26 +55,14 @@ double train_seconds(const fs::path& loss_csv) {
   return NAN;
 }
 
-struct DepthResult {
-  int depth = 0;
-  std::size_t params = 0;
-  MeanSe val, val_init;  // mean loss per token over the validation sequences
-  std::vector<double> seq_loss;  // each validation sequence's loss (the same sequences at every depth)
-  double seconds = NAN;
-  Profile trained, initial;
-  std::optional<Profile> theory;  // the theory for the architecture, fed the trained X_0's q and rho
-  Ablation ablation;
-  std::vector<std::string> notes;
-};
-
 double col(const Profile& p, int l, const std::string& m) { return p.has(m) ? p.at(l, m) : NAN; }
 
 nlohmann::json corr_json(const RankCorrelation& r) { return {{"rho", r.rho}, {"p", r.p}, {"n", r.n}}; }
 
 }  // namespace
 
-StudyOutcome run_depth_study(const StackSpec& base, const StudySettings& st, const fs::path& corpus_path,
-                             const fs::path& out, const StudyProgress& progress) {
+DepthStudy run_depth_study(const StackSpec& base, const StudySettings& st, const fs::path& corpus_path,
+                           const fs::path& out, const StudyProgress& progress) {
   st.validate();
   base.validate();
   auto stage = [&](const std::string& s) {
@@ -186,6 +159,7 @@ StudyOutcome run_depth_study(const StackSpec& base, const StudySettings& st, con
     return v;
   };
   nlohmann::json corr = nlohmann::json::array();
+  std::vector<StudyCorrelation> per_depth, pooled_c;
   std::vector<std::vector<double>> pooled_x(against.size());
   std::vector<double> pooled_drop;
   for (const auto& r : results) {
@@ -196,17 +170,18 @@ StudyOutcome run_depth_study(const StackSpec& base, const StudySettings& st, con
       if (r.depth >= 2) pooled_x[k].insert(pooled_x[k].end(), x.begin(), x.end());
       if (r.depth < 3) continue;
       try {
-        corr.push_back({{"depth", r.depth}, {"against", against[k].name}, {"spearman", corr_json(spearman(r.ablation.increase, x))}});
+        per_depth.push_back({r.depth, against[k].name, spearman(r.ablation.increase, x)});
+        corr.push_back(
+            {{"depth", r.depth}, {"against", against[k].name}, {"spearman", corr_json(per_depth.back().spearman)}});
       } catch (const ConfigError&) {  // fewer than 3 finite pairs (e.g. theory missing)
       }
     }
   }
   nlohmann::json pooled = nlohmann::json::array();
-  std::vector<std::optional<RankCorrelation>> pooled_r(against.size());
   for (std::size_t k = 0; k < against.size(); ++k) {
     try {
-      pooled_r[k] = spearman(pooled_drop, pooled_x[k]);
-      pooled.push_back({{"against", against[k].name}, {"spearman", corr_json(*pooled_r[k])}});
+      pooled_c.push_back({0, against[k].name, spearman(pooled_drop, pooled_x[k])});
+      pooled.push_back({{"against", against[k].name}, {"spearman", corr_json(pooled_c.back().spearman)}});
     } catch (const ConfigError&) {
     }
   }
@@ -229,8 +204,9 @@ StudyOutcome run_depth_study(const StackSpec& base, const StudySettings& st, con
           "grad_var_rel,grad_var_rel_init,rho,rho_init\n";
   const std::vector<std::string> change_metrics = {"q", "rho", "res", "eff_rank", "update_ratio", "ang_dist", "grad_var_rel"};
   for (std::size_t i = 0; i < results.size(); ++i) {
+    results[i].gain = gain_of(i);
     const DepthResult& r = results[i];
-    const MeanSe gain = gain_of(i);
+    const MeanSe gain = r.gain;
     dcsv << r.depth << "," << r.params << "," << csv_num(r.val.mean) << "," << csv_num(r.val.se) << ","
          << csv_num(r.val_init.mean) << "," << csv_num(r.val_init.se) << "," << csv_num(gain.mean) << ","
          << csv_num(gain.se) << ","
@@ -274,241 +250,22 @@ StudyOutcome run_depth_study(const StackSpec& base, const StudySettings& st, con
   }
   J["depths"] = depths;
 
-  // ---- figures ---------------------------------------------------------------------------
-  std::vector<Figure> figs;
-  {
-    Figure f;
-    f.stem = "loss_vs_depth";
-    f.title = "Validation loss against depth";
-    f.width = 900;
-    f.height = 520;
-    std::ostringstream d;
-    d << "# depth val_loss val_loss_se init_val_loss\n";
-    for (const auto& r : results)
-      d << r.depth << " " << dat_num(r.val.mean) << " " << dat_num(r.val.se) << " " << dat_num(r.val_init.mean) << "\n";
-    f.data = d.str();
-    std::ostringstream s;
-    s << "set title \"" << gp(f.title) << " (trained on the same text, same steps)\"\n"
-      << "set xlabel \"depth L (blocks)\"\nset ylabel \"validation loss (nats per byte)\"\n"
-      << "set logscale x 2\nset grid\nset key top right\nset xrange [" << 0.8 * dd.front() << ":" << 1.25 * dd.back()
-      << "]\n";
-    if (fit) s << fmt::format("a = {:.10g}\nb = {:.10g}\nc = {:.10g}\nf(x) = a + b * x**(-c)\n", fit->a, fit->b, fit->c);
-    s << "plot \"" << f.stem << ".dat\" using 1:2:3 with yerrorbars pt 7 lc rgb \"#1f77b4\" title \"trained\"";
-    if (fit)
-      s << ", f(x) with lines lc rgb \"#d62728\" title sprintf(\"fit %.3f + %.3f L^{-%.2f}\", a, b, c)";
-    s << "\n";
-    f.script = s.str();
-    if (fit && !fit->degenerate)
-      f.reading = fmt::format("Fit: loss(L) = {} + {} L^-{}: the loss an arbitrarily deep model of this width would "
-                              "approach is {}.",
-                              num(fit->a), num(fit->b), num(fit->c, 3), num(fit->a));
-    else if (fit)
-      f.reading = "These losses do not follow a diminishing-returns curve a + b L^-c with a, b >= 0 (the fit is "
-                  "degenerate: too few depths or too little training); the fitted line is shown for reference only.";
-    figs.push_back(f);
-  }
-  {
-    Figure f;
-    f.stem = "drop_one_layer";
-    f.title = "Drop-one-layer loss increase and ang_dist per layer";
-    f.width = 1200;
-    f.height = 480;
-    std::ostringstream d;
-    int blocks = 0;
-    for (const auto& r : results) {
-      if (r.depth < 2) continue;
-      d << "# depth " << r.depth << ": layer/L drop drop_se ang_dist ang_dist_theory\n";
-      for (int l = 1; l <= r.depth; ++l)
-        d << dat_num(static_cast<double>(l) / r.depth) << " " << dat_num(r.ablation.increase[l - 1]) << " "
-          << dat_num(r.ablation.increase_se[l - 1]) << " " << dat_num(col(r.trained, l, "ang_dist")) << " "
-          << dat_num(r.theory ? col(*r.theory, l, "ang_dist") : NAN) << "\n";
-      d << "\n\n";
-      ++blocks;
-    }
-    f.data = d.str();
-    const char* colors[] = {"#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf"};
-    std::ostringstream s;
-    s << "set multiplot layout 1,2 title \"" << gp(f.title) << "\"\nset grid\nset xlabel \"layer l / L\"\n"
-      << "set key top right\nset ylabel \"loss increase without block l (nats)\"\nset logscale y\n";
-    std::vector<std::string> p1, p2;
-    int b = 0;
-    for (const auto& r : results) {
-      if (r.depth < 2) continue;
-      const char* c = colors[b % 8];
-      p1.push_back(fmt::format("\"{}.dat\" index {} using 1:($2 > 0 ? $2 : 1/0):3 with yerrorlines pt 7 lc rgb \"{}\" "
-                               "title \"L = {}\"",
-                               f.stem, b, c, r.depth));
-      p2.push_back(fmt::format("\"{}.dat\" index {} using 1:4 with linespoints pt 7 lc rgb \"{}\" title \"L = {} "
-                               "trained\", \"\" index {} using 1:5 with lines dt 2 lc rgb \"{}\" notitle",
-                               f.stem, b, c, r.depth, b, c));
-      ++b;
-    }
-    if (blocks > 0) {
-      s << "plot " << fmt::format("{}", fmt::join(p1, ", ")) << "\n";
-      s << "unset logscale y\nset ylabel \"ang_dist (solid: trained, dashed: theory at init)\"\n";
-      s << "plot " << fmt::format("{}", fmt::join(p2, ", ")) << "\n";
-    }
-    s << "unset multiplot\n";
-    f.script = s.str();
-    if (blocks > 0) figs.push_back(f);
-  }
-  {
-    const DepthResult& r = results.back();
-    Figure f;
-    f.stem = "trained_vs_initial";
-    f.title = fmt::format("Depth {}: initial vs trained model, per layer", r.depth);
-    f.width = 1200;
-    f.height = 800;
-    std::ostringstream d;
-    const std::vector<std::string> ms = {"ang_dist", "update_ratio", "eff_rank", "grad_var_rel"};
-    d << "# layer";
-    for (const auto& m : ms) d << " " << m << "_init " << m << "_trained " << m << "_theory";
-    d << "\n";
-    for (int l = 0; l <= r.depth; ++l) {
-      d << l;
-      for (const auto& m : ms)
-        d << " " << dat_num(col(r.initial, l, m)) << " " << dat_num(col(r.trained, l, m)) << " "
-          << dat_num(r.theory ? col(*r.theory, l, m == "grad_var_rel" ? "grad_var" : m) /
-                                    (m == "grad_var_rel" ? col(*r.theory, r.depth, "grad_var") : 1.0)
-                              : NAN);
-      d << "\n";
-    }
-    f.data = d.str();
-    std::ostringstream s;
-    s << "set multiplot layout 2,2 title \"" << gp(f.title) << "\"\nset grid\nset xlabel \"layer l\"\nset key top right\n";
-    for (std::size_t k = 0; k < ms.size(); ++k) {
-      const int c0 = 2 + 3 * static_cast<int>(k);
-      s << "set ylabel \"" << ms[k] << "\"\n";
-      s << (ms[k] == "grad_var_rel" ? "set logscale y\n" : "unset logscale y\n");
-      s << fmt::format("plot \"{0}.dat\" using 1:{1} with linespoints pt 6 lc rgb \"#7f7f7f\" title \"initial\", "
-                       "\"\" using 1:{2} with linespoints pt 7 lc rgb \"#1f77b4\" title \"trained\", "
-                       "\"\" using 1:{3} with lines dt 2 lc rgb \"#d62728\" title \"theory\"\n",
-                       f.stem, c0, c0 + 1, c0 + 2);
-    }
-    s << "unset multiplot\n";
-    f.script = s.str();
-    figs.push_back(f);
-  }
-  const reports::DrawResult drawn = reports::draw_figures(out / "figures", figs, st.gnuplot);
-
-  // ---- readings, markdown, html --------------------------------------------------------------
-  std::vector<std::string> readings;
-  {
-    std::vector<std::string> parts;
-    for (std::size_t i = 1; i < results.size(); ++i)
-      parts.push_back(fmt::format("{}→{}: {} ± {}", results[i - 1].depth, results[i].depth, num(gain_of(i).mean, 3),
-                                  num(gain_of(i).se, 2)));
-    if (!parts.empty())
-      readings.push_back(fmt::format("Validation loss falls from {} (depth {}) to {} (depth {}); the gain of each "
-                                     "step in depth, in nats per byte (± paired s.e. over the same sequences): {}.",
-                                     num(results.front().val.mean), results.front().depth, num(results.back().val.mean),
-                                     results.back().depth, fmt::join(parts, ", ")));
-    if (fit)
-      readings.push_back(fmt::format("A diminishing-returns fit loss(L) = a + b L^-c gives a = {}, b = {}, c = {} "
-                                     "(residual sum of squares {}){}.",
-                                     num(fit->a), num(fit->b), num(fit->c, 3), num(fit->rss, 2),
-                                     fit->degenerate ? "; the fit is degenerate (c at its search bound or a, b < 0), "
-                                                       "so these losses show no diminishing-returns curve"
-                                                     : ""));
-    for (std::size_t k = 0; k < against.size(); ++k)
-      if (pooled_r[k])
-        readings.push_back(fmt::format("Drop-one-layer loss increase vs {} over every layer of the models of depth "
-                                       ">= 2: Spearman rho = {} (p = {}, n = {}).",
-                                       against[k].name, num(pooled_r[k]->rho, 3), num(pooled_r[k]->p, 2),
-                                       pooled_r[k]->n));
-    const DepthResult& r = results.back();
-    if (r.depth >= 2) {
-      const int n = std::max(1, r.depth / 4);
-      double early = 0, late = 0;
-      for (int l = 1; l <= n; ++l) early += r.ablation.increase[l - 1], late += r.ablation.increase[r.depth - l];
-      readings.push_back(fmt::format("In the depth-{} model, removing one of the first {} blocks costs {} nats on "
-                                     "average, one of the last {} costs {}.",
-                                     r.depth, n, num(early / n, 3), n, num(late / n, 3)));
-    }
-  }
-  std::ostringstream md;
-  md << "# sigprop depth study\n\n";
-  md << fmt::format("Corpus `{}` ({} bytes, fnv1a64 {}); validation split measured on {} sequences of {} tokens. "
-                    "Base spec: width {}, heads {}, mlp_ratio {}, norm {}, context {}; {} steps of batch {} per depth.\n\n",
-                    corpus.path, corpus.bytes.size(), corpus.hash, seqs.count(), T, base.width, base.heads,
-                    base.mlp_ratio, to_string(base.norm), T, ts.steps, ts.batch);
-  for (const auto& s : readings) md << "- " << s << "\n";
-  md << "\n## Loss against depth\n\n| depth | parameters | val loss | ± s.e. | initial val loss | gain vs previous | ± "
-        "paired s.e. | fit | train s |\n|---|---|---|---|---|---|---|---|---|\n";
-  for (std::size_t i = 0; i < results.size(); ++i) {
-    const DepthResult& r = results[i];
-    md << fmt::format("| {} | {} | {} | {} | {} | {} | {} | {} | {} |\n", r.depth, r.params, num(r.val.mean, 5),
-                      num(r.val.se, 2), num(r.val_init.mean, 5), i > 0 ? num(gain_of(i).mean, 3) : std::string("—"),
-                      i > 0 ? num(gain_of(i).se, 2) : std::string("—"),
-                      fit ? num((*fit)(r.depth), 5) : std::string("—"), num(r.seconds, 3));
-  }
-  md << "\n## Rank correlations of the drop-one-layer loss increase (Spearman)\n\n| depth | against | rho | p | n "
-        "|\n|---|---|---|---|---|\n";
-  for (const auto& c : corr)
-    md << fmt::format("| {} | {} | {} | {} | {} |\n", c["depth"].get<int>(), c["against"].get<std::string>(),
-                      num(c["spearman"]["rho"].get<double>(), 3), num(c["spearman"]["p"].get<double>(), 2),
-                      c["spearman"]["n"].get<int>());
-  for (const auto& c : pooled)
-    md << fmt::format("| pooled | {} | {} | {} | {} |\n", c["against"].get<std::string>(),
-                      num(c["spearman"]["rho"].get<double>(), 3), num(c["spearman"]["p"].get<double>(), 2),
-                      c["spearman"]["n"].get<int>());
-  {
-    const DepthResult& r = results.back();
-    md << fmt::format("\n## Depth {}: per layer, trained vs initial\n\n| layer | drop increase | ± s.e. | ang_dist "
-                      "trained | initial | theory | update_ratio trained | initial | theory | eff_rank trained | "
-                      "initial |\n|---|---|---|---|---|---|---|---|---|---|---|\n",
-                      r.depth);
-    for (int l = 1; l <= r.depth; ++l)
-      md << fmt::format("| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n", l,
-                        num(r.ablation.increase[l - 1], 3), num(r.ablation.increase_se[l - 1], 2),
-                        num(col(r.trained, l, "ang_dist"), 3), num(col(r.initial, l, "ang_dist"), 3),
-                        num(r.theory ? col(*r.theory, l, "ang_dist") : NAN, 3),
-                        num(col(r.trained, l, "update_ratio"), 3), num(col(r.initial, l, "update_ratio"), 3),
-                        num(r.theory ? col(*r.theory, l, "update_ratio") : NAN, 3),
-                        num(col(r.trained, l, "eff_rank"), 3), num(col(r.initial, l, "eff_rank"), 3));
-  }
-  md << "\n## Figures\n\n";
-  for (const auto& f : figs) {
-    const bool ok = std::find(drawn.drawn.begin(), drawn.drawn.end(), f.stem) != drawn.drawn.end();
-    md << "### " << f.title << "\n\n";
-    if (ok) md << "![" << f.title << "](figures/" << f.stem << ".svg)\n\n";
-    if (!f.reading.empty()) md << f.reading << "\n\n";
-    md << "Data `figures/" << f.stem << ".dat`, script `figures/" << f.stem << ".gp`.\n\n";
-  }
-  if (!drawn.problem.empty()) md << "**Figures not drawn:** " << drawn.problem << "\n\n";
-  md << "Files: `study.json` (everything), `depth.csv`, `layers.csv`, `runs/L<depth>/` (loss.csv, checkpoints).\n";
-
-  std::ostringstream h;
-  h << "<!doctype html><html><head><meta charset=\"utf-8\"><title>sigprop depth study</title><style>"
-       "body{font-family:sans-serif;max-width:1250px;margin:2em auto;padding:0 1em;line-height:1.45}"
-       "table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}"
-       "figure{margin:1.5em 0}img{max-width:100%}</style></head><body>\n<h1>sigprop depth study</h1>\n<ul>";
-  for (const auto& s : readings) h << "<li>" << html(s) << "</li>";
-  h << "</ul>\n";
-  for (const auto& f : figs) {
-    const bool ok = std::find(drawn.drawn.begin(), drawn.drawn.end(), f.stem) != drawn.drawn.end();
-    h << "<figure><figcaption><b>" << html(f.title) << "</b> " << html(f.reading) << "</figcaption>";
-    if (ok)
-      h << "<img alt=\"" << html(f.title) << "\" src=\"data:image/svg+xml;base64,"
-        << base64(slurp(out / "figures" / (f.stem + ".svg"))) << "\">";
-    h << "<p>Data <a href=\"figures/" << html(f.stem) << ".dat\">" << html(f.stem) << ".dat</a>, script <a href=\"figures/"
-      << html(f.stem) << ".gp\">" << html(f.stem) << ".gp</a></p></figure>\n";
-  }
-  if (!drawn.problem.empty()) h << "<p><b>Figures not drawn:</b> " << html(drawn.problem) << "</p>";
-  h << "<p>The tables are in <a href=\"report.md\">report.md</a>, <a href=\"depth.csv\">depth.csv</a>, <a "
-       "href=\"layers.csv\">layers.csv</a>, and everything in <a href=\"study.json\">study.json</a>.</p></body></html>\n";
-
   write_file_atomic(out / "depth.csv", dcsv.str());
   write_file_atomic(out / "layers.csv", lcsv.str());
   write_file_atomic(out / "study.json", J.dump(1) + "\n");
-  write_file_atomic(out / "report.md", md.str());
-  write_file_atomic(out / "index.html", h.str());
-  StudyOutcome o;
-  o.index_html = out / "index.html";
-  o.report_md = out / "report.md";
-  o.json = out / "study.json";
-  o.figures_missing = drawn.missing;
-  o.gnuplot_problem = drawn.problem;
+  DepthStudy o;
+  o.folder = out;
+  o.base = base;
+  o.train = ts;
+  o.corpus_path = corpus.path;
+  o.corpus_hash = corpus.hash;
+  o.corpus_bytes = corpus.bytes.size();
+  o.sequences = seqs.count();
+  o.tokens_per_sequence = T;
+  o.results = std::move(results);
+  o.fit = fit;
+  o.per_depth = std::move(per_depth);
+  o.pooled = std::move(pooled_c);
   return o;
 }
 

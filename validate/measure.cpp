@@ -10,6 +10,7 @@
 
 #include <fmt/format.h>
 
+#include "core/compare.hpp"
 #include "core/error.hpp"
 #include "core/memory.hpp"
 #include "sigprop/version.hpp"
@@ -39,8 +40,6 @@ void add_grad_var_rel(Profile& p) {
     if (se) p.rows[l].push_back(l == L ? 0.0 : p.rows[l][p.column("grad_var_se")] / top);
   }
 }
-
-double value_or_nan(const Profile& p, int l, const std::string& col) { return p.has(col) ? p.at(l, col) : kNaN; }
 
 nlohmann::json num(double v) { return std::isfinite(v) ? nlohmann::json(v) : nlohmann::json(nullptr); }
 
@@ -178,35 +177,26 @@ void compute_agreement(Validation& v) {
       int count = 0, within = 0, worst_layer = -1;
       double worst = 0, worst_z = 0;
       bool any_pi = false;
-      for (int l = 0; l < m.layers(); ++l) {
-        const double x = m.at(l, metric), se_m = value_or_nan(m, l, metric + "_se");
-        const double y = pr.p->at(l, metric);
-        if (!std::isfinite(x) || !std::isfinite(y)) continue;
-        double se_p = value_or_nan(*pr.p, l, metric + "_se");
-        if (!std::isfinite(se_p)) se_p = 0;
+      for (const LayerDiff& d : compare(m, *pr.p, metric)) {
+        const int l = d.layer;
+        const double se_p = std::isfinite(d.se_b) ? d.se_b : 0.0;
         double sd_p = kNaN;
         if (pr.sd_factor > 0)
           sd_p = se_p * pr.sd_factor;
         else if (pr.sd_from && pr.sd_from->has(metric + "_se"))
           sd_p = pr.sd_from->at(l, metric + "_se") * pr.sd_from_factor;
-        const double diff = x - y;
-        auto ratio = [&](double den) {
-          if (!std::isfinite(den)) return kNaN;
-          if (den > 0) return diff / den;
-          return diff == 0 ? 0.0 : std::copysign(std::numeric_limits<double>::infinity(), diff);
-        };
-        const double sem = std::isfinite(se_m) ? se_m : 0.0;
-        const double z = ratio(std::sqrt(sem * sem + se_p * se_p));
-        const double z_pi = ratio(std::sqrt(sd_p * sd_p + se_p * se_p + sem * sem));
+        const double sem = std::isfinite(d.se_a) ? d.se_a : 0.0;
+        const double z = d.z;
+        const double z_pi = z_ratio(d.diff, std::sqrt(sd_p * sd_p + se_p * se_p + sem * sem));
         v.agreement.push_back({{"prediction", pr.name},
                                {"metric", metric},
                                {"layer", l},
-                               {"measured", x},
-                               {"measured_se", num(se_m)},
-                               {"predicted", y},
+                               {"measured", d.a},
+                               {"measured_se", num(d.se_a)},
+                               {"predicted", d.b},
                                {"predicted_se", se_p},
                                {"predicted_sd", num(sd_p)},
-                               {"diff", diff},
+                               {"diff", d.diff},
                                {"z", num(z)},
                                {"z_pi", num(z_pi)}});
         ++count;
