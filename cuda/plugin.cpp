@@ -7,7 +7,7 @@
 
 extern "C" __attribute__((visibility("default"))) const sigprop::cuda::PluginTable* sigprop_cuda_plugin_v1() {
   static const sigprop::cuda::PluginTable table{sigprop::cuda::kPluginAbiVersion, sigprop::kVersion,
-                                                &sigprop::cuda::device_info,     &sigprop::cuda::precisions,
-                                                &sigprop::cuda::batch_size_for,  &sigprop::cuda::make_backend};
+                                                &sigprop::cuda::device_info,      &sigprop::cuda::precisions,
+                                                &sigprop::cuda::batch_size_for,   &sigprop::cuda::make_backend};
   return &table;
 }

@@ -95,16 +95,17 @@ const cuda::PluginTable& load(const std::string& explicit_path) {
     tried.push_back(fmt::format("{}: {}", describe(c), why));
   }
   if (!explicit_path.empty())
-    throw CudaError(fmt::format("backend \"cuda\": the CUDA plug-in given as cuda_plugin = \"{}\" does not exist",
-                                explicit_path));
+    throw CudaError(
+        fmt::format("backend \"cuda\": the CUDA plug-in given as cuda_plugin = \"{}\" does not exist", explicit_path));
 #ifdef SIGPROP_CUDA_PLUGIN_BUILT
   const char* build = "it is built as the sigprop_cuda target";
 #else
   const char* build = "this sigprop was configured with SIGPROP_ENABLE_CUDA=OFF, so it built none";
 #endif
-  throw CudaError(fmt::format("backend \"cuda\": the CUDA plug-in {} was not found ({}); tried {}. Put it "
-                              "beside the sigprop library or executable, or name its path (setting cuda_plugin)",
-                              cuda::kPluginFileName, build, fmt::join(tried, "; ")));
+  throw CudaError(
+      fmt::format("backend \"cuda\": the CUDA plug-in {} was not found ({}); tried {}. Put it "
+                  "beside the sigprop library or executable, or name its path (setting cuda_plugin)",
+                  cuda::kPluginFileName, build, fmt::join(tried, "; ")));
 }
 
 }  // namespace

@@ -26,7 +26,9 @@ const std::vector<std::string>& fake_precisions() {
   return p;
 }
 
-int fake_batch_size_for(const sigprop::StackSpec&) { return 7; }
+int fake_batch_size_for(const sigprop::StackSpec&) {
+  return 7;
+}
 
 std::unique_ptr<sigprop::sim::StackBackend> fake_make_backend(const sigprop::StackSpec&, uint64_t,
                                                               const std::string& precision) {
@@ -46,10 +48,12 @@ extern "C" __attribute__((visibility("default"))) const sigprop::cuda::PluginTab
 #else
   const char* version = sigprop::kVersion;
 #endif
-  static const sigprop::cuda::PluginTable table{abi, version, &fake_device_info, &fake_precisions,
-                                                &fake_batch_size_for, &fake_make_backend};
+  static const sigprop::cuda::PluginTable table{
+      abi, version, &fake_device_info, &fake_precisions, &fake_batch_size_for, &fake_make_backend};
   return &table;
 }
 #else
-extern "C" __attribute__((visibility("default"))) int not_a_sigprop_plugin() { return 0; }
+extern "C" __attribute__((visibility("default"))) int not_a_sigprop_plugin() {
+  return 0;
+}
 #endif

@@ -59,10 +59,9 @@ TEST_CASE("cuda plug-in search order: explicit path alone, else beside the code,
   CHECK(sigprop::sim::cuda_plugin_candidates("/x/y/libfoo.so") == std::vector<std::string>{"/x/y/libfoo.so"});
   // The code of this test executable (build/tests/sigprop_tests) is its own file.
   const fs::path dir = fs::weakly_canonical(fs::read_symlink("/proc/self/exe")).parent_path();
-  const std::vector<std::string> want{(dir / "libsigprop_cuda.so").string(),
-                                      (dir.parent_path() / "lib" / "libsigprop_cuda.so").string(),
-                                      (dir.parent_path() / "lib" / "sigprop" / "libsigprop_cuda.so").string(),
-                                      "libsigprop_cuda.so"};
+  const std::vector<std::string> want{
+      (dir / "libsigprop_cuda.so").string(), (dir.parent_path() / "lib" / "libsigprop_cuda.so").string(),
+      (dir.parent_path() / "lib" / "sigprop" / "libsigprop_cuda.so").string(), "libsigprop_cuda.so"};
   CHECK(sigprop::sim::cuda_plugin_candidates() == want);
   CHECK(sigprop::sim::cuda_plugin_candidates("") == want);
 }
@@ -86,9 +85,8 @@ TEST_CASE("cuda plug-in: a missing or foreign file is a CudaError naming the pat
 
 TEST_CASE("cuda plug-in: a wrong ABI or sigprop version is refused before anything in it is called",
           "[cuda-plugin][config]") {
-  CHECK_THAT(cuda_error(SIGPROP_FAKE_PLUGIN_ABI),
-             Catch::Contains(SIGPROP_FAKE_PLUGIN_ABI) && Catch::Contains("ABI version 999") &&
-                 Catch::Contains("needs 1"));
+  CHECK_THAT(cuda_error(SIGPROP_FAKE_PLUGIN_ABI), Catch::Contains(SIGPROP_FAKE_PLUGIN_ABI) &&
+                                                      Catch::Contains("ABI version 999") && Catch::Contains("needs 1"));
   CHECK_THAT(cuda_error(SIGPROP_FAKE_PLUGIN_VERSION),
              Catch::Contains(SIGPROP_FAKE_PLUGIN_VERSION) && Catch::Contains("built with sigprop 0.0.0-fake"));
   // Device info never throws: the reason is in `why`.
