@@ -47,6 +47,7 @@ namespace shared = sigprop::test::sim_shared;
 TEST_CASE("cuda backend in a build without CUDA: the error says there is no plug-in", "[cuda][config]") {
   sigprop::sim::SimSettings st;
   st.backend = "cuda";
+  st.precision = "float";
   st.samples = 2;
   sigprop::sim::MonteCarloEngine e(st);  // a listed backend: the plug-in is looked for when it runs
   try {
