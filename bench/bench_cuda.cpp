@@ -16,8 +16,7 @@
 
 #include "core/error.hpp"
 #include "core/spec.hpp"
-#include "cuda/cuda_backend.hpp"
-#include "sim/backend.hpp"
+#include "mc/backends.hpp"  // the GPU backend through the plug-in build/lib/libsigprop_cuda.so
 
 int main(int argc, char** argv) {
   int width = 256, tokens = 32, depth = 32, samples = 256, reps = 1;
@@ -42,7 +41,7 @@ int main(int argc, char** argv) {
     s.tokens = tokens;
     s.depth = depth;
     s.validate();
-    const auto info = sigprop::cuda::device_info();
+    const auto info = sigprop::sim::cuda_device_info();
     auto be = sigprop::sim::make_stack_backend(s, 1, "cuda", precision);
     std::vector<sigprop::sim::SampleMetrics> out(samples);
     // Warm-up with one full batch: context, cuBLAS heuristics and the workspace of the timed run.

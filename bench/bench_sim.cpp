@@ -34,7 +34,7 @@
 
 #include "core/rng.hpp"
 #include "core/spec.hpp"
-#include "sim/engine.hpp"
+#include "mc/engine.hpp"
 
 namespace {
 

@@ -3,7 +3,9 @@
 # (H100/H200), the CUDA toolkit and, for the comparison, PyTorch with CUDA:
 #   bash bench/gpu_check.sh            # ~4-6 min on one H100; everything under build-gpu/ and out/gpu_check/
 # Steps, each printed with its time; the script stops at the first failure:
-#   1. configure + build sigprop, sigprop_tests and bench_cuda with CUDA (Release, build-gpu/)
+#   1. configure + build sigprop, the plug-in build-gpu/lib/libsigprop_cuda.so (the only file that
+#      links the CUDA libraries; sigprop and bench_cuda load it at run time), sigprop_tests and
+#      bench_cuda with CUDA (Release, build-gpu/)
 #   2. the [cuda] tests: parity with the reference on identical streams, gradcheck, tf32, batching
 #   3. compute-sanitizer memcheck on a small `sigprop simulate --backend cuda` (attn+mlp and dense)
 #   4. the bias of float and tf32 against float64 on identical streams (tools/cuda_bias.py)
@@ -33,9 +35,10 @@ if [ -z "${SIGPROP_GPU_SKIP_BUILD:-}" ]; then
   command -v ccache >/dev/null && LAUNCHER=(-DCMAKE_CXX_COMPILER_LAUNCHER=ccache)
   cmake -S . -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Release -DSIGPROP_ENABLE_CUDA=ON \
         -DCMAKE_CUDA_COMPILER="$NVCC" "${LAUNCHER[@]}" > "$OUT/configure.log"
-  cmake --build "$BUILD" -j "$(nproc)" --target sigprop sigprop_tests bench_cuda > "$OUT/build.log" 2>&1 \
+  cmake --build "$BUILD" -j "$(nproc)" --target sigprop sigprop_cuda sigprop_tests bench_cuda > "$OUT/build.log" 2>&1 \
     || { tail -40 "$OUT/build.log"; exit 1; }
 fi
+[ -f "$BUILD/lib/libsigprop_cuda.so" ] || { echo "gpu_check: no plug-in $BUILD/lib/libsigprop_cuda.so"; exit 1; }
 
 step "[cuda] tests (and [cuda-emu], [hd]: the same checks through the host emulation)"
 set +e

@@ -7,13 +7,14 @@
 
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 
 #include <fmt/format.h>
 
 #include "cli/table.hpp"
 #include "core/profile.hpp"
 #include "core/spec.hpp"
-#include "sim/backend.hpp"
+#include "mc/backends.hpp"
 
 namespace sigprop::cli {
 
@@ -26,7 +27,8 @@ CLI::App* add_simulate_command(CLI::App& app, SimulateArgs& a) {
   c->add_option("--seed", a.settings.seed, "Seed of every random stream")->transform(sigprop::cli::seed_check())->required();
   c->add_option("--backend", a.settings.backend,
                 "Backend: reference (double precision, plain loops), cpu (Eigen GEMMs, float or double) or cuda "
-                "(GPU, batched over samples, float or tf32; only in builds with SIGPROP_ENABLE_CUDA)");
+                "(GPU, batched over samples, float or tf32; the run-time plug-in libsigprop_cuda.so of builds with "
+                "SIGPROP_ENABLE_CUDA, found beside the executable, in ../lib, or at $SIGPROP_CUDA_PLUGIN)");
   a.settings.precision.clear();  // the backend's own default unless given
   c->add_option("--precision", a.settings.precision,
                 "float or double for cpu (default double; the reference is double only), float or tf32 for cuda "
@@ -47,6 +49,8 @@ int run_simulate(const SimulateArgs& a) {
   StackSpec spec = resolve_spec(a.spec_path, a.sets);
   sim::SimSettings settings = a.settings;
   if (settings.precision.empty()) settings.precision = sim::default_precision(settings.backend);
+  // The library never reads the environment: the CUDA plug-in's path override is the CLI's.
+  if (const char* plugin = std::getenv("SIGPROP_CUDA_PLUGIN"); plugin != nullptr) settings.cuda_plugin = plugin;
   const bool progress_tty = ::isatty(STDERR_FILENO) != 0 && !a.quiet;
   const auto start = std::chrono::steady_clock::now();
   if (progress_tty)

@@ -5,7 +5,7 @@
 
 #include <CLI/CLI.hpp>
 
-#include "sim/engine.hpp"
+#include "mc/engine.hpp"
 
 namespace sigprop::cli {
 

@@ -1,5 +1,6 @@
 #pragma once
-/// @file The GPU Monte Carlo backend (`--backend cuda`): MODEL.md §1 exactly as
+/// @file The GPU Monte Carlo backend (setting `backend = "cuda"`), reached only through the
+/// run-time plug-in (cuda/plugin.hpp, mc/backends.hpp): MODEL.md §1 exactly as
 /// sim/reference.hpp defines it, on a batch of samples at once. No CUDA type appears here.
 ///
 ///  - Random numbers: every weight, X_0 and Delta_L is drawn in-kernel from the reference's
@@ -22,18 +23,12 @@
 #include <string>
 #include <vector>
 
+#include "cuda/plugin.hpp"  // DeviceInfo
 #include "sim/backend.hpp"
 
 namespace sigprop::cuda {
 
 /// What the CUDA runtime reports; never throws.
-struct DeviceInfo {
-  bool available = false;  ///< a device can be used
-  std::string name;        ///< e.g. "NVIDIA H100 80GB HBM3"
-  std::string why;         ///< when not available: the runtime's reason
-  int cc_major = 0, cc_minor = 0;
-  double memory_gib = 0;
-};
 DeviceInfo device_info();
 
 /// "float" (default: FP32 GEMMs) and "tf32" (TF32 tensor-core GEMMs, FP32 everywhere else).

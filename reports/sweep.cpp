@@ -17,8 +17,8 @@
 #include "core/error.hpp"
 #include "core/memory.hpp"
 #include "sigprop/version.hpp"
-#include "sim/backend.hpp"
-#include "sim/engine.hpp"
+#include "mc/backends.hpp"
+#include "mc/engine.hpp"
 #include "theory/engine.hpp"
 
 namespace sigprop::reports {

@@ -3,7 +3,8 @@
 /// interchangeable simulators): the reference backend (sim/reference.hpp) and the
 /// optimised Eigen backend (sim/eigen_backend.hpp) both compute MODEL.md §1 for
 /// sample i from the same random streams, so MonteCarloEngine and the backend-neutral
-/// tests (tests/shared/) run either through this class. Tensors cross it as
+/// tests (tests/shared/) run either through this class; the GPU backend (cuda/, a run-time
+/// plug-in) implements it too, and mc/backends.hpp picks one by name. Tensors cross it as
 /// row-major std::vector<double> whatever the backend's precision: a float backend
 /// rounds its inputs to float and returns its float results widened to double.
 #include <cstdint>
@@ -51,33 +52,5 @@ class StackBackend {
   /// call from the engine's worker threads.
   [[nodiscard]] virtual int preferred_batch() const { return 0; }
 };
-
-/// Precisions a backend offers, in the order shown in error messages.
-const std::vector<std::string>& backend_precisions(const std::string& backend);
-
-/// The precision a backend runs in when none is asked for: "double" (reference, cpu), "float" (cuda).
-std::string default_precision(const std::string& backend);
-
-/// The backend `backend` ("reference" | "cpu" | "cuda" when built with CUDA) in precision
-/// `precision` ("double" | "float", cuda "float" | "tf32"; the reference is double only; ""
-/// = default_precision). Validates the spec; throws ConfigError for an unknown backend or a
-/// precision the backend does not offer, CudaError for cuda without a usable device.
-/// sampling: WeightSampling::Conditional for reference and cpu only (ConfigError naming
-/// --weights-sampling for cuda).
-std::unique_ptr<StackBackend> make_stack_backend(const StackSpec& spec, uint64_t seed, const std::string& backend,
-                                                 const std::string& precision,
-                                                 WeightSampling sampling = WeightSampling::Explicit);
-
-/// The sampling a Monte Carlo run uses and why: `requested` is "explicit", "conditional" or ""
-/// (the default: conditional where it is exact and faster, i.e. backend reference or cpu and
-/// T < min(fan_in, fan_out) of every weight matrix; explicit otherwise). A requested
-/// "conditional" with T >= min(n, m) falls back to explicit (conditioning would not be faster)
-/// and says so in `note`. Throws ConfigError for an unknown value, or "conditional" with cuda.
-struct SamplingChoice {
-  WeightSampling sampling;
-  std::string note;  ///< empty, or why the run is explicit although conditional was possible or asked for
-};
-SamplingChoice resolve_weight_sampling(const StackSpec& spec, const std::string& backend,
-                                       const std::string& requested);
 
 }  // namespace sigprop::sim

@@ -4,6 +4,7 @@
 #include <atomic>
 #include <cmath>
 #include <exception>
+#include <memory>
 #include <numbers>
 #include <thread>
 
@@ -17,7 +18,6 @@
 #include "core/memory.hpp"
 #include "core/rng.hpp"
 #include "sigprop/version.hpp"
-#include "sim/backend.hpp"
 #include "sim/reference.hpp"
 
 namespace sigprop::sim {
@@ -146,7 +146,7 @@ JacobianSample explicit_sample(const StackSpec& s, const JacobianSettings& st, i
 // is J_l^T e_i from the backend's hand-written backward pass.
 JacobianSample backward_sample(const StackSpec& s, const JacobianSettings& st, int sample) {
   const int L = s.depth, T = s.tokens, d = s.width, n = T * d;
-  const auto backend = make_stack_backend(s, st.seed, "reference", "double");
+  const auto backend = std::make_unique<ReferenceStack>(s, st.seed);
   std::vector<std::vector<double>> X(L + 1);
   X[0] = backend->input(sample);
   for (int l = 1; l <= L; ++l) X[l] = backend->block_forward(sample, l, X[l - 1]);

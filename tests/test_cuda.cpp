@@ -3,7 +3,8 @@
 // streams, float tolerances derived there), tf32 parity with its own derived tolerance, and
 // batching that cannot change a sample beyond float round-off. Without a device every device
 // test is skipped with a WARN naming the reason, and the clear error on `--backend cuda` is
-// tested instead. Without CUDA compiled in, the error names the backends that exist.
+// tested instead. The backend is reached through the plug-in build/lib/libsigprop_cuda.so (found
+// as ../lib from build/tests/); without CUDA compiled in there is none, and the error says so.
 #include <catch2/catch.hpp>
 
 #include <cstdlib>
@@ -17,9 +18,7 @@
 
 #include "core/error.hpp"
 #include "tests/shared/sim_backend_tests.hpp"
-#ifdef SIGPROP_HAVE_CUDA
-#include "cuda/cuda_backend.hpp"
-#endif
+#include "mc/backends.hpp"
 
 namespace {
 
@@ -41,31 +40,35 @@ std::pair<int, std::string> run_cli(const std::string& args) {
 
 }  // namespace
 
+namespace shared = sigprop::test::sim_shared;
+
 #ifndef SIGPROP_HAVE_CUDA
 
-TEST_CASE("cuda backend in a build without CUDA: the error names the backends that exist", "[cuda][config]") {
+TEST_CASE("cuda backend in a build without CUDA: the error says there is no plug-in", "[cuda][config]") {
   sigprop::sim::SimSettings st;
   st.backend = "cuda";
+  st.precision = "float";
+  st.samples = 2;
+  sigprop::sim::MonteCarloEngine e(st);  // a listed backend: the plug-in is looked for when it runs
   try {
-    sigprop::sim::MonteCarloEngine e(st);
-    FAIL("no ConfigError");
-  } catch (const sigprop::ConfigError& e) {
-    CHECK_THAT(std::string(e.what()), Catch::Contains("not available in this build") && Catch::Contains("reference"));
+    e.run(shared::tiny_spec({}));
+    FAIL("no CudaError");
+  } catch (const sigprop::CudaError& e) {
+    CHECK_THAT(std::string(e.what()), Catch::Contains("libsigprop_cuda.so was not found") &&
+                                          Catch::Contains("SIGPROP_ENABLE_CUDA=OFF"));
   }
   const auto [code, err] = run_cli("--backend cuda");
-  CHECK(code == 2);
-  CHECK_THAT(err, Catch::Contains("cuda"));
+  CHECK(code == 1);
+  CHECK_THAT(err, Catch::Contains("plug-in"));
 }
 
 #else
 
 namespace {
 
-namespace shared = sigprop::test::sim_shared;
-
 // True when a device is usable; otherwise WARNs once per test why the test is skipped.
 bool have_device() {
-  static const sigprop::cuda::DeviceInfo info = sigprop::cuda::device_info();
+  static const sigprop::cuda::DeviceInfo info = sigprop::sim::cuda_device_info();
   if (!info.available) WARN("[cuda] skipped: no usable CUDA device (" << info.why << ")");
   return info.available;
 }
@@ -89,13 +92,13 @@ TEST_CASE("cuda is a listed backend with float and tf32", "[cuda][config]") {
   // The batch size follows from the spec and a fixed memory budget, not from the device.
   sigprop::StackSpec big = shared::mid_spec({"stack.width=1024", "stack.heads=8", "stack.tokens=128",
                                              "stack.depth=32", "stack.mlp_ratio=4"});
-  const int b1024 = sigprop::cuda::batch_size_for(big);
+  const int b1024 = sigprop::sim::cuda_plugin().batch_size_for(big);
   CHECK(b1024 >= 64);
   CHECK(b1024 <= 4096);
 }
 
 TEST_CASE("cuda backend without a device: a clear error (exit 1), not a crash", "[cuda][config]") {
-  if (sigprop::cuda::device_info().available) {
+  if (sigprop::sim::cuda_device_info().available) {
     WARN("[cuda] a device is present: the no-device error path is not exercised");
     return;
   }

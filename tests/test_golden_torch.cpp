@@ -21,7 +21,7 @@
 #include "core/profile.hpp"
 #include "core/rng.hpp"
 #include "core/spec.hpp"
-#include "sim/backend.hpp"
+#include "mc/backends.hpp"
 
 namespace fs = std::filesystem;
 using Vec = std::vector<double>;

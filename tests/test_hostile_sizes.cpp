@@ -17,7 +17,7 @@
 #include "core/spec.hpp"
 #include "core/toml_text.hpp"
 #include "reports/config.hpp"
-#include "sim/engine.hpp"
+#include "mc/engine.hpp"
 #include "tests/shared/cli_run.hpp"
 #include "theory/clustering.hpp"
 #include "theory/engine.hpp"

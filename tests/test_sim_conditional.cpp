@@ -29,7 +29,7 @@
 #include "sim/backend.hpp"
 #include "sim/conditional.hpp"
 #include "sim/eigen_backend.hpp"
-#include "sim/engine.hpp"
+#include "mc/engine.hpp"
 #include "sim/reference.hpp"
 #include "tests/shared/sim_backend_tests.hpp"
 

@@ -30,7 +30,7 @@
 
 #include "core/profile.hpp"
 #include "core/spec.hpp"
-#include "sim/engine.hpp"
+#include "mc/engine.hpp"
 #include "theory/engine.hpp"
 
 namespace {

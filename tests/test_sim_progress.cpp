@@ -5,7 +5,7 @@
 #include <vector>
 
 #include "core/spec.hpp"
-#include "sim/engine.hpp"
+#include "mc/engine.hpp"
 
 TEST_CASE("progress reports every sample and leaves results unchanged", "[sim]") {
   sigprop::StackSpec s = sigprop::resolve_spec(

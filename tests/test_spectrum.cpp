@@ -11,7 +11,7 @@
 
 #include "core/error.hpp"
 #include "core/spec.hpp"
-#include "sim/engine.hpp"
+#include "mc/engine.hpp"
 #include "sim/jacobian.hpp"
 #include "theory/engine.hpp"
 #include "theory/gauss.hpp"

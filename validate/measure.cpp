@@ -16,7 +16,7 @@
 #include "sigprop/version.hpp"
 #include "core/parallel.hpp"
 #include "core/stats.hpp"
-#include "sim/engine.hpp"
+#include "mc/engine.hpp"
 #include "sim/reference.hpp"  // kMaxSamples
 
 namespace sigprop::validate {

@@ -22,7 +22,7 @@
 #include "core/rng.hpp"
 #include "core/spec.hpp"
 #include "sim/backend.hpp"
-#include "sim/engine.hpp"
+#include "mc/engine.hpp"
 #include "tests/tolerance.hpp"
 
 namespace sigprop::test::sim_shared {

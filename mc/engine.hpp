@@ -5,8 +5,10 @@
 #include <cstdint>
 #include <functional>
 #include <string>
+#include <vector>
 
 #include "core/engine.hpp"
+#include "mc/backends.hpp"  // available_backends, make_stack_backend
 
 namespace sigprop::sim {
 
@@ -17,15 +19,16 @@ struct SimSettings {
   int threads = 0;                    ///< worker threads, 0 = hardware concurrency; never changes the numbers
   std::string precision = "double";   ///< "double" or "float" (cpu only): type of every stream and weight
   /// "explicit", "conditional" or "" (default: conditional for reference/cpu when T < min(fan_in,
-  /// fan_out) of every matrix, else explicit; see resolve_weight_sampling in sim/backend.hpp)
+  /// fan_out) of every matrix, else explicit; see resolve_weight_sampling in mc/backends.hpp)
   std::string weights_sampling;
   /// Called after each finished sample with (samples done, total), from worker threads but
   /// never concurrently; for progress display only (it cannot change a number).
   std::function<void(int, int)> progress = nullptr;
+  /// backend "cuda" only: the CUDA plug-in's path; "" searches beside the sigprop code
+  /// (mc/backends.hpp). The library never reads the environment: the CLI fills this from
+  /// SIGPROP_CUDA_PLUGIN.
+  std::string cuda_plugin;
 };
-
-/// Names of the backends this build can run, in the order shown in error messages.
-const std::vector<std::string>& available_backends();
 
 class MonteCarloEngine final : public Engine {
  public:

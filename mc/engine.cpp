@@ -1,4 +1,4 @@
-#include "sim/engine.hpp"
+#include "mc/engine.hpp"
 
 #include <algorithm>
 #include <atomic>
@@ -16,81 +16,13 @@
 #include "core/error.hpp"
 #include "core/memory.hpp"
 #include "sigprop/version.hpp"
-#include "sim/backend.hpp"
-#include "sim/eigen_backend.hpp"
+#include "mc/backends.hpp"
+#include "sim/eigen_backend.hpp"  // kWeightCacheBytes
 #include "sim/reference.hpp"
-#ifdef SIGPROP_HAVE_CUDA
-#include "cuda/cuda_backend.hpp"
-#endif
 
 namespace sigprop::sim {
 
-const std::vector<std::string>& available_backends() {
-#ifdef SIGPROP_HAVE_CUDA
-  static const std::vector<std::string> names{"reference", "cpu", "cuda"};
-#else
-  static const std::vector<std::string> names{"reference", "cpu"};
-#endif
-  return names;
-}
-
-const std::vector<std::string>& backend_precisions(const std::string& backend) {
-  static const std::vector<std::string> ref{"double"}, cpu{"float", "double"}, none{};
-  if (backend == "reference") return ref;
-  if (backend == "cpu") return cpu;
-#ifdef SIGPROP_HAVE_CUDA
-  if (backend == "cuda") return cuda::precisions();
-#endif
-  return none;
-}
-
-std::string default_precision(const std::string& backend) { return backend == "cuda" ? "float" : "double"; }
-
 namespace {
-
-// The reference backend behind the StackBackend interface (ReferenceStack itself stays a plain class).
-class ReferenceBackend final : public StackBackend {
- public:
-  ReferenceBackend(const StackSpec& spec, uint64_t seed, WeightSampling sampling) : st_(spec, seed, sampling) {}
-  [[nodiscard]] const StackSpec& spec() const override { return st_.spec(); }
-  [[nodiscard]] WeightSampling sampling() const override { return st_.sampling(); }
-  [[nodiscard]] std::string backend() const override { return "reference"; }
-  [[nodiscard]] std::string precision() const override { return "double"; }
-  [[nodiscard]] std::vector<double> input(int sample) const override { return st_.input(sample); }
-  [[nodiscard]] std::vector<double> output_grad(int sample) const override { return st_.output_grad(sample); }
-  [[nodiscard]] std::vector<double> block_forward(int sample, int layer, const std::vector<double>& X) const override {
-    return st_.block_forward(sample, layer, X);
-  }
-  [[nodiscard]] std::vector<double> block_backward(int sample, int layer, const std::vector<double>& X,
-                                                   const std::vector<double>& dY) const override {
-    return st_.block_backward(sample, layer, X, dY);
-  }
-  [[nodiscard]] SampleMetrics run_sample(int sample) const override { return st_.run_sample(sample); }
-
- private:
-  ReferenceStack st_;
-};
-
-void check_backend(const std::string& b) {
-  const auto& ok = available_backends();
-  if (std::find(ok.begin(), ok.end(), b) != ok.end()) return;
-  const std::string avail = fmt::format("{}", fmt::join(ok, ", "));
-  if (b == "cuda")
-    throw ConfigError(fmt::format("--backend: \"cuda\" is not available in this build; available: {}", avail));
-  std::string hint = b == "eigen" ? "cpu" : did_you_mean(b, {"reference", "cpu", "cuda"});
-  throw ConfigError(fmt::format("--backend: unknown backend \"{}\"{}; available: {}", b,
-                                hint.empty() ? "" : fmt::format(" (did you mean \"{}\"?)", hint), avail));
-}
-
-void check_precision(const std::string& backend, const std::string& precision) {
-  const auto& ok = backend_precisions(backend);
-  if (std::find(ok.begin(), ok.end(), precision) != ok.end()) return;
-  if (precision == "float" || precision == "double")
-    throw ConfigError(fmt::format("--precision: the {} backend runs in {} only, not \"{}\"", backend,
-                                  fmt::join(ok, ", "), precision));
-  throw ConfigError(fmt::format("--precision: unknown precision \"{}\"; the {} backend offers: {}", precision, backend,
-                                fmt::join(ok, ", ")));
-}
 
 // Up-front estimate of what run() allocates (docs/limits.md): per sample in flight, the streams
 // X_0..X_L (T x d) kept for the backward pass, one block's weights (drawn per layer) and its
@@ -139,48 +71,6 @@ void check_simulate_memory(const StackSpec& spec, const SimSettings& st, WeightS
 
 }  // namespace
 
-SamplingChoice resolve_weight_sampling(const StackSpec& spec, const std::string& backend,
-                                       const std::string& requested) {
-  if (requested != "" && requested != "explicit" && requested != "conditional") {
-    const std::string hint = did_you_mean(requested, {"explicit", "conditional"});
-    throw ConfigError(fmt::format("--weights-sampling: unknown mode \"{}\"{}; expected explicit or conditional",
-                                  requested, hint.empty() ? "" : fmt::format(" (did you mean \"{}\"?)", hint)));
-  }
-  if (requested == "explicit") return {WeightSampling::Explicit, ""};
-  if (backend == "cuda") {
-    if (requested == "conditional")
-      throw ConfigError("--weights-sampling: the cuda backend draws its weights explicitly only; use "
-                        "--weights-sampling explicit, or --backend cpu|reference for conditional sampling");
-    return {WeightSampling::Explicit, "the cuda backend draws its weights explicitly"};
-  }
-  // Conditioning costs O(T^2 (n + m)) per n x m matrix against explicit's O(T n m): faster iff T < min(n, m).
-  const int min_nm = spec.has_mlp() ? std::min(spec.width, spec.mlp_width()) : spec.width;
-  if (spec.tokens >= min_nm)
-    return {WeightSampling::Explicit,
-            fmt::format("{}T = {} >= {} = the smallest fan-in or fan-out of a weight matrix: explicit sampling "
-                        "(conditioning would be exact but not faster)",
-                        requested == "conditional" ? "conditional requested, but " : "", spec.tokens, min_nm)};
-  return {WeightSampling::Conditional, ""};
-}
-
-std::unique_ptr<StackBackend> make_stack_backend(const StackSpec& spec, uint64_t seed, const std::string& backend,
-                                                 const std::string& precision, WeightSampling sampling) {
-  check_backend(backend);
-  const std::string prec = precision.empty() ? default_precision(backend) : precision;
-  check_precision(backend, prec);
-  if (backend == "cuda" && sampling == WeightSampling::Conditional)
-    throw ConfigError("--weights-sampling: the cuda backend draws its weights explicitly only");
-  if (backend == "reference") return std::make_unique<ReferenceBackend>(spec, seed, sampling);
-#ifdef SIGPROP_HAVE_CUDA
-  if (backend == "cuda") {
-    validate_for_simulation(spec);
-    return cuda::make_backend(spec, seed, prec);
-  }
-#endif
-  if (prec == "float") return std::make_unique<EigenStack<float>>(spec, seed, kWeightCacheBytes, sampling);
-  return std::make_unique<EigenStack<double>>(spec, seed, kWeightCacheBytes, sampling);
-}
-
 MonteCarloEngine::MonteCarloEngine(SimSettings settings) : st_(std::move(settings)) {
   check_backend(st_.backend);
   if (st_.precision.empty()) st_.precision = default_precision(st_.backend);
@@ -197,7 +87,8 @@ Profile MonteCarloEngine::run(const StackSpec& spec) {
   const SamplingChoice sampling = resolve_weight_sampling(spec, st_.backend, st_.weights_sampling);
   check_simulate_memory(spec, st_, sampling.sampling);  // before any stream or weight is allocated
   const std::unique_ptr<StackBackend> stack =
-      make_stack_backend(spec, st_.seed, st_.backend, st_.precision, sampling.sampling);  // validates the spec
+      make_stack_backend(spec, st_.seed, st_.backend, st_.precision, sampling.sampling,
+                         st_.cuda_plugin);  // validates the spec
   const int N = st_.samples, L = spec.depth;
   const auto& names = metric_names();
   const int M = static_cast<int>(names.size());

@@ -1,0 +1,57 @@
+# The `layering` test (tests/CMakeLists.txt): no folder includes a folder above it.
+#   cmake -DROOT=<source dir> -P tests/check_layers.cmake
+# Order (ARCHITECTURE.md "Layout"): core < theory, sim < cuda < mc < validate < reports < api < cli,
+# python. theory and sim are peers and include neither each other. mc reaches cuda/ through its
+# plain-C++ plug-in ABI header only (cuda/plugin.hpp); the GPU backend itself is loaded at run time.
+# Quoted includes of another layer's folder ("sim/backend.hpp") are checked; "sigprop/..." (the
+# public and generated headers) and the top-level folders (tests, bench, fuzz, examples, tools)
+# are not.
+cmake_minimum_required(VERSION 3.22)
+if(NOT ROOT)
+  message(FATAL_ERROR "check_layers.cmake: pass -DROOT=<sigprop source dir>")
+endif()
+set(_levels core=0 theory=1 sim=1 cuda=2 mc=3 validate=4 reports=5 api=6 cli=7 python=7)
+foreach(_pair IN LISTS _levels)
+  string(REPLACE "=" ";" _kv ${_pair})
+  list(GET _kv 0 _name)
+  list(GET _kv 1 _lvl)
+  set(_level_${_name} ${_lvl})
+  list(APPEND _layers ${_name})
+endforeach()
+# No exceptions: a needed upward include means the code belongs in a higher folder.
+set(_allowed "")
+
+set(_violations "")
+foreach(_layer IN LISTS _layers)
+  file(GLOB_RECURSE _files ${ROOT}/${_layer}/*.hpp ${ROOT}/${_layer}/*.cpp ${ROOT}/${_layer}/*.cu ${ROOT}/${_layer}/*.h)
+  foreach(_file IN LISTS _files)
+    file(RELATIVE_PATH _rel ${ROOT} ${_file})
+    file(STRINGS ${_file} _includes REGEX "^[ \t]*#[ \t]*include[ \t]*\"[a-z_]+/")
+    foreach(_line IN LISTS _includes)
+      string(REGEX REPLACE "^[ \t]*#[ \t]*include[ \t]*\"([^\"]+)\".*" "\\1" _inc "${_line}")
+      string(REGEX REPLACE "/.*" "" _target "${_inc}")
+      if(NOT DEFINED _level_${_target} OR _target STREQUAL _layer)
+        continue()
+      endif()
+      set(_bad FALSE)
+      if(_level_${_target} GREATER _level_${_layer})
+        set(_bad TRUE)
+        set(_why "${_target}/ is above ${_layer}/")
+      elseif(_level_${_target} EQUAL _level_${_layer})
+        set(_bad TRUE)
+        set(_why "${_target}/ and ${_layer}/ are peers")
+      elseif(_layer STREQUAL "mc" AND _target STREQUAL "cuda" AND NOT _inc STREQUAL "cuda/plugin.hpp")
+        set(_bad TRUE)
+        set(_why "mc/ reaches cuda/ through cuda/plugin.hpp only (the GPU backend is a run-time plug-in)")
+      endif()
+      if(_bad AND NOT "${_rel}:${_inc}" IN_LIST _allowed)
+        string(APPEND _violations "\n  ${_rel} includes \"${_inc}\": ${_why}")
+      endif()
+    endforeach()
+  endforeach()
+endforeach()
+if(_violations)
+  message(FATAL_ERROR "layering: includes that point up the layer order (core < theory, sim < cuda < mc < "
+                      "validate < reports < api < cli):${_violations}")
+endif()
+message(STATUS "layering: no folder includes one above it")
