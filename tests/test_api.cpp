@@ -3,6 +3,7 @@
 
 #include <cmath>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "core/profile.hpp"
@@ -166,4 +167,22 @@ TEST_CASE("api ode: the three kinds, and cancellation through the progress callb
   CHECK(p.engine() == "shaped-sde");
   sh.model = "transformer";
   CHECK_THAT(config_error([&] { (void)api::ode(s, sh); }), Catch::Contains("OdeSettings.model"));
+}
+
+TEST_CASE("api: concurrent calls with different specs equal serial calls", "[api][repro]") {
+  std::vector<StackSpec> specs(4, small_spec());
+  for (int i = 0; i < 4; ++i) specs[i].depth = 3 + i;
+  specs[3].activation = sigprop::Activation::Tanh;
+  const auto run = [](const StackSpec& s) {
+    api::SimulateSettings st;
+    st.samples = 3;
+    st.seed = 5;
+    return api::theory(s).to_json() + api::simulate(s, st).to_json();
+  };
+  std::vector<std::string> serial, parallel(specs.size());
+  for (const auto& s : specs) serial.push_back(run(s));
+  std::vector<std::thread> threads;
+  for (size_t i = 0; i < specs.size(); ++i) threads.emplace_back([&, i] { parallel[i] = run(specs[i]); });
+  for (auto& t : threads) t.join();
+  for (size_t i = 0; i < specs.size(); ++i) CHECK(parallel[i] == serial[i]);
 }
