@@ -50,8 +50,10 @@ echo "headers: each of $(ls "$prefix"/include/sigprop | tr '\n' ' ')compiles alo
 # pkg-config sees the relocated prefix
 if command -v pkg-config > /dev/null; then
   flags=$(PKG_CONFIG_PATH="$prefix/lib/pkgconfig" pkg-config --cflags --libs sigprop)
-  [[ "$flags" == *"$prefix/include"* || "$flags" == *"$(cd "$prefix" && pwd -P)/include"* ]] \
-    || fail "pkg-config --cflags does not point into the prefix: $flags"
+  inc=$(PKG_CONFIG_PATH="$prefix/lib/pkgconfig" pkg-config --variable=includedir sigprop)
+  libdir=$(PKG_CONFIG_PATH="$prefix/lib/pkgconfig" pkg-config --variable=libdir sigprop)
+  [[ -f "$inc/sigprop/api.hpp" && -e "$libdir/libsigprop.so" ]] \
+    || fail "pkg-config's includedir/libdir do not point into the prefix: $flags"
   echo "pkg-config: $flags"
 fi
 
