@@ -34,15 +34,16 @@ struct Profile::Impl {
 
 namespace {
 
-Profile wrap(sigprop::Profile p) { return Profile(std::make_unique<Profile::Impl>(std::move(p))); }
+Profile wrap(sigprop::Profile p) {
+  return Profile(std::make_unique<Profile::Impl>(std::move(p)));
+}
 
 // The engines' own parsers name command-line flags; the library names the settings field.
-const std::string& one_of(const std::string& value, std::initializer_list<const char*> allowed,
-                          const char* field) {
+const std::string& one_of(const std::string& value, std::initializer_list<const char*> allowed, const char* field) {
   for (const char* a : allowed)
     if (value == a) return value;
-  throw ConfigError(fmt::format("{}: expected one of {}, got \"{}\"", field, fmt::join(allowed, ", "),
-                                value.substr(0, 80)));
+  throw ConfigError(
+      fmt::format("{}: expected one of {}, got \"{}\"", field, fmt::join(allowed, ", "), value.substr(0, 80)));
 }
 
 }  // namespace
@@ -50,7 +51,9 @@ const std::string& one_of(const std::string& value, std::initializer_list<const 
 // ---------------------------------------------------------------------------------------------
 // Specs
 
-StackSpec default_spec() { return StackSpec{}; }
+StackSpec default_spec() {
+  return StackSpec{};
+}
 
 StackSpec spec_from_toml(std::string_view text, const std::string& origin) {
   StackSpec s = parse_spec_toml(text, origin);
@@ -71,13 +74,21 @@ void apply_overrides(StackSpec& spec, const std::vector<std::string>& overrides)
   spec = s;
 }
 
-void validate(const StackSpec& spec) { spec.validate(); }
+void validate(const StackSpec& spec) {
+  spec.validate();
+}
 
-std::string spec_to_toml(const StackSpec& spec) { return to_toml(spec); }
+std::string spec_to_toml(const StackSpec& spec) {
+  return to_toml(spec);
+}
 
-std::string spec_to_json(const StackSpec& spec, int indent) { return sigprop::spec_to_json(spec).dump(indent); }
+std::string spec_to_json(const StackSpec& spec, int indent) {
+  return sigprop::spec_to_json(spec).dump(indent);
+}
 
-std::string version() { return kVersion; }
+std::string version() {
+  return kVersion;
+}
 
 // ---------------------------------------------------------------------------------------------
 // Profile
@@ -92,10 +103,18 @@ Profile& Profile::operator=(const Profile& other) {
 Profile& Profile::operator=(Profile&& other) noexcept = default;
 Profile::~Profile() = default;
 
-std::string Profile::engine() const { return impl_->p.engine; }
-std::string Profile::version() const { return impl_->p.version; }
-int Profile::layers() const { return impl_->p.layers(); }
-const std::vector<std::string>& Profile::metrics() const { return impl_->p.columns; }
+std::string Profile::engine() const {
+  return impl_->p.engine;
+}
+std::string Profile::version() const {
+  return impl_->p.version;
+}
+int Profile::layers() const {
+  return impl_->p.layers();
+}
+const std::vector<std::string>& Profile::metrics() const {
+  return impl_->p.columns;
+}
 bool Profile::has(std::string_view metric) const {
   const auto& c = impl_->p.columns;
   return std::find(c.begin(), c.end(), metric) != c.end();
@@ -110,14 +129,30 @@ std::span<const double> Profile::values(std::string_view metric) const {
   return impl_->cols[static_cast<size_t>(it - c.begin())];
 }
 
-const StackSpec& Profile::spec() const { return impl_->p.spec; }
-std::string Profile::spec_toml() const { return to_toml(impl_->p.spec); }
-std::string Profile::spec_json() const { return sigprop::spec_to_json(impl_->p.spec).dump(); }
-std::string Profile::settings_json() const { return impl_->p.settings.dump(); }
-std::string Profile::extras_json() const { return impl_->p.extras.dump(); }
-const std::vector<std::string>& Profile::warnings() const { return impl_->p.warnings; }
-std::string Profile::to_json(int indent) const { return impl_->p.to_json().dump(indent); }
-std::string Profile::to_csv() const { return impl_->p.to_csv(); }
+const StackSpec& Profile::spec() const {
+  return impl_->p.spec;
+}
+std::string Profile::spec_toml() const {
+  return to_toml(impl_->p.spec);
+}
+std::string Profile::spec_json() const {
+  return sigprop::spec_to_json(impl_->p.spec).dump();
+}
+std::string Profile::settings_json() const {
+  return impl_->p.settings.dump();
+}
+std::string Profile::extras_json() const {
+  return impl_->p.extras.dump();
+}
+const std::vector<std::string>& Profile::warnings() const {
+  return impl_->p.warnings;
+}
+std::string Profile::to_json(int indent) const {
+  return impl_->p.to_json().dump(indent);
+}
+std::string Profile::to_csv() const {
+  return impl_->p.to_csv();
+}
 
 // ---------------------------------------------------------------------------------------------
 // Engines
@@ -127,7 +162,9 @@ Profile theory(const StackSpec& spec, const TheorySettings& settings, const Prog
   if (settings.attn_samples) ts.attn.samples = *settings.attn_samples;
   if (settings.seed) ts.attn.seed = *settings.seed;
   if (settings.error_batches) ts.error_batches = *settings.error_batches;
-  if (settings.attn_method) ts.attn.method = theory::parse_attn_method(one_of(*settings.attn_method, {"qmc", "mc"}, "TheorySettings.attn_method"));
+  if (settings.attn_method)
+    ts.attn.method =
+        theory::parse_attn_method(one_of(*settings.attn_method, {"qmc", "mc"}, "TheorySettings.attn_method"));
   if (settings.quad_order) ts.quad_order = *settings.quad_order;
   theory::TheoryEngine eng(ts);
   eng.set_progress(progress);

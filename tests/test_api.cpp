@@ -54,7 +54,9 @@ TEST_CASE("api specs: TOML text, overrides and errors that name the key", "[api]
   CHECK(s.depth == 12);  // the last one for a key wins
   CHECK(s.qk_scale == sigprop::QkScale::InvDh);
   // all or nothing: a bad override leaves the spec as it was, and the message names the key
-  CHECK_THAT(config_error([&] { api::apply_overrides(s, {"stack.depth=30", "stack.heads=7"}); }),
+  CHECK_THAT(config_error([&] {
+               api::apply_overrides(s, {"stack.depth=30", "stack.heads=7"});
+             }),
              Catch::Contains("stack.heads"));
   CHECK(s.depth == 12);
   CHECK_THAT(config_error([&] { api::apply_overrides(s, {"stack.depth=0"}); }), Catch::Contains("depth"));

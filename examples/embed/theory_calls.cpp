@@ -22,8 +22,7 @@ int main(int argc, char** argv) {
     const auto t0 = std::chrono::steady_clock::now();
     for (int i = 0; i < n; ++i) checksum += sigprop::api::theory(spec).values("q").back();
     const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    std::printf("%d theory calls: %.3f s, %.3f ms per call (q_L = %.6g)\n", n, s, 1e3 * s / n,
-                checksum / n);
+    std::printf("%d theory calls: %.3f s, %.3f ms per call (q_L = %.6g)\n", n, s, 1e3 * s / n, checksum / n);
     return 0;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "theory_calls: %s\n", e.what());

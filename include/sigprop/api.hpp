@@ -99,20 +99,20 @@ class SIGPROP_API Profile {
 /// Infinite-width theory (docs/theory.md). Only the qk_scale = 1/sqrt(dh) attention integral is
 /// sampled; the other fields do not matter elsewhere.
 struct TheorySettings {
-  std::optional<int> attn_samples;        ///< logit draws per layer (sigprop theory --attn-samples)
-  std::optional<std::uint64_t> seed;      ///< seed of the attention integral's draws
-  std::optional<int> error_batches;       ///< replicates behind the _se columns (0 = off, >= 2)
-  std::optional<std::string> attn_method; ///< "qmc" or "mc"
-  std::optional<int> quad_order;          ///< Gauss-Legendre points per piece (tanh, silu, gelu_tanh)
+  std::optional<int> attn_samples;         ///< logit draws per layer (sigprop theory --attn-samples)
+  std::optional<std::uint64_t> seed;       ///< seed of the attention integral's draws
+  std::optional<int> error_batches;        ///< replicates behind the _se columns (0 = off, >= 2)
+  std::optional<std::string> attn_method;  ///< "qmc" or "mc"
+  std::optional<int> quad_order;           ///< Gauss-Legendre points per piece (tanh, silu, gelu_tanh)
 };
 
 /// Finite-width Monte Carlo (docs/simulate.md). The numbers depend on spec, samples, seed,
 /// backend, precision and weights_sampling only, never on threads.
 struct SimulateSettings {
-  int samples = 64;              ///< independent random stacks, 1..65536
-  std::uint64_t seed = 0;        ///< key of every random stream
-  std::string backend = "cpu";   ///< "reference", "cpu" or "cuda" (when built and a device exists)
-  std::string precision;         ///< "" = the backend's default; "double", "float", "tf32" (cuda)
+  int samples = 64;             ///< independent random stacks, 1..65536
+  std::uint64_t seed = 0;       ///< key of every random stream
+  std::string backend = "cpu";  ///< "reference", "cpu" or "cuda" (when built and a device exists)
+  std::string precision;        ///< "" = the backend's default; "double", "float", "tf32" (cuda)
   /// Worker threads. The library's default is 1 so that a host with its own thread pool is not
   /// oversubscribed; 0 = every hardware thread.
   int threads = 1;
@@ -158,8 +158,7 @@ SIGPROP_API Profile simulate(const StackSpec& spec, const SimulateSettings& sett
 /// Continuum ODE, token-clustering ODE or shaped-network SDE, as `sigprop ode --kind`.
 /// Progress: continuum reports as it integrates; clustering and shaped-sde report (and can be
 /// cancelled) only at their start and end.
-SIGPROP_API Profile ode(const StackSpec& spec, const OdeSettings& settings = {},
-                        const ProgressFn& progress = nullptr);
+SIGPROP_API Profile ode(const StackSpec& spec, const OdeSettings& settings = {}, const ProgressFn& progress = nullptr);
 
 /// The library's version, "major.minor.patch".
 SIGPROP_API std::string version();

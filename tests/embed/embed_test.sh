@@ -102,7 +102,8 @@ for eng, tol in (("theory", 1e-12), ("simulate", 0.0)):
 PY
 
 # 5. no CUDA in a CPU-only consumer
-if ldd "$lib" | grep -qE 'libcudart|libcublas|libcusolver'; then
+lib_deps=$(ldd "$lib")  # not piped into grep -q: its early exit would fail the pipe (pipefail)
+if grep -qE 'libcudart|libcublas|libcusolver' <<< "$lib_deps"; then
   echo "ldd check skipped: libsigprop.so itself links CUDA in this build (until the CUDA plug-in split, issue 12)"
 else
   ldd "$tmp/ex/depth_profile" | grep -E 'libcudart|libcublas|libcusolver' && fail "the example links CUDA"
