@@ -38,7 +38,7 @@ std::string density_csv(const Profile& p) {
   std::ostringstream o;
   o << "# sigprop spectrum density, engine=" << p.engine << ", version=" << p.version << "\n";
   o << "# settings: " << p.settings.dump() << "\n";
-  o << "# spec: " << p.spec.to_json().dump() << "\n";
+  o << "# spec: " << spec_to_json(p.spec).dump() << "\n";
   o << "# density of the squared singular values of J_L (layer " << d["layer"].get<int>()
     << "), continuous part; point mass at 0: atom0 = " << fmt::format("{:.17g}", d["atom0"].get<double>()) << "\n";
   const bool se = d.contains("density_se");

@@ -14,7 +14,7 @@ namespace sigprop {
 
 /// An engine would need more memory than the limit allows. A ConfigError: the fix is a
 /// smaller input (the keys named in the message) or a larger limit.
-class SIGPROP_ERROR_VISIBLE MemoryLimitError : public ConfigError {
+class SIGPROP_API MemoryLimitError : public ConfigError {
  public:
   using ConfigError::ConfigError;
 };

@@ -55,7 +55,7 @@ nlohmann::json Profile::to_json() const {
   j["engine"] = engine;
   j["version"] = version;
   j["settings"] = settings;
-  j["spec"] = spec.to_json();
+  j["spec"] = spec_to_json(spec);
   j["columns"] = columns;
   j["warnings"] = warnings;
   j["extras"] = extras;
@@ -82,7 +82,7 @@ Profile Profile::from_json(const nlohmann::json& j) {
     p.engine = j.at("engine").get<std::string>();
     p.version = j.at("version").get<std::string>();
     p.settings = j.value("settings", nlohmann::json::object());
-    p.spec = StackSpec::from_json(j.at("spec"));
+    p.spec = spec_from_json(j.at("spec"));
     p.columns = j.at("columns").get<std::vector<std::string>>();
     p.warnings = j.value("warnings", std::vector<std::string>{});
     p.extras = j.value("extras", nlohmann::json::object());
@@ -107,7 +107,7 @@ std::string Profile::to_csv() const {
   std::ostringstream o;
   o << "# sigprop profile, engine=" << engine << ", version=" << version << "\n";
   o << "# settings: " << settings.dump() << "\n";
-  o << "# spec: " << spec.to_json().dump() << "\n";
+  o << "# spec: " << spec_to_json(spec).dump() << "\n";
   for (auto& w : warnings) o << "# warning: " << w << "\n";
   o << "layer";
   for (auto& c : columns) o << "," << c;

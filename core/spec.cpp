@@ -384,23 +384,25 @@ std::string to_string(WeightDist v) {
   return kWeights.name(v);
 }
 
-nlohmann::json StackSpec::to_json() const {
+nlohmann::json spec_to_json(const StackSpec& s) {
   nlohmann::json j;
   nlohmann::json bs;
-  if (branch_scale.kind == BranchScaleKind::Number)
-    bs = branch_scale.number;
+  if (s.branch_scale.kind == BranchScaleKind::Number)
+    bs = s.branch_scale.number;
   else
-    bs = branch_scale.str();
-  j["stack"] = {{"depth", depth},          {"tokens", tokens},
-                {"width", width},          {"heads", heads},
-                {"mlp_ratio", mlp_ratio},  {"blocks", to_string(blocks)},
-                {"norm", to_string(norm)}, {"norm_type", to_string(norm_type)},
-                {"norm_eps", norm_eps},    {"activation", to_string(activation)},
-                {"mask", to_string(mask)}, {"residual", residual},
-                {"branch_scale", bs},      {"qk_scale", to_string(qk_scale)}};
-  j["init"] = {
-      {"sigma_w2", sigma_w2}, {"sigma_b2", sigma_b2}, {"sigma_qk2", sigma_qk2}, {"weights", to_string(weights)}};
-  j["input"] = {{"q0", q0}, {"rho0", rho0}};
+    bs = s.branch_scale.str();
+  j["stack"] = {{"depth", s.depth},          {"tokens", s.tokens},
+                {"width", s.width},          {"heads", s.heads},
+                {"mlp_ratio", s.mlp_ratio},  {"blocks", to_string(s.blocks)},
+                {"norm", to_string(s.norm)}, {"norm_type", to_string(s.norm_type)},
+                {"norm_eps", s.norm_eps},    {"activation", to_string(s.activation)},
+                {"mask", to_string(s.mask)}, {"residual", s.residual},
+                {"branch_scale", bs},        {"qk_scale", to_string(s.qk_scale)}};
+  j["init"] = {{"sigma_w2", s.sigma_w2},
+               {"sigma_b2", s.sigma_b2},
+               {"sigma_qk2", s.sigma_qk2},
+               {"weights", to_string(s.weights)}};
+  j["input"] = {{"q0", s.q0}, {"rho0", s.rho0}};
   return j;
 }
 
@@ -425,7 +427,7 @@ std::string to_toml(const StackSpec& s) {
   return o.str();
 }
 
-StackSpec StackSpec::from_json(const nlohmann::json& j) {
+StackSpec spec_from_json(const nlohmann::json& j) {
   // Route through TOML so that JSON specs get exactly the same key and range checks.
   toml::table root;
   for (auto& [table, obj] : j.items()) {

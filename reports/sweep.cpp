@@ -171,7 +171,7 @@ std::vector<Job> make_jobs(const ReportConfig& cfg, const std::vector<Cell>& cel
   }
   for (Job& j : jobs) {
     nlohmann::json id = {{"engine", to_string(j.engine)},
-                         {"spec", j.spec.to_json()},
+                         {"spec", spec_to_json(j.spec)},
                          {"settings", j.settings},
                          {"version", kVersion}};
     j.hash = fnv1a_hex(id.dump());

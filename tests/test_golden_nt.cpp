@@ -93,7 +93,7 @@ TEST_CASE("theory kernels match neural-tangents golden kernels", "[golden]") {
       sigprop::StackSpec spec;
       {
         INFO(file << ": spec must parse and validate");
-        REQUIRE_NOTHROW(spec = sigprop::StackSpec::from_json(jspec));
+        REQUIRE_NOTHROW(spec = sigprop::spec_from_json(jspec));
       }
       const int L = field(j, "depth", file).get<int>();
       const int T = field(j, "tokens", file).get<int>();

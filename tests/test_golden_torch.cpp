@@ -61,7 +61,7 @@ struct Case {
 Case load(const fs::path& p) {
   std::ifstream in(p);
   Case c{p.stem().string(), nlohmann::json::parse(in), {}, 0, 0};
-  c.spec = sigprop::StackSpec::from_json(c.j.at("spec"));
+  c.spec = sigprop::spec_from_json(c.j.at("spec"));
   c.seed = c.j.at("seed").get<uint64_t>();
   c.sample = c.j.at("sample").get<int>();
   return c;

@@ -414,7 +414,7 @@ TEST_CASE("orthogonal weights: engines that do not implement them reject them na
           "[config][spectrum]") {
   StackSpec s;
   apply_override(s, "init.weights=orthogonal");
-  CHECK(s.to_json()["init"]["weights"] == "orthogonal");
+  CHECK(spec_to_json(s)["init"]["weights"] == "orthogonal");
   CHECK(parse_spec_toml(to_toml(s)).weights == WeightDist::Orthogonal);
   CHECK_THROWS_WITH(apply_override(s, "init.weights=haar"), Catch::Contains("init.weights"));
   sim::SimSettings ss;

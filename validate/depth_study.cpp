@@ -129,7 +129,7 @@ DepthStudy run_depth_study(const StackSpec& base, const StudySettings& st, const
   nlohmann::json J;
   J["sigprop_version"] = kVersion;
   J["settings"] = st.to_json();
-  J["base_spec"] = base.to_json();
+  J["base_spec"] = spec_to_json(base);
   J["corpus"] = corpus.to_json();
   J["eval"] = {{"sequences", seqs.count()}, {"tokens_per_sequence", T}, {"split", "validation"}};
   std::vector<double> dd, vl;

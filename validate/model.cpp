@@ -32,7 +32,7 @@ void ModelConfig::validate() const {
 }
 
 nlohmann::json ModelConfig::to_json() const {
-  nlohmann::json j = arch.spec.to_json();
+  nlohmann::json j = spec_to_json(arch.spec);
   j["model"] = {{"vocab", vocab},           {"learned_pos", learned_pos}, {"final_norm", final_norm},
                 {"tied", tied},             {"norm_affine", norm_affine}, {"norm_bias", norm_bias},
                 {"mlp_bias", mlp_bias},     {"family", family},           {"kv_heads", arch.ext.kv_heads},
@@ -49,7 +49,7 @@ ModelConfig ModelConfig::from_json(const nlohmann::json& j, const std::string& o
   nlohmann::json spec = j;
   spec.erase("model");
   try {
-    c.arch.spec = StackSpec::from_json(spec);
+    c.arch.spec = spec_from_json(spec);
   } catch (const ConfigError& e) {
     throw ConfigError(fmt::format("{}: {}", origin, e.what()));
   }

@@ -1,0 +1,237 @@
+// The public facade (include/sigprop/api.hpp) over the internal engines: converts settings,
+// runs, and wraps the internal Profile (nlohmann JSON inside) behind a pimpl.
+#include "sigprop/api.hpp"
+
+#include <algorithm>
+#include <initializer_list>
+#include <utility>
+
+#include <fmt/format.h>
+
+#include "core/profile.hpp"
+#include "core/spec.hpp"
+#include "sigprop/version.hpp"
+#include "sim/backend.hpp"
+#include "sim/engine.hpp"
+#include "theory/attention.hpp"
+#include "theory/clustering.hpp"
+#include "theory/continuum.hpp"
+#include "theory/engine.hpp"
+#include "theory/shaped_sde.hpp"
+
+namespace sigprop::api {
+
+struct Profile::Impl {
+  sigprop::Profile p;
+  std::vector<std::vector<double>> cols;  // cols[c][l]: the rows transposed, contiguous per metric
+
+  explicit Impl(sigprop::Profile profile) : p(std::move(profile)) {
+    cols.assign(p.columns.size(), std::vector<double>(p.rows.size()));
+    for (size_t l = 0; l < p.rows.size(); ++l)
+      for (size_t c = 0; c < p.columns.size(); ++c) cols[c][l] = p.rows[l][c];
+  }
+};
+
+namespace {
+
+Profile wrap(sigprop::Profile p) {
+  return Profile(std::make_unique<Profile::Impl>(std::move(p)));
+}
+
+// The engines' own parsers name command-line flags; the library names the settings field.
+const std::string& one_of(const std::string& value, std::initializer_list<const char*> allowed, const char* field) {
+  for (const char* a : allowed)
+    if (value == a) return value;
+  throw ConfigError(
+      fmt::format("{}: expected one of {}, got \"{}\"", field, fmt::join(allowed, ", "), value.substr(0, 80)));
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------------------------------------
+// Specs
+
+StackSpec default_spec() {
+  return StackSpec{};
+}
+
+StackSpec spec_from_toml(std::string_view text, const std::string& origin) {
+  StackSpec s = parse_spec_toml(text, origin);
+  s.validate();
+  return s;
+}
+
+StackSpec spec_from_file(const std::string& path) {
+  StackSpec s = load_spec_file(path);
+  s.validate();
+  return s;
+}
+
+void apply_overrides(StackSpec& spec, const std::vector<std::string>& overrides) {
+  StackSpec s = spec;  // all or nothing
+  for (const auto& o : overrides) apply_override(s, o);
+  s.validate();
+  spec = s;
+}
+
+void validate(const StackSpec& spec) {
+  spec.validate();
+}
+
+std::string spec_to_toml(const StackSpec& spec) {
+  return to_toml(spec);
+}
+
+std::string spec_to_json(const StackSpec& spec, int indent) {
+  return sigprop::spec_to_json(spec).dump(indent);
+}
+
+std::string version() {
+  return kVersion;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Profile
+
+Profile::Profile(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+Profile::Profile(const Profile& other) : impl_(std::make_unique<Impl>(*other.impl_)) {}
+Profile::Profile(Profile&& other) noexcept = default;
+Profile& Profile::operator=(const Profile& other) {
+  if (this != &other) impl_ = std::make_unique<Impl>(*other.impl_);
+  return *this;
+}
+Profile& Profile::operator=(Profile&& other) noexcept = default;
+Profile::~Profile() = default;
+
+std::string Profile::engine() const {
+  return impl_->p.engine;
+}
+std::string Profile::version() const {
+  return impl_->p.version;
+}
+int Profile::layers() const {
+  return impl_->p.layers();
+}
+const std::vector<std::string>& Profile::metrics() const {
+  return impl_->p.columns;
+}
+bool Profile::has(std::string_view metric) const {
+  const auto& c = impl_->p.columns;
+  return std::find(c.begin(), c.end(), metric) != c.end();
+}
+
+std::span<const double> Profile::values(std::string_view metric) const {
+  const auto& c = impl_->p.columns;
+  const auto it = std::find(c.begin(), c.end(), metric);
+  if (it == c.end())
+    throw ConfigError(fmt::format("profile of engine {}: no metric \"{}\"; it has {}", impl_->p.engine,
+                                  metric.substr(0, 80), fmt::join(c, ", ")));
+  return impl_->cols[static_cast<size_t>(it - c.begin())];
+}
+
+const StackSpec& Profile::spec() const {
+  return impl_->p.spec;
+}
+std::string Profile::spec_toml() const {
+  return to_toml(impl_->p.spec);
+}
+std::string Profile::spec_json() const {
+  return sigprop::spec_to_json(impl_->p.spec).dump();
+}
+std::string Profile::settings_json() const {
+  return impl_->p.settings.dump();
+}
+std::string Profile::extras_json() const {
+  return impl_->p.extras.dump();
+}
+const std::vector<std::string>& Profile::warnings() const {
+  return impl_->p.warnings;
+}
+std::string Profile::to_json(int indent) const {
+  return impl_->p.to_json().dump(indent);
+}
+std::string Profile::to_csv() const {
+  return impl_->p.to_csv();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Engines
+
+Profile theory(const StackSpec& spec, const TheorySettings& settings, const ProgressFn& progress) {
+  theory::TheorySettings ts;
+  if (settings.attn_samples) ts.attn.samples = *settings.attn_samples;
+  if (settings.seed) ts.attn.seed = *settings.seed;
+  if (settings.error_batches) ts.error_batches = *settings.error_batches;
+  if (settings.attn_method)
+    ts.attn.method =
+        theory::parse_attn_method(one_of(*settings.attn_method, {"qmc", "mc"}, "TheorySettings.attn_method"));
+  if (settings.quad_order) ts.quad_order = *settings.quad_order;
+  theory::TheoryEngine eng(ts);
+  eng.set_progress(progress);
+  return wrap(eng.run(spec));
+}
+
+Profile simulate(const StackSpec& spec, const SimulateSettings& settings, const ProgressFn& progress) {
+  sim::SimSettings ss;
+  ss.samples = settings.samples;
+  ss.seed = settings.seed;
+  ss.backend = settings.backend;
+  ss.precision = settings.precision.empty() ? sim::default_precision(settings.backend) : settings.precision;
+  ss.threads = settings.threads;
+  ss.weights_sampling = settings.weights_sampling;
+  sim::MonteCarloEngine eng(ss);
+  eng.set_progress(progress);
+  return wrap(eng.run(spec));
+}
+
+Profile ode(const StackSpec& spec, const OdeSettings& s, const ProgressFn& progress) {
+  switch (s.kind) {
+    case OdeKind::Continuum: {
+      theory::ContinuumSettings cs;
+      if (s.abs_tol) cs.abs_tol = *s.abs_tol;
+      if (s.rel_tol) cs.rel_tol = *s.rel_tol;
+      if (s.max_evals) cs.max_evals = *s.max_evals;
+      if (s.attn_samples) cs.attn.samples = *s.attn_samples;
+      if (s.steps) cs.fixed_steps = *s.steps;
+      if (s.quad_order) cs.quad_order = *s.quad_order;
+      theory::ContinuumEngine eng(cs);
+      eng.set_progress(progress);
+      return wrap(eng.run(spec));
+    }
+    case OdeKind::Clustering: {
+      theory::ClusteringSettings cs;
+      if (s.abs_tol) cs.abs_tol = *s.abs_tol;
+      if (s.rel_tol) cs.rel_tol = *s.rel_tol;
+      if (s.max_evals) cs.max_evals = *s.max_evals;
+      if (s.seed) cs.seed = *s.seed;
+      if (s.variant) cs.variant = theory::parse_attn_dynamics(one_of(*s.variant, {"sa", "usa"}, "OdeSettings.variant"));
+      if (s.beta) cs.beta = *s.beta;
+      if (s.t_end) cs.t_end = *s.t_end;
+      if (s.points) cs.points = *s.points;
+      if (s.equiangular) cs.equiangular = *s.equiangular;
+      report_progress(progress, 0.0, "clustering: start", "clustering");
+      Profile p = wrap(theory::clustering_profile(spec, cs));
+      report_progress(progress, 1.0, "clustering: done", "clustering");
+      return p;
+    }
+    case OdeKind::ShapedSde: {
+      theory::ShapedSettings ss;
+      if (s.seed) ss.seed = *s.seed;
+      if (s.model) ss.model = theory::parse_shaped_model(one_of(*s.model, {"mlp", "attn"}, "OdeSettings.model"));
+      if (s.shape_c) ss.shape_c = *s.shape_c;
+      if (s.gamma2) ss.gamma2 = *s.gamma2;
+      if (s.tau0) ss.tau0 = *s.tau0;
+      if (s.key_dim) ss.key_dim = *s.key_dim;
+      if (s.paths) ss.paths = *s.paths;
+      if (s.samples) ss.samples = *s.samples;
+      if (s.substeps) ss.substeps = *s.substeps;
+      report_progress(progress, 0.0, "shaped-sde: start", "shaped-sde");
+      Profile p = wrap(theory::shaped_profile(spec, ss));
+      report_progress(progress, 1.0, "shaped-sde: done", "shaped-sde");
+      return p;
+    }
+  }
+  throw ConfigError("ode: settings.kind is not continuum, clustering or shaped-sde");
+}
+
+}  // namespace sigprop::api

@@ -1,0 +1,166 @@
+#pragma once
+/// @file The facade of libsigprop: build a StackSpec (in code, from TOML text or a file, with
+/// `table.key=value` overrides), run an engine on it, read the result as a Profile.
+///
+/// Every function here is a plain call on the calling thread (plus `threads` workers where a
+/// setting says so); calls on different threads with their own arguments are independent.
+/// Errors are sigprop::Error subclasses (sigprop/error.hpp) whose messages name spec keys and
+/// settings fields, never command-line flags. Expected outcomes (divergence at a layer) are
+/// values in the Profile: NaN rows and warnings(). See docs/library.md.
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "sigprop/error.hpp"
+#include "sigprop/export.hpp"
+#include "sigprop/progress.hpp"
+#include "sigprop/spec.hpp"
+
+namespace sigprop::api {
+
+// ---------------------------------------------------------------------------------------------
+// Specs
+
+/// The built-in default spec (README.md, examples/default.toml).
+SIGPROP_API StackSpec default_spec();
+/// Parses and validates a TOML spec (MODEL.md §3). `origin` names the text in error messages.
+/// Throws ConfigError naming the key (unknown key, wrong type, out of range).
+SIGPROP_API StackSpec spec_from_toml(std::string_view text, const std::string& origin = "<spec>");
+/// Reads, parses and validates a TOML spec file. IoError when unreadable, ConfigError when invalid.
+SIGPROP_API StackSpec spec_from_file(const std::string& path);
+/// Applies overrides "table.key=value" (value in TOML syntax or a bare word, e.g.
+/// "stack.depth=48", "stack.qk_scale=1/dh") in order, the last one for a key winning, then
+/// validates. Throws ConfigError naming the key; `spec` is unchanged when anything throws.
+SIGPROP_API void apply_overrides(StackSpec& spec, const std::vector<std::string>& overrides);
+/// Throws ConfigError naming the first key whose value is out of range (as StackSpec::validate).
+SIGPROP_API void validate(const StackSpec& spec);
+/// The spec as TOML (every key; round-trips through spec_from_toml).
+SIGPROP_API std::string spec_to_toml(const StackSpec& spec);
+/// The spec as a JSON object {"stack": {...}, "init": {...}, "input": {...}} (every key).
+SIGPROP_API std::string spec_to_json(const StackSpec& spec, int indent = -1);
+
+// ---------------------------------------------------------------------------------------------
+// Results
+
+/// What every engine returns: one row per layer (per output time for the clustering ODE), one
+/// contiguous array per metric column. Owns its data; copyable and movable; const member
+/// functions may be called from several threads at once.
+class SIGPROP_API Profile {
+ public:
+  struct Impl;
+  explicit Profile(std::unique_ptr<Impl> impl);
+  Profile(const Profile& other);
+  Profile(Profile&& other) noexcept;
+  Profile& operator=(const Profile& other);
+  Profile& operator=(Profile&& other) noexcept;
+  ~Profile();
+
+  /// Engine name: "theory", "simulate", "continuum", "clustering" or "shaped-sde".
+  [[nodiscard]] std::string engine() const;
+  /// sigprop version that produced it.
+  [[nodiscard]] std::string version() const;
+  /// Rows: spec().depth + 1 for theory and simulate (layers 0..L).
+  [[nodiscard]] int layers() const;
+  /// Every column in order, e.g. "q", "rho", ..., and "<name>_se" (standard error of the
+  /// ensemble mean) for Monte Carlo engines and sampled attention integrals.
+  [[nodiscard]] const std::vector<std::string>& metrics() const;
+  [[nodiscard]] bool has(std::string_view metric) const;
+  /// One column over all rows: layers() contiguous doubles, NaN where undefined (update_ratio
+  /// and ang_dist at layer 0, diverged layers, _se with one sample). Valid while this Profile
+  /// lives. Throws ConfigError naming the metric and the available ones when it is unknown.
+  [[nodiscard]] std::span<const double> values(std::string_view metric) const;
+  /// The resolved spec the engine ran.
+  [[nodiscard]] const StackSpec& spec() const;
+  [[nodiscard]] std::string spec_toml() const;
+  [[nodiscard]] std::string spec_json() const;
+  /// Engine settings (samples, seed, backend, precision, threads, ...) as a JSON object.
+  [[nodiscard]] std::string settings_json() const;
+  /// Engine-specific summaries (fixed points, KS statistics, ...) as a JSON object.
+  [[nodiscard]] std::string extras_json() const;
+  /// e.g. "non-finite value first at layer 37".
+  [[nodiscard]] const std::vector<std::string>& warnings() const;
+  /// The whole profile as `sigprop <engine> --json` writes it (indent < 0: one line).
+  [[nodiscard]] std::string to_json(int indent = 2) const;
+  /// As `--csv` writes it.
+  [[nodiscard]] std::string to_csv() const;
+
+ private:
+  std::unique_ptr<Impl> impl_;
+};
+
+// ---------------------------------------------------------------------------------------------
+// Engines. An unset optional means the engine's own default (docs/theory.md, docs/simulate.md,
+// docs/ode.md list them); the values are checked when the call starts.
+
+/// Infinite-width theory (docs/theory.md). Only the qk_scale = 1/sqrt(dh) attention integral is
+/// sampled; the other fields do not matter elsewhere.
+struct TheorySettings {
+  std::optional<int> attn_samples;         ///< logit draws per layer (sigprop theory --attn-samples)
+  std::optional<std::uint64_t> seed;       ///< seed of the attention integral's draws
+  std::optional<int> error_batches;        ///< replicates behind the _se columns (0 = off, >= 2)
+  std::optional<std::string> attn_method;  ///< "qmc" or "mc"
+  std::optional<int> quad_order;           ///< Gauss-Legendre points per piece (tanh, silu, gelu_tanh)
+};
+
+/// Finite-width Monte Carlo (docs/simulate.md). The numbers depend on spec, samples, seed,
+/// backend, precision and weights_sampling only, never on threads.
+struct SimulateSettings {
+  int samples = 64;             ///< independent random stacks, 1..65536
+  std::uint64_t seed = 0;       ///< key of every random stream
+  std::string backend = "cpu";  ///< "reference", "cpu" or "cuda" (when built and a device exists)
+  std::string precision;        ///< "" = the backend's default; "double", "float", "tf32" (cuda)
+  /// Worker threads. The library's default is 1 so that a host with its own thread pool is not
+  /// oversubscribed; 0 = every hardware thread.
+  int threads = 1;
+  std::string weights_sampling;  ///< "" = automatic, "explicit" or "conditional"
+};
+
+/// Depth limits (docs/ode.md).
+enum class OdeKind { Continuum, Clustering, ShapedSde };
+struct OdeSettings {
+  OdeKind kind = OdeKind::Continuum;
+  std::optional<double> abs_tol, rel_tol;  ///< Dormand-Prince tolerances (continuum, clustering)
+  std::optional<std::int64_t> max_evals;   ///< right-hand-side evaluations per solve
+  std::optional<std::uint64_t> seed;       ///< clustering random start, shaped-sde noise and networks
+  // continuum
+  std::optional<int> attn_samples;  ///< logit draws for 1/sqrt(dh) attention
+  std::optional<int> steps;         ///< RK4 steps when the attention integral is sampled
+  std::optional<int> quad_order;    ///< Gauss-Legendre points per piece
+  // clustering
+  std::optional<std::string> variant;  ///< "sa" (softmax) or "usa" (unnormalised)
+  std::optional<double> beta;          ///< inverse temperature >= 0
+  std::optional<double> t_end;         ///< final time
+  std::optional<int> points;           ///< output intervals between 0 and t_end
+  std::optional<bool> equiangular;     ///< equiangular start with correlation input.rho0
+  // shaped-sde
+  std::optional<std::string> model;  ///< "mlp" or "attn"
+  std::optional<double> shape_c;     ///< mlp: slopes 1 +- c/sqrt(width)
+  std::optional<double> gamma2;      ///< attn: branch weight gamma^2 (a variance share)
+  std::optional<double> tau0;        ///< attn: logits divided by tau0 sqrt(width)
+  std::optional<int> key_dim;        ///< attn: query/key width (0 = width)
+  std::optional<int> paths;          ///< Euler-Maruyama paths
+  std::optional<int> samples;        ///< finite-width networks (0 = none)
+  std::optional<int> substeps;       ///< Euler-Maruyama steps per layer
+};
+
+/// Every metric of MODEL.md §2 in the d -> infinity limit, layers 0..spec.depth.
+/// @param progress optional; returning false cancels: CancelledError, no Profile.
+SIGPROP_API Profile theory(const StackSpec& spec, const TheorySettings& settings = {},
+                           const ProgressFn& progress = nullptr);
+/// Ensemble mean and standard error (`_se`) of every metric over settings.samples random stacks.
+/// Identical to `sigprop simulate` with the same spec, samples, seed, backend and precision.
+SIGPROP_API Profile simulate(const StackSpec& spec, const SimulateSettings& settings = {},
+                             const ProgressFn& progress = nullptr);
+/// Continuum ODE, token-clustering ODE or shaped-network SDE, as `sigprop ode --kind`.
+/// Progress: continuum reports as it integrates; clustering and shaped-sde report (and can be
+/// cancelled) only at their start and end.
+SIGPROP_API Profile ode(const StackSpec& spec, const OdeSettings& settings = {}, const ProgressFn& progress = nullptr);
+
+/// The library's version, "major.minor.patch".
+SIGPROP_API std::string version();
+
+}  // namespace sigprop::api

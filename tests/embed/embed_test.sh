@@ -1,0 +1,145 @@
+#!/usr/bin/env bash
+# ctest embed_install (docs/library.md): sigprop as an installed package, used the way a
+# consumer uses it.
+#   1. cmake --install the build tree into a temporary prefix;
+#   2. every installed public header compiles alone with plain flags and includes no
+#      third-party header;
+#   3. libsigprop.so exports only sigprop:: symbols;
+#   4. examples/embed builds out of tree against the prefix with plain flags (it uses Eigen
+#      itself) and runs; its theory profile equals `sigprop theory --json` to 1e-12 (relative)
+#      and its simulate profile equals `sigprop simulate --json` bitwise (same seed);
+#   5. neither libsigprop.so nor the example links a CUDA library (CUDA is a dlopen plug-in);
+#   6. examples/embed configures with add_subdirectory from the checkout (SIGPROP_EMBED_FULL=1:
+#      builds and runs it too; that compiles the library again, minutes).
+# Usage: embed_test.sh SOURCE_DIR BUILD_DIR SIGPROP_CLI CXX SANITIZE(ON|OFF)
+set -euo pipefail
+src=$1 build=$2 cli=$3 cxx=$4 sanitize=$5
+if [[ "$sanitize" == ON || "$sanitize" == TRUE || "$sanitize" == 1 ]]; then
+  echo "embed_install: skipped under SIGPROP_SANITIZE (a plain consumer cannot load the ASan-instrumented library)"
+  exit 77
+fi
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/sigprop_embed.XXXXXX")
+trap 'rm -rf "$tmp"' EXIT
+prefix=$tmp/prefix
+fail() { echo "embed_install: FAIL: $*" >&2; exit 1; }
+
+# 1. install
+cmake --install "$build" --prefix "$prefix" > "$tmp/install.log" || { cat "$tmp/install.log"; fail "cmake --install"; }
+for f in include/sigprop/api.hpp include/sigprop/sigprop.hpp lib/pkgconfig/sigprop.pc \
+         lib/cmake/sigprop/sigpropConfig.cmake lib/cmake/sigprop/sigpropConfigVersion.cmake \
+         lib/cmake/sigprop/sigpropTargets.cmake; do
+  [[ -f "$prefix/$f" ]] || fail "$f not installed"
+done
+lib=$(ls "$prefix"/lib/libsigprop.so.*.*.* 2>/dev/null | head -1)
+[[ -n "$lib" ]] || fail "libsigprop.so.<version> not installed"
+echo "installed: $(cd "$prefix" && find . -type f -o -type l | sort | tr '\n' ' ')"
+
+# 1b. the CUDA plug-in, when this build made one, is installed where the installed CLI finds it
+if [[ -f "$build/lib/libsigprop_cuda.so" ]]; then
+  [[ -f "$prefix/lib/sigprop/libsigprop_cuda.so" ]] || fail "lib/sigprop/libsigprop_cuda.so not installed"
+  set +e
+  msg=$(env -u SIGPROP_CUDA_PLUGIN "$prefix/bin/sigprop" simulate --backend cuda --samples 1 -q 2>&1 >/dev/null)
+  rc=$?
+  set -e
+  # Without a GPU the plug-in loads and reports the device; with one, the run succeeds.
+  if [[ $rc -ne 0 ]] && grep -q "was not found" <<< "$msg"; then
+    fail "the installed CLI did not find the installed plug-in: $msg"
+  fi
+  echo "installed CLI + plug-in: exit $rc (${msg:0:160})"
+fi
+
+# 2. public headers: alone, plain flags, no third-party includes
+for h in "$prefix"/include/sigprop/*.hpp; do
+  name=$(basename "$h")
+  if grep -nE '#include *[<"](nlohmann|Eigen|toml|fmt|cuda|cublas|cusolver|Random123|CLI|boost)' "$h"; then
+    fail "public header $name includes a third-party header"
+  fi
+  grep -nE '#include *"' "$h" | grep -vE '"sigprop/[a-z_]+\.hpp"' && fail "$name includes a non-public header"
+  printf '#include <sigprop/%s>\nint main() {}\n' "$name" > "$tmp/h.cpp"
+  "$cxx" -std=c++20 -Wall -Wextra -Werror -fsyntax-only -I"$prefix/include" "$tmp/h.cpp" \
+    || fail "sigprop/$name does not compile alone with $cxx -std=c++20"
+done
+echo "headers: each of $(ls "$prefix"/include/sigprop | tr '\n' ' ')compiles alone"
+
+# pkg-config sees the relocated prefix
+if command -v pkg-config > /dev/null; then
+  flags=$(PKG_CONFIG_PATH="$prefix/lib/pkgconfig" pkg-config --cflags --libs sigprop)
+  inc=$(PKG_CONFIG_PATH="$prefix/lib/pkgconfig" pkg-config --variable=includedir sigprop)
+  libdir=$(PKG_CONFIG_PATH="$prefix/lib/pkgconfig" pkg-config --variable=libdir sigprop)
+  [[ -f "$inc/sigprop/api.hpp" && -e "$libdir/libsigprop.so" ]] \
+    || fail "pkg-config's includedir/libdir do not point into the prefix: $flags"
+  echo "pkg-config: $flags"
+fi
+
+# 3. exported symbols
+bad=$(nm -D --defined-only "$lib" | awk '{print $3}' | c++filt | grep -v '^sigprop::' \
+      | grep -vE '^(typeinfo|typeinfo name|vtable) for sigprop::' | grep -vE '^_(init|fini)$' || true)
+[[ -z "$bad" ]] || fail "libsigprop.so exports symbols outside namespace sigprop: $(echo "$bad" | head -5)"
+echo "exports: $(nm -D --defined-only "$lib" | wc -l) symbols, all in namespace sigprop"
+
+# 4. the example, out of tree, plain flags
+env -u CXXFLAGS -u LDFLAGS cmake -S "$src/examples/embed" -B "$tmp/ex" -DCMAKE_BUILD_TYPE=Release \
+  -DCMAKE_CXX_COMPILER="$cxx" -DCMAKE_CXX_FLAGS="" -DCMAKE_PREFIX_PATH="$prefix" > "$tmp/ex.log" 2>&1 \
+  || { cat "$tmp/ex.log"; fail "configuring examples/embed against the prefix"; }
+cmake --build "$tmp/ex" > "$tmp/exb.log" 2>&1 || { cat "$tmp/exb.log"; fail "building examples/embed"; }
+grep -q -- '-march' "$tmp/ex/CMakeFiles/depth_profile.dir/flags.make" && fail "the example was built with -march"
+"$tmp/ex/depth_profile" "$tmp/api_theory.json" "$tmp/api_simulate.json"
+
+sets=(--set stack.depth=24 --set stack.width=64 --set stack.qk_scale=1/dh --set input.rho0=0.2)
+"$cli" theory "${sets[@]}" --json "$tmp/cli_theory.json" -q
+"$cli" simulate "${sets[@]}" --samples 8 --seed 7 --backend cpu --threads 2 --json "$tmp/cli_simulate.json" -q
+python3 - "$tmp" <<'PY'
+import json, sys
+d = sys.argv[1]
+def load(n): return json.load(open(f"{d}/{n}.json"))
+for eng, tol in (("theory", 1e-12), ("simulate", 0.0)):
+    a, c = load(f"api_{eng}"), load(f"cli_{eng}")
+    if a["spec"] != c["spec"]: sys.exit(f"{eng}: resolved specs differ:\n{a['spec']}\n{c['spec']}")
+    if a["columns"] != c["columns"]: sys.exit(f"{eng}: columns differ: {a['columns']} vs {c['columns']}")
+    ra, rc = a["layers"], c["layers"]
+    if len(ra) != len(rc): sys.exit(f"{eng}: {len(ra)} layers in-process, {len(rc)} through the CLI")
+    worst, n = 0.0, 0
+    for x, y in zip(ra, rc):
+        for k in a["columns"]:
+            u, v = x[k], y[k]
+            if u is None or v is None:
+                if (u is None) != (v is None): sys.exit(f"{eng}: layer {x['layer']} {k}: {u} in-process, {v} CLI")
+                continue
+            n += 1
+            if tol == 0.0 and u != v:
+                sys.exit(f"{eng}: layer {x['layer']} {k}: {u!r} in-process != {v!r} through the CLI (bitwise)")
+            worst = max(worst, abs(u - v) / max(abs(v), 1e-300))
+    if n == 0: sys.exit(f"{eng}: no numbers compared")
+    if worst > tol: sys.exit(f"{eng}: max relative difference {worst:.3g} > {tol:g}")
+    print(f"{eng}: {n} numbers, max relative difference in-process vs CLI {worst:.3g}"
+          + (" (bitwise equal)" if tol == 0.0 else f" (limit {tol:g})"))
+PY
+
+# 5. no CUDA in a CPU-only consumer
+lib_deps=$(ldd "$lib")  # not piped into grep -q: its early exit would fail the pipe (pipefail)
+if grep -E 'libcudart|libcublas|libcusolver' <<< "$lib_deps"; then
+  fail "libsigprop.so links a CUDA library (only the plug-in libsigprop_cuda.so may)"
+fi
+ex_deps=$(ldd "$tmp/ex/depth_profile")
+if grep -E 'libcudart|libcublas|libcusolver' <<< "$ex_deps"; then fail "the example links CUDA"; fi
+echo "ldd: neither libsigprop.so nor the example links a CUDA library"
+
+# 6. add_subdirectory from the checkout
+if [[ "${SIGPROP_EMBED_FULL:-0}" == 1 ]]; then
+  cmake -S "$src/examples/embed" -B "$tmp/sub" -DCMAKE_BUILD_TYPE=Release -DCMAKE_CXX_COMPILER="$cxx" \
+    -DCMAKE_CXX_FLAGS="" -DSIGPROP_SOURCE_DIR="$src" -DSIGPROP_ENABLE_CUDA=OFF > "$tmp/sub.log" 2>&1 \
+    || { cat "$tmp/sub.log"; fail "configuring examples/embed with add_subdirectory"; }
+  cmake --build "$tmp/sub" --target depth_profile -j "$(nproc)" > "$tmp/subb.log" 2>&1 \
+    || { tail -30 "$tmp/subb.log"; fail "building examples/embed with add_subdirectory"; }
+  "$tmp/sub/depth_profile" "$tmp/sub_theory.json" "$tmp/sub_simulate.json" > /dev/null
+  cmp -s <(python3 -c 'import json,sys;print(json.load(open(sys.argv[1]))["layers"])' "$tmp/sub_simulate.json") \
+         <(python3 -c 'import json,sys;print(json.load(open(sys.argv[1]))["layers"])' "$tmp/api_simulate.json") \
+    || fail "add_subdirectory build: simulate differs from the installed library's"
+  echo "add_subdirectory: built, ran, simulate bitwise equal to the installed library's"
+else
+  cmake -S "$src/examples/embed" -B "$tmp/sub" -DCMAKE_CXX_COMPILER="$cxx" -DSIGPROP_SOURCE_DIR="$src" \
+    -DSIGPROP_ENABLE_CUDA=OFF > "$tmp/sub.log" 2>&1 || { cat "$tmp/sub.log"; fail "configuring with add_subdirectory"; }
+  grep -q 'SIGPROP_BUILD_TESTS:BOOL=OFF' "$tmp/sub/CMakeCache.txt" || fail "add_subdirectory: tests default on"
+  echo "add_subdirectory: configures (tests and install rules off); SIGPROP_EMBED_FULL=1 builds and runs it"
+fi
+echo "embed_install: OK"
