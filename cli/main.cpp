@@ -8,14 +8,17 @@
 #include <functional>
 #include <fstream>
 #include <new>
+#include <utility>
 #include <iostream>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include <fmt/format.h>
 #include <CLI/CLI.hpp>
 
 #include "cli/guard.hpp"
+#include "cli/progress.hpp"
 #include "cli/seed.hpp"
 #include "cli/report_cmd.hpp"
 #include "cli/ode_cmd.hpp"
@@ -82,6 +85,42 @@ std::uint64_t available_memory() {
     if (key == "MemAvailable:") return kib * 1024;
   }
   return 0;
+}
+
+// Library messages name the setting ("samples: must be in ...", "lr = 0 must be > 0",
+// "continuum: rel_tol = ..."); on the command line the user typed a flag, so the flags of the
+// settings a message names are appended: "(--samples)". A setting counts as named when it stands
+// as a word (after a space, "(" or "/", or at the start) followed by ":", " =", ")", "/", "," or the end.
+bool names_setting(std::string_view msg, std::string_view key) {
+  for (std::size_t pos = msg.find(key); pos != std::string_view::npos; pos = msg.find(key, pos + 1)) {
+    const bool before = pos == 0 || msg[pos - 1] == ' ' || msg[pos - 1] == '(' || msg[pos - 1] == '/';
+    const std::string_view rest = msg.substr(pos + key.size());
+    const bool after = rest.empty() || rest[0] == ':' || rest[0] == ')' || rest[0] == '/' || rest[0] == ',' ||
+                       rest.starts_with(" =");
+    if (before && after) return true;
+  }
+  return false;
+}
+
+std::string with_flag(const std::string& msg) {
+  static const std::pair<const char*, const char*> flags[] = {
+      {"samples", "--samples"}, {"threads", "--threads"}, {"backend", "--backend"}, {"precision", "--precision"},
+      {"weights_sampling", "--weights-sampling"}, {"map", "--map"}, {"token", "--token"}, {"method", "--method"},
+      {"grid", "--grid"}, {"max_evals", "--max-evals"}, {"abs_tol", "--abs-tol"}, {"rel_tol", "--rel-tol"},
+      {"variant", "--variant"}, {"beta", "--beta"}, {"t_end", "--t-end"}, {"points", "--points"},
+      {"shape_c", "--shape-c"}, {"gamma2", "--gamma2"}, {"tau0", "--tau0"}, {"key_dim", "--key-dim"},
+      {"paths", "--paths"}, {"substeps", "--substeps"}, {"model", "--model"}, {"seq_len", "--seq-len"},
+      {"ensemble", "--ensemble"}, {"tokens", "--tokens"}, {"depths", "--depths"}, {"eval_tokens", "--eval-tokens"},
+      {"steps", "--steps"}, {"batch", "--batch"}, {"lr", "--lr"}, {"min_lr", "--min-lr"}, {"warmup", "--warmup"},
+      {"weight_decay", "--weight-decay"}, {"beta1", "--beta1"}, {"beta2", "--beta2"}, {"eps", "--eps"},
+      {"max_norm", "--max-norm"}, {"val_fraction", "--val-fraction"}, {"val_every", "--val-every"},
+      {"val_batches", "--val-batches"}, {"checkpoint_every", "--checkpoint-every"}, {"sigma_w2", "--sigma-w2"},
+      {"sigma_b2", "--sigma-b2"}};
+  std::string named;
+  if (msg.starts_with("override ")) named = "--set";  // core/spec.cpp's table.key=value overrides
+  for (const auto& [key, flag] : flags)
+    if (names_setting(msg, key)) named += (named.empty() ? "" : ", ") + std::string(flag);
+  return named.empty() ? msg : msg + " (" + named + ")";
 }
 
 }  // namespace
@@ -168,6 +207,10 @@ int main(int argc, char** argv) {
     sub->add_option("--max-memory", max_memory,
                     "Refuse runs whose memory estimate exceeds this (8G, 512M, bytes; 0 = no limit); "
                     "default: MemAvailable of /proc/meminfo");
+  // Every command takes --progress: the progress line on stderr even when it is not a terminal.
+  bool force_progress = false;
+  for (auto* sub : app.get_subcommands([](CLI::App*) { return true; }))
+    sub->add_flag("--progress", force_progress, "Show the progress line on stderr even when it is not a terminal");
 
   try {
     app.parse(argc, argv);
@@ -179,6 +222,8 @@ int main(int argc, char** argv) {
     return 2;
   }
 
+  sigprop::cli::force_progress(force_progress);
+  sigprop::cli::cancel_on_sigint();  // Ctrl-C: the engine stops at its next check, nothing is written, exit 130
   try {
     for (const CLI::App* sub : app.get_subcommands()) sigprop::cli::check_command_line(*sub);
     sigprop::set_memory_limit(max_memory.empty() ? available_memory()
@@ -194,6 +239,7 @@ int main(int argc, char** argv) {
       sigprop::StackSpec spec = sigprop::resolve_spec(spec_path, sets);
       ts.attn.method = sigprop::theory::parse_attn_method(attn_method);
       sigprop::theory::TheoryEngine eng(ts);
+      eng.set_progress(sigprop::cli::progress_line("theory", sigprop::cli::show_progress() && !quiet));
       sigprop::Profile p = eng.run(spec);
       write_outputs(p, json_out, csv_out);
       for (auto& w : p.warnings) fmt::print(stderr, "sigprop: warning: {}\n", w);
@@ -214,14 +260,8 @@ int main(int argc, char** argv) {
       sigprop::StackSpec probe;
       sigprop::apply_override(probe, "stack.activation=" + act);
       Range rw = parse_range(sw, "--sigma-w2"), rb = parse_range(sb, "--sigma-b2");
-      std::function<void(long long, long long)> progress;
-      if (::isatty(STDERR_FILENO) != 0)  // Ctrl-C stops it (nothing is written before the end)
-        progress = [shown = -1LL](long long done, long long total) mutable {
-          const long long pct = done * 100 / total;  // one line update per percent
-          if (pct == shown) return;
-          shown = pct;
-          fmt::print(stderr, "\rphase: {}/{} points ({}%){}", done, total, pct, done == total ? "\n" : "");
-        };
+      // Nothing is written before the end, so a cancelled diagram leaves no file.
+      const sigprop::ProgressFn progress = sigprop::cli::progress_line("phase", sigprop::cli::show_progress());
       auto rows =
           sigprop::theory::phase_diagram(probe.activation, rw.lo, rw.hi, rw.n, rb.lo, rb.hi, rb.n, 48, progress);
       std::string text = sigprop::theory::phase_diagram_csv(rows, probe.activation);
@@ -231,15 +271,18 @@ int main(int argc, char** argv) {
         sigprop::write_file_atomic(phase_csv, text);
       return 0;
     }
+  } catch (const sigprop::CancelledError&) {
+    fmt::print(stderr, "\nsigprop: cancelled\n");
+    return 130;
   } catch (const sigprop::MemoryLimitError& e) {
     fmt::print(stderr, "sigprop: error: {} (--max-memory sets the limit)\n", e.what());
     return 2;
   } catch (const sigprop::ConfigError& e) {
     // Messages may quote untrusted values (spec strings, file names): escaped and cut.
-    fmt::print(stderr, "sigprop: error: {}\n", sigprop::printable(e.what(), 2000));
+    fmt::print(stderr, "sigprop: error: {}\n", sigprop::printable(with_flag(e.what()), 2000));
     return 2;
   } catch (const sigprop::Error& e) {
-    fmt::print(stderr, "sigprop: error: {}\n", sigprop::printable(e.what(), 2000));
+    fmt::print(stderr, "sigprop: error: {}\n", sigprop::printable(with_flag(e.what()), 2000));
     return 1;
   } catch (const std::bad_alloc&) {
     // An allocation the estimates did not foresee (they cover the big, input-driven ones).

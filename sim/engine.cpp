@@ -76,9 +76,9 @@ void check_backend(const std::string& b) {
   if (std::find(ok.begin(), ok.end(), b) != ok.end()) return;
   const std::string avail = fmt::format("{}", fmt::join(ok, ", "));
   if (b == "cuda")
-    throw ConfigError(fmt::format("--backend: \"cuda\" is not available in this build; available: {}", avail));
+    throw ConfigError(fmt::format("backend: \"cuda\" is not available in this build; available: {}", avail));
   std::string hint = b == "eigen" ? "cpu" : did_you_mean(b, {"reference", "cpu", "cuda"});
-  throw ConfigError(fmt::format("--backend: unknown backend \"{}\"{}; available: {}", b,
+  throw ConfigError(fmt::format("backend: unknown backend \"{}\"{}; available: {}", b,
                                 hint.empty() ? "" : fmt::format(" (did you mean \"{}\"?)", hint), avail));
 }
 
@@ -86,9 +86,9 @@ void check_precision(const std::string& backend, const std::string& precision) {
   const auto& ok = backend_precisions(backend);
   if (std::find(ok.begin(), ok.end(), precision) != ok.end()) return;
   if (precision == "float" || precision == "double")
-    throw ConfigError(fmt::format("--precision: the {} backend runs in {} only, not \"{}\"", backend,
+    throw ConfigError(fmt::format("precision: the {} backend runs in {} only, not \"{}\"", backend,
                                   fmt::join(ok, ", "), precision));
-  throw ConfigError(fmt::format("--precision: unknown precision \"{}\"; the {} backend offers: {}", precision, backend,
+  throw ConfigError(fmt::format("precision: unknown precision \"{}\"; the {} backend offers: {}", precision, backend,
                                 fmt::join(ok, ", ")));
 }
 
@@ -143,14 +143,14 @@ SamplingChoice resolve_weight_sampling(const StackSpec& spec, const std::string&
                                        const std::string& requested) {
   if (requested != "" && requested != "explicit" && requested != "conditional") {
     const std::string hint = did_you_mean(requested, {"explicit", "conditional"});
-    throw ConfigError(fmt::format("--weights-sampling: unknown mode \"{}\"{}; expected explicit or conditional",
+    throw ConfigError(fmt::format("weights_sampling: unknown mode \"{}\"{}; expected explicit or conditional",
                                   requested, hint.empty() ? "" : fmt::format(" (did you mean \"{}\"?)", hint)));
   }
   if (requested == "explicit") return {WeightSampling::Explicit, ""};
   if (backend == "cuda") {
     if (requested == "conditional")
-      throw ConfigError("--weights-sampling: the cuda backend draws its weights explicitly only; use "
-                        "--weights-sampling explicit, or --backend cpu|reference for conditional sampling");
+      throw ConfigError("weights_sampling: the cuda backend draws its weights explicitly only; use "
+                        "weights_sampling = explicit, or backend = cpu or reference for conditional sampling");
     return {WeightSampling::Explicit, "the cuda backend draws its weights explicitly"};
   }
   // Conditioning costs O(T^2 (n + m)) per n x m matrix against explicit's O(T n m): faster iff T < min(n, m).
@@ -169,7 +169,7 @@ std::unique_ptr<StackBackend> make_stack_backend(const StackSpec& spec, uint64_t
   const std::string prec = precision.empty() ? default_precision(backend) : precision;
   check_precision(backend, prec);
   if (backend == "cuda" && sampling == WeightSampling::Conditional)
-    throw ConfigError("--weights-sampling: the cuda backend draws its weights explicitly only");
+    throw ConfigError("weights_sampling: the cuda backend draws its weights explicitly only");
   if (backend == "reference") return std::make_unique<ReferenceBackend>(spec, seed, sampling);
 #ifdef SIGPROP_HAVE_CUDA
   if (backend == "cuda") {
@@ -186,9 +186,9 @@ MonteCarloEngine::MonteCarloEngine(SimSettings settings) : st_(std::move(setting
   if (st_.precision.empty()) st_.precision = default_precision(st_.backend);
   check_precision(st_.backend, st_.precision);
   if (st_.samples < 1 || st_.samples > kMaxSamples)
-    throw ConfigError(fmt::format("--samples: must be in [1, {}] (16-bit sample ids of the random streams), got {}",
+    throw ConfigError(fmt::format("samples: must be in [1, {}] (16-bit sample ids of the random streams), got {}",
                                   kMaxSamples, st_.samples));
-  if (st_.threads < 0) throw ConfigError(fmt::format("--threads: must be >= 0 (0 = all cores), got {}", st_.threads));
+  if (st_.threads < 0) throw ConfigError(fmt::format("threads: must be >= 0 (0 = all cores), got {}", st_.threads));
   resolve_weight_sampling(StackSpec{}, st_.backend, st_.weights_sampling);  // the mode and backend, before any work
 }
 
@@ -214,14 +214,15 @@ Profile MonteCarloEngine::run(const StackSpec& spec) {
     for (int first = 0; first < N; first += batch) {
       const int count = std::min(batch, N - first);
       stack->run_samples(first, count, res.data() + first);
-      if (st_.progress) st_.progress(first + count, N);
+      progress(static_cast<double>(first + count) / N, fmt::format("sample {}/{}", first + count, N));
     }
   } else {
     parallel_for(N, st_.threads, [&](int i) {
       res[i] = stack->run_sample(i);
-      if (st_.progress) {
+      if (progress_callback()) {  // serialized: the callback is never called concurrently
         std::lock_guard<std::mutex> lock(progress_mutex);
-        st_.progress(++done, N);
+        ++done;
+        progress(static_cast<double>(done) / N, fmt::format("sample {}/{}", done, N));
       }
     });
   }

@@ -29,7 +29,7 @@ struct StudySettings {
   long long eval_tokens = 16384;  ///< tokens of the validation split measured per model
   std::string gnuplot = "gnuplot";  ///< empty: no figures drawn (data and scripts still written)
 
-  /// ConfigError naming the option (--depths, --eval-tokens) or the train setting.
+  /// ConfigError naming the setting (depths, eval_tokens) or the train setting.
   void validate() const;
   [[nodiscard]] nlohmann::json to_json() const;
 };

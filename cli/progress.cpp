@@ -1,0 +1,56 @@
+// The progress line and Ctrl-C (see progress.hpp).
+#include "cli/progress.hpp"
+
+#include <unistd.h>
+
+#include <chrono>
+#include <csignal>
+#include <cstdio>
+#include <string_view>
+
+#include <fmt/format.h>
+
+namespace sigprop::cli {
+namespace {
+
+volatile std::sig_atomic_t g_cancel = 0;
+volatile std::sig_atomic_t g_armed = 0;  // a progress callback exists that will see g_cancel
+bool g_forced = false;
+
+extern "C" void on_sigint(int) {
+  std::signal(SIGINT, SIG_DFL);  // async-signal-safe; the second Ctrl-C is not caught
+  if (g_armed == 0) {
+    std::raise(SIGINT);  // nothing checks the flag (a command without a callback): quit as before
+    return;
+  }
+  g_cancel = 1;
+}
+
+}  // namespace
+
+void cancel_on_sigint() { std::signal(SIGINT, on_sigint); }
+
+bool cancel_requested() { return g_cancel != 0; }
+
+void force_progress(bool on) { g_forced = on; }
+
+bool show_progress() { return g_forced || ::isatty(STDERR_FILENO) != 0; }
+
+ProgressFn progress_line(std::string what, bool show) {
+  g_armed = 1;
+  const auto start = std::chrono::steady_clock::now();
+  return [what = std::move(what), show, start, shown = -1](double fraction, std::string_view message) mutable {
+    if (g_cancel != 0) return false;
+    if (!show) return true;
+    const int pct = static_cast<int>(fraction * 100.0);
+    if (pct == shown) return true;
+    shown = pct;
+    const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    const double left = fraction > 0 ? secs * (1.0 - fraction) / fraction : 0.0;
+    fmt::print(stderr, "\r{}: {:3d}% {}, {:.1f} s elapsed, ~{:.1f} s left   {}", what, pct, message, secs, left,
+               pct >= 100 ? "\n" : "");
+    return true;
+  };
+}
+
+}  // namespace sigprop::cli
