@@ -24,7 +24,8 @@ void force_progress(bool on);
 
 /// The progress callback of a command named `what`: returns false after Ctrl-C; when `show`,
 /// draws "\r<what>: 42% <message>, 1.2 s elapsed, ~1.7 s left" on stderr, redrawn when the
-/// whole percentage changes and ended with a newline at 100%.
+/// whole percentage changes and ended with a newline at 100%; on a terminal only once the run
+/// has taken 0.3 s (runs of a few milliseconds print nothing), with --progress from the start.
 [[nodiscard]] ProgressFn progress_line(std::string what, bool show);
 
 }  // namespace sigprop::cli

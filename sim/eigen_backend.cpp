@@ -36,6 +36,13 @@ void draw_into(Dst&& dst, uint64_t seed, int sample, int layer, StreamKind kind,
   const auto rows = dst.rows(), cols = dst.cols();
   const NormalStream stream(seed, stream_id(static_cast<uint64_t>(sample), static_cast<uint64_t>(layer),
                                             static_cast<uint64_t>(kind), static_cast<uint64_t>(head)));
+  if (rows == 1 || cols == 1) {  // a bias vector: one fill (at most max(d, R) doubles)
+    std::vector<double> v(static_cast<size_t>(rows * cols));
+    stream.fill(v.data(), v.size());
+    for (double& x : v) x *= sd;
+    dst = Eigen::Map<const MatD>(v.data(), rows, cols).template cast<Real>();
+    return;
+  }
   std::vector<double> row(static_cast<size_t>(cols));
   for (Eigen::Index r = 0; r < rows; ++r) {
     stream.fill(row.data(), row.size(), static_cast<uint64_t>(r) * static_cast<uint64_t>(cols));

@@ -5,11 +5,14 @@
 // once give the numbers of serial runs.
 #include <catch2/catch.hpp>
 
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cstdint>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <sstream>
 #include <string>
 #include <string_view>
 #include <thread>
@@ -96,6 +99,27 @@ std::vector<fs::path> files_under(const fs::path& dir) {
   for (const auto& e : fs::recursive_directory_iterator(dir))
     if (e.is_regular_file()) out.push_back(fs::relative(e.path(), dir));
   return out;
+}
+
+std::string slurp(const fs::path& p) {
+  std::ifstream in(p, std::ios::binary);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+struct Run {
+  int code;
+  std::string err;
+};
+
+// Runs a shell command line (the CLI's path is $SP), stderr captured.
+Run shell(const std::string& script) {
+  static int n = 0;
+  const fs::path e = scratch() / fmt::format("stderr{}", n++);
+  const std::string cmd = "SP=" + std::string(SIGPROP_CLI_PATH) + "; " + script + " 2>" + e.string();
+  const int status = std::system(cmd.c_str());
+  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, slurp(e)};
 }
 
 }  // namespace
@@ -342,4 +366,17 @@ TEST_CASE("engines run from several threads at once give the numbers of serial r
     INFO("run " << i);
     CHECK(parallel[i] == serial[i]);
   }
+}
+
+TEST_CASE("CLI: --progress draws the line, Ctrl-C cancels with exit 130 and writes nothing", "[progress][cli]") {
+  const Run t = shell("$SP theory --progress --set stack.depth=6 --json " + (scratch() / "t.json").string());
+  CHECK(t.code == 0);
+  CHECK_THAT(t.err, Catch::Contains("theory: 100%"));
+  // A run of minutes, interrupted after a second: it stops at its next sample.
+  const fs::path json = scratch() / "never.json";
+  const Run c = shell("( $SP simulate --set stack.width=256 --set stack.depth=24 --samples 65536 --seed 1 --threads 1 "
+                      "--json " + json.string() + " -q & pid=$!; sleep 1; kill -INT $pid; wait $pid; exit $? )");
+  CHECK(c.code == 130);
+  CHECK_THAT(c.err, Catch::Contains("cancelled"));
+  CHECK_FALSE(fs::exists(json));
 }
