@@ -116,8 +116,9 @@ std::string with_flag(const std::string& msg) {
       {"max_norm", "--max-norm"}, {"val_fraction", "--val-fraction"}, {"val_every", "--val-every"},
       {"val_batches", "--val-batches"}, {"checkpoint_every", "--checkpoint-every"}, {"sigma_w2", "--sigma-w2"},
       {"sigma_b2", "--sigma-b2"}};
+  // core/spec.cpp's table.key=value overrides came from --set: "override stack.x=1: ..." -> "--set stack.x=1: ..."
+  if (msg.starts_with("override ")) return "--set " + msg.substr(9);
   std::string named;
-  if (msg.starts_with("override ")) named = "--set";  // core/spec.cpp's table.key=value overrides
   for (const auto& [key, flag] : flags)
     if (names_setting(msg, key)) named += (named.empty() ? "" : ", ") + std::string(flag);
   return named.empty() ? msg : msg + " (" + named + ")";
@@ -275,7 +276,7 @@ int main(int argc, char** argv) {
     fmt::print(stderr, "\nsigprop: cancelled\n");
     return 130;
   } catch (const sigprop::MemoryLimitError& e) {
-    fmt::print(stderr, "sigprop: error: {} (--max-memory sets the limit)\n", e.what());
+    fmt::print(stderr, "sigprop: error: {} (--max-memory sets the limit)\n", with_flag(e.what()));
     return 2;
   } catch (const sigprop::ConfigError& e) {
     // Messages may quote untrusted values (spec strings, file names): escaped and cut.

@@ -219,10 +219,13 @@ Profile MonteCarloEngine::run(const StackSpec& spec) {
   } else {
     parallel_for(N, st_.threads, [&](int i) {
       res[i] = stack->run_sample(i);
-      if (progress_callback()) {  // serialized: the callback is never called concurrently
+      if (progress_callback()) {  // serialized, and never called again once it said stop
         std::lock_guard<std::mutex> lock(progress_mutex);
-        ++done;
-        progress(static_cast<double>(done) / N, fmt::format("sample {}/{}", done, N));
+        if (done < 0) return;
+        const int k = ++done;
+        done = -1;  // until the callback returns
+        progress(static_cast<double>(k) / N, fmt::format("sample {}/{}", k, N));
+        done = k;
       }
     });
   }

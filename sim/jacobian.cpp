@@ -263,10 +263,13 @@ Profile jacobian_profile(const StackSpec& spec, const JacobianSettings& st, cons
   int done = 0;
   parallel_for(N, st.threads, [&](int i) {
     res[i] = method == "explicit" ? explicit_sample(spec, st, i) : backward_sample(spec, st, i);
-    if (progress) {  // serialized: the callback is never called concurrently
+    if (progress) {  // serialized, and never called again once it said stop (done < 0)
       std::lock_guard<std::mutex> lock(progress_mutex);
-      ++done;
-      report_progress(progress, static_cast<double>(done) / N, fmt::format("sample {}/{}", done, N), "spectrum");
+      if (done < 0) return;
+      const int k = ++done;
+      done = -1;  // until the callback returns
+      report_progress(progress, static_cast<double>(k) / N, fmt::format("sample {}/{}", k, N), "spectrum");
+      done = k;
     }
   });
 

@@ -309,8 +309,8 @@ TEST_CASE("CLI: the issue's out-of-memory commands exit 2 with a named error", "
        "stack.tokens = 8192"},
       {"train --corpus " + corpus.string() + " --out " + (scratch() / "tr").string() +
            " --batch 100000000 --max-memory 1G",
-       "--batch = 100000000"},
-      {"ode --kind clustering --points 100000000 --max-memory 1G", "--points = 100000000"},
+       "batch = 100000000"},
+      {"ode --kind clustering --points 100000000 --max-memory 1G", "points = 100000000"},
   };
   for (const auto& c : cases) {
     INFO(c.args);

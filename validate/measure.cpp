@@ -412,11 +412,14 @@ Validation validate_model(const Model<Real>& m, std::span<const unsigned char> c
           for (std::size_t l = 0; l < pr.rows.size(); ++l)
             for (int c = 0; c < kMeasuredCols; ++c) mean[l][c] = pr.rows[l][c];
           losses[static_cast<std::size_t>(k)] = mean_se(pk.loss).mean;
-          if (member_progress) {  // serialized: the callback is never called concurrently
+          if (member_progress) {  // serialized, and never called again once it said stop (done < 0)
             std::lock_guard<std::mutex> lock(progress_mutex);
-            ++done;
-            report_progress(member_progress, static_cast<double>(done) / S, fmt::format("init model {}/{}", done, S),
+            if (done < 0) return;
+            const int j = ++done;
+            done = -1;  // until the callback returns
+            report_progress(member_progress, static_cast<double>(j) / S, fmt::format("init model {}/{}", j, S),
                             "validate");
+            done = j;
           }
         });
         v.init_ensemble = reduce_profile(means, spec, "init_ensemble", "model");

@@ -52,7 +52,7 @@ struct Corpus {
   [[nodiscard]] nlohmann::json to_json() const;
 };
 
-/// The trainer's settings; names are the command-line options' (--min-lr for min_lr).
+/// The trainer's settings (the command line's options carry the same names: --min-lr for min_lr).
 struct TrainSettings {
   int steps = 1000;
   int batch = 16;               ///< B sequences per step
