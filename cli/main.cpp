@@ -1,6 +1,7 @@
 // The sigprop command line: parses argv, reads files, calls the library. No science here.
 #include <unistd.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstdlib>
@@ -89,38 +90,33 @@ std::uint64_t available_memory() {
 
 // Library messages name the setting ("samples: must be in ...", "lr = 0 must be > 0",
 // "continuum: rel_tol = ..."); on the command line the user typed a flag, so the flags of the
-// settings a message names are appended: "(--samples)". A setting counts as named when it stands
-// as a word (after a space, "(" or "/", or at the start) followed by ":", " =", ")", "/", "," or the end.
+// running command whose settings the message names are appended: "(--samples)". The setting of
+// --foo-bar is foo_bar. It counts as named when it stands as a word (at the start, or after a space,
+// "(" or "/") followed by ":", " =", "/" or ",", or in parentheses alone: "(max_evals)".
 bool names_setting(std::string_view msg, std::string_view key) {
   for (std::size_t pos = msg.find(key); pos != std::string_view::npos; pos = msg.find(key, pos + 1)) {
-    const bool before = pos == 0 || msg[pos - 1] == ' ' || msg[pos - 1] == '(' || msg[pos - 1] == '/';
+    const char prev = pos == 0 ? ' ' : msg[pos - 1];
     const std::string_view rest = msg.substr(pos + key.size());
-    const bool after = rest.empty() || rest[0] == ':' || rest[0] == ')' || rest[0] == '/' || rest[0] == ',' ||
-                       rest.starts_with(" =");
-    if (before && after) return true;
+    if (rest.empty()) continue;
+    const bool after = rest[0] == ':' || rest[0] == '/' || rest[0] == ',' || rest.starts_with(" =") ||
+                       (prev == '(' && rest[0] == ')');
+    if ((prev == ' ' || prev == '(' || prev == '/') && after) return true;
   }
   return false;
 }
 
-std::string with_flag(const std::string& msg) {
-  static const std::pair<const char*, const char*> flags[] = {
-      {"samples", "--samples"}, {"threads", "--threads"}, {"backend", "--backend"}, {"precision", "--precision"},
-      {"weights_sampling", "--weights-sampling"}, {"map", "--map"}, {"token", "--token"}, {"method", "--method"},
-      {"grid", "--grid"}, {"max_evals", "--max-evals"}, {"abs_tol", "--abs-tol"}, {"rel_tol", "--rel-tol"},
-      {"variant", "--variant"}, {"beta", "--beta"}, {"t_end", "--t-end"}, {"points", "--points"},
-      {"shape_c", "--shape-c"}, {"gamma2", "--gamma2"}, {"tau0", "--tau0"}, {"key_dim", "--key-dim"},
-      {"paths", "--paths"}, {"substeps", "--substeps"}, {"model", "--model"}, {"seq_len", "--seq-len"},
-      {"ensemble", "--ensemble"}, {"tokens", "--tokens"}, {"depths", "--depths"}, {"eval_tokens", "--eval-tokens"},
-      {"steps", "--steps"}, {"batch", "--batch"}, {"lr", "--lr"}, {"min_lr", "--min-lr"}, {"warmup", "--warmup"},
-      {"weight_decay", "--weight-decay"}, {"beta1", "--beta1"}, {"beta2", "--beta2"}, {"eps", "--eps"},
-      {"max_norm", "--max-norm"}, {"val_fraction", "--val-fraction"}, {"val_every", "--val-every"},
-      {"val_batches", "--val-batches"}, {"checkpoint_every", "--checkpoint-every"}, {"sigma_w2", "--sigma-w2"},
-      {"sigma_b2", "--sigma-b2"}};
+std::string with_flag(const std::string& msg, const CLI::App* sub) {
   // core/spec.cpp's table.key=value overrides came from --set: "override stack.x=1: ..." -> "--set stack.x=1: ..."
   if (msg.starts_with("override ")) return "--set " + msg.substr(9);
+  if (sub == nullptr) return msg;
   std::string named;
-  for (const auto& [key, flag] : flags)
-    if (names_setting(msg, key)) named += (named.empty() ? "" : ", ") + std::string(flag);
+  for (const CLI::Option* opt : sub->get_options()) {
+    const std::string flag = opt->get_name();
+    if (!flag.starts_with("--") || flag == "--set") continue;
+    std::string key = flag.substr(2);
+    std::replace(key.begin(), key.end(), '-', '_');
+    if (names_setting(msg, key)) named += (named.empty() ? "" : ", ") + flag;
+  }
   return named.empty() ? msg : msg + " (" + named + ")";
 }
 
@@ -223,6 +219,7 @@ int main(int argc, char** argv) {
     return 2;
   }
 
+  const CLI::App* sub = app.get_subcommands().empty() ? nullptr : app.get_subcommands().front();
   sigprop::cli::force_progress(force_progress);
   sigprop::cli::cancel_on_sigint();  // Ctrl-C: the engine stops at its next check, nothing is written, exit 130
   try {
@@ -276,14 +273,14 @@ int main(int argc, char** argv) {
     fmt::print(stderr, "\nsigprop: cancelled\n");
     return 130;
   } catch (const sigprop::MemoryLimitError& e) {
-    fmt::print(stderr, "sigprop: error: {} (--max-memory sets the limit)\n", with_flag(e.what()));
+    fmt::print(stderr, "sigprop: error: {} (--max-memory sets the limit)\n", with_flag(e.what(), sub));
     return 2;
   } catch (const sigprop::ConfigError& e) {
     // Messages may quote untrusted values (spec strings, file names): escaped and cut.
-    fmt::print(stderr, "sigprop: error: {}\n", sigprop::printable(with_flag(e.what()), 2000));
+    fmt::print(stderr, "sigprop: error: {}\n", sigprop::printable(with_flag(e.what(), sub), 2000));
     return 2;
   } catch (const sigprop::Error& e) {
-    fmt::print(stderr, "sigprop: error: {}\n", sigprop::printable(with_flag(e.what()), 2000));
+    fmt::print(stderr, "sigprop: error: {}\n", sigprop::printable(with_flag(e.what(), sub), 2000));
     return 1;
   } catch (const std::bad_alloc&) {
     // An allocation the estimates did not foresee (they cover the big, input-driven ones).

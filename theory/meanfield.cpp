@@ -143,8 +143,9 @@ std::vector<DenseMeanField> phase_diagram(Activation act, double sw2_min, double
   const long long total = static_cast<long long>(n_sw2) * n_sb2;
   if (total > kMaxPhasePoints)
     throw ConfigError(fmt::format(
-        "phase diagram: {} x {} = {} points of (sigma_w2, sigma_b2) is more than the limit of {} (docs/limits.md)",
-        n_sw2, n_sb2, total, kMaxPhasePoints));
+        "phase diagram: the grid of {} points (sigma_w2: {} x sigma_b2: {}) is more than the limit of {} points "
+        "(docs/limits.md)",
+        total, n_sw2, n_sb2, kMaxPhasePoints));
   if (!(sw2_min > 0) || sw2_max < sw2_min) throw ConfigError("phase diagram: need 0 < sigma_w2 min <= max");
   if (!(sb2_min >= 0) || sb2_max < sb2_min) throw ConfigError("phase diagram: need 0 <= sigma_b2 min <= max");
   std::vector<DenseMeanField> rows;
