@@ -3,6 +3,7 @@
 
 #include <unistd.h>
 
+#include <atomic>
 #include <chrono>
 #include <csignal>
 #include <cstdio>
@@ -13,37 +14,38 @@
 namespace sigprop::cli {
 namespace {
 
-volatile std::sig_atomic_t g_cancel = 0;
-volatile std::sig_atomic_t g_armed = 0;  // a progress callback exists that will see g_cancel
+// Written by the signal handler, read by the engines' worker threads: lock-free atomics are both
+// async-signal-safe and race-free.
+std::atomic<bool> g_cancel{false};
+std::atomic<bool> g_armed{false};  // a progress callback exists that will see g_cancel
+static_assert(std::atomic<bool>::is_always_lock_free);
 bool g_forced = false;
 
 void on_cancel_sigint(int) {
   std::signal(SIGINT, SIG_DFL);  // async-signal-safe; the second Ctrl-C is not caught
-  if (g_armed == 0) {
+  if (!g_armed) {
     std::raise(SIGINT);  // nothing checks the flag (a command without a callback): quit as before
     return;
   }
-  g_cancel = 1;
+  g_cancel = true;
 }
 
 }  // namespace
 
 void cancel_on_sigint() { std::signal(SIGINT, on_cancel_sigint); }
 
-bool cancel_requested() { return g_cancel != 0; }
-
 void force_progress(bool on) { g_forced = on; }
 
 bool show_progress() { return g_forced || ::isatty(STDERR_FILENO) != 0; }
 
 ProgressFn progress_line(std::string what, bool show) {
-  g_armed = 1;
+  g_armed = true;
   const auto start = std::chrono::steady_clock::now();
   // On a terminal the line waits 0.3 s, so that millisecond runs print nothing; --progress draws at once.
   const double delay = g_forced ? 0.0 : 0.3;
   return [what = std::move(what), show, start, delay, shown = -1, drawn = false](
              double fraction, std::string_view message) mutable {
-    if (g_cancel != 0) return false;
+    if (g_cancel) return false;
     if (!show) return true;
     const int pct = static_cast<int>(fraction * 100.0);
     if (pct == shown) return true;

@@ -13,9 +13,6 @@ namespace sigprop::cli {
 /// first when no callback was made (commands that do not check).
 void cancel_on_sigint();
 
-/// True once Ctrl-C was pressed.
-[[nodiscard]] bool cancel_requested();
-
 /// --progress: draw the progress line even when stderr is not a terminal.
 void force_progress(bool on);
 
