@@ -32,19 +32,25 @@ void on_cancel_sigint(int) {
 
 }  // namespace
 
-void cancel_on_sigint() { std::signal(SIGINT, on_cancel_sigint); }
+void cancel_on_sigint() {
+  std::signal(SIGINT, on_cancel_sigint);
+}
 
-void force_progress(bool on) { g_forced = on; }
+void force_progress(bool on) {
+  g_forced = on;
+}
 
-bool show_progress() { return g_forced || ::isatty(STDERR_FILENO) != 0; }
+bool show_progress() {
+  return g_forced || ::isatty(STDERR_FILENO) != 0;
+}
 
 ProgressFn progress_line(std::string what, bool show) {
   g_armed = true;
   const auto start = std::chrono::steady_clock::now();
   // On a terminal the line waits 0.3 s, so that millisecond runs print nothing; --progress draws at once.
   const double delay = g_forced ? 0.0 : 0.3;
-  return [what = std::move(what), show, start, delay, shown = -1, drawn = false](
-             double fraction, std::string_view message) mutable {
+  return [what = std::move(what), show, start, delay, shown = -1, drawn = false](double fraction,
+                                                                                 std::string_view message) mutable {
     if (g_cancel) return false;
     if (!show) return true;
     const int pct = static_cast<int>(fraction * 100.0);

@@ -89,7 +89,8 @@ void check_cancel(const std::string& engine, int k, Run&& run) {
 }
 
 StackSpec small(std::vector<std::string> sets) {
-  sets.insert(sets.begin(), {"stack.depth=4", "stack.width=16", "stack.heads=2", "stack.tokens=4", "stack.mlp_ratio=2"});
+  sets.insert(sets.begin(),
+              {"stack.depth=4", "stack.width=16", "stack.heads=2", "stack.tokens=4", "stack.mlp_ratio=2"});
   return resolve_spec("", sets);
 }
 
@@ -374,8 +375,10 @@ TEST_CASE("CLI: --progress draws the line, Ctrl-C cancels with exit 130 and writ
   CHECK_THAT(t.err, Catch::Contains("theory: 100%"));
   // A run of minutes, interrupted after a second: it stops at its next sample.
   const fs::path json = scratch() / "never.json";
-  const Run c = shell("( $SP simulate --set stack.width=256 --set stack.depth=24 --samples 65536 --seed 1 --threads 1 "
-                      "--json " + json.string() + " -q & pid=$!; sleep 1; kill -INT $pid; wait $pid; exit $? )");
+  const Run c = shell(
+      "( $SP simulate --set stack.width=256 --set stack.depth=24 --samples 65536 --seed 1 --threads 1 "
+      "--json " +
+      json.string() + " -q & pid=$!; sleep 1; kill -INT $pid; wait $pid; exit $? )");
   CHECK(c.code == 130);
   CHECK_THAT(c.err, Catch::Contains("cancelled"));
   CHECK_FALSE(fs::exists(json));

@@ -319,7 +319,8 @@ EquiTrace equi_scalars(const StackSpec& spec, const TheorySettings& st, const Pr
     if (!finite(G)) {
       if (tr.first_nonfinite < 0) tr.first_nonfinite = l - 1;
       return tr;
-    }    layer_progress(progress, 2 * L - l + 1, 2 * L, "backward", l);
+    }
+    layer_progress(progress, 2 * L - l + 1, 2 * L, "backward", l);
   }
   return tr;
 }
@@ -466,7 +467,8 @@ KernelTrace kernel_recursion(const StackSpec& spec, const TheorySettings& st, co
       tr.G[l - 1] = G;
       return tr;
     }
-    tr.G[l - 1] = G;    layer_progress(progress, 2 * L - l + 1, 2 * L, "backward", l);
+    tr.G[l - 1] = G;
+    layer_progress(progress, 2 * L - l + 1, 2 * L, "backward", l);
   }
   return tr;
 }
