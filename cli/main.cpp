@@ -1,6 +1,7 @@
 // The sigprop command line: parses argv, reads files, calls the library. No science here.
 #include <unistd.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstdlib>
@@ -8,14 +9,17 @@
 #include <functional>
 #include <fstream>
 #include <new>
+#include <utility>
 #include <iostream>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include <fmt/format.h>
 #include <CLI/CLI.hpp>
 
 #include "cli/guard.hpp"
+#include "cli/progress.hpp"
 #include "cli/seed.hpp"
 #include "cli/report_cmd.hpp"
 #include "cli/ode_cmd.hpp"
@@ -82,6 +86,38 @@ std::uint64_t available_memory() {
     if (key == "MemAvailable:") return kib * 1024;
   }
   return 0;
+}
+
+// Library messages name the setting ("samples: must be in ...", "lr = 0 must be > 0",
+// "continuum: rel_tol = ..."); on the command line the user typed a flag, so the flags of the
+// running command whose settings the message names are appended: "(--samples)". The setting of
+// --foo-bar is foo_bar. It counts as named when it stands as a word (at the start, or after a space,
+// "(" or "/") followed by ":", " =", "/" or ",", or in parentheses alone: "(max_evals)".
+bool names_setting(std::string_view msg, std::string_view key) {
+  for (std::size_t pos = msg.find(key); pos != std::string_view::npos; pos = msg.find(key, pos + 1)) {
+    const char prev = pos == 0 ? ' ' : msg[pos - 1];
+    const std::string_view rest = msg.substr(pos + key.size());
+    if (rest.empty()) continue;
+    const bool after = rest[0] == ':' || rest[0] == '/' || rest[0] == ',' || rest.starts_with(" =") ||
+                       (prev == '(' && rest[0] == ')');
+    if ((prev == ' ' || prev == '(' || prev == '/') && after) return true;
+  }
+  return false;
+}
+
+std::string with_flag(const std::string& msg, const CLI::App* sub) {
+  // core/spec.cpp's table.key=value overrides came from --set: "override stack.x=1: ..." -> "--set stack.x=1: ..."
+  if (msg.starts_with("override ")) return "--set " + msg.substr(9);
+  if (sub == nullptr) return msg;
+  std::string named;
+  for (const CLI::Option* opt : sub->get_options()) {
+    const std::string flag = opt->get_name();
+    if (!flag.starts_with("--") || flag == "--set") continue;
+    std::string key = flag.substr(2);
+    std::replace(key.begin(), key.end(), '-', '_');
+    if (names_setting(msg, key)) named += (named.empty() ? "" : ", ") + flag;
+  }
+  return named.empty() ? msg : msg + " (" + named + ")";
 }
 
 }  // namespace
@@ -168,6 +204,10 @@ int main(int argc, char** argv) {
     sub->add_option("--max-memory", max_memory,
                     "Refuse runs whose memory estimate exceeds this (8G, 512M, bytes; 0 = no limit); "
                     "default: MemAvailable of /proc/meminfo");
+  // Every command takes --progress: the progress line on stderr even when it is not a terminal.
+  bool force_progress = false;
+  for (auto* sub : app.get_subcommands([](CLI::App*) { return true; }))
+    sub->add_flag("--progress", force_progress, "Show the progress line on stderr even when it is not a terminal");
 
   try {
     app.parse(argc, argv);
@@ -179,6 +219,9 @@ int main(int argc, char** argv) {
     return 2;
   }
 
+  const CLI::App* sub = app.get_subcommands().empty() ? nullptr : app.get_subcommands().front();
+  sigprop::cli::force_progress(force_progress);
+  sigprop::cli::cancel_on_sigint();  // Ctrl-C: the engine stops at its next check, nothing is written, exit 130
   try {
     for (const CLI::App* sub : app.get_subcommands()) sigprop::cli::check_command_line(*sub);
     sigprop::set_memory_limit(max_memory.empty() ? available_memory()
@@ -194,6 +237,7 @@ int main(int argc, char** argv) {
       sigprop::StackSpec spec = sigprop::resolve_spec(spec_path, sets);
       ts.attn.method = sigprop::theory::parse_attn_method(attn_method);
       sigprop::theory::TheoryEngine eng(ts);
+      eng.set_progress(sigprop::cli::progress_line("theory", sigprop::cli::show_progress() && !quiet));
       sigprop::Profile p = eng.run(spec);
       write_outputs(p, json_out, csv_out);
       for (auto& w : p.warnings) fmt::print(stderr, "sigprop: warning: {}\n", w);
@@ -214,14 +258,8 @@ int main(int argc, char** argv) {
       sigprop::StackSpec probe;
       sigprop::apply_override(probe, "stack.activation=" + act);
       Range rw = parse_range(sw, "--sigma-w2"), rb = parse_range(sb, "--sigma-b2");
-      std::function<void(long long, long long)> progress;
-      if (::isatty(STDERR_FILENO) != 0)  // Ctrl-C stops it (nothing is written before the end)
-        progress = [shown = -1LL](long long done, long long total) mutable {
-          const long long pct = done * 100 / total;  // one line update per percent
-          if (pct == shown) return;
-          shown = pct;
-          fmt::print(stderr, "\rphase: {}/{} points ({}%){}", done, total, pct, done == total ? "\n" : "");
-        };
+      // Nothing is written before the end, so a cancelled diagram leaves no file.
+      const sigprop::ProgressFn progress = sigprop::cli::progress_line("phase", sigprop::cli::show_progress());
       auto rows =
           sigprop::theory::phase_diagram(probe.activation, rw.lo, rw.hi, rw.n, rb.lo, rb.hi, rb.n, 48, progress);
       std::string text = sigprop::theory::phase_diagram_csv(rows, probe.activation);
@@ -231,15 +269,18 @@ int main(int argc, char** argv) {
         sigprop::write_file_atomic(phase_csv, text);
       return 0;
     }
+  } catch (const sigprop::CancelledError&) {
+    fmt::print(stderr, "\nsigprop: cancelled\n");
+    return 130;
   } catch (const sigprop::MemoryLimitError& e) {
-    fmt::print(stderr, "sigprop: error: {} (--max-memory sets the limit)\n", e.what());
+    fmt::print(stderr, "sigprop: error: {} (--max-memory sets the limit)\n", with_flag(e.what(), sub));
     return 2;
   } catch (const sigprop::ConfigError& e) {
     // Messages may quote untrusted values (spec strings, file names): escaped and cut.
-    fmt::print(stderr, "sigprop: error: {}\n", sigprop::printable(e.what(), 2000));
+    fmt::print(stderr, "sigprop: error: {}\n", sigprop::printable(with_flag(e.what(), sub), 2000));
     return 2;
   } catch (const sigprop::Error& e) {
-    fmt::print(stderr, "sigprop: error: {}\n", sigprop::printable(e.what(), 2000));
+    fmt::print(stderr, "sigprop: error: {}\n", sigprop::printable(with_flag(e.what(), sub), 2000));
     return 1;
   } catch (const std::bad_alloc&) {
     // An allocation the estimates did not foresee (they cover the big, input-driven ones).

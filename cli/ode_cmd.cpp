@@ -9,6 +9,7 @@
 
 #include <fmt/format.h>
 
+#include "cli/progress.hpp"
 #include "core/error.hpp"
 #include "core/profile.hpp"
 #include "core/spec.hpp"
@@ -91,13 +92,16 @@ CLI::App* add_ode_command(CLI::App& app, OdeArgs& a) {
 
 int run_ode(OdeArgs a) {
   StackSpec spec = resolve_spec(a.spec_path, a.sets);
+  const ProgressFn progress = progress_line("ode " + a.kind, show_progress() && !a.quiet);
   Profile p;
   std::string head;
   if (a.kind == "continuum") {
     a.continuum.abs_tol = a.abs_tol;
     a.continuum.rel_tol = a.rel_tol;
     a.continuum.max_evals = a.max_evals;
-    p = theory::ContinuumEngine(a.continuum).run(spec);
+    theory::ContinuumEngine eng(a.continuum);
+    eng.set_progress(progress);
+    p = eng.run(spec);
     head = fmt::format(
         "sigprop ode --kind continuum: {} blocks, norm={}, {} tokens, grid L = {}, activation {}, "
         "branch_scale {} (a0^2 = {})",
@@ -108,14 +112,14 @@ int run_ode(OdeArgs a) {
     a.clustering.rel_tol = a.rel_tol;
     a.clustering.max_evals = a.max_evals;
     a.clustering.variant = theory::parse_attn_dynamics(a.variant);
-    p = theory::clustering_profile(spec, a.clustering);
+    p = theory::clustering_profile(spec, a.clustering, progress);
     head = fmt::format("sigprop ode --kind clustering: {} tokens on S^{}, {} beta = {}, {} start, t in [0, {}]",
                        spec.tokens, spec.width - 1, a.variant, a.clustering.beta,
                        a.clustering.equiangular ? "equiangular" : "random", a.clustering.t_end);
   } else {
     a.shaped.model = theory::parse_shaped_model(a.model);
     a.shaped.seed = a.clustering.seed;
-    p = theory::shaped_profile(spec, a.shaped);
+    p = theory::shaped_profile(spec, a.shaped, progress);
     head = fmt::format("sigprop ode --kind shaped-sde: model {}, {} tokens, width n = {}, depth L = {} (t = L/n = {})",
                        a.model, spec.tokens, spec.width, spec.depth, static_cast<double>(spec.depth) / spec.width);
     if (p.extras["last_layer"].contains("ks_D"))

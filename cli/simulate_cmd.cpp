@@ -3,14 +3,13 @@
 
 #include <unistd.h>
 
-#include <chrono>
-
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
 
 #include <fmt/format.h>
 
+#include "cli/progress.hpp"
 #include "cli/table.hpp"
 #include "core/profile.hpp"
 #include "core/spec.hpp"
@@ -33,6 +32,7 @@ CLI::App* add_simulate_command(CLI::App& app, SimulateArgs& a) {
   c->add_option("--precision", a.settings.precision,
                 "float or double for cpu (default double; the reference is double only), float or tf32 for cuda "
                 "(default float)");
+  a.settings.threads = 0;  // the command line's documented default: every core (the library's is 1)
   c->add_option("--threads", a.settings.threads, "Worker threads (0 = all cores); results do not depend on it");
   c->add_option("--weights-sampling", a.settings.weights_sampling,
                 "Gaussian weight matrices: explicit (every entry drawn, O(T d^2) per layer) or conditional (only the "
@@ -51,16 +51,8 @@ int run_simulate(const SimulateArgs& a) {
   if (settings.precision.empty()) settings.precision = sim::default_precision(settings.backend);
   // The library never reads the environment: the CUDA plug-in's path override is the CLI's.
   if (const char* plugin = std::getenv("SIGPROP_CUDA_PLUGIN"); plugin != nullptr) settings.cuda_plugin = plugin;
-  const bool progress_tty = ::isatty(STDERR_FILENO) != 0 && !a.quiet;
-  const auto start = std::chrono::steady_clock::now();
-  if (progress_tty)
-    settings.progress = [start](int done, int total) {
-      double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-      double left = done > 0 ? secs * (total - done) / done : 0.0;
-      fmt::print(stderr, "\rsimulate: {}/{} samples, {:.1f} s elapsed, ~{:.1f} s left   ", done, total, secs, left);
-      if (done == total) fmt::print(stderr, "\n");
-    };
   sim::MonteCarloEngine eng(settings);  // checks backend, samples, threads before any work
+  eng.set_progress(progress_line("simulate", show_progress() && !a.quiet));
   Profile p = eng.run(spec);
   if (!a.json_out.empty()) write_file_atomic(a.json_out, p.to_json().dump(2) + "\n");
   if (!a.csv_out.empty()) write_file_atomic(a.csv_out, p.to_csv());

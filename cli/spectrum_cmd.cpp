@@ -10,6 +10,7 @@
 
 #include <fmt/format.h>
 
+#include "cli/progress.hpp"
 #include "core/error.hpp"
 #include "core/profile.hpp"
 #include "core/spec.hpp"
@@ -70,6 +71,7 @@ CLI::App* add_spectrum_command(CLI::App& app, SpectrumArgs& a) {
   c->add_option("--map", a.mc.map, "Monte Carlo: token (one token's d x d Jacobian) or full (the T d x T d map)");
   c->add_option("--token", a.mc.token, "Monte Carlo: the token of --map token (default: the last)");
   c->add_option("--method", a.mc.method, "Monte Carlo: auto, explicit (dense stacks) or backward (any, small T d)");
+  a.mc.threads = 0;  // the command line's documented default: every core (the library's is 1)
   c->add_option("--threads", a.mc.threads, "Monte Carlo: worker threads (0 = all cores); results do not depend on it");
   c->add_option("--panels", a.th.panels, "Theory: Gauss-Legendre panels for the law of phi'(h)^2")
       ->check(CLI::Range(1, 100000));
@@ -134,9 +136,10 @@ int run_spectrum(const SpectrumArgs& a) {
       grid.clear();                     // Monte Carlo of a stack the theory does not cover: grid below
     }
   }
+  const ProgressFn progress = progress_line("spectrum", show_progress() && !a.quiet);
   Profile p;
   if (a.engine == "theory") {
-    p = theory::spectrum_theory_profile(spec, grid, a.th);
+    p = theory::spectrum_theory_profile(spec, grid, a.th, progress);
   } else {
     if (grid.empty()) {
       // No theory to size the grid: a pilot sample sizes it (max squared singular value x 1.25).
@@ -146,7 +149,7 @@ int run_spectrum(const SpectrumArgs& a) {
       const double hi = s.sv2.empty() ? 1.0 : 1.25 * s.sv2.back();
       for (int i = 0; i < 200; ++i) grid.push_back(hi * (i + 1) / 200.0);
     }
-    p = sim::jacobian_profile(spec, a.mc, grid);
+    p = sim::jacobian_profile(spec, a.mc, grid, nullptr, progress);
   }
   if (!a.json_out.empty()) write_file_atomic(a.json_out, p.to_json().dump(2) + "\n");
   if (!a.csv_out.empty()) write_file_atomic(a.csv_out, p.to_csv());

@@ -1,4 +1,5 @@
 #include "cli/train_cmd.hpp"
+#include "cli/progress.hpp"
 #include "cli/seed.hpp"
 
 #include <unistd.h>
@@ -94,7 +95,9 @@ int run_train(TrainArgs a) {
     fmt::print(stderr, "sigprop train: d {}, heads {}, depth {}, context {}, norm {}; batch {}, {} steps, {}\n",
                spec.width, spec.heads, spec.depth, spec.tokens, to_string(spec.norm), s.batch, s.steps, s.precision);
   const FolderLock lock(a.out, "--out");  // a second train on this folder would interleave its files
-  const validate::TrainOutcome o = validate::train(cfg, s, a.corpus, a.out, progress);
+  // Ctrl-C stops at the next step boundary; the line above draws the progress, this only cancels.
+  const validate::TrainOutcome o =
+      validate::train(cfg, s, a.corpus, a.out, progress, progress_line("train", false));
   for (const std::string& w : o.warnings) fmt::print(stderr, "sigprop: warning: {}\n", w);
   if (o.start_step == o.steps) {
     fmt::print(stderr, "sigprop train: {} already holds the finished run ({} steps)\n", a.out, o.steps);

@@ -12,6 +12,7 @@
 
 #include <fmt/format.h>
 
+#include "cli/progress.hpp"
 #include "core/error.hpp"
 #include "core/files.hpp"
 #include "core/profile.hpp"
@@ -126,7 +127,8 @@ int run_typed(const ValidateArgs& a) {
   }
   const validate::Model<Real> m = load_model_file<Real>(a.checkpoint);
   const std::vector<unsigned char> corpus = read_corpus(a.corpus);
-  const validate::Validation v = validate::validate_model(m, corpus, st);
+  const validate::Validation v =
+      validate::validate_model(m, corpus, st, progress_line("validate", show_progress() && !a.quiet));
   if (!a.json_out.empty()) write_file_atomic(a.json_out, v.to_json(a.checkpoint).dump(2) + "\n");
   if (!a.csv_out.empty()) write_file_atomic(a.csv_out, v.measured.to_csv());
   for (const Profile* p : {&v.measured, v.theory ? &*v.theory : nullptr, v.simulate ? &*v.simulate : nullptr,
@@ -164,6 +166,7 @@ CLI::App* add_validate_command(CLI::App& app, ValidateArgs& a) {
   c->add_option("--samples", a.settings.samples, "Monte Carlo samples of the simulate prediction (0 = none)");
   c->add_flag("--no-theory", a.no_theory, "Skip the theory prediction");
   c->add_option("--seed", a.settings.seed, "Seed of the Monte Carlo and base of the ensemble's seeds")->transform(sigprop::cli::seed_check());
+  a.settings.threads = 0;  // the command line's documented default: every core (the library's is 1)
   c->add_option("--threads", a.settings.threads, "Worker threads (0 = all cores); results do not depend on it");
   c->add_option("--precision", a.precision, "float or double: the model's arithmetic (metrics are summed in double)")
       ->check(CLI::IsMember({"float", "double"}));

@@ -210,7 +210,7 @@ toml::table parse_table(std::string_view text, const std::string& origin) {
 
 void override_table(toml::table& root, std::string_view assignment) {
   auto eq = assignment.find('=');
-  if (eq == std::string_view::npos) throw ConfigError(fmt::format("--set {}: expected table.key=value", assignment));
+  if (eq == std::string_view::npos) throw ConfigError(fmt::format("override {}: expected table.key=value", assignment));
   std::string lhs(assignment.substr(0, eq)), rhs(assignment.substr(eq + 1));
   auto trim = [](std::string& x) {
     x.erase(0, x.find_first_not_of(" \t"));
@@ -220,13 +220,13 @@ void override_table(toml::table& root, std::string_view assignment) {
   trim(rhs);
   auto dot = lhs.find('.');
   if (dot == std::string::npos || dot == 0 || dot + 1 == lhs.size())
-    throw ConfigError(fmt::format("--set {}: the key must be table.key, e.g. stack.depth=48", assignment));
+    throw ConfigError(fmt::format("override {}: the key must be table.key, e.g. stack.depth=48", assignment));
   std::string table = lhs.substr(0, dot), key = lhs.substr(dot + 1);
-  if (rhs.empty()) throw ConfigError(fmt::format("--set {}: missing value", assignment));
+  if (rhs.empty()) throw ConfigError(fmt::format("override {}: missing value", assignment));
   // Value in TOML syntax when it parses (numbers, booleans, quoted strings), else a bare string.
   toml::table tmp;
   bool parsed = false;
-  check_toml_limits("v = " + rhs, fmt::format("--set {}", lhs));
+  check_toml_limits("v = " + rhs, fmt::format("override {}", lhs));
   try {
     tmp = toml::parse("v = " + rhs);
     parsed = true;
@@ -234,7 +234,7 @@ void override_table(toml::table& root, std::string_view assignment) {
   }
   if (!root.contains(table)) root.insert(table, toml::table{});
   auto* t = root.get_as<toml::table>(table);
-  if (t == nullptr) throw ConfigError(fmt::format("--set {}: \"{}\" is not a table", assignment, table));
+  if (t == nullptr) throw ConfigError(fmt::format("override {}: \"{}\" is not a table", assignment, table));
   if (parsed)
     t->insert_or_assign(key, *tmp.get("v"));
   else
@@ -463,7 +463,7 @@ StackSpec load_spec_file(const std::filesystem::path& path) {
 void apply_override(StackSpec& spec, std::string_view assignment) {
   toml::table root = parse_table(to_toml(spec), "<resolved spec>");
   override_table(root, assignment);
-  spec = spec_from_table(root, fmt::format("--set {}", assignment));
+  spec = spec_from_table(root, fmt::format("override {}", assignment));
 }
 
 StackSpec resolve_spec(const std::string& path_or_empty, const std::vector<std::string>& overrides) {
@@ -477,12 +477,12 @@ StackSpec resolve_spec(const std::string& path_or_empty, const std::vector<std::
   for (auto& o : overrides) {
     override_table(root, o);
     try {
-      check_keys(root, "--set " + o);
+      check_keys(root, "override " + o);
     } catch (const ConfigError&) {
       throw;
     }
   }
-  std::string where = overrides.empty() ? origin : origin + " with --set overrides";
+  std::string where = overrides.empty() ? origin : origin + " with overrides";
   return spec_from_table(root, where);
 }
 

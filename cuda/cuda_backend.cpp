@@ -708,13 +708,13 @@ int batch_size_for(const StackSpec& spec) {
 std::unique_ptr<sim::StackBackend> make_backend(const StackSpec& spec, uint64_t seed, const std::string& precision) {
   const auto& ok = precisions();
   if (std::find(ok.begin(), ok.end(), precision) == ok.end())
-    throw ConfigError(fmt::format("--precision: the cuda backend offers float, tf32; got \"{}\"", precision));
+    throw ConfigError(fmt::format("precision: the cuda backend offers float, tf32; got \"{}\"", precision));
   const DeviceInfo info = device_info();
   if (!info.available)
-    throw CudaError(fmt::format("--backend cuda: no usable CUDA device: {}. Use --backend cpu on this machine.",
+    throw CudaError(fmt::format("backend = cuda: no usable CUDA device: {}. Use backend = cpu on this machine.",
                                 info.why));
   if (info.cc_major < 9)
-    throw CudaError(fmt::format("--backend cuda: device {} has compute capability {}.{}; this build carries sm_90 "
+    throw CudaError(fmt::format("backend = cuda: device {} has compute capability {}.{}; this build carries sm_90 "
                                 "code and compute_90 PTX, which need 9.0 or newer",
                                 info.name, info.cc_major, info.cc_minor));
   return std::make_unique<CudaStack>(spec, seed, precision);

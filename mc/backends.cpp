@@ -64,7 +64,7 @@ void check_backend(const std::string& b) {
   if (std::find(ok.begin(), ok.end(), b) != ok.end()) return;
   const std::string avail = fmt::format("{}", fmt::join(ok, ", "));
   std::string hint = b == "eigen" ? "cpu" : did_you_mean(b, {"reference", "cpu", "cuda"});
-  throw ConfigError(fmt::format("--backend: unknown backend \"{}\"{}; available: {}", b,
+  throw ConfigError(fmt::format("backend: unknown backend \"{}\"{}; available: {}", b,
                                 hint.empty() ? "" : fmt::format(" (did you mean \"{}\"?)", hint), avail));
 }
 
@@ -72,9 +72,9 @@ void check_precision(const std::string& backend, const std::string& precision) {
   const auto& ok = backend_precisions(backend);
   if (std::find(ok.begin(), ok.end(), precision) != ok.end()) return;
   if (precision == "float" || precision == "double")
-    throw ConfigError(fmt::format("--precision: the {} backend runs in {} only, not \"{}\"", backend,
+    throw ConfigError(fmt::format("precision: the {} backend runs in {} only, not \"{}\"", backend,
                                   fmt::join(ok, ", "), precision));
-  throw ConfigError(fmt::format("--precision: unknown precision \"{}\"; the {} backend offers: {}", precision, backend,
+  throw ConfigError(fmt::format("precision: unknown precision \"{}\"; the {} backend offers: {}", precision, backend,
                                 fmt::join(ok, ", ")));
 }
 
@@ -82,14 +82,14 @@ SamplingChoice resolve_weight_sampling(const StackSpec& spec, const std::string&
                                        const std::string& requested) {
   if (requested != "" && requested != "explicit" && requested != "conditional") {
     const std::string hint = did_you_mean(requested, {"explicit", "conditional"});
-    throw ConfigError(fmt::format("--weights-sampling: unknown mode \"{}\"{}; expected explicit or conditional",
+    throw ConfigError(fmt::format("weights_sampling: unknown mode \"{}\"{}; expected explicit or conditional",
                                   requested, hint.empty() ? "" : fmt::format(" (did you mean \"{}\"?)", hint)));
   }
   if (requested == "explicit") return {WeightSampling::Explicit, ""};
   if (backend == "cuda") {
     if (requested == "conditional")
-      throw ConfigError("--weights-sampling: the cuda backend draws its weights explicitly only; use "
-                        "--weights-sampling explicit, or --backend cpu|reference for conditional sampling");
+      throw ConfigError("weights_sampling: the cuda backend draws its weights explicitly only; use "
+                        "weights_sampling = explicit, or backend = cpu or reference for conditional sampling");
     return {WeightSampling::Explicit, "the cuda backend draws its weights explicitly"};
   }
   // Conditioning costs O(T^2 (n + m)) per n x m matrix against explicit's O(T n m): faster iff T < min(n, m).
@@ -109,7 +109,7 @@ std::unique_ptr<StackBackend> make_stack_backend(const StackSpec& spec, uint64_t
   const std::string prec = precision.empty() ? default_precision(backend) : precision;
   check_precision(backend, prec);
   if (backend == "cuda" && sampling == WeightSampling::Conditional)
-    throw ConfigError("--weights-sampling: the cuda backend draws its weights explicitly only");
+    throw ConfigError("weights_sampling: the cuda backend draws its weights explicitly only");
   if (backend == "reference") return std::make_unique<ReferenceBackend>(spec, seed, sampling);
   if (backend == "cuda") {
     validate_for_simulation(spec);

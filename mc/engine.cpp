@@ -76,9 +76,9 @@ MonteCarloEngine::MonteCarloEngine(SimSettings settings) : st_(std::move(setting
   if (st_.precision.empty()) st_.precision = default_precision(st_.backend);
   check_precision(st_.backend, st_.precision);
   if (st_.samples < 1 || st_.samples > kMaxSamples)
-    throw ConfigError(fmt::format("--samples: must be in [1, {}] (16-bit sample ids of the random streams), got {}",
+    throw ConfigError(fmt::format("samples: must be in [1, {}] (16-bit sample ids of the random streams), got {}",
                                   kMaxSamples, st_.samples));
-  if (st_.threads < 0) throw ConfigError(fmt::format("--threads: must be >= 0 (0 = all cores), got {}", st_.threads));
+  if (st_.threads < 0) throw ConfigError(fmt::format("threads: must be >= 0 (0 = all cores), got {}", st_.threads));
   resolve_weight_sampling(StackSpec{}, st_.backend, st_.weights_sampling);  // the mode and backend, before any work
 }
 
@@ -105,14 +105,18 @@ Profile MonteCarloEngine::run(const StackSpec& spec) {
     for (int first = 0; first < N; first += batch) {
       const int count = std::min(batch, N - first);
       stack->run_samples(first, count, res.data() + first);
-      if (st_.progress) st_.progress(first + count, N);
+      progress(static_cast<double>(first + count) / N, fmt::format("sample {}/{}", first + count, N));
     }
   } else {
     parallel_for(N, st_.threads, [&](int i) {
       res[i] = stack->run_sample(i);
-      if (st_.progress) {
+      if (progress_callback()) {  // serialized, and never called again once it said stop
         std::lock_guard<std::mutex> lock(progress_mutex);
-        st_.progress(++done, N);
+        if (done < 0) return;
+        const int k = ++done;
+        done = -1;  // until the callback returns
+        progress(static_cast<double>(k) / N, fmt::format("sample {}/{}", k, N));
+        done = k;
       }
     });
   }

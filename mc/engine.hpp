@@ -3,7 +3,6 @@
 /// stacks of MODEL.md §1, runs each forward and backward, and reports the mean of every
 /// metric of MODEL.md §2 over samples with its standard error (`<name>_se`).
 #include <cstdint>
-#include <functional>
 #include <string>
 #include <vector>
 
@@ -16,14 +15,13 @@ struct SimSettings {
   int samples = 64;                   ///< independent stacks (weights, input and Delta_L), 1..65536
   uint64_t seed = 0;                  ///< Philox key of every random stream
   std::string backend = "reference";  ///< "reference" (double, plain loops) or "cpu" (Eigen GEMMs)
-  int threads = 0;                    ///< worker threads, 0 = hardware concurrency; never changes the numbers
+  /// Worker threads (0 = every core). 1 by default, so that a host's own thread pool is not
+  /// oversubscribed; never changes the numbers.
+  int threads = 1;
   std::string precision = "double";   ///< "double" or "float" (cpu only): type of every stream and weight
   /// "explicit", "conditional" or "" (default: conditional for reference/cpu when T < min(fan_in,
   /// fan_out) of every matrix, else explicit; see resolve_weight_sampling in mc/backends.hpp)
   std::string weights_sampling;
-  /// Called after each finished sample with (samples done, total), from worker threads but
-  /// never concurrently; for progress display only (it cannot change a number).
-  std::function<void(int, int)> progress = nullptr;
   /// backend "cuda" only: the CUDA plug-in's path; "" searches beside the sigprop code
   /// (mc/backends.hpp). The library never reads the environment: the CLI fills this from
   /// SIGPROP_CUDA_PLUGIN.

@@ -80,7 +80,7 @@ DrawResult draw_figures(const fs::path& figdir, const std::vector<Figure>& figur
   if (ec) throw IoError(fmt::format("{}: cannot create folder: {}", figdir.string(), ec.message()));
   std::string gnuplot_version;
   if (gnuplot.empty()) {
-    res.problem = "drawing was switched off (--no-figures)";
+    res.problem = "drawing was switched off (no gnuplot program given)";
   } else {
     std::string cmd = shell_quote(gnuplot) + " --version 2>/dev/null";
     if (FILE* p = ::popen(cmd.c_str(), "r")) {

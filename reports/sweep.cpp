@@ -9,6 +9,7 @@
 #include <numeric>
 #include <set>
 #include <sstream>
+#include <string_view>
 #include <thread>
 
 #include <fmt/format.h>
@@ -235,10 +236,19 @@ RunStats run_jobs(const ReportConfig& cfg, const std::vector<Job>& jobs, const f
   double done_cost = 0;
   int done = 0;
   const auto t0 = std::chrono::steady_clock::now();
+  // Cancellation through opt.progress: set under mu, read by every job's engine at its next check.
+  std::atomic<bool> cancelled{false};
+  double shown = 0;  // last fraction reported (jobs run in parallel: kept monotone)
+  // Reports (done + f) / assigned, f the running job's own fraction; call with mu held.
+  auto report = [&](double f, std::string_view message) {
+    if (!opt.progress || cancelled) return;
+    shown = std::max(shown, std::min(1.0, (done + f) / st.assigned));
+    if (!opt.progress(shown, message)) cancelled = true;
+  };
 
   auto worker = [&] {
     for (;;) {
-      if (opt.stop && opt.stop->load()) return;
+      if ((opt.stop && opt.stop->load()) || cancelled) return;
       {
         std::lock_guard<std::mutex> lk(mu);
         if (first_error) return;
@@ -248,9 +258,15 @@ RunStats run_jobs(const ReportConfig& cfg, const std::vector<Job>& jobs, const f
       const Job& job = jobs[mine[k]];
       try {
         auto start = std::chrono::steady_clock::now();
+        const ProgressFn job_progress = [&](double f, std::string_view m) {
+          std::lock_guard<std::mutex> lk(mu);
+          report(f, fmt::format("{} ({}): {}", job.label, to_string(job.engine), m));
+          return !cancelled;
+        };
         Profile p;
         if (job.engine == EngineKind::Theory) {
           theory::TheoryEngine eng(cfg.theory.settings);
+          eng.set_progress(job_progress);
           p = eng.run(job.spec);
         } else {
           sim::SimSettings s;
@@ -260,6 +276,7 @@ RunStats run_jobs(const ReportConfig& cfg, const std::vector<Job>& jobs, const f
           s.precision = cfg.simulate.precision;
           s.threads = std::max(1, opt.sim_threads);
           sim::MonteCarloEngine eng(s);
+          eng.set_progress(job_progress);
           p = eng.run(job.spec);
         }
         p.extras["report_cell"] = {{"hash", job.hash}, {"label", job.label}, {"engine_settings", job.settings}};
@@ -272,8 +289,10 @@ RunStats run_jobs(const ReportConfig& cfg, const std::vector<Job>& jobs, const f
         double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
         double left = done_cost > 0 ? elapsed * (total_cost - done_cost) / done_cost : 0.0;
         if (opt.on_done) opt.on_done(job, secs, done, st.assigned, left);
+        report(0.0, fmt::format("{} cells of {} done", done, st.assigned));
       } catch (...) {
         std::lock_guard<std::mutex> lk(mu);
+        if (cancelled) return;  // the running job stopped: its profile is discarded, nothing was written
         if (!first_error) first_error = std::current_exception();
         return;
       }
@@ -285,6 +304,10 @@ RunStats run_jobs(const ReportConfig& cfg, const std::vector<Job>& jobs, const f
   worker();
   for (auto& t : pool) t.join();
   if (first_error) std::rethrow_exception(first_error);
+  if (cancelled)
+    throw CancelledError(fmt::format("report: cancelled by the progress callback; the {} finished cells are kept in "
+                                     "{} (running the same sweep again resumes)",
+                                     done, (out / "cells").string()));
   st.ran = done;
   st.interrupted = done < st.assigned;
   return st;

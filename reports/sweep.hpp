@@ -13,6 +13,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/profile.hpp"
+#include "core/progress.hpp"
 #include "core/spec.hpp"
 #include "reports/config.hpp"
 
@@ -62,6 +63,11 @@ struct RunOptions {
   /// After each finished job: (job, seconds it took, jobs finished by this process, jobs this
   /// process runs, estimated seconds left). Called from worker threads, never concurrently.
   std::function<void(const Job&, double, int, int, double)> on_done;
+  /// Progress of this process's jobs (fraction of them done, counting the running ones' own
+  /// progress) and cancellation: when it returns false the running jobs stop at their next
+  /// check and are discarded, no new job starts, and run_jobs throws CancelledError ("report");
+  /// jobs finished before stay on disk, so running again resumes. Never called concurrently.
+  ProgressFn progress;
 };
 
 struct RunStats {
@@ -74,7 +80,8 @@ struct RunStats {
 
 /// Runs the pending jobs assigned to this process, writing cells/<slug>.<engine>.{csv,json}
 /// atomically (JSON last: it marks the job done). The numbers do not depend on jobs,
-/// sim_threads or ranks. The first engine error stops new jobs and is rethrown.
+/// sim_threads or ranks. The first engine error stops new jobs and is rethrown; a cancel through
+/// opt.progress throws CancelledError after the running jobs stopped.
 RunStats run_jobs(const ReportConfig& cfg, const std::vector<Job>& jobs, const std::filesystem::path& out,
                   const RunOptions& opt);
 

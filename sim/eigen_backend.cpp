@@ -27,24 +27,36 @@ using std::size_t;
 // ----------------------------------------------------------------------------
 // random streams: the reference's numbers (fill in double, scale in double), rounded once to Real
 
-// Scratch of sd * normals 0..n-1 of stream (seed, stream_id(sample, layer, kind, head)), in double.
-const std::vector<double>& draw(size_t n, uint64_t seed, int sample, int layer, StreamKind kind, int head,
-                                double sd) {
-  thread_local std::vector<double> buf;
-  buf.resize(n);
-  NormalStream(seed, stream_id(static_cast<uint64_t>(sample), static_cast<uint64_t>(layer),
-                               static_cast<uint64_t>(kind), static_cast<uint64_t>(head)))
-      .fill(buf.data(), n);
-  for (size_t i = 0; i < n; ++i) buf[i] *= sd;
-  return buf;
-}
-
-// dst (rows, cols) block of a row-major matrix = the stream's (rows, cols) matrix, row-major.
+// dst (rows, cols) block of a row-major matrix = sd * the stream's (rows, cols) matrix, row-major,
+// computed in double and rounded once to Real. One row of double scratch at a time: no buffer
+// outlives the call (a per-thread buffer of the largest matrix kept +128 MiB per thread after a
+// width-2048 run).
 template <class Real, class Dst>
 void draw_into(Dst&& dst, uint64_t seed, int sample, int layer, StreamKind kind, int head, double sd) {
   const auto rows = dst.rows(), cols = dst.cols();
-  const std::vector<double>& b = draw(static_cast<size_t>(rows * cols), seed, sample, layer, kind, head, sd);
-  dst = Eigen::Map<const MatD>(b.data(), rows, cols).template cast<Real>();
+  const NormalStream stream(seed, stream_id(static_cast<uint64_t>(sample), static_cast<uint64_t>(layer),
+                                            static_cast<uint64_t>(kind), static_cast<uint64_t>(head)));
+  if (rows == 1 || cols == 1) {  // a bias vector: one fill (at most max(d, R) doubles)
+    std::vector<double> v(static_cast<size_t>(rows * cols));
+    stream.fill(v.data(), v.size());
+    for (double& x : v) x *= sd;
+    dst = Eigen::Map<const MatD>(v.data(), rows, cols).template cast<Real>();
+    return;
+  }
+  std::vector<double> row(static_cast<size_t>(cols));
+  for (Eigen::Index r = 0; r < rows; ++r) {
+    stream.fill(row.data(), row.size(), static_cast<uint64_t>(r) * static_cast<uint64_t>(cols));
+    for (double& v : row) v *= sd;
+    dst.row(r) = Eigen::Map<const Eigen::Matrix<double, 1, Eigen::Dynamic>>(row.data(), cols).template cast<Real>();
+  }
+}
+
+// (rows, cols) row-major matrix of the stream's normals 0..rows*cols-1, in double.
+MatD draw_matrix(Eigen::Index rows, Eigen::Index cols, uint64_t seed, int sample, StreamKind kind) {
+  MatD m(rows, cols);
+  NormalStream(seed, stream_id(static_cast<uint64_t>(sample), 0, static_cast<uint64_t>(kind), 0))
+      .fill(m.data(), static_cast<size_t>(m.size()));
+  return m;
 }
 
 template <class Real>
@@ -110,18 +122,16 @@ LayerWeights<Real> draw_layer_weights(const StackSpec& s, uint64_t seed, int sam
 MatD draw_input(const StackSpec& s, uint64_t seed, int sample) {
   const int T = s.tokens, d = s.width;
   const double a = std::sqrt(s.q0 * (1.0 - s.rho0)), b = std::sqrt(s.q0 * s.rho0);
-  MatD X = Eigen::Map<const MatD>(draw(static_cast<size_t>(T) * d, seed, sample, 0, StreamKind::InputG, 0, 1.0).data(),
-                                  T, d);
-  const std::vector<double>& g = draw(d, seed, sample, 0, StreamKind::InputG1, 0, 1.0);
+  MatD X = draw_matrix(T, d, seed, sample, StreamKind::InputG);
+  const MatD g = draw_matrix(1, d, seed, sample, StreamKind::InputG1);
   for (int t = 0; t < T; ++t)
-    for (int i = 0; i < d; ++i) X(t, i) = a * X(t, i) + b * g[i];
+    for (int i = 0; i < d; ++i) X(t, i) = a * X(t, i) + b * g(0, i);
   return X;
 }
 
 MatD draw_output_grad(const StackSpec& s, uint64_t seed, int sample) {
   const int T = s.tokens, d = s.width;
-  return Eigen::Map<const MatD>(
-      draw(static_cast<size_t>(T) * d, seed, sample, 0, StreamKind::OutputGrad, 0, 1.0).data(), T, d);
+  return draw_matrix(T, d, seed, sample, StreamKind::OutputGrad);
 }
 
 template <class Real>

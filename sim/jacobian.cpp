@@ -6,6 +6,7 @@
 #include <exception>
 #include <memory>
 #include <numbers>
+#include <mutex>
 #include <thread>
 
 #include <Eigen/Dense>
@@ -182,13 +183,13 @@ JacobianSample backward_sample(const StackSpec& s, const JacobianSettings& st, i
 std::string resolve_jacobian_method(const StackSpec& spec, const JacobianSettings& st) {
   validate_for_simulation(gaussian_twin(spec));  // spec ranges and the 16-bit stream ids
   if (st.samples < 1 || st.samples > kMaxSamples)
-    throw ConfigError(fmt::format("--samples: must be in [1, {}], got {}", kMaxSamples, st.samples));
-  if (st.threads < 0) throw ConfigError(fmt::format("--threads: must be >= 0 (0 = all cores), got {}", st.threads));
+    throw ConfigError(fmt::format("samples: must be in [1, {}], got {}", kMaxSamples, st.samples));
+  if (st.threads < 0) throw ConfigError(fmt::format("threads: must be >= 0 (0 = all cores), got {}", st.threads));
   if (st.map != "token" && st.map != "full")
-    throw ConfigError(fmt::format("--map: expected \"token\" or \"full\", got \"{}\"", st.map));
+    throw ConfigError(fmt::format("map: expected \"token\" or \"full\", got \"{}\"", st.map));
   if (st.token < -1 || st.token >= spec.tokens)
     throw ConfigError(
-        fmt::format("--token: must be in [0, {}] (stack.tokens = {}) or -1 for the last, got {}", spec.tokens - 1,
+        fmt::format("token: must be in [0, {}] (stack.tokens = {}) or -1 for the last, got {}", spec.tokens - 1,
                     spec.tokens, st.token));
   {
     // Memory: per sample in flight a few n x n products and their SVD (n = d, or T d for the
@@ -200,21 +201,21 @@ std::string resolve_jacobian_method(const StackSpec& spec, const JacobianSetting
     require_memory(sat_add({sat_mul({workers, 6, n, n, 8}),
                             sat_mul({static_cast<U>(st.samples), static_cast<U>(spec.depth) + 1, 32})}),
                    "the Jacobian spectrum",
-                   fmt::format("stack.width = {}{}, --samples = {} and the thread count", spec.width,
-                               st.map == "full" ? fmt::format(" x stack.tokens = {} (--map full)", spec.tokens) : "",
+                   fmt::format("stack.width = {}{}, samples = {} and the thread count", spec.width,
+                               st.map == "full" ? fmt::format(" x stack.tokens = {} (map = full)", spec.tokens) : "",
                                st.samples));
   }
   std::string m = st.method;
   if (m == "auto") m = explicit_ok(spec) ? "explicit" : "backward";
   if (m == "explicit") {
     if (!explicit_ok(spec))
-      throw ConfigError(fmt::format("--method explicit: needs stack.blocks = \"dense\" and stack.norm = \"none\", got "
-                                    "\"{}\" and \"{}\"; use --method backward",
+      throw ConfigError(fmt::format("method = explicit: needs stack.blocks = \"dense\" and stack.norm = \"none\", got "
+                                    "\"{}\" and \"{}\"; use method = backward",
                                     to_string(spec.blocks), to_string(spec.norm)));
     return m;
   }
   if (m != "backward")
-    throw ConfigError(fmt::format("--method: expected \"auto\", \"explicit\" or \"backward\", got \"{}\"", m));
+    throw ConfigError(fmt::format("method: expected \"auto\", \"explicit\" or \"backward\", got \"{}\"", m));
   if (spec.weights != WeightDist::Gaussian)
     throw ConfigError(fmt::format("init.weights: \"{}\" weights are implemented by the explicit method only (dense "
                                   "stacks with norm = \"none\"); the backward method uses the Gaussian backends",
@@ -235,9 +236,9 @@ JacobianSample jacobian_sample(const StackSpec& spec, const JacobianSettings& st
 
 std::vector<double> histogram_density(const std::vector<double>& values, const std::vector<double>& grid) {
   const size_t n = grid.size();
-  if (n < 2) throw ConfigError("--grid: need at least 2 points");
+  if (n < 2) throw ConfigError("grid: need at least 2 points");
   for (size_t i = 1; i < n; ++i)
-    if (!(grid[i] > grid[i - 1])) throw ConfigError("--grid: points must be increasing");
+    if (!(grid[i] > grid[i - 1])) throw ConfigError("grid: points must be increasing");
   std::vector<double> edges(n + 1);
   edges[0] = grid[0] - 0.5 * (grid[1] - grid[0]);
   for (size_t i = 1; i < n; ++i) edges[i] = 0.5 * (grid[i - 1] + grid[i]);
@@ -254,12 +255,22 @@ std::vector<double> histogram_density(const std::vector<double>& values, const s
 }
 
 Profile jacobian_profile(const StackSpec& spec, const JacobianSettings& st, const std::vector<double>& grid,
-                         std::vector<std::vector<double>>* sv2_out) {
+                         std::vector<std::vector<double>>* sv2_out, const ProgressFn& progress) {
   const std::string method = resolve_jacobian_method(spec, st);
   const int N = st.samples, L = spec.depth;
   std::vector<JacobianSample> res(N);
+  std::mutex progress_mutex;
+  int done = 0;
   parallel_for(N, st.threads, [&](int i) {
     res[i] = method == "explicit" ? explicit_sample(spec, st, i) : backward_sample(spec, st, i);
+    if (progress) {  // serialized, and never called again once it said stop (done < 0)
+      std::lock_guard<std::mutex> lock(progress_mutex);
+      if (done < 0) return;
+      const int k = ++done;
+      done = -1;  // until the callback returns
+      report_progress(progress, static_cast<double>(k) / N, fmt::format("sample {}/{}", k, N), "spectrum");
+      done = k;
+    }
   });
 
   // Mean and standard error over samples, reduced in sample order (thread count cannot matter).

@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "core/profile.hpp"
+#include "core/progress.hpp"
 #include "core/spec.hpp"
 
 namespace sigprop::sim {
@@ -31,7 +32,7 @@ struct JacobianSettings {
   std::string map = "token";     ///< "token": dx_{L,t}/dx_{0,t} (d x d); "full": dX_L/dX_0 (T d x T d)
   int token = -1;                ///< t for map = "token"; -1 = the last token
   std::string method = "auto";   ///< "auto" (explicit when possible), "explicit" or "backward"
-  int threads = 0;               ///< 0 = hardware concurrency; never changes a number
+  int threads = 1;               ///< worker threads (0 = every core; 1 by default, not to oversubscribe a host's pool); never changes a number
 };
 
 /// One sample: traces of A_l = P_l P_l^T (n x n, n = d or T d) for l = 0..L and the
@@ -58,8 +59,9 @@ std::vector<double> histogram_density(const std::vector<double>& values, const s
 /// standard errors over samples), and in extras["density"] the histogram density of J_L's squared
 /// singular values on `grid` with its standard error over samples, and atom0 (fraction of
 /// numerically zero singular values: below 1e-13 of the sample's largest).
-/// When `sv2_out` is given it receives every sample's squared singular values.
+/// When `sv2_out` is given it receives every sample's squared singular values. `progress` is
+/// called after every sample (never concurrently); returning false throws CancelledError ("spectrum").
 Profile jacobian_profile(const StackSpec& spec, const JacobianSettings& st, const std::vector<double>& grid,
-                         std::vector<std::vector<double>>* sv2_out = nullptr);
+                         std::vector<std::vector<double>>* sv2_out = nullptr, const ProgressFn& progress = {});
 
 }  // namespace sigprop::sim

@@ -87,7 +87,7 @@ TEST_CASE("cuda is a listed backend with float and tf32", "[cuda][config]") {
     sigprop::sim::MonteCarloEngine e(st);
     FAIL("no ConfigError");
   } catch (const sigprop::ConfigError& e) {
-    CHECK_THAT(std::string(e.what()), Catch::Contains("--precision") && Catch::Contains("float, tf32"));
+    CHECK_THAT(std::string(e.what()), Catch::Contains("precision:") && Catch::Contains("float, tf32"));
   }
   // The batch size follows from the spec and a fixed memory budget, not from the device.
   sigprop::StackSpec big = shared::mid_spec({"stack.width=1024", "stack.heads=8", "stack.tokens=128",

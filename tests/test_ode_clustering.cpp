@@ -87,5 +87,5 @@ TEST_CASE("clustering profile and bad input", "[ode][config]") {
   CHECK_THROWS_WITH(clustering_profile(s, st), Catch::Contains("stack.width"));
   st.equiangular = false;
   st.beta = -1;
-  CHECK_THROWS_WITH(clustering_profile(s, st), Catch::Contains("--beta"));
+  CHECK_THROWS_WITH(clustering_profile(s, st), Catch::Contains("beta:"));
 }

@@ -330,9 +330,9 @@ TEST_CASE("weights sampling option: default, fallback, cuda and bad values", "[s
   const auto cu = resolve_weight_sampling(s, "cuda", "");
   CHECK(cu.sampling == WeightSampling::Explicit);
   CHECK_THAT(cu.note, Catch::Contains("cuda"));
-  CHECK_THROWS_WITH(resolve_weight_sampling(s, "cuda", "conditional"), Catch::Contains("--weights-sampling"));
+  CHECK_THROWS_WITH(resolve_weight_sampling(s, "cuda", "conditional"), Catch::Contains("weights_sampling:"));
   CHECK_THROWS_WITH(resolve_weight_sampling(s, "cpu", "conditionl"),
-                    Catch::Contains("--weights-sampling") && Catch::Contains("did you mean \"conditional\""));
+                    Catch::Contains("weights_sampling:") && Catch::Contains("did you mean \"conditional\""));
   s.tokens = 16;  // T >= d: explicit, said in the settings
   const auto fb = resolve_weight_sampling(s, "cpu", "conditional");
   CHECK(fb.sampling == WeightSampling::Explicit);

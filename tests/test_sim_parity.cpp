@@ -45,10 +45,10 @@ TEST_CASE("precision is checked per backend and named in errors", "[sim][config]
     CHECK(config_error(st).empty());
   }
   st.precision = "half";
-  CHECK_THAT(config_error(st), Catch::Contains("--precision") && Catch::Contains("\"half\""));
+  CHECK_THAT(config_error(st), Catch::Contains("precision:") && Catch::Contains("\"half\""));
   st.backend = "reference";
   st.precision = "float";
-  CHECK_THAT(config_error(st), Catch::Contains("--precision") && Catch::Contains("double only"));
+  CHECK_THAT(config_error(st), Catch::Contains("precision:") && Catch::Contains("double only"));
   st.backend = "eigen";
   st.precision = "double";
   CHECK_THAT(config_error(st), Catch::Contains("did you mean \"cpu\""));

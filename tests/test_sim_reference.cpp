@@ -247,9 +247,9 @@ TEST_CASE("bad backend, samples or threads are named errors", "[sim][config]") {
   // tests/test_cuda_plugin.cpp check its errors.
   CHECK(msg({.samples = 4, .seed = 0, .backend = "cuda", .threads = 1, .precision = "float"}).empty());
   CHECK_THAT(msg({.samples = 4, .seed = 0, .backend = "refrence", .threads = 1}), Catch::Contains("did you mean \"reference\""));
-  CHECK_THAT(msg({.samples = 0, .seed = 0, .backend = "reference", .threads = 1}), Catch::Contains("--samples"));
-  CHECK_THAT(msg({.samples = 70000, .seed = 0, .backend = "reference", .threads = 1}), Catch::Contains("--samples"));
-  CHECK_THAT(msg({.samples = 4, .seed = 0, .backend = "reference", .threads = -1}), Catch::Contains("--threads"));
+  CHECK_THAT(msg({.samples = 0, .seed = 0, .backend = "reference", .threads = 1}), Catch::Contains("samples:"));
+  CHECK_THAT(msg({.samples = 70000, .seed = 0, .backend = "reference", .threads = 1}), Catch::Contains("samples:"));
+  CHECK_THAT(msg({.samples = 4, .seed = 0, .backend = "reference", .threads = -1}), Catch::Contains("threads:"));
   StackSpec deep = tiny({});
   deep.depth = 70000;
   CHECK_THROWS_AS(ReferenceStack(deep, 0), sigprop::ConfigError);

@@ -435,10 +435,10 @@ TEST_CASE("orthogonal weights: engines that do not implement them reject them na
   StackSpec r = dense("relu", 2, 2.0, true);
   CHECK_THROWS_WITH(theory::spectrum_density(r, {1.0}), Catch::Contains("stack.residual"));
   js.map = "both";
-  CHECK_THROWS_WITH(sim::jacobian_sample(r, js, 0), Catch::Contains("--map"));
+  CHECK_THROWS_WITH(sim::jacobian_sample(r, js, 0), Catch::Contains("map:"));
   js.map = "token";
   js.token = 7;
-  CHECK_THROWS_WITH(sim::jacobian_sample(r, js, 0), Catch::Contains("--token"));
+  CHECK_THROWS_WITH(sim::jacobian_sample(r, js, 0), Catch::Contains("token:"));
 }
 
 TEST_CASE("finite-width bias of the Jacobian moments shrinks like depth/width", "[stochastic][spectrum][.slow]") {

@@ -280,8 +280,8 @@ TEST_CASE("validate: sequences are non-overlapping windows at fixed offsets", "[
     }
     return std::string();
   };
-  CHECK_THAT(message(0, bytes.size()), Catch::Contains("--tokens"));
-  CHECK_THAT(message(40, bytes.size()), Catch::Contains("--tokens 40") && Catch::Contains("fewer than 2"));
+  CHECK_THAT(message(0, bytes.size()), Catch::Contains("tokens:"));
+  CHECK_THAT(message(40, bytes.size()), Catch::Contains("tokens = 40") && Catch::Contains("fewer than 2"));
   CHECK_THAT(message(64, 20), Catch::Contains("corpus.txt") && Catch::Contains("shorter than one sequence"));
   CHECK_THAT(message(32 * 200, bytes.size()), Catch::Contains("corpus.txt") && Catch::Contains("asks for 200"));
 }

@@ -21,7 +21,7 @@ using State = std::vector<double>;
 AttnDynamics parse_attn_dynamics(const std::string& s) {
   if (s == "sa" || s == "SA") return AttnDynamics::SA;
   if (s == "usa" || s == "USA") return AttnDynamics::USA;
-  throw ConfigError(fmt::format("--variant: expected sa or usa, got \"{}\"", s));
+  throw ConfigError(fmt::format("variant: expected sa or usa, got \"{}\"", s));
 }
 
 Eigen::MatrixXd clustering_rhs(const Eigen::MatrixXd& X, double beta, AttnDynamics variant) {
@@ -78,13 +78,13 @@ Eigen::MatrixXd random_start(int n, int d, double rho0, uint64_t seed) {
   return X;
 }
 
-ClusteringTrace clustering_flow(const Eigen::MatrixXd& X0, const ClusteringSettings& st) {
-  if (!(st.beta >= 0) || !std::isfinite(st.beta)) throw ConfigError("--beta must be finite and >= 0");
-  if (!(st.t_end > 0) || !std::isfinite(st.t_end)) throw ConfigError("--t-end must be finite and > 0");
-  if (st.points < 1) throw ConfigError("--points must be >= 1");
+ClusteringTrace clustering_flow(const Eigen::MatrixXd& X0, const ClusteringSettings& st, const ProgressFn& progress) {
+  if (!(st.beta >= 0) || !std::isfinite(st.beta)) throw ConfigError("beta: must be finite and >= 0");
+  if (!(st.t_end > 0) || !std::isfinite(st.t_end)) throw ConfigError("t_end: must be finite and > 0");
+  if (st.points < 1) throw ConfigError("points: must be >= 1");
   check_tolerances(st.abs_tol, st.rel_tol, "clustering");
-  if (st.max_evals < 1) throw ConfigError("clustering: --max-evals must be >= 1");
-  const std::string hint = fmt::format("shorten --t-end ({}), loosen --abs-tol/--rel-tol or raise --max-evals", st.t_end);
+  if (st.max_evals < 1) throw ConfigError("clustering: max_evals must be >= 1");
+  const std::string hint = fmt::format("shorten t_end = {}, loosen abs_tol/rel_tol or raise max_evals", st.t_end);
   const Eigen::Index n = X0.rows(), d = X0.cols();
   ClusteringTrace tr;
   for (int i = 0; i <= st.points; ++i) tr.t.push_back(st.t_end * i / st.points);
@@ -98,7 +98,8 @@ ClusteringTrace clustering_flow(const Eigen::MatrixXd& X0, const ClusteringSetti
     count_eval(tr.rhs_calls, st.max_evals, "clustering", hint);
     Eigen::Map<RowMat>(ds.data(), n, d) = clustering_rhs(Eigen::Map<const RowMat>(s.data(), n, d), st.beta, st.variant);
   };
-  auto obs = [&](const State& s, double) {
+  auto obs = [&](const State& s, double t) {
+    if (progress) report_progress(progress, t / st.t_end, fmt::format("t = {:.4g}", t), "clustering");
     Eigen::MatrixXd X = Eigen::Map<const RowMat>(s.data(), n, d);
     Eigen::MatrixXd P = X * X.transpose();
     if (!P.allFinite()) {  // the flow overflowed: no value at this time (clustering_profile warns)
@@ -137,23 +138,23 @@ ClusteringTrace clustering_flow(const Eigen::MatrixXd& X0, const ClusteringSetti
   return tr;
 }
 
-Profile clustering_profile(const StackSpec& spec, const ClusteringSettings& st) {
+Profile clustering_profile(const StackSpec& spec, const ClusteringSettings& st, const ProgressFn& progress) {
   spec.validate();
-  if (st.points < 1) throw ConfigError("--points must be >= 1");
+  if (st.points < 1) throw ConfigError("points: must be >= 1");
   {
     // The particle state and its Dormand-Prince stages (~10 n x d), and per output time the
     // trace, the profile row and its JSON/CSV text (~512 bytes).
     using U = std::uint64_t;
     require_memory(sat_add({sat_mul({16, static_cast<U>(spec.tokens), static_cast<U>(spec.width), 8}),
                             sat_mul({static_cast<U>(st.points) + 1, 512})}),
-                   "the clustering flow", fmt::format("--points = {}, stack.tokens = {} and stack.width = {}", st.points,
+                   "the clustering flow", fmt::format("points = {}, stack.tokens = {} and stack.width = {}", st.points,
                                                        spec.tokens, spec.width));
   }
   StackSpec s = spec;
   s.depth = st.points;
   const Eigen::MatrixXd X0 =
       st.equiangular ? equiangular_start(s.tokens, s.width, s.rho0) : random_start(s.tokens, s.width, s.rho0, st.seed);
-  ClusteringTrace tr = clustering_flow(X0, st);
+  ClusteringTrace tr = clustering_flow(X0, st, progress);
   Profile p = Profile::make(s, "clustering", {"t", "rho", "rho_min", "rho_max", "rho_eq", "norm_dev"});
   p.settings = {{"engine", "clustering"},
                 {"model",

@@ -17,6 +17,7 @@
 #include <Eigen/Dense>
 
 #include "core/profile.hpp"
+#include "core/progress.hpp"
 #include "theory/ode_limits.hpp"
 
 namespace sigprop::theory {
@@ -59,12 +60,14 @@ struct ClusteringTrace {
 
 /// Integrates the particle system from X0 (n x d) and the equiangular ODE from X0's mean
 /// pairwise inner product, reporting both on the grid of st.
-ClusteringTrace clustering_flow(const Eigen::MatrixXd& X0, const ClusteringSettings& st);
+/// `progress` is called at every output time (fraction t / t_end of the particle flow); returning
+/// false throws CancelledError ("clustering").
+ClusteringTrace clustering_flow(const Eigen::MatrixXd& X0, const ClusteringSettings& st, const ProgressFn& progress = {});
 
 /// Profile of the flow: one row per output time (the "layer" column counts output times),
 /// columns t, rho, rho_min, rho_max, rho_eq, norm_dev. tokens = n, width = d and input.rho0
 /// come from the spec; st.points replaces the depth.
-Profile clustering_profile(const StackSpec& spec, const ClusteringSettings& st);
+Profile clustering_profile(const StackSpec& spec, const ClusteringSettings& st, const ProgressFn& progress = {});
 
 AttnDynamics parse_attn_dynamics(const std::string& s);
 

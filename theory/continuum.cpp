@@ -154,11 +154,12 @@ void check_grid(const std::vector<double>& tau) {
 
 }  // namespace
 
-ContinuumTrace continuum_kernels(const StackSpec& spec, const ContinuumSettings& st, const std::vector<double>& tau) {
+ContinuumTrace continuum_kernels(const StackSpec& spec, const ContinuumSettings& st, const std::vector<double>& tau,
+                                 const ProgressFn& progress) {
   check_grid(tau);
   check_tolerances(st.abs_tol, st.rel_tol, "continuum");
-  if (st.max_evals < 1) throw ConfigError("continuum: --max-evals must be >= 1");
-  const std::string hint = "loosen --abs-tol/--rel-tol or raise --max-evals";
+  if (st.max_evals < 1) throw ConfigError("continuum: max_evals must be >= 1");
+  const std::string hint = "loosen abs_tol/rel_tol or raise max_evals";
   // Memory: K, G and dK at every requested depth, and the integrators' stages (~20 T x T).
   require_memory(sat_mul({sat_add({sat_mul({3, static_cast<std::uint64_t>(tau.size())}), 20}),
                           static_cast<std::uint64_t>(spec.tokens), static_cast<std::uint64_t>(spec.tokens), 8}),
@@ -185,6 +186,7 @@ ContinuumTrace continuum_kernels(const StackSpec& spec, const ContinuumSettings&
   auto obs_f = [&](const State& s, double t) {
     auto i = static_cast<size_t>(std::lower_bound(tau.begin(), tau.end(), t) - tau.begin());
     tr.K.at(i) = CMap(s.data(), T, T);
+    if (progress) report_progress(progress, 0.5 * t, fmt::format("forward tau = {:.3f}", t), "continuum");
   };
   const bool sampled = spec.has_attn() && spec.qk_scale == QkScale::InvSqrtDh && spec.sigma_qk2 > 0;
   if (sampled && st.fixed_steps < 1) throw ConfigError("continuum: fixed_steps must be >= 1");
@@ -217,6 +219,7 @@ ContinuumTrace continuum_kernels(const StackSpec& spec, const ContinuumSettings&
     auto i = static_cast<size_t>(std::lower_bound(tau.begin(), tau.end(), t) - tau.begin());
     tr.G.at(i) = CMap(s.data() + TT, T, T);
     if (i == 0) Kback0 = CMap(s.data(), T, T);
+    if (progress) report_progress(progress, 1.0 - 0.5 * t, fmt::format("backward tau = {:.3f}", t), "continuum");
   };
   std::vector<double> rtau(tau.rbegin(), tau.rend());
   integrate(bwd, y, rtau, -dt0, obs_b);
@@ -234,7 +237,7 @@ Profile ContinuumEngine::run(const StackSpec& spec) {
   std::vector<std::string> cols = metric_names();
   cols.push_back("tau");
   Profile p = Profile::make(spec, name(), cols);
-  ContinuumTrace tr = continuum_kernels(spec, st_, tau);
+  ContinuumTrace tr = continuum_kernels(spec, st_, tau, progress_callback());
   const bool sampled = spec.has_attn() && spec.qk_scale == QkScale::InvSqrtDh && spec.sigma_qk2 > 0;
   p.settings = {{"engine", "continuum"},
                 {"limit", "infinite width, then depth L -> infinity with branch scale a0/sqrt(L) (tau = l/L)"},

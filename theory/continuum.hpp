@@ -70,7 +70,10 @@ class ContinuumField {
 };
 
 /// Integrates both ODEs and returns kernels at the grid tau (increasing, from 0 to 1).
-ContinuumTrace continuum_kernels(const StackSpec& spec, const ContinuumSettings& st, const std::vector<double>& tau);
+/// `progress` is called at every output depth of both passes (forward: tau / 2, backward:
+/// 1 - tau / 2); returning false throws CancelledError ("continuum").
+ContinuumTrace continuum_kernels(const StackSpec& spec, const ContinuumSettings& st, const std::vector<double>& tau,
+                                 const ProgressFn& progress = {});
 
 /// Engine "continuum": a Profile with one row per layer l = 0..L of spec.depth at tau = l/L,
 /// with every metric of MODEL.md §2 and a column `tau`. q, rho, res, eff_rank and grad_var are

@@ -196,6 +196,11 @@ bool keeps_equicorrelation(const StackSpec& spec) {
 
 namespace {
 
+// Progress of one recursion: step `done` of `total` (L forward layers, then L backward layers).
+void layer_progress(const ProgressFn& progress, int done, int total, const char* pass, int l) {
+  if (progress) report_progress(progress, static_cast<double>(done) / total, fmt::format("{} layer {}", pass, l), "theory");
+}
+
 // kernel_recursion on equicorrelated kernels: the same operations, in the same order, on the
 // two distinct entries (diagonal d, off-diagonal o) of K and G. O(1) per layer.
 // The equicorrelated recursion's result: per layer the two distinct entries of K and G and the
@@ -206,7 +211,7 @@ struct EquiTrace {
   int first_nonfinite = -1;
 };
 
-EquiTrace equi_scalars(const StackSpec& spec, const TheorySettings& st) {
+EquiTrace equi_scalars(const StackSpec& spec, const TheorySettings& st, const ProgressFn& progress) {
   const int L = spec.depth, T = spec.tokens;
   const ActKernel ak(spec.activation, st.quad_order);
   const double beta = weight_beta(spec);
@@ -283,6 +288,7 @@ EquiTrace equi_scalars(const StackSpec& spec, const TheorySettings& st) {
       return tr;
     }
     tr.C[l] = c;
+    layer_progress(progress, l, 2 * L, "forward", l);
   }
 
   Equi G{1.0, 0.0};
@@ -314,12 +320,13 @@ EquiTrace equi_scalars(const StackSpec& spec, const TheorySettings& st) {
       if (tr.first_nonfinite < 0) tr.first_nonfinite = l - 1;
       return tr;
     }
+    layer_progress(progress, 2 * L - l + 1, 2 * L, "backward", l);
   }
   return tr;
 }
 
-KernelTrace equi_recursion(const StackSpec& spec, const TheorySettings& st) {
-  const EquiTrace e = equi_scalars(spec, st);
+KernelTrace equi_recursion(const StackSpec& spec, const TheorySettings& st, const ProgressFn& progress) {
+  const EquiTrace e = equi_scalars(spec, st, progress);
   const int L = spec.depth, T = spec.tokens;
   KernelTrace tr;
   tr.equicorrelated = true;
@@ -337,13 +344,13 @@ KernelTrace equi_recursion(const StackSpec& spec, const TheorySettings& st) {
 
 }  // namespace
 
-KernelTrace kernel_recursion(const StackSpec& spec, const TheorySettings& st) {
+KernelTrace kernel_recursion(const StackSpec& spec, const TheorySettings& st, const ProgressFn& progress) {
   spec.validate();
   if (spec.weights != WeightDist::Gaussian)
     throw ConfigError("init.weights: the theory engine implements Gaussian weights only, got \"" +
                       to_string(spec.weights) +
                       "\" (orthogonal weights are implemented by `sigprop spectrum` for dense stacks)");
-  if (st.equicorrelated_fast_path && keeps_equicorrelation(spec)) return equi_recursion(spec, st);
+  if (st.equicorrelated_fast_path && keeps_equicorrelation(spec)) return equi_recursion(spec, st, progress);
   const int L = spec.depth, T = spec.tokens;
   {
     // Everything below is T x T matrices: K_l and G_l for every layer, two per half-block on
@@ -428,6 +435,7 @@ KernelTrace kernel_recursion(const StackSpec& spec, const TheorySettings& st) {
     }
     tr.K[l] = K;
     tr.C[l] = c;
+    layer_progress(progress, l, 2 * L, "forward", l);
   }
 
   // Backward: Delta_L iid N(0, 1) gives G_L = I.
@@ -460,6 +468,7 @@ KernelTrace kernel_recursion(const StackSpec& spec, const TheorySettings& st) {
       return tr;
     }
     tr.G[l - 1] = G;
+    layer_progress(progress, 2 * L - l + 1, 2 * L, "backward", l);
   }
   return tr;
 }
@@ -636,11 +645,11 @@ Profile TheoryEngine::run(const StackSpec& spec) {
   if (B == 0 && st_.equicorrelated_fast_path && keeps_equicorrelation(spec) && spec.tokens > 1) {
     spec.validate();
     if (spec.weights != WeightDist::Gaussian) (void)kernel_recursion(spec, st_);  // its error message
-    const EquiTrace e = equi_scalars(spec, st_);
+    const EquiTrace e = equi_scalars(spec, st_, progress_callback());
     fill_metrics_equi(spec, e, p);
     explain_nulls(spec, e, p);
   } else if (B == 0) {
-    KernelTrace tr = kernel_recursion(spec, st_);
+    KernelTrace tr = kernel_recursion(spec, st_, progress_callback());
     fill_metrics(spec, tr, p);
     explain_nulls(spec, tr, p);
   } else {
@@ -655,7 +664,12 @@ Profile TheoryEngine::run(const StackSpec& spec) {
       sb.attn.replicate = st_.attn.replicate * B + b;
       sb.error_batches = 0;
       Profile pb = Profile::make(spec, name(), metric_names());
-      KernelTrace tr = kernel_recursion(spec, sb);
+      ProgressFn batch_progress;  // batch b covers [b/B, (b+1)/B] of the run
+      if (progress_callback())
+        batch_progress = [&, b](double f, std::string_view m) {
+          return progress_callback()((b + f) / B, fmt::format("error batch {}/{}, {}", b + 1, B, m));
+        };
+      KernelTrace tr = kernel_recursion(spec, sb, batch_progress);
       if (tr.first_nonfinite >= 0 && (first_bad < 0 || tr.first_nonfinite < first_bad)) first_bad = tr.first_nonfinite;
       fill_metrics(spec, tr, pb);
       batches.push_back(std::move(pb));
@@ -680,6 +694,7 @@ Profile TheoryEngine::run(const StackSpec& spec) {
     DenseMeanField mf = dense_mean_field(spec.activation, spec.sigma_w2, spec.sigma_b2, st_.quad_order);
     p.extras["mean_field"] = to_json(mf);
   }
+  progress(1.0, "done");
   return p;
 }
 

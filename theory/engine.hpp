@@ -45,7 +45,9 @@ struct KernelTrace {
 
 /// Runs forward and backward recursions. Non-finite kernels stop the recursion;
 /// later layers are left NaN and first_nonfinite says where it happened.
-KernelTrace kernel_recursion(const StackSpec& spec, const TheorySettings& st);
+/// @param progress called after every layer of each pass (fraction = passes' layers done / 2L);
+///        returning false throws CancelledError naming "theory"
+KernelTrace kernel_recursion(const StackSpec& spec, const TheorySettings& st, const ProgressFn& progress = {});
 
 /// True when every block maps equicorrelated kernels (one diagonal value, one off-diagonal
 /// value) to equicorrelated kernels: MLP and dense branches, norms, and uniform attention

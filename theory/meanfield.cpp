@@ -138,13 +138,14 @@ nlohmann::json to_json(const DenseMeanField& mf) {
 
 std::vector<DenseMeanField> phase_diagram(Activation act, double sw2_min, double sw2_max, int n_sw2, double sb2_min,
                                           double sb2_max, int n_sb2, int quad_order,
-                                          const std::function<void(long long, long long)>& progress) {
+                                          const ProgressFn& progress) {
   if (n_sw2 < 1 || n_sb2 < 1) throw ConfigError("phase diagram: grid sizes must be >= 1");
   const long long total = static_cast<long long>(n_sw2) * n_sb2;
   if (total > kMaxPhasePoints)
     throw ConfigError(fmt::format(
-        "phase diagram: --sigma-w2 x --sigma-b2 = {} x {} = {} points is more than the limit of {} (docs/limits.md)",
-        n_sw2, n_sb2, total, kMaxPhasePoints));
+        "phase diagram: the grid of {} points (sigma_w2: {} x sigma_b2: {}) is more than the limit of {} points "
+        "(docs/limits.md)",
+        total, n_sw2, n_sb2, kMaxPhasePoints));
   if (!(sw2_min > 0) || sw2_max < sw2_min) throw ConfigError("phase diagram: need 0 < sigma_w2 min <= max");
   if (!(sb2_min >= 0) || sb2_max < sb2_min) throw ConfigError("phase diagram: need 0 <= sigma_b2 min <= max");
   std::vector<DenseMeanField> rows;
@@ -154,7 +155,9 @@ std::vector<DenseMeanField> phase_diagram(Activation act, double sw2_min, double
       double sw2 = n_sw2 == 1 ? sw2_min : sw2_min + (sw2_max - sw2_min) * i / (n_sw2 - 1);
       double sb2 = n_sb2 == 1 ? sb2_min : sb2_min + (sb2_max - sb2_min) * j / (n_sb2 - 1);
       rows.push_back(dense_mean_field(act, sw2, sb2, quad_order));
-      if (progress) progress(static_cast<long long>(rows.size()), total);
+      if (progress)
+        report_progress(progress, static_cast<double>(rows.size()) / static_cast<double>(total),
+                        fmt::format("point {}/{}", rows.size(), total), "phase");
     }
   }
   return rows;

@@ -13,6 +13,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "core/progress.hpp"
 #include "core/spec.hpp"
 
 namespace sigprop::theory {
@@ -40,11 +41,11 @@ nlohmann::json to_json(const DenseMeanField& mf);
 inline constexpr long long kMaxPhasePoints = 100'000;
 
 /// Order/chaos phase diagram over a regular grid; a row per (sigma_w2, sigma_b2). More than
-/// kMaxPhasePoints points is a ConfigError naming --sigma-w2/--sigma-b2. progress(done, total),
-/// when given, is called after every point.
+/// kMaxPhasePoints points is a ConfigError naming the sigma_w2 and sigma_b2 grid. `progress`,
+/// when given, is called after every point; returning false throws CancelledError ("phase").
 std::vector<DenseMeanField> phase_diagram(Activation act, double sw2_min, double sw2_max, int n_sw2, double sb2_min,
                                           double sb2_max, int n_sb2, int quad_order = 48,
-                                          const std::function<void(long long, long long)>& progress = {});
+                                          const ProgressFn& progress = {});
 /// CSV with a header line; infinite depth scales are written as "inf".
 std::string phase_diagram_csv(const std::vector<DenseMeanField>& rows, Activation act);
 

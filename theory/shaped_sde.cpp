@@ -41,13 +41,13 @@ void validate(const StackSpec& spec, const ShapedSettings& st) {
   if (spec.width < spec.tokens)
     throw ConfigError(
         fmt::format("stack.width = {}: the shaped networks need width >= tokens ({})", spec.width, spec.tokens));
-  if (!std::isfinite(st.shape_c)) throw ConfigError("--shape-c must be finite");
-  if (!(st.gamma2 > 0 && st.gamma2 <= 1)) throw ConfigError("--gamma2 must be in (0, 1]");
-  if (!(st.tau0 > 0) || !std::isfinite(st.tau0)) throw ConfigError("--tau0 must be finite and > 0");
-  if (st.key_dim < 0) throw ConfigError("--key-dim must be >= 0");
-  if (st.paths < 2 || st.paths > 65535) throw ConfigError("--paths must be in 2..65535");
-  if (st.samples < 0 || st.samples > 65535) throw ConfigError("--samples must be in 0..65535");
-  if (st.substeps < 1) throw ConfigError("--substeps must be >= 1");
+  if (!std::isfinite(st.shape_c)) throw ConfigError("shape_c: must be finite");
+  if (!(st.gamma2 > 0 && st.gamma2 <= 1)) throw ConfigError("gamma2: must be in (0, 1]");
+  if (!(st.tau0 > 0) || !std::isfinite(st.tau0)) throw ConfigError("tau0: must be finite and > 0");
+  if (st.key_dim < 0) throw ConfigError("key_dim: must be >= 0");
+  if (st.paths < 2 || st.paths > 65535) throw ConfigError("paths: must be in 2..65535");
+  if (st.samples < 0 || st.samples > 65535) throw ConfigError("samples: must be in 0..65535");
+  if (st.substeps < 1) throw ConfigError("substeps: must be >= 1");
   if (spec.depth > 65535) throw ConfigError("stack.depth: at most 65535 layers (Philox stream ids)");
   // Memory: per path or network a row of rho and q per layer, the normals of one layer's
   // Euler-Maruyama steps (3 T^2 per substep), and one network's T x n and n x T matrices.
@@ -60,7 +60,7 @@ void validate(const StackSpec& spec, const ShapedSettings& st) {
                                    sat_mul({8, T, T})}),
                           8}),
                  "the shaped SDE",
-                 fmt::format("--paths/--samples = {}, stack.depth = {}, --substeps = {}, stack.tokens = {} and "
+                 fmt::format("paths/samples = {}, stack.depth = {}, substeps = {}, stack.tokens = {} and "
                              "stack.width = {}",
                              members, spec.depth, st.substeps, spec.tokens, spec.width));
 }
@@ -76,7 +76,7 @@ Eigen::MatrixXd input_gram(const StackSpec& spec) {
 ShapedModel parse_shaped_model(const std::string& s) {
   if (s == "mlp") return ShapedModel::Mlp;
   if (s == "attn" || s == "attention") return ShapedModel::Attn;
-  throw ConfigError(fmt::format("--model: expected mlp or attn, got \"{}\"", s));
+  throw ConfigError(fmt::format("model: expected mlp or attn, got \"{}\"", s));
 }
 std::string to_string(ShapedModel m) {
   return m == ShapedModel::Mlp ? "mlp" : "attn";
@@ -129,7 +129,7 @@ Eigen::MatrixXd shaped_noise(const Eigen::MatrixXd& K, const ShapedSettings& st,
   return sqrt_dt * out;
 }
 
-ShapedEnsemble shaped_sde_paths(const StackSpec& spec, const ShapedSettings& st) {
+ShapedEnsemble shaped_sde_paths(const StackSpec& spec, const ShapedSettings& st, const ProgressFn& progress) {
   validate(spec, st);
   const int L = spec.depth, n = spec.width, T = spec.tokens, m = st.substeps;
   ShapedEnsemble e;
@@ -141,6 +141,9 @@ ShapedEnsemble shaped_sde_paths(const StackSpec& spec, const ShapedSettings& st)
   const auto per_step = static_cast<size_t>(3 * T * T);
   std::vector<double> xi(per_step * m);
   for (int p = 0; p < st.paths; ++p) {
+    if (progress)
+      report_progress(progress, static_cast<double>(p) / st.paths, fmt::format("SDE path {}/{}", p + 1, st.paths),
+                      "shaped-sde");
     NormalStream ns(st.seed, stream_id(static_cast<uint64_t>(p), 0, 0, kSdePurpose));
     Eigen::MatrixXd K = K0;
     e.rho(p, 0) = mean_corr(K);
@@ -166,7 +169,7 @@ ShapedEnsemble shaped_sde_paths(const StackSpec& spec, const ShapedSettings& st)
   return e;
 }
 
-ShapedEnsemble shaped_network_samples(const StackSpec& spec, const ShapedSettings& st) {
+ShapedEnsemble shaped_network_samples(const StackSpec& spec, const ShapedSettings& st, const ProgressFn& progress) {
   validate(spec, st);
   const int L = spec.depth, n = spec.width, T = spec.tokens;
   const int nk = st.key_dim > 0 ? st.key_dim : n;
@@ -184,6 +187,9 @@ ShapedEnsemble shaped_network_samples(const StackSpec& spec, const ShapedSetting
   };
   Eigen::MatrixXd Z(T, n), Wq(T, nk), Wk(T, nk);
   for (int s = 0; s < st.samples; ++s) {
+    if (progress)
+      report_progress(progress, static_cast<double>(s) / st.samples,
+                      fmt::format("network {}/{}", s + 1, st.samples), "shaped-sde");
     if (st.model == ShapedModel::Mlp) {
       // h^0 (T x n): Gaussian-looking coordinates with Gram exactly n K0 (rows orthonormalised).
       draw(s, 0, 0, Z);
@@ -284,11 +290,18 @@ double quantile(std::vector<double> v, double p) {
   return v[lo] + (h - static_cast<double>(lo)) * (v[hi] - v[lo]);
 }
 
-Profile shaped_profile(const StackSpec& spec, const ShapedSettings& st) {
+Profile shaped_profile(const StackSpec& spec, const ShapedSettings& st, const ProgressFn& progress) {
   validate(spec, st);
-  ShapedEnsemble sde = shaped_sde_paths(spec, st);
+  // Paths and networks share [0, 1] in proportion to their counts.
+  const double split = static_cast<double>(st.paths) / (st.paths + st.samples);
+  ProgressFn sde_progress, mc_progress;
+  if (progress) {
+    sde_progress = [&](double f, std::string_view m) { return progress(split * f, m); };
+    mc_progress = [&](double f, std::string_view m) { return progress(split + (1.0 - split) * f, m); };
+  }
+  ShapedEnsemble sde = shaped_sde_paths(spec, st, sde_progress);
   ShapedEnsemble mc;
-  if (st.samples > 0) mc = shaped_network_samples(spec, st);
+  if (st.samples > 0) mc = shaped_network_samples(spec, st, mc_progress);
   std::vector<std::string> cols = {"t", "rho", "rho_se", "rho_q05", "rho_q50", "rho_q95", "q", "q_se"};
   if (st.samples > 0)
     for (const char* c : {"rho", "rho_se", "rho_q05", "rho_q50", "rho_q95", "q", "q_se"})
@@ -367,6 +380,7 @@ Profile shaped_profile(const StackSpec& spec, const ShapedSettings& st) {
                                      diverged, st.paths));
   last["sde_paths_finite"] = rs.size();
   p.extras["last_layer"] = last;
+  if (progress) report_progress(progress, 1.0, "done", "shaped-sde");
   return p;
 }
 

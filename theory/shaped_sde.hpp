@@ -27,6 +27,7 @@
 #include <Eigen/Dense>
 
 #include "core/profile.hpp"
+#include "core/progress.hpp"
 
 namespace sigprop::theory {
 
@@ -60,9 +61,12 @@ struct ShapedEnsemble {
 
 /// Euler-Maruyama paths of the kernel SDE from K0 = q0((1-rho0) I + rho0 11^T), reported at
 /// t = l/n for l = 0..L (L = spec.depth, n = spec.width, T = spec.tokens).
-ShapedEnsemble shaped_sde_paths(const StackSpec& spec, const ShapedSettings& st);
+/// `progress` is called before every path (fraction of paths done); returning false throws
+/// CancelledError ("shaped-sde"). The same for the networks below, per sample.
+ShapedEnsemble shaped_sde_paths(const StackSpec& spec, const ShapedSettings& st, const ProgressFn& progress = {});
 /// Finite-width networks of the same model (exact in distribution), same grid.
-ShapedEnsemble shaped_network_samples(const StackSpec& spec, const ShapedSettings& st);
+ShapedEnsemble shaped_network_samples(const StackSpec& spec, const ShapedSettings& st,
+                                      const ProgressFn& progress = {});
 
 /// Two-sample Kolmogorov-Smirnov statistic D = sup |F1 - F2| and its asymptotic p-value
 /// (Kolmogorov distribution with Stephens' small-sample correction).
@@ -78,7 +82,8 @@ double quantile(std::vector<double> v, double p);
 
 /// Profile: one row per layer l = 0..L at t = l/n; columns t, rho, rho_se, rho_q05, rho_q50,
 /// rho_q95, q, q_se of the SDE ensemble and mc_* of the finite-width networks; extras hold
-/// the last layer's quantiles and KS test.
-Profile shaped_profile(const StackSpec& spec, const ShapedSettings& st);
+/// the last layer's quantiles and KS test. `progress` covers the paths, then the networks (in
+/// proportion to their counts) and reaches 1 at the end; returning false throws CancelledError.
+Profile shaped_profile(const StackSpec& spec, const ShapedSettings& st, const ProgressFn& progress = {});
 
 }  // namespace sigprop::theory

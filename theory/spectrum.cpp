@@ -286,11 +286,11 @@ void check_spectrum_spec(const StackSpec& spec) {
   if (spec.blocks != Blocks::Dense)
     throw ConfigError(fmt::format(
         "stack.blocks: the free-probability spectrum is implemented for blocks = \"dense\" (x' = lam x + a (phi(x) W "
-        "+ b)), got \"{}\"; the Monte Carlo spectrum (--engine simulate) measures any stack",
+        "+ b)), got \"{}\"; the Monte Carlo spectrum (the simulate engine) measures any stack",
         to_string(spec.blocks)));
   if (spec.norm != Norm::None)
     throw ConfigError(fmt::format("stack.norm: the free-probability spectrum is implemented for norm = \"none\", got "
-                                  "\"{}\"; the Monte Carlo spectrum (--engine simulate) measures any stack",
+                                  "\"{}\"; the Monte Carlo spectrum (the simulate engine) measures any stack",
                                   to_string(spec.norm)));
 }
 
@@ -343,7 +343,7 @@ SpectrumMoments spectrum_moments(const StackSpec& spec, const SpectrumSettings& 
 }
 
 std::vector<double> default_spectrum_grid(const SpectrumMoments& m, int n) {
-  if (n < 2) throw ConfigError(fmt::format("--grid: need at least 2 points, got {}", n));
+  if (n < 2) throw ConfigError(fmt::format("grid: need at least 2 points, got {}", n));
   const double mean = m.mean.back(), sd = std::sqrt(std::max(0.0, m.var.back()));
   const double hi = std::max(4.0 * mean, mean + 6.0 * sd);
   std::vector<double> x(n);
@@ -351,7 +351,8 @@ std::vector<double> default_spectrum_grid(const SpectrumMoments& m, int n) {
   return x;
 }
 
-SpectrumDensity spectrum_density(const StackSpec& spec, const std::vector<double>& x, const SpectrumSettings& st) {
+SpectrumDensity spectrum_density(const StackSpec& spec, const std::vector<double>& x, const SpectrumSettings& st,
+                                 const ProgressFn& progress) {
   check_spectrum_spec(spec);
   if (spec.residual)
     throw ConfigError(
@@ -404,7 +405,11 @@ SpectrumDensity spectrum_density(const StackSpec& spec, const std::vector<double
     m = mean * zz + (sd * sd + mean * mean) * zz * zz;
     for (size_t g = 0; g < S.groups.size(); ++g) z[g] = m / S.groups[g].law.mu1;
   };
-  for (size_t oi : order) {
+  for (size_t k = 0; k < order.size(); ++k) {
+    const size_t oi = order[k];
+    if (progress)
+      report_progress(progress, static_cast<double>(k) / static_cast<double>(order.size()),
+                      fmt::format("grid point {}/{}", k + 1, order.size()), "spectrum");
     const double xi = x[oi];
     if (!(xi > 0) || !std::isfinite(xi)) {
       ++out.failed;
@@ -452,7 +457,8 @@ SpectrumDensity spectrum_density(const StackSpec& spec, const std::vector<double
   return out;
 }
 
-Profile spectrum_theory_profile(const StackSpec& spec, const std::vector<double>& grid, const SpectrumSettings& st) {
+Profile spectrum_theory_profile(const StackSpec& spec, const std::vector<double>& grid, const SpectrumSettings& st,
+                                const ProgressFn& progress) {
   const SpectrumMoments mom = spectrum_moments(spec, st);
   Profile p = Profile::make(spec, "spectrum-theory", {"q", "sv2_mean", "sv2_var"});
   for (int l = 0; l <= spec.depth; ++l) {
@@ -476,7 +482,7 @@ Profile spectrum_theory_profile(const StackSpec& spec, const std::vector<double>
       break;
     }
   if (spectrum_has_density(spec)) {
-    const SpectrumDensity d = spectrum_density(spec, grid, st);
+    const SpectrumDensity d = spectrum_density(spec, grid, st, progress);
     nlohmann::json dens = nlohmann::json::array();
     for (double v : d.density) dens.push_back(std::isfinite(v) ? nlohmann::json(v) : nlohmann::json(nullptr));
     p.extras["density"] = {{"layer", spec.depth}, {"x", d.x},           {"density", dens},
@@ -485,9 +491,10 @@ Profile spectrum_theory_profile(const StackSpec& spec, const std::vector<double>
       p.warnings.push_back(fmt::format("density solver did not converge at {} of {} grid points (null there)",
                                        d.failed, d.x.size()));
   } else {
-    p.warnings.push_back("no free-probability density for residual stacks (moments only); use --engine simulate for a "
+    p.warnings.push_back("no free-probability density for residual stacks (moments only); use the simulate engine for a "
                          "Monte Carlo density");
   }
+  if (progress) report_progress(progress, 1.0, "done", "spectrum");
   return p;
 }
 

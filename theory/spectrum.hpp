@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "core/profile.hpp"
+#include "core/progress.hpp"
 #include "core/spec.hpp"
 
 namespace sigprop::theory {
@@ -80,14 +81,18 @@ SpectrumMoments spectrum_moments(const StackSpec& spec, const SpectrumSettings& 
 
 /// Density of the squared singular values of J_L at each x (product stacks only; throws
 /// ConfigError naming stack.residual otherwise).
-SpectrumDensity spectrum_density(const StackSpec& spec, const std::vector<double>& x, const SpectrumSettings& st = {});
+/// `progress` is called before every grid point; returning false throws CancelledError ("spectrum").
+SpectrumDensity spectrum_density(const StackSpec& spec, const std::vector<double>& x, const SpectrumSettings& st = {},
+                                 const ProgressFn& progress = {});
 
 /// A default grid for spec: n points on (0, hi], hi = mean + 6 sd of J_L J_L^T (at least 4 mean).
 std::vector<double> default_spectrum_grid(const SpectrumMoments& m, int n);
 
 /// The "spectrum" theory engine's Profile: columns q, sv2_mean, sv2_var per layer; the density
 /// (when implemented) in extras["density"] = {x, density, atom0, layer, failed}.
+/// `progress` follows the density's grid points and reaches 1 at the end; returning false
+/// throws CancelledError ("spectrum").
 Profile spectrum_theory_profile(const StackSpec& spec, const std::vector<double>& grid,
-                                const SpectrumSettings& st = {});
+                                const SpectrumSettings& st = {}, const ProgressFn& progress = {});
 
 }  // namespace sigprop::theory

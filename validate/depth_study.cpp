@@ -18,12 +18,12 @@ namespace sigprop::validate {
 namespace fs = std::filesystem;
 
 void StudySettings::validate() const {
-  if (depths.empty()) throw ConfigError("--depths: needs at least one depth");
+  if (depths.empty()) throw ConfigError("depths: needs at least one depth");
   for (std::size_t i = 0; i < depths.size(); ++i) {
-    if (depths[i] < 1) throw ConfigError(fmt::format("--depths: depth {} must be >= 1", depths[i]));
-    if (i > 0 && depths[i] <= depths[i - 1]) throw ConfigError("--depths: depths must be strictly increasing");
+    if (depths[i] < 1) throw ConfigError(fmt::format("depths: depth {} must be >= 1", depths[i]));
+    if (i > 0 && depths[i] <= depths[i - 1]) throw ConfigError("depths: depths must be strictly increasing");
   }
-  if (eval_tokens < 2) throw ConfigError(fmt::format("--eval-tokens = {} must be >= 2 sequences' worth", eval_tokens));
+  if (eval_tokens < 2) throw ConfigError(fmt::format("eval_tokens: {} must be >= 2 sequences' worth", eval_tokens));
   train.validate();
 }
 

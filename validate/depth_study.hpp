@@ -34,7 +34,7 @@ struct StudySettings {
   TrainSettings train;           ///< the same for every depth
   long long eval_tokens = 16384;  ///< tokens of the validation split measured per model
 
-  /// ConfigError naming the option (--depths, --eval-tokens) or the train setting.
+  /// ConfigError naming the setting (depths, eval_tokens) or the train setting.
   void validate() const;
   [[nodiscard]] nlohmann::json to_json() const;
 };

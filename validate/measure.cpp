@@ -6,6 +6,8 @@
 #include <cmath>
 #include <exception>
 #include <limits>
+#include <mutex>
+#include <string_view>
 #include <thread>
 
 #include <fmt/format.h>
@@ -56,11 +58,11 @@ const std::vector<std::string>& measured_metric_names() {
 
 Sequences cut_sequences(std::span<const unsigned char> corpus, int T, long long tokens,
                         const std::string& corpus_name) {
-  if (tokens < 1) throw ConfigError(fmt::format("--tokens: must be >= 1, got {}", tokens));
+  if (tokens < 1) throw ConfigError(fmt::format("tokens: must be >= 1, got {}", tokens));
   const long long n = tokens / T;
   if (n < 2)
-    throw ConfigError(fmt::format("--tokens {}: fewer than 2 sequences of T = {} tokens (a standard error needs at "
-                                  "least 2; use --tokens >= {} or a smaller --seq-len)",
+    throw ConfigError(fmt::format("tokens = {}: fewer than 2 sequences of T = {} tokens (a standard error needs at "
+                                  "least 2; use tokens >= {} or a smaller seq_len)",
                                   tokens, T, 2 * T));
   const long long B = static_cast<long long>(corpus.size());
   if (B < T + 1)
@@ -69,7 +71,7 @@ Sequences cut_sequences(std::span<const unsigned char> corpus, int T, long long 
                                   corpus_name, B, T));
   const long long room = (B - 1) / T;
   if (n > room)
-    throw ConfigError(fmt::format("{}: {} bytes hold {} sequences of T = {} tokens, --tokens {} asks for {}",
+    throw ConfigError(fmt::format("{}: {} bytes hold {} sequences of T = {} tokens, tokens = {} asks for {}",
                                   corpus_name, B, room, T, tokens, n));
   Sequences s;
   s.T = T;
@@ -239,19 +241,20 @@ nlohmann::json Validation::to_json(const std::string& checkpoint) const {
 }
 
 template <class Real>
-Validation validate_model(const Model<Real>& m, std::span<const unsigned char> corpus, const ValidateSettings& st) {
+Validation validate_model(const Model<Real>& m, std::span<const unsigned char> corpus, const ValidateSettings& st,
+                          const ProgressFn& progress) {
   const ModelConfig& cfg = m.cfg;
   const StackSpec& arch = cfg.arch.spec;
-  if (st.seq_len < 0) throw ConfigError(fmt::format("--seq-len: must be >= 0 (0 = the context), got {}", st.seq_len));
-  if (st.ensemble < 0) throw ConfigError(fmt::format("--ensemble: must be >= 0, got {}", st.ensemble));
+  if (st.seq_len < 0) throw ConfigError(fmt::format("seq_len: must be >= 0 (0 = the context), got {}", st.seq_len));
+  if (st.ensemble < 0) throw ConfigError(fmt::format("ensemble: must be >= 0, got {}", st.ensemble));
   // Checked here, not left to the simulate engine: its ConfigErrors become "no simulate
   // prediction" notes (architectures it cannot run), which must not hide a bad option.
   if (st.samples < 0 || st.samples > sim::kMaxSamples)
-    throw ConfigError(fmt::format("--samples: must be in [0, {}] (0 = no simulate prediction), got {}",
+    throw ConfigError(fmt::format("samples: must be in [0, {}] (0 = no simulate prediction), got {}",
                                   sim::kMaxSamples, st.samples));
-  if (st.threads < 0) throw ConfigError(fmt::format("--threads: must be >= 0 (0 = all cores), got {}", st.threads));
+  if (st.threads < 0) throw ConfigError(fmt::format("threads: must be >= 0 (0 = all cores), got {}", st.threads));
   const int T = st.seq_len > 0 ? std::min(st.seq_len, arch.tokens) : arch.tokens;
-  if (T < 2) throw ConfigError(fmt::format("--seq-len: T = {} tokens, at least 2 are needed", T));
+  if (T < 2) throw ConfigError(fmt::format("seq_len: T = {} tokens, at least 2 are needed", T));
   if (st.ensemble > 0) {
     // Before any work: per ensemble member a table of layer means; per worker one model and its traces.
     using U = std::uint64_t;
@@ -262,7 +265,7 @@ Validation validate_model(const Model<Real>& m, std::span<const unsigned char> c
     require_memory(sat_add({sat_mul({static_cast<U>(st.ensemble), sat_add({sat_mul({rows, kMeasuredCols * 8 + 32}), 64})}),
                             sat_mul({workers, per_model})}),
                    fmt::format("the init ensemble of {} models", st.ensemble),
-                   fmt::format("--ensemble = {}, stack.depth = {} and the model's size", st.ensemble, arch.depth));
+                   fmt::format("ensemble = {}, stack.depth = {} and the model's size", st.ensemble, arch.depth));
   }
   const std::string corpus_name = st.corpus.empty() ? "<corpus>" : st.corpus;
   Validation v;
@@ -279,8 +282,20 @@ Validation validate_model(const Model<Real>& m, std::span<const unsigned char> c
   const Sequences seqs = cut_sequences(corpus, T, st.tokens, corpus_name);
   const int n = seqs.count();
 
+  // Progress: the stages that run share [0, 1] equally; stage k's own fraction f maps to (k + f) / stages.
+  const bool extended = !(cfg.arch.ext == sim::BlockExt{});
+  const int stages = 1 + (extended ? 0 : int{st.theory} + int{st.samples > 0} + int{st.ensemble > 0});
+  int stage = 0;
+  auto stage_progress = [&](int k) {
+    ProgressFn f;
+    if (progress)
+      f = [&progress, k, stages](double x, std::string_view msg) { return progress((k + x) / stages, msg); };
+    return f;
+  };
+
   // the model itself
   PerSequence per = measure_sequences(m, seqs, st.threads);
+  if (progress) report_progress(progress, 1.0 / stages, "measured the model", "validate");
   StackSpec spec = arch;
   spec.tokens = T;
   v.measured = reduce_profile(per.values, spec, "measured", "sequence");
@@ -312,7 +327,6 @@ Validation validate_model(const Model<Real>& m, std::span<const unsigned char> c
   v.measured.extras["loss"] = loss.mean;
   v.measured.extras["loss_se"] = loss.se;
 
-  const bool extended = !(cfg.arch.ext == sim::BlockExt{});
   if (extended) {
     v.notes.push_back(
         "the model has architecture extensions (rotary, gated MLP, grouped KV heads, attention biases or parallel "
@@ -321,7 +335,9 @@ Validation validate_model(const Model<Real>& m, std::span<const unsigned char> c
   } else {
     if (st.theory) {
       try {
-        v.theory = theory::TheoryEngine(st.theory_settings).run(spec);
+        theory::TheoryEngine eng(st.theory_settings);
+        eng.set_progress(stage_progress(++stage));
+        v.theory = eng.run(spec);
         add_grad_var_rel(*v.theory);
       } catch (const ConfigError& e) {
         v.notes.push_back(fmt::format("no theory prediction: {}", e.what()));
@@ -336,7 +352,9 @@ Validation validate_model(const Model<Real>& m, std::span<const unsigned char> c
         ss.precision = "double";
         ss.weights_sampling = "explicit";  // unchanged since before conditional sampling (equal in law)
         ss.threads = st.threads;
-        v.simulate = sim::MonteCarloEngine(ss).run(spec);
+        sim::MonteCarloEngine eng(ss);
+        eng.set_progress(stage_progress(++stage));
+        v.simulate = eng.run(spec);
         add_grad_var_rel(*v.simulate);
       } catch (const ConfigError& e) {
         v.notes.push_back(fmt::format("no simulate prediction: {}", e.what()));
@@ -354,7 +372,7 @@ Validation validate_model(const Model<Real>& m, std::span<const unsigned char> c
       v.notes.push_back(v.simulate ? "the theory (d -> infinity) has no finite-width spread: its z_pi borrows "
                                      "simulate's sd at the model's width"
                                    : "the theory (d -> infinity) has no finite-width spread: without simulate "
-                                     "(--samples 0) it has z only, not z_pi");
+                                     "(samples = 0) it has z only, not z_pi");
     if (v.theory || v.simulate)
       v.notes.push_back("theory and simulate draw Delta_L iid N(0, 1), not the loss gradient: they predict grad_var_rel "
                         "(= their grad_var_l / grad_var_L), and grad_var is compared with the init ensemble only");
@@ -371,6 +389,9 @@ Validation validate_model(const Model<Real>& m, std::span<const unsigned char> c
         std::vector<std::vector<std::vector<double>>> means(static_cast<std::size_t>(S));
         std::vector<double> losses(static_cast<std::size_t>(S));
         std::vector<char> same(static_cast<std::size_t>(S), 0);
+        const ProgressFn member_progress = stage_progress(++stage);
+        std::mutex progress_mutex;
+        int done = 0;
         parallel_for(S, st.threads, [&](int k) {
           const Model<Real> mk = Model<Real>::initial(cfg, st.seed + 1 + static_cast<uint64_t>(k));
           same[static_cast<std::size_t>(k)] = mk.wte == m.wte ? 1 : 0;
@@ -381,6 +402,15 @@ Validation validate_model(const Model<Real>& m, std::span<const unsigned char> c
           for (std::size_t l = 0; l < pr.rows.size(); ++l)
             for (int c = 0; c < kMeasuredCols; ++c) mean[l][c] = pr.rows[l][c];
           losses[static_cast<std::size_t>(k)] = mean_se(pk.loss).mean;
+          if (member_progress) {  // serialized, and never called again once it said stop (done < 0)
+            std::lock_guard<std::mutex> lock(progress_mutex);
+            if (done < 0) return;
+            const int j = ++done;
+            done = -1;  // until the callback returns
+            report_progress(member_progress, static_cast<double>(j) / S, fmt::format("init model {}/{}", j, S),
+                            "validate");
+            done = j;
+          }
         });
         v.init_ensemble = reduce_profile(means, spec, "init_ensemble", "model");
         const MeanSe ensemble_loss = mean_se(losses);
@@ -397,18 +427,20 @@ Validation validate_model(const Model<Real>& m, std::span<const unsigned char> c
         for (int k = 0; k < S; ++k)
           if (same[static_cast<std::size_t>(k)])
             v.notes.push_back(fmt::format("the measured model has the embedding of ensemble member seed {}: it is "
-                                          "probably that very model; choose another --seed",
+                                          "probably that very model; choose another seed",
                                           st.seed + 1 + static_cast<uint64_t>(k)));
       }
     }
   }
   compute_agreement(v);
+  if (progress) report_progress(progress, 1.0, "done", "validate");
   return v;
 }
 
 #define SIGPROP_MEASURE_INSTANTIATE(Real)                                                          \
   template PerSequence measure_sequences(const Model<Real>&, const Sequences&, int);              \
-  template Validation validate_model(const Model<Real>&, std::span<const unsigned char>, const ValidateSettings&);
+  template Validation validate_model(const Model<Real>&, std::span<const unsigned char>, const ValidateSettings&, \
+                                     const ProgressFn&);
 
 SIGPROP_MEASURE_INSTANTIATE(float)
 SIGPROP_MEASURE_INSTANTIATE(double)

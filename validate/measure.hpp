@@ -61,7 +61,7 @@ struct Sequences {
 
 /// Cuts `tokens` / T sequences of T tokens (bytes as token ids) from corpus, at least 2.
 /// @throws ConfigError naming `corpus_name` when the corpus is shorter than one sequence of
-///   T + 1 bytes or has no room for the sequences asked for, and --tokens when it asks for
+///   T + 1 bytes or has no room for the sequences asked for, and tokens when it asks for
 ///   fewer than 2 sequences.
 Sequences cut_sequences(std::span<const unsigned char> corpus, int T, long long tokens,
                         const std::string& corpus_name);
@@ -89,7 +89,7 @@ struct ValidateSettings {
   int samples = 64;          ///< Monte Carlo samples (0 = no simulate prediction)
   bool theory = true;        ///< run the theory engine
   uint64_t seed = 0;         ///< Monte Carlo seed; the ensemble uses seeds seed + 1 .. seed + S
-  int threads = 0;           ///< worker threads (0 = all cores); never changes a number
+  int threads = 1;           ///< worker threads (0 = all cores; 1 by default, not to oversubscribe a host's pool); never changes a number
   std::string checkpoint;    ///< names written into the settings
   std::string corpus;
   theory::TheorySettings theory_settings{};
@@ -108,9 +108,13 @@ struct Validation {
 };
 
 /// The whole of `sigprop validate` on a loaded model and corpus (see the file comment).
-/// @throws ConfigError for bad settings or a corpus too short, naming the option or file.
+/// @throws ConfigError for bad settings or a corpus too short, naming the setting or file.
+/// @param progress called as the stages finish (the measurement, then theory, simulate and the
+///        init ensemble when they run, each an equal share of [0, 1]; simulate per sample, the
+///        ensemble per model); returning false throws CancelledError. Never called concurrently.
 template <class Real>
-Validation validate_model(const Model<Real>& m, std::span<const unsigned char> corpus, const ValidateSettings& st);
+Validation validate_model(const Model<Real>& m, std::span<const unsigned char> corpus, const ValidateSettings& st,
+                          const ProgressFn& progress = {});
 
 /// Fills v.agreement and v.summary from v.measured and the predictions present.
 void compute_agreement(Validation& v);

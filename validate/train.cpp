@@ -54,7 +54,7 @@ Corpus Corpus::load(const fs::path& path, double val_fraction, int context) {
   if (c.train_end < window || n_val < window)
     throw ConfigError(fmt::format(
         "corpus {}: {} bytes are too short: the training split has {} bytes and the validation split "
-        "(--val-fraction {}) {}, each needs at least one window of stack.tokens + 1 = {} bytes",
+        "(val_fraction {}) {}, each needs at least one window of stack.tokens + 1 = {} bytes",
         path.string(), n, c.train_end, val_fraction, n_val, window));
   c.hash = fnv1a64_hex(c.bytes);
   return c;
@@ -67,25 +67,25 @@ nlohmann::json Corpus::to_json() const { return {{"path", path}, {"bytes", bytes
 
 void TrainSettings::validate() const {
   auto bad = [](const char* opt, auto value, const char* rule) {
-    throw ConfigError(fmt::format("--{} = {} {}", opt, value, rule));
+    throw ConfigError(fmt::format("{} = {} {}", opt, value, rule));
   };
   if (steps < 1) bad("steps", steps, "must be >= 1");
   if (batch < 1) bad("batch", batch, "must be >= 1");
   if (!(lr > 0) || !std::isfinite(lr)) bad("lr", lr, "must be > 0 and finite");
-  if (!(min_lr >= 0) || !(min_lr <= lr)) bad("min-lr", min_lr, "must be in [0, --lr]");
+  if (!(min_lr >= 0) || !(min_lr <= lr)) bad("min_lr", min_lr, "must be in [0, lr]");
   if (warmup < -1) bad("warmup", warmup, "must be >= 0 (or -1 for steps / 10)");
-  if (!(weight_decay >= 0) || !std::isfinite(weight_decay)) bad("weight-decay", weight_decay, "must be >= 0");
+  if (!(weight_decay >= 0) || !std::isfinite(weight_decay)) bad("weight_decay", weight_decay, "must be >= 0");
   if (!(beta1 >= 0 && beta1 < 1)) bad("beta1", beta1, "must be in [0, 1)");
   if (!(beta2 >= 0 && beta2 < 1)) bad("beta2", beta2, "must be in [0, 1)");
   if (!(eps > 0) || !std::isfinite(eps)) bad("eps", eps, "must be > 0");
-  if (!(max_norm >= 0) || !std::isfinite(max_norm)) bad("max-norm", max_norm, "must be >= 0 (0: no clipping)");
-  if (!(val_fraction > 0 && val_fraction < 1)) bad("val-fraction", val_fraction, "must be in (0, 1)");
-  if (val_every < 1) bad("val-every", val_every, "must be >= 1");
-  if (val_batches < 1) bad("val-batches", val_batches, "must be >= 1");
-  if (checkpoint_every < 0) bad("checkpoint-every", checkpoint_every, "must be >= 0 (0: init and final only)");
+  if (!(max_norm >= 0) || !std::isfinite(max_norm)) bad("max_norm", max_norm, "must be >= 0 (0: no clipping)");
+  if (!(val_fraction > 0 && val_fraction < 1)) bad("val_fraction", val_fraction, "must be in (0, 1)");
+  if (val_every < 1) bad("val_every", val_every, "must be >= 1");
+  if (val_batches < 1) bad("val_batches", val_batches, "must be >= 1");
+  if (checkpoint_every < 0) bad("checkpoint_every", checkpoint_every, "must be >= 0 (0: init and final only)");
   if (threads < 1) bad("threads", threads, "must be >= 1");
   if (precision != "float" && precision != "double")
-    throw ConfigError(fmt::format("--precision = \"{}\" must be float or double", precision));
+    throw ConfigError(fmt::format("precision = \"{}\" must be float or double", precision));
 }
 
 TrainSettings TrainSettings::resolved() const {
@@ -431,7 +431,7 @@ void check_same_run(const safetensors::File& f, const nlohmann::json& train_json
   } catch (const nlohmann::json::exception& e) {
     throw IoError(fmt::format("{}: \"sigprop.train\" is not JSON: {}", f.source, e.what()));
   }
-  const std::string hint = "; resuming needs the same settings and corpus (or choose another --out)";
+  const std::string hint = "; resuming needs the same settings and corpus (or choose another output folder)";
   for (auto& [k, v] : train_json.items()) {
     if (TrainSettings::resumable_change(k)) continue;
     if (!theirs.contains(k) || theirs[k] != v)
@@ -472,14 +472,15 @@ void check_train_memory(const ModelConfig& cfg, const TrainSettings& s, std::siz
   const U batches = sat_mul({static_cast<U>(s.val_batches) + 1, B, sat_add({sat_mul({2, T, 4}), 64})});
   const U total = sat_add({sat_mul({sat_add({6, chunks}), P, real}), batches, sat_mul({workers, trace})});
   require_memory(total, "training",
-                 fmt::format("--batch = {} ({} gradient accumulators), --val-batches = {}, the model's {} parameters "
+                 fmt::format("batch = {} ({} gradient accumulators), val_batches = {}, the model's {} parameters "
                              "(stack.depth, stack.width, stack.mlp_ratio) and stack.tokens = {}",
                              s.batch, chunks, s.val_batches, P, sp.tokens));
 }
 
 template <class Real>
 TrainOutcome train_impl(const ModelConfig& cfg, const TrainSettings& s, const fs::path& corpus_path,
-                        const fs::path& out, const std::function<void(const TrainProgress&)>& progress) {
+                        const fs::path& out, const std::function<void(const TrainProgress&)>& progress,
+                        const ProgressFn& cancel) {
   using clock = std::chrono::steady_clock;
   const auto t0 = clock::now();
   const int T = cfg.arch.spec.tokens, B = s.batch;
@@ -489,7 +490,7 @@ TrainOutcome train_impl(const ModelConfig& cfg, const TrainSettings& s, const fs
   std::error_code ec;
   fs::create_directories(out, ec);
   if (ec || !fs::is_directory(out))
-    throw IoError(fmt::format("--out {}: cannot create the folder: {}", out.string(), ec.message()));
+    throw IoError(fmt::format("{}: cannot create the output folder: {}", out.string(), ec.message()));
 
   const nlohmann::json train_json = s.to_json(), corpus_json = corpus.to_json(), model_json = cfg.to_json();
   const fs::path optim_path = out / "optim.safetensors", csv_path = out / "loss.csv";
@@ -600,7 +601,7 @@ TrainOutcome train_impl(const ModelConfig& cfg, const TrainSettings& s, const fs
     pending_val.reset();
     if (!std::isfinite(r.loss) || !std::isfinite(r.grad_norm)) {
       write_csv(step + 1);
-      throw NumericalError(fmt::format("training diverged: loss {} and gradient norm {} at step {} (try a smaller --lr)",
+      throw NumericalError(fmt::format("training diverged: loss {} and gradient norm {} at step {} (try a smaller lr)",
                                        r.loss, r.grad_norm, step));
     }
     const int done = step + 1;
@@ -626,6 +627,8 @@ TrainOutcome train_impl(const ModelConfig& cfg, const TrainSettings& s, const fs
       p.eta_s = loop_s / (done - start) * (s.steps - done);
       progress(p);
     }
+    if (cancel)
+      report_progress(cancel, static_cast<double>(done) / s.steps, fmt::format("step {}/{}", done, s.steps), "train");
   }
   outcome.last_val = pending_val;
   outcome.seconds = elapsed();
@@ -637,12 +640,13 @@ TrainOutcome train_impl(const ModelConfig& cfg, const TrainSettings& s, const fs
 }  // namespace
 
 TrainOutcome train(const ModelConfig& cfg, const TrainSettings& settings, const fs::path& corpus,
-                   const fs::path& out_dir, const std::function<void(const TrainProgress&)>& progress) {
+                   const fs::path& out_dir, const std::function<void(const TrainProgress&)>& progress,
+                   const ProgressFn& cancel) {
   settings.validate();
   const TrainSettings s = settings.resolved();
   cfg.validate();
-  if (s.precision == "double") return train_impl<double>(cfg, s, corpus, out_dir, progress);
-  return train_impl<float>(cfg, s, corpus, out_dir, progress);
+  if (s.precision == "double") return train_impl<double>(cfg, s, corpus, out_dir, progress, cancel);
+  return train_impl<float>(cfg, s, corpus, out_dir, progress, cancel);
 }
 
 #define SIGPROP_TRAIN_INSTANTIATE(Real)                                                                          \

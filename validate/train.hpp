@@ -25,6 +25,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "core/progress.hpp"
 #include "validate/model.hpp"
 
 namespace sigprop::validate {
@@ -51,7 +52,7 @@ struct Corpus {
   [[nodiscard]] nlohmann::json to_json() const;
 };
 
-/// The trainer's settings; names are the command-line options' (--min-lr for min_lr).
+/// The trainer's settings (the command line's options carry the same names: --min-lr for min_lr).
 struct TrainSettings {
   int steps = 1000;
   int batch = 16;               ///< B sequences per step
@@ -70,7 +71,7 @@ struct TrainSettings {
   int threads = 1;              ///< workers (results do not depend on it)
   std::string precision = "float";  ///< float | double
 
-  /// Throws ConfigError naming the setting (as "--<option>") of the first bad value.
+  /// Throws ConfigError naming the setting (as "<setting> = value") of the first bad value.
   void validate() const;
   /// A copy with warmup = -1 replaced by steps / 10.
   [[nodiscard]] TrainSettings resolved() const;
@@ -140,10 +141,15 @@ struct TrainOutcome {
 
 /// Trains (or resumes, see docs/train.md) into out_dir: loss.csv, init.safetensors,
 /// ckpt_step{N}.safetensors, final.safetensors, optim.safetensors.
+/// @param progress the step-by-step details (for a progress line)
+/// @param cancel called after every step with the fraction of steps done; returning false throws
+///        CancelledError ("train") at that step boundary. Every file is written atomically, so the
+///        folder then holds what a kill at that moment would leave: its checkpoints, and running
+///        the same command again resumes from the last one.
 /// @throws ConfigError for bad settings or an out_dir holding a run with other settings;
 ///         IoError for files that cannot be read or written.
 TrainOutcome train(const ModelConfig& cfg, const TrainSettings& settings, const std::filesystem::path& corpus,
                    const std::filesystem::path& out_dir,
-                   const std::function<void(const TrainProgress&)>& progress = {});
+                   const std::function<void(const TrainProgress&)>& progress = {}, const ProgressFn& cancel = {});
 
 }  // namespace sigprop::validate
