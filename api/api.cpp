@@ -12,7 +12,7 @@
 #include "core/spec.hpp"
 #include "sigprop/version.hpp"
 #include "sim/backend.hpp"
-#include "sim/engine.hpp"
+#include "mc/engine.hpp"
 #include "theory/attention.hpp"
 #include "theory/clustering.hpp"
 #include "theory/continuum.hpp"
@@ -209,10 +209,7 @@ Profile ode(const StackSpec& spec, const OdeSettings& s, const ProgressFn& progr
       if (s.t_end) cs.t_end = *s.t_end;
       if (s.points) cs.points = *s.points;
       if (s.equiangular) cs.equiangular = *s.equiangular;
-      report_progress(progress, 0.0, "clustering: start", "clustering");
-      Profile p = wrap(theory::clustering_profile(spec, cs));
-      report_progress(progress, 1.0, "clustering: done", "clustering");
-      return p;
+      return wrap(theory::clustering_profile(spec, cs, progress));
     }
     case OdeKind::ShapedSde: {
       theory::ShapedSettings ss;
@@ -225,10 +222,7 @@ Profile ode(const StackSpec& spec, const OdeSettings& s, const ProgressFn& progr
       if (s.paths) ss.paths = *s.paths;
       if (s.samples) ss.samples = *s.samples;
       if (s.substeps) ss.substeps = *s.substeps;
-      report_progress(progress, 0.0, "shaped-sde: start", "shaped-sde");
-      Profile p = wrap(theory::shaped_profile(spec, ss));
-      report_progress(progress, 1.0, "shaped-sde: done", "shaped-sde");
-      return p;
+      return wrap(theory::shaped_profile(spec, ss, progress));
     }
   }
   throw ConfigError("ode: settings.kind is not continuum, clustering or shaped-sde");

@@ -9,7 +9,7 @@
 #include "core/profile.hpp"
 #include "core/spec.hpp"
 #include "sigprop/api.hpp"
-#include "sim/engine.hpp"
+#include "mc/engine.hpp"
 #include "theory/clustering.hpp"
 #include "theory/engine.hpp"
 

@@ -25,7 +25,7 @@
 #include "core/spec.hpp"
 #include "reports/config.hpp"
 #include "reports/sweep.hpp"
-#include "sim/engine.hpp"
+#include "mc/engine.hpp"
 #include "sim/jacobian.hpp"
 #include "theory/clustering.hpp"
 #include "theory/continuum.hpp"

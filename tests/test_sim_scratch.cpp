@@ -9,7 +9,7 @@
 #include <fstream>
 
 #include "core/spec.hpp"
-#include "sim/engine.hpp"
+#include "mc/engine.hpp"
 
 namespace {
 

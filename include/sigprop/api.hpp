@@ -156,8 +156,7 @@ SIGPROP_API Profile theory(const StackSpec& spec, const TheorySettings& settings
 SIGPROP_API Profile simulate(const StackSpec& spec, const SimulateSettings& settings = {},
                              const ProgressFn& progress = nullptr);
 /// Continuum ODE, token-clustering ODE or shaped-network SDE, as `sigprop ode --kind`.
-/// Progress: continuum reports as it integrates; clustering and shaped-sde report (and can be
-/// cancelled) only at their start and end.
+/// Progress (and cancellation): continuum and clustering per output time, shaped-sde per path.
 SIGPROP_API Profile ode(const StackSpec& spec, const OdeSettings& settings = {}, const ProgressFn& progress = nullptr);
 
 /// The library's version, "major.minor.patch".
