@@ -1,9 +1,21 @@
 #!/usr/bin/env bash
 # Runs the test suite (builds first if needed). The default run excludes tests tagged
 # [.slow]; `--sanitize` builds and runs everything under AddressSanitizer + UBSan in
-# build-asan/ instead.
+# build-asan/ instead; `--tsan` builds and runs the [concurrency] tests under ThreadSanitizer in
+# build-tsan/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+if [ "${1:-}" = "--tsan" ]; then
+  # ThreadSanitizer on the [concurrency] tests only (tests/test_concurrency.cpp): engines and the
+  # public API called from several threads at once. A race report fails the run.
+  BUILD_DIR=build-tsan
+  cmake -S . -B "$BUILD_DIR" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSIGPROP_SANITIZE_THREAD=ON \
+        -DSIGPROP_BUILD_BENCH=OFF -DSIGPROP_ENABLE_CUDA=OFF -DSIGPROP_ENABLE_MPI=OFF > /dev/null
+  cmake --build "$BUILD_DIR" -j "$(nproc)" --target sigprop_concurrency_tests
+  TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1 ${TSAN_OPTIONS:-}" \
+    "$BUILD_DIR/tests/sigprop_concurrency_tests" "[concurrency]"
+  exit 0
+fi
 if [ "${1:-}" = "--sanitize" ]; then
   BUILD_DIR=build-asan
   cmake -S . -B "$BUILD_DIR" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSIGPROP_SANITIZE=ON \

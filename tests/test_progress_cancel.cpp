@@ -336,39 +336,6 @@ seed = 3
   check_progress(r.fractions);
 }
 
-TEST_CASE("engines run from several threads at once give the numbers of serial runs", "[concurrency]") {
-  const std::vector<StackSpec> specs{small({}), small({"stack.norm=post", "stack.activation=tanh"}),
-                                     small({"init.sigma_qk2=1", "stack.mask=causal"}),
-                                     small({"stack.blocks=mlp", "stack.activation=silu"})};
-  theory::TheorySettings ts;
-  ts.attn.samples = 64;
-  ts.error_batches = 2;
-  const sim::SimSettings ss{.samples = 4, .seed = 11, .backend = "cpu", .threads = 2};
-  auto theory_of = [&](const StackSpec& s) { return theory::TheoryEngine(ts).run(s).to_json().dump(); };
-  auto simulate_of = [&](const StackSpec& s) {
-    sim::MonteCarloEngine e(ss);
-    int calls = 0;
-    e.set_progress([&calls](double, std::string_view) { return ++calls > 0; });  // callbacks too
-    return e.run(s).to_json().dump();
-  };
-  std::vector<std::string> serial;
-  for (const StackSpec& s : specs) {
-    serial.push_back(theory_of(s));
-    serial.push_back(simulate_of(s));
-  }
-  std::vector<std::string> parallel(serial.size());
-  std::vector<std::thread> pool;
-  for (std::size_t i = 0; i < specs.size(); ++i) {
-    pool.emplace_back([&, i] { parallel[2 * i] = theory_of(specs[i]); });
-    pool.emplace_back([&, i] { parallel[2 * i + 1] = simulate_of(specs[i]); });
-  }
-  for (auto& t : pool) t.join();
-  for (std::size_t i = 0; i < serial.size(); ++i) {
-    INFO("run " << i);
-    CHECK(parallel[i] == serial[i]);
-  }
-}
-
 TEST_CASE("CLI: --progress draws the line, Ctrl-C cancels with exit 130 and writes nothing", "[progress][cli]") {
   const Run t = shell("$SP theory --progress --set stack.depth=6 --json " + (scratch() / "t.json").string());
   CHECK(t.code == 0);
