@@ -17,6 +17,8 @@ static_assert(static_cast<int>(Activation::Relu) == static_cast<int>(hd::Act::Re
                   static_cast<int>(Activation::GeluTanh) == static_cast<int>(hd::Act::GeluTanh),
               "hd::Act must list the activations in sigprop::Activation's order");
 
-constexpr hd::Act to_hd(Activation a) { return static_cast<hd::Act>(static_cast<int>(a)); }
+constexpr hd::Act to_hd(Activation a) {
+  return static_cast<hd::Act>(static_cast<int>(a));
+}
 
 }  // namespace sigprop

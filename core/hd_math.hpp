@@ -188,8 +188,10 @@ SIGPROP_HD inline Real act_derivative_from_value(Act a, Real x, Real y) {
       const Real sg = x != Real(0) ? y / x : Real(0.5);
       return sg * (Real(1) + x * (Real(1) - sg));
     }
-    case Act::Tanh: return Real(1) - y * y;
-    default: return act_derivative(a, x);
+    case Act::Tanh:
+      return Real(1) - y * y;
+    default:
+      return act_derivative(a, x);
   }
 }
 

@@ -111,13 +111,20 @@ template <class F>
 void with_act(Activation a, F&& f) {
   using A = hd::Act;
   switch (a) {
-    case Activation::Relu: return f(std::integral_constant<A, A::Relu>{});
-    case Activation::Gelu: return f(std::integral_constant<A, A::Gelu>{});
-    case Activation::Tanh: return f(std::integral_constant<A, A::Tanh>{});
-    case Activation::Erf: return f(std::integral_constant<A, A::Erf>{});
-    case Activation::Silu: return f(std::integral_constant<A, A::Silu>{});
-    case Activation::Linear: return f(std::integral_constant<A, A::Linear>{});
-    case Activation::GeluTanh: return f(std::integral_constant<A, A::GeluTanh>{});
+    case Activation::Relu:
+      return f(std::integral_constant<A, A::Relu>{});
+    case Activation::Gelu:
+      return f(std::integral_constant<A, A::Gelu>{});
+    case Activation::Tanh:
+      return f(std::integral_constant<A, A::Tanh>{});
+    case Activation::Erf:
+      return f(std::integral_constant<A, A::Erf>{});
+    case Activation::Silu:
+      return f(std::integral_constant<A, A::Silu>{});
+    case Activation::Linear:
+      return f(std::integral_constant<A, A::Linear>{});
+    case Activation::GeluTanh:
+      return f(std::integral_constant<A, A::GeluTanh>{});
   }
   throw Error("internal: unknown activation");
 }

@@ -163,9 +163,13 @@ KernelPair quadrature_kernel_rho(Activation act, const GaussLegendre& rule, doub
   return {k, kd};
 }
 
-double act_value(Activation act, double x) { return hd::act_forward(to_hd(act), x); }
+double act_value(Activation act, double x) {
+  return hd::act_forward(to_hd(act), x);
+}
 
-double act_deriv(Activation act, double x) { return hd::act_derivative(to_hd(act), x); }
+double act_deriv(Activation act, double x) {
+  return hd::act_derivative(to_hd(act), x);
+}
 
 ActKernel::ActKernel(Activation act, int quad_order) : act_(act), gl_(quad_order) {}
 
