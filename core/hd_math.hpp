@@ -92,7 +92,12 @@ SIGPROP_HD inline double normal(uint64_t seed, uint64_t stream, uint64_t i) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// activations phi and phi' (MODEL.md §1; gelu in its exact erf form), the reference's formulas
+// activations phi and phi' (MODEL.md §1; gelu in its exact erf form): the one definition that
+// the theory engine (theory/gauss.cpp, theory/spectrum.cpp), the cpu backend (sim/block.hpp) and
+// the CUDA kernels (cuda/kernels.cu) evaluate; core/activation.hpp maps sigprop::Activation onto
+// Act. sim/reference.cpp writes its own on purpose: it is the independent oracle they are tested
+// against. The closed-form dual kernels E[phi phi] of theory/gauss.cpp are not definitions of
+// phi and stay there.
 
 /// Same order as sigprop::Activation (checked by a static_assert where both are visible).
 enum class Act : int { Relu, Gelu, Tanh, Erf, Silu, Linear, GeluTanh };
@@ -140,6 +145,54 @@ SIGPROP_HD inline Real act_derivative(Act a, Real x) {
     }
   }
   return Real(1);  // unreachable, see act_forward
+}
+
+/// phi(x) and phi'(x) together (the quadratures of the theory engine): tanh and silu share their
+/// tanh / exp; the results are bitwise those of act_forward and act_derivative.
+template <class Real>
+SIGPROP_HD inline void act_forward_derivative(Act a, Real x, Real* f, Real* df) {
+  switch (a) {
+    case Act::Tanh: {
+      const Real t = m_tanh(x);
+      *f = t;
+      *df = Real(1) - t * t;
+      return;
+    }
+    case Act::Silu: {
+      const Real e1 = Real(1) + m_exp(-x);
+      const Real s = Real(1) / e1;
+      *f = x / e1;
+      *df = s * (Real(1) + x * (Real(1) - s));
+      return;
+    }
+    default:
+      *f = act_forward(a, x);
+      *df = act_derivative(a, x);
+  }
+}
+
+/// phi'(x) from x and y = phi(x) (the backward pass after a forward that kept y): gelu, silu
+/// and tanh reuse y instead of recomputing their expensive part (erfc, exp, tanh): Phi(x) = y / x
+/// for gelu, sigmoid(x) = y / x for silu (the limits 1/2 at x = 0), 1 - y^2 for tanh. y / x is
+/// exact to two roundings wherever y is a normal number; where it underflows, phi' is below
+/// 1e-30. The other activations ignore y.
+template <class Real>
+SIGPROP_HD inline Real act_derivative_from_value(Act a, Real x, Real y) {
+  const Real inv_sqrt2pi = static_cast<Real>(0.39894228040143267794);  // 1/sqrt(2 pi)
+  switch (a) {
+    case Act::Gelu: {  // phi' = Phi(x) + x N(x)
+      const Real cdf = x != Real(0) ? y / x : Real(0.5);
+      return cdf + x * m_exp(Real(-0.5) * x * x) * inv_sqrt2pi;
+    }
+    case Act::Silu: {  // phi' = s (1 + x (1 - s))
+      const Real sg = x != Real(0) ? y / x : Real(0.5);
+      return sg * (Real(1) + x * (Real(1) - sg));
+    }
+    case Act::Tanh:
+      return Real(1) - y * y;
+    default:
+      return act_derivative(a, x);
+  }
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -15,6 +15,7 @@
 #include "core/parallel.hpp"
 #include "core/error.hpp"
 #include "core/memory.hpp"
+#include "core/stats.hpp"
 #include "sigprop/version.hpp"
 #include "mc/backends.hpp"
 #include "sim/eigen_backend.hpp"  // kWeightCacheBytes
@@ -139,26 +140,17 @@ Profile MonteCarloEngine::run(const StackSpec& spec) {
   for (int l = 0; l <= L; ++l)
     for (int m = 0; m < M; ++m) {
       if (l == 0 && (names[m] == "update_ratio" || names[m] == "ang_dist")) continue;  // undefined at l = 0
-      // Mean and SE of v / vmax, rescaled at the end: values near overflow (1e300) keep a
-      // finite mean and SE, and nothing is squared at the original scale.
+      // core/stats.hpp's mean_se (overflow-safe: values near 1e300 keep a finite mean and SE).
+      std::vector<double> v(N);
       bool finite = true;
-      double vmax = 0.0;
       for (int i = 0; i < N; ++i) {
-        double v = res[i].values[l][m];
-        finite = finite && std::isfinite(v);
-        vmax = std::max(vmax, std::abs(v));
+        v[i] = res[i].values[l][m];
+        finite = finite && std::isfinite(v[i]);
       }
       if (!finite) continue;  // stays null; the warnings below say where and why
-      const double scale = vmax > 0 ? vmax : 1.0;
-      double mean_s = 0.0, ss = 0.0;
-      for (int i = 0; i < N; ++i) mean_s += res[i].values[l][m] / scale;
-      mean_s /= N;
-      for (int i = 0; i < N; ++i) {
-        double dv = res[i].values[l][m] / scale - mean_s;
-        ss += dv * dv;
-      }
-      p.rows[l][m] = mean_s * scale;
-      p.rows[l][M + m] = N > 1 ? scale * std::sqrt(ss / (N - 1) / N) : std::nan("");
+      const MeanSe r = mean_se(v);
+      p.rows[l][m] = r.mean;
+      p.rows[l][M + m] = r.se;
     }
 
   // Warnings name the first layer where a non-finite value appeared, and how many samples.

@@ -27,14 +27,15 @@
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
-#include <numbers>
 #include <optional>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include <Eigen/Dense>
 #include <fmt/format.h>
 
+#include "core/activation.hpp"
 #include "core/blocks.hpp"
 #include "core/error.hpp"
 #include "core/metrics.hpp"
@@ -101,113 +102,62 @@ inline void validate_ext(const Arch& a) {
 }
 
 // ----------------------------------------------------------------------------
-// activations phi and phi' (MODEL.md §1; gelu in its exact erf form), elementwise
+// activations phi and phi' (MODEL.md §1), elementwise: core/hd_math.hpp's definitions, with the
+// activation a compile-time constant inside each loop (the switch is outside, the loops stay
+// free of branches on a).
 
+/// f(std::integral_constant<hd::Act, to_hd(a)>{}).
+template <class F>
+void with_act(Activation a, F&& f) {
+  using A = hd::Act;
+  switch (a) {
+    case Activation::Relu:
+      return f(std::integral_constant<A, A::Relu>{});
+    case Activation::Gelu:
+      return f(std::integral_constant<A, A::Gelu>{});
+    case Activation::Tanh:
+      return f(std::integral_constant<A, A::Tanh>{});
+    case Activation::Erf:
+      return f(std::integral_constant<A, A::Erf>{});
+    case Activation::Silu:
+      return f(std::integral_constant<A, A::Silu>{});
+    case Activation::Linear:
+      return f(std::integral_constant<A, A::Linear>{});
+    case Activation::GeluTanh:
+      return f(std::integral_constant<A, A::GeluTanh>{});
+  }
+  throw Error("internal: unknown activation");
+}
+
+/// y = phi(x).
 template <class Real>
 void act_forward(Activation a, const Mat<Real>& x, Mat<Real>& y) {
   y.resize(x.rows(), x.cols());
   const Eigen::Index n = x.size();
   const Real* in = x.data();
   Real* out = y.data();
-  const Real inv_sqrt2 = static_cast<Real>(1.0 / std::numbers::sqrt2);
-  const Real k0 = static_cast<Real>(std::sqrt(2.0 / std::numbers::pi));
-  switch (a) {
-    case Activation::Relu: y = x.cwiseMax(Real(0)); return;
-    case Activation::Linear: y = x; return;
-    case Activation::Gelu:
-      for (Eigen::Index i = 0; i < n; ++i) out[i] = Real(0.5) * in[i] * std::erfc(-in[i] * inv_sqrt2);
-      return;
-    case Activation::GeluTanh:
-      for (Eigen::Index i = 0; i < n; ++i) {
-        const Real v = in[i];
-        out[i] = Real(0.5) * v * (Real(1) + std::tanh(k0 * (v + Real(0.044715) * v * v * v)));
-      }
-      return;
-    case Activation::Tanh:
-      for (Eigen::Index i = 0; i < n; ++i) out[i] = std::tanh(in[i]);
-      return;
-    case Activation::Erf:
-      for (Eigen::Index i = 0; i < n; ++i) out[i] = std::erf(in[i]);
-      return;
-    case Activation::Silu:
-      for (Eigen::Index i = 0; i < n; ++i) out[i] = in[i] / (Real(1) + std::exp(-in[i]));
-      return;
-  }
-  throw Error("internal: unknown activation");
+  with_act(a, [&](auto act) {
+    constexpr hd::Act A = decltype(act)::value;
+    for (Eigen::Index i = 0; i < n; ++i) out[i] = hd::act_forward(A, in[i]);
+  });
 }
 
-/// g (.) *= phi'(x). With y = phi(x) from the forward pass, gelu, silu and tanh reuse it
-/// instead of recomputing their expensive part (erfc, exp, tanh): Phi(x) = y / x for gelu,
-/// sigmoid(x) = y / x for silu (the limits 1/2 at x = 0), 1 - y^2 for tanh. y / x is exact to
-/// two roundings wherever y is a normal number; where it underflows, phi' is below 1e-30.
+/// g (.) *= phi'(x). With y = phi(x) from the forward pass, gelu, silu and tanh reuse it instead
+/// of recomputing their expensive part (hd::act_derivative_from_value).
 template <class Real>
 void act_backward_mul(Activation a, const Mat<Real>& x, Mat<Real>& g, const Mat<Real>* y = nullptr) {
   const Eigen::Index n = x.size();
   const Real* in = x.data();
   Real* out = g.data();
-  if (y != nullptr && (a == Activation::Gelu || a == Activation::Silu || a == Activation::Tanh)) {
-    const Real* f = y->data();
-    const Real inv_sqrt2pi_ = static_cast<Real>(0.5 * std::numbers::inv_sqrtpi * std::numbers::sqrt2);
-    switch (a) {
-      case Activation::Gelu:  // phi' = Phi(x) + x N(x)
-        for (Eigen::Index i = 0; i < n; ++i) {
-          const Real v = in[i];
-          const Real cdf = v != Real(0) ? f[i] / v : Real(0.5);
-          out[i] *= cdf + v * std::exp(Real(-0.5) * v * v) * inv_sqrt2pi_;
-        }
-        return;
-      case Activation::Silu:  // phi' = s (1 + x (1 - s))
-        for (Eigen::Index i = 0; i < n; ++i) {
-          const Real v = in[i];
-          const Real sg = v != Real(0) ? f[i] / v : Real(0.5);
-          out[i] *= sg * (Real(1) + v * (Real(1) - sg));
-        }
-        return;
-      default:  // tanh
-        for (Eigen::Index i = 0; i < n; ++i) out[i] *= Real(1) - f[i] * f[i];
-        return;
+  with_act(a, [&](auto act) {
+    constexpr hd::Act A = decltype(act)::value;
+    if (y != nullptr) {
+      const Real* f = y->data();
+      for (Eigen::Index i = 0; i < n; ++i) out[i] *= hd::act_derivative_from_value(A, in[i], f[i]);
+    } else {
+      for (Eigen::Index i = 0; i < n; ++i) out[i] *= hd::act_derivative(A, in[i]);
     }
-  }
-  const Real inv_sqrt2 = static_cast<Real>(1.0 / std::numbers::sqrt2);
-  const Real inv_sqrt2pi = static_cast<Real>(0.5 * std::numbers::inv_sqrtpi * std::numbers::sqrt2);
-  const Real two_inv_sqrtpi = static_cast<Real>(2.0 * std::numbers::inv_sqrtpi);
-  const Real k0 = static_cast<Real>(std::sqrt(2.0 / std::numbers::pi));
-  switch (a) {
-    case Activation::Relu:
-      for (Eigen::Index i = 0; i < n; ++i) out[i] = in[i] > 0 ? out[i] : Real(0);
-      return;
-    case Activation::Linear: return;
-    case Activation::Gelu:
-      for (Eigen::Index i = 0; i < n; ++i) {
-        const Real x = in[i];
-        out[i] *= Real(0.5) * std::erfc(-x * inv_sqrt2) + x * std::exp(Real(-0.5) * x * x) * inv_sqrt2pi;
-      }
-      return;
-    case Activation::GeluTanh:
-      for (Eigen::Index i = 0; i < n; ++i) {
-        const Real x = in[i];
-        const Real t = std::tanh(k0 * (x + Real(0.044715) * x * x * x));
-        out[i] *= Real(0.5) * (Real(1) + t) +
-                  Real(0.5) * x * (Real(1) - t * t) * k0 * (Real(1) + Real(3 * 0.044715) * x * x);
-      }
-      return;
-    case Activation::Tanh:
-      for (Eigen::Index i = 0; i < n; ++i) {
-        const Real t = std::tanh(in[i]);
-        out[i] *= Real(1) - t * t;
-      }
-      return;
-    case Activation::Erf:
-      for (Eigen::Index i = 0; i < n; ++i) out[i] *= two_inv_sqrtpi * std::exp(-in[i] * in[i]);
-      return;
-    case Activation::Silu:
-      for (Eigen::Index i = 0; i < n; ++i) {
-        const Real s = Real(1) / (Real(1) + std::exp(-in[i]));
-        out[i] *= s * (Real(1) + in[i] * (Real(1) - s));
-      }
-      return;
-  }
-  throw Error("internal: unknown activation");
+  });
 }
 
 // ----------------------------------------------------------------------------

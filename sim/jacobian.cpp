@@ -12,6 +12,7 @@
 #include <Eigen/Dense>
 #include <fmt/format.h>
 
+#include "core/activation.hpp"
 #include "core/parallel.hpp"
 #include "core/stats.hpp"
 #include "core/blocks.hpp"
@@ -115,14 +116,12 @@ JacobianSample explicit_sample(const StackSpec& s, const JacobianSettings& st, i
   Eigen::VectorXd b;
   Eigen::VectorXd D(d);
   Eigen::RowVectorXd act(d);
+  const hd::Act h_act = to_hd(s.activation);
   for (int l = 1; l <= L; ++l) {
     const HalfParams hp = half_params(s, l);
     dense_weights(s, st.seed, sample, l, W, b);
     for (size_t k = 0; k < toks.size(); ++k) {
-      for (int j = 0; j < d; ++j) {
-        act[j] = activation_value(s.activation, x[k][j]);
-        D[j] = activation_derivative(s.activation, x[k][j]);
-      }
+      for (int j = 0; j < d; ++j) hd::act_forward_derivative(h_act, x[k][j], &act[j], &D[j]);
       Mat PD = P[k] * D.asDiagonal();
       if (hp.lam != 0.0)
         P[k] = hp.lam * P[k] + hp.a * (PD * W);

@@ -584,7 +584,8 @@ double mean_square(const Vec& v) {
 }  // namespace
 
 // ----------------------------------------------------------------------------
-// activations phi and phi' (MODEL.md §1; gelu in its exact erf form)
+// activations phi and phi' (MODEL.md §1; gelu in its exact erf form): the reference's own, not
+// core/hd_math.hpp's, on purpose (the independent oracle the other backends are tested against)
 
 double activation_value(Activation a, double x) {
   switch (a) {

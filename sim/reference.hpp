@@ -90,8 +90,9 @@ inline constexpr int kMaxDepth = 65535;
 /// Columns of SampleMetrics::values, in metric_names() order.
 enum Col { kQ, kRho, kRes, kEffRank, kUpdate, kAng, kGrad, kNumCols };
 
-/// phi(x) and phi'(x) of MODEL.md §1 (gelu in its exact erf form), in double: the
-/// reference's formulas, shared with the Jacobian Monte Carlo (sim/jacobian.cpp).
+/// phi(x) and phi'(x) of MODEL.md §1 (gelu in its exact erf form), in double: the reference's
+/// own formulas, written apart from core/hd_math.hpp's (the one definition that theory, cpu,
+/// cuda and the Jacobian Monte Carlo use) on purpose, as the independent oracle.
 double activation_value(Activation a, double x);
 double activation_derivative(Activation a, double x);
 

@@ -136,6 +136,32 @@ TEST_CASE("hd activations: closed forms and derivatives by central differences",
   }
 }
 
+TEST_CASE("hd activations: the combined and value-reusing forms agree with act_forward/act_derivative",
+          "[hd][analytic]") {
+  using A = hd::Act;
+  auto check = [](auto x) {
+    using Real = decltype(x);
+    for (A a : {A::Relu, A::Gelu, A::Tanh, A::Erf, A::Silu, A::Linear, A::GeluTanh}) {
+      INFO("activation " << static_cast<int>(a) << " at x = " << x << (sizeof(Real) == 4 ? " (float)" : ""));
+      Real f = 0, df = 0;
+      hd::act_forward_derivative(a, x, &f, &df);
+      CHECK(f == hd::act_forward(a, x));  // bitwise: the theory quadratures see the same numbers
+      CHECK(df == hd::act_derivative(a, x));
+      // phi' from y = phi(x): y / x and 1 - y^2 add a few roundings (relative to max(1, |phi'|))
+      const Real d_ref = hd::act_derivative(a, x);
+      const double tol = sizeof(Real) == 4 ? 4e-6 : 1e-14;
+      CHECK(std::abs(static_cast<double>(hd::act_derivative_from_value(a, x, f) - d_ref)) <=
+            tol * (1 + std::abs(static_cast<double>(d_ref))));
+    }
+  };
+  for (double x = -9.0; x <= 9.0; x += 0.0731) {
+    check(x);
+    check(static_cast<float>(x));
+  }
+  check(0.0);
+  check(0.0f);
+}
+
 TEST_CASE("hd norm rows: moments of the output and J^T by central differences", "[hd][analytic]") {
   const int d = 37;
   std::vector<double> x(d), y(d), dy(d), dx(d);

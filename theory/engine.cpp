@@ -14,6 +14,7 @@
 #include "core/error.hpp"
 #include "core/memory.hpp"
 #include "core/metrics.hpp"
+#include "core/stats.hpp"
 #include "sigprop/version.hpp"
 #include "theory/gauss.hpp"
 #include "theory/meanfield.hpp"
@@ -681,12 +682,11 @@ Profile TheoryEngine::run(const StackSpec& spec) {
                       first_bad));
     for (int l = 0; l <= spec.depth; ++l)
       for (auto& m : metric_names()) {
-        double mean = 0, m2 = 0;
-        for (auto& pb : batches) mean += pb.at(l, m);
-        mean /= B;
-        for (auto& pb : batches) m2 += (pb.at(l, m) - mean) * (pb.at(l, m) - mean);
-        p.at(l, m) = mean;
-        p.at(l, m + "_se") = std::sqrt(m2 / (B - 1)) / std::sqrt(static_cast<double>(B));
+        std::vector<double> v;
+        for (auto& pb : batches) v.push_back(pb.at(l, m));
+        const MeanSe r = mean_se(v);
+        p.at(l, m) = r.mean;
+        p.at(l, m + "_se") = r.se;
       }
   }
 

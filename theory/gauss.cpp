@@ -7,6 +7,7 @@
 #include <fmt/format.h>
 #include <Eigen/Dense>
 
+#include "core/activation.hpp"
 #include "core/error.hpp"
 
 namespace sigprop::theory {
@@ -108,11 +109,6 @@ GaussLegendre::GaussLegendre(int n) {
       n, "Gauss-Legendre", [](int k) { return k / std::sqrt(4.0 * k * k - 1); }, 2.0, x, w);
 }
 
-namespace {
-// phi and phi' together (tanh and silu share their expensive part).
-inline void act_both(Activation act, double x, double& f, double& df);
-}  // namespace
-
 KernelPair quadrature_kernel(Activation act, const GaussLegendre& rule, double a, double b, double c) {
   a = std::max(a, 0.0);
   b = std::max(b, 0.0);
@@ -131,6 +127,7 @@ KernelPair quadrature_kernel_rho(Activation act, const GaussLegendre& rule, doub
   rho = std::clamp(rho, -1.0, 1.0);
   const double srho = std::sqrt(std::max(1 - rho * rho, 0.0));
   const size_t n = rule.x.size();
+  const hd::Act h_act = to_hd(act);
   // n-point Gauss-Legendre on [lo, hi], Gaussian weight included.
   auto pieces = [&](double lo, double hi, auto&& body) {
     if (!(hi > lo)) return;
@@ -143,98 +140,35 @@ KernelPair quadrature_kernel_rho(Activation act, const GaussLegendre& rule, doub
   double k = 0, kd = 0;
   auto outer = [&](double x, double wx) {
     double fu, du;
-    act_both(act, sa * x, fu, du);
-    double hk = 0, hd = 0;
+    hd::act_forward_derivative(h_act, sa * x, &fu, &du);
+    double hk = 0, hkd = 0;
     if (srho < 1e-12 || sb == 0) {
-      act_both(act, sb * rho * x, hk, hd);  // v is a deterministic function of x
+      hd::act_forward_derivative(h_act, sb * rho * x, &hk, &hkd);  // v is a deterministic function of x
     } else {
       auto inner = [&](double y, double wy) {
         double gv, dv;
-        act_both(act, sb * (rho * x + srho * y), gv, dv);
+        hd::act_forward_derivative(h_act, sb * (rho * x + srho * y), &gv, &dv);
         hk += wy * gv;
-        hd += wy * dv;
+        hkd += wy * dv;
       };
       double y0 = std::clamp(-rho * x / srho, -X, X);  // v = 0 here
       pieces(-X, y0, inner);
       pieces(y0, X, inner);
     }
     k += wx * fu * hk;
-    kd += wx * du * hd;
+    kd += wx * du * hkd;
   };
   pieces(-X, 0.0, outer);
   pieces(0.0, X, outer);
   return {k, kd};
 }
 
-namespace {
-inline void act_both(Activation act, double x, double& f, double& df) {
-  switch (act) {
-    case Activation::Tanh: {
-      double t = std::tanh(x);
-      f = t;
-      df = 1 - t * t;
-      return;
-    }
-    case Activation::Silu: {
-      double s = 1 / (1 + std::exp(-x));
-      f = x * s;
-      df = s * (1 + x * (1 - s));
-      return;
-    }
-    default:
-      f = act_value(act, x);
-      df = act_deriv(act, x);
-  }
-}
-}  // namespace
-
 double act_value(Activation act, double x) {
-  switch (act) {
-    case Activation::Relu:
-      return x > 0 ? x : 0.0;
-    case Activation::Gelu:
-      return 0.5 * x * std::erfc(-x / std::numbers::sqrt2);
-    case Activation::Tanh:
-      return std::tanh(x);
-    case Activation::Erf:
-      return std::erf(x);
-    case Activation::Silu:
-      return x / (1 + std::exp(-x));
-    case Activation::GeluTanh: {
-      const double k0 = std::sqrt(2 / kPi);
-      return 0.5 * x * (1 + std::tanh(k0 * (x + 0.044715 * x * x * x)));
-    }
-    case Activation::Linear:
-      return x;
-  }
-  throw Error("internal: unknown activation");
+  return hd::act_forward(to_hd(act), x);
 }
 
 double act_deriv(Activation act, double x) {
-  switch (act) {
-    case Activation::Relu:
-      return x > 0 ? 1.0 : 0.0;
-    case Activation::Gelu:
-      return 0.5 * std::erfc(-x / std::numbers::sqrt2) + x * std::exp(-0.5 * x * x) / std::sqrt(2 * kPi);
-    case Activation::Tanh: {
-      double t = std::tanh(x);
-      return 1 - t * t;
-    }
-    case Activation::Erf:
-      return 2 / std::sqrt(kPi) * std::exp(-x * x);
-    case Activation::Silu: {
-      double s = 1 / (1 + std::exp(-x));
-      return s * (1 + x * (1 - s));
-    }
-    case Activation::Linear:
-      return 1.0;
-    case Activation::GeluTanh: {
-      const double k0 = std::sqrt(2 / kPi);
-      const double t = std::tanh(k0 * (x + 0.044715 * x * x * x));
-      return 0.5 * (1 + t) + 0.5 * x * (1 - t * t) * k0 * (1 + 3 * 0.044715 * x * x);
-    }
-  }
-  throw Error("internal: unknown activation");
+  return hd::act_derivative(to_hd(act), x);
 }
 
 ActKernel::ActKernel(Activation act, int quad_order) : act_(act), gl_(quad_order) {}

@@ -97,7 +97,8 @@ class KernelTable {
   std::vector<double> ck_, cd_;      ///< Chebyshev coefficients of k and kd in t = 1 - 2 theta / pi
 };
 
-/// phi and phi' themselves (used by quadrature and by tests).
+/// phi and phi' themselves (theory/spectrum.cpp and tests): core/hd_math.hpp's act_forward and
+/// act_derivative, the one definition.
 double act_value(Activation act, double x);
 double act_deriv(Activation act, double x);
 

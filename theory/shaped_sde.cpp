@@ -9,6 +9,7 @@
 #include "core/error.hpp"
 #include "core/memory.hpp"
 #include "core/rng.hpp"
+#include "core/stats.hpp"
 #include "sigprop/version.hpp"
 
 namespace sigprop::theory {
@@ -315,26 +316,16 @@ Profile shaped_profile(const StackSpec& spec, const ShapedSettings& st, const Pr
       if (std::isfinite(M(i, l))) v.push_back(M(i, l));
     return v;
   };
-  auto mean_se = [](const std::vector<double>& v) -> std::pair<double, double> {
-    const auto N = static_cast<double>(v.size());
-    if (v.size() < 2) return {std::nan(""), std::nan("")};
-    double m = 0, s2 = 0;
-    for (double x : v) m += x;
-    m /= N;
-    for (double x : v) s2 += (x - m) * (x - m);
-    return {m, std::sqrt(s2 / (N - 1) / N)};
-  };
   auto put = [&](const std::string& pre, const ShapedEnsemble& e, int l) {
     std::vector<double> r = col(e.rho, l), q = col(e.q, l);
-    auto [mr, sr] = mean_se(r);
-    auto [mq, sq] = mean_se(q);
-    p.at(l, pre + "rho") = mr;
-    p.at(l, pre + "rho_se") = sr;
+    const MeanSe mr = mean_se(r), mq = mean_se(q);
+    p.at(l, pre + "rho") = mr.mean;
+    p.at(l, pre + "rho_se") = mr.se;
     p.at(l, pre + "rho_q05") = quantile(r, 0.05);
     p.at(l, pre + "rho_q50") = quantile(r, 0.5);
     p.at(l, pre + "rho_q95") = quantile(r, 0.95);
-    p.at(l, pre + "q") = mq;
-    p.at(l, pre + "q_se") = sq;
+    p.at(l, pre + "q") = mq.mean;
+    p.at(l, pre + "q_se") = mq.se;
   };
   for (int l = 0; l <= L; ++l) {
     p.at(l, "t") = sde.t[l];
