@@ -23,6 +23,7 @@
 
 #include <fmt/format.h>
 
+#include "core/activation.hpp"
 #include "core/blocks.hpp"
 #include "core/error.hpp"
 #include "core/hd_math.hpp"
@@ -35,14 +36,8 @@ using std::size_t;
 using sim::SampleMetrics;
 using sim::StreamKind;
 
-static_assert(static_cast<int>(Activation::Relu) == static_cast<int>(hd::Act::Relu) &&
-                  static_cast<int>(Activation::Gelu) == static_cast<int>(hd::Act::Gelu) &&
-                  static_cast<int>(Activation::Tanh) == static_cast<int>(hd::Act::Tanh) &&
-                  static_cast<int>(Activation::Erf) == static_cast<int>(hd::Act::Erf) &&
-                  static_cast<int>(Activation::Silu) == static_cast<int>(hd::Act::Silu) &&
-                  static_cast<int>(Activation::Linear) == static_cast<int>(hd::Act::Linear) &&
-                  static_cast<int>(Activation::GeluTanh) == static_cast<int>(hd::Act::GeluTanh),
-              "hd::Act must list the activations in sigprop::Activation's order");
+// The kernels take the activation as int(spec.activation): core/activation.hpp asserts that
+// sigprop::Activation and hd::Act list the activations in one order.
 
 constexpr int kCols = sim::kNumCols;
 /// Device memory a batch may use (the batch size follows from it and the spec, so the same
