@@ -13,7 +13,7 @@
 #include <vector>
 
 #include "core/spec.hpp"
-#include "sim/reference.hpp"  // SampleMetrics, StreamKind
+#include "sim/sample.hpp"  // SampleMetrics, StreamKind, WeightSampling
 
 namespace sigprop::sim {
 
