@@ -238,7 +238,7 @@ Profile ode(const StackSpec& spec, const OdeSettings& s, const ProgressFn& progr
 // The grid and settings as `sigprop spectrum` builds them (cli/spectrum_cmd.cpp run_spectrum), so
 // that the numbers are the command line's.
 Profile spectrum(const StackSpec& spec, const SpectrumSettings& s, const ProgressFn& progress) {
-  const bool theory = one_of(s.engine, {"theory", "simulate"}, "SpectrumSettings.engine") == "theory";
+  const bool by_theory = one_of(s.engine, {"theory", "simulate"}, "SpectrumSettings.engine") == "theory";
   spec.validate();
   theory::SpectrumSettings th;
   if (s.panels) {
@@ -270,7 +270,7 @@ Profile spectrum(const StackSpec& spec, const SpectrumSettings& s, const Progres
           fmt::format("SpectrumSettings.grid_lo, grid_hi: need finite grid_lo < grid_hi, got {} and {}", lo, hi));
     grid.resize(n);
     for (int i = 0; i < n; ++i) grid[i] = lo + (hi - lo) * i / (n - 1);
-    if (grid.front() <= 0 && theory)
+    if (grid.front() <= 0 && by_theory)
       throw ConfigError("SpectrumSettings.grid_lo: the theory density is defined for x > 0 (the point mass at 0 is "
                         "reported separately as atom0); start the grid above 0");
   } else {
@@ -278,11 +278,11 @@ Profile spectrum(const StackSpec& spec, const SpectrumSettings& s, const Progres
       theory::check_spectrum_spec(spec);
       grid = theory::default_spectrum_grid(theory::spectrum_moments(spec, th), n);
     } catch (const ConfigError&) {
-      if (theory) throw;  // the theory cannot run this spec: say why
-      grid.clear();       // Monte Carlo of a stack the theory does not cover: grid below
+      if (by_theory) throw;  // the theory cannot run this spec: say why
+      grid.clear();          // Monte Carlo of a stack the theory does not cover: grid below
     }
   }
-  if (theory) {
+  if (by_theory) {
     theory::SpectrumEngine eng(std::move(grid), th);
     eng.set_progress(progress);
     return wrap(eng.run(spec));
