@@ -271,8 +271,9 @@ Profile spectrum(const StackSpec& spec, const SpectrumSettings& s, const Progres
     grid.resize(n);
     for (int i = 0; i < n; ++i) grid[i] = lo + (hi - lo) * i / (n - 1);
     if (grid.front() <= 0 && by_theory)
-      throw ConfigError("SpectrumSettings.grid_lo: the theory density is defined for x > 0 (the point mass at 0 is "
-                        "reported separately as atom0); start the grid above 0");
+      throw ConfigError(
+          "SpectrumSettings.grid_lo: the theory density is defined for x > 0 (the point mass at 0 is "
+          "reported separately as atom0); start the grid above 0");
   } else {
     try {
       theory::check_spectrum_spec(spec);

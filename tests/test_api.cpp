@@ -193,7 +193,7 @@ TEST_CASE("api: concurrent calls with different specs equal serial calls", "[api
 
 namespace {
 // A dense product stack (the free-probability theory's domain), as --set overrides.
-const std::vector<std::string> kDenseSets = {"stack.blocks=dense",   "stack.norm=none",   "stack.residual=false",
+const std::vector<std::string> kDenseSets = {"stack.blocks=dense",    "stack.norm=none",   "stack.residual=false",
                                              "stack.activation=tanh", "init.sigma_w2=1.5", "stack.depth=5",
                                              "stack.tokens=2",        "stack.heads=1",     "stack.width=16"};
 
@@ -247,8 +247,7 @@ TEST_CASE("api spectrum: the CLI's profile, theory and simulate, given and defau
     const api::Profile p = api::spectrum(dense, st);
     CHECK(p.engine() == "spectrum-simulate");
     CHECK(p.has("sv2_mean_se"));
-    CHECK(p.to_json() + "\n" ==
-          cli_spectrum_json(flags + "--engine simulate --samples 3 --seed 9 --grid 0.05:10:50"));
+    CHECK(p.to_json() + "\n" == cli_spectrum_json(flags + "--engine simulate --samples 3 --seed 9 --grid 0.05:10:50"));
   }
   SECTION("simulate, default grid from the theory; threads change no number") {
     api::SpectrumSettings st;

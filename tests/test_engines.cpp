@@ -23,12 +23,12 @@ using namespace sigprop;
 
 namespace {
 
-const std::vector<std::string> kDense = {"stack.blocks=dense", "stack.norm=none",   "stack.residual=false",
+const std::vector<std::string> kDense = {"stack.blocks=dense",    "stack.norm=none",   "stack.residual=false",
                                          "stack.activation=tanh", "init.sigma_w2=1.5", "stack.depth=5",
-                                         "stack.tokens=2",     "stack.heads=1",       "stack.width=16"};
+                                         "stack.tokens=2",        "stack.heads=1",     "stack.width=16"};
 
-const std::vector<std::string> kSmall = {"stack.depth=4", "stack.width=16", "stack.heads=2", "stack.tokens=4",
-                                         "stack.mlp_ratio=2", "stack.qk_scale=1/dh"};
+const std::vector<std::string> kSmall = {"stack.depth=4",  "stack.width=16",    "stack.heads=2",
+                                         "stack.tokens=4", "stack.mlp_ratio=2", "stack.qk_scale=1/dh"};
 
 // Counts the callback's calls and the fractions it saw.
 struct Counter {

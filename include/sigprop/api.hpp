@@ -163,11 +163,11 @@ struct SpectrumSettings {
   // theory
   std::optional<int> panels;  ///< Gauss-Legendre panels for the law of phi'(h)^2 (--panels)
   // simulate
-  std::optional<int> samples;                   ///< independent stacks (default 16)
-  std::optional<std::uint64_t> seed;            ///< the streams of simulate (default 0)
-  std::optional<std::string> map;               ///< "token" (one token's d x d Jacobian) or "full"
-  std::optional<int> token;                     ///< the token of map "token" (default: the last)
-  std::optional<std::string> jacobian_method;   ///< "auto", "explicit" or "backward" (--method)
+  std::optional<int> samples;                  ///< independent stacks (default 16)
+  std::optional<std::uint64_t> seed;           ///< the streams of simulate (default 0)
+  std::optional<std::string> map;              ///< "token" (one token's d x d Jacobian) or "full"
+  std::optional<int> token;                    ///< the token of map "token" (default: the last)
+  std::optional<std::string> jacobian_method;  ///< "auto", "explicit" or "backward" (--method)
   /// Worker threads (the library's default is 1, the command line's 0 = every hardware thread);
   /// the numbers never depend on it.
   int threads = 1;
