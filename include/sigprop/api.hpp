@@ -186,9 +186,9 @@ SIGPROP_API Profile simulate(const StackSpec& spec, const SimulateSettings& sett
 SIGPROP_API Profile ode(const StackSpec& spec, const OdeSettings& settings = {}, const ProgressFn& progress = nullptr);
 
 /// Per layer the mean and variance of the squared singular values of J_l (sv2_mean, sv2_var, with
-/// `_se` for simulate), the density of J_L's in extras_json()["density"]. Equal to `sigprop
-/// spectrum --json` with the same spec and settings. Progress: per density grid point (theory),
-/// per sample (simulate).
+/// `_se` for simulate), the density of J_L's in extras_json()["density"] (theory: product stacks
+/// only; a residual stack gets a warning instead). Equal to `sigprop spectrum --json` with the
+/// same spec and settings. Progress: per density grid point (theory), per sample (simulate).
 SIGPROP_API Profile spectrum(const StackSpec& spec, const SpectrumSettings& settings = {},
                              const ProgressFn& progress = nullptr);
 
