@@ -3,6 +3,7 @@
 #include "sigprop/api.hpp"
 
 #include <algorithm>
+#include <cmath>
 #include <initializer_list>
 #include <utility>
 
@@ -12,12 +13,14 @@
 #include "core/spec.hpp"
 #include "sigprop/version.hpp"
 #include "sim/backend.hpp"
+#include "sim/jacobian.hpp"
 #include "mc/engine.hpp"
 #include "theory/attention.hpp"
 #include "theory/clustering.hpp"
 #include "theory/continuum.hpp"
 #include "theory/engine.hpp"
 #include "theory/shaped_sde.hpp"
+#include "theory/spectrum.hpp"
 
 namespace sigprop::api {
 
@@ -209,7 +212,9 @@ Profile ode(const StackSpec& spec, const OdeSettings& s, const ProgressFn& progr
       if (s.t_end) cs.t_end = *s.t_end;
       if (s.points) cs.points = *s.points;
       if (s.equiangular) cs.equiangular = *s.equiangular;
-      return wrap(theory::clustering_profile(spec, cs, progress));
+      theory::ClusteringEngine eng(cs);
+      eng.set_progress(progress);
+      return wrap(eng.run(spec));
     }
     case OdeKind::ShapedSde: {
       theory::ShapedSettings ss;
@@ -222,10 +227,78 @@ Profile ode(const StackSpec& spec, const OdeSettings& s, const ProgressFn& progr
       if (s.paths) ss.paths = *s.paths;
       if (s.samples) ss.samples = *s.samples;
       if (s.substeps) ss.substeps = *s.substeps;
-      return wrap(theory::shaped_profile(spec, ss, progress));
+      theory::ShapedSdeEngine eng(ss);
+      eng.set_progress(progress);
+      return wrap(eng.run(spec));
     }
   }
   throw ConfigError("ode: settings.kind is not continuum, clustering or shaped-sde");
+}
+
+// The grid and settings as `sigprop spectrum` builds them (cli/spectrum_cmd.cpp run_spectrum), so
+// that the numbers are the command line's.
+Profile spectrum(const StackSpec& spec, const SpectrumSettings& s, const ProgressFn& progress) {
+  const bool by_theory = one_of(s.engine, {"theory", "simulate"}, "SpectrumSettings.engine") == "theory";
+  spec.validate();
+  theory::SpectrumSettings th;
+  if (s.panels) {
+    if (*s.panels < 1 || *s.panels > 100000)
+      throw ConfigError(fmt::format("SpectrumSettings.panels: must be in [1, 100000], got {}", *s.panels));
+    th.panels = *s.panels;
+  }
+  sim::JacobianSettings mc;
+  if (s.samples) mc.samples = *s.samples;
+  if (s.seed) mc.seed = *s.seed;
+  if (s.map) mc.map = one_of(*s.map, {"token", "full"}, "SpectrumSettings.map");
+  if (s.token) mc.token = *s.token;
+  if (s.jacobian_method)
+    mc.method = one_of(*s.jacobian_method, {"auto", "explicit", "backward"}, "SpectrumSettings.jacobian_method");
+  if (s.threads < 0)
+    throw ConfigError(fmt::format("SpectrumSettings.threads: must be >= 0 (0 = all cores), got {}", s.threads));
+  mc.threads = s.threads;
+
+  if (s.grid_lo.has_value() != s.grid_hi.has_value())
+    throw ConfigError("SpectrumSettings.grid_lo, grid_hi: set both ends of the grid or neither");
+  const int n = s.grid_points.value_or(200);
+  if (n < 2 || n > 10000000)
+    throw ConfigError(fmt::format("SpectrumSettings.grid_points: must be in [2, 10000000], got {}", n));
+  std::vector<double> grid;
+  if (s.grid_lo) {
+    const double lo = *s.grid_lo, hi = *s.grid_hi;
+    if (!(std::isfinite(lo) && std::isfinite(hi) && lo < hi))
+      throw ConfigError(
+          fmt::format("SpectrumSettings.grid_lo, grid_hi: need finite grid_lo < grid_hi, got {} and {}", lo, hi));
+    grid.resize(n);
+    for (int i = 0; i < n; ++i) grid[i] = lo + (hi - lo) * i / (n - 1);
+    if (grid.front() <= 0 && by_theory)
+      throw ConfigError(
+          "SpectrumSettings.grid_lo: the theory density is defined for x > 0 (the point mass at 0 is "
+          "reported separately as atom0); start the grid above 0");
+  } else {
+    try {
+      theory::check_spectrum_spec(spec);
+      grid = theory::default_spectrum_grid(theory::spectrum_moments(spec, th), n);
+    } catch (const ConfigError&) {
+      if (by_theory) throw;  // the theory cannot run this spec: say why
+      grid.clear();          // Monte Carlo of a stack the theory does not cover: grid below
+    }
+  }
+  if (by_theory) {
+    theory::SpectrumEngine eng(std::move(grid), th);
+    eng.set_progress(progress);
+    return wrap(eng.run(spec));
+  }
+  if (grid.empty()) {
+    // No theory to size the grid: a pilot sample sizes it (max squared singular value x 1.25).
+    sim::JacobianSettings one = mc;
+    one.samples = 1;
+    const sim::JacobianSample pilot = sim::jacobian_sample(spec, one, 0);
+    const double hi = pilot.sv2.empty() ? 1.0 : 1.25 * pilot.sv2.back();
+    for (int i = 0; i < n; ++i) grid.push_back(hi * (i + 1) / n);
+  }
+  sim::SpectrumSimulateEngine eng(mc, std::move(grid));
+  eng.set_progress(progress);
+  return wrap(eng.run(spec));
 }
 
 }  // namespace sigprop::api

@@ -18,8 +18,10 @@
 /// SVD gives the spectrum of J_L.
 #include <cstdint>
 #include <string>
+#include <utility>
 #include <vector>
 
+#include "core/engine.hpp"
 #include "core/profile.hpp"
 #include "core/progress.hpp"
 #include "core/spec.hpp"
@@ -63,5 +65,20 @@ std::vector<double> histogram_density(const std::vector<double>& values, const s
 /// called after every sample (never concurrently); returning false throws CancelledError ("spectrum").
 Profile jacobian_profile(const StackSpec& spec, const JacobianSettings& st, const std::vector<double>& grid,
                          std::vector<std::vector<double>>* sv2_out = nullptr, const ProgressFn& progress = {});
+
+/// Engine "spectrum-simulate": jacobian_profile with the settings and density grid given at
+/// construction and the callback of set_progress (no per-sample singular values kept).
+class SpectrumSimulateEngine final : public Engine {
+ public:
+  SpectrumSimulateEngine(JacobianSettings st, std::vector<double> grid) : st_(std::move(st)), grid_(std::move(grid)) {}
+  [[nodiscard]] std::string name() const override { return "spectrum-simulate"; }
+  Profile run(const StackSpec& spec) override {
+    return jacobian_profile(spec, st_, grid_, nullptr, progress_callback());
+  }
+
+ private:
+  JacobianSettings st_;
+  std::vector<double> grid_;
+};
 
 }  // namespace sigprop::sim

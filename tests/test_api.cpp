@@ -2,6 +2,7 @@
 #include <catch2/catch.hpp>
 
 #include <cmath>
+#include <filesystem>
 #include <string>
 #include <thread>
 #include <vector>
@@ -12,6 +13,7 @@
 #include "mc/engine.hpp"
 #include "theory/clustering.hpp"
 #include "theory/engine.hpp"
+#include "tests/shared/cli_run.hpp"
 
 namespace api = sigprop::api;
 using sigprop::ConfigError;
@@ -187,4 +189,132 @@ TEST_CASE("api: concurrent calls with different specs equal serial calls", "[api
   for (size_t i = 0; i < specs.size(); ++i) threads.emplace_back([&, i] { parallel[i] = run(specs[i]); });
   for (auto& t : threads) t.join();
   for (size_t i = 0; i < specs.size(); ++i) CHECK(parallel[i] == serial[i]);
+}
+
+namespace {
+// A dense product stack (the free-probability theory's domain), as --set overrides.
+const std::vector<std::string> kDenseSets = {"stack.blocks=dense",    "stack.norm=none",   "stack.residual=false",
+                                             "stack.activation=tanh", "init.sigma_w2=1.5", "stack.depth=5",
+                                             "stack.tokens=2",        "stack.heads=1",     "stack.width=16"};
+
+std::string set_flags(const std::vector<std::string>& sets) {
+  std::string out;
+  for (const auto& s : sets) out += "--set " + s + " ";
+  return out;
+}
+
+// `sigprop spectrum <args> --json F -q`'s file, "" (and a failed CHECK) when the command fails.
+std::string cli_spectrum_json(const std::string& args) {
+  namespace fs = std::filesystem;
+  const fs::path dir = sigprop::test::cli::scratch_dir("api_spectrum");
+  const fs::path out = dir / "p.json";
+  fs::remove(out);
+  const auto r = sigprop::test::cli::run_sigprop("spectrum " + args + " -q --json " + out.string(), dir);
+  INFO(r.err);
+  CHECK(r.code == 0);
+  return sigprop::test::cli::slurp(out);
+}
+}  // namespace
+
+TEST_CASE("api spectrum: the CLI's profile, theory and simulate, given and default grids", "[api][spectrum][cli]") {
+  StackSpec dense;
+  api::apply_overrides(dense, kDenseSets);
+  const std::string flags = set_flags(kDenseSets);
+
+  SECTION("theory, default grid") {
+    int calls = 0;
+    const api::Profile p = api::spectrum(dense, {}, [&](double, std::string_view) { return ++calls > 0; });
+    CHECK(p.engine() == "spectrum-theory");
+    CHECK(calls > 0);
+    CHECK(p.to_json() + "\n" == cli_spectrum_json(flags));
+  }
+  SECTION("theory, grid and panels") {
+    api::SpectrumSettings st;
+    st.grid_lo = 0.05;
+    st.grid_hi = 10;
+    st.grid_points = 50;
+    st.panels = 16;
+    CHECK(api::spectrum(dense, st).to_json() + "\n" == cli_spectrum_json(flags + "--grid 0.05:10:50 --panels 16"));
+  }
+  SECTION("simulate, grid") {
+    api::SpectrumSettings st;
+    st.engine = "simulate";
+    st.samples = 3;
+    st.seed = 9;
+    st.grid_lo = 0.05;
+    st.grid_hi = 10;
+    st.grid_points = 50;
+    const api::Profile p = api::spectrum(dense, st);
+    CHECK(p.engine() == "spectrum-simulate");
+    CHECK(p.has("sv2_mean_se"));
+    CHECK(p.to_json() + "\n" == cli_spectrum_json(flags + "--engine simulate --samples 3 --seed 9 --grid 0.05:10:50"));
+  }
+  SECTION("simulate, default grid from the theory; threads change no number") {
+    api::SpectrumSettings st;
+    st.engine = "simulate";
+    st.samples = 4;
+    st.seed = 2;
+    st.jacobian_method = "explicit";
+    const std::string one = api::spectrum(dense, st).to_json();
+    st.threads = 3;
+    CHECK(api::spectrum(dense, st).to_json() == one);
+    CHECK(one + "\n" == cli_spectrum_json(flags + "--engine simulate --samples 4 --seed 2 --method explicit"));
+  }
+  SECTION("simulate, a stack the theory does not cover: the pilot sample's grid") {
+    StackSpec attn = small_spec();
+    attn.depth = 2;
+    attn.width = 8;
+    attn.tokens = 2;
+    attn.heads = 2;
+    api::SpectrumSettings st;
+    st.engine = "simulate";
+    st.samples = 2;
+    st.seed = 4;
+    st.map = "full";
+    const api::Profile p = api::spectrum(attn, st);
+    CHECK(p.to_json() + "\n" ==
+          cli_spectrum_json("--set stack.depth=2 --set stack.width=8 --set stack.tokens=2 --set stack.heads=2 "
+                            "--set stack.qk_scale=1/dh --engine simulate --samples 2 --seed 4 --map full"));
+    CHECK_THAT(config_error([&] { (void)api::spectrum(attn, {}); }), Catch::Contains("stack.blocks"));
+  }
+}
+
+TEST_CASE("api spectrum: errors name the settings field; cancellation", "[api][spectrum][config]") {
+  StackSpec dense;
+  api::apply_overrides(dense, kDenseSets);
+  api::SpectrumSettings st;
+  st.engine = "simulat";
+  CHECK_THAT(config_error([&] { (void)api::spectrum(dense, st); }), Catch::Contains("SpectrumSettings.engine"));
+  st = {};
+  st.grid_lo = 0.1;
+  CHECK_THAT(config_error([&] { (void)api::spectrum(dense, st); }), Catch::Contains("SpectrumSettings.grid_lo"));
+  st.grid_hi = 0.05;
+  CHECK_THAT(config_error([&] { (void)api::spectrum(dense, st); }), Catch::Contains("grid_lo < grid_hi"));
+  st.grid_lo = 0;
+  st.grid_hi = 1;
+  CHECK_THAT(config_error([&] { (void)api::spectrum(dense, st); }), Catch::Contains("x > 0"));
+  st = {};
+  st.grid_points = 1;
+  CHECK_THAT(config_error([&] { (void)api::spectrum(dense, st); }), Catch::Contains("SpectrumSettings.grid_points"));
+  st = {};
+  st.panels = 0;
+  CHECK_THAT(config_error([&] { (void)api::spectrum(dense, st); }), Catch::Contains("SpectrumSettings.panels"));
+  st = {};
+  st.engine = "simulate";
+  st.map = "tokens";
+  CHECK_THAT(config_error([&] { (void)api::spectrum(dense, st); }), Catch::Contains("SpectrumSettings.map"));
+  st.map.reset();
+  st.jacobian_method = "svd";
+  CHECK_THAT(config_error([&] { (void)api::spectrum(dense, st); }),
+             Catch::Contains("SpectrumSettings.jacobian_method"));
+  st.jacobian_method.reset();
+  st.threads = -1;
+  CHECK_THAT(config_error([&] { (void)api::spectrum(dense, st); }), Catch::Contains("SpectrumSettings.threads"));
+
+  const auto stop = [](double, std::string_view) { return false; };
+  CHECK_THROWS_AS(api::spectrum(dense, {}, stop), sigprop::CancelledError);
+  st = {};
+  st.engine = "simulate";
+  st.samples = 2;
+  CHECK_THROWS_AS(api::spectrum(dense, st, stop), sigprop::CancelledError);
 }

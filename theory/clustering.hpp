@@ -16,6 +16,7 @@
 
 #include <Eigen/Dense>
 
+#include "core/engine.hpp"
 #include "core/profile.hpp"
 #include "core/progress.hpp"
 #include "theory/ode_limits.hpp"
@@ -68,6 +69,18 @@ ClusteringTrace clustering_flow(const Eigen::MatrixXd& X0, const ClusteringSetti
 /// columns t, rho, rho_min, rho_max, rho_eq, norm_dev. tokens = n, width = d and input.rho0
 /// come from the spec; st.points replaces the depth.
 Profile clustering_profile(const StackSpec& spec, const ClusteringSettings& st, const ProgressFn& progress = {});
+
+/// Engine "clustering": clustering_profile with the settings given at construction and the
+/// callback of set_progress.
+class ClusteringEngine final : public Engine {
+ public:
+  explicit ClusteringEngine(ClusteringSettings st = {}) : st_(st) {}
+  [[nodiscard]] std::string name() const override { return "clustering"; }
+  Profile run(const StackSpec& spec) override { return clustering_profile(spec, st_, progress_callback()); }
+
+ private:
+  ClusteringSettings st_;
+};
 
 AttnDynamics parse_attn_dynamics(const std::string& s);
 

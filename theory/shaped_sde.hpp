@@ -26,6 +26,7 @@
 
 #include <Eigen/Dense>
 
+#include "core/engine.hpp"
 #include "core/profile.hpp"
 #include "core/progress.hpp"
 
@@ -85,5 +86,17 @@ double quantile(std::vector<double> v, double p);
 /// the last layer's quantiles and KS test. `progress` covers the paths, then the networks (in
 /// proportion to their counts) and reaches 1 at the end; returning false throws CancelledError.
 Profile shaped_profile(const StackSpec& spec, const ShapedSettings& st, const ProgressFn& progress = {});
+
+/// Engine "shaped-sde": shaped_profile with the settings given at construction and the callback
+/// of set_progress.
+class ShapedSdeEngine final : public Engine {
+ public:
+  explicit ShapedSdeEngine(ShapedSettings st = {}) : st_(st) {}
+  [[nodiscard]] std::string name() const override { return "shaped-sde"; }
+  Profile run(const StackSpec& spec) override { return shaped_profile(spec, st_, progress_callback()); }
+
+ private:
+  ShapedSettings st_;
+};
 
 }  // namespace sigprop::theory

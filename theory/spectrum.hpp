@@ -18,8 +18,10 @@
 /// (the same kernels as theory/gauss.hpp), so a stack that does not start at its fixed point
 /// q* is handled layer by layer, not by assuming q_k = q*.
 #include <complex>
+#include <utility>
 #include <vector>
 
+#include "core/engine.hpp"
 #include "core/profile.hpp"
 #include "core/progress.hpp"
 #include "core/spec.hpp"
@@ -94,5 +96,19 @@ std::vector<double> default_spectrum_grid(const SpectrumMoments& m, int n);
 /// throws CancelledError ("spectrum").
 Profile spectrum_theory_profile(const StackSpec& spec, const std::vector<double>& grid,
                                 const SpectrumSettings& st = {}, const ProgressFn& progress = {});
+
+/// Engine "spectrum-theory": spectrum_theory_profile on the density grid and settings given at
+/// construction (the grid is the caller's: default_spectrum_grid sizes one from the moments),
+/// with the callback of set_progress.
+class SpectrumEngine final : public Engine {
+ public:
+  explicit SpectrumEngine(std::vector<double> grid, SpectrumSettings st = {}) : grid_(std::move(grid)), st_(st) {}
+  [[nodiscard]] std::string name() const override { return "spectrum-theory"; }
+  Profile run(const StackSpec& spec) override { return spectrum_theory_profile(spec, grid_, st_, progress_callback()); }
+
+ private:
+  std::vector<double> grid_;
+  SpectrumSettings st_;
+};
 
 }  // namespace sigprop::theory

@@ -59,7 +59,8 @@ class SIGPROP_API Profile {
   Profile& operator=(Profile&& other) noexcept;
   ~Profile();
 
-  /// Engine name: "theory", "simulate", "continuum", "clustering" or "shaped-sde".
+  /// Engine name: "theory", "simulate", "continuum", "clustering", "shaped-sde",
+  /// "spectrum-theory" or "spectrum-simulate".
   [[nodiscard]] std::string engine() const;
   /// sigprop version that produced it.
   [[nodiscard]] std::string version() const;
@@ -147,6 +148,31 @@ struct OdeSettings {
   std::optional<int> substeps;       ///< Euler-Maruyama steps per layer
 };
 
+/// Singular values of the input-output Jacobian J_l = dx_l/dx_0 (docs/spectrum.md), as
+/// `sigprop spectrum`: free probability (engine "theory": dense stacks with norm = "none") or
+/// finite-width Monte Carlo (engine "simulate": any stack). Unset optionals take the command
+/// line's defaults.
+struct SpectrumSettings {
+  std::string engine = "theory";  ///< "theory" or "simulate" (sigprop spectrum --engine)
+  /// Density grid: grid_points evenly spaced points from grid_lo to grid_hi (--grid lo:hi:n; set
+  /// both ends or neither). Without the ends, grid_points (default 200) points up to mean + 6 sd
+  /// of the theory's J_L J_L^T, or, for a simulated stack the theory does not cover, up to 1.25 x
+  /// the largest squared singular value of one pilot sample.
+  std::optional<double> grid_lo, grid_hi;
+  std::optional<int> grid_points;
+  // theory
+  std::optional<int> panels;  ///< Gauss-Legendre panels for the law of phi'(h)^2 (--panels)
+  // simulate
+  std::optional<int> samples;                  ///< independent stacks (default 16)
+  std::optional<std::uint64_t> seed;           ///< the streams of simulate (default 0)
+  std::optional<std::string> map;              ///< "token" (one token's d x d Jacobian) or "full"
+  std::optional<int> token;                    ///< the token of map "token" (default: the last)
+  std::optional<std::string> jacobian_method;  ///< "auto", "explicit" or "backward" (--method)
+  /// Worker threads (the library's default is 1, the command line's 0 = every hardware thread);
+  /// the numbers never depend on it.
+  int threads = 1;
+};
+
 /// Every metric of MODEL.md §2 in the d -> infinity limit, layers 0..spec.depth.
 /// @param progress optional; returning false cancels: CancelledError, no Profile.
 SIGPROP_API Profile theory(const StackSpec& spec, const TheorySettings& settings = {},
@@ -158,6 +184,13 @@ SIGPROP_API Profile simulate(const StackSpec& spec, const SimulateSettings& sett
 /// Continuum ODE, token-clustering ODE or shaped-network SDE, as `sigprop ode --kind`.
 /// Progress (and cancellation): continuum and clustering per output time, shaped-sde per path.
 SIGPROP_API Profile ode(const StackSpec& spec, const OdeSettings& settings = {}, const ProgressFn& progress = nullptr);
+
+/// Per layer the mean and variance of the squared singular values of J_l (sv2_mean, sv2_var, with
+/// `_se` for simulate), the density of J_L's in extras_json()["density"] (theory: product stacks
+/// only; a residual stack gets a warning instead). Equal to `sigprop spectrum --json` with the
+/// same spec and settings. Progress: per density grid point (theory), per sample (simulate).
+SIGPROP_API Profile spectrum(const StackSpec& spec, const SpectrumSettings& settings = {},
+                             const ProgressFn& progress = nullptr);
 
 /// The library's version, "major.minor.patch".
 SIGPROP_API std::string version();
