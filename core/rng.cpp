@@ -13,7 +13,11 @@
 
 #include "core/rng.hpp"
 
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && !defined(SIGPROP_NO_TARGET_CLONES)
+// Not under ThreadSanitizer: an ifunc resolver runs while the dynamic linker relocates the
+// program, before the TSan runtime is initialised, and GCC instruments it, so the program
+// crashes before main (seen with GCC 12).
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && !defined(SIGPROP_NO_TARGET_CLONES) && \
+    !defined(__SANITIZE_THREAD__)
 #define SIGPROP_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
 #else
 #define SIGPROP_CLONES
