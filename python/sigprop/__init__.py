@@ -250,7 +250,7 @@ class Profile:
     def to_pandas(self) -> Any:
         """A pandas DataFrame, one column per metric, indexed by layer. Needs pandas."""
         try:
-            import pandas as pd
+            import pandas as pd  # type: ignore[import-untyped,import-not-found,unused-ignore]
         except ImportError as e:
             raise ImportError("Profile.to_pandas() needs pandas: pip install pandas") from e
         df = pd.DataFrame({m: self._p.values(m) for m in self._p.metrics}, index=self.layers)
