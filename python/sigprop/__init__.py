@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import math
 import os
-from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Union
+from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Union
 
 import numpy as np
 import numpy.typing as npt
@@ -415,8 +415,13 @@ def theory_many(
     with the GIL released; the results, in order, equal single calls. The first failing spec's
     error is raised (its message starts with ``specs[i]:``) and the other runs stop; Ctrl-C
     stops them all (KeyboardInterrupt)."""
-    resolved: Sequence[Spec] = [resolve_spec(s) for s in specs]
+    resolved: List[Spec] = []
+    for i, s in enumerate(specs):
+        try:
+            resolved.append(resolve_spec(s))
+        except Error as e:
+            raise type(e)(f"specs[{i}]: {e}") from e
     st = _settings(
         attn_samples=attn_samples, seed=seed, error_batches=error_batches, attn_method=attn_method, quad_order=quad_order
     )
-    return [Profile(p) for p in _core.theory_many(list(resolved), st, threads)]
+    return [Profile(p) for p in _core.theory_many(resolved, st, threads)]
