@@ -36,7 +36,7 @@ if [ "${1:-}" != "--sanitize" ]; then
     exit 1
   fi
   installed=$(.venv/bin/python -c 'import sigprop, os; print(os.path.dirname(sigprop.__file__))' 2>/dev/null || true)
-  if [ -z "$installed" ] || [ -n "$(find "$BUILD_DIR/lib" python pyproject.toml -newer "$installed/__init__.py" -type f 2>/dev/null | head -1)" ]; then
+  if [ -z "$installed" ] || [ -n "$(find "$BUILD_DIR/lib" python pyproject.toml -newer "$installed/__init__.py" -type f -not -path "*/__pycache__/*" 2>/dev/null | head -1)" ]; then
     scripts/python_install.sh "$BUILD_DIR"  # missing, or older than this build or python/
   fi
   SIGPROP_CLI="$PWD/$BUILD_DIR/cli/sigprop" .venv/bin/python -m pytest -q -p no:cacheprovider python/tests
