@@ -120,7 +120,7 @@ def test_to_pandas_or_clear_import_error(monkeypatch: pytest.MonkeyPatch) -> Non
         p.to_pandas()
     monkeypatch.undo()
     try:
-        import pandas  # noqa: F401
+        import pandas  # type: ignore[import-untyped,import-not-found,unused-ignore]  # noqa: F401
     except ImportError:
         return
     df = p.to_pandas()
