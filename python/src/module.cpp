@@ -156,8 +156,7 @@ class Settings {
   T as(const char* key, nb::handle v) const {
     // bool is an int in Python: only accept it where a bool is wanted.
     if constexpr (!std::is_same_v<T, bool>) {
-      if (PyBool_Check(v.ptr()))
-        throw sigprop::ConfigError(engine_ + " setting '" + key + "' must not be a bool");
+      if (PyBool_Check(v.ptr())) throw sigprop::ConfigError(engine_ + " setting '" + key + "' must not be a bool");
     }
     T out{};
     if (!nb::try_cast<T>(v, out)) {
@@ -342,8 +341,8 @@ NB_MODULE(_core, m) {
       "_set_exceptions",
       [](nb::object error, nb::object config, nb::object io, nb::object numerical, nb::object cuda,
          nb::object cancelled) {
-        py_errors() = PyErrors{std::move(error), std::move(config),    std::move(io), std::move(numerical),
-                               std::move(cuda),  std::move(cancelled)};
+        py_errors() = PyErrors{std::move(error),     std::move(config), std::move(io),
+                               std::move(numerical), std::move(cuda),   std::move(cancelled)};
       },
       "error"_a, "config"_a, "io"_a, "numerical"_a, "cuda"_a, "cancelled"_a);
 
