@@ -2,6 +2,8 @@
 // runs, and wraps the internal Profile (nlohmann JSON inside) behind a pimpl.
 #include "sigprop/api.hpp"
 
+#include "api/internal.hpp"
+
 #include <algorithm>
 #include <cmath>
 #include <initializer_list>
@@ -9,6 +11,7 @@
 
 #include <fmt/format.h>
 
+#include "core/memory.hpp"
 #include "core/profile.hpp"
 #include "core/spec.hpp"
 #include "sigprop/version.hpp"
@@ -51,6 +54,10 @@ const std::string& one_of(const std::string& value, std::initializer_list<const 
 
 }  // namespace
 
+Profile detail::wrap_profile(sigprop::Profile p) {
+  return wrap(std::move(p));
+}
+
 // ---------------------------------------------------------------------------------------------
 // Specs
 
@@ -91,6 +98,14 @@ std::string spec_to_json(const StackSpec& spec, int indent) {
 
 std::string version() {
   return kVersion;
+}
+
+void set_memory_limit(std::uint64_t bytes) {
+  sigprop::set_memory_limit(bytes);
+}
+
+std::uint64_t memory_limit() {
+  return sigprop::memory_limit();
 }
 
 // ---------------------------------------------------------------------------------------------

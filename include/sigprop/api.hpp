@@ -239,8 +239,8 @@ class SIGPROP_API Validation {
   [[nodiscard]] const std::vector<std::string>& notes() const;
   /// Each measured sequence's mean cross-entropy, in corpus order.
   [[nodiscard]] std::span<const double> sequence_loss() const;
-  /// Everything, as the file `sigprop validate --json` writes (indent < 0: one line, no newline;
-  /// otherwise ending in a newline).
+  /// Everything, as `sigprop validate --json` writes it (that file is to_json(2) and a newline;
+  /// indent < 0: one line).
   [[nodiscard]] std::string to_json(int indent = 2) const;
 
  private:
