@@ -42,6 +42,8 @@ struct ReportHooks {
   const std::atomic<bool>* stop = nullptr;
   /// Once the plan is made, before the lock and any work: cells, jobs, jobs run in parallel.
   std::function<void(std::size_t, std::size_t, int)> on_start;
+  /// When every rank knows that rank 0 holds the output folder's lock, before any job runs.
+  std::function<void()> on_locked;
   /// After each finished job (reports::RunOptions::on_done).
   std::function<void(const reports::Job&, double, int, int, double)> on_done;
   /// Build facts for versions.json; empty = the library's (no MPI).

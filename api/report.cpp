@@ -57,6 +57,7 @@ ReportResult run_report(const reports::ReportConfig& cfg, const ReportSettings& 
     if (lock_error) std::rethrow_exception(lock_error);
     throw RankFailed("report: rank 0 could not lock the output folder", true);
   }
+  if (h.on_locked) h.on_locked();
 
   // 0 ok, 1 stopped, 2 failed; every rank takes part in the reduction before anything throws.
   int status = 0;
