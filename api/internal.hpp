@@ -9,6 +9,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "core/profile.hpp"
 #include "reports/config.hpp"
 #include "reports/sweep.hpp"
 #include "sigprop/api.hpp"
@@ -18,6 +19,18 @@ namespace sigprop::api::detail {
 
 /// The facade's Profile around an internal one (api.cpp).
 Profile wrap_profile(sigprop::Profile p);
+
+/// How errors of spectrum name its settings: fields in the library, flags (or the engine's own
+/// words, which main turns into flags) in the CLI.
+struct SpectrumNames {
+  std::string engine = "SpectrumSettings.engine", map = "SpectrumSettings.map",
+              jacobian_method = "SpectrumSettings.jacobian_method", panels = "SpectrumSettings.panels",
+              threads = "SpectrumSettings.threads", grid_lo = "SpectrumSettings.grid_lo";
+};
+
+/// api::spectrum with the internal profile (the CLI formats its extras).
+sigprop::Profile run_spectrum(const StackSpec& spec, const SpectrumSettings& settings, const ProgressFn& progress,
+                              const SpectrumNames& names);
 
 /// How errors name the inputs of validate: settings fields in the library, flags in the CLI.
 struct ValidateNames {
