@@ -11,6 +11,7 @@ overrides ``table_key=value`` (``stack_depth=48``, ``init_sigma_w2=2.0``) are ap
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -30,15 +31,20 @@ __all__ = [
     "NumericalError",
     "Profile",
     "Progress",
+    "ReportResult",
     "Spec",
     "SpecLike",
+    "Validation",
+    "default_report_config",
     "default_spec",
     "ode",
+    "report",
     "resolve_spec",
     "simulate",
     "spectrum",
     "theory",
     "theory_many",
+    "validate",
     "version",
 ]
 
@@ -425,3 +431,149 @@ def theory_many(
         attn_samples=attn_samples, seed=seed, error_batches=error_batches, attn_method=attn_method, quad_order=quad_order
     )
     return [Profile(p) for p in _core.theory_many(resolved, st, threads)]
+
+
+class Validation:
+    """The result of :func:`validate`: the checkpoint's measured profile, the predictions that
+    ran, the agreement table (docs/validate.md) and notes."""
+
+    __slots__ = ("_v",)
+
+    def __init__(self, core: _core.Validation) -> None:
+        self._v = core
+
+    def __repr__(self) -> str:
+        ran = [n for n in ("theory", "simulate", "init_ensemble") if getattr(self, n) is not None]
+        return f"<sigprop.Validation: measured {len(self.measured)} rows, predictions {', '.join(ran) or 'none'}>"
+
+    @property
+    def measured(self) -> Profile:
+        """The checkpoint's metrics on the corpus (engine "measured"); extras hold loss and loss_se."""
+        return Profile(self._v.measured())
+
+    @property
+    def theory(self) -> Optional[Profile]:
+        """The theory prediction, None when it did not run (``notes`` says why)."""
+        p = self._v.theory()
+        return None if p is None else Profile(p)
+
+    @property
+    def simulate(self) -> Optional[Profile]:
+        p = self._v.simulate()
+        return None if p is None else Profile(p)
+
+    @property
+    def init_ensemble(self) -> Optional[Profile]:
+        p = self._v.init_ensemble()
+        return None if p is None else Profile(p)
+
+    @property
+    def model(self) -> Dict[str, Any]:
+        """The model's configuration."""
+        result: Dict[str, Any] = json.loads(self._v.model_json())
+        return result
+
+    @property
+    def agreement(self) -> List[Dict[str, Any]]:
+        """Per prediction, metric and layer: diff, z and z_pi."""
+        result: List[Dict[str, Any]] = json.loads(self._v.agreement_json())
+        return result
+
+    @property
+    def summary(self) -> List[Dict[str, Any]]:
+        """Per prediction and metric: largest |z|, fraction within 3."""
+        result: List[Dict[str, Any]] = json.loads(self._v.summary_json())
+        return result
+
+    @property
+    def notes(self) -> List[str]:
+        return list(self._v.notes)
+
+    @property
+    def sequence_loss(self) -> npt.NDArray[np.float64]:
+        """Each measured sequence's mean cross-entropy (nats per token), in corpus order."""
+        return self._v.sequence_loss()
+
+    def to_json(self, indent: Optional[int] = 2) -> str:
+        """Everything, as ``sigprop validate --json`` writes it (indent None: one line)."""
+        return self._v.to_json(-1 if indent is None else indent)
+
+    def to_dict(self) -> Dict[str, Any]:
+        result: Dict[str, Any] = json.loads(self._v.to_json(-1))
+        return result
+
+
+def validate(
+    checkpoint: Union[str, "os.PathLike[str]"],
+    corpus: Union[str, "os.PathLike[str]"],
+    *,
+    tokens: Optional[int] = None,
+    seq_len: Optional[int] = None,
+    ensemble: Optional[int] = None,
+    samples: Optional[int] = None,
+    theory: bool = True,
+    seed: int = 0,
+    threads: Optional[int] = None,
+    precision: Optional[str] = None,
+    progress: Optional[Progress] = None,
+) -> Validation:
+    """Measures a checkpoint (a sigprop safetensors file or a Hugging Face folder) on a text
+    corpus and runs the predictions, as ``sigprop validate`` (docs/validate.md; defaults: 8192
+    tokens, the model's context, 32 ensemble models, 64 Monte Carlo samples, 1 thread, 0 = every
+    hardware thread). Bad settings or unreadable files raise ConfigError naming the field."""
+    st = _settings(
+        checkpoint=os.fspath(checkpoint),
+        corpus=os.fspath(corpus),
+        tokens=tokens,
+        seq_len=seq_len,
+        ensemble=ensemble,
+        samples=samples,
+        theory=theory,
+        seed=seed,
+        threads=threads,
+        precision=precision,
+    )
+    return Validation(_core.validate(st, progress))
+
+
+@dataclasses.dataclass(frozen=True)
+class ReportResult:
+    """What :func:`report` wrote."""
+
+    out: str  #: the output folder
+    index_html: str
+    report_md: str
+    cells: int  #: grid points
+    jobs: int  #: cells x engines
+    jobs_reused: int  #: jobs already done in ``out``, not run again
+    figures_drawn: List[str]  #: stems under figures/ with .svg and .png
+    figures_missing: List[str]
+    gnuplot_problem: str  #: why figures are missing ("" when none)
+
+
+def default_report_config() -> str:
+    """The built-in report config (``sigprop report --print-default``) as TOML."""
+    return _core.default_report_config()
+
+
+def report(
+    config: Union[None, str, "os.PathLike[str]"] = None,
+    *,
+    out: Union[str, "os.PathLike[str]"],
+    jobs: int = 1,
+    threads: int = 1,
+    gnuplot: Optional[str] = None,
+    figures: bool = True,
+    progress: Optional[Progress] = None,
+) -> ReportResult:
+    """Runs a report config's sweep and writes the report folder ``out``, as ``sigprop report``
+    (docs/report.md). ``config``: None (the built-in default), TOML text (a str holding a newline
+    or ``=``), or a path. Finished cells in ``out`` are reused; a cancelled run keeps them."""
+    st = _settings(out=os.fspath(out), jobs=jobs, threads=threads, gnuplot=gnuplot, figures=figures)
+    if config is None:
+        r = _core.report(None, _core.default_report_config(), st, progress)
+    elif isinstance(config, str) and ("\n" in config or "=" in config):
+        r = _core.report(None, config, st, progress)
+    else:
+        r = _core.report(os.fspath(config), None, st, progress)
+    return ReportResult(**r)

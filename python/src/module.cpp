@@ -252,6 +252,54 @@ api::SpectrumSettings spectrum_settings(const nb::dict& d) {
   return s;
 }
 
+api::ValidateSettings validate_settings(const nb::dict& d) {
+  api::ValidateSettings s;
+  Settings r(d, "validate");
+  r.get("checkpoint", s.checkpoint);
+  r.get("corpus", s.corpus);
+  r.get("tokens", s.tokens);
+  r.get("seq_len", s.seq_len);
+  r.get("ensemble", s.ensemble);
+  r.get("samples", s.samples);
+  r.get("theory", s.theory);
+  r.get("seed", s.seed);
+  r.get("threads", s.threads);
+  r.get("precision", s.precision);
+  r.finish();
+  return s;
+}
+
+api::ReportSettings report_settings(const nb::dict& d) {
+  api::ReportSettings s;
+  Settings r(d, "report");
+  r.get("out", s.out);
+  r.get("jobs", s.jobs);
+  r.get("threads", s.threads);
+  r.get("gnuplot", s.gnuplot);
+  r.get("figures", s.figures);
+  r.finish();
+  return s;
+}
+
+nb::dict report_result(const api::ReportResult& r) {
+  nb::dict d;
+  d["out"] = r.out;
+  d["index_html"] = r.index_html;
+  d["report_md"] = r.report_md;
+  d["cells"] = r.cells;
+  d["jobs"] = r.jobs;
+  d["jobs_reused"] = r.jobs_reused;
+  d["figures_drawn"] = r.figures_drawn;
+  d["figures_missing"] = r.figures_missing;
+  d["gnuplot_problem"] = r.gnuplot_problem;
+  return d;
+}
+
+std::optional<api::Profile> maybe(const api::Profile* p) {
+  if (p == nullptr) return std::nullopt;
+  return *p;
+}
+
 // ---------------------------------------------------------------------------------------------
 // The batch call: many theory runs on C++ threads, the GIL released; the calling thread wakes
 // every 50 ms to check for Ctrl-C.
@@ -414,4 +462,38 @@ NB_MODULE(_core, m) {
       },
       "spec"_a, "settings"_a, "progress"_a.none());
   m.def("theory_many", &theory_many, "specs"_a, "settings"_a, "threads"_a);
+  nb::class_<api::Validation>(m, "Validation")
+      .def("measured", [](const api::Validation& v) { return v.measured(); })
+      .def("theory", [](const api::Validation& v) { return maybe(v.theory()); })
+      .def("simulate", [](const api::Validation& v) { return maybe(v.simulate()); })
+      .def("init_ensemble", [](const api::Validation& v) { return maybe(v.init_ensemble()); })
+      .def("model_json", &api::Validation::model_json)
+      .def("agreement_json", &api::Validation::agreement_json)
+      .def("summary_json", &api::Validation::summary_json)
+      .def_prop_ro("notes", &api::Validation::notes)
+      .def("sequence_loss",
+           [](nb::handle self) {
+             std::span<const double> v = nb::cast<const api::Validation&>(self).sequence_loss();
+             return ReadOnlyArray(v.data(), {v.size()}, self);
+           })
+      .def("to_json", &api::Validation::to_json, "indent"_a = 2);
+  m.def(
+      "validate",
+      [](const nb::dict& settings, nb::object progress) {
+        const api::ValidateSettings st = validate_settings(settings);
+        return Run(std::move(progress))([&](const sigprop::ProgressFn& h) { return api::validate_checkpoint(st, h); });
+      },
+      "settings"_a, "progress"_a.none());
+  m.def(
+      "report",
+      [](std::optional<std::string> path, std::optional<std::string> text, const nb::dict& settings,
+         nb::object progress) {
+        const api::ReportSettings st = report_settings(settings);
+        api::ReportResult r = Run(std::move(progress))([&](const sigprop::ProgressFn& h) {
+          return path ? api::report(*path, st, h) : api::report_from_toml(text.value_or(""), st, h, "<report config>");
+        });
+        return report_result(r);
+      },
+      "path"_a.none(), "text"_a.none(), "settings"_a, "progress"_a.none());
+  m.def("default_report_config", &api::default_report_config);
 }

@@ -331,3 +331,99 @@ def test_stubs_with_mypy() -> None:
     script = str(ROOT / "examples" / "python" / "depth_curves.py")
     stdout, stderr, rc = mypy.run(["--strict", "--no-incremental", script])
     assert rc == 0, stdout + stderr
+
+
+# ------------------------------------------------------------------------------------------------
+# validate and report (equal to `sigprop validate --json` and `sigprop report`)
+
+REPORT_TOML = """[report]
+title = "tiny"
+[stack]
+tokens = 4
+width = 16
+heads = 2
+qk_scale = "1/dh"
+[sweep]
+stack.depth = [2, 3]
+[engines.theory]
+[engines.simulate]
+samples = 2
+"""
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Tuple[pathlib.Path, pathlib.Path]:
+    """A tiny sigprop checkpoint (one training step, made by the command line) and a corpus."""
+    d = tmp_path_factory.mktemp("ckpt")
+    words = "the lord said unto moses and he went up into the mountain of god".split()
+    corpus = d / "corpus.txt"
+    corpus.write_text(" ".join(words[(7 * i) % len(words)] for i in range(3000)))
+    sets = ["stack.depth=2", "stack.width=16", "stack.heads=2", "stack.tokens=8"]
+    args = [a for s in sets for a in ("--set", s)]
+    subprocess.run(
+        [cli(), "train", *args, "--corpus", str(corpus), "--out", str(d / "run"), "--steps", "1", "--batch", "2",
+         "--val-batches", "1", "--checkpoint-every", "0", "-q"],
+        check=True,
+    )
+    return d / "run" / "final.safetensors", corpus
+
+
+def test_validate_equals_cli(checkpoint: Tuple[pathlib.Path, pathlib.Path], tmp_path: pathlib.Path) -> None:
+    ckpt, corpus = checkpoint
+    stages: List[str] = []
+
+    def progress(done: float, total: float, stage: str) -> bool:
+        stages.append(stage)
+        return True
+
+    v = sigprop.validate(ckpt, corpus, tokens=256, ensemble=2, samples=2, seed=3, progress=progress)
+    doc = cli_json(tmp_path, ["validate", "--checkpoint", str(ckpt), "--corpus", str(corpus), "--tokens", "256",
+                              "--ensemble", "2", "--samples", "2", "--seed", "3"])
+    assert v.to_dict() == doc and stages
+    assert v.measured.engine == "measured" and len(v.sequence_loss) == 256 // 8
+    assert not v.sequence_loss.flags.writeable
+    assert v.theory is not None and v.simulate is not None and v.init_ensemble is not None
+    assert v.model["model"]["vocab"] == 256 and v.agreement and v.summary and v.notes
+    without = sigprop.validate(ckpt, corpus, tokens=256, ensemble=0, samples=0, theory=False)
+    assert without.theory is None and without.simulate is None and without.init_ensemble is None
+
+
+def test_validate_bad_input(
+    checkpoint: Tuple[pathlib.Path, pathlib.Path], tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ckpt, corpus = checkpoint
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(sigprop.ConfigError, match="corpus"):
+        sigprop.validate(ckpt, tmp_path / "missing.txt")
+    with pytest.raises(sigprop.ConfigError, match="tokens"):
+        sigprop.validate(ckpt, corpus, tokens=0)
+    with pytest.raises(sigprop.CancelledError):
+        sigprop.validate(ckpt, corpus, tokens=256, ensemble=2, samples=2, progress=lambda d, t, s: False)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_report_equals_cli(tmp_path: pathlib.Path) -> None:
+    (tmp_path / "rep.toml").write_text(REPORT_TOML)
+    r = sigprop.report(tmp_path / "rep.toml", out=tmp_path / "py", figures=False)
+    assert (r.cells, r.jobs, r.jobs_reused) == (2, 4, 0) and r.figures_drawn == []
+    assert pathlib.Path(r.index_html).is_file() and pathlib.Path(r.report_md).is_file()
+    again = sigprop.report(REPORT_TOML, out=tmp_path / "py", figures=False)  # the text: same jobs
+    assert again.jobs_reused == 4
+    subprocess.run([cli(), "report", "rep.toml", "--out", "cli", "--no-figures", "-q"], check=True, cwd=tmp_path)
+    py = sorted(p.relative_to(tmp_path / "py") for p in (tmp_path / "py").rglob("*") if p.is_file())
+    assert py == sorted(p.relative_to(tmp_path / "cli") for p in (tmp_path / "cli").rglob("*") if p.is_file())
+    for rel in py:
+        if rel.name != "versions.json":  # it names the build's MPI support, which the library lacks
+            assert (tmp_path / "py" / rel).read_bytes() == (tmp_path / "cli" / rel).read_bytes(), rel
+    assert sigprop.default_report_config().startswith("#")
+
+
+def test_report_bad_config_and_cancel(tmp_path: pathlib.Path) -> None:
+    with pytest.raises(sigprop.ConfigError, match="stack.dept"):
+        sigprop.report("[sweep]\nstack.dept = [1]\n", out=tmp_path / "bad")
+    with pytest.raises(sigprop.IoError):
+        sigprop.report(tmp_path / "none.toml", out=tmp_path / "bad")
+    assert not (tmp_path / "bad").exists()
+    with pytest.raises(sigprop.CancelledError):
+        sigprop.report(REPORT_TOML, out=tmp_path / "cancelled", figures=False, progress=lambda d, t, s: False)
+    assert not (tmp_path / "cancelled" / "index.html").exists()
