@@ -83,19 +83,28 @@ class Run {
   // that cancelled it, if any, or translates the facade's exception.
   template <class Fn>
   auto operator()(Fn&& fn) -> decltype(fn(sigprop::ProgressFn{})) {
+    std::optional<decltype(fn(sigprop::ProgressFn{}))> result;
     try {
       nb::gil_scoped_release unlocked;
-      return fn(hook());
+      result.emplace(fn(hook()));
     } catch (const sigprop::CancelledError&) {
-      if (error_) {
-        error_->restore();
-        throw nb::python_error();
-      }
+      raise_pending();
       throw;
     }
+    // An engine may finish although the hook asked it to stop (its last progress point, "done",
+    // does not cancel): a callback's exception or a Ctrl-C is raised all the same.
+    raise_pending();
+    return std::move(*result);
   }
 
  private:
+  void raise_pending() {
+    if (!error_) return;
+    error_->restore();
+    error_.reset();
+    throw nb::python_error();
+  }
+
   bool on_progress(double fraction, std::string_view message) {
     nb::gil_scoped_acquire locked;
     if (error_) return false;

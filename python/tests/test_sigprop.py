@@ -244,6 +244,14 @@ def test_progress_callback_and_cancel() -> None:
     with pytest.raises(RuntimeError, match="from the callback"):
         sigprop.theory(stack_depth=4, progress=boom)
 
+    def boom_at_the_end(done: float, total: float, stage: str) -> bool:
+        if stage == "done":  # theory's last progress point, after every layer
+            raise RuntimeError("at the end")
+        return True
+
+    with pytest.raises(RuntimeError, match="at the end"):
+        sigprop.theory(stack_depth=4, progress=boom_at_the_end)
+
 
 def test_keyboard_interrupt_from_callback() -> None:
     calls = []
