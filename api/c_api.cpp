@@ -172,53 +172,89 @@ bool parse_bool(EngineKind k, std::string_view key, std::string_view value) {
 
 void set_theory(api::TheorySettings& s, std::string_view key, std::string_view v) {
   const auto k = EngineKind::Theory;
-  if (key == "attn_samples") s.attn_samples = parse_integer<int>(k, key, v);
-  else if (key == "seed") s.seed = parse_integer<std::uint64_t>(k, key, v);
-  else if (key == "error_batches") s.error_batches = parse_integer<int>(k, key, v);
-  else if (key == "attn_method") s.attn_method = std::string(v);
-  else if (key == "quad_order") s.quad_order = parse_integer<int>(k, key, v);
-  else unknown_key(k, key, "attn_samples, seed, error_batches, attn_method, quad_order");
+  if (key == "attn_samples")
+    s.attn_samples = parse_integer<int>(k, key, v);
+  else if (key == "seed")
+    s.seed = parse_integer<std::uint64_t>(k, key, v);
+  else if (key == "error_batches")
+    s.error_batches = parse_integer<int>(k, key, v);
+  else if (key == "attn_method")
+    s.attn_method = std::string(v);
+  else if (key == "quad_order")
+    s.quad_order = parse_integer<int>(k, key, v);
+  else
+    unknown_key(k, key, "attn_samples, seed, error_batches, attn_method, quad_order");
 }
 
 void set_simulate(api::SimulateSettings& s, std::string_view key, std::string_view v) {
   const auto k = EngineKind::Simulate;
-  if (key == "samples") s.samples = parse_integer<int>(k, key, v);
-  else if (key == "seed") s.seed = parse_integer<std::uint64_t>(k, key, v);
-  else if (key == "backend") s.backend = std::string(v);
-  else if (key == "precision") s.precision = std::string(v);
-  else if (key == "threads") s.threads = parse_integer<int>(k, key, v);
-  else if (key == "weights_sampling") s.weights_sampling = std::string(v);
-  else unknown_key(k, key, "samples, seed, backend, precision, threads, weights_sampling");
+  if (key == "samples")
+    s.samples = parse_integer<int>(k, key, v);
+  else if (key == "seed")
+    s.seed = parse_integer<std::uint64_t>(k, key, v);
+  else if (key == "backend")
+    s.backend = std::string(v);
+  else if (key == "precision")
+    s.precision = std::string(v);
+  else if (key == "threads")
+    s.threads = parse_integer<int>(k, key, v);
+  else if (key == "weights_sampling")
+    s.weights_sampling = std::string(v);
+  else
+    unknown_key(k, key, "samples, seed, backend, precision, threads, weights_sampling");
 }
 
 void set_ode(api::OdeSettings& s, std::string_view key, std::string_view v) {
   const auto k = EngineKind::Ode;
   if (key == "kind") {
-    if (v == "continuum") s.kind = api::OdeKind::Continuum;
-    else if (v == "clustering") s.kind = api::OdeKind::Clustering;
-    else if (v == "shaped-sde") s.kind = api::OdeKind::ShapedSde;
-    else bad_value(k, key, v, "continuum, clustering or shaped-sde");
-  }
-  else if (key == "abs_tol") s.abs_tol = parse_double(k, key, v);
-  else if (key == "rel_tol") s.rel_tol = parse_double(k, key, v);
-  else if (key == "max_evals") s.max_evals = parse_integer<std::int64_t>(k, key, v);
-  else if (key == "seed") s.seed = parse_integer<std::uint64_t>(k, key, v);
-  else if (key == "attn_samples") s.attn_samples = parse_integer<int>(k, key, v);
-  else if (key == "steps") s.steps = parse_integer<int>(k, key, v);
-  else if (key == "quad_order") s.quad_order = parse_integer<int>(k, key, v);
-  else if (key == "variant") s.variant = std::string(v);
-  else if (key == "beta") s.beta = parse_double(k, key, v);
-  else if (key == "t_end") s.t_end = parse_double(k, key, v);
-  else if (key == "points") s.points = parse_integer<int>(k, key, v);
-  else if (key == "equiangular") s.equiangular = parse_bool(k, key, v);
-  else if (key == "model") s.model = std::string(v);
-  else if (key == "shape_c") s.shape_c = parse_double(k, key, v);
-  else if (key == "gamma2") s.gamma2 = parse_double(k, key, v);
-  else if (key == "tau0") s.tau0 = parse_double(k, key, v);
-  else if (key == "key_dim") s.key_dim = parse_integer<int>(k, key, v);
-  else if (key == "paths") s.paths = parse_integer<int>(k, key, v);
-  else if (key == "samples") s.samples = parse_integer<int>(k, key, v);
-  else if (key == "substeps") s.substeps = parse_integer<int>(k, key, v);
+    if (v == "continuum")
+      s.kind = api::OdeKind::Continuum;
+    else if (v == "clustering")
+      s.kind = api::OdeKind::Clustering;
+    else if (v == "shaped-sde")
+      s.kind = api::OdeKind::ShapedSde;
+    else
+      bad_value(k, key, v, "continuum, clustering or shaped-sde");
+  } else if (key == "abs_tol")
+    s.abs_tol = parse_double(k, key, v);
+  else if (key == "rel_tol")
+    s.rel_tol = parse_double(k, key, v);
+  else if (key == "max_evals")
+    s.max_evals = parse_integer<std::int64_t>(k, key, v);
+  else if (key == "seed")
+    s.seed = parse_integer<std::uint64_t>(k, key, v);
+  else if (key == "attn_samples")
+    s.attn_samples = parse_integer<int>(k, key, v);
+  else if (key == "steps")
+    s.steps = parse_integer<int>(k, key, v);
+  else if (key == "quad_order")
+    s.quad_order = parse_integer<int>(k, key, v);
+  else if (key == "variant")
+    s.variant = std::string(v);
+  else if (key == "beta")
+    s.beta = parse_double(k, key, v);
+  else if (key == "t_end")
+    s.t_end = parse_double(k, key, v);
+  else if (key == "points")
+    s.points = parse_integer<int>(k, key, v);
+  else if (key == "equiangular")
+    s.equiangular = parse_bool(k, key, v);
+  else if (key == "model")
+    s.model = std::string(v);
+  else if (key == "shape_c")
+    s.shape_c = parse_double(k, key, v);
+  else if (key == "gamma2")
+    s.gamma2 = parse_double(k, key, v);
+  else if (key == "tau0")
+    s.tau0 = parse_double(k, key, v);
+  else if (key == "key_dim")
+    s.key_dim = parse_integer<int>(k, key, v);
+  else if (key == "paths")
+    s.paths = parse_integer<int>(k, key, v);
+  else if (key == "samples")
+    s.samples = parse_integer<int>(k, key, v);
+  else if (key == "substeps")
+    s.substeps = parse_integer<int>(k, key, v);
   else
     unknown_key(k, key,
                 "kind, abs_tol, rel_tol, max_evals, seed, attn_samples, steps, quad_order, variant, beta, t_end, "
@@ -227,17 +263,28 @@ void set_ode(api::OdeSettings& s, std::string_view key, std::string_view v) {
 
 void set_spectrum(api::SpectrumSettings& s, std::string_view key, std::string_view v) {
   const auto k = EngineKind::Spectrum;
-  if (key == "engine") s.engine = std::string(v);
-  else if (key == "grid_lo") s.grid_lo = parse_double(k, key, v);
-  else if (key == "grid_hi") s.grid_hi = parse_double(k, key, v);
-  else if (key == "grid_points") s.grid_points = parse_integer<int>(k, key, v);
-  else if (key == "panels") s.panels = parse_integer<int>(k, key, v);
-  else if (key == "samples") s.samples = parse_integer<int>(k, key, v);
-  else if (key == "seed") s.seed = parse_integer<std::uint64_t>(k, key, v);
-  else if (key == "map") s.map = std::string(v);
-  else if (key == "token") s.token = parse_integer<int>(k, key, v);
-  else if (key == "jacobian_method") s.jacobian_method = std::string(v);
-  else if (key == "threads") s.threads = parse_integer<int>(k, key, v);
+  if (key == "engine")
+    s.engine = std::string(v);
+  else if (key == "grid_lo")
+    s.grid_lo = parse_double(k, key, v);
+  else if (key == "grid_hi")
+    s.grid_hi = parse_double(k, key, v);
+  else if (key == "grid_points")
+    s.grid_points = parse_integer<int>(k, key, v);
+  else if (key == "panels")
+    s.panels = parse_integer<int>(k, key, v);
+  else if (key == "samples")
+    s.samples = parse_integer<int>(k, key, v);
+  else if (key == "seed")
+    s.seed = parse_integer<std::uint64_t>(k, key, v);
+  else if (key == "map")
+    s.map = std::string(v);
+  else if (key == "token")
+    s.token = parse_integer<int>(k, key, v);
+  else if (key == "jacobian_method")
+    s.jacobian_method = std::string(v);
+  else if (key == "threads")
+    s.threads = parse_integer<int>(k, key, v);
   else
     unknown_key(k, key,
                 "engine, grid_lo, grid_hi, grid_points, panels, samples, seed, map, token, jacobian_method, threads");
@@ -386,13 +433,18 @@ sigprop_status sigprop_settings_new(const char* engine, sigprop_settings** out) 
     need(out, "sigprop_settings_new", "out");
     const std::string_view e(engine);
     auto s = std::make_unique<sigprop_settings>();
-    if (e == "theory") s->kind = EngineKind::Theory;
-    else if (e == "simulate") s->kind = EngineKind::Simulate;
-    else if (e == "ode") s->kind = EngineKind::Ode;
-    else if (e == "spectrum") s->kind = EngineKind::Spectrum;
+    if (e == "theory")
+      s->kind = EngineKind::Theory;
+    else if (e == "simulate")
+      s->kind = EngineKind::Simulate;
+    else if (e == "ode")
+      s->kind = EngineKind::Ode;
+    else if (e == "spectrum")
+      s->kind = EngineKind::Spectrum;
     else
-      throw sigprop::ConfigError(fmt::format(
-          "sigprop_settings_new: engine: expected one of theory, simulate, ode, spectrum, got \"{}\"", e.substr(0, 80)));
+      throw sigprop::ConfigError(
+          fmt::format("sigprop_settings_new: engine: expected one of theory, simulate, ode, spectrum, got \"{}\"",
+                      e.substr(0, 80)));
     *out = s.release();
   });
 }
@@ -550,8 +602,7 @@ sigprop_status sigprop_profile_to_csv(const sigprop_profile* profile, char* buf,
   });
 }
 
-sigprop_status sigprop_profile_settings_json(const sigprop_profile* profile, char* buf, int64_t cap,
-                                             int64_t* needed) {
+sigprop_status sigprop_profile_settings_json(const sigprop_profile* profile, char* buf, int64_t cap, int64_t* needed) {
   return guarded([&] {
     put_text(checked(profile, "sigprop_profile_settings_json").profile.settings_json(), buf, cap, needed,
              "sigprop_profile_settings_json");

@@ -109,8 +109,7 @@ TEST_CASE("c-api: versions, status names, last error cleared by a successful cal
   CHECK(last_error().empty());
 }
 
-TEST_CASE("c-api specs: default, TOML text, file, overrides, copies; errors name the key or file",
-          "[c-api][config]") {
+TEST_CASE("c-api specs: default, TOML text, file, overrides, copies; errors name the key or file", "[c-api][config]") {
   Spec d;
   REQUIRE(sigprop_spec_default(&d.p) == SIGPROP_OK);
   const std::string toml = text([&](char* b, int64_t c, int64_t* n) { return sigprop_spec_to_toml(d.p, b, c, n); });
@@ -145,8 +144,7 @@ TEST_CASE("c-api specs: default, TOML text, file, overrides, copies; errors name
     REQUIRE(sigprop_spec_set(d.p, "stack.qk_scale=1/dh") == SIGPROP_OK);
     sigprop::StackSpec ref = api::default_spec();
     api::apply_overrides(ref, {"stack.depth=48", "stack.qk_scale=1/dh"});
-    const std::string before =
-        text([&](char* b, int64_t c, int64_t* n) { return sigprop_spec_to_json(d.p, b, c, n); });
+    const std::string before = text([&](char* b, int64_t c, int64_t* n) { return sigprop_spec_to_json(d.p, b, c, n); });
     CHECK(before == api::spec_to_json(ref));
     CHECK(sigprop_spec_set(d.p, "stack.depth=0") == SIGPROP_E_CONFIG);
     CHECK_THAT(last_error(), Catch::Contains("depth"));
@@ -296,8 +294,7 @@ TEST_CASE("c-api NULL arguments: SIGPROP_E_ARGUMENT naming the argument, never a
   sigprop_profile_free(nullptr);
 }
 
-TEST_CASE("c-api settings: string keys per engine, errors name the key, unchanged on failure",
-          "[c-api][config]") {
+TEST_CASE("c-api settings: string keys per engine, errors name the key, unchanged on failure", "[c-api][config]") {
   sigprop_settings* out = nullptr;
   CHECK(sigprop_settings_new("theroy", &out) == SIGPROP_E_CONFIG);
   CHECK_THAT(last_error(), Catch::Contains("theroy") && Catch::Contains("spectrum"));
@@ -666,8 +663,10 @@ TEST_CASE("c-api: no exception escapes; each kind maps to its status", "[c-api]"
     Prof p;
     const sigprop_status status = sigprop_simulate(s.p, st.p, nullptr, nullptr, &p.p);
 #ifdef SIGPROP_HAVE_CUDA
-    if (status == SIGPROP_OK) SUCCEED("a device ran it");
-    else CHECK(status == SIGPROP_E_CUDA);
+    if (status == SIGPROP_OK)
+      SUCCEED("a device ran it");
+    else
+      CHECK(status == SIGPROP_E_CUDA);
 #else
     CHECK(status == SIGPROP_E_CUDA);
     CHECK_THAT(last_error(), Catch::Contains("libsigprop_cuda.so"));

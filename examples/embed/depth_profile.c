@@ -72,8 +72,8 @@ int main(int argc, char** argv) {
     goto done;
   }
 
-  printf("# sigprop %s (C ABI %d), %s, %lld layers, %d progress calls\n", sigprop_version(),
-         (int)sigprop_abi_version(), argv[1], (long long)rows - 1, calls);
+  printf("# sigprop %s (C ABI %d), %s, %lld layers, %d progress calls\n", sigprop_version(), (int)sigprop_abi_version(),
+         argv[1], (long long)rows - 1, calls);
   printf("layer grad_var rho\n");
   for (i = 0; i < rows; ++i) printf("%d %.17g %.17g\n", i, grad_var[i], rho[i]);
 

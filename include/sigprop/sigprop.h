@@ -161,8 +161,7 @@ SIGPROP_C_API sigprop_status sigprop_profile_metric_count(const sigprop_profile*
 SIGPROP_C_API sigprop_status sigprop_profile_metric_name(const sigprop_profile* profile, int64_t i, char* buf,
                                                          int64_t cap, int64_t* needed);
 /** *yes = 1 when the profile has the metric column `name`, else 0. */
-SIGPROP_C_API sigprop_status sigprop_profile_has_metric(const sigprop_profile* profile, const char* name,
-                                                        int32_t* yes);
+SIGPROP_C_API sigprop_status sigprop_profile_has_metric(const sigprop_profile* profile, const char* name, int32_t* yes);
 /** One column over all rows into buf (cap doubles): *n = rows. NaN where undefined (layer 0 of
  *  update_ratio and ang_dist, diverged layers). cap 0: sizing call. SIGPROP_E_CONFIG naming the
  *  metric and the available ones when `name` is unknown. */
@@ -193,8 +192,8 @@ SIGPROP_C_API sigprop_status sigprop_profile_spec(const sigprop_profile* profile
 /** Number of warnings ("non-finite value first at layer 37", ...) in *n. */
 SIGPROP_C_API sigprop_status sigprop_profile_warning_count(const sigprop_profile* profile, int64_t* n);
 /** Warning i (0-based) into a caller buffer. */
-SIGPROP_C_API sigprop_status sigprop_profile_warning(const sigprop_profile* profile, int64_t i, char* buf,
-                                                     int64_t cap, int64_t* needed);
+SIGPROP_C_API sigprop_status sigprop_profile_warning(const sigprop_profile* profile, int64_t i, char* buf, int64_t cap,
+                                                     int64_t* needed);
 /** Frees a profile; NULL is a no-op. */
 SIGPROP_C_API void sigprop_profile_free(sigprop_profile* profile);
 
