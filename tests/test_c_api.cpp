@@ -109,7 +109,8 @@ TEST_CASE("c-api: versions, status names, last error cleared by a successful cal
   CHECK(last_error().empty());
 }
 
-TEST_CASE("c-api specs: default, TOML text, file, overrides, copies; errors name the key or file", "[c-api][config]") {
+TEST_CASE("c-api specs: default, TOML text, file, overrides, copies, errors naming the key or file",
+          "[c-api][config]") {
   Spec d;
   REQUIRE(sigprop_spec_default(&d.p) == SIGPROP_OK);
   const std::string toml = text([&](char* b, int64_t c, int64_t* n) { return sigprop_spec_to_toml(d.p, b, c, n); });
@@ -627,7 +628,7 @@ TEST_CASE("c-api progress and cancellation through the callback", "[c-api]") {
   }
 }
 
-TEST_CASE("c-api: no exception escapes; each kind maps to its status", "[c-api]") {
+TEST_CASE("c-api: no exception escapes, each kind maps to its status", "[c-api]") {
   Spec s;
   make_small(s);
   sigprop_profile* out = nullptr;
