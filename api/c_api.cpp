@@ -377,8 +377,7 @@ sigprop_status sigprop_spec_from_toml(const char* text, const char* origin, sigp
   return guarded([&] {
     need(text, "sigprop_spec_from_toml", "text");
     need(out, "sigprop_spec_from_toml", "out");
-    auto spec = api::spec_from_toml(text, origin != nullptr ? origin : "<spec>");
-    *out = new sigprop_spec{std::move(spec)};
+    *out = new sigprop_spec{api::spec_from_toml(text, origin != nullptr ? origin : "<spec>")};
   });
 }
 
@@ -386,8 +385,7 @@ sigprop_status sigprop_spec_from_file(const char* path, sigprop_spec** out) {
   return guarded([&] {
     need(path, "sigprop_spec_from_file", "path");
     need(out, "sigprop_spec_from_file", "out");
-    auto spec = api::spec_from_file(path);
-    *out = new sigprop_spec{std::move(spec)};
+    *out = new sigprop_spec{api::spec_from_file(path)};
   });
 }
 
