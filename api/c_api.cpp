@@ -9,11 +9,13 @@
 #include <memory>
 #include <new>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <system_error>
 #include <type_traits>
 #include <utility>
+#include <vector>
 
 #include <fmt/format.h>
 
@@ -118,6 +120,26 @@ void put_text(const std::string& text, char* buf, std::int64_t cap, std::int64_t
     throw ArgumentError(
         fmt::format("{}: the buffer holds {} bytes, the text needs {} (with its NUL)", function, cap, size));
   std::memcpy(buf, text.c_str(), static_cast<size_t>(size));
+}
+
+// The same protocol for doubles: *n = count; cap 0 sizes, too small fails, nothing written then.
+void put_doubles(std::span<const double> v, double* buf, std::int64_t cap, std::int64_t* n, const char* function,
+                 const std::string& what) {
+  const auto size = static_cast<std::int64_t>(v.size());
+  if (n != nullptr) *n = size;
+  if (cap == 0) return;
+  if (cap < 0) throw ArgumentError(fmt::format("{}: cap is negative ({})", function, cap));
+  need(buf, function, "buf (with cap > 0)");
+  if (cap < size)
+    throw ArgumentError(fmt::format("{}: the buffer holds {} doubles, {} has {}", function, cap, what, size));
+  std::memcpy(buf, v.data(), v.size() * sizeof(double));
+}
+
+// Element i of a list of texts (warnings, metric names), or SIGPROP_E_ARGUMENT naming the range.
+const std::string& item(const std::vector<std::string>& list, std::int64_t i, const char* function, const char* what) {
+  if (i < 0 || i >= static_cast<std::int64_t>(list.size()))
+    throw ArgumentError(fmt::format("{}: index {} out of range (there are {} {})", function, i, list.size(), what));
+  return list[static_cast<size_t>(i)];
 }
 
 std::string_view engine_name(EngineKind k) {
@@ -299,6 +321,20 @@ sigprop::ProgressFn progress_fn(sigprop_progress_fn fn, void* user) {
   };
 }
 
+// The settings an engine call uses: the caller's, which must be made for this engine, or the
+// defaults when NULL.
+sigprop_settings settings_for(const char* function, EngineKind kind, const sigprop_settings* settings) {
+  if (settings == nullptr) {
+    sigprop_settings defaults;
+    defaults.kind = kind;
+    return defaults;
+  }
+  if (settings->kind != kind)
+    throw ArgumentError(fmt::format("{}: the settings were made for engine \"{}\", not \"{}\"", function,
+                                    engine_name(settings->kind), engine_name(kind)));
+  return *settings;
+}
+
 // Shared body of the four engine calls.
 template <class Run>
 sigprop_status run_engine(const char* function, EngineKind kind, const sigprop_spec* spec,
@@ -307,14 +343,7 @@ sigprop_status run_engine(const char* function, EngineKind kind, const sigprop_s
   return guarded([&] {
     need(spec, function, "spec");
     need(out, function, "out");
-    if (settings != nullptr && settings->kind != kind)
-      throw ArgumentError(fmt::format("{}: the settings were made for engine \"{}\", not \"{}\"", function,
-                                      engine_name(settings->kind), engine_name(kind)));
-    sigprop_settings defaults;
-    defaults.kind = kind;
-    const sigprop_settings& s = settings != nullptr ? *settings : defaults;
-    auto* p = new sigprop_profile{run(spec->spec, s, progress_fn(progress, user))};
-    *out = p;
+    *out = new sigprop_profile{run(spec->spec, settings_for(function, kind, settings), progress_fn(progress, user))};
   });
 }
 
@@ -546,10 +575,7 @@ sigprop_status sigprop_profile_metric_name(const sigprop_profile* profile, int64
                                            int64_t* needed) {
   return guarded([&] {
     const auto& m = checked(profile, "sigprop_profile_metric_name").profile.metrics();
-    if (i < 0 || i >= static_cast<int64_t>(m.size()))
-      throw ArgumentError(
-          fmt::format("sigprop_profile_metric_name: index {} out of range (the profile has {} metrics)", i, m.size()));
-    put_text(m[static_cast<size_t>(i)], buf, cap, needed, "sigprop_profile_metric_name");
+    put_text(item(m, i, "sigprop_profile_metric_name", "metrics"), buf, cap, needed, "sigprop_profile_metric_name");
   });
 }
 
@@ -567,16 +593,8 @@ sigprop_status sigprop_profile_values(const sigprop_profile* profile, const char
   return guarded([&] {
     const auto& p = checked(profile, "sigprop_profile_values");
     need(name, "sigprop_profile_values", "name");
-    const auto v = p.profile.values(name);  // ConfigError naming the metric and the available ones
-    const auto size = static_cast<int64_t>(v.size());
-    if (n != nullptr) *n = size;
-    if (cap == 0) return;
-    if (cap < 0) throw ArgumentError(fmt::format("sigprop_profile_values: cap is negative ({})", cap));
-    need(buf, "sigprop_profile_values", "buf (with cap > 0)");
-    if (cap < size)
-      throw ArgumentError(fmt::format("sigprop_profile_values: the buffer holds {} doubles, metric \"{}\" has {} rows",
-                                      cap, name, size));
-    std::memcpy(buf, v.data(), v.size() * sizeof(double));
+    // ConfigError naming the metric and the available ones when it is unknown
+    put_doubles(p.profile.values(name), buf, cap, n, "sigprop_profile_values", fmt::format("metric \"{}\"", name));
   });
 }
 
@@ -641,10 +659,7 @@ sigprop_status sigprop_profile_warning(const sigprop_profile* profile, int64_t i
                                        int64_t* needed) {
   return guarded([&] {
     const auto& w = checked(profile, "sigprop_profile_warning").profile.warnings();
-    if (i < 0 || i >= static_cast<int64_t>(w.size()))
-      throw ArgumentError(
-          fmt::format("sigprop_profile_warning: index {} out of range (the profile has {} warnings)", i, w.size()));
-    put_text(w[static_cast<size_t>(i)], buf, cap, needed, "sigprop_profile_warning");
+    put_text(item(w, i, "sigprop_profile_warning", "warnings"), buf, cap, needed, "sigprop_profile_warning");
   });
 }
 
