@@ -2,6 +2,8 @@
 // runs, and wraps the internal Profile (nlohmann JSON inside) behind a pimpl.
 #include "sigprop/api.hpp"
 
+#include "api/internal.hpp"
+
 #include <algorithm>
 #include <cmath>
 #include <initializer_list>
@@ -9,6 +11,7 @@
 
 #include <fmt/format.h>
 
+#include "core/memory.hpp"
 #include "core/profile.hpp"
 #include "core/spec.hpp"
 #include "sigprop/version.hpp"
@@ -45,11 +48,21 @@ Profile wrap(sigprop::Profile p) {
 const std::string& one_of(const std::string& value, std::initializer_list<const char*> allowed, const char* field) {
   for (const char* a : allowed)
     if (value == a) return value;
-  throw ConfigError(
-      fmt::format("{}: expected one of {}, got \"{}\"", field, fmt::join(allowed, ", "), value.substr(0, 80)));
+  // As the engines' own checks word it: expected "a", "b" or "c", got "x".
+  std::string list;
+  std::size_t i = 0;
+  for (const char* a : allowed) {
+    list += fmt::format("{}\"{}\"", i == 0 ? "" : (i + 1 == allowed.size() ? " or " : ", "), a);
+    ++i;
+  }
+  throw ConfigError(fmt::format("{}: expected {}, got \"{}\"", field, list, value.substr(0, 80)));
 }
 
 }  // namespace
+
+Profile detail::wrap_profile(sigprop::Profile p) {
+  return wrap(std::move(p));
+}
 
 // ---------------------------------------------------------------------------------------------
 // Specs
@@ -91,6 +104,14 @@ std::string spec_to_json(const StackSpec& spec, int indent) {
 
 std::string version() {
   return kVersion;
+}
+
+void set_memory_limit(std::uint64_t bytes) {
+  sigprop::set_memory_limit(bytes);
+}
+
+std::uint64_t memory_limit() {
+  return sigprop::memory_limit();
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -235,26 +256,26 @@ Profile ode(const StackSpec& spec, const OdeSettings& s, const ProgressFn& progr
   throw ConfigError("ode: settings.kind is not continuum, clustering or shaped-sde");
 }
 
-// The grid and settings as `sigprop spectrum` builds them (cli/spectrum_cmd.cpp run_spectrum), so
-// that the numbers are the command line's.
-Profile spectrum(const StackSpec& spec, const SpectrumSettings& s, const ProgressFn& progress) {
-  const bool by_theory = one_of(s.engine, {"theory", "simulate"}, "SpectrumSettings.engine") == "theory";
+// The grid and settings of `sigprop spectrum` (cli/spectrum_cmd.cpp runs this with its flags' names).
+sigprop::Profile detail::run_spectrum(const StackSpec& spec, const SpectrumSettings& s, const ProgressFn& progress,
+                                      const SpectrumNames& names) {
+  const bool by_theory = one_of(s.engine, {"theory", "simulate"}, names.engine.c_str()) == "theory";
   spec.validate();
   theory::SpectrumSettings th;
   if (s.panels) {
     if (*s.panels < 1 || *s.panels > 100000)
-      throw ConfigError(fmt::format("SpectrumSettings.panels: must be in [1, 100000], got {}", *s.panels));
+      throw ConfigError(fmt::format("{}: must be in [1, 100000], got {}", names.panels, *s.panels));
     th.panels = *s.panels;
   }
   sim::JacobianSettings mc;
   if (s.samples) mc.samples = *s.samples;
   if (s.seed) mc.seed = *s.seed;
-  if (s.map) mc.map = one_of(*s.map, {"token", "full"}, "SpectrumSettings.map");
+  if (s.map) mc.map = one_of(*s.map, {"token", "full"}, names.map.c_str());
   if (s.token) mc.token = *s.token;
   if (s.jacobian_method)
-    mc.method = one_of(*s.jacobian_method, {"auto", "explicit", "backward"}, "SpectrumSettings.jacobian_method");
+    mc.method = one_of(*s.jacobian_method, {"auto", "explicit", "backward"}, names.jacobian_method.c_str());
   if (s.threads < 0)
-    throw ConfigError(fmt::format("SpectrumSettings.threads: must be >= 0 (0 = all cores), got {}", s.threads));
+    throw ConfigError(fmt::format("{}: must be >= 0 (0 = all cores), got {}", names.threads, s.threads));
   mc.threads = s.threads;
 
   if (s.grid_lo.has_value() != s.grid_hi.has_value())
@@ -271,9 +292,10 @@ Profile spectrum(const StackSpec& spec, const SpectrumSettings& s, const Progres
     grid.resize(n);
     for (int i = 0; i < n; ++i) grid[i] = lo + (hi - lo) * i / (n - 1);
     if (grid.front() <= 0 && by_theory)
-      throw ConfigError(
-          "SpectrumSettings.grid_lo: the theory density is defined for x > 0 (the point mass at 0 is "
-          "reported separately as atom0); start the grid above 0");
+      throw ConfigError(fmt::format(
+          "{}: the theory density is defined for x > 0 (the point mass at 0 is reported separately as atom0); "
+          "start the grid above 0",
+          names.grid_lo));
   } else {
     try {
       theory::check_spectrum_spec(spec);
@@ -286,7 +308,7 @@ Profile spectrum(const StackSpec& spec, const SpectrumSettings& s, const Progres
   if (by_theory) {
     theory::SpectrumEngine eng(std::move(grid), th);
     eng.set_progress(progress);
-    return wrap(eng.run(spec));
+    return eng.run(spec);
   }
   if (grid.empty()) {
     // No theory to size the grid: a pilot sample sizes it (max squared singular value x 1.25).
@@ -298,7 +320,11 @@ Profile spectrum(const StackSpec& spec, const SpectrumSettings& s, const Progres
   }
   sim::SpectrumSimulateEngine eng(mc, std::move(grid));
   eng.set_progress(progress);
-  return wrap(eng.run(spec));
+  return eng.run(spec);
+}
+
+Profile spectrum(const StackSpec& spec, const SpectrumSettings& settings, const ProgressFn& progress) {
+  return wrap(detail::run_spectrum(spec, settings, progress, detail::SpectrumNames{}));
 }
 
 }  // namespace sigprop::api

@@ -4,13 +4,12 @@
 
 #include <atomic>
 #include <chrono>
-#include <memory>
 #include <csignal>
 #include <cstdlib>
-#include <thread>
 
 #include <fmt/format.h>
 
+#include "api/internal.hpp"
 #include "core/error.hpp"
 #include "core/files.hpp"
 #include "reports/config.hpp"
@@ -132,102 +131,76 @@ int run_report(const ReportArgs& a, int /*argc*/, char** /*argv*/) {
   }
   Ranks ranks;
   const bool root = ranks.rank == 0;
-  reports::ReportConfig cfg;
-  std::vector<reports::Cell> cells;
-  std::vector<reports::Job> jobs;
   // Every rank parses the same config: a bad one fails identically everywhere, before any work.
-  cfg = a.config_path.empty() ? reports::default_report_config() : reports::load_report_config(a.config_path);
-  cells = reports::expand_cells(cfg);
-  jobs = reports::make_jobs(cfg, cells);
+  const reports::ReportConfig cfg =
+      a.config_path.empty() ? reports::default_report_config() : reports::load_report_config(a.config_path);
   const std::filesystem::path out = a.out;
 
-  const int hw = std::max(1u, std::thread::hardware_concurrency());
-  reports::RunOptions opt;
-  opt.rank = ranks.rank;
-  opt.ranks = ranks.size;
-  opt.jobs = a.jobs > 0 ? a.jobs : (ranks.mpi ? 1 : hw);
-  opt.sim_threads = ranks.mpi ? 1 : std::max(1, hw / opt.jobs);
-  opt.stop = &g_stop;
+  api::ReportSettings rs;
+  rs.out = a.out;
+  rs.jobs = a.jobs > 0 ? a.jobs : (ranks.mpi ? 1 : 0);
+  rs.threads = ranks.mpi ? 1 : 0;  // 0: all cores / jobs
+  rs.figures = !a.no_figures;
+  if (rs.figures) {
+    const char* env = std::getenv("SIGPROP_GNUPLOT");
+    rs.gnuplot = !a.gnuplot.empty() ? a.gnuplot : (env && *env ? env : "gnuplot");
+  }
+  api::detail::ReportHooks h;
+  h.rank = ranks.rank;
+  h.ranks = ranks.size;
+  if (ranks.mpi) h.max_over_ranks = [&](int v) { return ranks.max(v); };
+  h.stop = &g_stop;
+  h.build = build_info();
+  h.out_name = "--out";
   const std::string who = ranks.mpi ? fmt::format("report[rank {}/{}]", ranks.rank, ranks.size) : "report";
   const auto t0 = std::chrono::steady_clock::now();
-  opt.on_done = [&](const reports::Job& j, double secs, int done, int total, double left) {
+  h.on_start = [&](std::size_t cells, std::size_t jobs, int parallel) {
+    if (root && !a.quiet)
+      fmt::print(stderr, "report: {} cells x {} engine(s) = {} jobs -> {}{}\n", cells,
+                 (cfg.theory.enabled ? 1 : 0) + (cfg.simulate.enabled ? 1 : 0), jobs, out.string(),
+                 ranks.mpi ? fmt::format(" ({} MPI ranks, {} job(s) each)", ranks.size, parallel)
+                           : fmt::format(" ({} job(s) in parallel)", parallel));
+  };
+  h.on_done = [&](const reports::Job& j, double secs, int done, int total, double left) {
     if (a.quiet) return;
     double el = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     fmt::print(stderr, "{}: {}/{} done: {} ({}) in {}; {} elapsed, ~{} left\n", who, done, total, j.label,
                reports::to_string(j.engine), duration(secs), duration(el), duration(left));
   };
-  if (root && !a.quiet)
-    fmt::print(stderr, "report: {} cells x {} engine(s) = {} jobs -> {}{}\n", cells.size(),
-               (cfg.theory.enabled ? 1 : 0) + (cfg.simulate.enabled ? 1 : 0), jobs.size(), out.string(),
-               ranks.mpi ? fmt::format(" ({} MPI ranks, {} job(s) each)", ranks.size, opt.jobs)
-                         : fmt::format(" ({} job(s) in parallel)", opt.jobs));
 
-  // One report per output folder: rank 0 locks it (two runs would share temporary figure and
-  // cell names); every rank learns whether it got the lock before any work.
-  std::unique_ptr<FolderLock> lock;
-  std::string lock_error;
-  bool lock_config_error = false;
-  if (root) {
-    try {
-      lock = std::make_unique<FolderLock>(out, "--out");
-    } catch (const ConfigError& e) {
-      lock_error = e.what();
-      lock_config_error = true;
-    } catch (const Error& e) {
-      lock_error = e.what();
-    }
-  }
-  if (ranks.max(lock_error.empty() ? 0 : 1) != 0) {
-    if (!lock_error.empty()) fmt::print(stderr, "sigprop: error: {}\n", printable(lock_error, 2000));
-    return lock_config_error || !root ? 2 : 1;
-  }
   auto prev = std::signal(SIGINT, on_sigint);
-  int status = 0;  // 0 ok, 1 interrupted, 2 failed
-  std::string error;
-  bool config_error = false;
-  reports::RunStats st;
+  api::ReportResult r;
+  int code = -1;
+  bool locked = false;  // errors after the lock are the run's: named by rank under MPI
+  h.on_locked = [&] { locked = true; };
   try {
-    st = reports::run_jobs(cfg, jobs, out, opt);
-    if (st.interrupted) status = 1;
-  } catch (const ConfigError& e) {
-    status = 2;
-    config_error = true;
-    error = e.what();
+    r = api::detail::run_report(cfg, rs, nullptr, h);
+  } catch (const api::detail::RankFailed& e) {
+    code = e.at_lock ? 2 : 1;  // another rank's error is its own to print
+  } catch (const CancelledError&) {
+    code = 130;
   } catch (const Error& e) {
-    status = 2;
-    error = e.what();
+    fmt::print(stderr, "sigprop: error: {}{}\n", ranks.mpi && locked ? who + ": " : "", printable(e.what(), 2000));
+    code = dynamic_cast<const ConfigError*>(&e) ? 2 : 1;
   }
   std::signal(SIGINT, prev);
-  if (!error.empty())
-    fmt::print(stderr, "sigprop: error: {}{}\n", ranks.mpi ? who + ": " : "", printable(error, 2000));
-  const int all = ranks.max(status);
-  if (all == 1 || (all == 0 && g_stop.load())) {
+  if (code == 130) {
     if (root)
       fmt::print(stderr, "report: interrupted; finished cells are kept in {}; run the same command again to resume\n",
                  (out / "cells").string());
     return 130;
   }
-  if (all == 2) return config_error ? 2 : 1;
-  if (root && !a.quiet && st.skipped > 0)
-    fmt::print(stderr, "report: {} of {} jobs were already done (resumed)\n", st.skipped, st.total);
-
+  if (code >= 0) return code;
+  if (root && !a.quiet && r.jobs_reused > 0)
+    fmt::print(stderr, "report: {} of {} jobs were already done (resumed)\n", r.jobs_reused, r.jobs);
   if (!root) return 0;
-  reports::RenderOptions ro;
-  if (!a.no_figures) {
-    const char* env = std::getenv("SIGPROP_GNUPLOT");
-    ro.gnuplot = !a.gnuplot.empty() ? a.gnuplot : (env && *env ? env : "gnuplot");
-  } else {
-    ro.gnuplot.clear();
-  }
-  ro.build = build_info();
-  reports::RenderResult rr = reports::render_report(cfg, cells, jobs, out, ro);
-  if (!rr.figures_missing.empty())
+  if (!r.figures_missing.empty())
     fmt::print(stderr, "sigprop: warning: {} figure(s) not drawn ({}); the report says so and keeps their data\n",
-               rr.figures_missing.size(), rr.gnuplot_problem);
+               r.figures_missing.size(), r.gnuplot_problem);
   double el = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  fmt::print("report: {} jobs ({} computed now, {} reused) in {}; {} figures\n", st.total, st.total - st.skipped,
-             st.skipped, duration(el), rr.figures_drawn.size());
-  fmt::print("report: open {}\n", std::filesystem::absolute(rr.index_html).lexically_normal().string());
+  fmt::print("report: {} jobs ({} computed now, {} reused) in {}; {} figures\n", r.jobs, r.jobs - r.jobs_reused,
+             r.jobs_reused, duration(el), r.figures_drawn.size());
+  fmt::print("report: open {}\n", std::filesystem::absolute(r.index_html).lexically_normal().string());
   return 0;
 }
 

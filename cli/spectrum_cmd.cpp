@@ -10,6 +10,7 @@
 
 #include <fmt/format.h>
 
+#include "api/internal.hpp"
 #include "cli/progress.hpp"
 #include "core/error.hpp"
 #include "core/profile.hpp"
@@ -17,18 +18,16 @@
 
 namespace sigprop::cli {
 
-std::vector<double> parse_grid(const std::string& text, const std::string& option) {
-  double lo = 0, hi = 0;
-  int n = 0;
+Grid parse_grid(const std::string& text, const std::string& option) {
+  Grid g;
   char c1 = 0, c2 = 0, extra = 0;
-  if (std::sscanf(text.c_str(), "%lf%c%lf%c%d%c", &lo, &c1, &hi, &c2, &n, &extra) != 5 || c1 != ':' || c2 != ':')
+  if (std::sscanf(text.c_str(), "%lf%c%lf%c%d%c", &g.lo, &c1, &g.hi, &c2, &g.n, &extra) != 5 || c1 != ':' ||
+      c2 != ':')
     throw ConfigError(fmt::format("{}: expected lo:hi:n, got \"{}\"", option, text));
-  if (!(std::isfinite(lo) && std::isfinite(hi) && lo < hi))
+  if (!(std::isfinite(g.lo) && std::isfinite(g.hi) && g.lo < g.hi))
     throw ConfigError(fmt::format("{}: need finite lo < hi, got \"{}\"", option, text));
-  if (n < 2 || n > 10000000) throw ConfigError(fmt::format("{}: n must be in [2, 10000000], got {}", option, n));
-  std::vector<double> x(n);
-  for (int i = 0; i < n; ++i) x[i] = lo + (hi - lo) * i / (n - 1);
-  return x;
+  if (g.n < 2 || g.n > 10000000) throw ConfigError(fmt::format("{}: n must be in [2, 10000000], got {}", option, g.n));
+  return g;
 }
 
 std::string density_csv(const Profile& p) {
@@ -121,36 +120,30 @@ int run_spectrum(const SpectrumArgs& a) {
     throw ConfigError(fmt::format("--engine: expected \"theory\" or \"simulate\", got \"{}\"{}", a.engine,
                                   hint.empty() ? "" : fmt::format(" (did you mean \"{}\"?)", hint)));
   }
-  std::vector<double> grid;
+  api::SpectrumSettings ss;
+  ss.engine = a.engine;
   if (!a.grid.empty()) {
-    grid = parse_grid(a.grid, "--grid");
-    if (grid.front() <= 0 && a.engine == "theory")
-      throw ConfigError("--grid: the theory density is defined for x > 0 (the point mass at 0 is reported "
-                        "separately as atom0); start the grid above 0");
-  } else {
-    try {
-      theory::check_spectrum_spec(spec);
-      grid = theory::default_spectrum_grid(theory::spectrum_moments(spec, a.th), 200);
-    } catch (const ConfigError&) {
-      if (a.engine == "theory") throw;  // the theory cannot run this spec: say why
-      grid.clear();                     // Monte Carlo of a stack the theory does not cover: grid below
-    }
+    const Grid g = parse_grid(a.grid, "--grid");
+    ss.grid_lo = g.lo;
+    ss.grid_hi = g.hi;
+    ss.grid_points = g.n;
   }
-  const ProgressFn progress = progress_line("spectrum", show_progress() && !a.quiet);
-  Profile p;
-  if (a.engine == "theory") {
-    p = theory::spectrum_theory_profile(spec, grid, a.th, progress);
-  } else {
-    if (grid.empty()) {
-      // No theory to size the grid: a pilot sample sizes it (max squared singular value x 1.25).
-      sim::JacobianSettings one = a.mc;
-      one.samples = 1;
-      const sim::JacobianSample s = sim::jacobian_sample(spec, one, 0);
-      const double hi = s.sv2.empty() ? 1.0 : 1.25 * s.sv2.back();
-      for (int i = 0; i < 200; ++i) grid.push_back(hi * (i + 1) / 200.0);
-    }
-    p = sim::jacobian_profile(spec, a.mc, grid, nullptr, progress);
-  }
+  ss.panels = a.th.panels;
+  ss.samples = a.mc.samples;
+  ss.seed = a.mc.seed;
+  ss.map = a.mc.map;
+  ss.token = a.mc.token;
+  ss.jacobian_method = a.mc.method;
+  ss.threads = a.mc.threads;
+  api::detail::SpectrumNames names;  // the engines' words; main adds the flag
+  names.engine = "--engine";
+  names.map = "map";
+  names.jacobian_method = "method";
+  names.panels = "--panels";
+  names.threads = "threads";
+  names.grid_lo = "--grid";
+  const Profile p =
+      api::detail::run_spectrum(spec, ss, progress_line("spectrum", show_progress() && !a.quiet), names);
   if (!a.json_out.empty()) write_file_atomic(a.json_out, p.to_json().dump(2) + "\n");
   if (!a.csv_out.empty()) write_file_atomic(a.csv_out, p.to_csv());
   if (!a.density_csv_out.empty()) write_file_atomic(a.density_csv_out, density_csv(p));

@@ -29,8 +29,13 @@ CLI::App* add_spectrum_command(CLI::App& app, SpectrumArgs& args);
 /// Runs it. Throws ConfigError for bad input (exit status 2 in main) and IoError.
 int run_spectrum(const SpectrumArgs& args);
 
-/// Parses "lo:hi:n" into n evenly spaced points from lo to hi (n >= 2, lo < hi); ConfigError naming `option`.
-std::vector<double> parse_grid(const std::string& text, const std::string& option);
+/// A density grid: n evenly spaced points from lo to hi.
+struct Grid {
+  double lo = 0, hi = 0;
+  int n = 0;
+};
+/// Parses "lo:hi:n" (n in [2, 10^7], finite lo < hi); ConfigError naming `option`.
+Grid parse_grid(const std::string& text, const std::string& option);
 
 /// The density table of a spectrum profile as CSV: '#' lines (engine, version, settings, spec), then
 /// "x,density[,density_se]"; atom0 in a '#' line. Throws ConfigError when the profile has no density.

@@ -5,46 +5,18 @@
 
 #include <cmath>
 #include <cstdio>
-#include <filesystem>
-#include <fstream>
-#include <iterator>
 #include <vector>
 
 #include <fmt/format.h>
 
+#include "api/internal.hpp"
 #include "cli/progress.hpp"
-#include "core/error.hpp"
 #include "core/files.hpp"
 #include "core/profile.hpp"
-#include "validate/import.hpp"
-#include "validate/train.hpp"
 
 namespace sigprop::cli {
 
 namespace {
-
-namespace fs = std::filesystem;
-
-/// The model of a checkpoint file or Hugging Face folder. Bad files are bad input: ConfigError
-/// naming --checkpoint.
-template <class Real>
-validate::Model<Real> load_model_file(const std::string& path) {
-  std::error_code ec;
-  if (!fs::exists(path, ec)) throw ConfigError(fmt::format("--checkpoint {}: no such file or folder", path));
-  try {
-    return validate::load_model<Real>(path);  // a sigprop checkpoint, or a Hugging Face model (validate/import.hpp)
-  } catch (const IoError& e) {
-    throw ConfigError(fmt::format("--checkpoint: {}", e.what()));
-  }
-}
-
-std::vector<unsigned char> read_corpus(const std::string& path) {
-  try {
-    return validate::read_corpus_bytes(path);
-  } catch (const IoError& e) {
-    throw ConfigError(fmt::format("--corpus: {}", e.what()));
-  }
-}
 
 std::string pm(double v, double se) {
   if (!std::isfinite(v)) return "-";
@@ -112,23 +84,32 @@ std::string format_validation(const validate::Validation& v) {
   return out;
 }
 
-template <class Real>
-int run_typed(const ValidateArgs& a) {
-  validate::ValidateSettings st = a.settings;
+}  // namespace
+
+int run_validate(const ValidateArgs& a) {
+  api::ValidateSettings st;
   st.checkpoint = a.checkpoint;
   st.corpus = a.corpus;
+  st.tokens = a.settings.tokens;
+  st.seq_len = a.settings.seq_len;
+  st.ensemble = a.settings.ensemble;
+  st.samples = a.settings.samples;
   st.theory = !a.no_theory;
-  // options first, files second: a bad option is named before any file is read
-  if (st.tokens < 1) throw ConfigError(fmt::format("--tokens: must be >= 1, got {}", st.tokens));
-  try {  // a corpus that is missing, a device or too big is named before the model is loaded
-    check_regular_file(a.corpus, "corpus", validate::kMaxCorpusBytes);
-  } catch (const IoError& e) {
-    throw ConfigError(fmt::format("--corpus: {}", e.what()));
-  }
-  const validate::Model<Real> m = load_model_file<Real>(a.checkpoint);
-  const std::vector<unsigned char> corpus = read_corpus(a.corpus);
+  st.seed = a.settings.seed;
+  st.threads = a.settings.threads;
+  st.precision = a.precision;
+  // Errors name the flags; the engine's own words (seq_len, samples, ...) get their flag from main.
+  api::detail::ValidateNames names;
+  names.checkpoint = "--checkpoint";
+  names.corpus = "--corpus";
+  names.tokens = "--tokens";
+  names.seq_len = "seq_len";
+  names.ensemble = "ensemble";
+  names.samples = "samples";
+  names.threads = "threads";
+  names.precision = "--precision";
   const validate::Validation v =
-      validate::validate_model(m, corpus, st, progress_line("validate", show_progress() && !a.quiet));
+      api::detail::run_validation(st, progress_line("validate", show_progress() && !a.quiet), names);
   if (!a.json_out.empty()) write_file_atomic(a.json_out, v.to_json(a.checkpoint).dump(2) + "\n");
   if (!a.csv_out.empty()) write_file_atomic(a.csv_out, v.measured.to_csv());
   for (const Profile* p : {&v.measured, v.theory ? &*v.theory : nullptr, v.simulate ? &*v.simulate : nullptr,
@@ -148,8 +129,6 @@ int run_typed(const ValidateArgs& a) {
   }
   return 0;
 }
-
-}  // namespace
 
 CLI::App* add_validate_command(CLI::App& app, ValidateArgs& a) {
   auto* c = app.add_subcommand("validate",
@@ -173,10 +152,6 @@ CLI::App* add_validate_command(CLI::App& app, ValidateArgs& a) {
   c->add_flag("--table", a.table, "Print the table even when writing files and stdout is not a terminal");
   c->add_flag("--quiet,-q", a.quiet, "Do not print the table");
   return c;
-}
-
-int run_validate(const ValidateArgs& a) {
-  return a.precision == "double" ? run_typed<double>(a) : run_typed<float>(a);
 }
 
 }  // namespace sigprop::cli

@@ -192,6 +192,118 @@ SIGPROP_API Profile ode(const StackSpec& spec, const OdeSettings& settings = {},
 SIGPROP_API Profile spectrum(const StackSpec& spec, const SpectrumSettings& settings = {},
                              const ProgressFn& progress = nullptr);
 
+// ---------------------------------------------------------------------------------------------
+// Checkpoints against their predictions (docs/validate.md)
+
+/// `sigprop validate`'s options with the same defaults (unset optionals: the command line's).
+struct ValidateSettings {
+  std::string checkpoint;  ///< required: a sigprop safetensors checkpoint or a Hugging Face folder
+  std::string corpus;      ///< required: text file; its bytes are the tokens of the byte-level model
+  std::optional<std::int64_t> tokens;  ///< tokens measured in all (default 8192; tokens / seq_len sequences, >= 2)
+  std::optional<int> seq_len;          ///< tokens per sequence (default 0 = the model's context)
+  std::optional<int> ensemble;         ///< freshly initialised models (default 32; 0 = no init ensemble)
+  std::optional<int> samples;          ///< Monte Carlo samples of the simulate prediction (default 64; 0 = none)
+  bool theory = true;                  ///< run the theory prediction
+  std::uint64_t seed = 0;              ///< Monte Carlo seed; the ensemble uses seed + 1 .. seed + ensemble
+  /// Worker threads (the library's default is 1; 0 = every hardware thread); never changes a number.
+  int threads = 1;
+  std::string precision;  ///< the model's arithmetic: "" = "float", "float" or "double"
+};
+
+/// The result of validate_checkpoint: the measured profile, the predictions that ran, the
+/// agreement table and notes. Owns its data; copyable and movable.
+class SIGPROP_API Validation {
+ public:
+  struct Impl;
+  explicit Validation(std::unique_ptr<Impl> impl);
+  Validation(const Validation& other);
+  Validation(Validation&& other) noexcept;
+  Validation& operator=(const Validation& other);
+  Validation& operator=(Validation&& other) noexcept;
+  ~Validation();
+
+  /// The checkpoint's metrics on the corpus (engine "measured"): mean over sequences and `_se`;
+  /// extras_json() holds "loss" and "loss_se" (nats per token).
+  [[nodiscard]] const Profile& measured() const;
+  /// The predictions; nullptr when one did not run (settings, or an architecture the theory
+  /// does not cover: notes() says why). Valid while this Validation lives.
+  [[nodiscard]] const Profile* theory() const;
+  [[nodiscard]] const Profile* simulate() const;
+  [[nodiscard]] const Profile* init_ensemble() const;
+  /// The model's configuration as a JSON object.
+  [[nodiscard]] std::string model_json() const;
+  /// Per prediction, metric and layer: diff, z and z_pi (docs/validate.md), a JSON array.
+  [[nodiscard]] std::string agreement_json() const;
+  /// Per prediction and metric: largest |z|, fraction within 3, a JSON array.
+  [[nodiscard]] std::string summary_json() const;
+  [[nodiscard]] const std::vector<std::string>& notes() const;
+  /// Each measured sequence's mean cross-entropy, in corpus order.
+  [[nodiscard]] std::span<const double> sequence_loss() const;
+  /// Everything, as `sigprop validate --json` writes it (that file is to_json(2) and a newline;
+  /// indent < 0: one line).
+  [[nodiscard]] std::string to_json(int indent = 2) const;
+
+ private:
+  std::unique_ptr<Impl> impl_;
+};
+
+/// Loads the checkpoint and corpus, measures the checkpoint and runs the predictions, as
+/// `sigprop validate`. ConfigError naming the settings field ("ValidateSettings.corpus: ...")
+/// for bad settings and unreadable or unusable files. Progress: the measurement, then theory,
+/// simulate (per sample) and the ensemble (per model), each an equal share; returning false
+/// throws CancelledError.
+SIGPROP_API Validation validate_checkpoint(const ValidateSettings& settings, const ProgressFn& progress = nullptr);
+
+// ---------------------------------------------------------------------------------------------
+// Reports (docs/report.md)
+
+/// `sigprop report`'s options (one process; the command line adds MPI ranks).
+struct ReportSettings {
+  std::string out;  ///< required: output folder (created; finished cells in it are reused)
+  /// Cells run in parallel (0 = every hardware thread).
+  int jobs = 1;
+  /// Threads inside one Monte Carlo cell (0 = every hardware thread / jobs); never changes a number.
+  int threads = 1;
+  /// gnuplot program (a name on PATH or a path); "" = "gnuplot". The library never reads
+  /// $SIGPROP_GNUPLOT (the command line does).
+  std::string gnuplot;
+  /// false: write data, tables and HTML without drawing figures.
+  bool figures = true;
+};
+
+struct ReportResult {
+  std::string out, index_html, report_md;  ///< the output folder and the two pages in it
+  int cells = 0;         ///< grid points
+  int jobs = 0;          ///< cells x engines
+  int jobs_reused = 0;   ///< jobs already done in `out` (resumed), not run again
+  std::vector<std::string> figures_drawn;    ///< stems under figures/ with .svg and .png
+  std::vector<std::string> figures_missing;  ///< stems not drawn (no gnuplot, figures = false, ...)
+  std::string gnuplot_problem;               ///< why figures are missing ("" when none)
+};
+
+/// Runs the sweep of a report config file and writes the report folder, as `sigprop report`.
+/// ConfigError naming the key and file for a bad config, or the settings field; ConfigError when
+/// another run holds the output folder. Progress: fraction of the jobs done; returning false
+/// stops the running jobs, keeps the finished ones in out/cells (a second call resumes) and
+/// throws CancelledError.
+SIGPROP_API ReportResult report(const std::string& config_path, const ReportSettings& settings,
+                                const ProgressFn& progress = nullptr);
+/// As report() on config text; `origin` names it in error messages.
+SIGPROP_API ReportResult report_from_toml(std::string_view text, const ReportSettings& settings,
+                                          const ProgressFn& progress = nullptr,
+                                          const std::string& origin = "<report config>");
+/// The built-in default report config (`sigprop report --print-default`) as TOML.
+SIGPROP_API std::string default_report_config();
+
+// ---------------------------------------------------------------------------------------------
+// Memory
+
+/// The memory one engine run may plan to allocate, in bytes (0 = no limit, the library's
+/// default); a run over it throws ConfigError naming the keys that drive the size.
+/// Process-wide: set it before starting runs. The command line sets MemAvailable.
+SIGPROP_API void set_memory_limit(std::uint64_t bytes);
+SIGPROP_API std::uint64_t memory_limit();
+
 /// The library's version, "major.minor.patch".
 SIGPROP_API std::string version();
 

@@ -1,0 +1,129 @@
+// api::report, report_from_toml, default_report_config (include/sigprop/api.hpp): `sigprop report`
+// as a library call; the command line (cli/report_cmd.cpp) runs detail::run_report with its MPI
+// ranks, Ctrl-C flag and progress lines.
+#include <algorithm>
+#include <exception>
+#include <filesystem>
+#include <memory>
+#include <thread>
+
+#include <fmt/format.h>
+
+#include "api/internal.hpp"
+#include "core/error.hpp"
+#include "core/files.hpp"
+#include "reports/report.hpp"
+#include "sigprop/version.hpp"
+
+namespace sigprop::api {
+
+namespace detail {
+
+ReportResult run_report(const reports::ReportConfig& cfg, const ReportSettings& s, const ProgressFn& progress,
+                        const ReportHooks& h) {
+  if (s.out.empty()) throw ConfigError(fmt::format("{}: required (the output folder)", h.out_name));
+  if (s.jobs < 0) throw ConfigError(fmt::format("ReportSettings.jobs: must be >= 0 (0 = all cores), got {}", s.jobs));
+  if (s.threads < 0)
+    throw ConfigError(fmt::format("ReportSettings.threads: must be >= 0 (0 = all cores / jobs), got {}", s.threads));
+  const std::vector<reports::Cell> cells = reports::expand_cells(cfg);
+  const std::vector<reports::Job> jobs = reports::make_jobs(cfg, cells);
+  const std::filesystem::path out = s.out;
+  const bool root = h.rank == 0;
+  auto max_over_ranks = [&](int v) { return h.max_over_ranks ? h.max_over_ranks(v) : v; };
+
+  const int hw = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  reports::RunOptions opt;
+  opt.rank = h.rank;
+  opt.ranks = h.ranks;
+  opt.jobs = s.jobs > 0 ? s.jobs : hw;
+  opt.sim_threads = s.threads > 0 ? s.threads : std::max(1, hw / opt.jobs);
+  opt.stop = h.stop;
+  opt.on_done = h.on_done;
+  opt.progress = progress;
+  if (h.on_start) h.on_start(cells.size(), jobs.size(), opt.jobs);
+
+  // One report per output folder: rank 0 locks it (two runs would share temporary figure and
+  // cell names); every rank learns whether it got the lock before any work.
+  std::unique_ptr<FolderLock> lock;
+  std::exception_ptr lock_error;
+  if (root) {
+    try {
+      lock = std::make_unique<FolderLock>(out, h.out_name);
+    } catch (const Error&) {
+      lock_error = std::current_exception();
+    }
+  }
+  if (max_over_ranks(lock_error ? 1 : 0) != 0) {
+    if (lock_error) std::rethrow_exception(lock_error);
+    throw RankFailed("report: rank 0 could not lock the output folder", true);
+  }
+  if (h.on_locked) h.on_locked();
+
+  // 0 ok, 1 stopped, 2 failed; every rank takes part in the reduction before anything throws.
+  int status = 0;
+  std::exception_ptr error;
+  reports::RunStats st;
+  try {
+    st = reports::run_jobs(cfg, jobs, out, opt);
+    if (st.interrupted) status = 1;
+  } catch (const CancelledError&) {
+    status = 1;
+    error = std::current_exception();
+  } catch (const Error&) {
+    status = 2;
+    error = std::current_exception();
+  }
+  const int all = max_over_ranks(status);
+  if (all == 2) {
+    if (status == 2) std::rethrow_exception(error);
+    throw RankFailed("report: another rank failed", false);
+  }
+  if (all == 1 || (h.stop && h.stop->load())) {
+    if (error) std::rethrow_exception(error);
+    throw CancelledError(fmt::format("report: stopped; finished cells are kept in {}; running again resumes",
+                                     (out / "cells").string()));
+  }
+
+  ReportResult r;
+  r.out = out.string();
+  r.cells = static_cast<int>(cells.size());
+  r.jobs = st.total;
+  r.jobs_reused = st.skipped;
+  if (!root) return r;
+  reports::RenderOptions ro;
+  ro.gnuplot = s.figures ? (s.gnuplot.empty() ? std::string("gnuplot") : s.gnuplot) : std::string();
+  if (h.build.is_null() || h.build.empty()) {
+    ro.build["sigprop"] = kVersion;
+#if defined(__VERSION__)
+    ro.build["compiler"] = __VERSION__;
+#endif
+    ro.build["mpi"] = "not built with MPI";
+  } else {
+    ro.build = h.build;
+  }
+  reports::RenderResult rr = reports::render_report(cfg, cells, jobs, out, ro);
+  r.index_html = rr.index_html.string();
+  r.report_md = rr.report_md.string();
+  r.figures_drawn = std::move(rr.figures_drawn);
+  r.figures_missing = std::move(rr.figures_missing);
+  r.gnuplot_problem = std::move(rr.gnuplot_problem);
+  return r;
+}
+
+}  // namespace detail
+
+ReportResult report(const std::string& config_path, const ReportSettings& settings, const ProgressFn& progress) {
+  if (config_path.empty()) throw ConfigError("report: config_path is empty (default_report_config() gives the built-in one)");
+  return detail::run_report(reports::load_report_config(config_path), settings, progress, detail::ReportHooks{});
+}
+
+ReportResult report_from_toml(std::string_view text, const ReportSettings& settings, const ProgressFn& progress,
+                              const std::string& origin) {
+  return detail::run_report(reports::parse_report_config(text, origin), settings, progress, detail::ReportHooks{});
+}
+
+std::string default_report_config() {
+  return reports::default_report_toml();
+}
+
+}  // namespace sigprop::api
