@@ -18,6 +18,7 @@
 #include <vector>
 
 #include <fmt/format.h>
+#include <nlohmann/json.hpp>
 
 #include "core/memory.hpp"
 #include "sigprop/api.hpp"
@@ -29,7 +30,7 @@ struct sigprop_spec {
   sigprop::StackSpec spec;
 };
 
-enum class EngineKind { Theory, Simulate, Ode, Spectrum };
+enum class EngineKind { Theory, Simulate, Ode, Spectrum, Validate, Report };
 
 struct sigprop_settings {
   EngineKind kind = EngineKind::Theory;
@@ -37,10 +38,20 @@ struct sigprop_settings {
   api::SimulateSettings simulate;
   api::OdeSettings ode;
   api::SpectrumSettings spectrum;
+  api::ValidateSettings validate;
+  api::ReportSettings report;
 };
 
 struct sigprop_profile {
   api::Profile profile;
+};
+
+struct sigprop_validation {
+  api::Validation v;
+};
+
+struct sigprop_report_result {
+  api::ReportResult r;
 };
 
 namespace {
@@ -152,6 +163,10 @@ std::string_view engine_name(EngineKind k) {
       return "ode";
     case EngineKind::Spectrum:
       return "spectrum";
+    case EngineKind::Validate:
+      return "validate";
+    case EngineKind::Report:
+      return "report";
   }
   return "?";
 }
@@ -312,6 +327,48 @@ void set_spectrum(api::SpectrumSettings& s, std::string_view key, std::string_vi
                 "engine, grid_lo, grid_hi, grid_points, panels, samples, seed, map, token, jacobian_method, threads");
 }
 
+void set_validate(api::ValidateSettings& s, std::string_view key, std::string_view v) {
+  const auto k = EngineKind::Validate;
+  if (key == "checkpoint")
+    s.checkpoint = std::string(v);
+  else if (key == "corpus")
+    s.corpus = std::string(v);
+  else if (key == "tokens")
+    s.tokens = parse_integer<std::int64_t>(k, key, v);
+  else if (key == "seq_len")
+    s.seq_len = parse_integer<int>(k, key, v);
+  else if (key == "ensemble")
+    s.ensemble = parse_integer<int>(k, key, v);
+  else if (key == "samples")
+    s.samples = parse_integer<int>(k, key, v);
+  else if (key == "theory")
+    s.theory = parse_bool(k, key, v);
+  else if (key == "seed")
+    s.seed = parse_integer<std::uint64_t>(k, key, v);
+  else if (key == "threads")
+    s.threads = parse_integer<int>(k, key, v);
+  else if (key == "precision")
+    s.precision = std::string(v);
+  else
+    unknown_key(k, key, "checkpoint, corpus, tokens, seq_len, ensemble, samples, theory, seed, threads, precision");
+}
+
+void set_report(api::ReportSettings& s, std::string_view key, std::string_view v) {
+  const auto k = EngineKind::Report;
+  if (key == "out")
+    s.out = std::string(v);
+  else if (key == "jobs")
+    s.jobs = parse_integer<int>(k, key, v);
+  else if (key == "threads")
+    s.threads = parse_integer<int>(k, key, v);
+  else if (key == "gnuplot")
+    s.gnuplot = std::string(v);
+  else if (key == "figures")
+    s.figures = parse_bool(k, key, v);
+  else
+    unknown_key(k, key, "out, jobs, threads, gnuplot, figures");
+}
+
 // The C callback as the facade's ProgressFn; the stage text gets its NUL here.
 sigprop::ProgressFn progress_fn(sigprop_progress_fn fn, void* user) {
   if (fn == nullptr) return nullptr;
@@ -468,10 +525,14 @@ sigprop_status sigprop_settings_new(const char* engine, sigprop_settings** out) 
       s->kind = EngineKind::Ode;
     else if (e == "spectrum")
       s->kind = EngineKind::Spectrum;
+    else if (e == "validate")
+      s->kind = EngineKind::Validate;
+    else if (e == "report")
+      s->kind = EngineKind::Report;
     else
-      throw sigprop::ConfigError(
-          fmt::format("sigprop_settings_new: engine: expected one of theory, simulate, ode, spectrum, got \"{}\"",
-                      e.substr(0, 80)));
+      throw sigprop::ConfigError(fmt::format(
+          "sigprop_settings_new: engine: expected one of theory, simulate, ode, spectrum, validate, report, got \"{}\"",
+          e.substr(0, 80)));
     *out = s.release();
   });
 }
@@ -494,6 +555,12 @@ sigprop_status sigprop_settings_set(sigprop_settings* settings, const char* key,
         break;
       case EngineKind::Spectrum:
         set_spectrum(next.spectrum, key, value);
+        break;
+      case EngineKind::Validate:
+        set_validate(next.validate, key, value);
+        break;
+      case EngineKind::Report:
+        set_report(next.report, key, value);
         break;
     }
     *settings = std::move(next);
@@ -665,6 +732,171 @@ sigprop_status sigprop_profile_warning(const sigprop_profile* profile, int64_t i
 
 void sigprop_profile_free(sigprop_profile* profile) {
   delete profile;
+}
+
+// ---- checkpoints against their predictions
+
+sigprop_status sigprop_validate(const sigprop_settings* settings, sigprop_progress_fn progress, void* user,
+                                sigprop_validation** out) {
+  return guarded([&] {
+    need(out, "sigprop_validate", "out");
+    const sigprop_settings& s = settings_for("sigprop_validate", EngineKind::Validate, settings);
+    *out = new sigprop_validation{api::validate_checkpoint(s.validate, progress_fn(progress, user))};
+  });
+}
+
+sigprop_status sigprop_validation_profile(const sigprop_validation* validation, const char* which,
+                                          sigprop_profile** out) {
+  return guarded([&] {
+    need(validation, "sigprop_validation_profile", "validation");
+    need(which, "sigprop_validation_profile", "which");
+    need(out, "sigprop_validation_profile", "out");
+    const api::Validation& v = validation->v;
+    const std::string_view w(which);
+    const api::Profile* p = nullptr;
+    if (w == "measured")
+      p = &v.measured();
+    else if (w == "theory")
+      p = v.theory();
+    else if (w == "simulate")
+      p = v.simulate();
+    else if (w == "init_ensemble")
+      p = v.init_ensemble();
+    else
+      throw ArgumentError(fmt::format(
+          "sigprop_validation_profile: which: expected measured, theory, simulate or init_ensemble, got \"{}\"",
+          w.substr(0, 80)));
+    *out = p != nullptr ? new sigprop_profile{*p} : nullptr;
+  });
+}
+
+sigprop_status sigprop_validation_to_json(const sigprop_validation* validation, int32_t indent, char* buf, int64_t cap,
+                                          int64_t* needed) {
+  return guarded([&] {
+    need(validation, "sigprop_validation_to_json", "validation");
+    put_text(validation->v.to_json(indent), buf, cap, needed, "sigprop_validation_to_json");
+  });
+}
+
+sigprop_status sigprop_validation_model_json(const sigprop_validation* validation, char* buf, int64_t cap,
+                                             int64_t* needed) {
+  return guarded([&] {
+    need(validation, "sigprop_validation_model_json", "validation");
+    put_text(validation->v.model_json(), buf, cap, needed, "sigprop_validation_model_json");
+  });
+}
+
+sigprop_status sigprop_validation_agreement_json(const sigprop_validation* validation, char* buf, int64_t cap,
+                                                 int64_t* needed) {
+  return guarded([&] {
+    need(validation, "sigprop_validation_agreement_json", "validation");
+    put_text(validation->v.agreement_json(), buf, cap, needed, "sigprop_validation_agreement_json");
+  });
+}
+
+sigprop_status sigprop_validation_summary_json(const sigprop_validation* validation, char* buf, int64_t cap,
+                                               int64_t* needed) {
+  return guarded([&] {
+    need(validation, "sigprop_validation_summary_json", "validation");
+    put_text(validation->v.summary_json(), buf, cap, needed, "sigprop_validation_summary_json");
+  });
+}
+
+sigprop_status sigprop_validation_note_count(const sigprop_validation* validation, int64_t* n) {
+  return guarded([&] {
+    need(validation, "sigprop_validation_note_count", "validation");
+    need(n, "sigprop_validation_note_count", "n");
+    *n = static_cast<int64_t>(validation->v.notes().size());
+  });
+}
+
+sigprop_status sigprop_validation_note(const sigprop_validation* validation, int64_t i, char* buf, int64_t cap,
+                                       int64_t* needed) {
+  return guarded([&] {
+    need(validation, "sigprop_validation_note", "validation");
+    put_text(item(validation->v.notes(), i, "sigprop_validation_note", "notes"), buf, cap, needed,
+             "sigprop_validation_note");
+  });
+}
+
+sigprop_status sigprop_validation_sequence_loss(const sigprop_validation* validation, double* buf, int64_t cap,
+                                                int64_t* n) {
+  return guarded([&] {
+    need(validation, "sigprop_validation_sequence_loss", "validation");
+    put_doubles(validation->v.sequence_loss(), buf, cap, n, "sigprop_validation_sequence_loss", "sequence_loss");
+  });
+}
+
+void sigprop_validation_free(sigprop_validation* validation) {
+  delete validation;
+}
+
+// ---- reports
+
+sigprop_status sigprop_report(const char* config_path, const sigprop_settings* settings, sigprop_progress_fn progress,
+                              void* user, sigprop_report_result** out) {
+  return guarded([&] {
+    need(config_path, "sigprop_report", "config_path");
+    need(out, "sigprop_report", "out");
+    const sigprop_settings& s = settings_for("sigprop_report", EngineKind::Report, settings);
+    *out = new sigprop_report_result{api::report(config_path, s.report, progress_fn(progress, user))};
+  });
+}
+
+sigprop_status sigprop_report_from_toml(const char* text, const char* origin, const sigprop_settings* settings,
+                                        sigprop_progress_fn progress, void* user, sigprop_report_result** out) {
+  return guarded([&] {
+    need(text, "sigprop_report_from_toml", "text");
+    need(out, "sigprop_report_from_toml", "out");
+    const sigprop_settings& s = settings_for("sigprop_report_from_toml", EngineKind::Report, settings);
+    *out = new sigprop_report_result{api::report_from_toml(text, s.report, progress_fn(progress, user),
+                                                           origin != nullptr ? origin : "<report config>")};
+  });
+}
+
+sigprop_status sigprop_report_result_json(const sigprop_report_result* result, char* buf, int64_t cap,
+                                          int64_t* needed) {
+  return guarded([&] {
+    need(result, "sigprop_report_result_json", "result");
+    const api::ReportResult& r = result->r;
+    const nlohmann::json j = {{"out", r.out},
+                              {"index_html", r.index_html},
+                              {"report_md", r.report_md},
+                              {"cells", r.cells},
+                              {"jobs", r.jobs},
+                              {"jobs_reused", r.jobs_reused},
+                              {"figures_drawn", r.figures_drawn},
+                              {"figures_missing", r.figures_missing},
+                              {"gnuplot_problem", r.gnuplot_problem}};
+    put_text(j.dump(), buf, cap, needed, "sigprop_report_result_json");
+  });
+}
+
+void sigprop_report_result_free(sigprop_report_result* result) {
+  delete result;
+}
+
+sigprop_status sigprop_default_report_config(char* buf, int64_t cap, int64_t* needed) {
+  return guarded([&] { put_text(api::default_report_config(), buf, cap, needed, "sigprop_default_report_config"); });
+}
+
+// ---- memory
+
+sigprop_status sigprop_set_memory_limit(int64_t bytes) {
+  return guarded([&] {
+    if (bytes < 0) throw ArgumentError(fmt::format("sigprop_set_memory_limit: bytes is negative ({})", bytes));
+    api::set_memory_limit(static_cast<std::uint64_t>(bytes));
+  });
+}
+
+sigprop_status sigprop_memory_limit(int64_t* bytes) {
+  return guarded([&] {
+    need(bytes, "sigprop_memory_limit", "bytes");
+    const std::uint64_t limit = api::memory_limit();
+    *bytes = limit > static_cast<std::uint64_t>(std::numeric_limits<int64_t>::max())
+                 ? std::numeric_limits<int64_t>::max()
+                 : static_cast<int64_t>(limit);
+  });
 }
 
 }  // extern "C"

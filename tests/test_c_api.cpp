@@ -13,9 +13,13 @@
 #include <thread>
 #include <vector>
 
-#include "core/memory.hpp"
+#include <filesystem>
+#include <fstream>
+
 #include "sigprop/api.hpp"
 #include "sigprop/sigprop.h"
+#include "tests/shared/cli_run.hpp"
+#include "validate/model.hpp"
 
 namespace api = sigprop::api;
 
@@ -37,6 +41,14 @@ struct Settings {
 struct Prof {
   sigprop_profile* p = nullptr;
   ~Prof() { sigprop_profile_free(p); }
+};
+struct Valid {
+  sigprop_validation* p = nullptr;
+  ~Valid() { sigprop_validation_free(p); }
+};
+struct Report {
+  sigprop_report_result* p = nullptr;
+  ~Report() { sigprop_report_result_free(p); }
 };
 
 // Reads text through the buffer protocol: a sizing call, then the exact size.
@@ -649,12 +661,21 @@ TEST_CASE("c-api: no exception escapes, each kind maps to its status", "[c-api]"
   CHECK(out == nullptr);
 
   SECTION("the library's memory limit: SIGPROP_E_MEMORY") {
-    const auto before = sigprop::memory_limit();
-    sigprop::set_memory_limit(1);
+    int64_t before = -1, now = -1;
+    REQUIRE(sigprop_memory_limit(&before) == SIGPROP_OK);
+    CHECK(before == static_cast<int64_t>(api::memory_limit()));
+    REQUIRE(sigprop_set_memory_limit(1) == SIGPROP_OK);
+    REQUIRE(sigprop_memory_limit(&now) == SIGPROP_OK);
+    CHECK(now == 1);
     const sigprop_status st = sigprop_simulate(s.p, nullptr, nullptr, nullptr, &out);
-    sigprop::set_memory_limit(before);
+    const std::string message = last_error();
+    REQUIRE(sigprop_set_memory_limit(before) == SIGPROP_OK);
     CHECK(st == SIGPROP_E_MEMORY);
-    CHECK_THAT(last_error(), Catch::Contains("memory limit"));
+    CHECK_THAT(message, Catch::Contains("memory limit"));
+    CHECK(sigprop_set_memory_limit(-1) == SIGPROP_E_ARGUMENT);
+    CHECK(sigprop_memory_limit(nullptr) == SIGPROP_E_ARGUMENT);
+    REQUIRE(sigprop_memory_limit(&now) == SIGPROP_OK);
+    CHECK(now == before);
   }
   SECTION("backend cuda without the plug-in or a device: SIGPROP_E_CUDA") {
     Settings st;
@@ -700,4 +721,220 @@ TEST_CASE("c-api: the last error is per thread", "[c-api][concurrency]") {
   CHECK_THAT(a_msg, Catch::Contains("first_thread_key") && !Catch::Contains("second_thread_engine"));
   CHECK_THAT(b_msg, Catch::Contains("second_thread_engine") && !Catch::Contains("first_thread_key"));
   CHECK(b_after_ok.empty());
+}
+
+namespace {
+namespace fs = std::filesystem;
+
+fs::path scratch() {
+  static const fs::path dir = sigprop::test::cli::scratch_dir("c_api");
+  return dir;
+}
+
+// A freshly initialised pre-LN model, d = 16, H = 2, L = 2, context 8, and 1.5 KB of text.
+struct Files {
+  fs::path checkpoint, corpus;
+};
+const Files& files() {
+  static const Files f = [] {
+    sigprop::validate::ModelConfig c;
+    c.arch.spec.depth = 2;
+    c.arch.spec.tokens = 8;
+    c.arch.spec.width = 16;
+    c.arch.spec.heads = 2;
+    c.vocab = 256;
+    Files out{scratch() / "tiny.safetensors", scratch() / "tiny.txt"};
+    sigprop::validate::save_checkpoint(out.checkpoint, sigprop::validate::Model<float>::initial(c, 7));
+    std::string t;
+    for (int i = 0; i < 1500; ++i) t += static_cast<char>('a' + (i * 7 + i / 13) % 26);
+    std::ofstream(out.corpus, std::ios::binary) << t;
+    return out;
+  }();
+  return f;
+}
+
+// 2 depths x theory and simulate = 4 jobs, well under a second.
+const char* const kTinyReport = R"(
+[report]
+title = "c sweep"
+[stack]
+tokens = 4
+width = 16
+heads = 2
+qk_scale = "1/dh"
+[sweep]
+stack.depth = [2, 3]
+[engines.theory]
+[engines.simulate]
+samples = 4
+seed = 3
+[figures]
+metrics = ["q"]
+depth_returns = false
+)";
+}  // namespace
+
+TEST_CASE("c-api validate: the facade's result, its profiles and lists, errors naming the setting",
+          "[c-api][validate]") {
+  Settings st;
+  REQUIRE(sigprop_settings_new("validate", &st.p) == SIGPROP_OK);
+  set(st.p, "checkpoint", files().checkpoint.c_str());
+  set(st.p, "corpus", files().corpus.c_str());
+  set(st.p, "tokens", "256");
+  set(st.p, "seq_len", "8");
+  set(st.p, "ensemble", "2");
+  set(st.p, "samples", "2");
+  set(st.p, "seed", "3");
+  set(st.p, "threads", "1");
+  set(st.p, "precision", "float");
+  set(st.p, "theory", "true");
+  Progress progress;
+  Valid v;
+  REQUIRE(sigprop_validate(st.p, on_progress, &progress, &v.p) == SIGPROP_OK);
+  CHECK(progress.calls > 0);
+  CHECK(progress.monotone);
+
+  api::ValidateSettings ref;
+  ref.checkpoint = files().checkpoint.string();
+  ref.corpus = files().corpus.string();
+  ref.tokens = 256;
+  ref.seq_len = 8;
+  ref.ensemble = 2;
+  ref.samples = 2;
+  ref.seed = 3;
+  ref.precision = "float";
+  const api::Validation r = api::validate_checkpoint(ref);
+  CHECK(text([&](char* b, int64_t c, int64_t* n) { return sigprop_validation_to_json(v.p, 2, b, c, n); }) ==
+        r.to_json(2));
+  CHECK(text([&](char* b, int64_t c, int64_t* n) { return sigprop_validation_model_json(v.p, b, c, n); }) ==
+        r.model_json());
+  CHECK(text([&](char* b, int64_t c, int64_t* n) { return sigprop_validation_agreement_json(v.p, b, c, n); }) ==
+        r.agreement_json());
+  CHECK(text([&](char* b, int64_t c, int64_t* n) { return sigprop_validation_summary_json(v.p, b, c, n); }) ==
+        r.summary_json());
+  int64_t notes = -1;
+  REQUIRE(sigprop_validation_note_count(v.p, &notes) == SIGPROP_OK);
+  REQUIRE(notes == static_cast<int64_t>(r.notes().size()));
+  for (int64_t i = 0; i < notes; ++i)
+    CHECK(text([&](char* b, int64_t c, int64_t* n) { return sigprop_validation_note(v.p, i, b, c, n); }) ==
+          r.notes()[static_cast<size_t>(i)]);
+  char small[4];
+  int64_t n = 0;
+  CHECK(sigprop_validation_note(v.p, notes, small, 4, &n) == SIGPROP_E_ARGUMENT);
+  CHECK_THAT(last_error(), Catch::Contains("out of range"));
+  int64_t seqs = -1;
+  REQUIRE(sigprop_validation_sequence_loss(v.p, nullptr, 0, &seqs) == SIGPROP_OK);
+  CHECK(seqs == 32);  // 256 tokens / 8
+  std::vector<double> loss(static_cast<size_t>(seqs));
+  CHECK(sigprop_validation_sequence_loss(v.p, loss.data(), seqs - 1, &n) == SIGPROP_E_ARGUMENT);
+  REQUIRE(sigprop_validation_sequence_loss(v.p, loss.data(), seqs, &n) == SIGPROP_OK);
+  CHECK(std::equal(loss.begin(), loss.end(), r.sequence_loss().begin()));
+  for (const char* which : {"measured", "theory", "simulate", "init_ensemble"}) {
+    INFO(which);
+    Prof p;
+    REQUIRE(sigprop_validation_profile(v.p, which, &p.p) == SIGPROP_OK);
+    REQUIRE(p.p != nullptr);
+    const std::string w = which;
+    const api::Profile& rp = w == "measured"   ? r.measured()
+                             : w == "theory"   ? *r.theory()
+                             : w == "simulate" ? *r.simulate()
+                                               : *r.init_ensemble();
+    CHECK(text([&](char* b, int64_t c, int64_t* k) { return sigprop_profile_to_json(p.p, 2, b, c, k); }) ==
+          rp.to_json(2));
+  }
+  sigprop_profile* none = nullptr;
+  CHECK(sigprop_validation_profile(v.p, "measure", &none) == SIGPROP_E_ARGUMENT);
+  CHECK_THAT(last_error(), Catch::Contains("\"measure\""));
+
+  SECTION("a prediction that did not run: a NULL profile") {
+    Settings no;
+    REQUIRE(sigprop_settings_copy(st.p, &no.p) == SIGPROP_OK);
+    set(no.p, "theory", "false");
+    set(no.p, "ensemble", "0");
+    set(no.p, "samples", "0");
+    Valid v2;
+    REQUIRE(sigprop_validate(no.p, nullptr, nullptr, &v2.p) == SIGPROP_OK);
+    sigprop_profile* p = reinterpret_cast<sigprop_profile*>(&no);
+    REQUIRE(sigprop_validation_profile(v2.p, "theory", &p) == SIGPROP_OK);
+    CHECK(p == nullptr);
+  }
+  SECTION("errors name the setting; cancellation") {
+    Settings bad;
+    REQUIRE(sigprop_settings_copy(st.p, &bad.p) == SIGPROP_OK);
+    set(bad.p, "corpus", (scratch() / "none.txt").c_str());
+    sigprop_validation* out = nullptr;
+    CHECK(sigprop_validate(bad.p, nullptr, nullptr, &out) == SIGPROP_E_CONFIG);
+    CHECK_THAT(last_error(), Catch::Contains("corpus") && Catch::Contains("none.txt"));
+    CHECK(sigprop_validate(nullptr, nullptr, nullptr, &out) == SIGPROP_E_CONFIG);  // defaults: no checkpoint
+    CHECK_THAT(last_error(), Catch::Contains("checkpoint"));
+    CHECK(sigprop_settings_set(bad.p, "tokenz", "1") == SIGPROP_E_CONFIG);
+    CHECK_THAT(last_error(), Catch::Contains("\"tokenz\"") && Catch::Contains("validate"));
+    Progress stop;
+    stop.stop_after = 1;
+    CHECK(sigprop_validate(st.p, on_progress, &stop, &out) == SIGPROP_E_CANCELLED);
+    CHECK(out == nullptr);
+    Settings th;
+    REQUIRE(sigprop_settings_new("theory", &th.p) == SIGPROP_OK);
+    CHECK(sigprop_validate(th.p, nullptr, nullptr, &out) == SIGPROP_E_ARGUMENT);
+    CHECK(sigprop_validate(st.p, nullptr, nullptr, nullptr) == SIGPROP_E_ARGUMENT);
+    for (auto f : {sigprop_validation_model_json, sigprop_validation_agreement_json, sigprop_validation_summary_json})
+      CHECK(f(nullptr, small, 4, &n) == SIGPROP_E_ARGUMENT);
+    CHECK(sigprop_validation_to_json(nullptr, 2, small, 4, &n) == SIGPROP_E_ARGUMENT);
+    CHECK(sigprop_validation_note_count(nullptr, &n) == SIGPROP_E_ARGUMENT);
+    CHECK(sigprop_validation_note(nullptr, 0, small, 4, &n) == SIGPROP_E_ARGUMENT);
+    CHECK(sigprop_validation_sequence_loss(nullptr, nullptr, 0, &n) == SIGPROP_E_ARGUMENT);
+    CHECK(sigprop_validation_profile(nullptr, "measured", &none) == SIGPROP_E_ARGUMENT);
+    sigprop_validation_free(nullptr);
+  }
+}
+
+TEST_CASE("c-api report: the facade's result as JSON, the default config, errors naming the key", "[c-api][report]") {
+  const fs::path out = scratch() / "report";
+  fs::remove_all(out);
+  Settings st;
+  REQUIRE(sigprop_settings_new("report", &st.p) == SIGPROP_OK);
+  set(st.p, "out", out.c_str());
+  set(st.p, "figures", "false");  // gnuplot need not be installed
+  set(st.p, "jobs", "1");
+  set(st.p, "threads", "1");
+  set(st.p, "gnuplot", "gnuplot");
+  Progress progress;
+  Report r;
+  REQUIRE(sigprop_report_from_toml(kTinyReport, "tiny.toml", st.p, on_progress, &progress, &r.p) == SIGPROP_OK);
+  CHECK(progress.calls > 0);
+  const std::string json =
+      text([&](char* b, int64_t c, int64_t* n) { return sigprop_report_result_json(r.p, b, c, n); });
+  CHECK_THAT(json, Catch::Contains("\"cells\":2") && Catch::Contains("\"jobs\":4") &&
+                       Catch::Contains("\"jobs_reused\":0") && Catch::Contains("\"figures_drawn\":[]"));
+  CHECK_THAT(json, Catch::Contains((out / "index.html").string()));
+  CHECK(fs::is_regular_file(out / "index.html"));
+
+  // the same config from a file resumes every job
+  const fs::path cfg = scratch() / "tiny_report.toml";
+  std::ofstream(cfg) << kTinyReport;
+  Report again;
+  REQUIRE(sigprop_report(cfg.c_str(), st.p, nullptr, nullptr, &again.p) == SIGPROP_OK);
+  CHECK_THAT(text([&](char* b, int64_t c, int64_t* n) { return sigprop_report_result_json(again.p, b, c, n); }),
+             Catch::Contains("\"jobs_reused\":4"));
+
+  const std::string def = text([&](char* b, int64_t c, int64_t* n) { return sigprop_default_report_config(b, c, n); });
+  CHECK(def == api::default_report_config());
+
+  sigprop_report_result* none = nullptr;
+  CHECK(sigprop_report_from_toml("[sweep]\nstack.dept = [1, 2]\n", "mine.toml", st.p, nullptr, nullptr, &none) ==
+        SIGPROP_E_CONFIG);
+  CHECK_THAT(last_error(), Catch::Contains("stack.dept") && Catch::Contains("mine.toml"));
+  CHECK(none == nullptr);
+  CHECK(sigprop_report((scratch() / "none.toml").c_str(), st.p, nullptr, nullptr, &none) != SIGPROP_OK);
+  CHECK_THAT(last_error(), Catch::Contains("none.toml"));
+  CHECK(sigprop_report_from_toml(kTinyReport, nullptr, nullptr, nullptr, nullptr, &none) == SIGPROP_E_CONFIG);
+  CHECK_THAT(last_error(), Catch::Contains("out"));  // ReportSettings.out is required
+  CHECK(sigprop_settings_set(st.p, "figure", "false") == SIGPROP_E_CONFIG);
+  CHECK_THAT(last_error(), Catch::Contains("\"figure\"") && Catch::Contains("report"));
+  CHECK(sigprop_report(nullptr, st.p, nullptr, nullptr, &none) == SIGPROP_E_ARGUMENT);
+  CHECK(sigprop_report_from_toml(nullptr, nullptr, st.p, nullptr, nullptr, &none) == SIGPROP_E_ARGUMENT);
+  CHECK(sigprop_report_from_toml(kTinyReport, nullptr, st.p, nullptr, nullptr, nullptr) == SIGPROP_E_ARGUMENT);
+  int64_t n = 0;
+  CHECK(sigprop_report_result_json(nullptr, nullptr, 0, &n) == SIGPROP_E_ARGUMENT);
+  sigprop_report_result_free(nullptr);
 }

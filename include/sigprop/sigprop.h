@@ -9,10 +9,10 @@
  * sigprop_last_error() holds a message naming the spec key, settings key, metric or file, and
  * the out-arguments are left as they were. No C++ exception ever crosses this interface.
  *
- * Ownership. A handle that a function creates (sigprop_spec, sigprop_settings, sigprop_profile)
- * belongs to the caller, who frees it with the matching *_free; *_free(NULL) does nothing.
- * Functions never keep a pointer the caller passed in beyond the call. Text and numbers come back
- * in caller-owned buffers (see "Buffers").
+ * Ownership. A handle that a function creates (sigprop_spec, sigprop_settings, sigprop_profile,
+ * sigprop_validation, sigprop_report_result) belongs to the caller, who frees it with the matching *_free; *_free(NULL)
+ * does nothing. Functions never keep a pointer the caller passed in beyond the call. Text and numbers come back in
+ * caller-owned buffers (see "Buffers").
  *
  * Buffers. A function that returns text takes (char* buf, int64_t cap, int64_t* needed): it
  * stores in *needed (when needed is not NULL) the size in bytes of the text INCLUDING its
@@ -63,9 +63,11 @@ typedef int32_t sigprop_status;
 #define SIGPROP_E_INTERNAL 8  /**< anything else (a bug: please report the message) */
 
 /** Opaque handles. */
-typedef struct sigprop_spec sigprop_spec;         /**< a validated stack spec (MODEL.md §1) */
-typedef struct sigprop_settings sigprop_settings; /**< one engine's settings */
-typedef struct sigprop_profile sigprop_profile;   /**< an engine's result: rows x metric columns */
+typedef struct sigprop_spec sigprop_spec;                   /**< a validated stack spec (MODEL.md §1) */
+typedef struct sigprop_settings sigprop_settings;           /**< one engine's settings */
+typedef struct sigprop_profile sigprop_profile;             /**< an engine's result: rows x metric columns */
+typedef struct sigprop_validation sigprop_validation;       /**< sigprop_validate's result */
+typedef struct sigprop_report_result sigprop_report_result; /**< sigprop_report's result */
 
 /** Progress callback: return nonzero to go on, 0 to cancel. `user` is the pointer given to the
  *  engine call; `stage` is valid during the call only. Must not unwind (no longjmp, no throw). */
@@ -108,10 +110,11 @@ SIGPROP_C_API sigprop_status sigprop_spec_copy(const sigprop_spec* spec, sigprop
 SIGPROP_C_API void sigprop_spec_free(sigprop_spec* spec);
 
 /* ---------------------------------------------------------------------------------------------
- * Settings: one handle type for the four engines, made for one of them and filled with string
+ * Settings: one handle type for every engine, made for one of them and filled with string
  * key/value pairs. Unset keys take the engine's own default (docs/library.md lists the keys). */
 
-/** New settings for `engine`: "theory", "simulate", "ode" or "spectrum"; *out (caller frees). */
+/** New settings for `engine`: "theory", "simulate", "ode", "spectrum", "validate" or "report";
+ *  *out (caller frees). */
 SIGPROP_C_API sigprop_status sigprop_settings_new(const char* engine, sigprop_settings** out);
 /** Sets `key` to `value` (both NUL-terminated; numbers in C syntax, booleans "true"/"false").
  *  SIGPROP_E_CONFIG naming the key when the key is unknown for this engine or the value does not
@@ -196,6 +199,78 @@ SIGPROP_C_API sigprop_status sigprop_profile_warning(const sigprop_profile* prof
                                                      int64_t* needed);
 /** Frees a profile; NULL is a no-op. */
 SIGPROP_C_API void sigprop_profile_free(sigprop_profile* profile);
+
+/* ---------------------------------------------------------------------------------------------
+ * Checkpoints against their predictions (docs/validate.md), as `sigprop validate`. */
+
+/** Measures a checkpoint on a corpus and runs the predictions. `settings` from
+ *  sigprop_settings_new("validate"); keys: checkpoint and corpus (required: file paths), tokens,
+ *  seq_len, ensemble, samples, theory ("true"/"false"), seed, threads (default 1), precision.
+ *  SIGPROP_E_CONFIG naming the setting for bad settings and unreadable or unusable files. On
+ *  success *out holds a new result (caller frees with sigprop_validation_free). */
+SIGPROP_C_API sigprop_status sigprop_validate(const sigprop_settings* settings, sigprop_progress_fn progress,
+                                              void* user, sigprop_validation** out);
+/** One of the result's profiles as a new handle in *out (caller frees): `which` is "measured",
+ *  "theory", "simulate" or "init_ensemble". *out = NULL (and SIGPROP_OK) when that prediction did
+ *  not run (settings, or an architecture the theory does not cover: the notes say why). */
+SIGPROP_C_API sigprop_status sigprop_validation_profile(const sigprop_validation* validation, const char* which,
+                                                        sigprop_profile** out);
+/** Everything, as `sigprop validate --json` writes it (less the final newline); indent < 0: one line. */
+SIGPROP_C_API sigprop_status sigprop_validation_to_json(const sigprop_validation* validation, int32_t indent, char* buf,
+                                                        int64_t cap, int64_t* needed);
+/** The model's configuration as a JSON object. */
+SIGPROP_C_API sigprop_status sigprop_validation_model_json(const sigprop_validation* validation, char* buf, int64_t cap,
+                                                           int64_t* needed);
+/** Per prediction, metric and layer: diff, z and z_pi (docs/validate.md), a JSON array. */
+SIGPROP_C_API sigprop_status sigprop_validation_agreement_json(const sigprop_validation* validation, char* buf,
+                                                               int64_t cap, int64_t* needed);
+/** Per prediction and metric: largest |z|, fraction within 3, a JSON array. */
+SIGPROP_C_API sigprop_status sigprop_validation_summary_json(const sigprop_validation* validation, char* buf,
+                                                             int64_t cap, int64_t* needed);
+/** Number of notes in *n. */
+SIGPROP_C_API sigprop_status sigprop_validation_note_count(const sigprop_validation* validation, int64_t* n);
+/** Note i (0-based) into a caller buffer. */
+SIGPROP_C_API sigprop_status sigprop_validation_note(const sigprop_validation* validation, int64_t i, char* buf,
+                                                     int64_t cap, int64_t* needed);
+/** Each measured sequence's mean cross-entropy (nats per token), in corpus order: *n doubles
+ *  (buffer rules above, in doubles). */
+SIGPROP_C_API sigprop_status sigprop_validation_sequence_loss(const sigprop_validation* validation, double* buf,
+                                                              int64_t cap, int64_t* n);
+/** Frees a validation result; NULL is a no-op. */
+SIGPROP_C_API void sigprop_validation_free(sigprop_validation* validation);
+
+/* ---------------------------------------------------------------------------------------------
+ * Reports (docs/report.md), as `sigprop report` in one process. */
+
+/** Runs the sweep of the report config file `config_path` and writes the report folder.
+ *  `settings` from sigprop_settings_new("report"); keys: out (required: the output folder),
+ *  jobs, threads, gnuplot, figures ("true"/"false"). SIGPROP_E_CONFIG naming the key and file
+ *  for a bad config, or the setting. Cancelling keeps the finished jobs (a second call resumes).
+ *  On success *out holds a new result (caller frees with sigprop_report_result_free). */
+SIGPROP_C_API sigprop_status sigprop_report(const char* config_path, const sigprop_settings* settings,
+                                            sigprop_progress_fn progress, void* user, sigprop_report_result** out);
+/** As sigprop_report on config text; `origin` (NULL: "<report config>") names it in errors. */
+SIGPROP_C_API sigprop_status sigprop_report_from_toml(const char* text, const char* origin,
+                                                      const sigprop_settings* settings, sigprop_progress_fn progress,
+                                                      void* user, sigprop_report_result** out);
+/** The result as a JSON object: out, index_html, report_md (paths), cells, jobs, jobs_reused,
+ *  figures_drawn, figures_missing (arrays of names), gnuplot_problem. Buffer rules above. */
+SIGPROP_C_API sigprop_status sigprop_report_result_json(const sigprop_report_result* result, char* buf, int64_t cap,
+                                                        int64_t* needed);
+/** Frees a report result; NULL is a no-op. */
+SIGPROP_C_API void sigprop_report_result_free(sigprop_report_result* result);
+/** The built-in default report config (`sigprop report --print-default`) as TOML. */
+SIGPROP_C_API sigprop_status sigprop_default_report_config(char* buf, int64_t cap, int64_t* needed);
+
+/* ---------------------------------------------------------------------------------------------
+ * Memory */
+
+/** The memory one engine run may plan to allocate, in bytes (0 = no limit, the library's
+ *  default); a run over it returns SIGPROP_E_MEMORY naming the keys that drive the size.
+ *  Process-wide: set it before starting runs. Negative: SIGPROP_E_ARGUMENT. */
+SIGPROP_C_API sigprop_status sigprop_set_memory_limit(int64_t bytes);
+/** The current limit in *bytes (0 = none). */
+SIGPROP_C_API sigprop_status sigprop_memory_limit(int64_t* bytes);
 
 #ifdef __cplusplus
 }
