@@ -10,16 +10,16 @@
  * the out-arguments are left as they were. No C++ exception ever crosses this interface.
  *
  * Ownership. A handle that a function creates (sigprop_spec, sigprop_settings, sigprop_profile,
- * sigprop_validation, sigprop_report_result) belongs to the caller, who frees it with the matching *_free; *_free(NULL)
- * does nothing. Functions never keep a pointer the caller passed in beyond the call. Text and numbers come back in
- * caller-owned buffers (see "Buffers").
+ * sigprop_validation, sigprop_report_result) belongs to the caller, who frees it with the
+ * matching *_free; *_free(NULL) does nothing. Functions never keep a pointer the caller passed
+ * in beyond the call. Text and numbers come back in caller-owned buffers (see "Buffers").
  *
  * Buffers. A function that returns text takes (char* buf, int64_t cap, int64_t* needed): it
  * stores in *needed (when needed is not NULL) the size in bytes of the text INCLUDING its
  * terminating NUL. With cap == 0 (buf may be NULL) it writes nothing and returns SIGPROP_OK: the
  * sizing call. With cap >= *needed it writes the text and the NUL. With 0 < cap < *needed it
- * writes nothing and returns SIGPROP_E_ARGUMENT. sigprop_profile_values works the same way in
- * doubles (cap and *n count doubles).
+ * writes nothing and returns SIGPROP_E_ARGUMENT. sigprop_profile_values and
+ * sigprop_validation_sequence_loss work the same way in doubles (cap and *n count doubles).
  *
  * Threads. Calls on different threads with different handles are independent; a handle may be
  * read (const arguments) from several threads at once, but not written (sigprop_spec_set,
@@ -29,7 +29,7 @@
  * calling thread or on one worker thread at a time (never concurrently) with a fraction in
  * [0, 1] that never decreases and a short NUL-terminated stage text ("layer 12/24"), valid
  * during the call only. Return nonzero to go on, 0 to cancel: the engine stops at its next check
- * and the call returns SIGPROP_E_CANCELLED with no profile.
+ * and the call returns SIGPROP_E_CANCELLED with no result.
  */
 #ifndef SIGPROP_SIGPROP_H
 #define SIGPROP_SIGPROP_H
