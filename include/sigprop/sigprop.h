@@ -7,7 +7,8 @@
  *
  * Errors. Every function that can fail returns a sigprop_status; SIGPROP_OK is 0. On failure
  * sigprop_last_error() holds a message naming the spec key, settings key, metric or file, and
- * the out-arguments are left as they were. No C++ exception ever crosses this interface.
+ * the out-arguments are left as they were (except the size that a too-small buffer reports, see
+ * "Buffers"). No C++ exception ever crosses this interface.
  *
  * Ownership. A handle that a function creates (sigprop_spec, sigprop_settings, sigprop_profile,
  * sigprop_validation, sigprop_report_result) belongs to the caller, who frees it with the
