@@ -8,6 +8,9 @@
 #   4. examples/embed builds out of tree against the prefix with plain flags (it uses Eigen
 #      itself) and runs; its theory profile equals `sigprop theory --json` to 1e-12 (relative)
 #      and its simulate profile equals `sigprop simulate --json` bitwise (same seed);
+#   4c. the C ABI (sigprop.h): examples/embed/depth_profile.c built with plain cc through
+#      `pkg-config --cflags --libs sigprop`, and depth_profile.f90 with gfortran when there is
+#      one; their grad_var and rho equal `sigprop theory --json` to 1e-12 (relative);
 #   5. neither libsigprop.so nor the example links a CUDA library (CUDA is a dlopen plug-in);
 #   6. examples/embed configures with add_subdirectory from the checkout (SIGPROP_EMBED_FULL=1:
 #      builds and runs it too; that compiles the library again, minutes).
@@ -25,7 +28,7 @@ fail() { echo "embed_install: FAIL: $*" >&2; exit 1; }
 
 # 1. install
 cmake --install "$build" --prefix "$prefix" > "$tmp/install.log" || { cat "$tmp/install.log"; fail "cmake --install"; }
-for f in include/sigprop/api.hpp include/sigprop/sigprop.hpp lib/pkgconfig/sigprop.pc \
+for f in include/sigprop/api.hpp include/sigprop/sigprop.hpp include/sigprop/sigprop.h lib/pkgconfig/sigprop.pc \
          lib/cmake/sigprop/sigpropConfig.cmake lib/cmake/sigprop/sigpropConfigVersion.cmake \
          lib/cmake/sigprop/sigpropTargets.cmake; do
   [[ -f "$prefix/$f" ]] || fail "$f not installed"
@@ -59,7 +62,15 @@ for h in "$prefix"/include/sigprop/*.hpp; do
   "$cxx" -std=c++20 -Wall -Wextra -Werror -fsyntax-only -I"$prefix/include" "$tmp/h.cpp" \
     || fail "sigprop/$name does not compile alone with $cxx -std=c++20"
 done
-echo "headers: each of $(ls "$prefix"/include/sigprop | tr '\n' ' ')compiles alone"
+# the C header: plain C99 and C++, alone, pedantic
+cc=${CC:-cc}
+printf '#include <sigprop/sigprop.h>\nint main(void) { return sigprop_abi_version() == SIGPROP_ABI_VERSION ? 0 : 1; }\n' > "$tmp/h.c"
+"$cc" -std=c99 -Wall -Wextra -pedantic -Werror -fsyntax-only -I"$prefix/include" "$tmp/h.c" \
+  || fail "sigprop/sigprop.h does not compile alone with $cc -std=c99 -pedantic"
+cp "$tmp/h.c" "$tmp/hc.cpp"
+"$cxx" -std=c++20 -Wall -Wextra -pedantic -Werror -fsyntax-only -I"$prefix/include" "$tmp/hc.cpp" \
+  || fail "sigprop/sigprop.h does not compile as C++ with $cxx"
+echo "headers: each of $(ls "$prefix"/include/sigprop | tr '\n' ' ')compiles alone (sigprop.h as C99 and C++)"
 
 # pkg-config sees the relocated prefix
 if command -v pkg-config > /dev/null; then
@@ -73,9 +84,16 @@ fi
 
 # 3. exported symbols
 bad=$(nm -D --defined-only "$lib" | awk '{print $3}' | c++filt | grep -v '^sigprop::' \
-      | grep -vE '^(typeinfo|typeinfo name|vtable) for sigprop::' | grep -vE '^_(init|fini)$' || true)
-[[ -z "$bad" ]] || fail "libsigprop.so exports symbols outside namespace sigprop: $(echo "$bad" | head -5)"
-echo "exports: $(nm -D --defined-only "$lib" | wc -l) symbols, all in namespace sigprop"
+      | grep -vE '^(typeinfo|typeinfo name|vtable) for sigprop::' | grep -vE '^_(init|fini)$' \
+      | grep -vE '^sigprop_[a-z0-9_]+$' || true)
+[[ -z "$bad" ]] || fail "libsigprop.so exports symbols outside namespace sigprop and the C ABI: $(echo "$bad" | head -5)"
+# every function sigprop.h declares is exported (and nothing else in C)
+declared=$(grep -oE '^SIGPROP_C_API [^(]*[ *](sigprop_[a-z0-9_]+)\(' "$prefix/include/sigprop/sigprop.h" \
+           | grep -oE 'sigprop_[a-z0-9_]+\($' | tr -d '(' | sort)
+exported=$(nm -D --defined-only "$lib" | awk '$2 == "T" {print $3}' | grep -E '^sigprop_' | sort)
+[[ -n "$declared" && "$declared" == "$exported" ]] \
+  || fail "sigprop.h's functions and libsigprop.so's C exports differ: $(diff <(echo "$declared") <(echo "$exported") | head -5)"
+echo "exports: $(nm -D --defined-only "$lib" | wc -l) symbols, in namespace sigprop or the $(wc -l <<< "$exported") C ABI functions of sigprop.h"
 
 # 4. the example, out of tree, plain flags
 env -u CXXFLAGS -u LDFLAGS cmake -S "$src/examples/embed" -B "$tmp/ex" -DCMAKE_BUILD_TYPE=Release \
@@ -113,6 +131,53 @@ for eng, tol in (("theory", 1e-12), ("simulate", 0.0)):
     if worst > tol: sys.exit(f"{eng}: max relative difference {worst:.3g} > {tol:g}")
     print(f"{eng}: {n} numbers, max relative difference in-process vs CLI {worst:.3g}"
           + (" (bitwise equal)" if tol == 0.0 else f" (limit {tol:g})"))
+PY
+
+# 4c. the C ABI from C (plain cc, pkg-config) and Fortran (gfortran, iso_c_binding)
+if command -v pkg-config > /dev/null; then
+  pc() { PKG_CONFIG_PATH="$prefix/lib/pkgconfig" pkg-config "$@" sigprop; }
+  cflags=$(pc --cflags) libs=$(pc --libs) libdir=$(pc --variable=libdir)
+else  # the same flags by hand
+  cflags="-I$prefix/include" libs="-L$prefix/lib -lsigprop" libdir=$prefix/lib
+fi
+csets=(stack.depth=24 stack.width=64 stack.qk_scale=1/dh input.rho0=0.2)
+# cc warns that the .pc file's -std=c++20 (for the C++ headers) is not for C: harmless.
+# shellcheck disable=SC2086
+env -u CFLAGS -u LDFLAGS "$cc" -O2 "$src/examples/embed/depth_profile.c" $cflags $libs -Wl,-rpath,"$libdir" \
+  -o "$tmp/depth_profile_c" 2> "$tmp/cc.log" || { cat "$tmp/cc.log"; fail "building examples/embed/depth_profile.c with $cc"; }
+"$tmp/depth_profile_c" "$src/examples/default.toml" "${csets[@]}" > "$tmp/c_theory.txt" \
+  || fail "depth_profile_c failed"
+"$cli" theory "$src/examples/default.toml" "${csets[@]/#/--set=}" --json "$tmp/cli_c_theory.json" -q
+outs=("$tmp/c_theory.txt")
+if command -v gfortran > /dev/null; then
+  (cd "$tmp" && env -u FFLAGS -u LDFLAGS gfortran -O2 "$src/examples/embed/sigprop_f.f90" "$src/examples/embed/depth_profile.f90" \
+     $libs -Wl,-rpath,"$libdir" -o "$tmp/depth_profile_f" > "$tmp/fc.log" 2>&1) \
+    || { cat "$tmp/fc.log"; fail "building examples/embed/depth_profile.f90 with gfortran"; }
+  "$tmp/depth_profile_f" "$src/examples/default.toml" "${csets[@]}" > "$tmp/f_theory.txt" \
+    || fail "depth_profile_f failed"
+  outs+=("$tmp/f_theory.txt")
+else
+  echo "C ABI: no gfortran, the Fortran example is not built"
+fi
+python3 - "$tmp/cli_c_theory.json" "${outs[@]}" <<'PY'
+import json, math, sys
+cli = json.load(open(sys.argv[1]))["layers"]
+for path in sys.argv[2:]:
+    rows = [line.split() for line in open(path) if line[0].isdigit()]
+    if len(rows) != len(cli): sys.exit(f"{path}: {len(rows)} layers, the CLI has {len(cli)}")
+    worst, n = 0.0, 0
+    for row, ref in zip(rows, cli):
+        if int(row[0]) != ref["layer"]: sys.exit(f"{path}: layer {row[0]} where the CLI has {ref['layer']}")
+        for k, text in zip(("grad_var", "rho"), row[1:]):
+            u, v = float(text), ref[k]
+            if v is None or math.isnan(u):
+                if not (v is None and math.isnan(u)): sys.exit(f"{path}: layer {row[0]} {k}: {u} vs CLI {v}")
+                continue
+            n += 1
+            worst = max(worst, abs(u - v) / max(abs(v), 1e-300))
+    if n == 0: sys.exit(f"{path}: no numbers compared")
+    if worst > 1e-12: sys.exit(f"{path}: max relative difference {worst:.3g} > 1e-12 against sigprop theory --json")
+    print(f"C ABI ({path.rsplit('/', 1)[1]}): {n} numbers, max relative difference vs CLI {worst:.3g} (limit 1e-12)")
 PY
 
 # 5. no CUDA in a CPU-only consumer
