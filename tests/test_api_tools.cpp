@@ -159,13 +159,11 @@ TEST_CASE("api validate_checkpoint: errors name the settings field; cancellation
              Catch::StartsWith("ValidateSettings.tokens"));
 
   int calls = 0;
-  CHECK_THROWS_AS(api::validate_checkpoint(ok, [&](double, std::string_view) { return ++calls < 2; }),
-                  CancelledError);
+  CHECK_THROWS_AS(api::validate_checkpoint(ok, [&](double, std::string_view) { return ++calls < 2; }), CancelledError);
   CHECK(calls == 2);
 }
 
-TEST_CASE("api report_from_toml: the pages, a resumed second call, cancellation keeps finished jobs",
-          "[api][report]") {
+TEST_CASE("api report_from_toml: the pages, a resumed second call, cancellation keeps finished jobs", "[api][report]") {
   const fs::path out = scratch() / "report";
   fs::remove_all(out);
   api::ReportSettings s;
@@ -191,9 +189,9 @@ TEST_CASE("api report_from_toml: the pages, a resumed second call, cancellation 
   const fs::path out2 = scratch() / "report_cancel";
   fs::remove_all(out2);
   s.out = out2.string();
-  CHECK_THROWS_AS(api::report_from_toml(kTinyReport, s,
-                                        [](double, std::string_view m) { return m.find("cells of") == m.npos; }),
-                  CancelledError);
+  CHECK_THROWS_AS(
+      api::report_from_toml(kTinyReport, s, [](double, std::string_view m) { return m.find("cells of") == m.npos; }),
+      CancelledError);
   CHECK(!fs::exists(out2 / "index.html"));
   const api::ReportResult resumed = api::report_from_toml(kTinyReport, s);
   CHECK(resumed.jobs_reused == 1);
@@ -213,8 +211,9 @@ TEST_CASE("api report: errors name the settings field, the key and the file", "[
   CHECK_THAT(config_error([&] { (void)api::report_from_toml(kTinyReport, s); }),
              Catch::StartsWith("ReportSettings.threads"));
   s.threads = 1;
-  CHECK_THAT(config_error([&] { (void)api::report_from_toml("[sweep]\nstack.dept = [1, 2]\n", s, nullptr, "mine.toml"); }),
-             Catch::Contains("stack.dept") && Catch::Contains("mine.toml"));
+  CHECK_THAT(
+      config_error([&] { (void)api::report_from_toml("[sweep]\nstack.dept = [1, 2]\n", s, nullptr, "mine.toml"); }),
+      Catch::Contains("stack.dept") && Catch::Contains("mine.toml"));
   CHECK_THROWS_AS(api::report((scratch() / "none.toml").string(), s), sigprop::Error);
   CHECK(!fs::exists(scratch() / "report_bad"));
   // the built-in default parses (its sweep is minutes of work: not run here)
