@@ -7,7 +7,8 @@
 #   3. libsigprop.so exports only sigprop:: symbols;
 #   4. examples/embed builds out of tree against the prefix with plain flags (it uses Eigen
 #      itself) and runs; its theory profile equals `sigprop theory --json` to 1e-12 (relative)
-#      and its simulate profile equals `sigprop simulate --json` bitwise (same seed);
+#      and its simulate profile equals `sigprop simulate --json` bitwise (same seed); a consumer
+#      of report_from_toml writes the folder `sigprop report` writes;
 #   5. neither libsigprop.so nor the example links a CUDA library (CUDA is a dlopen plug-in);
 #   6. examples/embed configures with add_subdirectory from the checkout (SIGPROP_EMBED_FULL=1:
 #      builds and runs it too; that compiles the library again, minutes).
@@ -114,6 +115,50 @@ for eng, tol in (("theory", 1e-12), ("simulate", 0.0)):
     print(f"{eng}: {n} numbers, max relative difference in-process vs CLI {worst:.3g}"
           + (" (bitwise equal)" if tol == 0.0 else f" (limit {tol:g})"))
 PY
+
+# 4b. report_from_toml through the installed library (exceptions cross it by type) equals
+#     `sigprop report` on the same config: every file but versions.json (the CLI's names MPI)
+cat > "$tmp/rep.toml" <<'TOML'
+[stack]
+tokens = 4
+width = 16
+heads = 2
+qk_scale = "1/dh"
+[sweep]
+stack.depth = [2, 3]
+[engines.theory]
+[engines.simulate]
+samples = 4
+TOML
+cat > "$tmp/rep.cpp" <<'CPP'
+#include <sigprop/sigprop.hpp>
+#include <cstdio>
+#include <fstream>
+#include <sstream>
+int main(int, char** argv) {
+  std::ifstream in(argv[1]);
+  std::stringstream text;
+  text << in.rdbuf();
+  sigprop::api::ReportSettings s;
+  s.out = argv[2];
+  s.figures = false;
+  try {
+    sigprop::api::report_from_toml(text.str(), s, [](double, std::string_view) { return false; }, argv[1]);
+    return 1;
+  } catch (const sigprop::CancelledError&) {
+  }
+  const auto r = sigprop::api::report_from_toml(text.str(), s, nullptr, argv[1]);
+  std::printf("report_from_toml: %d cells, %d jobs -> %s\n", r.cells, r.jobs, r.report_md.c_str());
+  return r.jobs == 4 ? 0 : 1;
+}
+CPP
+"$cxx" -std=c++20 -I"$prefix/include" "$tmp/rep.cpp" -L"$prefix/lib" -lsigprop -Wl,-rpath,"$prefix/lib" \
+  -o "$tmp/rep" || fail "a report_from_toml consumer does not build against the prefix"
+"$tmp/rep" "$tmp/rep.toml" "$tmp/rep_api" || fail "report_from_toml through the installed library"
+"$cli" report "$tmp/rep.toml" -o "$tmp/rep_cli" --no-figures -q -j 1 > /dev/null 2>&1 || fail "sigprop report"
+diff -r -x versions.json -x .sigprop.lock "$tmp/rep_api" "$tmp/rep_cli" > "$tmp/rep.diff" \
+  || { head -20 "$tmp/rep.diff"; fail "report_from_toml's folder differs from sigprop report's"; }
+echo "report: the installed library's report folder equals sigprop report's (but versions.json)"
 
 # 5. no CUDA in a CPU-only consumer
 lib_deps=$(ldd "$lib")  # not piped into grep -q: its early exit would fail the pipe (pipefail)
