@@ -7,7 +7,8 @@
 #   3. libsigprop.so exports only sigprop:: symbols;
 #   4. examples/embed builds out of tree against the prefix with plain flags (it uses Eigen
 #      itself) and runs; its theory profile equals `sigprop theory --json` to 1e-12 (relative)
-#      and its simulate profile equals `sigprop simulate --json` bitwise (same seed);
+#      and its simulate profile equals `sigprop simulate --json` bitwise (same seed); a consumer
+#      of report_from_toml writes the folder `sigprop report` writes;
 #   4c. the C ABI (sigprop.h): examples/embed/depth_profile.c built with plain cc through
 #      `pkg-config --cflags --libs sigprop`, and depth_profile.f90 with gfortran when there is
 #      one; their grad_var and rho equal `sigprop theory --json` to 1e-12 (relative);
@@ -133,52 +134,11 @@ for eng, tol in (("theory", 1e-12), ("simulate", 0.0)):
           + (" (bitwise equal)" if tol == 0.0 else f" (limit {tol:g})"))
 PY
 
-# 4c. the C ABI from C (plain cc, pkg-config) and Fortran (gfortran, iso_c_binding)
-if command -v pkg-config > /dev/null; then
-  pc() { PKG_CONFIG_PATH="$prefix/lib/pkgconfig" pkg-config "$@" sigprop; }
-  cflags=$(pc --cflags) libs=$(pc --libs) libdir=$(pc --variable=libdir)
-else  # the same flags by hand
-  cflags="-I$prefix/include" libs="-L$prefix/lib -lsigprop" libdir=$prefix/lib
-fi
-csets=(stack.depth=24 stack.width=64 stack.qk_scale=1/dh input.rho0=0.2)
-# cc warns that the .pc file's -std=c++20 (for the C++ headers) is not for C: harmless.
-# shellcheck disable=SC2086
-env -u CFLAGS -u LDFLAGS "$cc" -O2 "$src/examples/embed/depth_profile.c" $cflags $libs -Wl,-rpath,"$libdir" \
-  -o "$tmp/depth_profile_c" 2> "$tmp/cc.log" || { cat "$tmp/cc.log"; fail "building examples/embed/depth_profile.c with $cc"; }
-"$tmp/depth_profile_c" "$src/examples/default.toml" "${csets[@]}" > "$tmp/c_theory.txt" \
-  || fail "depth_profile_c failed"
-"$cli" theory "$src/examples/default.toml" "${csets[@]/#/--set=}" --json "$tmp/cli_c_theory.json" -q
-outs=("$tmp/c_theory.txt")
-if command -v gfortran > /dev/null; then
-  (cd "$tmp" && env -u FFLAGS -u LDFLAGS gfortran -O2 "$src/examples/embed/sigprop_f.f90" "$src/examples/embed/depth_profile.f90" \
-     $libs -Wl,-rpath,"$libdir" -o "$tmp/depth_profile_f" > "$tmp/fc.log" 2>&1) \
-    || { cat "$tmp/fc.log"; fail "building examples/embed/depth_profile.f90 with gfortran"; }
-  "$tmp/depth_profile_f" "$src/examples/default.toml" "${csets[@]}" > "$tmp/f_theory.txt" \
-    || fail "depth_profile_f failed"
-  outs+=("$tmp/f_theory.txt")
-else
-  echo "C ABI: no gfortran, the Fortran example is not built"
-fi
-python3 - "$tmp/cli_c_theory.json" "${outs[@]}" <<'PY'
-import json, math, sys
-cli = json.load(open(sys.argv[1]))["layers"]
-for path in sys.argv[2:]:
-    rows = [line.split() for line in open(path) if line[0].isdigit()]
-    if len(rows) != len(cli): sys.exit(f"{path}: {len(rows)} layers, the CLI has {len(cli)}")
-    worst, n = 0.0, 0
-    for row, ref in zip(rows, cli):
-        if int(row[0]) != ref["layer"]: sys.exit(f"{path}: layer {row[0]} where the CLI has {ref['layer']}")
-        for k, text in zip(("grad_var", "rho"), row[1:]):
-            u, v = float(text), ref[k]
-            if v is None or math.isnan(u):
-                if not (v is None and math.isnan(u)): sys.exit(f"{path}: layer {row[0]} {k}: {u} vs CLI {v}")
-                continue
-            n += 1
-            worst = max(worst, abs(u - v) / max(abs(v), 1e-300))
-    if n == 0: sys.exit(f"{path}: no numbers compared")
-    if worst > 1e-12: sys.exit(f"{path}: max relative difference {worst:.3g} > 1e-12 against sigprop theory --json")
-    print(f"C ABI ({path.rsplit('/', 1)[1]}): {n} numbers, max relative difference vs CLI {worst:.3g} (limit 1e-12)")
-PY
+#      and its simulate profile equals `sigprop simulate --json` bitwise (same seed); a consumer
+#      of report_from_toml writes the folder `sigprop report` writes;
+#   4c. the C ABI (sigprop.h): examples/embed/depth_profile.c built with plain cc through
+#      `pkg-config --cflags --libs sigprop`, and depth_profile.f90 with gfortran when there is
+#      one; their grad_var and rho equal `sigprop theory --json` to 1e-12 (relative);
 
 # 5. no CUDA in a CPU-only consumer
 lib_deps=$(ldd "$lib")  # not piped into grep -q: its early exit would fail the pipe (pipefail)
