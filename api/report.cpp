@@ -80,8 +80,8 @@ ReportResult run_report(const reports::ReportConfig& cfg, const ReportSettings& 
   }
   if (all == 1 || (h.stop && h.stop->load())) {
     if (error) std::rethrow_exception(error);
-    throw CancelledError(fmt::format("report: stopped; finished cells are kept in {}; running again resumes",
-                                     (out / "cells").string()));
+    throw CancelledError(
+        fmt::format("report: stopped; finished cells are kept in {}; running again resumes", (out / "cells").string()));
   }
 
   ReportResult r;
@@ -113,7 +113,8 @@ ReportResult run_report(const reports::ReportConfig& cfg, const ReportSettings& 
 }  // namespace detail
 
 ReportResult report(const std::string& config_path, const ReportSettings& settings, const ProgressFn& progress) {
-  if (config_path.empty()) throw ConfigError("report: config_path is empty (default_report_config() gives the built-in one)");
+  if (config_path.empty())
+    throw ConfigError("report: config_path is empty (default_report_config() gives the built-in one)");
   return detail::run_report(reports::load_report_config(config_path), settings, progress, detail::ReportHooks{});
 }
 

@@ -77,8 +77,8 @@ validate::Validation run_validation(const ValidateSettings& s, const ProgressFn&
     throw ConfigError(fmt::format("{}: must be >= 0 (0 = all cores), got {}", names.threads, st.threads));
   if (s.precision.empty() || s.precision == "float") return run_typed<float>(s, st, progress, names);
   if (s.precision == "double") return run_typed<double>(s, st, progress, names);
-  throw ConfigError(
-      fmt::format("{}: expected \"\", \"float\" or \"double\", got \"{}\"", names.precision, s.precision.substr(0, 80)));
+  throw ConfigError(fmt::format("{}: expected \"\", \"float\" or \"double\", got \"{}\"", names.precision,
+                                s.precision.substr(0, 80)));
 }
 
 }  // namespace detail

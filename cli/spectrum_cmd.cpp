@@ -21,8 +21,7 @@ namespace sigprop::cli {
 Grid parse_grid(const std::string& text, const std::string& option) {
   Grid g;
   char c1 = 0, c2 = 0, extra = 0;
-  if (std::sscanf(text.c_str(), "%lf%c%lf%c%d%c", &g.lo, &c1, &g.hi, &c2, &g.n, &extra) != 5 || c1 != ':' ||
-      c2 != ':')
+  if (std::sscanf(text.c_str(), "%lf%c%lf%c%d%c", &g.lo, &c1, &g.hi, &c2, &g.n, &extra) != 5 || c1 != ':' || c2 != ':')
     throw ConfigError(fmt::format("{}: expected lo:hi:n, got \"{}\"", option, text));
   if (!(std::isfinite(g.lo) && std::isfinite(g.hi) && g.lo < g.hi))
     throw ConfigError(fmt::format("{}: need finite lo < hi, got \"{}\"", option, text));
@@ -142,8 +141,7 @@ int run_spectrum(const SpectrumArgs& a) {
   names.panels = "--panels";
   names.threads = "threads";
   names.grid_lo = "--grid";
-  const Profile p =
-      api::detail::run_spectrum(spec, ss, progress_line("spectrum", show_progress() && !a.quiet), names);
+  const Profile p = api::detail::run_spectrum(spec, ss, progress_line("spectrum", show_progress() && !a.quiet), names);
   if (!a.json_out.empty()) write_file_atomic(a.json_out, p.to_json().dump(2) + "\n");
   if (!a.csv_out.empty()) write_file_atomic(a.csv_out, p.to_csv());
   if (!a.density_csv_out.empty()) write_file_atomic(a.density_csv_out, density_csv(p));

@@ -15,7 +15,7 @@ if(TARGET sigprop_cuda)
   install(TARGETS sigprop_cuda LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR}/sigprop COMPONENT runtime)
 endif()
 install(DIRECTORY ${PROJECT_SOURCE_DIR}/include/sigprop DESTINATION ${CMAKE_INSTALL_INCLUDEDIR}
-        COMPONENT dev FILES_MATCHING PATTERN "*.hpp")
+        COMPONENT dev FILES_MATCHING PATTERN "*.hpp" PATTERN "*.h")
 install(TARGETS sigprop RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR} COMPONENT runtime)
 
 install(EXPORT sigpropTargets NAMESPACE sigprop:: FILE sigpropTargets.cmake

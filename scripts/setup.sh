@@ -11,6 +11,7 @@ PACKAGES=(build-essential cmake ninja-build pkg-config
           libeigen3-dev libboost-dev libfmt-dev catch2 libbenchmark-dev libtomlplusplus-dev
           libcli11-dev nlohmann-json3-dev librandom123-dev gnuplot-nox libgnuplot-iostream-dev
           python3 python3-venv
+          gfortran  # embed_install builds examples/embed/depth_profile.f90 against the C ABI
           bible-kjv  # sigprop train's default corpus: data/kjv.txt (README "Training on real text")
           libopenmpi-dev openmpi-bin  # sigprop report shares sweep cells among mpirun ranks
           clang libclang-rt-14-dev)  # scripts/fuzz.sh: clang + libFuzzer runtime (libclang_rt.fuzzer)

@@ -197,8 +197,8 @@ SIGPROP_API Profile spectrum(const StackSpec& spec, const SpectrumSettings& sett
 
 /// `sigprop validate`'s options with the same defaults (unset optionals: the command line's).
 struct ValidateSettings {
-  std::string checkpoint;  ///< required: a sigprop safetensors checkpoint or a Hugging Face folder
-  std::string corpus;      ///< required: text file; its bytes are the tokens of the byte-level model
+  std::string checkpoint;              ///< required: a sigprop safetensors checkpoint or a Hugging Face folder
+  std::string corpus;                  ///< required: text file; its bytes are the tokens of the byte-level model
   std::optional<std::int64_t> tokens;  ///< tokens measured in all (default 8192; tokens / seq_len sequences, >= 2)
   std::optional<int> seq_len;          ///< tokens per sequence (default 0 = the model's context)
   std::optional<int> ensemble;         ///< freshly initialised models (default 32; 0 = no init ensemble)
@@ -272,10 +272,10 @@ struct ReportSettings {
 };
 
 struct ReportResult {
-  std::string out, index_html, report_md;  ///< the output folder and the two pages in it
-  int cells = 0;         ///< grid points
-  int jobs = 0;          ///< cells x engines
-  int jobs_reused = 0;   ///< jobs already done in `out` (resumed), not run again
+  std::string out, index_html, report_md;    ///< the output folder and the two pages in it
+  int cells = 0;                             ///< grid points
+  int jobs = 0;                              ///< cells x engines
+  int jobs_reused = 0;                       ///< jobs already done in `out` (resumed), not run again
   std::vector<std::string> figures_drawn;    ///< stems under figures/ with .svg and .png
   std::vector<std::string> figures_missing;  ///< stems not drawn (no gnuplot, figures = false, ...)
   std::string gnuplot_problem;               ///< why figures are missing ("" when none)

@@ -7,7 +7,11 @@
 #   3. libsigprop.so exports only sigprop:: symbols;
 #   4. examples/embed builds out of tree against the prefix with plain flags (it uses Eigen
 #      itself) and runs; its theory profile equals `sigprop theory --json` to 1e-12 (relative)
-#      and its simulate profile equals `sigprop simulate --json` bitwise (same seed);
+#      and its simulate profile equals `sigprop simulate --json` bitwise (same seed); a consumer
+#      of report_from_toml writes the folder `sigprop report` writes;
+#   4c. the C ABI (sigprop.h): examples/embed/depth_profile.c built with plain cc through
+#      `pkg-config --cflags --libs sigprop`, and depth_profile.f90 with gfortran when there is
+#      one; their grad_var and rho equal `sigprop theory --json` to 1e-12 (relative);
 #   5. neither libsigprop.so nor the example links a CUDA library (CUDA is a dlopen plug-in);
 #   6. examples/embed configures with add_subdirectory from the checkout (SIGPROP_EMBED_FULL=1:
 #      builds and runs it too; that compiles the library again, minutes).
@@ -25,7 +29,7 @@ fail() { echo "embed_install: FAIL: $*" >&2; exit 1; }
 
 # 1. install
 cmake --install "$build" --prefix "$prefix" > "$tmp/install.log" || { cat "$tmp/install.log"; fail "cmake --install"; }
-for f in include/sigprop/api.hpp include/sigprop/sigprop.hpp lib/pkgconfig/sigprop.pc \
+for f in include/sigprop/api.hpp include/sigprop/sigprop.hpp include/sigprop/sigprop.h lib/pkgconfig/sigprop.pc \
          lib/cmake/sigprop/sigpropConfig.cmake lib/cmake/sigprop/sigpropConfigVersion.cmake \
          lib/cmake/sigprop/sigpropTargets.cmake; do
   [[ -f "$prefix/$f" ]] || fail "$f not installed"
@@ -59,7 +63,15 @@ for h in "$prefix"/include/sigprop/*.hpp; do
   "$cxx" -std=c++20 -Wall -Wextra -Werror -fsyntax-only -I"$prefix/include" "$tmp/h.cpp" \
     || fail "sigprop/$name does not compile alone with $cxx -std=c++20"
 done
-echo "headers: each of $(ls "$prefix"/include/sigprop | tr '\n' ' ')compiles alone"
+# the C header: plain C99 and C++, alone, pedantic
+cc=${CC:-cc}
+printf '#include <sigprop/sigprop.h>\nint main(void) { return sigprop_abi_version() == SIGPROP_ABI_VERSION ? 0 : 1; }\n' > "$tmp/h.c"
+"$cc" -std=c99 -Wall -Wextra -pedantic -Werror -fsyntax-only -I"$prefix/include" "$tmp/h.c" \
+  || fail "sigprop/sigprop.h does not compile alone with $cc -std=c99 -pedantic"
+cp "$tmp/h.c" "$tmp/hc.cpp"
+"$cxx" -std=c++20 -Wall -Wextra -pedantic -Werror -fsyntax-only -I"$prefix/include" "$tmp/hc.cpp" \
+  || fail "sigprop/sigprop.h does not compile as C++ with $cxx"
+echo "headers: each of $(ls "$prefix"/include/sigprop | tr '\n' ' ')compiles alone (sigprop.h as C99 and C++)"
 
 # pkg-config sees the relocated prefix
 if command -v pkg-config > /dev/null; then
@@ -73,9 +85,16 @@ fi
 
 # 3. exported symbols
 bad=$(nm -D --defined-only "$lib" | awk '{print $3}' | c++filt | grep -v '^sigprop::' \
-      | grep -vE '^(typeinfo|typeinfo name|vtable) for sigprop::' | grep -vE '^_(init|fini)$' || true)
-[[ -z "$bad" ]] || fail "libsigprop.so exports symbols outside namespace sigprop: $(echo "$bad" | head -5)"
-echo "exports: $(nm -D --defined-only "$lib" | wc -l) symbols, all in namespace sigprop"
+      | grep -vE '^(typeinfo|typeinfo name|vtable) for sigprop::' | grep -vE '^_(init|fini)$' \
+      | grep -vE '^sigprop_[a-z0-9_]+$' || true)
+[[ -z "$bad" ]] || fail "libsigprop.so exports symbols outside namespace sigprop and the C ABI: $(echo "$bad" | head -5)"
+# every function sigprop.h declares is exported (and nothing else in C)
+declared=$(grep -oE '^SIGPROP_C_API [^(]*[ *](sigprop_[a-z0-9_]+)\(' "$prefix/include/sigprop/sigprop.h" \
+           | grep -oE 'sigprop_[a-z0-9_]+\($' | tr -d '(' | sort)
+exported=$(nm -D --defined-only "$lib" | awk '$2 == "T" {print $3}' | grep -E '^sigprop_' | sort)
+[[ -n "$declared" && "$declared" == "$exported" ]] \
+  || fail "sigprop.h's functions and libsigprop.so's C exports differ: $(diff <(echo "$declared") <(echo "$exported") | head -5)"
+echo "exports: $(nm -D --defined-only "$lib" | wc -l) symbols, in namespace sigprop or the $(wc -l <<< "$exported") C ABI functions of sigprop.h"
 
 # 4. the example, out of tree, plain flags
 env -u CXXFLAGS -u LDFLAGS cmake -S "$src/examples/embed" -B "$tmp/ex" -DCMAKE_BUILD_TYPE=Release \
@@ -114,6 +133,12 @@ for eng, tol in (("theory", 1e-12), ("simulate", 0.0)):
     print(f"{eng}: {n} numbers, max relative difference in-process vs CLI {worst:.3g}"
           + (" (bitwise equal)" if tol == 0.0 else f" (limit {tol:g})"))
 PY
+
+#      and its simulate profile equals `sigprop simulate --json` bitwise (same seed); a consumer
+#      of report_from_toml writes the folder `sigprop report` writes;
+#   4c. the C ABI (sigprop.h): examples/embed/depth_profile.c built with plain cc through
+#      `pkg-config --cflags --libs sigprop`, and depth_profile.f90 with gfortran when there is
+#      one; their grad_var and rho equal `sigprop theory --json` to 1e-12 (relative);
 
 # 5. no CUDA in a CPU-only consumer
 lib_deps=$(ldd "$lib")  # not piped into grep -q: its early exit would fail the pipe (pipefail)
