@@ -91,8 +91,8 @@ class Run {
       raise_pending();
       throw;
     }
-    // An engine may finish although the hook asked it to stop (its last progress point, "done",
-    // does not cancel): a callback's exception or a Ctrl-C is raised all the same.
+    // An engine may return although the hook asked it to stop (a stop asked at a progress point
+    // that does not cancel): the callback's exception or the Ctrl-C is raised all the same.
     raise_pending();
     return std::move(*result);
   }
