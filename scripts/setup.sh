@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what sigprop needs (Debian packages), builds it, and runs the main job on
 # the built-in example. Safe to rerun: installed packages are skipped, the build is incremental.
-#   scripts/setup.sh            install + build (Release, build/) + run `sigprop report` (built-in default)
+#   scripts/setup.sh            install + build (Release, build/) + the Python package in .venv
+#                               + run `sigprop report` (built-in default)
 #   SIGPROP_NO_RUN=1 scripts/setup.sh   install + build only
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -38,6 +39,10 @@ BUILD_DIR=${SIGPROP_BUILD_DIR:-build}
 echo "== configuring and building in $BUILD_DIR"
 cmake -S . -B "$BUILD_DIR" -G Ninja -DCMAKE_BUILD_TYPE=Release ${SIGPROP_CMAKE_ARGS:-} > /dev/null
 cmake --build "$BUILD_DIR" -j "$(nproc)"
+
+# The Python package (docs/python.md) in .venv, linking the library just built.
+echo "== installing the Python package sigprop into .venv (scripts/python_install.sh)"
+scripts/python_install.sh "$BUILD_DIR"
 
 if [ -z "${SIGPROP_NO_RUN:-}" ]; then
   # The main job: the built-in report (examples/report_default.toml), "why does depth give

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Runs the test suite (builds first if needed). The default run excludes tests tagged
+# Runs the test suite (builds first if needed), then the Python package's pytest and mypy
+# (plain mode only; .venv from scripts/setup.sh). The default run excludes tests tagged
 # [.slow]; `--sanitize` builds and runs everything under AddressSanitizer + UBSan in
 # build-asan/ instead; `--tsan` builds and runs the [concurrency] tests under ThreadSanitizer in
 # build-tsan/.
@@ -27,3 +28,17 @@ else
 fi
 cmake --build "$BUILD_DIR" -j "$(nproc)"
 ctest --test-dir "$BUILD_DIR" --output-on-failure -j "$(nproc)"
+if [ "${1:-}" != "--sanitize" ]; then
+  # The Python package (docs/python.md), installed in .venv by scripts/setup.sh: pytest (a few
+  # seconds; compares with this build's command line) and mypy on the example against the stubs.
+  if [ ! -x .venv/bin/python ]; then
+    echo "test.sh: no .venv: run scripts/setup.sh first (it installs the Python package)" >&2
+    exit 1
+  fi
+  installed=$(.venv/bin/python -c 'import sigprop, os; print(os.path.dirname(sigprop.__file__))' 2>/dev/null || true)
+  if [ -z "$installed" ] || [ -n "$(find "$BUILD_DIR/lib" python pyproject.toml -newer "$installed/__init__.py" -type f -not -path "*/__pycache__/*" 2>/dev/null | head -1)" ]; then
+    scripts/python_install.sh "$BUILD_DIR"  # missing, or older than this build or python/
+  fi
+  SIGPROP_CLI="$PWD/$BUILD_DIR/cli/sigprop" .venv/bin/python -m pytest -q -p no:cacheprovider python/tests
+  .venv/bin/python -m mypy --strict --no-incremental examples/python/depth_curves.py
+fi
