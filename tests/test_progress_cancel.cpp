@@ -245,11 +245,11 @@ TEST_CASE("validate: stages and ensemble members report, cancel inside a stage",
   Recorder r;
   (void)validate::validate_model(m, text, st, r.fn());
   check_progress(r.fractions);
-  // measurement, theory (per layer of each pass), simulate (4 samples), ensemble (3 models), done
+  // measurement (8 sequences), theory (per layer of each pass), simulate (4 samples), ensemble (3 models), done
   const int calls = static_cast<int>(r.fractions.size());
-  CHECK(calls >= 1 + 4 + 4 + 3 + 1);
-  check_cancel("validate", 1, [&](ProgressFn fn) { (void)validate::validate_model(m, text, st, fn); });
-  check_cancel("theory", 2, [&](ProgressFn fn) { (void)validate::validate_model(m, text, st, fn); });
+  CHECK(calls >= 8 + 4 + 4 + 3 + 1);
+  check_cancel("measured", 1, [&](ProgressFn fn) { (void)validate::validate_model(m, text, st, fn); });
+  check_cancel("theory", 8 + 1, [&](ProgressFn fn) { (void)validate::validate_model(m, text, st, fn); });
   check_cancel("simulate", calls - 4, [&](ProgressFn fn) { (void)validate::validate_model(m, text, st, fn); });
   check_cancel("validate", calls - 1, [&](ProgressFn fn) { (void)validate::validate_model(m, text, st, fn); });
 }
