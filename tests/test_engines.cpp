@@ -5,7 +5,6 @@
 #include <catch2/catch.hpp>
 
 #include <filesystem>
-#include <fstream>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -16,6 +15,7 @@
 #include "core/profile.hpp"
 #include "core/progress.hpp"
 #include "core/spec.hpp"
+#include "shared/cli_run.hpp"
 #include "sim/jacobian.hpp"
 #include "theory/clustering.hpp"
 #include "theory/shaped_sde.hpp"
@@ -194,10 +194,7 @@ TEST_CASE("MeasureEngine measures a model behind the Engine interface, as valida
   std::filesystem::remove_all(dir);
   std::filesystem::create_directories(dir);
   validate::save_checkpoint(dir / "m.safetensors", m);
-  {
-    std::ofstream f(dir / "text.txt", std::ios::binary);
-    f.write(reinterpret_cast<const char*>(text.data()), static_cast<std::streamsize>(text.size()));
-  }
+  test::cli::write_text(dir / "text.txt", std::string(text.begin(), text.end()));
   ms.corpus.clear();
   const auto loaded =
       validate::MeasureEngine<float>::from_files((dir / "m.safetensors").string(), (dir / "text.txt").string(), ms);
@@ -209,8 +206,8 @@ TEST_CASE("MeasureEngine measures a model behind the Engine interface, as valida
   CHECK_THROWS_WITH(validate::MeasureEngine<float>::from_files((dir / "none.safetensors").string(),
                                                                (dir / "text.txt").string(), ms, "--checkpoint"),
                     Catch::StartsWith("--checkpoint ") && Catch::Contains("none.safetensors"));
-  CHECK_THROWS_WITH(validate::MeasureEngine<float>::from_files((dir / "m.safetensors").string(),
-                                                               (dir / "none.txt").string(), ms),
-                    Catch::StartsWith("corpus:"));
+  CHECK_THROWS_WITH(
+      validate::MeasureEngine<float>::from_files((dir / "m.safetensors").string(), (dir / "none.txt").string(), ms),
+      Catch::StartsWith("corpus:"));
   std::filesystem::remove_all(dir);
 }

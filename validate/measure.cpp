@@ -16,12 +16,12 @@
 #include "core/compare.hpp"
 #include "core/error.hpp"
 #include "core/files.hpp"
-#include "core/spec.hpp"
 #include "core/memory.hpp"
-#include "sigprop/version.hpp"
 #include "core/parallel.hpp"
+#include "core/spec.hpp"
 #include "core/stats.hpp"
 #include "mc/engine.hpp"
+#include "sigprop/version.hpp"
 #include "sim/reference.hpp"  // kMaxSamples
 #include "validate/import.hpp"
 #include "validate/train.hpp"
@@ -349,8 +349,7 @@ std::unique_ptr<MeasureEngine<Real>> MeasureEngine<Real>::from_files(const std::
 template <class Real>
 void MeasureEngine<Real>::init(std::span<const unsigned char> corpus) {
   const ModelConfig& cfg = model_->cfg;
-  if (st_.seq_len < 0)
-    throw ConfigError(fmt::format("seq_len: must be >= 0 (0 = the context), got {}", st_.seq_len));
+  if (st_.seq_len < 0) throw ConfigError(fmt::format("seq_len: must be >= 0 (0 = the context), got {}", st_.seq_len));
   if (st_.threads < 0) throw ConfigError(fmt::format("threads: must be >= 0 (0 = all cores), got {}", st_.threads));
   const int T = st_.seq_len > 0 ? std::min(st_.seq_len, cfg.arch.spec.tokens) : cfg.arch.spec.tokens;
   if (T < 2) throw ConfigError(fmt::format("seq_len: T = {} tokens, at least 2 are needed", T));
@@ -375,9 +374,10 @@ Profile MeasureEngine<Real>::run(const StackSpec& spec) {
     std::string vg, vw;
     const std::string key = first_difference(got, want, vg, vw);
     if (!key.empty())
-      throw ConfigError(fmt::format("{}: the spec has {}, the measured model{} has {} (the measurement runs the "
-                                    "model's own architecture at T = {} tokens)",
-                                    key, vg, st_.checkpoint.empty() ? "" : " " + st_.checkpoint, vw, spec_.tokens));
+      throw ConfigError(
+          fmt::format("{}: the spec has {}, the measured model{} has {} (the measurement runs the "
+                      "model's own architecture at T = {} tokens)",
+                      key, vg, st_.checkpoint.empty() ? "" : " " + st_.checkpoint, vw, spec_.tokens));
   }
   const int n = seqs_.count(), T = seqs_.T;
   PerSequence per = measure_sequences(*model_, seqs_, st_.threads, progress_callback(), name());
@@ -455,9 +455,10 @@ Validation validate_model(MeasureEngine<Real>& measure, const ValidateSettings& 
   const StackSpec spec = v.measured.spec;
   const double rho0 = v.measured.at(0, "rho");
   if (spec.rho0 != rho0)
-    v.notes.push_back(fmt::format("the measured rho of X_0 = {:.6g} is outside [0, 1]: the predictions use input.rho0 "
-                                  "= {}",
-                                  rho0, spec.rho0));
+    v.notes.push_back(
+        fmt::format("the measured rho of X_0 = {:.6g} is outside [0, 1]: the predictions use input.rho0 "
+                    "= {}",
+                    rho0, spec.rho0));
 
   if (extended) {
     v.notes.push_back(
@@ -569,8 +570,8 @@ Validation validate_model(MeasureEngine<Real>& measure, const ValidateSettings& 
   return v;
 }
 
-#define SIGPROP_MEASURE_INSTANTIATE(Real)                                                          \
-  template PerSequence measure_sequences(const Model<Real>&, const Sequences&, int, const ProgressFn&,           \
+#define SIGPROP_MEASURE_INSTANTIATE(Real)                                                                         \
+  template PerSequence measure_sequences(const Model<Real>&, const Sequences&, int, const ProgressFn&,            \
                                          std::string_view);                                                       \
   template class MeasureEngine<Real>;                                                                             \
   template Validation validate_model(const Model<Real>&, std::span<const unsigned char>, const ValidateSettings&, \
