@@ -190,9 +190,7 @@ TEST_CASE("MeasureEngine measures a model behind the Engine interface, as valida
   CHECK(calls == 1);
 
   // from files: a checkpoint and a corpus on disk give the same profile (names aside)
-  const auto dir = std::filesystem::temp_directory_path() / "sigprop_test_measure_engine";
-  std::filesystem::remove_all(dir);
-  std::filesystem::create_directories(dir);
+  const auto dir = test::cli::scratch_dir("measure_engine");
   validate::save_checkpoint(dir / "m.safetensors", m);
   test::cli::write_text(dir / "text.txt", std::string(text.begin(), text.end()));
   ms.corpus.clear();

@@ -12,6 +12,7 @@
 #include <catch2/catch.hpp>
 
 #include "core/error.hpp"
+#include "shared/cli_run.hpp"
 #include "validate/depth_study.hpp"
 #include "validate/model.hpp"
 #include "validate/study.hpp"
@@ -82,7 +83,7 @@ TEST_CASE("drop-one-layer ablation: a block whose branches output zero costs not
 
 TEST_CASE("a study cancelled in its second depth keeps the first, writes no tables, and resumes", "[study]") {
   namespace fs = std::filesystem;
-  const fs::path out = fs::temp_directory_path() / "sigprop_test_study_cancel";
+  const fs::path out = sigprop::test::cli::scratch_dir("study_cancel") / "out";
   fs::remove_all(out);
   sigprop::StackSpec base;
   base.width = 16;
@@ -124,5 +125,5 @@ TEST_CASE("a study cancelled in its second depth keeps the first, writes no tabl
   CHECK(fs::exists(out / "study.json"));
   CHECK(fs::last_write_time(out / "runs/L1/final.safetensors") == l1_time);
   CHECK(seen.back() == 1.0);
-  fs::remove_all(out);
+  fs::remove_all(out.parent_path());
 }
