@@ -203,6 +203,7 @@ Profile simulate(const StackSpec& spec, const SimulateSettings& settings, const 
   ss.precision = settings.precision.empty() ? sim::default_precision(settings.backend) : settings.precision;
   ss.threads = settings.threads;
   ss.weights_sampling = settings.weights_sampling;
+  ss.cuda_plugin = settings.cuda_plugin;
   sim::MonteCarloEngine eng(ss);
   eng.set_progress(progress);
   return wrap(eng.run(spec));

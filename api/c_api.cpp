@@ -237,8 +237,10 @@ void set_simulate(api::SimulateSettings& s, std::string_view key, std::string_vi
     s.threads = parse_integer<int>(k, key, v);
   else if (key == "weights_sampling")
     s.weights_sampling = std::string(v);
+  else if (key == "cuda_plugin")
+    s.cuda_plugin = std::string(v);
   else
-    unknown_key(k, key, "samples, seed, backend, precision, threads, weights_sampling");
+    unknown_key(k, key, "samples, seed, backend, precision, threads, weights_sampling, cuda_plugin");
 }
 
 void set_ode(api::OdeSettings& s, std::string_view key, std::string_view v) {

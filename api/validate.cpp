@@ -1,16 +1,13 @@
 // api::validate_checkpoint (include/sigprop/api.hpp): `sigprop validate` as a library call; the
 // command line (cli/validate_cmd.cpp) runs detail::run_validation with its flags' names.
-#include <filesystem>
 #include <utility>
 
 #include <fmt/format.h>
 
 #include "api/internal.hpp"
 #include "core/error.hpp"
-#include "core/files.hpp"
 #include "sim/sample.hpp"
-#include "validate/import.hpp"
-#include "validate/train.hpp"
+#include "validate/measure.hpp"
 
 namespace sigprop::api {
 
@@ -18,34 +15,15 @@ namespace detail {
 
 namespace {
 
-namespace fs = std::filesystem;
-
 template <class Real>
 validate::Validation run_typed(const ValidateSettings& s, const validate::ValidateSettings& st,
                                const ProgressFn& progress, const ValidateNames& names) {
-  // A corpus that is missing, a device or too big is named before the model is loaded.
-  try {
-    check_regular_file(s.corpus, "corpus", validate::kMaxCorpusBytes);
-  } catch (const IoError& e) {
-    throw ConfigError(fmt::format("{}: {}", names.corpus, e.what()));
-  }
-  std::error_code ec;
-  if (!fs::exists(s.checkpoint, ec))
-    throw ConfigError(fmt::format("{} {}: no such file or folder", names.checkpoint, s.checkpoint));
-  validate::Model<Real> m = [&] {
-    try {
-      return validate::load_model<Real>(s.checkpoint);  // a sigprop checkpoint or a Hugging Face folder
-    } catch (const IoError& e) {
-      throw ConfigError(fmt::format("{}: {}", names.checkpoint, e.what()));
-    }
-  }();
-  std::vector<unsigned char> corpus;
-  try {
-    corpus = validate::read_corpus_bytes(s.corpus);
-  } catch (const IoError& e) {
-    throw ConfigError(fmt::format("{}: {}", names.corpus, e.what()));
-  }
-  return validate::validate_model(m, corpus, st, progress);
+  // The measurement engine loads the checkpoint (a sigprop checkpoint or a Hugging Face folder)
+  // and the corpus, naming a missing corpus before the model is loaded.
+  const auto measure = validate::MeasureEngine<Real>::from_files(
+      s.checkpoint, s.corpus, validate::MeasureSettings{st.tokens, st.seq_len, st.threads, st.checkpoint, st.corpus},
+      names.checkpoint, names.corpus);
+  return validate::validate_model(*measure, st, progress);
 }
 
 }  // namespace

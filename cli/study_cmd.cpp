@@ -10,6 +10,7 @@
 
 #include <fmt/format.h>
 
+#include "cli/progress.hpp"
 #include "cli/train_cmd.hpp"
 #include "core/error.hpp"
 #include "core/files.hpp"
@@ -94,6 +95,9 @@ int run_study(StudyArgs a) {
       std::fflush(stderr);
     };
   }
+  // Ctrl-C stops at the next training step or measurement stage (exit 130); finished depths keep
+  // their runs and a rerun resumes. The lines above draw the progress, this only cancels (as train).
+  progress.fraction = progress_line("study", false);
   const FolderLock lock(a.out, "--out");  // a second study on this folder would interleave its files
   const validate::DepthStudy study = validate::run_depth_study(base, st, a.corpus, a.out, progress);
   const reports::StudyPage page = reports::render_depth_study_page(study, page_opt);

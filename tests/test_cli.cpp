@@ -28,9 +28,7 @@ fs::path scratch() {
 
 Run run(const std::string& args) { return sigprop::test::cli::run_sigprop(args, scratch()); }
 
-void write(const fs::path& p, const std::string& text) {
-  std::ofstream(p) << text;
-}
+using sigprop::test::cli::write_text;
 
 }  // namespace
 
@@ -51,7 +49,7 @@ TEST_CASE("theory writes JSON and CSV profiles with every metric", "[cli]") {
 
 TEST_CASE("theory prints a table and the spec file is honoured", "[cli]") {
   fs::path spec = scratch() / "s.toml";
-  write(spec, "[stack]\ndepth = 3\nblocks = \"mlp\"\nactivation = \"relu\"\n");
+  write_text(spec, "[stack]\ndepth = 3\nblocks = \"mlp\"\nactivation = \"relu\"\n");
   Run r = run("theory " + spec.string());
   REQUIRE(r.code == 0);
   CHECK_THAT(r.out, Catch::Contains("mlp blocks") && Catch::Contains("depth 3") && Catch::Contains("grad_var"));
@@ -65,9 +63,9 @@ TEST_CASE("bad input: named error, non-zero exit, no output file", "[cli][config
   };
   fs::path bad_key = scratch() / "bad_key.toml", bad_syntax = scratch() / "bad_syntax.toml",
            bad_range = scratch() / "bad_range.toml";
-  write(bad_key, "[stack]\ndepht = 4\n");
-  write(bad_syntax, "[stack\ndepth = 4\n");
-  write(bad_range, "[input]\nrho0 = -0.5\n");
+  write_text(bad_key, "[stack]\ndepht = 4\n");
+  write_text(bad_syntax, "[stack\ndepth = 4\n");
+  write_text(bad_range, "[input]\nrho0 = -0.5\n");
   std::vector<Case> cases{
       {"theory " + bad_key.string(), "stack.depht"},
       {"theory " + bad_syntax.string(), "bad_syntax.toml:1"},

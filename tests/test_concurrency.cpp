@@ -52,7 +52,14 @@ TEST_CASE("engines run from several threads at once give the numbers of serial r
   ts.error_batches = 2;
   // Two workers inside each Monte Carlo run (its own pool) on top of the callers' threads, and a
   // progress callback, which the engine calls from its workers one at a time.
-  const sim::SimSettings ss{.samples = 4, .seed = 11, .backend = "cpu", .threads = 2};
+  const sim::SimSettings ss = [] {
+    sim::SimSettings st;
+    st.samples = 4;
+    st.seed = 11;
+    st.backend = "cpu";
+    st.threads = 2;
+    return st;
+  }();
   std::vector<std::function<std::string()>> jobs;
   for (const StackSpec& s : specs) {
     jobs.emplace_back([&ts, s] { return theory::TheoryEngine(ts).run(s).to_json().dump(); });

@@ -18,6 +18,8 @@
 #include "core/error.hpp"
 #include "mc/backends.hpp"
 #include "mc/engine.hpp"
+#include "sigprop/api.hpp"
+#include "sigprop/sigprop.h"
 #include "tests/shared/sim_backend_tests.hpp"
 
 namespace {
@@ -124,4 +126,41 @@ TEST_CASE("cuda plug-in without a device: its CudaError reaches the host by type
   const auto [code2, err2] = run_cli("/nonexistent/libsigprop_cuda.so");
   CHECK(code2 == 1);
   CHECK_THAT(err2, Catch::Contains("/nonexistent/libsigprop_cuda.so"));
+}
+
+TEST_CASE("cuda plug-in: the facade's simulate and the C ABI take its path as the setting cuda_plugin",
+          "[cuda-plugin][api][c-api][config]") {
+  namespace api = sigprop::api;
+  const std::string missing = "/nonexistent/facade/libsigprop_cuda.so";
+  api::SimulateSettings st;
+  st.backend = "cuda";
+  st.samples = 2;
+  st.cuda_plugin = missing;
+  try {
+    (void)api::simulate(shared::tiny_spec({}), st);
+    FAIL("no CudaError for plug-in " << missing);
+  } catch (const sigprop::CudaError& e) {
+    CHECK_THAT(e.what(), Catch::Contains(missing) && Catch::Contains("cuda_plugin"));
+  }
+  // The path is used, not the search: the no-device fake's own error comes back.
+  st.cuda_plugin = SIGPROP_FAKE_PLUGIN_NODEVICE;
+  CHECK_THROWS_WITH(api::simulate(shared::tiny_spec({}), st), Catch::Contains("fake plug-in: no usable CUDA device"));
+
+  sigprop_spec* spec = nullptr;
+  sigprop_settings* s = nullptr;
+  REQUIRE(sigprop_spec_default(&spec) == SIGPROP_OK);
+  for (const char* a : {"stack.depth=2", "stack.width=16", "stack.heads=2", "stack.tokens=4"})
+    REQUIRE(sigprop_spec_set(spec, a) == SIGPROP_OK);
+  REQUIRE(sigprop_settings_new("simulate", &s) == SIGPROP_OK);
+  REQUIRE(sigprop_settings_set(s, "backend", "cuda") == SIGPROP_OK);
+  REQUIRE(sigprop_settings_set(s, "samples", "2") == SIGPROP_OK);
+  REQUIRE(sigprop_settings_set(s, "cuda_plugin", missing.c_str()) == SIGPROP_OK);
+  sigprop_profile* out = nullptr;
+  CHECK(sigprop_simulate(spec, s, nullptr, nullptr, &out) == SIGPROP_E_CUDA);
+  CHECK(out == nullptr);
+  CHECK_THAT(std::string(sigprop_last_error()), Catch::Contains(missing));
+  CHECK(sigprop_settings_set(s, "cuda_plugins", "x") == SIGPROP_E_CONFIG);
+  CHECK_THAT(std::string(sigprop_last_error()), Catch::Contains("cuda_plugin"));
+  sigprop_settings_free(s);
+  sigprop_spec_free(spec);
 }

@@ -4,6 +4,7 @@
 // stop makes run() throw CancelledError.
 #include <catch2/catch.hpp>
 
+#include <filesystem>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -14,10 +15,14 @@
 #include "core/profile.hpp"
 #include "core/progress.hpp"
 #include "core/spec.hpp"
+#include "shared/cli_run.hpp"
 #include "sim/jacobian.hpp"
 #include "theory/clustering.hpp"
 #include "theory/shaped_sde.hpp"
 #include "theory/spectrum.hpp"
+#include "validate/measure.hpp"
+#include "validate/model.hpp"
+#include "validate/train.hpp"
 
 using namespace sigprop;
 
@@ -123,4 +128,84 @@ TEST_CASE("the engines run through an Engine pointer", "[engines]") {
     CHECK(p.layers() == s.depth + 1);
     CHECK(p.has("sv2_mean"));
   }
+}
+
+TEST_CASE("MeasureEngine measures a model behind the Engine interface, as validate does", "[engines][validate]") {
+  StackSpec a;
+  a.depth = 2;
+  a.width = 16;
+  a.heads = 2;
+  a.tokens = 8;
+  a.mlp_ratio = 2;
+  const validate::ModelConfig cfg = validate::train_model_config(a);
+  const validate::Model<float> m = validate::Model<float>::initial(cfg, 1000);
+  std::vector<unsigned char> text(600);
+  for (std::size_t i = 0; i < text.size(); ++i) text[i] = static_cast<unsigned char>('a' + (i * 7 + i / 5) % 26);
+  validate::MeasureSettings ms;
+  ms.tokens = 64;  // 8 sequences of 8 tokens
+  ms.threads = 2;
+  ms.corpus = "text";
+  validate::MeasureEngine<float> eng(m, text, ms);
+  CHECK(eng.spec().tokens == 8);
+  CHECK(eng.sequences().count() == 8);
+
+  // validate's measured profile is the engine's, through an Engine reference
+  validate::ValidateSettings vs;
+  vs.tokens = 64;
+  vs.threads = 2;
+  vs.corpus = "text";
+  vs.theory = false;
+  vs.samples = 0;
+  vs.ensemble = 0;
+  const validate::Validation v = validate::validate_model(m, text, vs);
+  Engine& e = eng;
+  Counter c;
+  e.set_progress(c.fn());
+  StackSpec in = eng.spec();
+  in.q0 = 7.0;  // input.q0 and input.rho0 are measured, not compared
+  in.rho0 = 0.25;
+  const Profile p = e.run(in);
+  CHECK(p.engine == e.name());
+  CHECK(p.to_json().dump() == v.measured.to_json().dump());
+  CHECK(eng.sequence_loss() == v.sequence_loss);
+  CHECK(p.spec.q0 == p.at(0, "q"));
+  CHECK(c.fractions.size() == 8);  // once per sequence
+  CHECK(c.fractions.back() == 1.0);
+
+  // another architecture is refused, naming the key
+  StackSpec wide = eng.spec();
+  wide.width = 32;
+  CHECK_THROWS_WITH(e.run(wide), Catch::StartsWith("stack.width: the spec has 32") && Catch::Contains("16"));
+  StackSpec longer = eng.spec();
+  longer.tokens = 16;
+  CHECK_THROWS_WITH(e.run(longer), Catch::StartsWith("stack.tokens:"));
+
+  // a callback that says stop cancels, naming the engine
+  int calls = 0;
+  e.set_progress([&](double, std::string_view) {
+    ++calls;
+    return false;
+  });
+  CHECK_THROWS_WITH(e.run(eng.spec()), Catch::StartsWith("measured:"));
+  CHECK(calls == 1);
+
+  // from files: a checkpoint and a corpus on disk give the same profile (names aside)
+  const auto dir = test::cli::scratch_dir("measure_engine");
+  validate::save_checkpoint(dir / "m.safetensors", m);
+  test::cli::write_text(dir / "text.txt", std::string(text.begin(), text.end()));
+  ms.corpus.clear();
+  const auto loaded =
+      validate::MeasureEngine<float>::from_files((dir / "m.safetensors").string(), (dir / "text.txt").string(), ms);
+  const Profile q = loaded->run(loaded->spec());
+  CHECK(q.settings["corpus"] == (dir / "text.txt").string());
+  Profile q_named = q;
+  q_named.settings = p.settings;
+  CHECK(q_named.to_json().dump() == p.to_json().dump());
+  CHECK_THROWS_WITH(validate::MeasureEngine<float>::from_files((dir / "none.safetensors").string(),
+                                                               (dir / "text.txt").string(), ms, "--checkpoint"),
+                    Catch::StartsWith("--checkpoint ") && Catch::Contains("none.safetensors"));
+  CHECK_THROWS_WITH(
+      validate::MeasureEngine<float>::from_files((dir / "m.safetensors").string(), (dir / "none.txt").string(), ms),
+      Catch::StartsWith("corpus:"));
+  std::filesystem::remove_all(dir);
 }

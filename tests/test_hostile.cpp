@@ -32,7 +32,7 @@ fs::path scratch() {
 
 Run run(const std::string& args) { return sigprop::test::cli::run_sigprop(args, scratch()); }
 
-void write(const fs::path& p, const std::string& text) { std::ofstream(p, std::ios::binary) << text; }
+using sigprop::test::cli::write_text;
 
 /// Entries of a folder whose name contains `part`.
 int count_named(const fs::path& dir, const std::string& part) {
@@ -41,7 +41,12 @@ int count_named(const fs::path& dir, const std::string& part) {
   return n;
 }
 
-std::string q(const fs::path& p) { return "'" + p.string() + "'"; }
+std::string q(const fs::path& p) {
+  std::string s = "'";  // appended, not "'" + string: GCC 12 warns -Wrestrict on that (a false positive)
+  s += p.string();
+  s += '\'';
+  return s;
+}
 
 const char* kCorpus = "/usr/share/common-licenses/GPL-3";  // base-files: on every Debian system
 const std::string kTinyTrain =
@@ -54,7 +59,7 @@ TEST_CASE("write_file_atomic writes through a symlink and keeps the link", "[con
   const fs::path d = scratch() / "link";
   fs::remove_all(d);
   fs::create_directories(d / "sub");
-  write(d / "sub" / "target.json", "old\n");
+  write_text(d / "sub" / "target.json", "old\n");
   fs::create_symlink("sub/target.json", d / "link.json");  // relative link
   sigprop::write_file_atomic(d / "link.json", "new\n");
   CHECK(fs::is_symlink(fs::symlink_status(d / "link.json")));
@@ -83,8 +88,8 @@ TEST_CASE("write_file_atomic reuses a killed write's temporary file and keeps th
   fs::remove_all(d);
   fs::create_directories(d);
   // what a write killed before its rename leaves (the name carries no process id)
-  write(d / ".out.csv.sigprop-tmp", std::string(100000, 'x'));
-  write(d / "out.csv", "old\n");
+  write_text(d / ".out.csv.sigprop-tmp", std::string(100000, 'x'));
+  write_text(d / "out.csv", "old\n");
   fs::permissions(d / "out.csv", fs::perms::owner_read | fs::perms::owner_write | fs::perms::group_read);
   for (int i = 0; i < 3; ++i) sigprop::write_file_atomic(d / "out.csv", "row " + std::to_string(i) + "\n");
   CHECK(slurp(d / "out.csv") == "row 2\n");
@@ -117,7 +122,7 @@ TEST_CASE("read_regular_file refuses devices, pipes, folders and oversized files
   CHECK_THROWS_WITH(sigprop::read_regular_file(scratch(), "corpus"), Catch::Contains("is a folder"));
   CHECK_THROWS_WITH(sigprop::read_regular_file(scratch() / "none.txt", "corpus"), Catch::Contains("no such file"));
   const fs::path f = scratch() / "ten.txt";
-  write(f, "0123456789");
+  write_text(f, "0123456789");
   CHECK(sigprop::read_regular_file(f, "corpus", 10) == "0123456789");
   CHECK_THROWS_WITH(sigprop::read_regular_file(f, "corpus", 9),
                     Catch::Contains("10 bytes") && Catch::Contains("limit of 9"));
@@ -139,7 +144,7 @@ TEST_CASE("outputs: symlinks followed, empty paths, two outputs on one path, an 
   const fs::path d = scratch() / "outputs";
   fs::remove_all(d);
   fs::create_directories(d);
-  write(d / "target.json", "keep\n");
+  write_text(d / "target.json", "keep\n");
   fs::create_symlink(d / "target.json", d / "link.json");
   Run r = run("theory -q --set stack.depth=2 --json " + q(d / "link.json"));
   REQUIRE(r.code == 0);
@@ -147,7 +152,7 @@ TEST_CASE("outputs: symlinks followed, empty paths, two outputs on one path, an 
   CHECK_THAT(slurp(d / "target.json"), Catch::Contains("\"engine\""));
 
   // /dev/stdout behind a shell's >> is appended to, not replaced or overwritten
-  write(d / "app.log", "first\n");
+  write_text(d / "app.log", "first\n");
   const bool stdout_link = fs::is_symlink(fs::symlink_status("/dev/stdout"));
   const std::string app = std::string(SIGPROP_CLI_PATH) + " theory -q --set stack.depth=2 --json /dev/stdout >> " +
                           q(d / "app.log") + " 2>/dev/null";
@@ -164,7 +169,7 @@ TEST_CASE("outputs: symlinks followed, empty paths, two outputs on one path, an 
     CHECK_THAT(r.err, Catch::Contains("empty value"));
   }
   const fs::path spec = d / "spec.toml";
-  write(spec, "[stack]\ndepth = 2\n");
+  write_text(spec, "[stack]\ndepth = 2\n");
   const std::string before = slurp(spec);
   for (const std::string& args :
        {"theory --json " + q(d / "a") + " --csv " + q(d / "a"),
@@ -182,7 +187,7 @@ TEST_CASE("outputs: symlinks followed, empty paths, two outputs on one path, an 
   CHECK_FALSE(fs::exists(d / "a"));
   // validate: --json onto the corpus
   const fs::path corpus = d / "corpus.txt";
-  write(corpus, "text");
+  write_text(corpus, "text");
   r = run("validate --checkpoint " + q(d / "none.safetensors") + " --corpus " + q(corpus) + " --json " + q(corpus));
   CHECK(r.code == 2);
   CHECK_THAT(r.err, Catch::Contains("--corpus"));
@@ -220,7 +225,7 @@ TEST_CASE("a second run on a locked output folder is refused, naming the folder"
   CHECK(r.code == 2);
   CHECK_THAT(r.err, Catch::Contains(out.string()) && Catch::Contains("another sigprop run"));
   // an output folder that is a file
-  write(scratch() / "plain_file", "x");
+  write_text(scratch() / "plain_file", "x");
   r = run(std::string("train --corpus ") + kCorpus + " --out " + q(scratch() / "plain_file") + " --steps 2" +
           kTinyTrain);
   CHECK(r.code == 2);
@@ -304,11 +309,12 @@ TEST_CASE("report draws with a relative --gnuplot path", "[cli][report]") {
   fs::remove_all(d);
   fs::create_directories(d / "bin");
   // a wrapper at a relative path, which also proves it was the one run
-  write(d / "bin" / "gp", "#!/bin/sh\necho run >> \"$(dirname \"$0\")/ran\"\nexec gnuplot \"$@\"\n");
+  write_text(d / "bin" / "gp", "#!/bin/sh\necho run >> \"$(dirname \"$0\")/ran\"\nexec gnuplot \"$@\"\n");
   fs::permissions(d / "bin" / "gp", fs::perms::owner_all);
-  write(d / "tiny.toml",
-        "[stack]\ntokens = 4\nwidth = 16\nheads = 2\n[sweep]\nstack.depth = [2]\n[engines.theory]\nattn_samples = 64\n"
-        "error_batches = 0\n[engines.simulate]\nsamples = 2\nseed = 1\n");
+  write_text(
+      d / "tiny.toml",
+      "[stack]\ntokens = 4\nwidth = 16\nheads = 2\n[sweep]\nstack.depth = [2]\n[engines.theory]\nattn_samples = 64\n"
+      "error_batches = 0\n[engines.simulate]\nsamples = 2\nseed = 1\n");
   const std::string cmd = "cd " + q(d) + " && " + SIGPROP_CLI_PATH + " report tiny.toml -q --out o --gnuplot ./bin/gp > out.txt 2> err.txt";
   const int rc = std::system(cmd.c_str());
   INFO(slurp(d / "err.txt"));
@@ -327,7 +333,7 @@ TEST_CASE("errors escape control characters and cut huge values; parse errors ex
   CHECK(r.err.find("\xe2\x80\xae") == std::string::npos);
   CHECK_THAT(r.err, Catch::Contains("\\x1b[31mred\\u{202e}evil"));
   const fs::path big = scratch() / "big.toml";
-  write(big, "[stack]\nnorm = \"" + std::string(200000, 'n') + "\"\n");
+  write_text(big, "[stack]\nnorm = \"" + std::string(200000, 'n') + "\"\n");
   r = run("theory " + q(big));
   CHECK(r.code == 2);
   CHECK(r.err.size() < 5000);

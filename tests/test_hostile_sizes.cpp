@@ -36,7 +36,7 @@ fs::path scratch() {
   return dir;
 }
 sigprop::test::cli::Run run(const std::string& args) { return sigprop::test::cli::run_sigprop(args, scratch()); }
-void write(const fs::path& p, const std::string& text) { std::ofstream(p, std::ios::binary) << text; }
+using sigprop::test::cli::write_text;
 
 // Sets the process-wide memory limit for a scope and restores the previous one after it.
 struct MemoryLimit {
@@ -120,7 +120,7 @@ TEST_CASE("deeply nested and oversized TOML: ConfigError for specs, --set and re
   const std::string big = "# " + std::string(sigprop::kMaxTomlBytes, 'x') + "\n";
   CHECK_THROWS_WITH(sigprop::parse_spec_toml(big, "big.toml"), Catch::Contains("big.toml") && Catch::Contains("longer"));
   CHECK_THROWS_WITH(sigprop::reports::parse_report_config(big, "big.toml"), Catch::Contains("longer"));
-  write(scratch() / "big.toml", big);
+  write_text(scratch() / "big.toml", big);
   CHECK_THROWS_AS(sigprop::load_spec_file(scratch() / "big.toml"), ConfigError);
   CHECK_THROWS_AS(sigprop::reports::load_report_config(scratch() / "big.toml"), ConfigError);
   if (fs::exists("/dev/zero")) {
@@ -133,13 +133,13 @@ TEST_CASE("deeply nested and oversized TOML: ConfigError for specs, --set and re
 }
 
 TEST_CASE("CLI: a 100 kB deeply nested spec exits 2 with a message", "[hostile][cli]") {
-  write(scratch() / "deep.toml", "[" + dotted(50000) + "]\nx = 1\n");
+  write_text(scratch() / "deep.toml", "[" + dotted(50000) + "]\nx = 1\n");
   auto r = run("theory " + (scratch() / "deep.toml").string());
   CHECK(r.code == 2);
   CHECK_THAT(r.err, Catch::Contains("deep.toml:1: TOML nested deeper than"));
   std::string inline_tables = "x = ";
   for (int i = 0; i < 60000; ++i) inline_tables += "{a = ";
-  write(scratch() / "deep_report.toml", inline_tables + "\n");
+  write_text(scratch() / "deep_report.toml", inline_tables + "\n");
   r = run("report " + (scratch() / "deep_report.toml").string() + " --out " + (scratch() / "rep").string());
   CHECK(r.code == 2);
   CHECK_THAT(r.err, Catch::Contains("nested deeper than"));
@@ -293,7 +293,7 @@ TEST_CASE("byte sizes parse strictly", "[hostile][config]") {
 
 TEST_CASE("CLI: the issue's out-of-memory commands exit 2 with a named error", "[hostile][cli]") {
   fs::path corpus = scratch() / "corpus.txt";
-  write(corpus, std::string(4096, 'a'));
+  write_text(corpus, std::string(4096, 'a'));
   struct Case {
     std::string args, says;
   };

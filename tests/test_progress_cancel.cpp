@@ -23,9 +23,10 @@
 #include "core/error.hpp"
 #include "core/progress.hpp"
 #include "core/spec.hpp"
+#include "mc/engine.hpp"
 #include "reports/config.hpp"
 #include "reports/sweep.hpp"
-#include "mc/engine.hpp"
+#include "shared/cli_run.hpp"
 #include "sim/jacobian.hpp"
 #include "theory/clustering.hpp"
 #include "theory/continuum.hpp"
@@ -94,33 +95,12 @@ StackSpec small(std::vector<std::string> sets) {
   return resolve_spec("", sets);
 }
 
-std::vector<fs::path> files_under(const fs::path& dir) {
-  std::vector<fs::path> out;
-  if (!fs::exists(dir)) return out;
-  for (const auto& e : fs::recursive_directory_iterator(dir))
-    if (e.is_regular_file()) out.push_back(fs::relative(e.path(), dir));
-  return out;
-}
+using sigprop::test::cli::files_under;
+using sigprop::test::cli::Run;
 
-std::string slurp(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
-struct Run {
-  int code;
-  std::string err;
-};
-
-// Runs a shell command line (the CLI's path is $SP), stderr captured.
+// Runs a shell command line (the CLI's path is $SP), stdout and stderr captured.
 Run shell(const std::string& script) {
-  static int n = 0;
-  const fs::path e = scratch() / fmt::format("stderr{}", n++);
-  const std::string cmd = "SP=" + std::string(SIGPROP_CLI_PATH) + "; " + script + " 2>" + e.string();
-  const int status = std::system(cmd.c_str());
-  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, slurp(e)};
+  return sigprop::test::cli::run_shell("SP=" + std::string(SIGPROP_CLI_PATH) + "; " + script, scratch());
 }
 
 }  // namespace
@@ -153,7 +133,11 @@ TEST_CASE("simulate: progress per sample from worker threads, cancel stops the p
   const StackSpec s = small({});
   for (const char* backend : {"reference", "cpu"}) {
     INFO(backend);
-    sim::SimSettings st{.samples = 6, .seed = 2, .backend = backend, .threads = 3};
+    sim::SimSettings st;
+    st.samples = 6;
+    st.seed = 2;
+    st.backend = backend;
+    st.threads = 3;
     Recorder r;
     sim::MonteCarloEngine eng(st);
     eng.set_progress(r.fn());
@@ -245,11 +229,11 @@ TEST_CASE("validate: stages and ensemble members report, cancel inside a stage",
   Recorder r;
   (void)validate::validate_model(m, text, st, r.fn());
   check_progress(r.fractions);
-  // measurement, theory (per layer of each pass), simulate (4 samples), ensemble (3 models), done
+  // measurement (8 sequences), theory (per layer of each pass), simulate (4 samples), ensemble (3 models), done
   const int calls = static_cast<int>(r.fractions.size());
-  CHECK(calls >= 1 + 4 + 4 + 3 + 1);
-  check_cancel("validate", 1, [&](ProgressFn fn) { (void)validate::validate_model(m, text, st, fn); });
-  check_cancel("theory", 2, [&](ProgressFn fn) { (void)validate::validate_model(m, text, st, fn); });
+  CHECK(calls >= 8 + 4 + 4 + 3 + 1);
+  check_cancel("measured", 1, [&](ProgressFn fn) { (void)validate::validate_model(m, text, st, fn); });
+  check_cancel("theory", 8 + 1, [&](ProgressFn fn) { (void)validate::validate_model(m, text, st, fn); });
   check_cancel("simulate", calls - 4, [&](ProgressFn fn) { (void)validate::validate_model(m, text, st, fn); });
   check_cancel("validate", calls - 1, [&](ProgressFn fn) { (void)validate::validate_model(m, text, st, fn); });
 }

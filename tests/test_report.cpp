@@ -20,12 +20,13 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "core/files.hpp"
 #include "core/error.hpp"
+#include "core/files.hpp"
 #include "core/profile.hpp"
 #include "reports/config.hpp"
 #include "reports/report.hpp"
 #include "reports/sweep.hpp"
+#include "shared/cli_run.hpp"
 
 namespace fs = std::filesystem;
 using namespace sigprop;
@@ -42,26 +43,13 @@ fs::path scratch() {
   return dir;
 }
 
-std::string slurp(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
-struct Run {
-  int code;
-  std::string out, err;
-};
+using sigprop::test::cli::Run;
+using sigprop::test::cli::slurp;
 
 /// Runs the CLI with args (or, with launcher, args as the whole command), env prefixed.
 Run run(const std::string& args, const std::string& env = "", bool launcher = false) {
-  static int n = 0;
-  fs::path o = scratch() / fmt::format("stdout{}", n), e = scratch() / fmt::format("stderr{}", n);
-  ++n;
-  std::string cmd = env + " " + (launcher ? std::string() : std::string(SIGPROP_CLI_PATH) + " ") + args + " >" + o.string() + " 2>" + e.string();
-  int status = std::system(cmd.c_str());
-  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, slurp(o), slurp(e)};
+  return sigprop::test::cli::run_shell(
+      env + " " + (launcher ? std::string() : std::string(SIGPROP_CLI_PATH) + " ") + args, scratch());
 }
 
 // 2 variants x 2 depths x 2 engines = 8 jobs, about 0.1 s of work in all.

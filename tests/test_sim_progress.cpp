@@ -11,7 +11,11 @@
 TEST_CASE("progress reports every sample and leaves results unchanged", "[sim]") {
   sigprop::StackSpec s = sigprop::resolve_spec(
       "", {"stack.depth=2", "stack.width=16", "stack.heads=2", "stack.tokens=4", "stack.mlp_ratio=2"});
-  sigprop::sim::SimSettings plain{.samples = 5, .seed = 3, .backend = "reference", .threads = 2};
+  sigprop::sim::SimSettings plain;
+  plain.samples = 5;
+  plain.seed = 3;
+  plain.backend = "reference";
+  plain.threads = 2;
   std::vector<double> seen;
   sigprop::sim::MonteCarloEngine watched(plain);
   watched.set_progress([&](double f, std::string_view) {

@@ -24,6 +24,7 @@
 #include "core/rng.hpp"
 #include "core/spec.hpp"
 #include "mc/engine.hpp"
+#include "shared/cli_run.hpp"
 #include "sim/reference.hpp"
 #include "theory/engine.hpp"
 
@@ -33,6 +34,18 @@ using sigprop::sim::ReferenceStack;
 using sigprop::sim::SimSettings;
 
 namespace {
+
+// Monte Carlo settings with these fields and the others at their defaults.
+SimSettings sim_settings(int samples, std::uint64_t seed, const std::string& backend, int threads,
+                         const std::string& precision = "double") {
+  SimSettings s;
+  s.samples = samples;
+  s.seed = seed;
+  s.backend = backend;
+  s.threads = threads;
+  s.precision = precision;
+  return s;
+}
 
 // A small stack for derivative checks: T = 3, d = 8, H = 2 (dh = 4), R = 16.
 StackSpec tiny(const std::vector<std::string>& sets) {
@@ -199,7 +212,7 @@ TEST_CASE("input stream has the moments of MODEL.md §1", "[sim][analytic]") {
 TEST_CASE("same seed: same numbers for any thread count; another seed: other numbers", "[sim][repro]") {
   StackSpec s = tiny({"stack.width=32", "stack.tokens=4", "stack.heads=4", "stack.depth=3"});
   auto run = [&](uint64_t seed, int threads) {
-    MonteCarloEngine e(SimSettings{.samples = 7, .seed = seed, .backend = "reference", .threads = threads});
+    MonteCarloEngine e(sim_settings(7, seed, "reference", threads));
     return e.run(s);
   };
   sigprop::Profile a = run(42, 1), b = run(42, 2), c = run(42, 3), d = run(43, 2);
@@ -224,7 +237,7 @@ TEST_CASE("same seed: same numbers for any thread count; another seed: other num
   }
   CHECK(std::isnan(a.at(0, "update_ratio")));
   // One sample has no standard error.
-  MonteCarloEngine one(SimSettings{.samples = 1, .seed = 42, .backend = "reference", .threads = 1});
+  MonteCarloEngine one(sim_settings(1, 42, "reference", 1));
   sigprop::Profile p1 = one.run(s);
   CHECK(std::isfinite(p1.at(1, "q")));
   CHECK(std::isnan(p1.at(1, "q_se")));
@@ -245,11 +258,11 @@ TEST_CASE("bad backend, samples or threads are named errors", "[sim][config]") {
   };
   // "cuda" is a listed backend in every build (a run-time plug-in): tests/test_cuda.cpp and
   // tests/test_cuda_plugin.cpp check its errors.
-  CHECK(msg({.samples = 4, .seed = 0, .backend = "cuda", .threads = 1, .precision = "float"}).empty());
-  CHECK_THAT(msg({.samples = 4, .seed = 0, .backend = "refrence", .threads = 1}), Catch::Contains("did you mean \"reference\""));
-  CHECK_THAT(msg({.samples = 0, .seed = 0, .backend = "reference", .threads = 1}), Catch::Contains("samples:"));
-  CHECK_THAT(msg({.samples = 70000, .seed = 0, .backend = "reference", .threads = 1}), Catch::Contains("samples:"));
-  CHECK_THAT(msg({.samples = 4, .seed = 0, .backend = "reference", .threads = -1}), Catch::Contains("threads:"));
+  CHECK(msg(sim_settings(4, 0, "cuda", 1, "float")).empty());
+  CHECK_THAT(msg(sim_settings(4, 0, "refrence", 1)), Catch::Contains("did you mean \"reference\""));
+  CHECK_THAT(msg(sim_settings(0, 0, "reference", 1)), Catch::Contains("samples:"));
+  CHECK_THAT(msg(sim_settings(70000, 0, "reference", 1)), Catch::Contains("samples:"));
+  CHECK_THAT(msg(sim_settings(4, 0, "reference", -1)), Catch::Contains("threads:"));
   StackSpec deep = tiny({});
   deep.depth = 70000;
   CHECK_THROWS_AS(ReferenceStack(deep, 0), sigprop::ConfigError);
@@ -260,7 +273,7 @@ TEST_CASE("non-finite values are reported with the layer where they first appear
   // is still finite), X_3 ~ 1e450 overflows.
   StackSpec s = tiny({"stack.blocks=dense", "stack.norm=none", "stack.residual=false", "stack.activation=linear",
                       "init.sigma_w2=1e300", "init.sigma_b2=0", "stack.depth=5"});
-  MonteCarloEngine e(SimSettings{.samples = 3, .seed = 1, .backend = "reference", .threads = 1});
+  MonteCarloEngine e(sim_settings(3, 1, "reference", 1));
   sigprop::Profile p = e.run(s);
   REQUIRE(p.warnings.size() == 2);
   CHECK_THAT(p.warnings[0], Catch::Contains("first at layer 3") && Catch::Contains("3 of 3 samples"));
@@ -309,7 +322,7 @@ double bias_scale(const std::string& m, double ref, const StackSpec& s) {
 
 void compare_with_theory(const StackSpec& s, int samples, uint64_t seed, McCheck c = {},
                          std::vector<std::string> metrics = sigprop::metric_names()) {
-  MonteCarloEngine mc(SimSettings{.samples = samples, .seed = seed, .backend = "reference", .threads = 2});
+  MonteCarloEngine mc(sim_settings(samples, seed, "reference", 2));
   sigprop::Profile p = mc.run(s);
   sigprop::theory::TheoryEngine th;
   sigprop::Profile t = th.run(s);
@@ -402,32 +415,16 @@ TEST_CASE("Monte Carlo converges to theory: DeepNorm and LayerNorm Scaling with 
 // The `simulate` subcommand.
 namespace {
 
-struct CliRun {
-  int code;
-  std::string out, err;
-};
-
-std::string slurp(const std::filesystem::path& p) {
-  std::ifstream in(p);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
+using CliRun = sigprop::test::cli::Run;
+using sigprop::test::cli::slurp;
 
 std::filesystem::path sim_scratch() {
-  static std::filesystem::path dir = [] {
-    auto d = std::filesystem::temp_directory_path() / ("sigprop_sim_test_" + std::to_string(::getpid()));
-    std::filesystem::create_directories(d);
-    return d;
-  }();
+  static const std::filesystem::path dir = sigprop::test::cli::scratch_dir("sim_test");
   return dir;
 }
 
 CliRun cli(const std::string& args) {
-  auto o = sim_scratch() / "stdout", e = sim_scratch() / "stderr";
-  std::string cmd = std::string(SIGPROP_CLI_PATH) + " " + args + " >" + o.string() + " 2>" + e.string();
-  int status = std::system(cmd.c_str());
-  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, slurp(o), slurp(e)};
+  return sigprop::test::cli::run_sigprop(args, sim_scratch());
 }
 
 const std::string kSmall =

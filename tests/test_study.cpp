@@ -2,12 +2,18 @@
 //   [analytic] power-law fit on exact curves; Spearman against SciPy 1.16.3 (scipy.stats.spearmanr,
 //              values below) and exact permutation p-values; the ablation of a block that is
 //              the identity by construction is exactly zero
+//   [study]    a cancelled study keeps the finished depth's run, writes no tables, and resumes
 #include <cmath>
+#include <filesystem>
+#include <string>
+#include <string_view>
 #include <vector>
 
 #include <catch2/catch.hpp>
 
 #include "core/error.hpp"
+#include "shared/cli_run.hpp"
+#include "validate/depth_study.hpp"
 #include "validate/model.hpp"
 #include "validate/study.hpp"
 
@@ -73,4 +79,51 @@ TEST_CASE("drop-one-layer ablation: a block whose branches output zero costs not
   CHECK(a1.increase == a2.increase);  // thread count changes nothing
   // base loss = the model's mean loss on the same sequences
   CHECK(std::abs(a1.base_loss - loss_and_grad<double>(m, seqs, nullptr)) < 1e-12);
+}
+
+TEST_CASE("a study cancelled in its second depth keeps the first, writes no tables, and resumes", "[study]") {
+  namespace fs = std::filesystem;
+  const fs::path out = sigprop::test::cli::scratch_dir("study_cancel") / "out";
+  fs::remove_all(out);
+  sigprop::StackSpec base;
+  base.width = 16;
+  base.heads = 2;
+  base.tokens = 16;
+  StudySettings st;
+  st.depths = {1, 2};
+  st.eval_tokens = 256;
+  st.train.steps = 6;
+  st.train.batch = 2;
+  st.train.warmup = 1;
+  st.train.val_every = 3;
+  st.train.val_batches = 1;
+  st.train.checkpoint_every = 2;
+  st.train.threads = 2;
+  const char* corpus = "/usr/share/common-licenses/GPL-3";  // base-files: on every Debian system
+  std::vector<double> seen;
+  StudyProgress p;
+  p.fraction = [&](double f, std::string_view) {
+    seen.push_back(f);
+    return f < 0.5 + 0.8 * 0.5 * 3.0 / 6.0;  // stop after step 3 of depth 2's 6
+  };
+  CHECK_THROWS_AS(run_depth_study(base, st, corpus, out, p), sigprop::CancelledError);
+  for (std::size_t i = 1; i < seen.size(); ++i) CHECK(seen[i] >= seen[i - 1]);
+  CHECK(fs::exists(out / "runs/L1/final.safetensors"));
+  CHECK(fs::exists(out / "runs/L2/ckpt_step2.safetensors"));
+  CHECK_FALSE(fs::exists(out / "runs/L2/final.safetensors"));
+  CHECK_FALSE(fs::exists(out / "study.json"));
+  CHECK_FALSE(fs::exists(out / "depth.csv"));
+  const auto l1_time = fs::last_write_time(out / "runs/L1/final.safetensors");
+  // the same call again: depth 1 is reused as it is, depth 2 resumes from its checkpoint
+  seen.clear();
+  p.fraction = [&](double f, std::string_view) {
+    seen.push_back(f);
+    return true;
+  };
+  const DepthStudy s = run_depth_study(base, st, corpus, out, p);
+  CHECK(s.results.size() == 2);
+  CHECK(fs::exists(out / "study.json"));
+  CHECK(fs::last_write_time(out / "runs/L1/final.safetensors") == l1_time);
+  CHECK(seen.back() == 1.0);
+  fs::remove_all(out.parent_path());
 }

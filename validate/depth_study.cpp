@@ -83,7 +83,19 @@ DepthStudy run_depth_study(const StackSpec& base, const StudySettings& st, const
   const int threads = std::max(1, ts.threads);
 
   std::vector<DepthResult> results;
-  for (int L : st.depths) {
+  const double n_depths = static_cast<double>(st.depths.size());
+  // Depth k's share of the fraction: its training [k, k + 0.8) / n, its measurement the rest.
+  auto share = [&](std::size_t k, int L, double lo, double width) {
+    ProgressFn f;
+    if (progress.fraction)
+      f = [&progress, k, L, lo, width, n_depths](double x, std::string_view msg) {
+        return progress.fraction((static_cast<double>(k) + lo + width * x) / n_depths,
+                                 fmt::format("depth {}: {}", L, msg));
+      };
+    return f;
+  };
+  for (std::size_t k = 0; k < st.depths.size(); ++k) {
+    const int L = st.depths[k];
     StackSpec spec = base;
     spec.depth = L;
     spec.validate();
@@ -92,7 +104,7 @@ DepthStudy run_depth_study(const StackSpec& base, const StudySettings& st, const
     stage(fmt::format("depth {}: training into {}", L, dir.string()));
     std::function<void(const TrainProgress&)> cb;
     if (progress.train) cb = [&, L](const TrainProgress& p) { progress.train(L, p); };
-    const TrainOutcome trained = train(cfg, ts, corpus_path, dir, cb);
+    const TrainOutcome trained = train(cfg, ts, corpus_path, dir, cb, share(k, L, 0.0, 0.8));
     for (const std::string& w : trained.warnings) stage(fmt::format("depth {}: warning: {}", L, w));
     stage(fmt::format("depth {}: measuring {} validation sequences of {} tokens", L, seqs.count(), T));
     DepthResult r;
@@ -111,7 +123,7 @@ DepthStudy run_depth_study(const StackSpec& base, const StudySettings& st, const
     vs.theory = true;
     vs.threads = threads;
     vs.corpus = corpus_path.string();
-    const Validation v = validate_model(fin, val_split, vs);
+    const Validation v = validate_model(fin, val_split, vs, share(k, L, 0.8, 0.2));
     r.trained = v.measured;
     r.seq_loss = v.sequence_loss;
     r.val = mean_se(r.seq_loss);
@@ -125,6 +137,8 @@ DepthStudy run_depth_study(const StackSpec& base, const StudySettings& st, const
   }
 
   // ---- analysis ------------------------------------------------------------------------
+  // The last chance to stop: from here on the study only computes and writes its tables.
+  if (progress.fraction) report_progress(progress.fraction, 1.0, "analysing", "study");
   stage("analysing");
   nlohmann::json J;
   J["sigprop_version"] = kVersion;

@@ -22,6 +22,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/profile.hpp"
+#include "core/progress.hpp"
 #include "core/spec.hpp"
 #include "core/stats.hpp"
 #include "validate/study.hpp"
@@ -39,10 +40,18 @@ struct StudySettings {
   [[nodiscard]] nlohmann::json to_json() const;
 };
 
-/// Where the study reports its progress: a line of text per stage, and the trainer's progress.
+/// Where the study reports its progress: a line of text per stage, the trainer's progress, and
+/// the fraction done with cancellation.
 struct StudyProgress {
   std::function<void(const std::string&)> stage;
   std::function<void(int depth, const TrainProgress&)> train;
+  /// Fraction of the study done: depth k of n has [k/n, (k+1)/n), its training steps the first
+  /// 80 % of that, its measurement the rest. Called per training step, per measurement stage
+  /// and between depths; returning false throws CancelledError at the next step boundary or
+  /// stage. What is finished stays: every depth trained so far keeps its run in runs/L<depth>/
+  /// (the one in training its last checkpoint), nothing else is written, and the same call
+  /// again resumes (finished runs are not trained again).
+  ProgressFn fraction;
 };
 
 /// One depth of the study: its model trained, then measured on the validation sequences.

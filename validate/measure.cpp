@@ -5,6 +5,7 @@
 #include <atomic>
 #include <cmath>
 #include <exception>
+#include <filesystem>
 #include <limits>
 #include <mutex>
 #include <string_view>
@@ -14,12 +15,16 @@
 
 #include "core/compare.hpp"
 #include "core/error.hpp"
+#include "core/files.hpp"
 #include "core/memory.hpp"
-#include "sigprop/version.hpp"
 #include "core/parallel.hpp"
+#include "core/spec.hpp"
 #include "core/stats.hpp"
 #include "mc/engine.hpp"
+#include "sigprop/version.hpp"
 #include "sim/reference.hpp"  // kMaxSamples
+#include "validate/import.hpp"
+#include "validate/train.hpp"
 
 namespace sigprop::validate {
 
@@ -91,11 +96,14 @@ Sequences cut_sequences(std::span<const unsigned char> corpus, int T, long long 
 }
 
 template <class Real>
-PerSequence measure_sequences(const Model<Real>& m, const Sequences& seqs, int threads) {
+PerSequence measure_sequences(const Model<Real>& m, const Sequences& seqs, int threads, const ProgressFn& progress,
+                              std::string_view engine) {
   const int n = seqs.count(), L = m.cfg.arch.spec.depth;
   PerSequence out;
   out.values.assign(static_cast<std::size_t>(n), {});
   out.loss.assign(static_cast<std::size_t>(n), kNaN);
+  std::mutex progress_mutex;
+  int done = 0;
   parallel_for(n, threads, [&](int i) {
     const auto& in = seqs.inputs[static_cast<std::size_t>(i)];
     const auto& tg = seqs.targets[static_cast<std::size_t>(i)];
@@ -116,6 +124,14 @@ PerSequence measure_sequences(const Model<Real>& m, const Sequences& seqs, int t
       v[l][kGradRel] = g[static_cast<std::size_t>(l)] / g[static_cast<std::size_t>(L)];
     }
     out.loss[static_cast<std::size_t>(i)] = sequence_loss(tr, tg) / T;
+    if (progress) {  // serialized, and never called again once it said stop (done < 0)
+      std::lock_guard<std::mutex> lock(progress_mutex);
+      if (done < 0) return;
+      const int j = ++done;
+      done = -1;  // until the callback returns
+      report_progress(progress, static_cast<double>(j) / n, fmt::format("sequence {}/{}", j, n), engine);
+      done = j;
+    }
   });
   return out;
 }
@@ -240,12 +256,13 @@ nlohmann::json Validation::to_json(const std::string& checkpoint) const {
   return j;
 }
 
+namespace {
+
+/// The checks of validate's settings that need the model, before any work (the ensemble's memory).
 template <class Real>
-Validation validate_model(const Model<Real>& m, std::span<const unsigned char> corpus, const ValidateSettings& st,
-                          const ProgressFn& progress) {
-  const ModelConfig& cfg = m.cfg;
+void check_validate_settings(const ModelConfig& cfg, const ValidateSettings& st, int seq_len) {
   const StackSpec& arch = cfg.arch.spec;
-  if (st.seq_len < 0) throw ConfigError(fmt::format("seq_len: must be >= 0 (0 = the context), got {}", st.seq_len));
+  if (seq_len < 0) throw ConfigError(fmt::format("seq_len: must be >= 0 (0 = the context), got {}", seq_len));
   if (st.ensemble < 0) throw ConfigError(fmt::format("ensemble: must be >= 0, got {}", st.ensemble));
   // Checked here, not left to the simulate engine: its ConfigErrors become "no simulate
   // prediction" notes (architectures it cannot run), which must not hide a bad option.
@@ -253,7 +270,7 @@ Validation validate_model(const Model<Real>& m, std::span<const unsigned char> c
     throw ConfigError(fmt::format("samples: must be in [0, {}] (0 = no simulate prediction), got {}",
                                   sim::kMaxSamples, st.samples));
   if (st.threads < 0) throw ConfigError(fmt::format("threads: must be >= 0 (0 = all cores), got {}", st.threads));
-  const int T = st.seq_len > 0 ? std::min(st.seq_len, arch.tokens) : arch.tokens;
+  const int T = seq_len > 0 ? std::min(seq_len, arch.tokens) : arch.tokens;
   if (T < 2) throw ConfigError(fmt::format("seq_len: T = {} tokens, at least 2 are needed", T));
   if (st.ensemble > 0) {
     // Before any work: per ensemble member a table of layer means; per worker one model and its traces.
@@ -267,20 +284,151 @@ Validation validate_model(const Model<Real>& m, std::span<const unsigned char> c
                    fmt::format("the init ensemble of {} models", st.ensemble),
                    fmt::format("ensemble = {}, stack.depth = {} and the model's size", st.ensemble, arch.depth));
   }
-  const std::string corpus_name = st.corpus.empty() ? "<corpus>" : st.corpus;
-  Validation v;
-  v.model = cfg.to_json();
+}
+
+/// The first key of spec_to_json where a and b differ ("stack.width"), and both values; "" when equal.
+std::string first_difference(const StackSpec& a, const StackSpec& b, std::string& va, std::string& vb) {
+  const nlohmann::json ja = spec_to_json(a), jb = spec_to_json(b);
+  for (const auto& [table, keys] : ja.items())
+    for (const auto& [key, value] : keys.items())
+      if (value != jb.at(table).at(key)) {
+        va = value.dump();
+        vb = jb.at(table).at(key).dump();
+        return table + "." + key;
+      }
+  return "";
+}
+
+}  // namespace
+
+template <class Real>
+MeasureEngine<Real>::MeasureEngine(const Model<Real>& m, std::span<const unsigned char> corpus, MeasureSettings st)
+    : model_(&m), st_(std::move(st)) {
+  init(corpus);
+}
+
+template <class Real>
+MeasureEngine<Real>::MeasureEngine(Model<Real>&& m, std::span<const unsigned char> corpus, MeasureSettings st)
+    : owned_(std::move(m)), st_(std::move(st)) {
+  model_ = &*owned_;
+  init(corpus);
+}
+
+template <class Real>
+std::unique_ptr<MeasureEngine<Real>> MeasureEngine<Real>::from_files(const std::string& checkpoint,
+                                                                     const std::string& corpus, MeasureSettings st,
+                                                                     const std::string& checkpoint_key,
+                                                                     const std::string& corpus_key) {
+  // A corpus that is missing, a device or too big is named before the model is loaded.
+  try {
+    check_regular_file(corpus, "corpus", kMaxCorpusBytes);
+  } catch (const IoError& e) {
+    throw ConfigError(fmt::format("{}: {}", corpus_key, e.what()));
+  }
+  std::error_code ec;
+  if (!std::filesystem::exists(checkpoint, ec))
+    throw ConfigError(fmt::format("{} {}: no such file or folder", checkpoint_key, checkpoint));
+  Model<Real> m = [&] {
+    try {
+      return load_model<Real>(checkpoint);  // a sigprop checkpoint or a Hugging Face folder
+    } catch (const IoError& e) {
+      throw ConfigError(fmt::format("{}: {}", checkpoint_key, e.what()));
+    }
+  }();
+  std::vector<unsigned char> bytes;
+  try {
+    bytes = read_corpus_bytes(corpus);
+  } catch (const IoError& e) {
+    throw ConfigError(fmt::format("{}: {}", corpus_key, e.what()));
+  }
+  if (st.checkpoint.empty()) st.checkpoint = checkpoint;
+  if (st.corpus.empty()) st.corpus = corpus;
+  return std::make_unique<MeasureEngine>(std::move(m), bytes, std::move(st));
+}
+
+template <class Real>
+void MeasureEngine<Real>::init(std::span<const unsigned char> corpus) {
+  const ModelConfig& cfg = model_->cfg;
+  if (st_.seq_len < 0) throw ConfigError(fmt::format("seq_len: must be >= 0 (0 = the context), got {}", st_.seq_len));
+  if (st_.threads < 0) throw ConfigError(fmt::format("threads: must be >= 0 (0 = all cores), got {}", st_.threads));
+  const int T = st_.seq_len > 0 ? std::min(st_.seq_len, cfg.arch.spec.tokens) : cfg.arch.spec.tokens;
+  if (T < 2) throw ConfigError(fmt::format("seq_len: T = {} tokens, at least 2 are needed", T));
+  const std::string corpus_name = st_.corpus.empty() ? "<corpus>" : st_.corpus;
   for (std::size_t i = 0; i < corpus.size(); ++i)
     if (corpus[i] >= cfg.vocab)
       throw ConfigError(fmt::format("{}: byte {} at offset {} is outside the model's vocabulary [0, {}) (validate "
                                     "feeds bytes as token ids)",
                                     corpus_name, corpus[i], i, cfg.vocab));
+  seqs_ = cut_sequences(corpus, T, st_.tokens, corpus_name);
+  corpus_bytes_ = corpus.size();
+  spec_ = cfg.arch.spec;
+  spec_.tokens = T;
+}
+
+template <class Real>
+Profile MeasureEngine<Real>::run(const StackSpec& spec) {
+  {
+    StackSpec want = spec_, got = spec;
+    got.q0 = want.q0;  // measured, not an input
+    got.rho0 = want.rho0;
+    std::string vg, vw;
+    const std::string key = first_difference(got, want, vg, vw);
+    if (!key.empty())
+      throw ConfigError(
+          fmt::format("{}: the spec has {}, the measured model{} has {} (the measurement runs the "
+                      "model's own architecture at T = {} tokens)",
+                      key, vg, st_.checkpoint.empty() ? "" : " " + st_.checkpoint, vw, spec_.tokens));
+  }
+  const int n = seqs_.count(), T = seqs_.T;
+  PerSequence per = measure_sequences(*model_, seqs_, st_.threads, progress_callback(), name());
+  Profile p = reduce_profile(per.values, spec_, "measured", "sequence");
+  // input.q0 and input.rho0 of the profile's spec: the measured q and rho of X_0
+  StackSpec s = spec_;
+  s.q0 = p.at(0, "q");
+  s.rho0 = std::clamp(p.at(0, "rho"), 0.0, 1.0);
+  p.spec = s;
+  const MeanSe loss = mean_se(per.loss);
+  loss_ = std::move(per.loss);
+  p.settings = {{"engine", "measured"},
+                {"checkpoint", st_.checkpoint},
+                {"corpus", st_.corpus},
+                {"corpus_bytes", corpus_bytes_},
+                {"tokens", static_cast<long long>(n) * T},
+                {"sequences", n},
+                {"seq_len", T},
+                {"offsets", fmt::format("o_i = i * {} (floor((bytes - 1) / sequences)), i = 0..{}",
+                                        n > 1 ? seqs_.offsets[1] : 0, n - 1)},
+                {"loss", "mean cross-entropy of each sequence (nats per token); Delta_l = dloss/dX_l"},
+                {"grad_var_rel", "grad_var_l / grad_var_L per sequence"},
+                {"spec_input", "input.q0 and input.rho0 of the spec are the measured q and rho of X_0"},
+                {"precision", std::is_same_v<Real, float> ? "float" : "double"},
+                {"version", kVersion}};
+  p.extras["loss"] = loss.mean;
+  p.extras["loss_se"] = loss.se;
+  return p;
+}
+
+template <class Real>
+Validation validate_model(const Model<Real>& m, std::span<const unsigned char> corpus, const ValidateSettings& st,
+                          const ProgressFn& progress) {
+  check_validate_settings<Real>(m.cfg, st, st.seq_len);
+  MeasureEngine<Real> measure(m, corpus, MeasureSettings{st.tokens, st.seq_len, st.threads, st.checkpoint, st.corpus});
+  return validate_model(measure, st, progress);
+}
+
+template <class Real>
+Validation validate_model(MeasureEngine<Real>& measure, const ValidateSettings& st, const ProgressFn& progress) {
+  const Model<Real>& m = measure.model();
+  const ModelConfig& cfg = m.cfg;
+  check_validate_settings<Real>(cfg, st, measure.settings().seq_len);
+  const int T = measure.spec().tokens;
+  Validation v;
+  v.model = cfg.to_json();
   if (cfg.vocab != 256)
     v.notes.push_back(fmt::format("the model's vocabulary has {} entries; validate feeds the corpus bytes as token "
                                   "ids (the byte-level tokenizer), which only means text for a byte-level model",
                                   cfg.vocab));
-  const Sequences seqs = cut_sequences(corpus, T, st.tokens, corpus_name);
-  const int n = seqs.count();
+  const Sequences& seqs = measure.sequences();
 
   // Progress: the stages that run share [0, 1] equally; stage k's own fraction f maps to (k + f) / stages.
   const bool extended = !(cfg.arch.ext == sim::BlockExt{});
@@ -294,38 +442,23 @@ Validation validate_model(const Model<Real>& m, std::span<const unsigned char> c
   };
 
   // the model itself
-  PerSequence per = measure_sequences(m, seqs, st.threads);
-  if (progress) report_progress(progress, 1.0 / stages, "measured the model", "validate");
-  StackSpec spec = arch;
-  spec.tokens = T;
-  v.measured = reduce_profile(per.values, spec, "measured", "sequence");
+  measure.set_progress(stage_progress(0));
+  try {
+    v.measured = measure.run(measure.spec());
+  } catch (...) {
+    measure.set_progress(nullptr);  // the callback refers to this call's progress
+    throw;
+  }
+  measure.set_progress(nullptr);
+  v.sequence_loss = measure.sequence_loss();
   // the spec every prediction runs: the architecture at T tokens, input fitted to X_0
-  const double q0 = v.measured.at(0, "q"), rho0 = v.measured.at(0, "rho");
-  spec.q0 = q0;
-  spec.rho0 = std::clamp(rho0, 0.0, 1.0);
+  const StackSpec spec = v.measured.spec;
+  const double rho0 = v.measured.at(0, "rho");
   if (spec.rho0 != rho0)
-    v.notes.push_back(fmt::format("the measured rho of X_0 = {:.6g} is outside [0, 1]: the predictions use input.rho0 "
-                                  "= {}",
-                                  rho0, spec.rho0));
-  v.measured.spec = spec;
-  const MeanSe loss = mean_se(per.loss);
-  v.sequence_loss = per.loss;
-  v.measured.settings = {{"engine", "measured"},
-                         {"checkpoint", st.checkpoint},
-                         {"corpus", st.corpus},
-                         {"corpus_bytes", corpus.size()},
-                         {"tokens", static_cast<long long>(n) * T},
-                         {"sequences", n},
-                         {"seq_len", T},
-                         {"offsets", fmt::format("o_i = i * {} (floor((bytes - 1) / sequences)), i = 0..{}",
-                                                 n > 1 ? seqs.offsets[1] : 0, n - 1)},
-                         {"loss", "mean cross-entropy of each sequence (nats per token); Delta_l = dloss/dX_l"},
-                         {"grad_var_rel", "grad_var_l / grad_var_L per sequence"},
-                         {"spec_input", "input.q0 and input.rho0 of the spec are the measured q and rho of X_0"},
-                         {"precision", std::is_same_v<Real, float> ? "float" : "double"},
-                         {"version", kVersion}};
-  v.measured.extras["loss"] = loss.mean;
-  v.measured.extras["loss_se"] = loss.se;
+    v.notes.push_back(
+        fmt::format("the measured rho of X_0 = {:.6g} is outside [0, 1]: the predictions use input.rho0 "
+                    "= {}",
+                    rho0, spec.rho0));
 
   if (extended) {
     v.notes.push_back(
@@ -437,10 +570,13 @@ Validation validate_model(const Model<Real>& m, std::span<const unsigned char> c
   return v;
 }
 
-#define SIGPROP_MEASURE_INSTANTIATE(Real)                                                          \
-  template PerSequence measure_sequences(const Model<Real>&, const Sequences&, int);              \
+#define SIGPROP_MEASURE_INSTANTIATE(Real)                                                                         \
+  template PerSequence measure_sequences(const Model<Real>&, const Sequences&, int, const ProgressFn&,            \
+                                         std::string_view);                                                       \
+  template class MeasureEngine<Real>;                                                                             \
   template Validation validate_model(const Model<Real>&, std::span<const unsigned char>, const ValidateSettings&, \
-                                     const ProgressFn&);
+                                     const ProgressFn&);                                                          \
+  template Validation validate_model(MeasureEngine<Real>&, const ValidateSettings&, const ProgressFn&);
 
 SIGPROP_MEASURE_INSTANTIATE(float)
 SIGPROP_MEASURE_INSTANTIATE(double)

@@ -32,13 +32,16 @@
 /// z_pi = diff / sqrt(sd_pred^2 + se_pred^2 + se_meas^2), the prediction interval of one draw
 /// of the ensemble (sd_pred = se_pred sqrt(S), the spread of one model about the mean).
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <span>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include <nlohmann/json.hpp>
 
+#include "core/engine.hpp"
 #include "core/profile.hpp"
 #include "theory/engine.hpp"
 #include "validate/model.hpp"
@@ -69,18 +72,78 @@ Sequences cut_sequences(std::span<const unsigned char> corpus, int T, long long 
 /// The metrics of one model on every sequence: per[i][l][col] (kMeasuredCols columns, NaN
 /// where undefined), and the sequence's mean cross-entropy in loss[i]. Sequences run on
 /// `threads` workers (0 = all cores); every number is independent of the thread count.
+/// progress (optional) is called once per finished sequence, serialized, with fraction
+/// done / n and `engine` as the name in CancelledError; returning false cancels.
 struct PerSequence {
   std::vector<std::vector<std::vector<double>>> values;
   std::vector<double> loss;
 };
 template <class Real>
-PerSequence measure_sequences(const Model<Real>& m, const Sequences& seqs, int threads = 1);
+PerSequence measure_sequences(const Model<Real>& m, const Sequences& seqs, int threads = 1,
+                              const ProgressFn& progress = {}, std::string_view engine = "measured");
 
 /// Mean and standard error over the first index of per[i][l][col] into a profile with
 /// columns measured_metric_names() and their `_se`; a metric that is non-finite for some
 /// sequence is null at that layer and named in the warnings.
 Profile reduce_profile(const std::vector<std::vector<std::vector<double>>>& per, const StackSpec& spec,
                        const std::string& engine, const std::string& unit);
+
+/// What MeasureEngine measures: the token batch and the names written into the settings.
+struct MeasureSettings {
+  long long tokens = 8192;  ///< tokens measured in all (sequences = tokens / T)
+  int seq_len = 0;          ///< T (0 = the model's context stack.tokens)
+  int threads = 1;          ///< worker threads (0 = all cores); never changes a number
+  std::string checkpoint;   ///< names written into the settings
+  std::string corpus;
+};
+
+/// The trained-model measurement behind the Engine interface: a model and the token batch cut
+/// from a corpus (see the file comment). run(spec) takes the model's architecture at T tokens
+/// (spec(); input.q0 and input.rho0 are ignored: they are measured) and returns the measured
+/// profile, engine "measured", whose input.q0 and input.rho0 are the measured q and rho of X_0
+/// (rho clipped to [0, 1]). Progress: once per measured sequence. Not copyable or movable
+/// (it may borrow its model); one run() at a time.
+template <class Real>
+class MeasureEngine final : public Engine {
+ public:
+  /// Borrows m, which must outlive the engine. @throws ConfigError naming seq_len, tokens or
+  /// the corpus (too short for the sequences, or a byte outside the model's vocabulary).
+  MeasureEngine(const Model<Real>& m, std::span<const unsigned char> corpus, MeasureSettings st);
+  /// Owns m; otherwise as above.
+  MeasureEngine(Model<Real>&& m, std::span<const unsigned char> corpus, MeasureSettings st);
+  /// Loads a sigprop checkpoint or Hugging Face folder (load_model) and a corpus file
+  /// (read_corpus_bytes); st.checkpoint and st.corpus default to the paths.
+  /// @throws ConfigError naming `checkpoint_key` or `corpus_key` (with the path) when a file is
+  ///   missing or unreadable, and as the constructors.
+  static std::unique_ptr<MeasureEngine> from_files(const std::string& checkpoint, const std::string& corpus,
+                                                   MeasureSettings st, const std::string& checkpoint_key = "checkpoint",
+                                                   const std::string& corpus_key = "corpus");
+  MeasureEngine(const MeasureEngine&) = delete;
+  MeasureEngine& operator=(const MeasureEngine&) = delete;
+
+  [[nodiscard]] std::string name() const override { return "measured"; }
+  /// @throws ConfigError naming the first key (e.g. stack.width) where spec differs from spec().
+  Profile run(const StackSpec& spec) override;
+
+  /// The model's architecture at T tokens: the spec run() accepts.
+  [[nodiscard]] const StackSpec& spec() const { return spec_; }
+  [[nodiscard]] const Model<Real>& model() const { return *model_; }
+  [[nodiscard]] const Sequences& sequences() const { return seqs_; }
+  [[nodiscard]] const MeasureSettings& settings() const { return st_; }
+  [[nodiscard]] std::size_t corpus_bytes() const { return corpus_bytes_; }
+  /// Each sequence's mean cross-entropy in the last run(), in offset order.
+  [[nodiscard]] const std::vector<double>& sequence_loss() const { return loss_; }
+
+ private:
+  void init(std::span<const unsigned char> corpus);
+  std::optional<Model<Real>> owned_;
+  const Model<Real>* model_ = nullptr;
+  MeasureSettings st_;
+  StackSpec spec_;
+  Sequences seqs_;
+  std::size_t corpus_bytes_ = 0;
+  std::vector<double> loss_;
+};
 
 struct ValidateSettings {
   long long tokens = 8192;   ///< tokens measured in all (sequences = tokens / T)
@@ -115,6 +178,10 @@ struct Validation {
 template <class Real>
 Validation validate_model(const Model<Real>& m, std::span<const unsigned char> corpus, const ValidateSettings& st,
                           const ProgressFn& progress = {});
+/// The same on a MeasureEngine, which measures (its progress is the first stage's); st's tokens,
+/// seq_len, checkpoint and corpus are not used (the engine's settings are).
+template <class Real>
+Validation validate_model(MeasureEngine<Real>& measure, const ValidateSettings& st, const ProgressFn& progress = {});
 
 /// Fills v.agreement and v.summary from v.measured and the predictions present.
 void compute_agreement(Validation& v);

@@ -118,6 +118,10 @@ struct SimulateSettings {
   /// oversubscribed; 0 = every hardware thread.
   int threads = 1;
   std::string weights_sampling;  ///< "" = automatic, "explicit" or "conditional"
+  /// Backend "cuda": path of the plug-in libsigprop_cuda.so; "" = search beside the library,
+  /// ../lib, ../lib/sigprop, then the dynamic loader's path (docs/cuda.md). The library never
+  /// reads $SIGPROP_CUDA_PLUGIN (the command line does).
+  std::string cuda_plugin;
 };
 
 /// Depth limits (docs/ode.md).

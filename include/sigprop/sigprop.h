@@ -140,7 +140,8 @@ SIGPROP_C_API void sigprop_settings_free(sigprop_settings* settings);
 SIGPROP_C_API sigprop_status sigprop_theory(const sigprop_spec* spec, const sigprop_settings* settings,
                                             sigprop_progress_fn progress, void* user, sigprop_profile** out);
 /** Finite-width Monte Carlo (docs/simulate.md): ensemble means and `_se` columns. Keys: samples,
- *  seed, backend, precision, threads (default 1; 0 = every hardware thread), weights_sampling. */
+ *  seed, backend, precision, threads (default 1; 0 = every hardware thread), weights_sampling,
+ *  cuda_plugin (backend "cuda": the plug-in's path; docs/cuda.md). */
 SIGPROP_C_API sigprop_status sigprop_simulate(const sigprop_spec* spec, const sigprop_settings* settings,
                                               sigprop_progress_fn progress, void* user, sigprop_profile** out);
 /** Depth limits (docs/ode.md). Keys: kind ("continuum", "clustering", "shaped-sde"), abs_tol,

@@ -13,8 +13,9 @@
 #      `pkg-config --cflags --libs sigprop`, and depth_profile.f90 with gfortran when there is
 #      one; their grad_var and rho equal `sigprop theory --json` to 1e-12 (relative);
 #   5. neither libsigprop.so nor the example links a CUDA library (CUDA is a dlopen plug-in);
-#   6. examples/embed configures with add_subdirectory from the checkout (SIGPROP_EMBED_FULL=1:
-#      builds and runs it too; that compiles the library again, minutes).
+#   6. examples/embed configures with add_subdirectory from the checkout and its object file
+#      compiles with C++20 and include/ from the usage requirements and no -march (seconds);
+#      SIGPROP_EMBED_FULL=1: builds and runs it too (that compiles the library again, minutes).
 # Usage: embed_test.sh SOURCE_DIR BUILD_DIR SIGPROP_CLI CXX SANITIZE(ON|OFF)
 set -euo pipefail
 src=$1 build=$2 cli=$3 cxx=$4 sanitize=$5
@@ -162,9 +163,39 @@ if [[ "${SIGPROP_EMBED_FULL:-0}" == 1 ]]; then
     || fail "add_subdirectory build: simulate differs from the installed library's"
   echo "add_subdirectory: built, ran, simulate bitwise equal to the installed library's"
 else
-  cmake -S "$src/examples/embed" -B "$tmp/sub" -DCMAKE_CXX_COMPILER="$cxx" -DSIGPROP_SOURCE_DIR="$src" \
-    -DSIGPROP_ENABLE_CUDA=OFF > "$tmp/sub.log" 2>&1 || { cat "$tmp/sub.log"; fail "configuring with add_subdirectory"; }
+  # Seconds, not minutes: configure the consumer (tests, bench, CUDA off; the CLI is not built,
+  # the checkout is EXCLUDE_FROM_ALL) and compile only its own object file, with plain flags.
+  # This proves that C++20 and the public include folder reach the consumer as usage
+  # requirements of sigprop::sigprop, that the repository root (internal headers) does not,
+  # that no compile line of the whole tree has -march, and that the facade's headers compile
+  # beside Eigen in the consumer's translation unit. It does not prove that the library builds
+  # through add_subdirectory, links, or gives the CLI's numbers (SIGPROP_EMBED_FULL=1 does).
+  gen=()
+  command -v ninja > /dev/null && gen=(-G Ninja)
+  cmake -S "$src/examples/embed" -B "$tmp/sub" "${gen[@]}" -DCMAKE_CXX_COMPILER="$cxx" -DCMAKE_CXX_FLAGS="" \
+    -DSIGPROP_SOURCE_DIR="$src" -DSIGPROP_ENABLE_CUDA=OFF > "$tmp/sub.log" 2>&1 \
+    || { cat "$tmp/sub.log"; fail "configuring with add_subdirectory"; }
   grep -q 'SIGPROP_BUILD_TESTS:BOOL=OFF' "$tmp/sub/CMakeCache.txt" || fail "add_subdirectory: tests default on"
-  echo "add_subdirectory: configures (tests and install rules off); SIGPROP_EMBED_FULL=1 builds and runs it"
+  grep -q 'SIGPROP_BUILD_BENCH:BOOL=OFF' "$tmp/sub/CMakeCache.txt" || fail "add_subdirectory: benchmarks default on"
+  if [[ ${#gen[@]} -gt 0 ]]; then
+    obj=CMakeFiles/depth_profile.dir/depth_profile.cpp.o
+    line=$(ninja -C "$tmp/sub" -t commands "$obj" | tail -1)
+    grep -qE -- '-std=(c|gnu)\+\+(20|2a)' <<< "$line" || fail "add_subdirectory: the consumer's compile line has no C++20: $line"
+    grep -qE -- "(-I|-isystem )$src/include( |$)" <<< "$line" \
+      || fail "add_subdirectory: the consumer's compile line lacks $src/include: $line"
+    if grep -qE -- "(-I|-isystem )$src( |$)" <<< "$line"; then
+      fail "add_subdirectory: the repository root (internal headers) reaches the consumer: $line"
+    fi
+    if ninja -C "$tmp/sub" -t compdb | grep -q -- '-march'; then
+      fail "add_subdirectory: a compile line has -march (SIGPROP_NATIVE is OFF by default)"
+    fi
+    ninja -C "$tmp/sub" "$obj" > "$tmp/subo.log" 2>&1 \
+      || { tail -30 "$tmp/subo.log"; fail "compiling the add_subdirectory consumer's depth_profile.cpp"; }
+    echo "add_subdirectory: configures (tests, bench, install rules off); the consumer's object compiles with" \
+      "C++20 and include/ from the usage requirements, no -march anywhere; SIGPROP_EMBED_FULL=1 builds and runs it"
+  else
+    echo "add_subdirectory: configures (tests and install rules off); no ninja, so the consumer's object is not" \
+      "compiled; SIGPROP_EMBED_FULL=1 builds and runs it"
+  fi
 fi
 echo "embed_install: OK"
