@@ -297,12 +297,15 @@ def simulate(
     precision: Optional[str] = None,
     threads: Optional[int] = None,
     weights_sampling: Optional[str] = None,
+    cuda_plugin: Optional[str] = None,
     progress: Optional[Progress] = None,
     **overrides: Any,
 ) -> Profile:
     """Ensemble mean and standard error of every metric over ``samples`` random stacks
     (docs/simulate.md; defaults: 64 samples, seed 0, backend "cpu", 1 thread, 0 = every
-    hardware thread). Bitwise equal to ``sigprop simulate --json`` for the same seed."""
+    hardware thread). Bitwise equal to ``sigprop simulate --json`` for the same seed.
+    ``cuda_plugin``: path of libsigprop_cuda.so for backend "cuda" (default: searched next
+    to the library, docs/cuda.md)."""
     s = resolve_spec(spec, **overrides)
     st = _settings(
         samples=samples,
@@ -311,6 +314,7 @@ def simulate(
         precision=precision,
         threads=threads,
         weights_sampling=weights_sampling,
+        cuda_plugin=cuda_plugin,
     )
     return Profile(_core.simulate(s, st, progress))
 

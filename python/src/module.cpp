@@ -201,6 +201,7 @@ api::SimulateSettings simulate_settings(const nb::dict& d) {
   r.get("precision", s.precision);
   r.get("threads", s.threads);
   r.get("weights_sampling", s.weights_sampling);
+  r.get("cuda_plugin", s.cuda_plugin);
   r.finish();
   return s;
 }

@@ -177,6 +177,12 @@ def test_cuda_backend_without_device_is_a_cuda_error() -> None:
     # with a CUDA build and a device the call simply succeeds
 
 
+def test_cuda_plugin_path_is_named_when_it_cannot_be_loaded(tmp_path: pathlib.Path) -> None:
+    bogus = tmp_path / "no_such_plugin.so"
+    with pytest.raises(sigprop.CudaError, match="no_such_plugin.so"):
+        sigprop.simulate(SMALL, samples=1, backend="cuda", cuda_plugin=str(bogus))
+
+
 # ------------------------------------------------------------------------------------------------
 # Threads: the GIL is released while an engine runs
 
