@@ -12,6 +12,7 @@
 
 #include "sigprop/api.hpp"
 #include "tests/shared/cli_run.hpp"
+#include "tests/shared/tiny_fixtures.hpp"
 #include "validate/model.hpp"
 
 namespace api = sigprop::api;
@@ -36,25 +37,8 @@ std::string config_error(F&& f) {
   return "(no ConfigError)";
 }
 
-// A freshly initialised pre-LN model, d = 16, H = 2, L = 2, context 8, and 1.5 KB of text.
-struct Files {
-  fs::path checkpoint, corpus;
-};
-const Files& files() {
-  static const Files f = [] {
-    sigprop::validate::ModelConfig c;
-    c.arch.spec.depth = 2;
-    c.arch.spec.tokens = 8;
-    c.arch.spec.width = 16;
-    c.arch.spec.heads = 2;
-    c.vocab = 256;
-    Files out{scratch() / "tiny.safetensors", scratch() / "tiny.txt"};
-    sigprop::validate::save_checkpoint(out.checkpoint, sigprop::validate::Model<float>::initial(c, 7));
-    std::string text;
-    for (int i = 0; i < 1500; ++i) text += static_cast<char>('a' + (i * 7 + i / 13) % 26);
-    std::ofstream(out.corpus, std::ios::binary) << text;
-    return out;
-  }();
+const sigprop::test::TinyFiles& files() {
+  static const sigprop::test::TinyFiles f = sigprop::test::write_tiny_checkpoint(scratch());
   return f;
 }
 
@@ -70,25 +54,8 @@ api::ValidateSettings tiny_validate() {
   return s;
 }
 
-// 2 depths x theory and simulate = 4 jobs, well under a second.
-const char* const kTinyReport = R"(
-[report]
-title = "api sweep"
-[stack]
-tokens = 4
-width = 16
-heads = 2
-qk_scale = "1/dh"
-[sweep]
-stack.depth = [2, 3]
-[engines.theory]
-[engines.simulate]
-samples = 4
-seed = 3
-[figures]
-metrics = ["q"]
-depth_returns = false
-)";
+const std::string kTinyReportText = sigprop::test::tiny_report_toml("api sweep");
+const char* const kTinyReport = kTinyReportText.c_str();
 
 }  // namespace
 
