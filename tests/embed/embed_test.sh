@@ -183,6 +183,32 @@ diff -r -x versions.json -x .sigprop.lock "$tmp/rep_api" "$tmp/rep_cli" > "$tmp/
   || { head -20 "$tmp/rep.diff"; fail "report_from_toml's folder differs from sigprop report's"; }
 echo "report: the installed library's report folder equals sigprop report's (but versions.json)"
 
+# check_c_theory LABEL CLI_JSON OUTPUT...: the "layer grad_var rho" rows of the C ABI examples equal
+# `sigprop theory --json` (CLI_JSON) to 1e-12 (relative).
+check_c_theory() {
+  python3 - "$@" <<'PY'
+import json, math, sys
+label = sys.argv[1]
+cli = json.load(open(sys.argv[2]))["layers"]
+for path in sys.argv[3:]:
+    rows = [line.split() for line in open(path) if line[0].isdigit()]
+    if len(rows) != len(cli): sys.exit(f"{path}: {len(rows)} layers, the CLI has {len(cli)}")
+    worst, n = 0.0, 0
+    for row, ref in zip(rows, cli):
+        if int(row[0]) != ref["layer"]: sys.exit(f"{path}: layer {row[0]} where the CLI has {ref['layer']}")
+        for k, text in zip(("grad_var", "rho"), row[1:]):
+            u, v = float(text), ref[k]
+            if v is None or math.isnan(u):
+                if not (v is None and math.isnan(u)): sys.exit(f"{path}: layer {row[0]} {k}: {u} vs CLI {v}")
+                continue
+            n += 1
+            worst = max(worst, abs(u - v) / max(abs(v), 1e-300))
+    if n == 0: sys.exit(f"{path}: no numbers compared")
+    if worst > 1e-12: sys.exit(f"{path}: max relative difference {worst:.3g} > 1e-12 against sigprop theory --json")
+    print(f"{label} ({path.rsplit('/', 1)[1]}): {n} numbers, max relative difference vs CLI {worst:.3g} (limit 1e-12)")
+PY
+}
+
 # 4c. the C ABI from C (plain cc, pkg-config) and Fortran (gfortran, iso_c_binding)
 if command -v pkg-config > /dev/null; then
   pc() { PKG_CONFIG_PATH="$prefix/lib/pkgconfig" pkg-config "$@" sigprop; }
@@ -209,26 +235,7 @@ if command -v gfortran > /dev/null; then
 else
   echo "C ABI: no gfortran, the Fortran example is not built"
 fi
-python3 - "$tmp/cli_c_theory.json" "${outs[@]}" <<'PY'
-import json, math, sys
-cli = json.load(open(sys.argv[1]))["layers"]
-for path in sys.argv[2:]:
-    rows = [line.split() for line in open(path) if line[0].isdigit()]
-    if len(rows) != len(cli): sys.exit(f"{path}: {len(rows)} layers, the CLI has {len(cli)}")
-    worst, n = 0.0, 0
-    for row, ref in zip(rows, cli):
-        if int(row[0]) != ref["layer"]: sys.exit(f"{path}: layer {row[0]} where the CLI has {ref['layer']}")
-        for k, text in zip(("grad_var", "rho"), row[1:]):
-            u, v = float(text), ref[k]
-            if v is None or math.isnan(u):
-                if not (v is None and math.isnan(u)): sys.exit(f"{path}: layer {row[0]} {k}: {u} vs CLI {v}")
-                continue
-            n += 1
-            worst = max(worst, abs(u - v) / max(abs(v), 1e-300))
-    if n == 0: sys.exit(f"{path}: no numbers compared")
-    if worst > 1e-12: sys.exit(f"{path}: max relative difference {worst:.3g} > 1e-12 against sigprop theory --json")
-    print(f"C ABI ({path.rsplit('/', 1)[1]}): {n} numbers, max relative difference vs CLI {worst:.3g} (limit 1e-12)")
-PY
+check_c_theory "C ABI" "$tmp/cli_c_theory.json" "${outs[@]}"
 
 # 4s. the static library (SIGPROP_STATIC): libsigprop.a holds every object the facade needs
 #     (the whole archive links with only its declared dependencies), the C example links it with
@@ -274,31 +281,10 @@ EOF
     deps=$(ldd "$exe")
     if grep -E 'libsigprop' <<< "$deps"; then fail "$exe, linked against libsigprop.a, loads a libsigprop library"; fi
   done
-  csets=(stack.depth=24 stack.width=64 stack.qk_scale=1/dh input.rho0=0.2)
   "$tmp/depth_profile_cs" "$src/examples/default.toml" "${csets[@]}" > "$tmp/cs_theory.txt" || fail "depth_profile_c (pkg-config, static) failed"
   "$tmp/sx/b/depth_profile_c" "$src/examples/default.toml" "${csets[@]}" > "$tmp/cm_theory.txt" \
     || fail "depth_profile_c (sigprop::sigprop_static) failed"
-  "$cli" theory "$src/examples/default.toml" "${csets[@]/#/--set=}" --json "$tmp/cli_cs_theory.json" -q
-  python3 - "$tmp/cli_cs_theory.json" "$tmp/cs_theory.txt" "$tmp/cm_theory.txt" <<'PY'
-import json, math, sys
-cli = json.load(open(sys.argv[1]))["layers"]
-for path in sys.argv[2:]:
-    rows = [line.split() for line in open(path) if line[0].isdigit()]
-    if len(rows) != len(cli): sys.exit(f"{path}: {len(rows)} layers, the CLI has {len(cli)}")
-    worst, n = 0.0, 0
-    for row, ref in zip(rows, cli):
-        if int(row[0]) != ref["layer"]: sys.exit(f"{path}: layer {row[0]} where the CLI has {ref['layer']}")
-        for k, text in zip(("grad_var", "rho"), row[1:]):
-            u, v = float(text), ref[k]
-            if v is None or math.isnan(u):
-                if not (v is None and math.isnan(u)): sys.exit(f"{path}: layer {row[0]} {k}: {u} vs CLI {v}")
-                continue
-            n += 1
-            worst = max(worst, abs(u - v) / max(abs(v), 1e-300))
-    if n == 0: sys.exit(f"{path}: no numbers compared")
-    if worst > 1e-12: sys.exit(f"{path}: max relative difference {worst:.3g} > 1e-12 against sigprop theory --json")
-    print(f"static ({path.rsplit('/', 1)[1]}): {n} numbers, max relative difference vs CLI {worst:.3g} (limit 1e-12)")
-PY
+  check_c_theory static "$tmp/cli_c_theory.json" "$tmp/cs_theory.txt" "$tmp/cm_theory.txt"
   echo "static: libsigprop.a links whole; the C example through sigprop-static.pc ($slibs) and through" \
     "sigprop::sigprop_static loads no libsigprop.so"
 else
