@@ -1,6 +1,7 @@
 # Install rules (SIGPROP_INSTALL): the public headers, libsigprop.so, a CMake package exporting
-# sigprop::sigprop (find_package(sigprop)) and sigprop.pc (pkg-config). Every third-party
-# dependency is PRIVATE to the shared library, so the package needs none at find_package time.
+# sigprop::sigprop (find_package(sigprop)) and sigprop.pc (pkg-config); with SIGPROP_STATIC also
+# libsigprop.a, sigprop::sigprop_static and sigprop-static.pc. Every third-party dependency is
+# PRIVATE to the shared library, so sigprop::sigprop needs none at find_package time.
 include(CMakePackageConfigHelpers)
 
 set(SIGPROP_INSTALL_CMAKEDIR ${CMAKE_INSTALL_LIBDIR}/cmake/sigprop CACHE STRING
@@ -25,6 +26,15 @@ set_target_properties(sigprop_lib PROPERTIES EXPORT_NAME sigprop)
 configure_package_config_file(${CMAKE_CURRENT_LIST_DIR}/sigpropConfig.cmake.in
                               ${PROJECT_BINARY_DIR}/sigpropConfig.cmake
                               INSTALL_DESTINATION ${SIGPROP_INSTALL_CMAKEDIR})
+# SIGPROP_STATIC: libsigprop.a as sigprop::sigprop_static, in its own export file, which the
+# package config includes only where it is installed (it finds fmt and toml++ first: the
+# archive's link dependencies), so sigprop::sigprop alone still needs no other package.
+if(TARGET sigprop_static)
+  install(TARGETS sigprop_static EXPORT sigpropStaticTargets
+          ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR} COMPONENT dev)
+  install(EXPORT sigpropStaticTargets NAMESPACE sigprop:: FILE sigpropStaticTargets.cmake
+          DESTINATION ${SIGPROP_INSTALL_CMAKEDIR} COMPONENT dev)
+endif()
 # 0.x releases make no compatibility promise between minor versions.
 write_basic_package_version_file(${PROJECT_BINARY_DIR}/sigpropConfigVersion.cmake
                                  VERSION ${PROJECT_VERSION} COMPATIBILITY SameMinorVersion)
@@ -44,3 +54,11 @@ foreach(_dir LIBDIR INCLUDEDIR)
 endforeach()
 configure_file(${CMAKE_CURRENT_LIST_DIR}/sigprop.pc.in ${PROJECT_BINARY_DIR}/sigprop.pc @ONLY)
 install(FILES ${PROJECT_BINARY_DIR}/sigprop.pc DESTINATION ${CMAKE_INSTALL_LIBDIR}/pkgconfig COMPONENT dev)
+if(TARGET sigprop_static)  # `pkg-config --libs sigprop-static`: libsigprop.a by path (-lsigprop finds the .so)
+  set(SIGPROP_PC_DL "")
+  foreach(_lib IN LISTS CMAKE_DL_LIBS)
+    string(APPEND SIGPROP_PC_DL " -l${_lib}")
+  endforeach()
+  configure_file(${CMAKE_CURRENT_LIST_DIR}/sigprop-static.pc.in ${PROJECT_BINARY_DIR}/sigprop-static.pc @ONLY)
+  install(FILES ${PROJECT_BINARY_DIR}/sigprop-static.pc DESTINATION ${CMAKE_INSTALL_LIBDIR}/pkgconfig COMPONENT dev)
+endif()

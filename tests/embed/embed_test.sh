@@ -12,6 +12,10 @@
 #   4c. the C ABI (sigprop.h): examples/embed/depth_profile.c built with plain cc through
 #      `pkg-config --cflags --libs sigprop`, and depth_profile.f90 with gfortran when there is
 #      one; their grad_var and rho equal `sigprop theory --json` to 1e-12 (relative);
+#   4s. when the build made libsigprop.a (SIGPROP_STATIC): it links whole with only its declared
+#      dependencies; depth_profile.c built with plain cc through `pkg-config --cflags --libs
+#      sigprop-static` and through a CMake consumer of sigprop::sigprop_static loads no
+#      libsigprop.so, and its grad_var and rho equal `sigprop theory --json` to 1e-12 (relative);
 #   5. neither libsigprop.so nor the example links a CUDA library (CUDA is a dlopen plug-in);
 #   6. examples/embed configures with add_subdirectory from the checkout and its object file
 #      compiles with C++20 and include/ from the usage requirements and no -march (seconds);
@@ -135,11 +139,157 @@ for eng, tol in (("theory", 1e-12), ("simulate", 0.0)):
           + (" (bitwise equal)" if tol == 0.0 else f" (limit {tol:g})"))
 PY
 
-#      and its simulate profile equals `sigprop simulate --json` bitwise (same seed); a consumer
-#      of report_from_toml writes the folder `sigprop report` writes;
-#   4c. the C ABI (sigprop.h): examples/embed/depth_profile.c built with plain cc through
-#      `pkg-config --cflags --libs sigprop`, and depth_profile.f90 with gfortran when there is
-#      one; their grad_var and rho equal `sigprop theory --json` to 1e-12 (relative);
+# 4b. report_from_toml through the installed library (exceptions cross it by type) equals
+#     `sigprop report` on the same config: every file but versions.json (the CLI's names MPI)
+cat > "$tmp/rep.toml" <<'TOML'
+[stack]
+tokens = 4
+width = 16
+heads = 2
+qk_scale = "1/dh"
+[sweep]
+stack.depth = [2, 3]
+[engines.theory]
+[engines.simulate]
+samples = 4
+TOML
+cat > "$tmp/rep.cpp" <<'CPP'
+#include <sigprop/sigprop.hpp>
+#include <cstdio>
+#include <fstream>
+#include <sstream>
+int main(int, char** argv) {
+  std::ifstream in(argv[1]);
+  std::stringstream text;
+  text << in.rdbuf();
+  sigprop::api::ReportSettings s;
+  s.out = argv[2];
+  s.figures = false;
+  try {
+    sigprop::api::report_from_toml(text.str(), s, [](double, std::string_view) { return false; }, argv[1]);
+    return 1;
+  } catch (const sigprop::CancelledError&) {
+  }
+  const auto r = sigprop::api::report_from_toml(text.str(), s, nullptr, argv[1]);
+  std::printf("report_from_toml: %d cells, %d jobs -> %s\n", r.cells, r.jobs, r.report_md.c_str());
+  return r.jobs == 4 ? 0 : 1;
+}
+CPP
+"$cxx" -std=c++20 -I"$prefix/include" "$tmp/rep.cpp" -L"$prefix/lib" -lsigprop -Wl,-rpath,"$prefix/lib" \
+  -o "$tmp/rep" || fail "a report_from_toml consumer does not build against the prefix"
+"$tmp/rep" "$tmp/rep.toml" "$tmp/rep_api" || fail "report_from_toml through the installed library"
+"$cli" report "$tmp/rep.toml" -o "$tmp/rep_cli" --no-figures -q -j 1 > /dev/null 2>&1 || fail "sigprop report"
+diff -r -x versions.json -x .sigprop.lock "$tmp/rep_api" "$tmp/rep_cli" > "$tmp/rep.diff" \
+  || { head -20 "$tmp/rep.diff"; fail "report_from_toml's folder differs from sigprop report's"; }
+echo "report: the installed library's report folder equals sigprop report's (but versions.json)"
+
+# check_c_theory LABEL CLI_JSON OUTPUT...: the "layer grad_var rho" rows of the C ABI examples equal
+# `sigprop theory --json` (CLI_JSON) to 1e-12 (relative).
+check_c_theory() {
+  python3 - "$@" <<'PY'
+import json, math, sys
+label = sys.argv[1]
+cli = json.load(open(sys.argv[2]))["layers"]
+for path in sys.argv[3:]:
+    rows = [line.split() for line in open(path) if line[0].isdigit()]
+    if len(rows) != len(cli): sys.exit(f"{path}: {len(rows)} layers, the CLI has {len(cli)}")
+    worst, n = 0.0, 0
+    for row, ref in zip(rows, cli):
+        if int(row[0]) != ref["layer"]: sys.exit(f"{path}: layer {row[0]} where the CLI has {ref['layer']}")
+        for k, text in zip(("grad_var", "rho"), row[1:]):
+            u, v = float(text), ref[k]
+            if v is None or math.isnan(u):
+                if not (v is None and math.isnan(u)): sys.exit(f"{path}: layer {row[0]} {k}: {u} vs CLI {v}")
+                continue
+            n += 1
+            worst = max(worst, abs(u - v) / max(abs(v), 1e-300))
+    if n == 0: sys.exit(f"{path}: no numbers compared")
+    if worst > 1e-12: sys.exit(f"{path}: max relative difference {worst:.3g} > 1e-12 against sigprop theory --json")
+    print(f"{label} ({path.rsplit('/', 1)[1]}): {n} numbers, max relative difference vs CLI {worst:.3g} (limit 1e-12)")
+PY
+}
+
+# 4c. the C ABI from C (plain cc, pkg-config) and Fortran (gfortran, iso_c_binding)
+if command -v pkg-config > /dev/null; then
+  pc() { PKG_CONFIG_PATH="$prefix/lib/pkgconfig" pkg-config "$@" sigprop; }
+  cflags=$(pc --cflags) libs=$(pc --libs) libdir=$(pc --variable=libdir)
+else  # the same flags by hand
+  cflags="-I$prefix/include" libs="-L$prefix/lib -lsigprop" libdir=$prefix/lib
+fi
+csets=(stack.depth=24 stack.width=64 stack.qk_scale=1/dh input.rho0=0.2)
+# cc warns that the .pc file's -std=c++20 (for the C++ headers) is not for C: harmless.
+# shellcheck disable=SC2086
+env -u CFLAGS -u LDFLAGS "$cc" -O2 "$src/examples/embed/depth_profile.c" $cflags $libs -Wl,-rpath,"$libdir" \
+  -o "$tmp/depth_profile_c" 2> "$tmp/cc.log" || { cat "$tmp/cc.log"; fail "building examples/embed/depth_profile.c with $cc"; }
+"$tmp/depth_profile_c" "$src/examples/default.toml" "${csets[@]}" > "$tmp/c_theory.txt" \
+  || fail "depth_profile_c failed"
+"$cli" theory "$src/examples/default.toml" "${csets[@]/#/--set=}" --json "$tmp/cli_c_theory.json" -q
+outs=("$tmp/c_theory.txt")
+if command -v gfortran > /dev/null; then
+  (cd "$tmp" && env -u FFLAGS -u LDFLAGS gfortran -O2 "$src/examples/embed/sigprop_f.f90" "$src/examples/embed/depth_profile.f90" \
+     $libs -Wl,-rpath,"$libdir" -o "$tmp/depth_profile_f" > "$tmp/fc.log" 2>&1) \
+    || { cat "$tmp/fc.log"; fail "building examples/embed/depth_profile.f90 with gfortran"; }
+  "$tmp/depth_profile_f" "$src/examples/default.toml" "${csets[@]}" > "$tmp/f_theory.txt" \
+    || fail "depth_profile_f failed"
+  outs+=("$tmp/f_theory.txt")
+else
+  echo "C ABI: no gfortran, the Fortran example is not built"
+fi
+check_c_theory "C ABI" "$tmp/cli_c_theory.json" "${outs[@]}"
+
+# 4s. the static library (SIGPROP_STATIC): libsigprop.a holds every object the facade needs
+#     (the whole archive links with only its declared dependencies), the C example links it with
+#     plain cc through `pkg-config --cflags --libs sigprop-static` and a CMake consumer through
+#     sigprop::sigprop_static with nothing else; neither loads libsigprop.so, and both print
+#     `sigprop theory --json`'s grad_var and rho to 1e-12 (relative).
+if [[ -f "$build/lib/libsigprop.a" ]]; then
+  [[ -f "$prefix/lib/libsigprop.a" && -f "$prefix/lib/cmake/sigprop/sigpropStaticTargets.cmake" ]] \
+    || fail "libsigprop.a or sigpropStaticTargets.cmake not installed (the build made libsigprop.a)"
+  sdeps="-lfmt -ltomlplusplus -lm -ldl"
+  if command -v pkg-config > /dev/null; then
+    [[ -f "$prefix/lib/pkgconfig/sigprop-static.pc" ]] || fail "sigprop-static.pc not installed"
+    spc() { PKG_CONFIG_PATH="$prefix/lib/pkgconfig" pkg-config "$@" sigprop-static; }
+    scflags=$(spc --cflags) slibs=$(spc --libs)
+    sdeps=$(pkg-config --libs fmt tomlplusplus)" -lm -ldl"
+  else  # the same flags by hand
+    scflags="-I$prefix/include" slibs="$prefix/lib/libsigprop.a -lstdc++ $sdeps"
+  fi
+  printf 'int main() { return 0; }\n' > "$tmp/whole.cpp"
+  # shellcheck disable=SC2086
+  "$cxx" "$tmp/whole.cpp" -Wl,--whole-archive "$prefix/lib/libsigprop.a" -Wl,--no-whole-archive $sdeps \
+    -o "$tmp/whole" 2> "$tmp/whole.log" \
+    || { head -20 "$tmp/whole.log"; fail "libsigprop.a does not link whole with $sdeps (an internal library missing from api/CMakeLists.txt's sigprop_static, or a link dependency)"; }
+  # shellcheck disable=SC2086
+  env -u CFLAGS -u LDFLAGS "${CC:-cc}" -O2 "$src/examples/embed/depth_profile.c" $scflags $slibs \
+    -o "$tmp/depth_profile_cs" 2> "$tmp/ccs.log" \
+    || { cat "$tmp/ccs.log"; fail "building examples/embed/depth_profile.c against libsigprop.a ($scflags $slibs)"; }
+  mkdir -p "$tmp/sx"
+  cat > "$tmp/sx/CMakeLists.txt" <<EOF
+cmake_minimum_required(VERSION 3.22)
+project(sigprop_static_consumer LANGUAGES C CXX)
+find_package(sigprop 0.1 REQUIRED COMPONENTS static)
+add_executable(depth_profile_c "$src/examples/embed/depth_profile.c")
+target_link_libraries(depth_profile_c PRIVATE sigprop::sigprop_static)
+EOF
+  gen=()
+  command -v ninja > /dev/null && gen=(-G Ninja)
+  env -u CFLAGS -u CXXFLAGS -u LDFLAGS cmake -S "$tmp/sx" -B "$tmp/sx/b" "${gen[@]}" -DCMAKE_BUILD_TYPE=Release \
+    -DCMAKE_CXX_COMPILER="$cxx" -DCMAKE_PREFIX_PATH="$prefix" > "$tmp/sx.log" 2>&1 \
+    || { cat "$tmp/sx.log"; fail "configuring a consumer of sigprop::sigprop_static"; }
+  cmake --build "$tmp/sx/b" > "$tmp/sxb.log" 2>&1 || { cat "$tmp/sxb.log"; fail "building a consumer of sigprop::sigprop_static"; }
+  for exe in "$tmp/depth_profile_cs" "$tmp/sx/b/depth_profile_c"; do
+    deps=$(ldd "$exe")
+    if grep -E 'libsigprop' <<< "$deps"; then fail "$exe, linked against libsigprop.a, loads a libsigprop library"; fi
+  done
+  "$tmp/depth_profile_cs" "$src/examples/default.toml" "${csets[@]}" > "$tmp/cs_theory.txt" || fail "depth_profile_c (pkg-config, static) failed"
+  "$tmp/sx/b/depth_profile_c" "$src/examples/default.toml" "${csets[@]}" > "$tmp/cm_theory.txt" \
+    || fail "depth_profile_c (sigprop::sigprop_static) failed"
+  check_c_theory static "$tmp/cli_c_theory.json" "$tmp/cs_theory.txt" "$tmp/cm_theory.txt"
+  echo "static: libsigprop.a links whole; the C example through sigprop-static.pc ($slibs) and through" \
+    "sigprop::sigprop_static loads no libsigprop.so"
+else
+  echo "static: this build has no libsigprop.a (SIGPROP_STATIC=OFF), not checked"
+fi
 
 # 5. no CUDA in a CPU-only consumer
 lib_deps=$(ldd "$lib")  # not piped into grep -q: its early exit would fail the pipe (pipefail)
