@@ -16,6 +16,7 @@
 #include "core/progress.hpp"
 #include "core/spec.hpp"
 #include "shared/cli_run.hpp"
+#include "shared/tiny_fixtures.hpp"
 #include "sim/jacobian.hpp"
 #include "theory/clustering.hpp"
 #include "theory/shaped_sde.hpp"
@@ -131,16 +132,9 @@ TEST_CASE("the engines run through an Engine pointer", "[engines]") {
 }
 
 TEST_CASE("MeasureEngine measures a model behind the Engine interface, as validate does", "[engines][validate]") {
-  StackSpec a;
-  a.depth = 2;
-  a.width = 16;
-  a.heads = 2;
-  a.tokens = 8;
-  a.mlp_ratio = 2;
-  const validate::ModelConfig cfg = validate::train_model_config(a);
+  const validate::ModelConfig cfg = sigprop::test::tiny_model_config();
   const validate::Model<float> m = validate::Model<float>::initial(cfg, 1000);
-  std::vector<unsigned char> text(600);
-  for (std::size_t i = 0; i < text.size(); ++i) text[i] = static_cast<unsigned char>('a' + (i * 7 + i / 5) % 26);
+  const std::vector<unsigned char> text = sigprop::test::tiny_text();
   validate::MeasureSettings ms;
   ms.tokens = 64;  // 8 sequences of 8 tokens
   ms.threads = 2;

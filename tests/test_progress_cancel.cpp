@@ -27,6 +27,7 @@
 #include "reports/config.hpp"
 #include "reports/sweep.hpp"
 #include "shared/cli_run.hpp"
+#include "shared/tiny_fixtures.hpp"
 #include "sim/jacobian.hpp"
 #include "theory/clustering.hpp"
 #include "theory/continuum.hpp"
@@ -210,16 +211,9 @@ TEST_CASE("phase: progress per grid point", "[progress]") {
 }
 
 TEST_CASE("validate: stages and ensemble members report, cancel inside a stage", "[progress]") {
-  StackSpec a;
-  a.depth = 2;
-  a.width = 16;
-  a.heads = 2;
-  a.tokens = 8;
-  a.mlp_ratio = 2;
-  const validate::ModelConfig cfg = validate::train_model_config(a);
+  const validate::ModelConfig cfg = sigprop::test::tiny_model_config();
   const validate::Model<float> m = validate::Model<float>::initial(cfg, 1000);
-  std::vector<unsigned char> text(600);
-  for (std::size_t i = 0; i < text.size(); ++i) text[i] = static_cast<unsigned char>('a' + (i * 7 + i / 5) % 26);
+  const std::vector<unsigned char> text = sigprop::test::tiny_text();
   validate::ValidateSettings st;
   st.tokens = 64;
   st.ensemble = 3;
@@ -239,13 +233,7 @@ TEST_CASE("validate: stages and ensemble members report, cancel inside a stage",
 }
 
 TEST_CASE("train: cancel at a step boundary leaves a resumable folder", "[progress]") {
-  StackSpec a;
-  a.depth = 2;
-  a.width = 16;
-  a.heads = 2;
-  a.tokens = 8;
-  a.mlp_ratio = 2;
-  const validate::ModelConfig cfg = validate::train_model_config(a);
+  const validate::ModelConfig cfg = sigprop::test::tiny_model_config();
   const fs::path corpus = scratch() / "corpus.txt";
   {
     std::ofstream out(corpus, std::ios::binary);

@@ -1,11 +1,15 @@
 #pragma once
-// Fixtures shared by the facade tests ([api], test_api_tools.cpp) and the C ABI tests ([c-api],
-// test_c_api.cpp): a tiny checkpoint with its corpus, and a report config of four cheap jobs.
+// Fixtures shared by the facade tests ([api], test_api_tools.cpp), the C ABI tests ([c-api],
+// test_c_api.cpp), the engine and progress tests: a tiny checkpoint with its corpus, a tiny
+// trainable model and text, and a report config of four cheap jobs.
 #include <filesystem>
 #include <fstream>
 #include <string>
 
+#include <vector>
+
 #include "validate/model.hpp"
+#include "validate/train.hpp"
 
 namespace sigprop::test {
 
@@ -27,6 +31,24 @@ inline TinyFiles write_tiny_checkpoint(const std::filesystem::path& dir) {
   for (int i = 0; i < 1500; ++i) text += static_cast<char>('a' + (i * 7 + i / 13) % 26);
   std::ofstream(out.corpus, std::ios::binary) << text;
   return out;
+}
+
+// The byte-level model the engine and progress tests measure and train: d = 16, H = 2, L = 2,
+// T = 8, MLP ratio 2.
+inline validate::ModelConfig tiny_model_config() {
+  StackSpec a;
+  a.depth = 2;
+  a.width = 16;
+  a.heads = 2;
+  a.tokens = 8;
+  a.mlp_ratio = 2;
+  return validate::train_model_config(a);
+}
+// 600 bytes of lower-case text for it.
+inline std::vector<unsigned char> tiny_text() {
+  std::vector<unsigned char> text(600);
+  for (std::size_t i = 0; i < text.size(); ++i) text[i] = static_cast<unsigned char>('a' + (i * 7 + i / 5) % 26);
+  return text;
 }
 
 // 2 depths x theory and simulate = 4 jobs, well under a second.
