@@ -17,9 +17,10 @@
 #      sigprop-static` and through a CMake consumer of sigprop::sigprop_static loads no
 #      libsigprop.so, and its grad_var and rho equal `sigprop theory --json` to 1e-12 (relative);
 #   5. neither libsigprop.so nor the example links a CUDA library (CUDA is a dlopen plug-in);
-#   6. examples/embed configures with add_subdirectory from the checkout and its object file
-#      compiles with C++20 and include/ from the usage requirements and no -march (seconds);
-#      SIGPROP_EMBED_FULL=1: builds and runs it too (that compiles the library again, minutes).
+#   6. examples/embed configures with add_subdirectory from the checkout, gets C++20 and include/
+#      from the usage requirements and no -march, builds with plain flags (the library compiles
+#      a second time: minutes), runs, and its profiles equal the CLI's as in step 4
+#      (SIGPROP_EMBED_FULL=0 skips the build, for quick local runs).
 # Usage: embed_test.sh SOURCE_DIR BUILD_DIR SIGPROP_CLI CXX SANITIZE(ON|OFF)
 set -euo pipefail
 src=$1 build=$2 cli=$3 cxx=$4 sanitize=$5
@@ -112,12 +113,13 @@ grep -q -- '-march' "$tmp/ex/CMakeFiles/depth_profile.dir/flags.make" && fail "t
 sets=(--set stack.depth=24 --set stack.width=64 --set stack.qk_scale=1/dh --set input.rho0=0.2)
 "$cli" theory "${sets[@]}" --json "$tmp/cli_theory.json" -q
 "$cli" simulate "${sets[@]}" --samples 8 --seed 7 --backend cpu --threads 2 --json "$tmp/cli_simulate.json" -q
-python3 - "$tmp" <<'PY'
+cat > "$tmp/compare.py" <<'PY'
+# compare.py DIR TAG: DIR/TAG_{theory,simulate}.json against DIR/cli_{theory,simulate}.json
 import json, sys
-d = sys.argv[1]
+d, tag = sys.argv[1], sys.argv[2]
 def load(n): return json.load(open(f"{d}/{n}.json"))
 for eng, tol in (("theory", 1e-12), ("simulate", 0.0)):
-    a, c = load(f"api_{eng}"), load(f"cli_{eng}")
+    a, c = load(f"{tag}_{eng}"), load(f"cli_{eng}")
     if a["spec"] != c["spec"]: sys.exit(f"{eng}: resolved specs differ:\n{a['spec']}\n{c['spec']}")
     if a["columns"] != c["columns"]: sys.exit(f"{eng}: columns differ: {a['columns']} vs {c['columns']}")
     ra, rc = a["layers"], c["layers"]
@@ -135,9 +137,10 @@ for eng, tol in (("theory", 1e-12), ("simulate", 0.0)):
             worst = max(worst, abs(u - v) / max(abs(v), 1e-300))
     if n == 0: sys.exit(f"{eng}: no numbers compared")
     if worst > tol: sys.exit(f"{eng}: max relative difference {worst:.3g} > {tol:g}")
-    print(f"{eng}: {n} numbers, max relative difference in-process vs CLI {worst:.3g}"
+    print(f"{tag} {eng}: {n} numbers, max relative difference in-process vs CLI {worst:.3g}"
           + (" (bitwise equal)" if tol == 0.0 else f" (limit {tol:g})"))
 PY
+python3 "$tmp/compare.py" "$tmp" api || fail "the installed library's profiles differ from the CLI's"
 
 # 4b. report_from_toml through the installed library (exceptions cross it by type) equals
 #     `sigprop report` on the same config: every file but versions.json (the CLI's names MPI)
@@ -300,52 +303,46 @@ ex_deps=$(ldd "$tmp/ex/depth_profile")
 if grep -E 'libcudart|libcublas|libcusolver' <<< "$ex_deps"; then fail "the example links CUDA"; fi
 echo "ldd: neither libsigprop.so nor the example links a CUDA library"
 
-# 6. add_subdirectory from the checkout
-if [[ "${SIGPROP_EMBED_FULL:-0}" == 1 ]]; then
-  cmake -S "$src/examples/embed" -B "$tmp/sub" -DCMAKE_BUILD_TYPE=Release -DCMAKE_CXX_COMPILER="$cxx" \
-    -DCMAKE_CXX_FLAGS="" -DSIGPROP_SOURCE_DIR="$src" -DSIGPROP_ENABLE_CUDA=OFF > "$tmp/sub.log" 2>&1 \
-    || { cat "$tmp/sub.log"; fail "configuring examples/embed with add_subdirectory"; }
+# 6. add_subdirectory from the checkout: configure (tests, bench and install rules default off
+#    when sigprop is not the top-level project), check the consumer's compile line (C++20 and
+#    include/ arrive as usage requirements of sigprop::sigprop; the repository root, i.e. the
+#    internal headers, does not; no -march anywhere), then build the library and the consumer
+#    through add_subdirectory with plain flags, run it, and compare its profiles with the CLI's
+#    exactly as step 4 does. Building compiles the library a second time (a few minutes on two
+#    cores); SIGPROP_EMBED_FULL=0 stops after the compile-line checks, for quick local runs.
+gen=()
+command -v ninja > /dev/null && gen=(-G Ninja)
+env -u CXXFLAGS -u LDFLAGS cmake -S "$src/examples/embed" -B "$tmp/sub" "${gen[@]}" -DCMAKE_BUILD_TYPE=Release \
+  -DCMAKE_CXX_COMPILER="$cxx" -DCMAKE_CXX_FLAGS="" -DSIGPROP_SOURCE_DIR="$src" -DSIGPROP_ENABLE_CUDA=OFF \
+  > "$tmp/sub.log" 2>&1 || { cat "$tmp/sub.log"; fail "configuring examples/embed with add_subdirectory"; }
+grep -q 'SIGPROP_BUILD_TESTS:BOOL=OFF' "$tmp/sub/CMakeCache.txt" || fail "add_subdirectory: tests default on"
+grep -q 'SIGPROP_BUILD_BENCH:BOOL=OFF' "$tmp/sub/CMakeCache.txt" || fail "add_subdirectory: benchmarks default on"
+if [[ ${#gen[@]} -gt 0 ]]; then
+  obj=CMakeFiles/depth_profile.dir/depth_profile.cpp.o
+  line=$(ninja -C "$tmp/sub" -t commands "$obj" | tail -1)
+  grep -qE -- '-std=(c|gnu)\+\+(20|2a)' <<< "$line" || fail "add_subdirectory: the consumer's compile line has no C++20: $line"
+  grep -qE -- "(-I|-isystem )$src/include( |$)" <<< "$line" \
+    || fail "add_subdirectory: the consumer's compile line lacks $src/include: $line"
+  if grep -qE -- "(-I|-isystem )$src( |$)" <<< "$line"; then
+    fail "add_subdirectory: the repository root (internal headers) reaches the consumer: $line"
+  fi
+  if ninja -C "$tmp/sub" -t compdb | grep -q -- '-march'; then
+    fail "add_subdirectory: a compile line has -march (SIGPROP_NATIVE is OFF by default)"
+  fi
+  echo "add_subdirectory: configures (tests, bench, install rules off); the consumer compiles with C++20 and" \
+    "include/ from the usage requirements, no -march anywhere"
+else
+  grep -rq -- '-march' "$tmp/sub" --include=flags.make && fail "add_subdirectory: a compile line has -march"
+fi
+if [[ "${SIGPROP_EMBED_FULL:-1}" == 0 ]]; then
+  echo "add_subdirectory: SIGPROP_EMBED_FULL=0, so the library is not built, linked or run through add_subdirectory"
+else
+  start=$SECONDS
   cmake --build "$tmp/sub" --target depth_profile -j "$(nproc)" > "$tmp/subb.log" 2>&1 \
     || { tail -30 "$tmp/subb.log"; fail "building examples/embed with add_subdirectory"; }
-  "$tmp/sub/depth_profile" "$tmp/sub_theory.json" "$tmp/sub_simulate.json" > /dev/null
-  cmp -s <(python3 -c 'import json,sys;print(json.load(open(sys.argv[1]))["layers"])' "$tmp/sub_simulate.json") \
-         <(python3 -c 'import json,sys;print(json.load(open(sys.argv[1]))["layers"])' "$tmp/api_simulate.json") \
-    || fail "add_subdirectory build: simulate differs from the installed library's"
-  echo "add_subdirectory: built, ran, simulate bitwise equal to the installed library's"
-else
-  # Seconds, not minutes: configure the consumer (tests, bench, CUDA off; the CLI is not built,
-  # the checkout is EXCLUDE_FROM_ALL) and compile only its own object file, with plain flags.
-  # This proves that C++20 and the public include folder reach the consumer as usage
-  # requirements of sigprop::sigprop, that the repository root (internal headers) does not,
-  # that no compile line of the whole tree has -march, and that the facade's headers compile
-  # beside Eigen in the consumer's translation unit. It does not prove that the library builds
-  # through add_subdirectory, links, or gives the CLI's numbers (SIGPROP_EMBED_FULL=1 does).
-  gen=()
-  command -v ninja > /dev/null && gen=(-G Ninja)
-  cmake -S "$src/examples/embed" -B "$tmp/sub" "${gen[@]}" -DCMAKE_CXX_COMPILER="$cxx" -DCMAKE_CXX_FLAGS="" \
-    -DSIGPROP_SOURCE_DIR="$src" -DSIGPROP_ENABLE_CUDA=OFF > "$tmp/sub.log" 2>&1 \
-    || { cat "$tmp/sub.log"; fail "configuring with add_subdirectory"; }
-  grep -q 'SIGPROP_BUILD_TESTS:BOOL=OFF' "$tmp/sub/CMakeCache.txt" || fail "add_subdirectory: tests default on"
-  grep -q 'SIGPROP_BUILD_BENCH:BOOL=OFF' "$tmp/sub/CMakeCache.txt" || fail "add_subdirectory: benchmarks default on"
-  if [[ ${#gen[@]} -gt 0 ]]; then
-    obj=CMakeFiles/depth_profile.dir/depth_profile.cpp.o
-    line=$(ninja -C "$tmp/sub" -t commands "$obj" | tail -1)
-    grep -qE -- '-std=(c|gnu)\+\+(20|2a)' <<< "$line" || fail "add_subdirectory: the consumer's compile line has no C++20: $line"
-    grep -qE -- "(-I|-isystem )$src/include( |$)" <<< "$line" \
-      || fail "add_subdirectory: the consumer's compile line lacks $src/include: $line"
-    if grep -qE -- "(-I|-isystem )$src( |$)" <<< "$line"; then
-      fail "add_subdirectory: the repository root (internal headers) reaches the consumer: $line"
-    fi
-    if ninja -C "$tmp/sub" -t compdb | grep -q -- '-march'; then
-      fail "add_subdirectory: a compile line has -march (SIGPROP_NATIVE is OFF by default)"
-    fi
-    ninja -C "$tmp/sub" "$obj" > "$tmp/subo.log" 2>&1 \
-      || { tail -30 "$tmp/subo.log"; fail "compiling the add_subdirectory consumer's depth_profile.cpp"; }
-    echo "add_subdirectory: configures (tests, bench, install rules off); the consumer's object compiles with" \
-      "C++20 and include/ from the usage requirements, no -march anywhere; SIGPROP_EMBED_FULL=1 builds and runs it"
-  else
-    echo "add_subdirectory: configures (tests and install rules off); no ninja, so the consumer's object is not" \
-      "compiled; SIGPROP_EMBED_FULL=1 builds and runs it"
-  fi
+  "$tmp/sub/depth_profile" "$tmp/sub_theory.json" "$tmp/sub_simulate.json" > /dev/null \
+    || fail "the add_subdirectory build of depth_profile failed to run"
+  python3 "$tmp/compare.py" "$tmp" sub || fail "the add_subdirectory build's profiles differ from the CLI's"
+  echo "add_subdirectory: library and consumer built with plain flags in $((SECONDS - start)) s, ran, profiles equal the CLI's"
 fi
 echo "embed_install: OK"
