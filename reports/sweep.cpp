@@ -20,6 +20,7 @@
 #include "sigprop/version.hpp"
 #include "mc/backends.hpp"
 #include "mc/engine.hpp"
+#include "reports/atlas.hpp"
 #include "theory/engine.hpp"
 
 namespace sigprop::reports {
@@ -82,6 +83,23 @@ std::string to_string(EngineKind e) {
 
 std::vector<Cell> expand_cells(const ReportConfig& cfg) {
   std::vector<Cell> cells;
+  if (cfg.atlas.enabled) {  // the atlas's sample instead of a grid; the theory's spec has the largest width
+    const std::vector<AtlasDraw> draws = atlas_draws(cfg.atlas);
+    const int digits = static_cast<int>(fmt::format("{}", draws.size() - 1).size());
+    const int w = cfg.atlas.widths.back();
+    for (const AtlasDraw& d : draws) {
+      Cell cell;
+      cell.index = static_cast<int>(cells.size());
+      cell.slug = fmt::format("c{:0{}d}", cell.index, digits);
+      cell.label = fmt::format("{}: {}", cell.slug, d.label);
+      auto sets = d.sets;
+      sets.emplace_back("stack.width", fmt::format("{}", w));
+      sets.emplace_back("stack.heads", fmt::format("{}", w / cfg.atlas.head_dim));
+      cell.spec = build_spec(cfg, sets, cell.label);
+      cells.push_back(std::move(cell));
+    }
+    return cells;
+  }
   const int nv = cfg.variants.empty() ? 1 : static_cast<int>(cfg.variants.size());
   size_t combos = 1;  // saturating: many long axes must not wrap into a small count
   for (auto& ax : cfg.axes) combos = sat_mul({combos, ax.values.size()});
@@ -146,15 +164,22 @@ std::vector<Job> make_jobs(const ReportConfig& cfg, const std::vector<Cell>& cel
                (sampled ? 0.05 * s.attn.samples / 1024.0 * (s.error_batches > 0 ? 2.0 : 1.0) : 0.001);
       jobs.push_back(std::move(j));
     }
-    if (cfg.simulate.enabled) {
+    // An atlas runs the Monte Carlo at each of its widths (H = d / head_dim), a report at one.
+    std::vector<std::pair<int, int>> sizes{{cfg.simulate.width, cfg.simulate.heads}};
+    if (cfg.atlas.enabled) {
+      sizes.clear();
+      for (int w : cfg.atlas.widths) sizes.emplace_back(w, w / cfg.atlas.head_dim);
+    }
+    for (auto [width, heads] : sizes) {
+      if (!cfg.simulate.enabled) break;
       Job j;
       j.cell = c.index;
       j.label = c.label;
       j.engine = EngineKind::Simulate;
       j.spec = c.spec;
       const auto& s = cfg.simulate;
-      if (s.width > 0) j.spec.width = s.width;
-      if (s.heads > 0) j.spec.heads = s.heads;
+      if (width > 0) j.spec.width = width;
+      if (heads > 0) j.spec.heads = heads;
       try {
         j.spec.validate();
       } catch (const ConfigError& e) {
@@ -176,7 +201,8 @@ std::vector<Job> make_jobs(const ReportConfig& cfg, const std::vector<Cell>& cel
                          {"settings", j.settings},
                          {"version", kVersion}};
     j.hash = fnv1a_hex(id.dump());
-    const std::string stem = "cells/" + cells[j.cell].slug + "." + to_string(j.engine);
+    std::string stem = "cells/" + cells[j.cell].slug + "." + to_string(j.engine);
+    if (cfg.atlas.enabled && j.engine == EngineKind::Simulate) stem += fmt::format("-d{}", j.spec.width);
     j.json = stem + ".json";
     j.csv = stem + ".csv";
   }
