@@ -365,6 +365,9 @@ void parse_atlas(const toml::table& at, ReportConfig& cfg) {
     else
       unknown_key(origin, "atlas.", key, keys);
   }
+  if (static_cast<double>(a.configurations) * static_cast<double>(a.widths.size() + 1) > 200000)
+    fail(origin, fmt::format("atlas.configurations: {} configurations x ({} widths + theory) is more than 200000 jobs",
+                             a.configurations, a.widths.size()));
   for (int w : a.widths)
     if (w % a.head_dim != 0)
       fail(origin, fmt::format("atlas.widths: every width must be a multiple of atlas.head_dim = {} (heads = width / "

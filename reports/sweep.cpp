@@ -174,7 +174,7 @@ std::vector<Job> make_jobs(const ReportConfig& cfg, const std::vector<Cell>& cel
       if (!cfg.simulate.enabled) break;
       Job j;
       j.cell = c.index;
-      j.label = c.label;
+      j.label = cfg.atlas.enabled ? fmt::format("{} (d = {})", c.label, width) : c.label;
       j.engine = EngineKind::Simulate;
       j.spec = c.spec;
       const auto& s = cfg.simulate;
