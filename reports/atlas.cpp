@@ -124,6 +124,23 @@ WidthFit fit_width(const std::vector<double>& d, const std::vector<double>& y, c
   return f;
 }
 
+WidthFit fit_width_squared(const std::vector<double>& d, const std::vector<double>& y, const std::vector<double>& se) {
+  std::vector<double> y2(y.size()), se2(y.size());
+  for (size_t i = 0; i < y.size(); ++i) {
+    y2[i] = y[i] * y[i];
+    se2[i] = 2 * std::abs(y[i]) * se[i];
+  }
+  const WidthFit f2 = fit_width(d, y2, se2);
+  WidthFit f;
+  if (!f2.ok) return f;
+  f.m = std::sqrt(std::max(f2.m, 0.0));
+  f.b = f2.b;
+  // Delta method where m is resolved, else the square root of the variance scale of m^2.
+  f.se_m = f.m > 0 ? std::min(f2.se_m / (2 * f.m), std::sqrt(f2.se_m)) : std::sqrt(f2.se_m);
+  f.ok = std::isfinite(f.m) && std::isfinite(f.se_m);
+  return f;
+}
+
 double percentile(std::vector<double> v, double p) {
   v.erase(std::remove_if(v.begin(), v.end(), [](double x) { return std::isnan(x); }), v.end());
   if (v.empty()) return kNaN;
@@ -254,7 +271,11 @@ std::vector<AtlasPoint> atlas_points(const ReportConfig& cfg, const std::vector<
           p.rel.push_back(std::abs(diff) / std::abs(p.mc[w]));
           p.z.push_back(z_ratio(diff, combined(p.mc_se[w], p.mc[w])));
         }
-        p.fit = fit_width(dw, p.mc, p.mc_se);
+        if (m == "update_ratio" || m == "ang_dist") {
+          p.fit = fit_width_squared(dw, p.mc, p.mc_se);
+        } else {
+          p.fit = fit_width(dw, p.mc, p.mc_se);
+        }
         if (!p.fit.ok || p.fit.m == 0) continue;
         const double diff = p.theory - p.fit.m, s = combined(p.fit.se_m, p.fit.m);
         p.rel_ext = std::abs(diff) / std::abs(p.fit.m);

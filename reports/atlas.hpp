@@ -42,6 +42,13 @@ struct WidthFit {
 };
 WidthFit fit_width(const std::vector<double>& d, const std::vector<double>& y, const std::vector<double>& se);
 
+/// The fit of y^2 = m^2 + b / d (se of y^2 by the delta method, 2 |y| se), returning m =
+/// sqrt(max(m^2, 0)) and its standard error: for norms of small updates (update_ratio,
+/// ang_dist) the Monte Carlo mean's square, E[u]^2 = E[u^2] - Var u, has the 1/d bias, while
+/// E[u] goes like sqrt(t^2 + c/d) once the finite-width part c/d is not small against t^2.
+/// b is the slope of the square.
+WidthFit fit_width_squared(const std::vector<double>& d, const std::vector<double>& y, const std::vector<double>& se);
+
 /// The p-quantile (p in [0, 1]) of v with linear interpolation between order statistics
 /// (Hyndman-Fan type 7, as numpy's default); NaN for an empty v. NaNs in v are ignored.
 double percentile(std::vector<double> v, double p);

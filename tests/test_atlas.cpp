@@ -103,6 +103,20 @@ TEST_CASE("atlas: the width fit m + b/d against closed forms", "[atlas]") {
   SIGPROP_CHECK_CLOSE(f.b, sxy / sxx, (test::Tol{1e-9, 1e-9}));
   SIGPROP_CHECK_CLOSE(f.m, ym - sxy / sxx * xm, (test::Tol{1e-12, 1e-10}));
   SIGPROP_CHECK_CLOSE(f.se_m, 0.05 * std::sqrt(1.0 / 3 + xm * xm / sxx), (test::Tol{1e-12, 1e-9}));
+  // In the square (update_ratio, ang_dist): E[u]^2 = 0.01 + 4/d exactly gives m = 0.1, while the
+  // linear fit of u itself misses it (u ~ sqrt(4/d) there).
+  std::vector<double> u;
+  for (double w : {64.0, 128.0, 256.0}) u.push_back(std::sqrt(0.01 + 4 / w));
+  f = reports::fit_width_squared({64, 128, 256}, u, {1e-3, 1e-3, 1e-3});
+  REQUIRE(f.ok);
+  SIGPROP_CHECK_CLOSE(f.m, 0.1, (test::Tol{1e-12, 1e-10}));
+  SIGPROP_CHECK_CLOSE(f.b, 4.0, (test::Tol{1e-12, 1e-10}));
+  CHECK(std::abs(reports::fit_width({64, 128, 256}, u, {1e-3, 1e-3, 1e-3}).m - 0.1) > 0.01);
+  // se by the delta method: two widths, se(u^2) = 2 u se(u), se(m) = se(m^2) / (2 m).
+  f = reports::fit_width_squared({64, 128}, {0.5, 0.4}, {0.01, 0.01});
+  const double m2 = 2 * 0.16 - 0.25, se_m2 = std::sqrt(4 * std::pow(2 * 0.4 * 0.01, 2) + std::pow(2 * 0.5 * 0.01, 2));
+  SIGPROP_CHECK_CLOSE(f.m, std::sqrt(m2), kExact);
+  SIGPROP_CHECK_CLOSE(f.se_m, se_m2 / (2 * std::sqrt(m2)), (test::Tol{1e-15, 1e-10}));
   CHECK_FALSE(reports::fit_width({64, 64}, {1, 2}, {0.1, 0.1}).ok);  // one distinct width
   CHECK_FALSE(reports::fit_width({64}, {1}, {0.1}).ok);
   CHECK_FALSE(reports::fit_width({64, 128}, {1, NAN}, {0.1, 0.1}).ok);
@@ -186,11 +200,13 @@ TEST_CASE("atlas: [atlas] config, its jobs and its named errors", "[atlas][confi
 
 TEST_CASE("atlas: the tiny atlas agrees with the extrapolated Monte Carlo at family-wise rate 1%",
           "[atlas][stochastic]") {
-  // examples/atlas_tiny.toml: 20 configurations at d = 64 and 128, 48 samples. The statistic is
+  // examples/atlas_tiny.toml: 20 configurations at d = 64 and 128 (d_h = 64), 48 samples, about
+  // 4 s on 2 cores; norm = "none" left out (finite-d_h error, see the example). The statistic is
   // z = (theory - m) / sqrt(se_theory² + se_m²) against m of the fit m + b/d, which removes the
   // O(1/d) finite-width bias; the test fails when any of the N compared points has
   // |z| > bonferroni_z(0.01, N), so a correct theory passes with probability >= 99% (to the
   // normal approximation of the means; Bonferroni is conservative for the correlated layers).
+  // Passed for atlas seeds 7 to 14 (seed 7 is the test's).
   const auto cfg = reports::load_report_config(std::string(SIGPROP_SOURCE_DIR) + "/examples/atlas_tiny.toml");
   const auto cells = reports::expand_cells(cfg);
   const auto jobs = reports::make_jobs(cfg, cells);
@@ -202,7 +218,7 @@ TEST_CASE("atlas: the tiny atlas agrees with the extrapolated Monte Carlo at fam
   const auto st = reports::run_jobs(cfg, jobs, out, opt);
   CHECK(st.ran == static_cast<int>(jobs.size()));
   const auto pts = reports::atlas_points(cfg, cells, jobs, out);
-  REQUIRE(pts.size() > 500);
+  REQUIRE(pts.size() > 300);
   const double zc = reports::bonferroni_z(cfg.atlas.alpha, static_cast<double>(pts.size()));
   int beyond = 0;
   for (const auto& p : pts) {
