@@ -586,8 +586,12 @@ RenderResult render_atlas(const ReportConfig& cfg, const std::vector<Cell>& cell
     plots.push_back(fmt::format("'{}.dat' index {} using 1:2:3 with yerrorbars pt 6 ps 0.9 lc rgb '#d62728' title "
                                 "'extrapolated m + b/d'",
                                 f.stem, nw + 1));
-    f.script = header + fmt::format("set title \"{}\" noenhanced\nset key outside right\nset xlabel 'layer'\nset ylabel '{}'\nplot {}\n",
-                                    gp(f.title), m, fmt::format("{}", fmt::join(plots, ", \\\n     ")));
+    // The label is long: on a second title line.
+    f.script = header + fmt::format("set title \"{}\\n{}\" noenhanced\nset key outside right\nset xlabel 'layer'\n"
+                                    "set ylabel '{}'\nset offsets 0.4, 0.4, 0, 0\n{}plot {}\n",
+                                    gp(fmt::format("Worst #{}: {}", k + 1, m)), gp(cells[w.cell].label), m,
+                                    cells[w.cell].spec.depth <= 24 ? "set xtics 1\n" : "",
+                                    fmt::format("{}", fmt::join(plots, ", \\\n     ")));
     const CellMetric& x = cm[w.cell][w.metric];
     f.reading = fmt::format("Largest relative error {} (layer {}), {} beyond 2 s.e., |z| up to {:.1f} against the "
                             "extrapolated Monte Carlo; at d = {}: {}.",
@@ -606,15 +610,19 @@ RenderResult render_atlas(const ReportConfig& cfg, const std::vector<Cell>& cell
   {
     Table t;
     t.title = "Relative error against the width-extrapolated Monte Carlo, every configuration and layer";
-    t.note = fmt::format("Goals (issue 16): p99 ≤ 2% for forward metrics, ≤ 5% for grad_var. \"beyond\": share of points "
+    t.note = fmt::format("Goals (issue 16): p99 ≤ 2% for forward metrics, ≤ 5% for grad_var: \"met\" by the p99 relative "
+                         "error, \"not resolved\" when only the p99 of the part beyond 2 s.e. meets it (the Monte Carlo is "
+                         "too noisy to tell), else \"not met\". \"beyond z_crit\": share of points "
                          "with |z| > z_crit = {:.2f} (Bonferroni over the {} points at family-wise rate {}).",
                          zc, pts.size(), a.alpha);
     t.head = {"metric", "points", "p50", "p90", "p99", "max", "p99 beyond 2 s.e.", "beyond z_crit", "goal"};
     for (const std::string& m : a.metrics) {
       const Stat s = stat(groups[0], m, -1);
       const double goal = is_forward(m) ? 0.02 : 0.05;
+      // "not resolved": the p99 error exceeds the goal but not by more than the Monte Carlo's uncertainty.
+      const std::string verdict = s.n == 0 ? "–" : s.p99 <= goal ? "met" : s.p99_excess <= goal ? "not resolved" : "not met";
       t.rows.push_back({m, fmt::format("{}", s.n), pct(s.p50), pct(s.p90), pct(s.p99), pct(s.max), pct(s.p99_excess),
-                        pct(s.significant), s.n == 0 ? "–" : (s.p99 <= goal ? "met" : "not met")});
+                        pct(s.significant), verdict});
     }
     tables.push_back(std::move(t));
   }
