@@ -668,7 +668,7 @@ RenderResult render_atlas(const ReportConfig& cfg, const std::vector<Cell>& cell
     j["sigprop"] = kVersion;
     j["configurations"] = cells.size();
     j["widths"] = a.widths;
-    j["samples"] = cfg.simulate.samples;
+    j["samples"] = a.samples.empty() ? std::vector<int>(nw, cfg.simulate.samples) : a.samples;
     j["points"] = pts.size();
     j["alpha"] = a.alpha;
     j["z_crit"] = zc;
@@ -685,10 +685,12 @@ RenderResult render_atlas(const ReportConfig& cfg, const std::vector<Cell>& cell
 
   // ---- report.md and index.html ---------------------------------------------------------------
   const std::string settings = fmt::format(
-      "{} configurations ({} sample, seed {}), theory against Monte Carlo at d = {} (H = d/{}), {} samples each, "
+      "{} configurations ({} sample, seed {}), theory against Monte Carlo at d = {} (H = d/{}) with {} samples, "
       "{} compared points",
       cells.size(), a.sampler == "lhs" ? "Latin hypercube" : "digitally shifted Sobol", a.seed,
-      fmt::join(a.widths, ", "), a.head_dim, cfg.simulate.samples, pts.size());
+      fmt::join(a.widths, ", "), a.head_dim,
+      a.samples.empty() ? fmt::format("{}", cfg.simulate.samples) : fmt::format("{}", fmt::join(a.samples, ", ")),
+      pts.size());
   const std::string defs =
       "Relative error |theory − MC| / |MC| per configuration, metric and layer (inputs excluded: layer 0 of the forward "
       "metrics, grad_var at layer L). The extrapolated MC is m of a weighted least-squares fit m + b/d over the widths "

@@ -287,7 +287,7 @@ void parse_atlas(const toml::table& at, ReportConfig& cfg) {
   const std::string& origin = cfg.origin;
   AtlasConfig& a = cfg.atlas;
   a.enabled = true;
-  const std::vector<std::string> keys{"configurations", "seed", "sampler", "widths", "head_dim", "blocks", "norm",
+  const std::vector<std::string> keys{"configurations", "seed", "sampler", "widths", "samples", "head_dim", "blocks", "norm",
                                       "norm_type", "activation", "mask", "qk_scale", "branch_scale", "branch_number",
                                       "sigma_qk2", "sigma_w2", "depth", "tokens", "metrics", "alpha", "worst"};
   for (auto&& [k, node] : at) {
@@ -312,6 +312,14 @@ void parse_atlas(const toml::table& at, ReportConfig& cfg) {
           fail(origin, fmt::format("{}: widths must increase, got {} after {}", full, w, a.widths.back()));
         a.widths.push_back(w);
       }
+    } else if (key == "samples") {
+      auto* arr = node.as_array();
+      if (arr == nullptr || arr->empty())
+        fail(origin, fmt::format("{}: expected an array of sample counts, one per width, got {}", full,
+                                 arr ? "an empty array" : toml_type_name(node)));
+      a.samples.clear();
+      for (size_t i = 0; i < arr->size(); ++i)
+        a.samples.push_back(get_int(*arr->get(i), origin, fmt::format("{}[{}]", full, i + 1), 2, 65536));
     } else if (key == "head_dim")
       a.head_dim = get_int(node, origin, full, 1, 1 << 20);
     else if (key == "blocks")
@@ -365,6 +373,9 @@ void parse_atlas(const toml::table& at, ReportConfig& cfg) {
     else
       unknown_key(origin, "atlas.", key, keys);
   }
+  if (!a.samples.empty() && a.samples.size() != a.widths.size())
+    fail(origin, fmt::format("atlas.samples: {} sample counts for {} widths (atlas.widths); give one per width",
+                             a.samples.size(), a.widths.size()));
   if (static_cast<double>(a.configurations) * static_cast<double>(a.widths.size() + 1) > 200000)
     fail(origin, fmt::format("atlas.configurations: {} configurations x ({} widths + theory) is more than 200000 jobs",
                              a.configurations, a.widths.size()));
@@ -573,7 +584,9 @@ std::string to_toml(const ReportConfig& c) {
       return t;
     };
     o << "\n[atlas]\nconfigurations = " << a.configurations << "\nseed = " << a.seed << "\nsampler = " << quote(a.sampler)
-      << "\nwidths = [" << fmt::format("{}", fmt::join(a.widths, ", ")) << "]\nhead_dim = " << a.head_dim
+      << "\nwidths = [" << fmt::format("{}", fmt::join(a.widths, ", ")) << "]\n"
+      << (a.samples.empty() ? std::string() : fmt::format("samples = [{}]\n", fmt::join(a.samples, ", ")))
+      << "head_dim = " << a.head_dim
       << "\nblocks = " << names(a.blocks) << "\nnorm = " << names(a.norm) << "\nnorm_type = " << names(a.norm_type)
       << "\nactivation = " << names(a.activation) << "\nmask = " << names(a.mask) << "\nqk_scale = " << names(a.qk_scale)
       << "\nbranch_scale = " << names(a.branch_scale) << "\nbranch_number = [" << num(a.branch_number.first) << ", "

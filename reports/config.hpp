@@ -59,6 +59,9 @@ struct AtlasConfig {
   uint64_t seed = 1;             ///< digital shift (Sobol) or permutations (LHS)
   std::string sampler = "sobol";  ///< "sobol" (digitally shifted) or "lhs" (Latin hypercube)
   std::vector<int> widths{1024, 4096, 16384};
+  /// Monte Carlo samples per width (same length as widths); empty = engines.simulate.samples at
+  /// every width. Fewer at the larger widths: their means are closer to the limit and cost more.
+  std::vector<int> samples;
   int head_dim = 64;
   // Categorical dimensions: TOML names (MODEL.md §3), one drawn per configuration.
   std::vector<std::string> blocks{"attn+mlp", "attn", "mlp"};

@@ -165,12 +165,17 @@ std::vector<Job> make_jobs(const ReportConfig& cfg, const std::vector<Cell>& cel
       jobs.push_back(std::move(j));
     }
     // An atlas runs the Monte Carlo at each of its widths (H = d / head_dim), a report at one.
-    std::vector<std::pair<int, int>> sizes{{cfg.simulate.width, cfg.simulate.heads}};
+    struct Size {
+      int width, heads, samples;
+    };
+    std::vector<Size> sizes{{cfg.simulate.width, cfg.simulate.heads, cfg.simulate.samples}};
     if (cfg.atlas.enabled) {
       sizes.clear();
-      for (int w : cfg.atlas.widths) sizes.emplace_back(w, w / cfg.atlas.head_dim);
+      const auto& a = cfg.atlas;
+      for (size_t i = 0; i < a.widths.size(); ++i)
+        sizes.push_back({a.widths[i], a.widths[i] / a.head_dim, a.samples.empty() ? cfg.simulate.samples : a.samples[i]});
     }
-    for (auto [width, heads] : sizes) {
+    for (auto [width, heads, samples] : sizes) {
       if (!cfg.simulate.enabled) break;
       Job j;
       j.cell = c.index;
@@ -186,12 +191,16 @@ std::vector<Job> make_jobs(const ReportConfig& cfg, const std::vector<Cell>& cel
         throw ConfigError(fmt::format("{}: sweep cell \"{}\" with engines.simulate width/heads: {}", cfg.origin,
                                       c.label, e.what()));
       }
-      j.settings = {{"samples", s.samples}, {"seed", s.seed}, {"backend", s.backend}, {"precision", s.precision},
-                    {"weights_sampling",
-                     sim::to_string(sim::resolve_weight_sampling(j.spec, s.backend, "").sampling)}};
-      // Measured (Eigen, float, one core): ~2.6 ms per sample and layer at d = 64, T = 16.
+      const auto sampling = sim::resolve_weight_sampling(j.spec, s.backend, "").sampling;
+      j.settings = {{"samples", samples}, {"seed", s.seed}, {"backend", s.backend}, {"precision", s.precision},
+                    {"weights_sampling", sim::to_string(sampling)}};
       double d = j.spec.width;
-      j.cost = s.samples * L * 2.6e-3 * (d / 64.0) * (d / 64.0) * (T / 16.0) * (s.backend == "reference" ? 1.5 : 1.0);
+      if (cfg.atlas.enabled && sampling == sim::WeightSampling::Conditional)
+        // Measured (Eigen, float, one core, conditional, attn+mlp): ~22 ms per sample and layer at
+        // d = 1024, T = 16, growing like d^1.15 (to d = 16384) and T^1.6 (to T = 64).
+        j.cost = samples * L * 0.022 * std::pow(d / 1024.0, 1.15) * std::pow(T / 16.0, 1.6);
+      else  // Measured (Eigen, float, one core): ~2.6 ms per sample and layer at d = 64, T = 16.
+        j.cost = samples * L * 2.6e-3 * (d / 64.0) * (d / 64.0) * (T / 16.0) * (s.backend == "reference" ? 1.5 : 1.0);
       jobs.push_back(std::move(j));
     }
   }
@@ -296,7 +305,7 @@ RunStats run_jobs(const ReportConfig& cfg, const std::vector<Job>& jobs, const f
           p = eng.run(job.spec);
         } else {
           sim::SimSettings s;
-          s.samples = cfg.simulate.samples;
+          s.samples = job.settings.value("samples", cfg.simulate.samples);  // an atlas sets it per width
           s.seed = cfg.simulate.seed;
           s.backend = cfg.simulate.backend;
           s.precision = cfg.simulate.precision;

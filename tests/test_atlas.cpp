@@ -175,6 +175,8 @@ TEST_CASE("atlas: [atlas] config, its jobs and its named errors", "[atlas][confi
   CHECK(jobs.size() == 300 * 4);  // theory + d = 1024, 4096, 16384
   CHECK(jobs[1].json == "cells/c000.simulate-d1024.json");
   CHECK(jobs[3].spec.heads == 16384 / 64);
+  CHECK(jobs[1].settings.at("samples") == 32);  // atlas.samples: one count per width
+  CHECK(jobs[3].settings.at("samples") == 8);
   // The resolved config parses back to itself.
   const auto again = reports::parse_report_config(reports::to_toml(full), "resolved.toml");
   CHECK(reports::to_toml(again) == reports::to_toml(full));
@@ -191,6 +193,7 @@ TEST_CASE("atlas: [atlas] config, its jobs and its named errors", "[atlas][confi
              Catch::Contains("atlas.widths") && Catch::Contains("multiple of atlas.head_dim"));
   CHECK_THAT(err("[atlas]\nconfigurations = 4\nnorm = [\"pre\", \"prenorm\"]\n"), Catch::Contains("atlas.norm[2]"));
   CHECK_THAT(err("[atlas]\nconfigurations = 4\nwidths = [128]\n"), Catch::Contains("atlas.widths"));
+  CHECK_THAT(err("[atlas]\nconfigurations = 4\nsamples = [8, 4]\n"), Catch::Contains("atlas.samples: 2 sample counts for 3 widths"));
   CHECK_THAT(err("[atlas]\nconfigurations = 4\nsigma_qk2 = [2.0, 1.0]\n"), Catch::Contains("atlas.sigma_qk2"));
   CHECK_THAT(err("[atlas]\nconfigs = 4\n"), Catch::Contains("unknown key \"atlas.configs\""));
   CHECK_THAT(err("[atlas]\nconfigurations = 4\n[sweep]\nstack.depth = [2, 3]\n"), Catch::Contains("remove [sweep]"));
