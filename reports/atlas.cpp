@@ -294,20 +294,29 @@ struct Table {
   std::string title, note;
   std::vector<std::string> head;
   std::vector<std::vector<std::string>> rows;
+  int link_col = -1;  ///< a column of relative paths, written as links
 };
+
+/// A Markdown table cell: a '|' would end it.
+std::string md_cell(const std::string& s) {
+  std::string out;
+  for (char c : s) out += c == '|' ? std::string("\\|") : std::string(1, c);
+  return out;
+}
 
 std::string md_table(const Table& t) {
   std::ostringstream o;
   o << "### " << t.title << "\n\n";
   if (!t.note.empty()) o << t.note << "\n\n";
   o << "|";
-  for (auto& h : t.head) o << " " << h << " |";
+  for (auto& h : t.head) o << " " << md_cell(h) << " |";
   o << "\n|";
   for (size_t i = 0; i < t.head.size(); ++i) o << (i == 0 ? "---|" : "---:|");
   o << "\n";
   for (auto& r : t.rows) {
     o << "|";
-    for (auto& c : r) o << " " << c << " |";
+    for (size_t i = 0; i < r.size(); ++i)
+      o << " " << (static_cast<int>(i) == t.link_col ? "[" + r[i] + "](" + r[i] + ")" : md_cell(r[i])) << " |";
     o << "\n";
   }
   return o.str() + "\n";
@@ -322,7 +331,10 @@ std::string html_table(const Table& t) {
   o << "</tr>\n";
   for (auto& r : t.rows) {
     o << "<tr>";
-    for (auto& c : r) o << "<td>" << html(c) << "</td>";
+    for (size_t i = 0; i < r.size(); ++i)
+      o << "<td>"
+        << (static_cast<int>(i) == t.link_col ? "<a href=\"" + html(r[i]) + "\">" + html(r[i]) + "</a>" : html(r[i]))
+        << "</td>";
     o << "</tr>\n";
   }
   return o.str() + "</table>\n";
@@ -652,6 +664,7 @@ RenderResult render_atlas(const ReportConfig& cfg, const std::vector<Cell>& cell
   Table worst_table;
   worst_table.title = fmt::format("The {} worst configurations", worst.size());
   worst_table.note = "Ranked by the largest error beyond 2 standard errors of theory and extrapolated Monte Carlo, then by the largest relative error.";
+  worst_table.link_col = 8;
   worst_table.head = {"#", "configuration", "metric", "layer", "rel. error (ext.)", "beyond 2 s.e.", "max |z|",
                       fmt::format("rel. error d = {}", a.widths[0]), "figure"};
   for (size_t k = 0; k < worst.size(); ++k) {
