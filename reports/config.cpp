@@ -293,7 +293,7 @@ void parse_atlas(const toml::table& at, ReportConfig& cfg) {
   for (auto&& [k, node] : at) {
     std::string key(k.str()), full = "atlas." + key;
     if (key == "configurations")
-      a.configurations = get_int(node, origin, full, 2, 100000);
+      a.configurations = get_int(node, origin, full, 2, 20000);  // bounded: every cell is built at parse time
     else if (key == "seed")
       a.seed = get_seed(node, origin, full);
     else if (key == "sampler") {

@@ -196,6 +196,7 @@ TEST_CASE("atlas: [atlas] config, its jobs and its named errors", "[atlas][confi
   CHECK_THAT(err("[atlas]\nconfigurations = 4\nsamples = [8, 4]\n"), Catch::Contains("atlas.samples: 2 sample counts for 3 widths"));
   CHECK_THAT(err("[atlas]\nconfigurations = 4\nsigma_qk2 = [2.0, 1.0]\n"), Catch::Contains("atlas.sigma_qk2"));
   CHECK_THAT(err("[atlas]\nconfigs = 4\n"), Catch::Contains("unknown key \"atlas.configs\""));
+  CHECK_THAT(err("[atlas]\nconfigurations = 20001\n"), Catch::Contains("atlas.configurations: must be in [2, 20000]"));
   CHECK_THAT(err("[atlas]\nconfigurations = 4\n[sweep]\nstack.depth = [2, 3]\n"), Catch::Contains("remove [sweep]"));
   CHECK_THROWS_WITH(reports::parse_report_config("[atlas]\nconfigurations = 4\n", "b.toml"),
                     Catch::Contains("b.toml") && Catch::Contains("[engines.theory] and [engines.simulate]"));
