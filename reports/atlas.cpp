@@ -35,11 +35,21 @@ struct SobolDir {
   unsigned a;
   unsigned m[6];
 };
-constexpr SobolDir kJoeKuo[kSobolMaxDims - 1] = {
-    {1, 0, {1}},           {2, 1, {1, 3}},           {3, 1, {1, 3, 1}},         {3, 2, {1, 1, 1}},
-    {4, 1, {1, 1, 3, 3}},  {4, 4, {1, 3, 5, 13}},    {5, 2, {1, 1, 5, 5, 17}},  {5, 4, {1, 1, 5, 5, 5}},
-    {5, 7, {1, 1, 7, 11, 19}}, {5, 11, {1, 1, 5, 1, 1}}, {5, 13, {1, 1, 1, 3, 11}}, {5, 14, {1, 3, 5, 5, 31}},
-    {6, 1, {1, 3, 3, 9, 7, 49}}, {6, 13, {1, 1, 1, 15, 21, 21}}, {6, 16, {1, 3, 1, 13, 27, 49}}};
+constexpr SobolDir kJoeKuo[kSobolMaxDims - 1] = {{1, 0, {1}},
+                                                 {2, 1, {1, 3}},
+                                                 {3, 1, {1, 3, 1}},
+                                                 {3, 2, {1, 1, 1}},
+                                                 {4, 1, {1, 1, 3, 3}},
+                                                 {4, 4, {1, 3, 5, 13}},
+                                                 {5, 2, {1, 1, 5, 5, 17}},
+                                                 {5, 4, {1, 1, 5, 5, 5}},
+                                                 {5, 7, {1, 1, 7, 11, 19}},
+                                                 {5, 11, {1, 1, 5, 1, 1}},
+                                                 {5, 13, {1, 1, 1, 3, 11}},
+                                                 {5, 14, {1, 3, 5, 5, 31}},
+                                                 {6, 1, {1, 3, 3, 9, 7, 49}},
+                                                 {6, 13, {1, 1, 1, 15, 21, 21}},
+                                                 {6, 16, {1, 3, 1, 13, 27, 49}}};
 
 /// A uniform double in [0, 1) from 53 random bits (platform-independent, unlike
 /// std::uniform_real_distribution).
@@ -165,8 +175,8 @@ std::vector<AtlasDraw> atlas_draws(const AtlasConfig& a) {
   // Dimension order: the heat map's axes (sigma_qk2, depth) first, so that they form the
   // sequence's best two-dimensional projection (a (0, m, 2)-net).
   enum { kQk2, kDepth, kNorm, kQkScale, kBlocks, kAct, kNormType, kMask, kW2, kTokens, kBranch, kBranchNum, kDims };
-  const auto u = a.sampler == "lhs" ? lhs_points(a.configurations, kDims, a.seed)
-                                    : sobol_points(a.configurations, kDims, a.seed);
+  const auto u =
+      a.sampler == "lhs" ? lhs_points(a.configurations, kDims, a.seed) : sobol_points(a.configurations, kDims, a.seed);
   auto pick = [](const std::vector<std::string>& v, double x) {
     return v[std::min(v.size() - 1, static_cast<size_t>(x * static_cast<double>(v.size())))];
   };
@@ -194,13 +204,19 @@ std::vector<AtlasDraw> atlas_draws(const AtlasConfig& a) {
     }
     const double qk2 = log_uniform(a.sigma_qk2, p[kQk2]), w2 = log_uniform(a.sigma_w2, p[kW2]);
     const int depth = log_int(a.depth, p[kDepth]), tokens = log_int(a.tokens, p[kTokens]);
-    d.sets = {{"stack.blocks", quote(blocks)},     {"stack.norm", quote(norm)},   {"stack.norm_type", quote(norm_type)},
-              {"stack.activation", quote(act)},    {"stack.mask", quote(mask)},   {"stack.qk_scale", quote(qk)},
-              {"stack.branch_scale", branch_lit},  {"init.sigma_qk2", fmt::format("{:.4f}", qk2)},
-              {"init.sigma_w2", fmt::format("{:.4f}", w2)}, {"stack.depth", fmt::format("{}", depth)},
+    d.sets = {{"stack.blocks", quote(blocks)},
+              {"stack.norm", quote(norm)},
+              {"stack.norm_type", quote(norm_type)},
+              {"stack.activation", quote(act)},
+              {"stack.mask", quote(mask)},
+              {"stack.qk_scale", quote(qk)},
+              {"stack.branch_scale", branch_lit},
+              {"init.sigma_qk2", fmt::format("{:.4f}", qk2)},
+              {"init.sigma_w2", fmt::format("{:.4f}", w2)},
+              {"stack.depth", fmt::format("{}", depth)},
               {"stack.tokens", fmt::format("{}", tokens)}};
-    d.label = fmt::format("{} {} {} {} {} qk {} qk2={:.4f} w2={:.4f} a={} L={} T={}", blocks, norm, norm_type, act, mask,
-                          qk, qk2, w2, branch_label, depth, tokens);
+    d.label = fmt::format("{} {} {} {} {} qk {} qk2={:.4f} w2={:.4f} a={} L={} T={}", blocks, norm, norm_type, act,
+                          mask, qk, qk2, w2, branch_label, depth, tokens);
     out.push_back(std::move(d));
   }
   return out;
@@ -218,7 +234,8 @@ std::vector<AtlasPoint> atlas_points(const ReportConfig& cfg, const std::vector<
       theory.at(j.cell) = &j;
     } else {
       auto it = std::find(a.widths.begin(), a.widths.end(), j.spec.width);
-      if (it == a.widths.end()) throw Error(fmt::format("atlas: job {} has width {} not in atlas.widths", j.label, j.spec.width));
+      if (it == a.widths.end())
+        throw Error(fmt::format("atlas: job {} has width {} not in atlas.widths", j.label, j.spec.width));
       sims.at(j.cell)[it - a.widths.begin()] = &j;
     }
   }
@@ -355,7 +372,7 @@ bool is_forward(const std::string& m) {
 struct CellMetric {
   int n = 0;
   double rel_ext = 0, absz_ext = 0, excess = 0;
-  int worst_layer = -1;  ///< the layer of the largest excess (else of the largest rel_ext)
+  int worst_layer = -1;     ///< the layer of the largest excess (else of the largest rel_ext)
   std::vector<double> rel;  ///< per width
 };
 
@@ -498,9 +515,17 @@ RenderResult render_atlas(const ReportConfig& cfg, const std::vector<Cell>& cell
             << num(s.p90) << "," << num(s.p99) << "," << num(s.max) << "," << num(s.p99_excess) << ","
             << num(s.significant) << "\n";
           auto jn = [](double x) { return std::isfinite(x) ? nlohmann::json(x) : nlohmann::json(nullptr); };
-          jsummary.push_back({{"scope", g.scope}, {"group", g.name}, {"metric", m}, {"basis", basis}, {"n", s.n},
-                              {"p50", jn(s.p50)}, {"p90", jn(s.p90)}, {"p99", jn(s.p99)}, {"max", jn(s.max)},
-                              {"p99_excess", jn(s.p99_excess)}, {"share_beyond_z_crit", jn(s.significant)}});
+          jsummary.push_back({{"scope", g.scope},
+                              {"group", g.name},
+                              {"metric", m},
+                              {"basis", basis},
+                              {"n", s.n},
+                              {"p50", jn(s.p50)},
+                              {"p90", jn(s.p90)},
+                              {"p99", jn(s.p99)},
+                              {"max", jn(s.max)},
+                              {"p99_excess", jn(s.p99_excess)},
+                              {"share_beyond_z_crit", jn(s.significant)}});
         }
     write_file_atomic(out / "atlas_summary.csv", o.str());
   }
@@ -516,7 +541,8 @@ RenderResult render_atlas(const ReportConfig& cfg, const std::vector<Cell>& cell
     Worst w{c.index, 0, -1, -1};
     for (size_t k = 0; k < nm; ++k) {
       const CellMetric& x = cm[c.index][k];
-      if (x.n > 0 && (x.excess > w.excess || (x.excess == w.excess && x.rel_ext > w.rel))) w = {c.index, k, x.excess, x.rel_ext};
+      if (x.n > 0 && (x.excess > w.excess || (x.excess == w.excess && x.rel_ext > w.rel)))
+        w = {c.index, k, x.excess, x.rel_ext};
     }
     if (w.excess >= 0) worst.push_back(w);
   }
@@ -527,8 +553,9 @@ RenderResult render_atlas(const ReportConfig& cfg, const std::vector<Cell>& cell
 
   // ---- figures ------------------------------------------------------------------------------
   std::vector<Figure> figures;
-  const std::string header = "set encoding utf8\nset datafile missing 'NaN'\nset grid lc rgb '#dddddd'\n"
-                             "set border lc rgb '#444444'\n";
+  const std::string header =
+      "set encoding utf8\nset datafile missing 'NaN'\nset grid lc rgb '#dddddd'\n"
+      "set border lc rgb '#444444'\n";
   auto heat = [&](const std::string& stem, const std::string& what, auto include) {
     Figure f;
     f.stem = stem;
@@ -552,20 +579,23 @@ RenderResult render_atlas(const ReportConfig& cfg, const std::vector<Cell>& cell
       }
     }
     f.data = data.str();
-    f.script = header + fmt::format(
-                            "set title \"{}\"\nset logscale x 2\nset logscale y 2\nset logscale cb\nset cbrange [1e-4:*]\n"
-                            "set xlabel 'sigma_qk^2'\nset ylabel 'depth L'\nset cblabel 'max relative error'\n"
-                            "set palette defined (0 '#2c7bb6', 1 '#abd9e9', 2 '#ffffbf', 3 '#fdae61', 4 '#d7191c')\n"
-                            "plot '{}.dat' using 1:2:3 with points pt 7 ps 1.6 lc palette notitle\n",
-                            gp(f.title), stem);
+    f.script =
+        header + fmt::format(
+                     "set title \"{}\"\nset logscale x 2\nset logscale y 2\nset logscale cb\nset cbrange [1e-4:*]\n"
+                     "set xlabel 'sigma_qk^2'\nset ylabel 'depth L'\nset cblabel 'max relative error'\n"
+                     "set palette defined (0 '#2c7bb6', 1 '#abd9e9', 2 '#ffffbf', 3 '#fdae61', 4 '#d7191c')\n"
+                     "plot '{}.dat' using 1:2:3 with points pt 7 ps 1.6 lc palette notitle\n",
+                     gp(f.title), stem);
     f.reading = topcell < 0 ? "No configuration has a compared value."
-                            : fmt::format("Each point is one configuration (sigma_qk^2, depth), coloured by its largest "
-                                          "relative error over the layers ({}); errors below 0.01% are drawn at "
-                                          "0.01%. The largest, {}, is {}.",
-                                          what, pct(top), cells[topcell].label);
+                            : fmt::format(
+                                  "Each point is one configuration (sigma_qk^2, depth), coloured by its largest "
+                                  "relative error over the layers ({}); errors below 0.01% are drawn at "
+                                  "0.01%. The largest, {}, is {}.",
+                                  what, pct(top), cells[topcell].label);
     figures.push_back(std::move(f));
   };
-  if (std::any_of(a.metrics.begin(), a.metrics.end(), is_forward)) heat("atlas_heat_forward", "forward metrics", is_forward);
+  if (std::any_of(a.metrics.begin(), a.metrics.end(), is_forward))
+    heat("atlas_heat_forward", "forward metrics", is_forward);
   if (std::find(a.metrics.begin(), a.metrics.end(), "grad_var") != a.metrics.end())
     heat("atlas_heat_grad_var", "grad_var", [](const std::string& m) { return m == "grad_var"; });
   const char* colors[] = {"#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd", "#8c564b", "#e377c2"};
@@ -591,23 +621,28 @@ RenderResult render_atlas(const ReportConfig& cfg, const std::vector<Cell>& cell
     data << "\n\n# extrapolated m + b/d at d = infinity: layer m se_m\n";
     for (auto* p : mine) data << p->layer << " " << dat_num(p->fit.m) << " " << dat_num(p->fit.se_m) << "\n";
     f.data = data.str();
-    std::vector<std::string> plots{fmt::format("'{}.dat' index 0 using 1:2 with lines lw 2 lc rgb '#000000' title 'theory'", f.stem)};
+    std::vector<std::string> plots{
+        fmt::format("'{}.dat' index 0 using 1:2 with lines lw 2 lc rgb '#000000' title 'theory'", f.stem)};
     for (size_t wi = 0; wi < nw; ++wi)
-      plots.push_back(fmt::format("'{}.dat' index {} using 1:2:3 with yerrorbars pt 7 ps 0.6 lc rgb '{}' title 'Monte Carlo d = {}'",
-                                  f.stem, wi + 1, colors[wi % 6], a.widths[wi]));
-    plots.push_back(fmt::format("'{}.dat' index {} using 1:2:3 with yerrorbars pt 6 ps 0.9 lc rgb '#d62728' title "
-                                "'extrapolated m + b/d'",
-                                f.stem, nw + 1));
+      plots.push_back(fmt::format(
+          "'{}.dat' index {} using 1:2:3 with yerrorbars pt 7 ps 0.6 lc rgb '{}' title 'Monte Carlo d = {}'", f.stem,
+          wi + 1, colors[wi % 6], a.widths[wi]));
+    plots.push_back(
+        fmt::format("'{}.dat' index {} using 1:2:3 with yerrorbars pt 6 ps 0.9 lc rgb '#d62728' title "
+                    "'extrapolated m + b/d'",
+                    f.stem, nw + 1));
     // The label is long: on a second title line.
-    f.script = header + fmt::format("set title \"{}\\n{}\" noenhanced\nset key outside right\nset xlabel 'layer'\n"
-                                    "set ylabel '{}'\nset offsets 0.4, 0.4, 0, 0\n{}plot {}\n",
-                                    gp(fmt::format("Worst #{}: {}", k + 1, m)), gp(cells[w.cell].label), m,
-                                    cells[w.cell].spec.depth <= 24 ? "set xtics 1\n" : "",
-                                    fmt::format("{}", fmt::join(plots, ", \\\n     ")));
+    f.script = header + fmt::format(
+                            "set title \"{}\\n{}\" noenhanced\nset key outside right\nset xlabel 'layer'\n"
+                            "set ylabel '{}'\nset offsets 0.4, 0.4, 0, 0\n{}plot {}\n",
+                            gp(fmt::format("Worst #{}: {}", k + 1, m)), gp(cells[w.cell].label), m,
+                            cells[w.cell].spec.depth <= 24 ? "set xtics 1\n" : "",
+                            fmt::format("{}", fmt::join(plots, ", \\\n     ")));
     const CellMetric& x = cm[w.cell][w.metric];
-    f.reading = fmt::format("Largest relative error {} (layer {}), {} beyond 2 s.e., |z| up to {:.1f} against the "
-                            "extrapolated Monte Carlo; at d = {}: {}.",
-                            pct(x.rel_ext), x.worst_layer, pct(x.excess), x.absz_ext, a.widths[0], pct(x.rel[0]));
+    f.reading = fmt::format(
+        "Largest relative error {} (layer {}), {} beyond 2 s.e., |z| up to {:.1f} against the "
+        "extrapolated Monte Carlo; at d = {}: {}.",
+        pct(x.rel_ext), x.worst_layer, pct(x.excess), x.absz_ext, a.widths[0], pct(x.rel[0]));
     worst_stems.push_back(f.stem);
     figures.push_back(std::move(f));
   }
@@ -622,17 +657,21 @@ RenderResult render_atlas(const ReportConfig& cfg, const std::vector<Cell>& cell
   {
     Table t;
     t.title = "Relative error against the width-extrapolated Monte Carlo, every configuration and layer";
-    t.note = fmt::format("Goals (issue 16): p99 ≤ 2% for forward metrics, ≤ 5% for grad_var: \"met\" by the p99 relative "
-                         "error, \"not resolved\" when only the p99 of the part beyond 2 s.e. meets it (the Monte Carlo is "
-                         "too noisy to tell), else \"not met\". \"beyond z_crit\": share of points "
-                         "with |z| > z_crit = {:.2f} (Bonferroni over the {} points at family-wise rate {}).",
-                         zc, pts.size(), a.alpha);
+    t.note = fmt::format(
+        "Goals (issue 16): p99 ≤ 2% for forward metrics, ≤ 5% for grad_var: \"met\" by the p99 relative "
+        "error, \"not resolved\" when only the p99 of the part beyond 2 s.e. meets it (the Monte Carlo is "
+        "too noisy to tell), else \"not met\". \"beyond z_crit\": share of points "
+        "with |z| > z_crit = {:.2f} (Bonferroni over the {} points at family-wise rate {}).",
+        zc, pts.size(), a.alpha);
     t.head = {"metric", "points", "p50", "p90", "p99", "max", "p99 beyond 2 s.e.", "beyond z_crit", "goal"};
     for (const std::string& m : a.metrics) {
       const Stat s = stat(groups[0], m, -1);
       const double goal = is_forward(m) ? 0.02 : 0.05;
       // "not resolved": the p99 error exceeds the goal but not by more than the Monte Carlo's uncertainty.
-      const std::string verdict = s.n == 0 ? "–" : s.p99 <= goal ? "met" : s.p99_excess <= goal ? "not resolved" : "not met";
+      const std::string verdict = s.n == 0               ? "–"
+                                  : s.p99 <= goal        ? "met"
+                                  : s.p99_excess <= goal ? "not resolved"
+                                                         : "not met";
       t.rows.push_back({m, fmt::format("{}", s.n), pct(s.p50), pct(s.p90), pct(s.p99), pct(s.max), pct(s.p99_excess),
                         pct(s.significant), verdict});
     }
@@ -640,7 +679,8 @@ RenderResult render_atlas(const ReportConfig& cfg, const std::vector<Cell>& cell
   }
   for (size_t wi = 0; wi < nw; ++wi) {
     Table t;
-    t.title = fmt::format("Relative error against the Monte Carlo at d = {} (no goal: finite-width bias included)", a.widths[wi]);
+    t.title = fmt::format("Relative error against the Monte Carlo at d = {} (no goal: finite-width bias included)",
+                          a.widths[wi]);
     t.head = {"metric", "points", "p50", "p90", "p99", "max", "beyond z_crit"};
     for (const std::string& m : a.metrics) {
       const Stat s = stat(groups[0], m, static_cast<int>(wi));
@@ -663,15 +703,25 @@ RenderResult render_atlas(const ReportConfig& cfg, const std::vector<Cell>& cell
   }
   Table worst_table;
   worst_table.title = fmt::format("The {} worst configurations", worst.size());
-  worst_table.note = "Ranked by the largest error beyond 2 standard errors of theory and extrapolated Monte Carlo, then by the largest relative error.";
+  worst_table.note =
+      "Ranked by the largest error beyond 2 standard errors of theory and extrapolated Monte Carlo, then by the "
+      "largest relative error.";
   worst_table.link_col = 8;
-  worst_table.head = {"#", "configuration", "metric", "layer", "rel. error (ext.)", "beyond 2 s.e.", "max |z|",
-                      fmt::format("rel. error d = {}", a.widths[0]), "figure"};
+  worst_table.head = {"#",
+                      "configuration",
+                      "metric",
+                      "layer",
+                      "rel. error (ext.)",
+                      "beyond 2 s.e.",
+                      "max |z|",
+                      fmt::format("rel. error d = {}", a.widths[0]),
+                      "figure"};
   for (size_t k = 0; k < worst.size(); ++k) {
     const CellMetric& x = cm[worst[k].cell][worst[k].metric];
     worst_table.rows.push_back({fmt::format("{}", k + 1), cells[worst[k].cell].label, a.metrics[worst[k].metric],
                                 fmt::format("{}", x.worst_layer), pct(x.rel_ext), pct(x.excess),
-                                fmt::format("{:.1f}", x.absz_ext), pct(x.rel[0]), "figures/" + worst_stems[k] + ".svg"});
+                                fmt::format("{:.1f}", x.absz_ext), pct(x.rel[0]),
+                                "figures/" + worst_stems[k] + ".svg"});
   }
   tables.push_back(worst_table);
 
@@ -689,9 +739,14 @@ RenderResult render_atlas(const ReportConfig& cfg, const std::vector<Cell>& cell
     j["worst"] = nlohmann::json::array();
     for (size_t k = 0; k < worst.size(); ++k) {
       const CellMetric& x = cm[worst[k].cell][worst[k].metric];
-      j["worst"].push_back({{"cell", worst[k].cell}, {"label", cells[worst[k].cell].label},
-                            {"metric", a.metrics[worst[k].metric]}, {"layer", x.worst_layer}, {"rel_ext", x.rel_ext},
-                            {"excess_ext", x.excess}, {"max_abs_z_ext", x.absz_ext}, {"figure", worst_stems[k]}});
+      j["worst"].push_back({{"cell", worst[k].cell},
+                            {"label", cells[worst[k].cell].label},
+                            {"metric", a.metrics[worst[k].metric]},
+                            {"layer", x.worst_layer},
+                            {"rel_ext", x.rel_ext},
+                            {"excess_ext", x.excess},
+                            {"max_abs_z_ext", x.absz_ext},
+                            {"figure", worst_stems[k]}});
     }
     write_file_atomic(out / "atlas.json", j.dump(1) + "\n");
   }
@@ -705,7 +760,8 @@ RenderResult render_atlas(const ReportConfig& cfg, const std::vector<Cell>& cell
       a.samples.empty() ? fmt::format("{}", cfg.simulate.samples) : fmt::format("{}", fmt::join(a.samples, ", ")),
       pts.size());
   const std::string defs =
-      "Relative error |theory − MC| / |MC| per configuration, metric and layer (inputs excluded: layer 0 of the forward "
+      "Relative error |theory − MC| / |MC| per configuration, metric and layer (inputs excluded: layer 0 of the "
+      "forward "
       "metrics, grad_var at layer L). The extrapolated MC is m of a weighted least-squares fit m + b/d over the widths "
       "(weights 1/s.e.², s.e. of m from the fit); z = (theory − m) / sqrt(s.e._theory² + s.e._m²). Data: "
       "atlas_points.csv (a row per point), atlas_configs.csv (a row per configuration), atlas_summary.csv, atlas.json; "

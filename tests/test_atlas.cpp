@@ -193,7 +193,8 @@ TEST_CASE("atlas: [atlas] config, its jobs and its named errors", "[atlas][confi
              Catch::Contains("atlas.widths") && Catch::Contains("multiple of atlas.head_dim"));
   CHECK_THAT(err("[atlas]\nconfigurations = 4\nnorm = [\"pre\", \"prenorm\"]\n"), Catch::Contains("atlas.norm[2]"));
   CHECK_THAT(err("[atlas]\nconfigurations = 4\nwidths = [128]\n"), Catch::Contains("atlas.widths"));
-  CHECK_THAT(err("[atlas]\nconfigurations = 4\nsamples = [8, 4]\n"), Catch::Contains("atlas.samples: 2 sample counts for 3 widths"));
+  CHECK_THAT(err("[atlas]\nconfigurations = 4\nsamples = [8, 4]\n"),
+             Catch::Contains("atlas.samples: 2 sample counts for 3 widths"));
   CHECK_THAT(err("[atlas]\nconfigurations = 4\nsigma_qk2 = [2.0, 1.0]\n"), Catch::Contains("atlas.sigma_qk2"));
   CHECK_THAT(err("[atlas]\nconfigs = 4\n"), Catch::Contains("unknown key \"atlas.configs\""));
   CHECK_THAT(err("[atlas]\nconfigurations = 20001\n"), Catch::Contains("atlas.configurations: must be in [2, 20000]"));
