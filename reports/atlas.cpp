@@ -1,14 +1,13 @@
 #include "reports/atlas.hpp"
 
 #include <algorithm>
-#include <array>
-#include <bit>
 #include <cmath>
 #include <limits>
 #include <map>
 #include <random>
 #include <sstream>
 
+#include <boost/random/sobol.hpp>
 #include <fmt/format.h>
 
 #include "core/compare.hpp"
@@ -29,28 +28,6 @@ namespace {
 
 constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
 
-/// Joe & Kuo (2008) new-joe-kuo-6.21201, dimensions 2..16: degree s, coefficients a, initial m.
-struct SobolDir {
-  int s;
-  unsigned a;
-  unsigned m[6];
-};
-constexpr SobolDir kJoeKuo[kSobolMaxDims - 1] = {{1, 0, {1}},
-                                                 {2, 1, {1, 3}},
-                                                 {3, 1, {1, 3, 1}},
-                                                 {3, 2, {1, 1, 1}},
-                                                 {4, 1, {1, 1, 3, 3}},
-                                                 {4, 4, {1, 3, 5, 13}},
-                                                 {5, 2, {1, 1, 5, 5, 17}},
-                                                 {5, 4, {1, 1, 5, 5, 5}},
-                                                 {5, 7, {1, 1, 7, 11, 19}},
-                                                 {5, 11, {1, 1, 5, 1, 1}},
-                                                 {5, 13, {1, 1, 1, 3, 11}},
-                                                 {5, 14, {1, 3, 5, 5, 31}},
-                                                 {6, 1, {1, 3, 3, 9, 7, 49}},
-                                                 {6, 13, {1, 1, 1, 15, 21, 21}},
-                                                 {6, 16, {1, 3, 1, 13, 27, 49}}};
-
 /// A uniform double in [0, 1) from 53 random bits (platform-independent, unlike
 /// std::uniform_real_distribution).
 double unit(std::mt19937_64& rng) {
@@ -63,35 +40,17 @@ std::vector<std::vector<double>> sobol_points(int n, int dims, uint64_t seed) {
   if (dims < 1 || dims > kSobolMaxDims)
     throw Error(fmt::format("sobol_points: dims must be in [1, {}], got {}", kSobolMaxDims, dims));
   if (n < 0 || static_cast<uint64_t>(n) > (uint64_t{1} << 31)) throw Error("sobol_points: n out of range");
-  std::vector<std::array<uint32_t, 32>> v(dims);
-  for (int k = 0; k < 32; ++k) v[0][k] = uint32_t{1} << (31 - k);
-  for (int j = 1; j < dims; ++j) {
-    const SobolDir& dir = kJoeKuo[j - 1];
-    for (int k = 0; k < 32; ++k) {
-      if (k < dir.s) {
-        v[j][k] = dir.m[k] << (31 - k);
-      } else {
-        uint32_t x = v[j][k - dir.s] ^ (v[j][k - dir.s] >> dir.s);
-        for (int i = 1; i < dir.s; ++i)
-          if ((dir.a >> (dir.s - 1 - i)) & 1U) x ^= v[j][k - i];
-        v[j][k] = x;
-      }
-    }
-  }
   std::vector<uint32_t> shift(dims, 0);
   if (seed != 0) {
     std::mt19937_64 rng(seed);
     for (auto& s : shift) s = static_cast<uint32_t>(rng() >> 32);
   }
+  // Boost's generator (Joe & Kuo direction numbers, Gray-code order) starts at the second point
+  // of the sequence; the first is the origin, which keeps the first 2^m points a (t, m, s)-net.
+  boost::random::sobol_engine<uint32_t, 32> sob(static_cast<std::size_t>(dims));
   std::vector<std::vector<double>> pts(n, std::vector<double>(dims));
-  std::vector<uint32_t> x(dims, 0);
-  for (int i = 0; i < n; ++i) {
-    if (i > 0) {
-      const int c = std::countr_zero(static_cast<uint32_t>(~static_cast<uint32_t>(i - 1)));  // Gray code order
-      for (int j = 0; j < dims; ++j) x[j] ^= v[j][c];
-    }
-    for (int j = 0; j < dims; ++j) pts[i][j] = static_cast<double>(x[j] ^ shift[j]) * 0x1.0p-32;
-  }
+  for (int i = 0; i < n; ++i)
+    for (int j = 0; j < dims; ++j) pts[i][j] = static_cast<double>((i == 0 ? 0U : sob()) ^ shift[j]) * 0x1.0p-32;
   return pts;
 }
 

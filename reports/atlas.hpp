@@ -19,9 +19,10 @@ namespace sigprop::reports {
 
 // ---- space-filling samples of [0, 1)^dims ------------------------------------------------------
 
-/// The largest dimension sobol_points supports.
+/// The largest dimension sobol_points accepts (the atlas draws 13).
 inline constexpr int kSobolMaxDims = 16;
-/// n points of the Sobol sequence (Joe-Kuo direction numbers, point 0 included) in `dims`
+/// n points of the Sobol sequence (Boost.Random's sobol_engine: Joe-Kuo direction numbers, Gray-code
+/// order; point 0, the origin, included) in `dims`
 /// dimensions, each dimension XORed with a random 32-bit digital shift drawn from `seed`
 /// (a scrambling that keeps the net property: with n = 2^m every 1-D projection has exactly
 /// one point per interval [k/n, (k+1)/n), and dimensions 1 and 2 form a (0, m, 2)-net).
