@@ -19,7 +19,7 @@ namespace sigprop::reports {
 namespace {
 
 const std::vector<std::string> kSpecTables{"stack", "init", "input"};
-const std::vector<std::string> kTopTables{"report", "stack", "init", "input", "sweep", "engines", "figures"};
+const std::vector<std::string> kTopTables{"report", "stack", "init", "input", "sweep", "engines", "figures", "atlas"};
 
 
 [[noreturn]] void fail(const std::string& origin, const std::string& msg) {
@@ -239,6 +239,153 @@ void parse_figures(const toml::table& fi, ReportConfig& cfg) {
   }
 }
 
+std::vector<std::string> get_names(const toml::node& n, const std::string& origin, const std::string& key,
+                                   const std::string& spec_key) {
+  auto* arr = n.as_array();
+  if (arr == nullptr || arr->empty())
+    fail(origin, fmt::format("{}: expected a non-empty array of strings, got {}", key,
+                             arr ? "an empty array" : toml_type_name(n)));
+  std::vector<std::string> out;
+  for (size_t i = 0; i < arr->size(); ++i) {
+    std::string v = get_string(*arr->get(i), origin, fmt::format("{}[{}]", key, i + 1));
+    if (std::find(out.begin(), out.end(), v) != out.end()) fail(origin, fmt::format("{}: \"{}\" listed twice", key, v));
+    if (!spec_key.empty()) {  // checked as the spec would: the message names the allowed values
+      auto dot = spec_key.find('.');
+      std::string text = fmt::format("[{}]\n{} = \"{}\"\n", spec_key.substr(0, dot), spec_key.substr(dot + 1), v);
+      try {
+        (void)parse_spec_toml(text, key);
+      } catch (const ConfigError& e) {
+        fail(origin, fmt::format("{}[{}]: {}", key, i + 1, e.what()));
+      }
+    }
+    out.push_back(v);
+  }
+  return out;
+}
+
+std::pair<double, double> get_range(const toml::node& n, const std::string& origin, const std::string& key, double lo,
+                                    double hi) {
+  auto* arr = n.as_array();
+  if (arr == nullptr || arr->size() != 2)
+    fail(origin, fmt::format("{}: expected [low, high], got {}", key, arr ? "an array of another length" : toml_type_name(n)));
+  double v[2];
+  for (size_t i = 0; i < 2; ++i) {
+    const toml::node& e = *arr->get(i);
+    if (auto d = e.value_exact<double>())
+      v[i] = *d;
+    else if (auto k = e.value_exact<int64_t>())
+      v[i] = static_cast<double>(*k);
+    else
+      fail(origin, fmt::format("{}[{}]: expected a number, got {}", key, i + 1, toml_type_name(e)));
+  }
+  if (!(v[0] >= lo && v[1] <= hi && v[0] <= v[1]))
+    fail(origin, fmt::format("{}: need {} <= low <= high <= {}, got [{}, {}]", key, lo, hi, v[0], v[1]));
+  return {v[0], v[1]};
+}
+
+void parse_atlas(const toml::table& at, ReportConfig& cfg) {
+  const std::string& origin = cfg.origin;
+  AtlasConfig& a = cfg.atlas;
+  a.enabled = true;
+  const std::vector<std::string> keys{"configurations", "seed", "sampler", "widths", "samples", "head_dim", "blocks", "norm",
+                                      "norm_type", "activation", "mask", "qk_scale", "branch_scale", "branch_number",
+                                      "sigma_qk2", "sigma_w2", "depth", "tokens", "metrics", "alpha", "worst"};
+  for (auto&& [k, node] : at) {
+    std::string key(k.str()), full = "atlas." + key;
+    if (key == "configurations")
+      a.configurations = get_int(node, origin, full, 2, 20000);  // bounded: every cell is built at parse time
+    else if (key == "seed")
+      a.seed = get_seed(node, origin, full);
+    else if (key == "sampler") {
+      a.sampler = get_string(node, origin, full);
+      if (a.sampler != "sobol" && a.sampler != "lhs")
+        fail(origin, fmt::format("{}: unknown sampler \"{}\"; allowed: \"sobol\", \"lhs\"", full, a.sampler));
+    } else if (key == "widths") {
+      auto* arr = node.as_array();
+      if (arr == nullptr || arr->size() < 2)
+        fail(origin, fmt::format("{}: expected an array of at least two widths (the fit m + b/d needs two), got {}", full,
+                                 arr ? "fewer" : toml_type_name(node)));
+      a.widths.clear();
+      for (size_t i = 0; i < arr->size(); ++i) {
+        int w = get_int(*arr->get(i), origin, fmt::format("{}[{}]", full, i + 1), 2, 1 << 20);
+        if (!a.widths.empty() && w <= a.widths.back())
+          fail(origin, fmt::format("{}: widths must increase, got {} after {}", full, w, a.widths.back()));
+        a.widths.push_back(w);
+      }
+    } else if (key == "samples") {
+      auto* arr = node.as_array();
+      if (arr == nullptr || arr->empty())
+        fail(origin, fmt::format("{}: expected an array of sample counts, one per width, got {}", full,
+                                 arr ? "an empty array" : toml_type_name(node)));
+      a.samples.clear();
+      for (size_t i = 0; i < arr->size(); ++i)
+        a.samples.push_back(get_int(*arr->get(i), origin, fmt::format("{}[{}]", full, i + 1), 2, 65536));
+    } else if (key == "head_dim")
+      a.head_dim = get_int(node, origin, full, 1, 1 << 20);
+    else if (key == "blocks")
+      a.blocks = get_names(node, origin, full, "stack.blocks");
+    else if (key == "norm")
+      a.norm = get_names(node, origin, full, "stack.norm");
+    else if (key == "norm_type")
+      a.norm_type = get_names(node, origin, full, "stack.norm_type");
+    else if (key == "activation")
+      a.activation = get_names(node, origin, full, "stack.activation");
+    else if (key == "mask")
+      a.mask = get_names(node, origin, full, "stack.mask");
+    else if (key == "qk_scale")
+      a.qk_scale = get_names(node, origin, full, "stack.qk_scale");
+    else if (key == "branch_scale") {
+      a.branch_scale = get_names(node, origin, full, "");
+      for (size_t i = 0; i < a.branch_scale.size(); ++i)
+        if (a.branch_scale[i] != "1" && a.branch_scale[i] != "1/sqrt(L)" && a.branch_scale[i] != "number")
+          fail(origin, fmt::format("{}[{}]: unknown value \"{}\"; allowed: \"1\", \"1/sqrt(L)\", \"number\" (drawn from "
+                                   "atlas.branch_number)",
+                                   full, i + 1, a.branch_scale[i]));
+    } else if (key == "branch_number")
+      a.branch_number = get_range(node, origin, full, 0.0, 10.0);
+    else if (key == "sigma_qk2")
+      a.sigma_qk2 = get_range(node, origin, full, 1e-6, 1e3);  // log-uniform: lo > 0
+    else if (key == "sigma_w2")
+      a.sigma_w2 = get_range(node, origin, full, 1e-6, 1e3);
+    else if (key == "depth") {
+      auto r = get_range(node, origin, full, 1, 100000);
+      a.depth = {static_cast<int>(r.first), static_cast<int>(r.second)};
+      if (a.depth.first != r.first || a.depth.second != r.second) fail(origin, full + ": expected integers");
+    } else if (key == "tokens") {
+      auto r = get_range(node, origin, full, 2, 8192);
+      a.tokens = {static_cast<int>(r.first), static_cast<int>(r.second)};
+      if (a.tokens.first != r.first || a.tokens.second != r.second) fail(origin, full + ": expected integers");
+    } else if (key == "metrics") {
+      a.metrics = get_names(node, origin, full, "");
+      for (auto& m : a.metrics) {
+        const auto& names = metric_names();
+        if (std::find(names.begin(), names.end(), m) == names.end())
+          fail(origin, fmt::format("{}: unknown metric \"{}\"; allowed: q, rho, res, eff_rank, update_ratio, ang_dist, "
+                                   "grad_var",
+                                   full, m));
+      }
+    } else if (key == "alpha") {
+      auto v = node.value<double>();
+      if (!v || !(*v > 0 && *v < 1)) fail(origin, full + ": expected a number in (0, 1)");
+      a.alpha = *v;
+    } else if (key == "worst")
+      a.worst = get_int(node, origin, full, 0, 1000);
+    else
+      unknown_key(origin, "atlas.", key, keys);
+  }
+  if (!a.samples.empty() && a.samples.size() != a.widths.size())
+    fail(origin, fmt::format("atlas.samples: {} sample counts for {} widths (atlas.widths); give one per width",
+                             a.samples.size(), a.widths.size()));
+  if (static_cast<double>(a.configurations) * static_cast<double>(a.widths.size() + 1) > 200000)
+    fail(origin, fmt::format("atlas.configurations: {} configurations x ({} widths + theory) is more than 200000 jobs",
+                             a.configurations, a.widths.size()));
+  for (int w : a.widths)
+    if (w % a.head_dim != 0)
+      fail(origin, fmt::format("atlas.widths: every width must be a multiple of atlas.head_dim = {} (heads = width / "
+                               "head_dim), got {}",
+                               a.head_dim, w));
+}
+
 }  // namespace
 
 ReportConfig parse_report_config(std::string_view text, const std::string& origin) {
@@ -260,7 +407,7 @@ ReportConfig parse_report_config(std::string_view text, const std::string& origi
       for (auto& t : kTopTables) all.push_back(t);
       std::string hint = did_you_mean(name, all);
       fail(origin, fmt::format("unknown table \"{}\"; allowed: [report], [stack], [init], [input], [sweep], [engines], "
-                               "[figures]{}",
+                               "[figures], [atlas]{}",
                                name, hint.empty() ? "" : fmt::format(" (did you mean [{}]?)", hint)));
     }
     if (!node.is_table()) fail(origin, fmt::format("\"{}\" must be a table ([{}]), got {}", name, name, toml_type_name(node)));
@@ -281,7 +428,17 @@ ReportConfig parse_report_config(std::string_view text, const std::string& origi
       parse_engines(t, cfg);
     } else if (name == "figures") {
       parse_figures(t, cfg);
+    } else if (name == "atlas") {
+      parse_atlas(t, cfg);
     }
+  }
+  if (cfg.atlas.enabled) {
+    if (!cfg.axes.empty() || !cfg.variants.empty())
+      fail(origin, "[atlas] draws its own configurations: remove [sweep] (an atlas is not a grid)");
+    if (!cfg.theory.enabled || !cfg.simulate.enabled)
+      fail(origin, "[atlas] compares theory with Monte Carlo: add both [engines.theory] and [engines.simulate]");
+    if (cfg.simulate.width > 0 || cfg.simulate.heads > 0)
+      fail(origin, "engines.simulate.width/heads: not used by an atlas (atlas.widths and atlas.head_dim set them); remove them");
   }
   std::ostringstream spec_text;
   spec_text << spec_tables;
@@ -414,6 +571,30 @@ std::string to_toml(const ReportConfig& c) {
   o << "[figures]\nmetrics = [";
   for (size_t i = 0; i < c.figures.metrics.size(); ++i) o << (i ? ", " : "") << quote(c.figures.metrics[i]);
   o << "]\ndepth_returns = " << (c.figures.depth_returns ? "true" : "false") << "\n";
+  if (c.atlas.enabled) {
+    const AtlasConfig& a = c.atlas;
+    auto names = [&](const std::vector<std::string>& v) {
+      std::string r = "[";
+      for (size_t i = 0; i < v.size(); ++i) r += (i ? ", " : "") + quote(v[i]);
+      return r + "]";
+    };
+    auto num = [](double x) {
+      std::string t = fmt::format("{:.17g}", x);
+      if (t.find_first_of(".eEn") == std::string::npos) t += ".0";
+      return t;
+    };
+    o << "\n[atlas]\nconfigurations = " << a.configurations << "\nseed = " << a.seed << "\nsampler = " << quote(a.sampler)
+      << "\nwidths = [" << fmt::format("{}", fmt::join(a.widths, ", ")) << "]\n"
+      << (a.samples.empty() ? std::string() : fmt::format("samples = [{}]\n", fmt::join(a.samples, ", ")))
+      << "head_dim = " << a.head_dim
+      << "\nblocks = " << names(a.blocks) << "\nnorm = " << names(a.norm) << "\nnorm_type = " << names(a.norm_type)
+      << "\nactivation = " << names(a.activation) << "\nmask = " << names(a.mask) << "\nqk_scale = " << names(a.qk_scale)
+      << "\nbranch_scale = " << names(a.branch_scale) << "\nbranch_number = [" << num(a.branch_number.first) << ", "
+      << num(a.branch_number.second) << "]\nsigma_qk2 = [" << num(a.sigma_qk2.first) << ", " << num(a.sigma_qk2.second)
+      << "]\nsigma_w2 = [" << num(a.sigma_w2.first) << ", " << num(a.sigma_w2.second) << "]\ndepth = [" << a.depth.first
+      << ", " << a.depth.second << "]\ntokens = [" << a.tokens.first << ", " << a.tokens.second
+      << "]\nmetrics = " << names(a.metrics) << "\nalpha = " << num(a.alpha) << "\nworst = " << a.worst << "\n";
+  }
   return o.str();
 }
 

@@ -50,6 +50,42 @@ struct FigureSet {
   bool depth_returns = true;
 };
 
+/// The validity atlas ([atlas], docs/atlas.md): instead of a grid, `configurations` specs drawn
+/// by a space-filling sample over the ranges below, each run by the theory and by the Monte
+/// Carlo at every width of `widths` (heads = width / head_dim), compared per metric and layer.
+struct AtlasConfig {
+  bool enabled = false;
+  int configurations = 300;
+  uint64_t seed = 1;             ///< digital shift (Sobol) or permutations (LHS)
+  std::string sampler = "sobol";  ///< "sobol" (digitally shifted) or "lhs" (Latin hypercube)
+  std::vector<int> widths{1024, 4096, 16384};
+  /// Monte Carlo samples per width (same length as widths); empty = engines.simulate.samples at
+  /// every width. Fewer at the larger widths: their means are closer to the limit and cost more.
+  std::vector<int> samples;
+  int head_dim = 64;
+  // Categorical dimensions: TOML names (MODEL.md §3), one drawn per configuration.
+  std::vector<std::string> blocks{"attn+mlp", "attn", "mlp"};
+  std::vector<std::string> norm{"pre", "post", "none", "lns", "deepnorm"};
+  std::vector<std::string> norm_type{"layernorm", "rmsnorm"};
+  std::vector<std::string> activation{"relu", "gelu", "tanh", "silu"};
+  std::vector<std::string> mask{"causal", "none"};
+  std::vector<std::string> qk_scale{"1/sqrt(dh)", "1/dh"};
+  /// "1", "1/sqrt(L)" or "number" (a uniform draw from branch_number).
+  std::vector<std::string> branch_scale{"1", "1/sqrt(L)", "number"};
+  // Continuous ranges [lo, hi]: sigma_qk2, sigma_w2, depth and tokens log-uniform, branch_number uniform.
+  std::pair<double, double> branch_number{0.2, 1.0};
+  std::pair<double, double> sigma_qk2{0.25, 4.0};
+  std::pair<double, double> sigma_w2{0.5, 2.0};
+  std::pair<int, int> depth{4, 128};
+  std::pair<int, int> tokens{4, 64};
+  /// Metrics compared (MODEL.md §2 names).
+  std::vector<std::string> metrics{"q", "rho", "res", "eff_rank", "update_ratio", "ang_dist", "grad_var"};
+  /// Family-wise false-alarm rate of the "error beyond the Monte Carlo's uncertainty" flag:
+  /// |z| > z_crit with z_crit Bonferroni-corrected over every compared point of the atlas.
+  double alpha = 0.01;
+  int worst = 10;  ///< worst configurations shown with their per-layer figure
+};
+
 struct ReportConfig {
   std::string title = "sigprop report";
   std::string origin = "<built-in default report>";  ///< file name used in error messages
@@ -60,6 +96,7 @@ struct ReportConfig {
   TheoryRun theory;
   SimulateRun simulate;
   FigureSet figures;
+  AtlasConfig atlas;               ///< enabled by an [atlas] table; then [sweep] must be absent
 };
 
 /// Parses a report config; ConfigError names the key (and the origin file) for unknown

@@ -1,4 +1,5 @@
 #include "reports/report.hpp"
+#include "reports/atlas.hpp"
 #include "reports/figures.hpp"
 
 #include <algorithm>
@@ -783,6 +784,7 @@ std::string markdown_page(const Sweep& sw, const Tables& t, const std::vector<Fi
 
 RenderResult render_report(const ReportConfig& cfg, const std::vector<Cell>& cells, const std::vector<Job>& jobs,
                            const fs::path& out, const RenderOptions& opt) {
+  if (cfg.atlas.enabled) return render_atlas(cfg, cells, jobs, out, opt);
   RenderResult res;
   std::vector<Entry> entries;
   for (const Job& j : jobs) entries.push_back({&cells.at(j.cell), &j, load_job(out, j)});

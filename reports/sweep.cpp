@@ -20,6 +20,7 @@
 #include "sigprop/version.hpp"
 #include "mc/backends.hpp"
 #include "mc/engine.hpp"
+#include "reports/atlas.hpp"
 #include "theory/engine.hpp"
 
 namespace sigprop::reports {
@@ -82,6 +83,23 @@ std::string to_string(EngineKind e) {
 
 std::vector<Cell> expand_cells(const ReportConfig& cfg) {
   std::vector<Cell> cells;
+  if (cfg.atlas.enabled) {  // the atlas's sample instead of a grid; the theory's spec has the largest width
+    const std::vector<AtlasDraw> draws = atlas_draws(cfg.atlas);
+    const int digits = static_cast<int>(fmt::format("{}", draws.size() - 1).size());
+    const int w = cfg.atlas.widths.back();
+    for (const AtlasDraw& d : draws) {
+      Cell cell;
+      cell.index = static_cast<int>(cells.size());
+      cell.slug = fmt::format("c{:0{}d}", cell.index, digits);
+      cell.label = fmt::format("{}: {}", cell.slug, d.label);
+      auto sets = d.sets;
+      sets.emplace_back("stack.width", fmt::format("{}", w));
+      sets.emplace_back("stack.heads", fmt::format("{}", w / cfg.atlas.head_dim));
+      cell.spec = build_spec(cfg, sets, cell.label);
+      cells.push_back(std::move(cell));
+    }
+    return cells;
+  }
   const int nv = cfg.variants.empty() ? 1 : static_cast<int>(cfg.variants.size());
   size_t combos = 1;  // saturating: many long axes must not wrap into a small count
   for (auto& ax : cfg.axes) combos = sat_mul({combos, ax.values.size()});
@@ -146,27 +164,43 @@ std::vector<Job> make_jobs(const ReportConfig& cfg, const std::vector<Cell>& cel
                (sampled ? 0.05 * s.attn.samples / 1024.0 * (s.error_batches > 0 ? 2.0 : 1.0) : 0.001);
       jobs.push_back(std::move(j));
     }
-    if (cfg.simulate.enabled) {
+    // An atlas runs the Monte Carlo at each of its widths (H = d / head_dim), a report at one.
+    struct Size {
+      int width, heads, samples;
+    };
+    std::vector<Size> sizes{{cfg.simulate.width, cfg.simulate.heads, cfg.simulate.samples}};
+    if (cfg.atlas.enabled) {
+      sizes.clear();
+      const auto& a = cfg.atlas;
+      for (size_t i = 0; i < a.widths.size(); ++i)
+        sizes.push_back({a.widths[i], a.widths[i] / a.head_dim, a.samples.empty() ? cfg.simulate.samples : a.samples[i]});
+    }
+    for (auto [width, heads, samples] : sizes) {
+      if (!cfg.simulate.enabled) break;
       Job j;
       j.cell = c.index;
-      j.label = c.label;
+      j.label = cfg.atlas.enabled ? fmt::format("{} (d = {})", c.label, width) : c.label;
       j.engine = EngineKind::Simulate;
       j.spec = c.spec;
       const auto& s = cfg.simulate;
-      if (s.width > 0) j.spec.width = s.width;
-      if (s.heads > 0) j.spec.heads = s.heads;
+      if (width > 0) j.spec.width = width;
+      if (heads > 0) j.spec.heads = heads;
       try {
         j.spec.validate();
       } catch (const ConfigError& e) {
         throw ConfigError(fmt::format("{}: sweep cell \"{}\" with engines.simulate width/heads: {}", cfg.origin,
                                       c.label, e.what()));
       }
-      j.settings = {{"samples", s.samples}, {"seed", s.seed}, {"backend", s.backend}, {"precision", s.precision},
-                    {"weights_sampling",
-                     sim::to_string(sim::resolve_weight_sampling(j.spec, s.backend, "").sampling)}};
-      // Measured (Eigen, float, one core): ~2.6 ms per sample and layer at d = 64, T = 16.
+      const auto sampling = sim::resolve_weight_sampling(j.spec, s.backend, "").sampling;
+      j.settings = {{"samples", samples}, {"seed", s.seed}, {"backend", s.backend}, {"precision", s.precision},
+                    {"weights_sampling", sim::to_string(sampling)}};
       double d = j.spec.width;
-      j.cost = s.samples * L * 2.6e-3 * (d / 64.0) * (d / 64.0) * (T / 16.0) * (s.backend == "reference" ? 1.5 : 1.0);
+      if (cfg.atlas.enabled && sampling == sim::WeightSampling::Conditional)
+        // Measured (Eigen, float, one core, conditional, attn+mlp): ~22 ms per sample and layer at
+        // d = 1024, T = 16, growing like d^1.15 (to d = 16384) and T^1.6 (to T = 64).
+        j.cost = samples * L * 0.022 * std::pow(d / 1024.0, 1.15) * std::pow(T / 16.0, 1.6);
+      else  // Measured (Eigen, float, one core): ~2.6 ms per sample and layer at d = 64, T = 16.
+        j.cost = samples * L * 2.6e-3 * (d / 64.0) * (d / 64.0) * (T / 16.0) * (s.backend == "reference" ? 1.5 : 1.0);
       jobs.push_back(std::move(j));
     }
   }
@@ -176,7 +210,8 @@ std::vector<Job> make_jobs(const ReportConfig& cfg, const std::vector<Cell>& cel
                          {"settings", j.settings},
                          {"version", kVersion}};
     j.hash = fnv1a_hex(id.dump());
-    const std::string stem = "cells/" + cells[j.cell].slug + "." + to_string(j.engine);
+    std::string stem = "cells/" + cells[j.cell].slug + "." + to_string(j.engine);
+    if (cfg.atlas.enabled && j.engine == EngineKind::Simulate) stem += fmt::format("-d{}", j.spec.width);
     j.json = stem + ".json";
     j.csv = stem + ".csv";
   }
@@ -270,7 +305,7 @@ RunStats run_jobs(const ReportConfig& cfg, const std::vector<Job>& jobs, const f
           p = eng.run(job.spec);
         } else {
           sim::SimSettings s;
-          s.samples = cfg.simulate.samples;
+          s.samples = job.settings.value("samples", cfg.simulate.samples);  // an atlas sets it per width
           s.seed = cfg.simulate.seed;
           s.backend = cfg.simulate.backend;
           s.precision = cfg.simulate.precision;

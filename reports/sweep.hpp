@@ -35,7 +35,7 @@ std::string to_string(EngineKind);
 /// One engine on one cell. Its hash covers everything that can change its numbers.
 struct Job {
   int cell = 0;
-  std::string label;             ///< the cell's label
+  std::string label;             ///< the cell's label (an atlas Monte Carlo job adds " (d = <width>)")
   EngineKind engine = EngineKind::Theory;
   StackSpec spec;                 ///< what the engine runs (the Monte Carlo may override width/heads)
   nlohmann::json settings;        ///< engine settings that enter the hash (never thread counts)

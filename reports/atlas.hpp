@@ -1,0 +1,93 @@
+#pragma once
+/// @file The validity atlas (docs/atlas.md): a report whose cells are a space-filling sample of
+/// specs ([atlas] in the report config) instead of a grid, each run by the theory and by the
+/// Monte Carlo at several widths. The cells, jobs, resume and MPI sharing are the report
+/// engine's (reports/sweep.hpp); this file draws the sample, compares the profiles (relative
+/// error and error in standard errors, at each width and against the width-extrapolated Monte
+/// Carlo m + b/d) and writes the atlas folder.
+#include <cstdint>
+#include <filesystem>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "reports/config.hpp"
+#include "reports/report.hpp"
+#include "reports/sweep.hpp"
+
+namespace sigprop::reports {
+
+// ---- space-filling samples of [0, 1)^dims ------------------------------------------------------
+
+/// The largest dimension sobol_points accepts (the atlas draws 13).
+inline constexpr int kSobolMaxDims = 16;
+/// n points of the Sobol sequence (Boost.Random's sobol_engine: Joe-Kuo direction numbers, Gray-code
+/// order; point 0, the origin, included) in `dims`
+/// dimensions, each dimension XORed with a random 32-bit digital shift drawn from `seed`
+/// (a scrambling that keeps the net property: with n = 2^m every 1-D projection has exactly
+/// one point per interval [k/n, (k+1)/n), and dimensions 1 and 2 form a (0, m, 2)-net).
+/// seed = 0 is the unshifted sequence. Throws Error for dims outside [1, kSobolMaxDims].
+std::vector<std::vector<double>> sobol_points(int n, int dims, uint64_t seed);
+/// n points of a Latin hypercube: in every dimension exactly one point per interval
+/// [k/n, (k+1)/n), uniformly placed inside it, intervals permuted independently from `seed`.
+std::vector<std::vector<double>> lhs_points(int n, int dims, uint64_t seed);
+
+// ---- statistics ----------------------------------------------------------------------------------
+
+/// Weighted least-squares fit y = m + b / d with weights 1 / se^2 (known standard errors, not
+/// rescaled by the residuals). se_m is the standard error of m from (X' W X)^-1. A standard
+/// error of 0 (an exact value) is floored at 1e-12 (1 + |y|) so that it dominates the fit.
+struct WidthFit {
+  double m = 0, b = 0, se_m = 0;
+  bool ok = false;  ///< false with fewer than two distinct widths or a non-finite input
+};
+WidthFit fit_width(const std::vector<double>& d, const std::vector<double>& y, const std::vector<double>& se);
+
+/// The fit of y^2 = m^2 + b / d (se of y^2 by the delta method, 2 |y| se), returning m =
+/// sqrt(max(m^2, 0)) and its standard error: for norms of small updates (update_ratio,
+/// ang_dist) the Monte Carlo mean's square, E[u]^2 = E[u^2] - Var u, has the 1/d bias, while
+/// E[u] goes like sqrt(t^2 + c/d) once the finite-width part c/d is not small against t^2.
+/// b is the slope of the square.
+WidthFit fit_width_squared(const std::vector<double>& d, const std::vector<double>& y, const std::vector<double>& se);
+
+/// The p-quantile (p in [0, 1]) of v with linear interpolation between order statistics
+/// (Hyndman-Fan type 7, as numpy's default); NaN for an empty v. NaNs in v are ignored.
+double percentile(std::vector<double> v, double p);
+
+/// z with P(|N(0,1)| > z) = alpha / tests: the Bonferroni critical value of `tests` two-sided
+/// z-tests at family-wise false-alarm rate alpha.
+double bonferroni_z(double alpha, double tests);
+
+// ---- the atlas ---------------------------------------------------------------------------------
+
+/// One drawn configuration: the spec keys it sets (TOML literals, as a sweep variant) and a label.
+struct AtlasDraw {
+  std::vector<std::pair<std::string, std::string>> sets;
+  std::string label;
+};
+/// The atlas's configurations, in sample order (deterministic in the config).
+std::vector<AtlasDraw> atlas_draws(const AtlasConfig& a);
+
+/// One compared (configuration, metric, layer).
+struct AtlasPoint {
+  int cell = 0, layer = 0;
+  std::string metric;
+  double theory = 0, theory_se = 0;  ///< theory_se 0 where the theory reports none
+  std::vector<double> mc, mc_se;     ///< per width of AtlasConfig::widths
+  std::vector<double> rel, z;        ///< |theory - mc| / |mc| and (theory - mc) / combined s.e., per width
+  WidthFit fit;                      ///< the Monte Carlo extrapolated to infinite width
+  double rel_ext = 0, z_ext = 0;     ///< theory against fit.m
+  double excess_ext = 0;             ///< max(0, |theory - m| - 2 s.e.) / |m|: the error beyond the uncertainty
+};
+
+/// Compares every cell's theory profile with its Monte Carlo profiles (loaded from out/cells):
+/// every metric of atlas.metrics at every layer where all values are finite and the Monte Carlo
+/// value is not 0, except the inputs (layer 0 for forward metrics, grad_var at layer L).
+std::vector<AtlasPoint> atlas_points(const ReportConfig& cfg, const std::vector<Cell>& cells,
+                                     const std::vector<Job>& jobs, const std::filesystem::path& out);
+
+/// Writes the atlas folder (docs/atlas.md "Output"); called by render_report for an [atlas] config.
+RenderResult render_atlas(const ReportConfig& cfg, const std::vector<Cell>& cells, const std::vector<Job>& jobs,
+                          const std::filesystem::path& out, const RenderOptions& opt);
+
+}  // namespace sigprop::reports
