@@ -52,14 +52,16 @@ constexpr double kInstabilityX = 2.0;    // or instability >= 2x the shallowest 
 constexpr double kGap = 0.05;            // validation - training loss >= 0.05 nats
 constexpr double kCostFraction = 0.25;   // gain per FLOP <= 0.25 x the first step's
 constexpr double kNoiseVar = 0.1;        // Var(log q_L) >= 0.1
+constexpr double kMaxSeverity = 10;      // indicator / threshold, capped (a ratio <= 0 counts as 10)
 const char* kRulesText =
     "A cause is flagged at a depth when its indicator crosses a stated threshold: gradient attenuation when "
     "|log10 grad_var_rel| at the first block of the trained model >= 1; saturation when the mean drop-one-layer "
     "loss increase of the last half of the blocks is <= 0.25 of the first half's; optimisation difficulty when >= 1 % "
     "of the steps are gradient-norm spikes or the loss instability is >= 2x the shallowest depth's; overfitting when "
-    "the validation loss exceeds the training-split loss by >= 0.05 nats; cost when the gain per training FLOP is "
-    "<= 0.25 of the first step's; noise when Var(log q_L) over Monte Carlo draws is >= 0.1. The dominant cause is the "
-    "flagged one whose indicator exceeds its threshold by the largest factor.";
+    "the validation loss exceeds the training-split loss by >= 0.05 nats; cost when a step still gains but its gain per "
+    "training FLOP is <= 0.25 of the first step's; noise when Var(log q_L) over Monte Carlo draws is >= 0.1. The "
+    "dominant cause is the flagged one whose indicator exceeds its threshold by the largest factor (capped at 10; a "
+    "late/early ratio <= 0 counts as 10).";
 
 std::vector<Flag> flags_at(const validate::ArchStudy& a, std::size_t i) {
   const auto& r = a.results[i];
@@ -72,7 +74,7 @@ std::vector<Flag> flags_at(const validate::ArchStudy& a, std::size_t i) {
                  g / kGradOrders});
   if (std::isfinite(c.drop_late_ratio) && c.drop_late_ratio <= kLateEarly)
     f.push_back({"saturation", fmt::format("late/early drop-one = {}", num(c.drop_late_ratio, 2)),
-                 c.drop_late_ratio > 0 ? kLateEarly / c.drop_late_ratio : 1e9});
+                 c.drop_late_ratio > 0 ? kLateEarly / c.drop_late_ratio : kMaxSeverity});
   {
     const double sr = std::isfinite(c.spike_rate) ? c.spike_rate / kSpikeRate : 0;
     const double in = i > 0 && std::isfinite(c.instability) && c0.instability > 0
@@ -85,12 +87,15 @@ std::vector<Flag> flags_at(const validate::ArchStudy& a, std::size_t i) {
   }
   if (std::isfinite(c.gap) && c.gap >= kGap)
     f.push_back({"overfitting", fmt::format("val - train = {}", num(c.gap, 3)), c.gap / kGap});
-  if (i >= 2 && std::isfinite(c.gain_per_flop) && a.results[1].causes.gain_per_flop > 0 &&
+  // cost: a step that still gains, but at <= 0.25 of the first step's gain per FLOP (a step that
+  // gains nothing is not explained by its cost)
+  if (i >= 2 && c.gain_per_flop > 0 && a.results[1].causes.gain_per_flop > 0 &&
       c.gain_per_flop <= kCostFraction * a.results[1].causes.gain_per_flop)
     f.push_back({"cost", fmt::format("gain per FLOP {}", num(c.gain_per_flop, 2)),
-                 c.gain_per_flop > 0 ? kCostFraction * a.results[1].causes.gain_per_flop / c.gain_per_flop : 1e9});
+                 kCostFraction * a.results[1].causes.gain_per_flop / c.gain_per_flop});
   if (std::isfinite(c.var_log_q) && c.var_log_q >= kNoiseVar)
     f.push_back({"noise", fmt::format("Var(log q_L) = {}", num(c.var_log_q, 3)), c.var_log_q / kNoiseVar});
+  for (Flag& x : f) x.severity = std::min(x.severity, kMaxSeverity);
   std::stable_sort(f.begin(), f.end(), [](const Flag& x, const Flag& y) { return x.severity > y.severity; });
   return f;
 }

@@ -61,7 +61,7 @@ TEST_CASE("sigprop study of 2 architectures and 2 seeds: runs per arch and seed,
   const fs::path dir = scratch_dir("study_multi"), out = dir / "study";
   fs::remove_all(out);
   const std::string cmd = std::string("study --corpus ") + kCorpus + " --out " + out.string() +
-                          " --depths 1,2 --seeds 0,7 --arch pre --arch sqrtL:stack.branch_scale=1/sqrt(L)"
+                          " --depths 1,2 --seeds 0,7 --arch pre --arch 'sqrtL:stack.branch_scale=1/sqrt(L)'"
                           " --noise-samples 4" +
                           " --set stack.width=16 --set stack.heads=2 --set stack.tokens=16 --steps 8 --batch 2"
                           " --lr 1e-2 --warmup 2 --val-every 4 --val-batches 1 --eval-tokens 128 --threads 2"

@@ -209,7 +209,8 @@ DepthCauses causes_of(const DepthResult& d) {
       const int h = L / 2;
       const std::vector<double> first(r.ablation.increase.begin(), r.ablation.increase.begin() + h);
       const std::vector<double> last(r.ablation.increase.end() - h, r.ablation.increase.end());
-      dr.push_back(mean_of(last) / mean_of(first));
+      const double early = mean_of(first);
+      dr.push_back(early > 0 ? mean_of(last) / early : NAN);  // undefined when the early blocks cost nothing
       uc.push_back(mean_of(r.update_cos));
     }
     ins.push_back(r.curve.instability);

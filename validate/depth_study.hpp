@@ -108,7 +108,9 @@ struct DepthCauses {
   // saturation / redundancy
   double ang_dist_mean = NAN, ang_dist_init_mean = NAN;  ///< mean over blocks 1..L
   double drop_mean = NAN;        ///< mean drop-one-layer loss increase over blocks
-  double drop_late_ratio = NAN;  ///< mean increase of the last half of the blocks / of the first half (L >= 2)
+  /// Mean increase of the last floor(L/2) blocks / of the first floor(L/2) (L >= 2; NaN when
+  /// the first half's mean is <= 0)
+  double drop_late_ratio = NAN;
   double update_cos_mean = NAN;  ///< mean cosine of consecutive blocks' updates (L >= 2)
   // optimisation difficulty
   double instability = NAN;  ///< CurveStats::instability
