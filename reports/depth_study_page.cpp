@@ -334,7 +334,7 @@ std::vector<Figure> study_figures(const DepthStudy& study) {
             "far from 1 means attenuation (< 1) or amplification (> 1) through depth.");
   cause_fig("cause_saturation", "Saturation and redundancy", 1, 3,
             {{4, "mean ang_dist over blocks (dashed: initial)", false},
-             {6, "drop-one increase, last half / first half", true},
+             {6, "drop-one increase, last half / first half", false},
              {7, "cosine of consecutive blocks' updates", false}},
             "Late blocks that move the stream little (ang_dist), cost little when removed (late/early drop-one ratio "
             "well below 1) or repeat the previous block's update (cosine near 1) are redundant.",
