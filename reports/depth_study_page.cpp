@@ -390,6 +390,31 @@ std::vector<Figure> study_figures(const DepthStudy& study) {
   return figs;
 }
 
+// ---- the causes' summary table (report.md and index.html) --------------------------------
+std::vector<std::string> causes_header() {
+  return {"arch",          "depth",          "gain ± s.e.",  "grad_var_rel block 1 init / trained",
+          "ang_dist mean", "drop-one late/early", "update cosine", "loss instability",
+          "spike rate",    "val − train",    "gain / param", "gain / FLOP",
+          "Var log q_L",   "Var log grad_0", "flagged"};
+}
+
+std::vector<std::vector<std::string>> causes_rows(const DepthStudy& study) {
+  std::vector<std::vector<std::string>> rows;
+  for (const auto& a : study.archs)
+    for (std::size_t i = 0; i < a.results.size(); ++i) {
+      const DepthResult& r = a.results[i];
+      const validate::DepthCauses& c = r.causes;
+      rows.push_back({a.arch.name, std::to_string(r.depth),
+                      i > 0 ? fmt::format("{} ± {}", num(r.gain.mean, 3), num(r.gain.se, 2)) : std::string("—"),
+                      fmt::format("{} / {}", num(c.grad_first_init, 3), num(c.grad_first_trained, 3)),
+                      num(c.ang_dist_mean, 3), num(c.drop_late_ratio, 3), num(c.update_cos_mean, 3),
+                      num(c.instability, 3), num(c.spike_rate, 2), num(c.gap, 3), num(c.gain_per_param, 3),
+                      num(c.gain_per_flop, 3), num(c.var_log_q, 3), num(c.var_log_grad, 3),
+                      flags_text(flags_at(a, i))});
+    }
+  return rows;
+}
+
 // ---- readings ------------------------------------------------------------------------------
 std::vector<std::string> study_readings(const DepthStudy& study) {
   std::vector<std::string> readings;
@@ -520,22 +545,11 @@ std::string study_markdown(const DepthStudy& study, const std::vector<std::strin
                         num(r.theory ? col(*r.theory, l, "update_ratio") : NAN, 3),
                         num(col(r.trained, l, "eff_rank"), 3), num(col(r.initial, l, "eff_rank"), 3));
   }
-  md << "\n## The causes, per depth\n\n" << kRulesText
-     << "\n\n| arch | depth | gain ± s.e. | grad_var_rel block 1 init / trained | ang_dist mean | drop-one late/early | "
-        "update cosine | loss instability | spike rate | val − train | gain / param | gain / FLOP | Var log q_L | "
-        "Var log grad_0 | flagged |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n";
+  md << "\n## The causes, per depth\n\n" << kRulesText << "\n\n| " << fmt::format("{}", fmt::join(causes_header(), " | "))
+     << " |\n|" << fmt::format("{}", fmt::join(std::vector<std::string>(causes_header().size(), "---"), "|")) << "|\n";
+  for (const auto& row : causes_rows(study)) md << "| " << fmt::format("{}", fmt::join(row, " | ")) << " |\n";
   for (const auto& a : study.archs)
-    for (std::size_t i = 0; i < a.results.size(); ++i) {
-      const DepthResult& r = a.results[i];
-      const validate::DepthCauses& c = r.causes;
-      md << fmt::format("| {} | {} | {} | {} / {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
-                        a.arch.name, r.depth,
-                        i > 0 ? fmt::format("{} ± {}", num(r.gain.mean, 3), num(r.gain.se, 2)) : std::string("—"),
-                        num(c.grad_first_init, 3), num(c.grad_first_trained, 3), num(c.ang_dist_mean, 3),
-                        num(c.drop_late_ratio, 3), num(c.update_cos_mean, 3), num(c.instability, 3),
-                        num(c.spike_rate, 2), num(c.gap, 3), num(c.gain_per_param, 3), num(c.gain_per_flop, 3),
-                        num(c.var_log_q, 3), num(c.var_log_grad, 3), flags_text(flags_at(a, i)));
-    }
+    if (!a.noise_problem.empty()) md << "\nNo Monte Carlo noise for " << a.arch.name << ": " << a.noise_problem << "\n";
   md << "\n## Figures\n\n";
   for (const auto& f : figs) {
     const bool ok = was_drawn(drawn, f);
@@ -551,15 +565,24 @@ std::string study_markdown(const DepthStudy& study, const std::vector<std::strin
 }
 
 // ---- index.html -----------------------------------------------------------------------------
-std::string study_html(const fs::path& folder, const std::vector<std::string>& readings,
+std::string study_html(const DepthStudy& study, const std::vector<std::string>& readings,
                        const std::vector<Figure>& figs, const DrawResult& drawn) {
+  const fs::path& folder = study.folder;
   std::ostringstream h;
   h << "<!doctype html><html><head><meta charset=\"utf-8\"><title>sigprop depth study</title><style>"
        "body{font-family:sans-serif;max-width:1250px;margin:2em auto;padding:0 1em;line-height:1.45}"
        "table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}"
        "figure{margin:1.5em 0}img{max-width:100%}</style></head><body>\n<h1>sigprop depth study</h1>\n<ul>";
   for (const auto& s : readings) h << "<li>" << html(s) << "</li>";
-  h << "</ul>\n<p>" << html(kRulesText) << "</p>\n";
+  h << "</ul>\n<h2>The causes, per depth</h2>\n<p>" << html(kRulesText) << "</p>\n<table><tr>";
+  for (const auto& c : causes_header()) h << "<th>" << html(c) << "</th>";
+  h << "</tr>\n";
+  for (const auto& row : causes_rows(study)) {
+    h << "<tr>";
+    for (const auto& c : row) h << "<td>" << html(c) << "</td>";
+    h << "</tr>\n";
+  }
+  h << "</table>\n";
   for (const auto& f : figs) {
     const bool ok = was_drawn(drawn, f);
     h << "<figure><figcaption><b>" << html(f.title) << "</b> " << html(f.reading) << "</figcaption>";
@@ -590,7 +613,7 @@ StudyPage render_depth_study_page(const DepthStudy& study, const StudyPageOption
   page.report_md = study.folder / "report.md";
   page.index_html = study.folder / "index.html";
   write_file_atomic(page.report_md, study_markdown(study, readings, figs, drawn));
-  write_file_atomic(page.index_html, study_html(study.folder, readings, figs, drawn));
+  write_file_atomic(page.index_html, study_html(study, readings, figs, drawn));
   page.figures_drawn = drawn.drawn;
   page.figures_missing = drawn.missing;
   page.gnuplot_problem = drawn.problem;

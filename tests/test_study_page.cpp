@@ -136,6 +136,9 @@ TEST_CASE("the depth study's page tabulates and reads the study's numbers, the s
   const std::string html = slurp(out / "index.html");
   CHECK(html.find("<li>Validation loss falls from 3 (depth 1) to 2.25 (depth 4);") != std::string::npos);
   CHECK(html.find("<img") == std::string::npos);
+  CHECK(html.find("<h2>The causes, per depth</h2>") != std::string::npos);
+  CHECK(html.find("<td>base</td><td>4</td><td>0.25 ± 0.02</td>") != std::string::npos);
+  CHECK(html.find("<td>overfitting, saturation</td></tr>") != std::string::npos);
 
   CHECK(slurp(out / "figures" / "cause_noise.dat").find("# base: depth ") == 0);
   const reports::StudyPage again = reports::render_depth_study_page(study, opt);

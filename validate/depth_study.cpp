@@ -378,10 +378,15 @@ DepthStudy run_depth_study(const StackSpec& base, const StudySettings& st, const
         stage(fmt::format("{} depth {}: Monte Carlo noise ({} samples)", as.arch.name, d.depth, st.noise_samples));
         StackSpec spec = as.spec;
         spec.depth = d.depth;
-        const auto [vq, vg] = mc_noise(spec, st.noise_samples, seeds.front(), threads);
-        d.causes.noise_samples = st.noise_samples;
-        d.causes.var_log_q = vq;
-        d.causes.var_log_grad = vg;
+        try {
+          const auto [vq, vg] = mc_noise(spec, st.noise_samples, seeds.front(), threads);
+          d.causes.noise_samples = st.noise_samples;
+          d.causes.var_log_q = vq;
+          d.causes.var_log_grad = vg;
+        } catch (const ConfigError& e) {  // a spec the Monte Carlo cannot run: the other causes stand
+          as.noise_problem = fmt::format("depth {}: {}", d.depth, e.what());
+          stage(fmt::format("{}: no Monte Carlo noise: {}", as.arch.name, as.noise_problem));
+        }
       }
       ++kn;
     }
@@ -490,7 +495,8 @@ DepthStudy run_depth_study(const StackSpec& base, const StudySettings& st, const
     }
     JA["noise_fit"] = {{"form", "var = k L / d (Hanin & Rolnick 2018)"},
                        {"k_log_q_L", jnum(as.noise_k_q)},
-                       {"k_log_grad_var_0", jnum(as.noise_k_grad)}};
+                       {"k_log_grad_var_0", jnum(as.noise_k_grad)},
+                       {"problem", as.noise_problem}};
 
     nlohmann::json corr = nlohmann::json::array();
     std::vector<std::vector<double>> pooled_x(against.size());

@@ -177,6 +177,7 @@ struct ArchStudy {
   std::vector<StudyCorrelation> pooled;     ///< for each series (3 finite pairs or more)
   std::optional<KneeResult> knee;           ///< find_knee on the mean losses, with 3 depths or more
   double noise_k_q = NAN, noise_k_grad = NAN;  ///< fit_through_origin of var_log_q, var_log_grad against L/d
+  std::string noise_problem;  ///< why the Monte Carlo could not run this architecture ("" when it ran or was off)
   std::optional<PredictedCurve> predicted;  ///< filled by the caller when a prediction exists
 };
 
