@@ -21,6 +21,7 @@
 #include "theory/attention.hpp"
 #include "theory/clustering.hpp"
 #include "theory/continuum.hpp"
+#include "theory/depth_returns.hpp"
 #include "theory/engine.hpp"
 #include "theory/shaped_sde.hpp"
 #include "theory/spectrum.hpp"
@@ -181,7 +182,8 @@ std::string Profile::to_csv() const {
 // ---------------------------------------------------------------------------------------------
 // Engines
 
-Profile theory(const StackSpec& spec, const TheorySettings& settings, const ProgressFn& progress) {
+namespace {
+theory::TheorySettings internal_theory_settings(const TheorySettings& settings) {
   theory::TheorySettings ts;
   if (settings.attn_samples) ts.attn.samples = *settings.attn_samples;
   if (settings.seed) ts.attn.seed = *settings.seed;
@@ -190,9 +192,60 @@ Profile theory(const StackSpec& spec, const TheorySettings& settings, const Prog
     ts.attn.method =
         theory::parse_attn_method(one_of(*settings.attn_method, {"qmc", "mc"}, "TheorySettings.attn_method"));
   if (settings.quad_order) ts.quad_order = *settings.quad_order;
-  theory::TheoryEngine eng(ts);
+  return ts;
+}
+
+DepthReturns public_depth_returns(const theory::DepthReturns& r) {
+  DepthReturns o;
+  o.layer_return = r.layer_return;
+  o.depth = r.depth;
+  o.effective_depth = r.effective_depth;
+  o.return_per_added_layer = r.knee.gain;
+  o.knee_found = r.knee.found;
+  o.knee_depth = r.knee.found ? static_cast<int>(r.knee.knee_depth) : 0;
+  o.fraction = r.fraction;
+  o.rule = r.knee.rule;
+  o.curve = r.curve;
+  o.note = r.note;
+  return o;
+}
+
+double json_num(const nlohmann::json& v) { return v.is_null() ? std::nan("") : v.get<double>(); }
+}  // namespace
+
+Profile theory(const StackSpec& spec, const TheorySettings& settings, const ProgressFn& progress) {
+  theory::TheoryEngine eng(internal_theory_settings(settings));
   eng.set_progress(progress);
   return wrap(eng.run(spec));
+}
+
+DepthReturns depth_returns(const Profile& profile) {
+  const nlohmann::json extras = nlohmann::json::parse(profile.extras_json());
+  if (!extras.contains("depth_returns")) {
+    if (!profile.has("ang_dist"))
+      throw ConfigError(fmt::format("depth_returns: the {} profile has no ang_dist column", profile.engine()));
+    sigprop::Profile p = sigprop::Profile::make(profile.spec(), profile.engine(), {"ang_dist"});
+    const std::span<const double> ang = profile.values("ang_dist");
+    for (std::size_t l = 0; l < ang.size() && l < p.rows.size(); ++l) p.rows[l][0] = ang[l];
+    return public_depth_returns(theory::depth_returns(p));
+  }
+  const nlohmann::json& j = extras["depth_returns"];
+  DepthReturns o;
+  for (auto& v : j.at("layer_return")) o.layer_return.push_back(json_num(v));
+  o.depth = j.at("depth").get<std::vector<int>>();
+  for (auto& v : j.at("effective_depth")) o.effective_depth.push_back(json_num(v));
+  for (auto& v : j.at("return_per_added_layer")) o.return_per_added_layer.push_back(json_num(v));
+  o.knee_found = !j.at("knee_depth").is_null();
+  o.knee_depth = o.knee_found ? j["knee_depth"].get<int>() : 0;
+  o.fraction = j.at("fraction").get<double>();
+  o.rule = j.at("knee_rule").get<std::string>();
+  o.curve = j.at("curve").get<std::string>();
+  o.note = j.value("note", "");
+  return o;
+}
+
+DepthReturns depth_returns(const StackSpec& spec, const TheorySettings& settings, double fraction) {
+  return public_depth_returns(theory::depth_returns(spec, internal_theory_settings(settings), fraction));
 }
 
 Profile simulate(const StackSpec& spec, const SimulateSettings& settings, const ProgressFn& progress) {

@@ -251,6 +251,19 @@ int main(int argc, char** argv) {
             spec.branch_scale.str(), sigprop::to_string(spec.qk_scale));
         fmt::print("{}", sigprop::cli::format_table(p, max_rows, "numerical error (1 s.e. of the attention integral)"));
         if (p.extras.contains("mean_field")) fmt::print("mean field: {}\n", p.extras["mean_field"].dump());
+        if (p.extras.contains("depth_returns")) {
+          const auto& dr = p.extras["depth_returns"];
+          std::vector<std::string> pts;
+          for (std::size_t i = 0; i < dr["depth"].size(); ++i)
+            pts.push_back(fmt::format("{}: {}", dr["depth"][i].get<int>(),
+                                      dr["effective_depth"][i].is_null()
+                                          ? std::string("-")
+                                          : fmt::format("{:.3g}", dr["effective_depth"][i].get<double>())));
+          fmt::print("depth returns: effective depth by depth {{{}}}; predicted knee: {} (docs/theory.md)\n",
+                     fmt::join(pts, ", "),
+                     dr["knee_depth"].is_null() ? std::string("none")
+                                                : fmt::format("depth {}", dr["knee_depth"].get<int>()));
+        }
       }
       return 0;
     }

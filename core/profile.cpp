@@ -109,6 +109,7 @@ std::string Profile::to_csv() const {
   o << "# settings: " << settings.dump() << "\n";
   o << "# spec: " << spec_to_json(spec).dump() << "\n";
   for (auto& w : warnings) o << "# warning: " << w << "\n";
+  if (extras.contains("depth_returns")) o << "# depth_returns: " << extras["depth_returns"].dump() << "\n";
   o << "layer";
   for (auto& c : columns) o << "," << c;
   o << "\n";

@@ -39,7 +39,8 @@ struct Profile {
 
   [[nodiscard]] nlohmann::json to_json() const;
   static Profile from_json(const nlohmann::json& j);
-  /// CSV: leading '#' lines carry engine, version, settings and the spec as JSON;
+  /// CSV: leading '#' lines carry engine, version, settings and the spec as JSON, the warnings,
+  /// and the extra "depth_returns" as JSON when there is one (the theory engine's);
   /// then a header "layer,<columns...>" and one row per layer; NaN is written empty.
   [[nodiscard]] std::string to_csv() const;
 };

@@ -14,6 +14,7 @@
 #include "core/compare.hpp"
 #include "core/error.hpp"
 #include "sigprop/version.hpp"
+#include "theory/depth_returns.hpp"
 
 namespace sigprop::reports {
 namespace fs = std::filesystem;
@@ -444,6 +445,7 @@ std::string add_depth_returns_figures(const Sweep& sw, std::vector<Figure>& figu
     }
     std::vector<std::string> quantities = cfg.figures.metrics;
     quantities.push_back("ang_dist_quarter");
+    quantities.push_back("effective_depth");
     const int nq = static_cast<int>(quantities.size());
     const int qcols = std::min(3, nq), qrows = (nq + qcols - 1) / qcols;
     for (size_t g = 0; g < groups.size(); ++g) {
@@ -465,6 +467,8 @@ std::string add_depth_returns_figures(const Sweep& sw, std::vector<Figure>& figu
           if (q == "ang_dist_quarter") {
             auto [a, b] = quarter_ang(p);
             pts.push_back({double(p.spec.depth), a, b});
+          } else if (q == "effective_depth") {  // docs/theory.md "Depth returns"; no se
+            pts.push_back({double(p.spec.depth), theory::effective_depth(p.series("ang_dist")), std::nan("")});
           } else {
             int l = summary_layer(q, p.spec.depth);
             pts.push_back({double(p.spec.depth), value(p, l, q), se(p, l, q)});
@@ -517,9 +521,11 @@ std::string add_depth_returns_figures(const Sweep& sw, std::vector<Figure>& figu
           }
         }
         script << panel_box(qi, qrows, qcols, f.width, f.height);
-        std::string qt = q == "ang_dist_quarter" ? "mean ang_dist over the last quarter of layers" : summary_name(q);
+        std::string qt = q == "ang_dist_quarter"  ? "mean ang_dist over the last quarter of layers"
+                         : q == "effective_depth" ? "effective depth: sum of ang_dist_l / max_k ang_dist_k"
+                                                  : summary_name(q);
         script << fmt::format("set title \"{}\" font ',12'\nset xlabel 'depth L'\nset ylabel \"{}\"\n", gp(qt),
-                              gp(q == "ang_dist_quarter" ? "ang_dist" : q));
+                              gp(q == "ang_dist_quarter" ? "ang_dist" : q == "effective_depth" ? "layers" : q));
         script << "set logscale x\n" << xtics;
         script << (wants_log(all) ? "set logscale y\nset format y '%g'\n" : "unset logscale y\nset format y '%g'\n");
         script << "plot " << fmt::format("{}", fmt::join(plots, ", \\\n     ")) << "\n";
@@ -587,6 +593,41 @@ std::string add_depth_returns_figures(const Sweep& sw, std::vector<Figure>& figu
       if (!gparts.empty() && std::find(quantities.begin(), quantities.end(), "grad_var") != quantities.end())
         r << fmt::format(" grad_var at layer 0 (the gradient that reaches the input), depth {} → {}: {}.",
                          dl.labels.front(), dl.labels.back(), fmt::join(gparts, "; "));
+      // The predictor of docs/theory.md "Depth returns": effective depth over the swept depths and
+      // the knee of the deepest theory stack (from its profile extra, or from its ang_dist).
+      std::vector<std::string> dparts, kparts;
+      for (int s = 0; s < nseries; ++s) {
+        auto pts = collect(s, ref_engine, "effective_depth");
+        if (pts.size() >= 2)
+          dparts.push_back(fmt::format("{} {} of {} → {} of {}", lay.series_labels[s], num(pts.front()[1]),
+                                       num(pts.front()[0]), num(pts.back()[1]), num(pts.back()[0])));
+        const Entry* deep = nullptr;
+        for (auto& e : entries)
+          if (e.job->engine == EngineKind::Theory && lay.series(*e.cell) == s &&
+              lay.panel(*e.cell, true) == groups[g] && (!deep || e.profile.spec.depth > deep->profile.spec.depth))
+            deep = &e;
+        if (!deep) continue;
+        const Profile& p = deep->profile;
+        if (p.extras.contains("depth_returns")) {
+          const auto& kd = p.extras["depth_returns"]["knee_depth"];
+          kparts.push_back(fmt::format("{} {}", lay.series_labels[s],
+                                       kd.is_null() ? fmt::format("none up to depth {}", p.spec.depth)
+                                                    : fmt::format("depth {}", kd.get<int>())));
+        } else if (theory::depth_independent(p.spec)) {
+          const theory::DepthReturns dr = theory::depth_returns(p);
+          kparts.push_back(fmt::format("{} {}", lay.series_labels[s],
+                                       dr.knee.found ? fmt::format("depth {}", dr.knee.knee_depth)
+                                                     : fmt::format("none up to depth {}", p.spec.depth)));
+        }
+      }
+      if (!dparts.empty())
+        r << fmt::format(" Effective depth (layers that move the stream as much as the strongest one; {}): {}.",
+                         to_string(ref_engine), fmt::join(dparts, "; "));
+      if (!kparts.empty())
+        r << fmt::format(" Predicted knee (theory; the last depth before the first doubling whose added layers "
+                         "each return less than a quarter of the first doubling's, docs/theory.md \"Depth "
+                         "returns\"): {}.",
+                         fmt::join(kparts, "; "));
       f.reading = r.str();
       figures.insert(figures.begin() + static_cast<long>(g), std::move(f));
     }

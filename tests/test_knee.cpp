@@ -83,23 +83,27 @@ TEST_CASE("find_knee: a + b L^-c on a doubling grid, noise free and noisy", "[kn
 }
 
 TEST_CASE("find_knee: the paired standard error stops a curve drowned in noise earlier", "[knee][analytic]") {
-  // Same law, noise 0.05 per value over 4 seeds: the gain se (about 0.035) exceeds the small
-  // late gains (0.08 at L = 8 ... ), so 2 se, not the fraction, sets the knee; it can never come
-  // after the noise-free knee and the reported threshold is the larger of the two.
+  // Same law, noise 0.15 per value over 4 seeds: the gain se (about 0.1) makes 2 se (about 0.2)
+  // larger than a quarter of the first gain (about 0.1), so the se, not the fraction, decides
+  // many knees (7 of these 20; the rest a gain <= 0 or below the fraction), and most come before
+  // the noise-free knee at 8 (the gain of the doubling from 4, 0.14, is already within 2 se of
+  // zero; 17 of 20). The threshold is always the larger of the two.
   const std::vector<double> depths{1, 2, 4, 8, 16, 32, 64};
   auto f = [](double L) { return 3.0 + 1.0 * std::pow(L, -0.8); };
-  int se_limited = 0;
+  int se_limited = 0, before = 0;
   for (uint64_t e = 1; e <= 20; ++e) {
-    const KneeInput in = noisy_curve(depths, f, 0.05, 4, e);
+    const KneeInput in = noisy_curve(depths, f, 0.15, 4, e);
     const KneeResult r = find_knee(in);
     REQUIRE(r.found);
-    CHECK(r.knee_depth <= 8);
+    if (r.knee_depth < 8) ++before;
     for (std::size_t i = 0; i < r.gain.size(); ++i)
       CHECK(r.threshold[i] == std::max(2 * in.gain_se[i], 0.25 * std::max(r.gain[0], 0.0)));
     const std::size_t k = r.index;
-    if (2 * r.gain_se[k] > 0.25 * r.gain[0] && r.gain[k] >= 0.25 * r.gain[0]) ++se_limited;
+    if (r.gain[k] > 0 && r.gain[k] >= 0.25 * r.gain[0]) ++se_limited;  // below 2 se only
   }
-  CHECK(se_limited > 0);  // the se rule did decide some of them
+  INFO("se decided " << se_limited << ", before 8: " << before);
+  CHECK(se_limited >= 5);
+  CHECK(before >= 15);
 }
 
 TEST_CASE("find_knee: a piecewise-linear curve with a kink, per added layer", "[knee][analytic]") {

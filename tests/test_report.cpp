@@ -27,6 +27,7 @@
 #include "reports/report.hpp"
 #include "reports/sweep.hpp"
 #include "shared/cli_run.hpp"
+#include "theory/depth_returns.hpp"
 
 namespace fs = std::filesystem;
 using namespace sigprop;
@@ -415,6 +416,13 @@ TEST_CASE("report: tidy CSV rows are the cell profiles, and the readings quote t
   CHECK_THAT(html, Catch::Contains(fmt::format("Pre-LN {:.3g} → {:.3g}", pre.at(0, "q"), pre.at(5, "q"))));
   CHECK_THAT(html, Catch::Contains(fmt::format("Post-LN {:.3g} → {:.3g}", post.at(0, "q"), post.at(5, "q"))));
   CHECK_THAT(html, Catch::Contains("Figures not drawn"));
+  // The depth-returns reading quotes the predicted effective depth and knee (docs/theory.md).
+  Profile pre2 = read_profile_json(out / "cells/pre-ln_depth-2.theory.json");
+  CHECK_THAT(html, Catch::Contains(fmt::format("Pre-LN {:.3g} of 2 → {:.3g} of 5",
+                                               theory::effective_depth(pre2.series("ang_dist")),
+                                               theory::effective_depth(pre.series("ang_dist")))));
+  REQUIRE(pre.extras.contains("depth_returns"));
+  CHECK_THAT(html, Catch::Contains("Predicted knee"));
 }
 
 TEST_CASE("report: the HTML links only files that exist, with and without gnuplot", "[report][cli]") {

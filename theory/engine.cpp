@@ -16,6 +16,7 @@
 #include "core/metrics.hpp"
 #include "core/stats.hpp"
 #include "sigprop/version.hpp"
+#include "theory/depth_returns.hpp"
 #include "theory/gauss.hpp"
 #include "theory/meanfield.hpp"
 
@@ -694,6 +695,7 @@ Profile TheoryEngine::run(const StackSpec& spec) {
     DenseMeanField mf = dense_mean_field(spec.activation, spec.sigma_w2, spec.sigma_b2, st_.quad_order);
     p.extras["mean_field"] = to_json(mf);
   }
+  if (st_.depth_returns) p.extras["depth_returns"] = to_json(depth_returns(spec, st_, 0.25, &p));
   progress(1.0, "done");
   return p;
 }

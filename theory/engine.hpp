@@ -19,6 +19,10 @@ struct TheorySettings {
   bool equicorrelated_fast_path = true;
   AttnSettings attn{};    ///< softmax expectations (qk_scale = 1/sqrt(dh) only)
   int error_batches = 8;  ///< batch-means error estimate of the attention Monte Carlo (0 = off)
+  /// Adds the profile extra "depth_returns" (theory/depth_returns.hpp). A spec that depends on L
+  /// (branch_scale 1/sqrt(L) or 1/sqrt(2L), deepnorm) costs one more run per depth 1, 2, 4, ... < L
+  /// (at most as much again as the run itself), without progress reports.
+  bool depth_returns = true;
 };
 
 class TheoryEngine final : public Engine {

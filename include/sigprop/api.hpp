@@ -197,6 +197,36 @@ SIGPROP_API Profile spectrum(const StackSpec& spec, const SpectrumSettings& sett
                              const ProgressFn& progress = nullptr);
 
 // ---------------------------------------------------------------------------------------------
+// Depth returns (docs/theory.md "Depth returns")
+
+/// The return of depth predicted from a stack's per-layer angular distance: r_l = ang_dist_l /
+/// max_k ang_dist_k, effective depth D = sum_l r_l, D over depths 1, 2, 4, ..., L, and the knee:
+/// the last depth before the first doubling whose added layers return, each, less than
+/// `fraction` of what the first doubling's added layer returned.
+struct DepthReturns {
+  std::vector<double> layer_return;            ///< r_l of the depth-L stack, l = 1..L (element l - 1)
+  std::vector<int> depth;                      ///< 1, 2, 4, ..., L (L last)
+  std::vector<double> effective_depth;         ///< D at each depth (NaN where the stack diverged)
+  std::vector<double> return_per_added_layer;  ///< (D(d') - D(d)) / (d' - d), one per step of depth
+  bool knee_found = false;
+  int knee_depth = 0;  ///< the predicted knee; 0 when knee_found is false
+  double fraction = 0.25;
+  std::string rule;   ///< the knee rule in words
+  std::string curve;  ///< "prefix" (one run), "rerun" (one theory run per depth), or a single depth
+  std::string note;   ///< why the curve stops early (a diverged stack), "" otherwise
+};
+
+/// From a profile: the theory engine's extra "depth_returns" when it has one (the full curve,
+/// fraction 0.25), else computed from its ang_dist column (any engine; for a spec that depends
+/// on L, branch_scale 1/sqrt(L) or 1/sqrt(2L) or deepnorm, only the profile's own depth).
+/// ConfigError when the profile has no ang_dist column.
+SIGPROP_API DepthReturns depth_returns(const Profile& profile);
+/// From the theory: one run at spec.depth, plus one per depth 1, 2, 4, ... < L when the spec
+/// depends on L. ConfigError for a fraction outside (0, 1) or a bad spec or settings.
+SIGPROP_API DepthReturns depth_returns(const StackSpec& spec, const TheorySettings& settings = {},
+                                       double fraction = 0.25);
+
+// ---------------------------------------------------------------------------------------------
 // Checkpoints against their predictions (docs/validate.md)
 
 /// `sigprop validate`'s options with the same defaults (unset optionals: the command line's).
