@@ -38,6 +38,19 @@ CLI::App* add_study_command(CLI::App& app, StudyArgs& a) {
   c->add_option("--corpus", a.corpus, "Training text, read as bytes (e.g. data/kjv.txt)")->required();
   c->add_option("--out", a.out, "Output folder (resumable: a rerun continues unfinished training runs)")->required();
   c->add_option("--depths", a.depths, "Comma-separated increasing depths")->capture_default_str();
+  c->add_option("--seeds", a.seeds,
+                "Comma-separated training seeds: every depth trains once per seed, gains are paired by seed "
+                "(default: --seed alone)");
+  c->add_option("--arch", a.archs,
+                "An architecture to compare, NAME or NAME:table.key=value,table.key=value (spec overrides on top "
+                "of the base spec; repeatable; default: the base spec alone). Runs go to runs/NAME/L<depth>/s<seed>/");
+  c->add_option("--noise-samples", a.settings.noise_samples,
+                "Monte Carlo samples per architecture and depth for the noise-accumulation measure (0: none)")
+      ->capture_default_str();
+  c->add_option("--knee-fraction", a.settings.knee_fraction,
+                "The knee: the first step in depth whose gain is below this fraction of the first step's gain "
+                "(or within 2 paired s.e. of zero)")
+      ->capture_default_str();
   c->add_option("--eval-tokens", a.settings.eval_tokens, "Validation-split tokens measured per model")
       ->capture_default_str();
   add_train_settings_options(c, s);
@@ -66,10 +79,43 @@ int run_study(StudyArgs a) {
       throw ConfigError(fmt::format("--depths: \"{}\" is not an integer", item));
     }
   }
+  st.seeds.clear();
+  if (!a.seeds.empty()) {
+    std::stringstream sd(a.seeds);
+    while (std::getline(sd, item, ',')) {
+      try {
+        std::size_t used = 0;
+        if (item.empty() || item[0] == '-') throw std::invalid_argument(item);
+        const unsigned long long v = std::stoull(item, &used);
+        if (used != item.size()) throw std::invalid_argument(item);
+        st.seeds.push_back(v);
+      } catch (const std::exception&) {
+        throw ConfigError(fmt::format("--seeds: \"{}\" is not a non-negative integer", item));
+      }
+    }
+  }
+  st.archs.clear();
+  for (const std::string& spec : a.archs) {
+    validate::StudyArch arch;
+    const std::size_t colon = spec.find(':');
+    arch.name = spec.substr(0, colon);
+    if (colon != std::string::npos) {
+      std::stringstream sa(spec.substr(colon + 1));
+      while (std::getline(sa, item, ','))
+        if (!item.empty()) arch.sets.push_back(item);
+    }
+    st.archs.push_back(arch);
+  }
   if (st.train.threads == 0) st.train.threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   reports::StudyPageOptions page_opt;
   if (a.no_figures) page_opt.gnuplot.clear();
-  st.validate();
+  try {
+    st.validate();
+  } catch (const ConfigError& e) {  // main names the option of every other setting; archs come from --arch
+    const std::string what = e.what();
+    if (what.rfind("archs:", 0) == 0) throw ConfigError("--arch" + what.substr(5));
+    throw;
+  }
   try {  // a missing, special or oversized file is named before any work
     check_regular_file(a.corpus, "corpus", validate::kMaxCorpusBytes);
   } catch (const IoError& e) {
@@ -99,7 +145,15 @@ int run_study(StudyArgs a) {
   // their runs and a rerun resumes. The lines above draw the progress, this only cancels (as train).
   progress.fraction = progress_line("study", false);
   const FolderLock lock(a.out, "--out");  // a second study on this folder would interleave its files
-  const validate::DepthStudy study = validate::run_depth_study(base, st, a.corpus, a.out, progress);
+  const validate::DepthStudy study = [&] {
+    try {
+      return validate::run_depth_study(base, st, a.corpus, a.out, progress);
+    } catch (const ConfigError& e) {  // an --arch override the spec rejects
+      const std::string what = e.what();
+      if (what.rfind("archs:", 0) == 0) throw ConfigError("--arch" + what.substr(5));
+      throw;
+    }
+  }();
   const reports::StudyPage page = reports::render_depth_study_page(study, page_opt);
   if (!page.gnuplot_problem.empty()) fmt::print(stderr, "study: figures not drawn: {}\n", page.gnuplot_problem);
   fmt::print("{}\n", page.index_html.string());

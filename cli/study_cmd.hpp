@@ -1,7 +1,8 @@
 #pragma once
 /// @file `sigprop study`: the depth study (validate/depth_study.hpp, docs/study.md): models of
 /// several depths trained on one corpus, then loss against depth, drop-one-layer ablations
-/// against measured and predicted ang_dist / update_ratio, and trained-vs-initial metrics.
+/// against measured and predicted ang_dist / update_ratio, trained-vs-initial metrics, several
+/// seeds and architectures, every cause of diminishing returns per depth and the knee.
 #include <string>
 #include <vector>
 
@@ -15,6 +16,8 @@ struct StudyArgs {
   std::string spec_path;
   std::vector<std::string> sets;
   std::string corpus, out, depths = "1,2,4,8,16";
+  std::string seeds;               ///< comma-separated; empty: --seed alone
+  std::vector<std::string> archs;  ///< NAME or NAME:table.key=value,table.key=value
   validate::StudySettings settings;
   bool no_figures = false, quiet = false;
 };

@@ -1,5 +1,8 @@
 // The depth study's page (reports/depth_study_page.hpp) from hand-made study results: the
-// tables, readings and figure data follow the numbers given, and a rerun writes the same bytes.
+// tables, readings and figure data follow the numbers given, the causes are flagged by their
+// stated thresholds, a second architecture and a predicted curve get their own lines, and a
+// rerun writes the same bytes.
+#include <algorithm>
 #include <cmath>
 #include <filesystem>
 #include <string>
@@ -8,6 +11,7 @@
 #include <catch2/catch.hpp>
 
 #include "core/error.hpp"
+#include "core/knee.hpp"
 #include "reports/depth_study_page.hpp"
 #include "shared/cli_run.hpp"
 
@@ -34,6 +38,9 @@ validate::DepthStudy made_up_study(const fs::path& folder) {
   s.tokens_per_sequence = 16;
   const std::vector<std::string> cols = {"ang_dist",        "ang_dist_se", "update_ratio",
                                          "update_ratio_se", "eff_rank",    "grad_var_rel"};
+  validate::ArchStudy a;
+  a.arch.name = "base";
+  a.spec = s.base;
   const std::vector<int> depths = {1, 2, 4};
   for (std::size_t i = 0; i < depths.size(); ++i) {
     const int L = depths[i];
@@ -54,11 +61,24 @@ validate::DepthStudy made_up_study(const fs::path& folder) {
     }
     for (int l = 1; l <= L; ++l) r.ablation.increase.push_back(0.5 - 0.1 * l);
     r.ablation.increase_se.assign(static_cast<std::size_t>(L), 0.01);
-    s.results.push_back(r);
+    // causes: at depth 4 the late blocks cost 0.1 of the early ones' (saturation, 2.5x its
+    // threshold 0.25) and validation exceeds training by 0.2 nats (overfitting, 4x its 0.05)
+    r.causes.grad_first_trained = 0.5;
+    r.causes.drop_late_ratio = L == 4 ? 0.1 : 0.8;
+    r.causes.gap = L == 4 ? 0.2 : 0.01;
+    r.causes.var_log_q = 0.01 * L;
+    r.causes.depth_over_width = L / 16.0;
+    a.results.push_back(r);
   }
-  s.fit = validate::fit_power_law(std::vector<double>{1, 2, 4}, std::vector<double>{3.0, 2.5, 2.25});
-  s.per_depth.push_back({4, "ang_dist (measured)", {-1.0, 1.0 / 12, 4}});
-  s.pooled.push_back({0, "ang_dist (measured)", {-0.9, 0.0126, 6}});
+  a.fit = validate::fit_power_law(std::vector<double>{1, 2, 4}, std::vector<double>{3.0, 2.5, 2.25});
+  a.per_depth.push_back({4, "ang_dist (measured)", {-1.0, 1.0 / 12, 4}});
+  a.pooled.push_back({0, "ang_dist (measured)", {-0.9, 0.0126, 6}});
+  KneeInput ki;
+  ki.depth = {1, 2, 4};
+  ki.value = {3.0, 2.5, 2.25};
+  a.knee = find_knee(ki);
+  s.archs.push_back(a);
+  s.seeds = {0};
   return s;
 }
 
@@ -74,7 +94,9 @@ TEST_CASE("the depth study's page tabulates and reads the study's numbers, the s
   CHECK(page.report_md == out / "report.md");
   CHECK(page.index_html == out / "index.html");
   CHECK(page.figures_drawn.empty());
-  CHECK(page.figures_missing == std::vector<std::string>{"loss_vs_depth", "drop_one_layer", "trained_vs_initial"});
+  CHECK(page.figures_missing == std::vector<std::string>{"loss_vs_depth", "drop_one_layer", "trained_vs_initial",
+                                                         "cause_gradient", "cause_saturation", "cause_optimisation",
+                                                         "cause_overfitting", "cause_cost", "cause_noise"});
   CHECK(page.gnuplot_problem.find("switched off") != std::string::npos);
 
   const std::string md = slurp(out / "report.md");
@@ -94,6 +116,12 @@ TEST_CASE("the depth study's page tabulates and reads the study's numbers, the s
         std::string::npos);
   CHECK(md.find("| 3 | 0.2 | 0.01 | 0.3 | 0.2 | n/a |") != std::string::npos);
   CHECK(md.find("**Figures not drawn:**") != std::string::npos);
+  // the knee: gains 0.5 then 0.25, which is not below 0.25 x 0.5: no knee within depths 1..4
+  CHECK(md.find("No knee within the depths studied") != std::string::npos);
+  // the causes: flagged at depth 4 only, overfitting first (4x its threshold) then saturation (2.5x)
+  CHECK(md.find("Causes flagged: depth 4: overfitting, saturation (dominant: overfitting, val - train = 0.2).") !=
+        std::string::npos);
+  CHECK(md.find("| base | 4 | 0.25 ± 0.02 | n/a / 0.5 | n/a | 0.1 |") != std::string::npos);
   CHECK(md.find("![") == std::string::npos);
 
   const std::string loss_dat = slurp(out / "figures" / "loss_vs_depth.dat");
@@ -108,11 +136,43 @@ TEST_CASE("the depth study's page tabulates and reads the study's numbers, the s
   const std::string html = slurp(out / "index.html");
   CHECK(html.find("<li>Validation loss falls from 3 (depth 1) to 2.25 (depth 4);") != std::string::npos);
   CHECK(html.find("<img") == std::string::npos);
+  CHECK(html.find("<h2>The causes, per depth</h2>") != std::string::npos);
+  CHECK(html.find("<td>base</td><td>4</td><td>0.25 ± 0.02</td>") != std::string::npos);
+  CHECK(html.find("<td>overfitting, saturation</td></tr>") != std::string::npos);
 
+  CHECK(slurp(out / "figures" / "cause_noise.dat").find("# base: depth ") == 0);
   const reports::StudyPage again = reports::render_depth_study_page(study, opt);
   CHECK(slurp(out / "report.md") == md);
   CHECK(slurp(out / "index.html") == html);
   CHECK(again.figures_missing == page.figures_missing);
+}
+
+TEST_CASE("the depth study's page: two architectures, a predicted curve and the ordering at the largest depth",
+          "[report]") {
+  const fs::path out = scratch_dir("study_page_two") / "study";
+  fs::remove_all(out);
+  validate::DepthStudy study = made_up_study(out);
+  validate::ArchStudy b = study.archs[0];
+  b.arch = {"sqrtL", {"stack.branch_scale=1/sqrt(L)"}};
+  for (auto& r : b.results) r.val.mean -= 0.1;  // better at every depth
+  b.predicted = validate::PredictedCurve{"theory: effective depth", {1, 2, 4}, {1.0, 1.8, 3.0}, 2.0};
+  study.archs.push_back(b);
+  reports::StudyPageOptions opt;
+  opt.gnuplot.clear();
+  const reports::StudyPage page = reports::render_depth_study_page(study, opt);
+  CHECK(std::find(page.figures_missing.begin(), page.figures_missing.end(), "drop_one_layer_sqrtL") !=
+        page.figures_missing.end());
+  CHECK(std::find(page.figures_missing.begin(), page.figures_missing.end(), "drop_one_layer") ==
+        page.figures_missing.end());
+  const std::string md = slurp(out / "report.md");
+  CHECK(md.find("architectures: base; sqrtL (stack.branch_scale=1/sqrt(L))") != std::string::npos);
+  CHECK(md.find("## Loss against depth (sqrtL)") != std::string::npos);
+  CHECK(md.find("sqrtL: Predicted knee (theory: effective depth): depth 2.") != std::string::npos);
+  CHECK(md.find("At the largest depth, from best to worst validation loss: sqrtL (2.15), base (2.25).") !=
+        std::string::npos);
+  const std::string dat = slurp(out / "figures" / "loss_vs_depth.dat");
+  CHECK(dat.find("# predicted sqrtL (theory: effective depth): depth value\n1 1\n2 1.8\n4 3\n") != std::string::npos);
+  CHECK(slurp(out / "figures" / "loss_vs_depth.gp").find("axes x1y2") != std::string::npos);
 }
 
 TEST_CASE("the depth study's page needs at least one depth", "[report][config]") {

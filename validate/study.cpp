@@ -173,4 +173,88 @@ Ablation drop_one_layer(const Model<Real>& m, const Batch& seqs, int threads) {
 template Ablation drop_one_layer(const Model<float>&, const Batch&, int);
 template Ablation drop_one_layer(const Model<double>&, const Batch&, int);
 
+MeanSe paired_gain(std::span<const double> before, std::span<const double> after) {
+  if (before.size() != after.size() || before.empty())
+    throw ConfigError(fmt::format("paired_gain: needs the same seeds at both depths (got {} and {} runs)",
+                                  before.size(), after.size()));
+  std::vector<double> d(before.size());
+  for (std::size_t i = 0; i < d.size(); ++i) d[i] = before[i] - after[i];
+  return mean_se(d);
+}
+
+CurveStats curve_stats(std::span<const double> loss, std::span<const double> gnorm, double last_fraction,
+                       double spike_factor, int window) {
+  if (!(last_fraction > 0 && last_fraction <= 1))
+    throw ConfigError(fmt::format("curve_stats: last_fraction {} must be in (0, 1]", last_fraction));
+  if (!(spike_factor > 1)) throw ConfigError(fmt::format("curve_stats: spike_factor {} must be > 1", spike_factor));
+  if (window < 2) throw ConfigError(fmt::format("curve_stats: window {} must be >= 2", window));
+  CurveStats c;
+  const std::size_t n = loss.size();
+  const std::size_t first = n - static_cast<std::size_t>(std::floor(last_fraction * static_cast<double>(n)));
+  std::vector<double> diffs;
+  for (std::size_t s = std::max<std::size_t>(first, 1); s < n; ++s)
+    if (std::isfinite(loss[s]) && std::isfinite(loss[s - 1])) diffs.push_back(loss[s] - loss[s - 1]);
+  if (diffs.size() >= 2) c.instability = mean_se(diffs).se * std::sqrt(static_cast<double>(diffs.size()));
+  std::vector<double> before;
+  for (std::size_t s = 0; s < gnorm.size(); ++s) {
+    if (!std::isfinite(gnorm[s])) continue;
+    if (static_cast<int>(before.size()) >= window / 2) {
+      std::vector<double> w(before.end() - std::min<std::ptrdiff_t>(window, static_cast<std::ptrdiff_t>(before.size())),
+                            before.end());
+      std::nth_element(w.begin(), w.begin() + static_cast<std::ptrdiff_t>(w.size() / 2), w.end());
+      double med = w[w.size() / 2];
+      if (w.size() % 2 == 0) med = 0.5 * (med + *std::max_element(w.begin(), w.begin() + static_cast<std::ptrdiff_t>(w.size() / 2)));
+      ++c.judged;
+      if (gnorm[s] > spike_factor * med) ++c.spikes;
+    }
+    before.push_back(gnorm[s]);
+  }
+  if (c.judged > 0) c.spike_rate = static_cast<double>(c.spikes) / c.judged;
+  return c;
+}
+
+double training_flops(double params, int depth, int context, int width, double tokens) {
+  return 6.0 * params * tokens + 6.0 * depth * static_cast<double>(context) * width * tokens;
+}
+
+template <class Real>
+std::vector<double> update_cosines(const Model<Real>& m, const Batch& seqs, int threads) {
+  const int L = m.cfg.arch.spec.depth;
+  if (L < 2) return {};
+  const int N = static_cast<int>(seqs.inputs.size());
+  // per sequence: the sum of cosines and the count of tokens, for every l; summed in order after
+  std::vector<std::vector<double>> sum(N, std::vector<double>(L - 1, 0.0));
+  std::vector<std::vector<double>> cnt(N, std::vector<double>(L - 1, 0.0));
+  parallel_for(N, std::max(1, threads), [&](int i) {
+    const Trace<Real> tr = forward(m, seqs.inputs[i], 0);
+    for (int l = 1; l < L; ++l) {
+      const auto u = (tr.X[l] - tr.X[l - 1]).template cast<double>().eval();
+      const auto v = (tr.X[l + 1] - tr.X[l]).template cast<double>().eval();
+      for (Eigen::Index t = 0; t < u.rows(); ++t) {
+        const double nu = u.row(t).norm(), nv = v.row(t).norm();
+        if (nu == 0 || nv == 0) continue;
+        sum[i][l - 1] += u.row(t).dot(v.row(t)) / (nu * nv);
+        cnt[i][l - 1] += 1;
+      }
+    }
+  });
+  std::vector<double> out(L - 1, 0.0);
+  for (int l = 0; l < L - 1; ++l) {
+    double s = 0, c = 0;
+    for (int i = 0; i < N; ++i) s += sum[i][l], c += cnt[i][l];
+    out[l] = c > 0 ? s / c : NAN;
+  }
+  return out;
+}
+
+template std::vector<double> update_cosines(const Model<float>&, const Batch&, int);
+template std::vector<double> update_cosines(const Model<double>&, const Batch&, int);
+
+double fit_through_origin(std::span<const double> x, std::span<const double> y) {
+  double sxy = 0, sxx = 0;
+  for (std::size_t i = 0; i < x.size() && i < y.size(); ++i)
+    if (std::isfinite(x[i]) && std::isfinite(y[i])) sxy += x[i] * y[i], sxx += x[i] * x[i];
+  return sxx > 0 ? sxy / sxx : NAN;
+}
+
 }  // namespace sigprop::validate
