@@ -163,18 +163,21 @@ std::vector<Figure> study_figures(const DepthStudy& study) {
     f.width = 900;
     f.height = 520;
     std::ostringstream d;
+    // one gnuplot data block per architecture and per predicted curve, addressed by index when
+    // there is more than one block
+    const bool any_predicted =
+        std::any_of(archs.begin(), archs.end(), [](const auto& a) { return a.predicted.has_value(); });
+    const bool indexed = archs.size() > 1 || any_predicted;
     for (const auto& a : archs) {
       if (archs.size() > 1) d << "# " << a.arch.name << "\n";
       d << "# depth val_loss val_loss_se init_val_loss\n";
       for (const auto& r : a.results)
         d << r.depth << " " << dat_num(r.val.mean) << " " << dat_num(r.val.se) << " " << dat_num(r.val_init.mean)
           << "\n";
-      if (archs.size() > 1) d << "\n\n";
+      if (indexed) d << "\n\n";
     }
-    bool any_predicted = false;
     for (const auto& a : archs)
       if (a.predicted) {
-        any_predicted = true;
         d << "# predicted " << a.arch.name << " (" << a.predicted->source << "): depth value\n";
         for (std::size_t i = 0; i < a.predicted->depth.size() && i < a.predicted->value.size(); ++i)
           d << dat_num(a.predicted->depth[i]) << " " << dat_num(a.predicted->value[i]) << "\n";
@@ -185,14 +188,14 @@ std::vector<Figure> study_figures(const DepthStudy& study) {
     s << "set title \"" << gp(f.title) << " (trained on the same text, same steps)\"\n"
       << "set xlabel \"depth L (blocks)\"\nset ylabel \"validation loss (nats per byte)\"\n"
       << "set logscale x 2\nset grid\nset key top right\nset xrange [" << 0.8 * lo << ":" << 1.25 * hi << "]\n";
-    if (any_predicted) s << "set y2label \"predicted (dashed)\"\nset y2tics\n";
+    if (any_predicted) s << "set y2label \"predicted effective depth (dashed)\"\nset y2tics\n";
     std::vector<std::string> p;
     int block = 0;
     for (std::size_t k = 0; k < archs.size(); ++k) {
       const auto& a = archs[k];
       const std::string name = archs.size() > 1 ? a.arch.name + " " : std::string();
       p.push_back(fmt::format("\"{}.dat\" {}using 1:2:3 with yerrorbars pt 7 lc rgb \"{}\" title \"{}trained\"", f.stem,
-                              archs.size() > 1 ? fmt::format("index {} ", k) : std::string(), kColors[k % 8],
+                              indexed ? fmt::format("index {} ", k) : std::string(), kColors[k % 8],
                               gp(name)));
       if (a.fit)
         p.push_back(fmt::format("{:.10g} + {:.10g} * x**(-{:.10g}) with lines lc rgb \"{}\" title \"{}fit {} + {} "
@@ -446,9 +449,37 @@ std::vector<std::string> study_readings(const DepthStudy& study) {
                                            a.knee->rule)
                              : fmt::format("{}No knee within the depths studied: every step in depth paid (rule: {}).",
                                            who, a.knee->rule));
-    if (a.predicted && a.predicted->knee_depth)
-      readings.push_back(fmt::format("{}Predicted knee ({}): depth {}.", who, a.predicted->source,
-                                     num(*a.predicted->knee_depth)));
+    if (a.predicted) {
+      const validate::PredictedCurve& pc = *a.predicted;
+      std::vector<std::string> dpts;
+      for (std::size_t i = 0; i < pc.depth.size() && i < pc.value.size(); ++i)
+        dpts.push_back(fmt::format("{}: {}", num(pc.depth[i]), num(pc.value[i], 3)));
+      readings.push_back(fmt::format("{}Predicted effective depth ({}; init-time theory of this architecture): {}; "
+                                     "predicted knee: {}.",
+                                     who, pc.source, fmt::join(dpts, ", "),
+                                     pc.knee_depth ? fmt::format("depth {}", num(*pc.knee_depth))
+                                                   : std::string("none within the depths predicted")));
+      if (a.knee_per_layer) {
+        const KneeResult& m = *a.knee_per_layer;
+        std::string verdict;
+        if (m.found && pc.knee_depth) {
+          const double doublings = std::abs(std::log2(m.knee_depth / *pc.knee_depth));
+          verdict = fmt::format("measured {} vs predicted {}: {} doubling{} apart, {} the goal of one doubling",
+                                num(m.knee_depth), num(*pc.knee_depth), num(doublings, 2),
+                                doublings == 1 ? "" : "s", doublings <= 1 + 1e-9 ? "within" : "outside");
+        } else if (!m.found && !pc.knee_depth) {
+          verdict = "neither the measurement nor the prediction has a knee within the depths studied";
+        } else {
+          verdict = fmt::format("measured: {}, predicted: {}",
+                                m.found ? fmt::format("depth {}", num(m.knee_depth)) : std::string("no knee"),
+                                pc.knee_depth ? fmt::format("depth {}", num(*pc.knee_depth)) : std::string("no knee"));
+        }
+        readings.push_back(fmt::format("{}Knee per added layer, as the prediction defines it (rule: {}): {}.", who,
+                                       m.rule, verdict));
+      }
+    } else if (!a.predictor_problem.empty()) {
+      readings.push_back(fmt::format("{}No depth-returns prediction: {}", who, a.predictor_problem));
+    }
     for (const auto& c : a.pooled)
       readings.push_back(fmt::format("{}Drop-one-layer loss increase vs {} over every layer of the models of depth "
                                      ">= 2: Spearman rho = {} (p = {}, n = {}).",
@@ -480,6 +511,24 @@ std::vector<std::string> study_readings(const DepthStudy& study) {
     std::vector<std::string> v;
     for (const auto& [loss, name] : last) v.push_back(fmt::format("{} ({})", name, num(loss)));
     readings.push_back(fmt::format("At the largest depth, from best to worst validation loss: {}.", fmt::join(v, ", ")));
+    // the predictor's ordering: more predicted effective depth at the largest depth should mean a lower loss
+    const bool all_predicted = std::all_of(study.archs.begin(), study.archs.end(), [](const auto& a) {
+      return a.predicted && !a.predicted->value.empty() && std::isfinite(a.predicted->value.back());
+    });
+    if (all_predicted) {
+      std::vector<std::pair<double, std::string>> eff;
+      for (const auto& a : study.archs) eff.push_back({-a.predicted->value.back(), a.arch.name});
+      std::stable_sort(eff.begin(), eff.end());
+      std::vector<std::string> e;
+      bool same = true;
+      for (std::size_t i = 0; i < eff.size(); ++i) {
+        e.push_back(fmt::format("{} ({})", eff[i].second, num(-eff[i].first, 3)));
+        same = same && eff[i].second == last[i].second;
+      }
+      readings.push_back(fmt::format("By predicted effective depth at the largest depth, from most to least: {}; "
+                                     "this ordering {} the measured one.",
+                                     fmt::join(e, ", "), same ? "equals" : "differs from"));
+    }
   }
   return readings;
 }

@@ -105,7 +105,17 @@ TEST_CASE("sigprop study of 2 architectures and 2 seeds: runs per arch and seed,
     CHECK(c["noise"]["samples"] == 4);
     CHECK(c["noise"]["var_log_q_L"].get<double>() > 0);
     CHECK(a.contains("knee"));
-    CHECK(a["predicted"].is_null());
+    // the theory's depth-returns predictor at the largest depth (2): effective depth at 1 and 2,
+    // in [0, L], non-decreasing; and the measured knee per added layer beside it
+    REQUIRE(a["predicted"].is_object());
+    CHECK(a["predicted"]["depth"] == nlohmann::json::array({1, 2}));
+    const auto& eff = a["predicted"]["effective_depth"];
+    REQUIRE(eff.size() == 2);
+    CHECK(eff[0].get<double>() >= 0.0);
+    CHECK(eff[0].get<double>() <= 1.0);
+    CHECK(eff[1].get<double>() >= eff[0].get<double>());
+    CHECK(eff[1].get<double>() <= 2.0);
+    CHECK(a.contains("knee_per_layer"));
   }
   // depth.csv: a header and one row per (architecture, depth); layers.csv one per block per seed
   const std::string depth = slurp(out / "depth.csv");

@@ -156,6 +156,12 @@ TEST_CASE("the depth study's page: two architectures, a predicted curve and the 
   b.arch = {"sqrtL", {"stack.branch_scale=1/sqrt(L)"}};
   for (auto& r : b.results) r.val.mean -= 0.1;  // better at every depth
   b.predicted = validate::PredictedCurve{"theory: effective depth", {1, 2, 4}, {1.0, 1.8, 3.0}, 2.0};
+  KneeResult measured;
+  measured.found = true;
+  measured.knee_depth = 4;
+  measured.rule = "made up";
+  b.knee_per_layer = measured;
+  study.archs[0].predicted = validate::PredictedCurve{"theory: effective depth", {1, 2, 4}, {1.0, 1.5, 2.0}, {}};
   study.archs.push_back(b);
   reports::StudyPageOptions opt;
   opt.gnuplot.clear();
@@ -167,7 +173,14 @@ TEST_CASE("the depth study's page: two architectures, a predicted curve and the 
   const std::string md = slurp(out / "report.md");
   CHECK(md.find("architectures: base; sqrtL (stack.branch_scale=1/sqrt(L))") != std::string::npos);
   CHECK(md.find("## Loss against depth (sqrtL)") != std::string::npos);
-  CHECK(md.find("sqrtL: Predicted knee (theory: effective depth): depth 2.") != std::string::npos);
+  CHECK(md.find("sqrtL: Predicted effective depth (theory: effective depth; init-time theory of this architecture): "
+                "1: 1, 2: 1.8, 4: 3; predicted knee: depth 2.") != std::string::npos);
+  CHECK(md.find("base: Predicted effective depth (theory: effective depth; init-time theory of this architecture): "
+                "1: 1, 2: 1.5, 4: 2; predicted knee: none within the depths predicted.") != std::string::npos);
+  CHECK(md.find("sqrtL: Knee per added layer, as the prediction defines it (rule: made up): measured 4 vs predicted 2: "
+                "1 doubling apart, within the goal of one doubling.") != std::string::npos);
+  CHECK(md.find("By predicted effective depth at the largest depth, from most to least: sqrtL (3), base (2); this "
+                "ordering equals the measured one.") != std::string::npos);
   CHECK(md.find("At the largest depth, from best to worst validation loss: sqrtL (2.15), base (2.25).") !=
         std::string::npos);
   const std::string dat = slurp(out / "figures" / "loss_vs_depth.dat");

@@ -15,6 +15,7 @@
 #include "core/stats.hpp"
 #include "mc/backends.hpp"
 #include "sigprop/version.hpp"
+#include "theory/depth_returns.hpp"
 #include "validate/measure.hpp"
 
 namespace sigprop::validate {
@@ -493,6 +494,50 @@ DepthStudy run_depth_study(const StackSpec& base, const StudySettings& st, const
                     {"threshold", as.knee->threshold},
                     {"rule", as.knee->rule}};
     }
+    // The same knee per added layer (each doubling's gain divided by the layers it adds), the
+    // definition the predicted knee uses, so the two compare like for like.
+    if (results.size() >= 2) {
+      KneeInput ki;
+      ki.depth = dd;
+      ki.value = vl;
+      ki.fraction = st.knee_fraction;
+      ki.per_layer = true;
+      if (as.knee && !as.knee->gain_se.empty())
+        for (std::size_t i = 1; i < results.size(); ++i) ki.gain_se.push_back(results[i].gain.se);
+      as.knee_per_layer = find_knee(ki);
+      JA["knee_per_layer"] = {{"found", as.knee_per_layer->found},
+                              {"depth", jnum(as.knee_per_layer->knee_depth)},
+                              {"gain", as.knee_per_layer->gain},
+                              {"threshold", as.knee_per_layer->threshold},
+                              {"rule", as.knee_per_layer->rule}};
+    }
+    // The theory's depth-returns predictor (docs/theory.md "Depth returns"): from the init-time
+    // theory of this architecture at the study's largest depth alone (the spec's own input, not
+    // fitted to any trained model), effective depth on the grid 1, 2, 4, ..., L and its knee.
+    JA["predicted"] = nullptr;
+    {
+      StackSpec ps = as.spec;
+      ps.depth = results.back().depth;
+      try {
+        const theory::DepthReturns dr = theory::depth_returns(ps, theory::TheorySettings{}, st.knee_fraction);
+        PredictedCurve pc;
+        pc.source = "theory: effective depth";
+        for (std::size_t i = 0; i < dr.depth.size() && i < dr.effective_depth.size(); ++i)
+          pc.depth.push_back(dr.depth[i]), pc.value.push_back(dr.effective_depth[i]);
+        if (dr.knee.found) pc.knee_depth = dr.knee.knee_depth;
+        JA["predicted"] = {{"source", pc.source},
+                           {"depth", pc.depth},
+                           {"effective_depth", pc.value},
+                           {"knee_depth", pc.knee_depth ? nlohmann::json(*pc.knee_depth) : nlohmann::json(nullptr)},
+                           {"knee_rule", dr.knee.rule},
+                           {"curve", dr.curve},
+                           {"note", dr.note}};
+        as.predicted = std::move(pc);
+      } catch (const Error& e) {  // a spec the theory cannot run: the measured study stands
+        as.predictor_problem = e.what();
+        stage(fmt::format("{}: no depth-returns prediction: {}", as.arch.name, as.predictor_problem));
+      }
+    }
     JA["noise_fit"] = {{"form", "var = k L / d (Hanin & Rolnick 2018)"},
                        {"k_log_q_L", jnum(as.noise_k_q)},
                        {"k_log_grad_var_0", jnum(as.noise_k_grad)},
@@ -609,7 +654,7 @@ DepthStudy run_depth_study(const StackSpec& base, const StudySettings& st, const
                         {"runs", runs}});
     }
     JA["depths"] = depths;
-    JA["predicted"] = nullptr;  // filled by the theory's depth-returns predictor when wired (ArchStudy::predicted)
+    if (!as.predictor_problem.empty()) JA["predictor_problem"] = as.predictor_problem;
     jarchs.push_back(JA);
   }
   J["archs"] = jarchs;

@@ -159,8 +159,8 @@ struct StudyCorrelation {
   RankCorrelation spearman;  ///< over every block of every seed's run
 };
 
-/// A predicted loss-vs-depth (or return-vs-depth) curve to draw next to the measured one; the
-/// study itself does not compute it (the theory's depth-returns predictor fills it).
+/// A predicted return-vs-depth curve drawn next to the measured loss (the theory's
+/// depth-returns predictor: value = effective depth).
 struct PredictedCurve {
   std::string source;  ///< what predicted it, e.g. "theory: effective depth"
   std::vector<double> depth, value;
@@ -178,7 +178,11 @@ struct ArchStudy {
   std::optional<KneeResult> knee;           ///< find_knee on the mean losses, with 3 depths or more
   double noise_k_q = NAN, noise_k_grad = NAN;  ///< fit_through_origin of var_log_q, var_log_grad against L/d
   std::string noise_problem;  ///< why the Monte Carlo could not run this architecture ("" when it ran or was off)
-  std::optional<PredictedCurve> predicted;  ///< filled by the caller when a prediction exists
+  /// The theory's depth-returns predictor for this architecture at the largest depth
+  /// (theory/depth_returns.hpp): effective depth on the grid 1, 2, 4, ..., L and its knee.
+  std::optional<PredictedCurve> predicted;
+  std::string predictor_problem;            ///< why the theory could not predict ("" when it did)
+  std::optional<KneeResult> knee_per_layer;  ///< the measured knee per added layer (as the predicted one)
 };
 
 /// What the study found, as written to study.json: what reports/depth_study_page.hpp draws.
