@@ -1,6 +1,7 @@
-// Rank-revealing factorisation of the conditional sampler (see sim/conditional.hpp).
+// Rank-revealing factorisation and the conditional draws (see sim/conditional.hpp).
 #include "sim/conditional.hpp"
 
+#include <algorithm>
 #include <cmath>
 
 #include <Eigen/Cholesky>
@@ -9,6 +10,8 @@ namespace sigprop::sim {
 namespace {
 
 using MD = Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+template <class Real>
+using MR = Eigen::Matrix<Real, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
 
 // Fast path, CholQR2 (Fukaya et al. 2014): X = L1 Q1 from the Cholesky factor of X X^T, then
 // Q1 = L2 Q the same way; C = L1 L2. Taken only when every token's residual after projection
@@ -18,24 +21,105 @@ using MD = Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor
 // C lower triangular and a positive diagonal, so the result is the same up to rounding.
 constexpr double kCholQrMinRatio = 1e-3;
 
+// The streamed passes below work on blocks of this many columns, converted to double one block
+// at a time: no (T, n) double temporary (at d = 65,536 those were 8-32 MB each, fresh pages
+// for every matrix of every layer), and a block of T <= 64 rows stays in cache.
+constexpr Eigen::Index kBlockCols = 1024;
+
+// Lower Cholesky factor of K if every pivot keeps more than kCholQrMinRatio of its token's norm.
+bool well_separated_cholesky(const Eigen::MatrixXd& K, Eigen::MatrixXd& L) {
+  const Eigen::LLT<Eigen::MatrixXd, Eigen::Lower> llt(K);
+  if (llt.info() != Eigen::Success) return false;
+  L = llt.matrixL();
+  for (Eigen::Index t = 0; t < K.rows(); ++t)
+    if (!(L(t, t) * L(t, t) > kCholQrMinRatio * kCholQrMinRatio * K(t, t))) return false;  // NaN: false
+  return true;
+}
+
 bool cholqr2(const MD& X, TokenBasis& f) {
   const auto T = X.rows();
   const Eigen::MatrixXd K = X * X.transpose();
-  const Eigen::LLT<Eigen::MatrixXd> llt(K);
-  if (llt.info() != Eigen::Success) return false;
-  const Eigen::MatrixXd L1 = llt.matrixL();
-  for (Eigen::Index t = 0; t < T; ++t)
-    if (!(L1(t, t) * L1(t, t) > kCholQrMinRatio * kCholQrMinRatio * K(t, t))) return false;  // NaN: false
+  Eigen::MatrixXd L1, L2;
+  if (!well_separated_cholesky(K, L1)) return false;
   const MD Q1 = L1.triangularView<Eigen::Lower>().solve(X);
-  const Eigen::MatrixXd K2 = Q1 * Q1.transpose();
-  const Eigen::LLT<Eigen::MatrixXd> llt2(K2);
+  const Eigen::LLT<Eigen::MatrixXd> llt2(Q1 * Q1.transpose());
   if (llt2.info() != Eigen::Success) return false;
-  const Eigen::MatrixXd L2 = llt2.matrixL();
+  L2 = llt2.matrixL();
   f.Q = L2.triangularView<Eigen::Lower>().solve(Q1);
   f.C = L1 * L2;
   f.kept.resize(static_cast<size_t>(T));
   for (Eigen::Index t = 0; t < T; ++t) f.kept[static_cast<size_t>(t)] = static_cast<int>(t);
   return true;
+}
+
+// buf (T, w) = columns j0 .. j0+w-1 of A in double, times the column scales if sc is given.
+template <class Real>
+void load_block(const MR<Real>& A, Eigen::Index j0, Eigen::Index w, const ColScale* sc, MD& buf) {
+  buf.resize(A.rows(), w);
+  buf = A.middleCols(j0, w).template cast<double>();
+  if (sc == nullptr) return;
+  const Eigen::Index s = std::clamp<Eigen::Index>(sc->split - j0, 0, w);
+  buf.leftCols(s) *= sc->first;
+  buf.rightCols(w - s) *= sc->second;
+}
+
+// K (T, T), lower triangle = A diag(s)^2 A^T in double, accumulated block by block.
+template <class Real>
+void gram_blocks(const MR<Real>& A, const ColScale* sc, Eigen::MatrixXd& K, MD& buf) {
+  K.setZero(A.rows(), A.rows());
+  for (Eigen::Index j0 = 0; j0 < A.cols(); j0 += kBlockCols) {
+    load_block(A, j0, std::min(kBlockCols, A.cols() - j0), sc, buf);
+    K.selfadjointView<Eigen::Lower>().rankUpdate(buf);
+  }
+}
+
+// The forward factor X = C Q by CholQR2 streamed over column blocks: Q written straight to its
+// precision, Q1 = L1^{-1} X recomputed per block rather than kept. False as cholqr2 above.
+template <class Real>
+bool cholqr2_blocks(const MR<Real>& X, MR<Real>& Q, Eigen::MatrixXd& C) {
+  const Eigen::Index T = X.rows(), n = X.cols();
+  MD buf;
+  Eigen::MatrixXd K, L1, L2;
+  gram_blocks<Real>(X, nullptr, K, buf);
+  if (!well_separated_cholesky(K, L1)) return false;
+  K.setZero();
+  for (Eigen::Index j0 = 0; j0 < n; j0 += kBlockCols) {
+    load_block(X, j0, std::min(kBlockCols, n - j0), nullptr, buf);
+    L1.triangularView<Eigen::Lower>().solveInPlace(buf);
+    K.selfadjointView<Eigen::Lower>().rankUpdate(buf);
+  }
+  const Eigen::LLT<Eigen::MatrixXd, Eigen::Lower> llt2(K);
+  if (llt2.info() != Eigen::Success) return false;
+  L2 = llt2.matrixL();
+  Q.resize(T, n);
+  for (Eigen::Index j0 = 0; j0 < n; j0 += kBlockCols) {
+    const Eigen::Index w = std::min(kBlockCols, n - j0);
+    load_block(X, j0, w, nullptr, buf);
+    L1.triangularView<Eigen::Lower>().solveInPlace(buf);
+    L2.triangularView<Eigen::Lower>().solveInPlace(buf);
+    Q.middleCols(j0, w) = buf.template cast<Real>();
+  }
+  C = L1 * L2;
+  return true;
+}
+
+uint64_t cond_stream(const CondSource& src, StreamKind kind, int slot) {
+  return stream_id(static_cast<uint64_t>(src.sample), static_cast<uint64_t>(src.layer), static_cast<uint64_t>(kind),
+                   static_cast<uint64_t>(slot));
+}
+
+// buf (r, w) = columns j0 .. j0+w-1 of rows kept[k] (k = 0..r-1) of the (T, cols) unit-normal
+// matrix of stream (seed, id), times the column scales if sc is given.
+void draw_block(const NormalStream& ns, const std::vector<int>& kept, Eigen::Index cols, Eigen::Index j0,
+                Eigen::Index w, const ColScale* sc, MD& buf) {
+  buf.resize(static_cast<Eigen::Index>(kept.size()), w);
+  for (size_t k = 0; k < kept.size(); ++k)
+    ns.fill(buf.row(static_cast<Eigen::Index>(k)).data(), static_cast<std::size_t>(w),
+            static_cast<uint64_t>(kept[k]) * static_cast<uint64_t>(cols) + static_cast<uint64_t>(j0));
+  if (sc == nullptr) return;
+  const Eigen::Index s = std::clamp<Eigen::Index>(sc->split - j0, 0, w);
+  buf.leftCols(s) *= sc->first;
+  buf.rightCols(w - s) *= sc->second;
 }
 
 }  // namespace
@@ -71,5 +155,98 @@ void factor_tokens(const MD& X, TokenBasis& f) {
   f.Q = Q.topRows(r);
   f.C = C.leftCols(r);
 }
+
+template <class Real>
+void cond_forward(const CondSource& src, CondSlot slot, ColScale sc, int m, const MR<Real>& X, CondFactor<Real>& f,
+                  MR<Real>& Y) {
+  const Eigen::Index T = X.rows();
+  Eigen::MatrixXd C;  // (T, r)
+  std::vector<int> kept;
+  if (T > 0 && cholqr2_blocks<Real>(X, f.Q, C)) {
+    kept.resize(static_cast<size_t>(T));
+    for (Eigen::Index t = 0; t < T; ++t) kept[static_cast<size_t>(t)] = static_cast<int>(t);
+  } else {  // collapsed, repeated or zero tokens: Gram-Schmidt decides the rank
+    TokenBasis b;
+    factor_tokens(X.template cast<double>(), b);
+    f.Q = b.Q.template cast<Real>();
+    C = b.C;
+    kept = std::move(b.kept);
+  }
+  // G (r, m): the stream's rows kept[k], scaled per column in double, rounded once to Real
+  const NormalStream ns(src.seed, cond_stream(src, StreamKind::CondFwd, static_cast<int>(slot)));
+  f.G.resize(static_cast<Eigen::Index>(kept.size()), m);
+  MD buf;
+  for (Eigen::Index j0 = 0; j0 < m; j0 += kBlockCols) {
+    const Eigen::Index w = std::min<Eigen::Index>(kBlockCols, m - j0);
+    draw_block(ns, kept, m, j0, w, &sc, buf);
+    f.G.middleCols(j0, w) = buf.template cast<Real>();
+  }
+  if (kept.empty()) {
+    Y.setZero(T, m);
+    return;
+  }
+  Y.noalias() = C.template cast<Real>() * f.G;
+}
+
+template <class Real>
+void cond_backward(const CondSource& src, CondSlot slot, ColScale sc, const CondFactor<Real>& f, const MR<Real>& dY,
+                   MR<Real>& dX) {
+  const Eigen::Index T = dY.rows(), n = dX.cols();
+  // The complement E = Delta' W'^T (T, n) has iid columns N(0, Delta' Delta'^T), Delta' = dY diag(s):
+  // E = C' Z needs only C' with C' C'^T = Delta' Delta'^T. When the tokens of Delta' are well
+  // separated, C' is the Cholesky factor of that Gram (the C of Delta' = C' Q', the second
+  // CholQR pass would only refine Q', which is not needed); otherwise Gram-Schmidt's.
+  Eigen::MatrixXd Cp;
+  std::vector<int> kept;
+  {
+    MD buf;
+    Eigen::MatrixXd K;
+    if (T > 0) gram_blocks<Real>(dY, &sc, K, buf);
+    if (T > 0 && well_separated_cholesky(K, Cp)) {
+      kept.resize(static_cast<size_t>(T));
+      for (Eigen::Index t = 0; t < T; ++t) kept[static_cast<size_t>(t)] = static_cast<int>(t);
+    } else {
+      MD Dd = dY.template cast<double>();
+      Dd.leftCols(sc.split) *= sc.first;
+      Dd.rightCols(dY.cols() - sc.split) *= sc.second;
+      TokenBasis bd;
+      factor_tokens(Dd, bd);
+      Cp = std::move(bd.C);
+      kept = std::move(bd.kept);
+    }
+  }
+  // dX += E (I - Q^T Q) + (dY G^T) Q = E + (dY G^T - E Q^T) Q, E formed block by block
+  const bool project = !src.independent_backward && f.Q.rows() > 0;
+  MR<Real> P;  // (T, r) = E Q^T
+  if (project) P.setZero(T, f.Q.rows());
+  if (!kept.empty()) {
+    const int id = static_cast<int>(slot) + (src.independent_backward ? kCondIndependentSlot : 0);
+    const NormalStream ns(src.seed, cond_stream(src, StreamKind::CondBwd, id));
+    const MR<Real> Cr = Cp.template cast<Real>();
+    MD buf;
+    MR<Real> Zr, E;
+    for (Eigen::Index j0 = 0; j0 < n; j0 += kBlockCols) {
+      const Eigen::Index w = std::min(kBlockCols, n - j0);
+      draw_block(ns, kept, n, j0, w, nullptr, buf);
+      Zr = buf.template cast<Real>();
+      E.noalias() = Cr * Zr;  // (T, w)
+      dX.middleCols(j0, w) += E;
+      if (project) P.noalias() += E * f.Q.middleCols(j0, w).transpose();
+    }
+  }
+  if (!project) return;
+  MR<Real> A = dY * f.G.transpose();  // (T, r)
+  A -= P;
+  dX.noalias() += A * f.Q;
+}
+
+template void cond_forward<float>(const CondSource&, CondSlot, ColScale, int, const MR<float>&, CondFactor<float>&,
+                                  MR<float>&);
+template void cond_forward<double>(const CondSource&, CondSlot, ColScale, int, const MR<double>&,
+                                   CondFactor<double>&, MR<double>&);
+template void cond_backward<float>(const CondSource&, CondSlot, ColScale, const CondFactor<float>&, const MR<float>&,
+                                   MR<float>&);
+template void cond_backward<double>(const CondSource&, CondSlot, ColScale, const CondFactor<double>&,
+                                    const MR<double>&, MR<double>&);
 
 }  // namespace sigprop::sim

@@ -19,8 +19,9 @@
 /// CondBwd, slot). So a direction's numbers never depend on which other tokens were dropped.
 ///
 /// The factorisation is classical Gram-Schmidt in token order (or, when every token's residual
-/// exceeds 1e-3 of its norm, the same factor by CholQR2 with GEMMs), in double whatever the
-/// backend's precision, with reorthogonalisation while a pass cancels more than 1/sqrt(2) of
+/// exceeds 1e-3 of its norm, the same factor by CholQR2 with GEMMs, streamed over blocks of
+/// 1024 columns so that no (T, n) double temporary exists; the backward needs only C', the
+/// Cholesky factor of the Gram of Delta'), in double whatever the backend's precision, with reorthogonalisation while a pass cancels more than 1/sqrt(2) of
 /// the vector's norm (at most 3 passes; "twice is enough", Giraud et al. 2005). Token t opens a
 /// new direction iff its residual norm exceeds kCondRankTol times its own norm: an exactly
 /// repeated or collapsed token (residual at rounding level, ~1e-15) is expressed through the
@@ -79,75 +80,33 @@ struct CondFactor {
   [[nodiscard]] std::size_t bytes() const { return static_cast<std::size_t>(Q.size() + G.size()) * sizeof(Real); }
 };
 
-namespace detail {
-
-/// Rows kept[k] (k = 0..r-1) of the (T, cols) unit-normal matrix of stream (seed, id), into out (r, cols).
-inline void draw_rows(uint64_t seed, uint64_t id, const std::vector<int>& kept, int cols,
-                      Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>& out) {
-  out.resize(static_cast<Eigen::Index>(kept.size()), cols);
-  const NormalStream ns(seed, id);
-  for (size_t k = 0; k < kept.size(); ++k)
-    ns.fill(out.row(static_cast<Eigen::Index>(k)).data(), static_cast<std::size_t>(cols),
-            static_cast<uint64_t>(kept[k]) * static_cast<uint64_t>(cols));
-}
-
-inline uint64_t cond_stream(const CondSource& src, StreamKind kind, int slot) {
-  return stream_id(static_cast<uint64_t>(src.sample), static_cast<uint64_t>(src.layer), static_cast<uint64_t>(kind),
-                   static_cast<uint64_t>(slot));
-}
-
-}  // namespace detail
-
 /// Y (T, m) = X W for the matrix `slot` of src's layer, W (n, m) with column scales sc, drawn
-/// conditionally on X (T, n); f keeps what the backward needs.
+/// conditionally on X (T, n); f keeps what the backward needs. Explicitly instantiated for
+/// float and double in sim/conditional.cpp.
 template <class Real>
 void cond_forward(const CondSource& src, CondSlot slot, ColScale sc, int m,
                   const Eigen::Matrix<Real, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>& X, CondFactor<Real>& f,
-                  Eigen::Matrix<Real, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>& Y) {
-  using MD = Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
-  TokenBasis b;
-  factor_tokens(X.template cast<double>(), b);
-  MD G;
-  detail::draw_rows(src.seed, detail::cond_stream(src, StreamKind::CondFwd, static_cast<int>(slot)), b.kept, m, G);
-  G.leftCols(sc.split) *= sc.first;
-  G.rightCols(m - sc.split) *= sc.second;
-  f.Q = b.Q.template cast<Real>();
-  f.G = G.template cast<Real>();
-  if (b.kept.empty()) {
-    Y.setZero(X.rows(), m);
-    return;
-  }
-  Y.noalias() = b.C.template cast<Real>() * f.G;
-}
+                  Eigen::Matrix<Real, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>& Y);
 
 /// dX (T, n) += dY W^T for the matrix whose forward filled f (see the file comment).
 template <class Real>
 void cond_backward(const CondSource& src, CondSlot slot, ColScale sc, const CondFactor<Real>& f,
                    const Eigen::Matrix<Real, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>& dY,
-                   Eigen::Matrix<Real, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>& dX) {
-  using MD = Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
-  using M = Eigen::Matrix<Real, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
-  const int n = static_cast<int>(dX.cols()), m = static_cast<int>(dY.cols());
-  // The complement E = Delta' W'^T: factor Delta' = Delta diag(s) (only C' is needed).
-  MD Dd = dY.template cast<double>();
-  Dd.leftCols(sc.split) *= sc.first;
-  Dd.rightCols(m - sc.split) *= sc.second;
-  TokenBasis bd;
-  factor_tokens(Dd, bd);
-  if (!bd.kept.empty()) {
-    const int id = static_cast<int>(slot) + (src.independent_backward ? kCondIndependentSlot : 0);
-    MD Z;
-    detail::draw_rows(src.seed, detail::cond_stream(src, StreamKind::CondBwd, id), bd.kept, n, Z);
-    M E = bd.C.template cast<Real>() * Z.template cast<Real>();  // (T, n)
-    if (!src.independent_backward && f.Q.rows() > 0) {
-      const M P = E * f.Q.transpose();  // (T, r)
-      E.noalias() -= P * f.Q;
-    }
-    dX += E;
-  }
-  if (src.independent_backward || f.Q.rows() == 0) return;
-  const M A = dY * f.G.transpose();  // (T, r)
-  dX.noalias() += A * f.Q;
-}
+                   Eigen::Matrix<Real, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>& dX);
+
+extern template void cond_forward<float>(const CondSource&, CondSlot, ColScale, int,
+                                         const Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>&,
+                                         CondFactor<float>&,
+                                         Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>&);
+extern template void cond_forward<double>(const CondSource&, CondSlot, ColScale, int,
+                                          const Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>&,
+                                          CondFactor<double>&,
+                                          Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>&);
+extern template void cond_backward<float>(const CondSource&, CondSlot, ColScale, const CondFactor<float>&,
+                                          const Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>&,
+                                          Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>&);
+extern template void cond_backward<double>(const CondSource&, CondSlot, ColScale, const CondFactor<double>&,
+                                           const Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>&,
+                                           Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>&);
 
 }  // namespace sigprop::sim
