@@ -182,7 +182,9 @@ TEST_CASE("depth returns: the facade gives the engine's curve", "[depth_returns]
   CHECK(a.knee_found == b.knee_found);
   CHECK(std::abs(a.effective_depth.back() - closed_deff(16, true)) < 1e-9);
   // A profile without the extra (here a simulated one) is read from its ang_dist column.
-  const api::DepthReturns s = api::depth_returns(api::simulate(linear_q_spec(8), {.samples = 2}));
+  api::SimulateSettings two;
+  two.samples = 2;
+  const api::DepthReturns s = api::depth_returns(api::simulate(linear_q_spec(8), two));
   CHECK(s.curve == "prefix");
   CHECK(s.depth == std::vector<int>{1, 2, 4, 8});
   CHECK(s.layer_return.size() == 8);
