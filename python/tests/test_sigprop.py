@@ -7,11 +7,12 @@ import json
 import math
 import os
 import pathlib
+import signal
 import subprocess
 import sys
 import threading
 import time
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 import numpy as np
 import pytest
@@ -259,6 +260,20 @@ def test_progress_callback_and_cancel() -> None:
         sigprop.theory(stack_depth=4, progress=boom_at_the_end)
 
 
+@pytest.fixture
+def sigint_handled() -> Iterator[None]:
+    """Python's own SIGINT handler, as in an interactive session: a process started in the
+    background by a non-interactive shell inherits SIGINT ignored, and then
+    _thread.interrupt_main() does nothing (Python's documentation), so these tests would test
+    the launcher rather than sigprop."""
+    old = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, old)
+
+
+@pytest.mark.usefixtures("sigint_handled")
 def test_keyboard_interrupt_from_callback() -> None:
     calls = []
 
@@ -273,6 +288,7 @@ def test_keyboard_interrupt_from_callback() -> None:
     assert len(calls) == 2  # the engine stopped at its next check
 
 
+@pytest.mark.usefixtures("sigint_handled")
 @pytest.mark.parametrize("threads", [1, 2])
 def test_keyboard_interrupt_without_callback(threads: int) -> None:
     spec = {"stack.depth": 6, "stack.width": 64, "stack.tokens": 8}
@@ -288,6 +304,7 @@ def test_keyboard_interrupt_without_callback(threads: int) -> None:
     assert time.perf_counter() - t < 0.05 + 200 * per_sample + 1.0
 
 
+@pytest.mark.usefixtures("sigint_handled")
 def test_keyboard_interrupt_stops_theory_many() -> None:
     timer = threading.Timer(0.05, _thread.interrupt_main)
     timer.start()
