@@ -493,17 +493,9 @@ DepthStudy run_depth_study(const StackSpec& base, const StudySettings& st, const
                     {"gain_se", as.knee->gain_se},
                     {"threshold", as.knee->threshold},
                     {"rule", as.knee->rule}};
-    }
-    // The same knee per added layer (each doubling's gain divided by the layers it adds), the
-    // definition the predicted knee uses, so the two compare like for like.
-    if (results.size() >= 2) {
-      KneeInput ki;
-      ki.depth = dd;
-      ki.value = vl;
-      ki.fraction = st.knee_fraction;
+      // The same knee per added layer (each doubling's gain and se divided by the layers it
+      // adds), the definition the predicted knee uses, so the two compare like for like.
       ki.per_layer = true;
-      if (as.knee && !as.knee->gain_se.empty())
-        for (std::size_t i = 1; i < results.size(); ++i) ki.gain_se.push_back(results[i].gain.se);
       as.knee_per_layer = find_knee(ki);
       JA["knee_per_layer"] = {{"found", as.knee_per_layer->found},
                               {"depth", jnum(as.knee_per_layer->knee_depth)},
