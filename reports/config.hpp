@@ -11,7 +11,12 @@
 #include <nlohmann/json.hpp>
 
 #include "core/spec.hpp"
+#include "sim/jacobian.hpp"
+#include "theory/clustering.hpp"
+#include "theory/continuum.hpp"
 #include "theory/engine.hpp"
+#include "theory/shaped_sde.hpp"
+#include "theory/spectrum.hpp"
 
 namespace sigprop::reports {
 
@@ -41,6 +46,41 @@ struct SimulateRun {
   int heads = 0;             ///< H used by the Monte Carlo; 0 = the cell spec's stack.heads
   std::string backend = "cpu";
   std::string precision = "float";
+};
+
+/// [engines.ode]: the depth-continuum ODE (theory/continuum.hpp, `sigprop ode --kind continuum`).
+struct OdeRun {
+  bool enabled = false;
+  theory::ContinuumSettings settings{};
+};
+
+/// [engines.sde]: the shaped-network SDE (theory/shaped_sde.hpp, `sigprop ode --kind shaped-sde`).
+struct SdeRun {
+  bool enabled = false;
+  theory::ShapedSettings settings{};
+};
+
+/// [engines.clustering]: the token-clustering flow (theory/clustering.hpp, `sigprop ode --kind
+/// clustering`). Its rows are output times of the flow, not layers (docs/report.md).
+struct ClusteringRun {
+  bool enabled = false;
+  theory::ClusteringSettings settings{};
+};
+
+/// [engines.spectrum]: Jacobian spectrum moments at infinite width (theory/spectrum.hpp,
+/// `sigprop spectrum --engine theory`); the density grid is sized per cell from the moments.
+struct SpectrumRun {
+  bool enabled = false;
+  theory::SpectrumSettings settings{};
+  int grid_points = 200;
+};
+
+/// [engines.spectrum_simulate]: Jacobian spectrum by Monte Carlo (sim/jacobian.hpp,
+/// `sigprop spectrum --engine simulate`); threads come from the run options, never the config.
+struct SpectrumSimulateRun {
+  bool enabled = false;
+  sim::JacobianSettings settings{};
+  int grid_points = 200;
 };
 
 struct FigureSet {
@@ -95,9 +135,17 @@ struct ReportConfig {
   std::vector<Variant> variants;    ///< empty = no variants
   TheoryRun theory;
   SimulateRun simulate;
+  OdeRun ode;
+  SdeRun sde;
+  ClusteringRun clustering;
+  SpectrumRun spectrum;
+  SpectrumSimulateRun spectrum_simulate;
   FigureSet figures;
   AtlasConfig atlas;               ///< enabled by an [atlas] table; then [sweep] must be absent
 };
+
+/// How many of the config's engines are enabled.
+int enabled_engines(const ReportConfig& cfg);
 
 /// Parses a report config; ConfigError names the key (and the origin file) for unknown
 /// keys, wrong types and out-of-range values, including spec keys in [sweep] and variants.

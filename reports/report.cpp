@@ -3,6 +3,7 @@
 #include "reports/figures.hpp"
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <cstdio>
 #include <fstream>
@@ -63,10 +64,43 @@ std::string summary_name(const std::string& m) {
 }
 
 double value(const Profile& p, int layer, const std::string& m) {
-  return p.has(m) ? p.at(layer, m) : std::nan("");
+  return p.has(m) && layer >= 0 && layer < p.layers() ? p.at(layer, m) : std::nan("");
 }
 double se(const Profile& p, int layer, const std::string& m) {
-  return p.has(m + "_se") ? p.at(layer, m + "_se") : std::nan("");
+  return p.has(m + "_se") && layer >= 0 && layer < p.layers() ? p.at(layer, m + "_se") : std::nan("");
+}
+
+/// Engines whose numbers carry a Monte Carlo standard error (drawn with error bars).
+bool sampled_engine(EngineKind k) {
+  return k == EngineKind::Simulate || k == EngineKind::Sde || k == EngineKind::SpectrumSimulate;
+}
+
+/// How an engine other than theory and simulate is named in keys and settings lines.
+std::string engine_description(const ReportConfig& cfg, EngineKind k) {
+  switch (k) {
+    case EngineKind::Ode: return "ode: depth-continuum limit (L → ∞)";
+    case EngineKind::Sde:
+      return fmt::format("sde: shaped {} SDE ({} paths, ±1 s.e.)", theory::to_string(cfg.sde.settings.model),
+                         cfg.sde.settings.paths);
+    case EngineKind::Spectrum: return "spectrum: Jacobian moments (d → ∞)";
+    case EngineKind::SpectrumSimulate:
+      return fmt::format("spectrum_simulate: Jacobian Monte Carlo ({} samples, ±1 s.e.)",
+                         cfg.spectrum_simulate.settings.samples);
+    case EngineKind::Clustering:
+      return fmt::format("clustering: token-clustering flow to t = {} in {} steps (its rows are flow times, not "
+                         "layers: tables and profiles.csv only)",
+                         num(cfg.clustering.settings.t_end), cfg.clustering.settings.points);
+    default: return to_string(k);
+  }
+}
+
+/// gnuplot dash type and point type of the i-th extra engine (theory is solid, simulate points).
+int extra_dash(size_t i) {
+  return static_cast<int>(2 + i % 4);
+}
+int extra_point(size_t i) {
+  static const int pts[] = {4, 6, 8, 10, 12};
+  return pts[i % 5];
 }
 
 /// Mean ang_dist over the last ceil(L/4) layers, and a bound on its standard error
@@ -189,15 +223,17 @@ std::string panel_box(int pi, int rows, int cols, int width, int height) {
 }
 
 /// The shared key: an empty plot spanning the bottom strip, one entry per series (colour)
-/// and one per engine (line style), laid out horizontally.
+/// and one per engine (line style), laid out horizontally. `extra` holds the keyentry plots of
+/// the engines other than theory and simulate.
 std::string key_strip(const std::vector<std::string>& series, bool theory, bool sim, const std::string& mc_desc,
-                      int height) {
+                      int height, const std::vector<std::string>& extra = {}) {
   std::vector<std::string> e;
   for (size_t s = 0; s < series.size(); ++s)
     e.push_back(fmt::format("keyentry with {} lw 3 lc rgb '{}' title \"{}\"", theory ? "lines" : "points",
                             kColors[s % kNumColors], gp(series[s])));
   if (theory) e.push_back("keyentry with lines lw 2 lc rgb 'black' title 'theory (d → ∞)'");
   if (sim) e.push_back(fmt::format("keyentry with yerrorbars pt 7 ps 0.8 lc rgb 'black' title \"{}\"", gp(mc_desc)));
+  for (auto& x : extra) e.push_back(x);
   return fmt::format(
       "set lmargin at screen 0.01\nset rmargin at screen 0.99\nset bmargin at screen 0.0\n"
       "set tmargin at screen {:.4f}\nunset border\nunset tics\nunset grid\nunset xlabel\nunset ylabel\n"
@@ -216,7 +252,49 @@ struct Sweep {
   bool have_theory, have_sim;
   EngineKind ref_engine;  ///< the engine the readings quote
   std::string mc_desc;
+  /// Enabled engines drawn besides theory and simulate (ode, sde, spectrum, spectrum_simulate),
+  /// in job order; clustering is not drawn (its rows are flow times, not layers).
+  std::vector<EngineKind> extra;
+
+  /// The key entries of the extra engines (black, in their line style).
+  [[nodiscard]] std::vector<std::string> extra_keys() const {
+    std::vector<std::string> k;
+    for (size_t i = 0; i < extra.size(); ++i)
+      k.push_back(sampled_engine(extra[i])
+                      ? fmt::format("keyentry with yerrorlines dt {} pt {} ps 0.8 lw 1.5 lc rgb 'black' title \"{}\"",
+                                    extra_dash(i), extra_point(i), gp(engine_description(cfg, extra[i])))
+                      : fmt::format("keyentry with lines dt {} lw 2 lc rgb 'black' title \"{}\"", extra_dash(i),
+                                    gp(engine_description(cfg, extra[i]))));
+    return k;
+  }
 };
+
+/// One extra engine's series of a figure: writes its data block ("x value" or, with a standard
+/// error, "x value low high") and returns the plot clause; "" when the profile lacks the metric.
+std::string extra_block(const Sweep& sw, size_t i, const std::vector<std::array<double, 3>>& pts,
+                        const std::string& stem, int& block, const char* col, std::ostringstream& data,
+                        std::vector<double>& all, const std::string& every = "") {
+  if (pts.empty()) return "";
+  const bool bars = sampled_engine(sw.extra[i]);
+  for (auto& p : pts) {
+    if (!bars) {
+      data << p[0] << " " << dat_num(p[1]) << "\n";
+    } else if (std::isfinite(p[1])) {
+      double d = std::isfinite(p[2]) ? p[2] : 0.0, lo = p[1] - d;
+      if (p[1] > 0 && lo <= 0) lo = p[1] * 1e-3;  // keep bars drawable on a log axis
+      data << p[0] << fmt::format(" {:.10g} {:.10g} {:.10g}", p[1], lo, p[1] + d) << "\n";
+    } else {
+      data << p[0] << " NaN NaN NaN\n";
+    }
+    all.push_back(p[1]);
+  }
+  data << "\n\n";
+  if (bars)
+    return fmt::format("'{}.dat' index {} {}using 1:2:3:4 with yerrorlines dt {} pt {} ps 0.55 lw 1.5 lc rgb '{}' notitle",
+                       stem, block++, every, extra_dash(i), extra_point(i), col);
+  return fmt::format("'{}.dat' index {} using 1:2 with lines dt {} lw 2 lc rgb '{}' notitle", stem, block++,
+                     extra_dash(i), col);
+}
 
 // ---- tidy CSV: one row per job x layer --------------------------------------------
 void write_profiles_csv(const Sweep& sw, const fs::path& out) {
@@ -235,10 +313,16 @@ void write_profiles_csv(const Sweep& sw, const fs::path& out) {
       o << e.cell->slug << "," << csv_field(e.cell->label) << ","
         << csv_field(e.cell->variant >= 0 ? cfg.variants[e.cell->variant].label : "");
       for (size_t a = 0; a < cfg.axes.size(); ++a) o << "," << csv_field(cfg.axes[a].labels[e.cell->axis_value[a]]);
-      bool sim = e.job->engine == EngineKind::Simulate;
-      o << "," << to_string(e.job->engine) << "," << (sim ? std::to_string(p.spec.width) : "inf") << ","
-        << (sim ? std::to_string(p.spec.heads) : "inf") << "," << (sim ? std::to_string(cfg.simulate.samples) : "")
-        << "," << p.spec.depth << "," << l;
+      const EngineKind k = e.job->engine;
+      const bool sim = k == EngineKind::Simulate;
+      // Finite width: simulate (d, H), and the engines that sample width-d networks or points (d only).
+      const bool finite = sim || k == EngineKind::Sde || k == EngineKind::SpectrumSimulate || k == EngineKind::Clustering;
+      const bool infinite = k == EngineKind::Theory || k == EngineKind::Ode || k == EngineKind::Spectrum;
+      std::string samples = sim ? std::to_string(cfg.simulate.samples) : "";
+      if (!sim && e.job->settings.contains("samples")) samples = std::to_string(e.job->settings["samples"].get<int>());
+      o << "," << to_string(k) << "," << (finite ? std::to_string(p.spec.width) : infinite ? "inf" : "") << ","
+        << (sim ? std::to_string(p.spec.heads) : infinite ? "inf" : "") << "," << samples << "," << p.spec.depth << ","
+        << l;
       for (auto& m : names) o << "," << csv_num(value(p, l, m)) << "," << csv_num(se(p, l, m));
       o << "\n";
     }
@@ -345,6 +429,17 @@ std::vector<Figure> layer_figures(const Sweep& sw) {
               "'{}.dat' index {} every {} using 1:2:3:4 with yerrorbars pt 7 ps 0.55 lw 1 lc rgb '{}' notitle", f.stem,
               block++, every, col));
         }
+        for (size_t x = 0; x < sw.extra.size(); ++x) {
+          const Entry* e = find_entry(pi, s, sw.extra[x]);
+          if (!e || !e->profile.has(m)) continue;
+          data << "# panel " << pi << ", " << lay.series_labels[s] << ", " << to_string(sw.extra[x])
+               << (sampled_engine(sw.extra[x]) ? ": layer mean low high\n" : "\n");
+          std::vector<std::array<double, 3>> pts;
+          for (int l = 0; l < e->profile.layers(); ++l)
+            pts.push_back({double(l), value(e->profile, l, m), se(e->profile, l, m)});
+          const int every = std::max(1, static_cast<int>(std::lround(depth / 24.0)));
+          plots.push_back(extra_block(sw, x, pts, f.stem, block, col, data, all, fmt::format("every {} ", every)));
+        }
       }
       script << panel_box(pi, rows, cols, f.width, f.height);
       script << fmt::format("set title \"{}\" font ',12'\n", gp(lay.panel_title(*panel_first[pi], false)));
@@ -356,7 +451,8 @@ std::vector<Figure> layer_figures(const Sweep& sw) {
       else
         script << "plot " << fmt::format("{}", fmt::join(plots, ", \\\n     ")) << "\n";
     }
-    script << key_strip(lay.series_labels, have_theory, have_sim, mc_desc, f.height) << "unset multiplot\n";
+    script << key_strip(lay.series_labels, have_theory, have_sim, mc_desc, f.height, sw.extra_keys())
+           << "unset multiplot\n";
     f.data = data.str();
     f.script = script.str();
 
@@ -413,6 +509,37 @@ std::vector<Figure> layer_figures(const Sweep& sw) {
             "{:.1f}% ({}). Gaps beyond the error bars are finite-width effects (they grow like depth/width).",
             within, count, 100.0 * within / count, 100 * worst_rel, worst_at);
     }
+    // Every other engine against theory: z within 3 standard errors where the engine has them,
+    // and the largest relative gap.
+    for (size_t x = 0; have_theory && x < sw.extra.size(); ++x) {
+      int within = 0, count = 0, with_se = 0;
+      double worst_rel = 0;
+      std::string worst_at;
+      for (int pi = 0; pi < npan; ++pi)
+        for (int s = 0; s < nseries; ++s) {
+          const Entry* t = find_entry(pi, s, EngineKind::Theory);
+          const Entry* o = find_entry(pi, s, sw.extra[x]);
+          if (!t || !o) continue;
+          for (const LayerDiff& d : compare(o->profile, t->profile, m)) {
+            ++count;
+            if (std::isfinite(d.se_a)) {
+              ++with_se;
+              if (std::abs(d.z) <= 3) ++within;
+            }
+            double rel = std::abs(d.diff) / std::max(std::abs(d.b), 1e-12);
+            if (rel > worst_rel || worst_at.empty()) {
+              worst_rel = std::max(rel, worst_rel);
+              worst_at = fmt::format("{}, {}, layer {}", lay.series_labels[s], lay.panel_title(*panel_first[pi], false),
+                                     d.layer);
+            }
+          }
+        }
+      if (count == 0) continue;
+      r << " " << to_string(sw.extra[x]) << " against theory:";
+      if (with_se > 0)
+        r << fmt::format(" within 3 s.e. on {} of {} layer values ({:.0f}%);", within, with_se, 100.0 * within / with_se);
+      r << fmt::format(" largest relative gap {:.3g}% ({}).", 100 * worst_rel, worst_at);
+    }
     f.reading = r.str();
     figures.push_back(std::move(f));
   }
@@ -465,6 +592,7 @@ std::string add_depth_returns_figures(const Sweep& sw, std::vector<Figure>& figu
         for (auto& e : entries) {
           if (e.job->engine != eng || lay.series(*e.cell) != s || lay.panel(*e.cell, true) != groups[g]) continue;
           const Profile& p = e.profile;
+          if (!p.has(q == "ang_dist_quarter" || q == "effective_depth" ? std::string("ang_dist") : q)) continue;
           if (q == "ang_dist_quarter") {
             auto [a, b] = quarter_ang(p);
             pts.push_back({double(p.spec.depth), a, b});
@@ -520,6 +648,10 @@ std::string add_depth_returns_figures(const Sweep& sw, std::vector<Figure>& figu
                                           f.stem, block++, col));
             }
           }
+          for (size_t x = 0; x < sw.extra.size(); ++x) {
+            std::string clause = extra_block(sw, x, collect(s, sw.extra[x], q), f.stem, block, col, data, all);
+            if (!clause.empty()) plots.push_back(clause);
+          }
         }
         script << panel_box(qi, qrows, qcols, f.width, f.height);
         std::string qt = q == "ang_dist_quarter"  ? "mean ang_dist over the last quarter of layers"
@@ -529,10 +661,14 @@ std::string add_depth_returns_figures(const Sweep& sw, std::vector<Figure>& figu
                               gp(q == "ang_dist_quarter" ? "ang_dist" : q == "effective_depth" ? "layers" : q));
         script << "set logscale x\n" << xtics;
         script << (wants_log(all) ? "set logscale y\nset format y '%g'\n" : "unset logscale y\nset format y '%g'\n");
-        script << "plot " << fmt::format("{}", fmt::join(plots, ", \\\n     ")) << "\n";
+        if (plots.empty())
+          script << "set label 1 'no data' at graph 0.5,0.5 center\nplot NaN notitle\nunset label 1\n";
+        else
+          script << "plot " << fmt::format("{}", fmt::join(plots, ", \\\n     ")) << "\n";
         script << "unset xtics\nset xtics\n";
       }
-      script << key_strip(lay.series_labels, have_theory, have_sim, mc_desc, f.height) << "unset multiplot\n";
+      script << key_strip(lay.series_labels, have_theory, have_sim, mc_desc, f.height, sw.extra_keys())
+             << "unset multiplot\n";
       f.data = data.str();
       f.script = script.str();
 
@@ -660,14 +796,22 @@ Tables report_tables(const Sweep& sw) {
   for (auto& e : entries) {
     Row r;
     r.cells.push_back(e.cell->label);
-    r.cells.push_back(e.job->engine == EngineKind::Theory ? "theory" : fmt::format("MC d={}", e.job->spec.width));
+    const EngineKind k = e.job->engine;
+    r.cells.push_back(k == EngineKind::Theory     ? std::string("theory")
+                      : k == EngineKind::Simulate ? fmt::format("MC d={}", e.job->spec.width)
+                                                  : to_string(k));
+    // A metric the engine does not produce is left empty (not zero, not n/a).
     for (auto& m : summ) {
       int l = summary_layer(m, e.profile.spec.depth);
       double v = value(e.profile, l, m), d = se(e.profile, l, m);
-      r.cells.push_back(std::isfinite(d) && e.job->engine == EngineKind::Simulate ? num(v) + " ± " + num(d) : num(v));
+      r.cells.push_back(!e.profile.has(m)                       ? std::string()
+                        : std::isfinite(d) && sampled_engine(k) ? num(v) + " ± " + num(d)
+                                                                : num(v));
     }
     auto [qa, qe] = quarter_ang(e.profile);
-    r.cells.push_back(std::isfinite(qe) && e.job->engine == EngineKind::Simulate ? num(qa) + " ± " + num(qe) : num(qa));
+    r.cells.push_back(!e.profile.has("ang_dist")               ? std::string()
+                      : std::isfinite(qe) && sampled_engine(k) ? num(qa) + " ± " + num(qe)
+                                                               : num(qa));
     rows_out.push_back(std::move(r));
   }
   std::vector<std::string> warnings;
@@ -678,8 +822,8 @@ Tables report_tables(const Sweep& sw) {
   {
     const StackSpec& b = cells.front().spec;
     std::vector<std::string> s;
-    s.push_back(fmt::format("{} cells × {} engine{}", cells.size(), (have_theory ? 1 : 0) + (have_sim ? 1 : 0),
-                            have_theory && have_sim ? "s" : ""));
+    const int nengines = enabled_engines(cfg);
+    s.push_back(fmt::format("{} cells × {} engine{}", cells.size(), nengines, nengines > 1 ? "s" : ""));
     s.push_back(fmt::format("T = {} tokens, {} blocks, {}, activation {}, mask {}, qk_scale {}, sigma_w2 = {}",
                             b.tokens, to_string(b.blocks), to_string(b.norm_type), to_string(b.activation),
                             to_string(b.mask), to_string(b.qk_scale), num(b.sigma_w2)));
@@ -691,6 +835,9 @@ Tables report_tables(const Sweep& sw) {
                               cfg.simulate.width > 0 ? cfg.simulate.width : b.width,
                               cfg.simulate.heads > 0 ? cfg.simulate.heads : b.heads, cfg.simulate.samples,
                               cfg.simulate.seed, cfg.simulate.backend, cfg.simulate.precision));
+    for (EngineKind k : all_engine_kinds())
+      if (k != EngineKind::Theory && k != EngineKind::Simulate && engine_enabled(cfg, k))
+        s.push_back(engine_description(cfg, k));
     settings_line = fmt::format("{}", fmt::join(s, "; "));
   }
   const std::string config_text = to_toml(cfg);
@@ -831,9 +978,17 @@ RenderResult render_report(const ReportConfig& cfg, const std::vector<Cell>& cel
   for (const Job& j : jobs) entries.push_back({&cells.at(j.cell), &j, load_job(out, j)});
   const std::string mc_desc = mc_description(cfg, entries);
   const bool have_theory = cfg.theory.enabled, have_sim = cfg.simulate.enabled;
-  // The reference engine for readings: theory when it ran, else the Monte Carlo.
-  const EngineKind ref_engine = have_theory ? EngineKind::Theory : EngineKind::Simulate;
-  const Sweep sw{cfg, cells, std::move(entries), Layout(cfg), have_theory, have_sim, ref_engine, mc_desc};
+  // Drawn besides theory and simulate: every other enabled engine but clustering (flow times, not layers).
+  std::vector<EngineKind> extra;
+  for (EngineKind k : all_engine_kinds())
+    if (k != EngineKind::Theory && k != EngineKind::Simulate && k != EngineKind::Clustering && engine_enabled(cfg, k))
+      extra.push_back(k);
+  // The reference engine for readings: theory when it ran, else the Monte Carlo, else the first other one.
+  const EngineKind ref_engine = have_theory ? EngineKind::Theory
+                                : have_sim  ? EngineKind::Simulate
+                                : !extra.empty() ? extra.front()
+                                                 : EngineKind::Clustering;
+  const Sweep sw{cfg, cells, std::move(entries), Layout(cfg), have_theory, have_sim, ref_engine, mc_desc, extra};
 
   // ---- resolved config and versions ------------------------------------------------
   write_file_atomic(out / "config.toml", to_toml(cfg));
