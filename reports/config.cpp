@@ -391,11 +391,12 @@ void parse_figures(const toml::table& fi, ReportConfig& cfg) {
       cfg.figures.metrics.clear();
       for (size_t i = 0; i < arr->size(); ++i) {
         std::string m = get_string(*arr->get(i), origin, fmt::format("{}[{}]", full, i + 1));
-        const auto& names = metric_names();
+        const auto& names = report_metric_names();
         if (std::find(names.begin(), names.end(), m) == names.end()) {
           std::string hint = did_you_mean(m, names);
           fail(origin, fmt::format("{}: unknown metric \"{}\"; allowed: q, rho, res, eff_rank, update_ratio, ang_dist, "
-                                   "grad_var{}",
+                                   "grad_var, sv2_mean, sv2_var (the last two from [engines.spectrum] and "
+                                   "[engines.spectrum_simulate]){}",
                                    full, m, hint.empty() ? "" : fmt::format(" (did you mean \"{}\"?)", hint)));
         }
         if (std::find(cfg.figures.metrics.begin(), cfg.figures.metrics.end(), m) != cfg.figures.metrics.end())
@@ -558,6 +559,16 @@ void parse_atlas(const toml::table& at, ReportConfig& cfg) {
 }
 
 }  // namespace
+
+const std::vector<std::string>& report_metric_names() {
+  static const std::vector<std::string> names = [] {
+    std::vector<std::string> n = metric_names();
+    n.emplace_back("sv2_mean");
+    n.emplace_back("sv2_var");
+    return n;
+  }();
+  return names;
+}
 
 int enabled_engines(const ReportConfig& c) {
   return (c.theory.enabled ? 1 : 0) + (c.simulate.enabled ? 1 : 0) + (c.ode.enabled ? 1 : 0) + (c.sde.enabled ? 1 : 0) +

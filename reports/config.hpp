@@ -84,7 +84,7 @@ struct SpectrumSimulateRun {
 };
 
 struct FigureSet {
-  /// One per-layer figure per metric (MODEL.md §2 names).
+  /// One per-layer figure per metric (MODEL.md §2 names, or sv2_mean / sv2_var of the spectrum engines).
   std::vector<std::string> metrics{"q", "rho", "grad_var", "update_ratio", "ang_dist"};
   /// The depth-returns figure (needs stack.depth as a sweep axis with >= 2 values).
   bool depth_returns = true;
@@ -143,6 +143,10 @@ struct ReportConfig {
   FigureSet figures;
   AtlasConfig atlas;               ///< enabled by an [atlas] table; then [sweep] must be absent
 };
+
+/// Names figures.metrics accepts: MODEL.md §2's metrics, then the spectrum engines' per-layer
+/// moments of the squared singular values of J_l (sv2_mean, sv2_var; docs/spectrum.md).
+const std::vector<std::string>& report_metric_names();
 
 /// How many of the config's engines are enabled.
 int enabled_engines(const ReportConfig& cfg);

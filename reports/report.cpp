@@ -52,6 +52,8 @@ const char* metric_label(const std::string& m) {
   if (m == "update_ratio") return "update ratio |X_l - X_{l-1}| / |X_{l-1}|";
   if (m == "ang_dist") return "angular distance (x_{l-1}, x_l) / pi";
   if (m == "grad_var") return "grad_var = |Delta_l|^2 / (T d)";
+  if (m == "sv2_mean") return "mean squared singular value of the Jacobian J_l";
+  if (m == "sv2_var") return "variance of the squared singular values of J_l";
   return "";
 }
 
@@ -90,6 +92,17 @@ std::string engine_description(const ReportConfig& cfg, EngineKind k) {
       return fmt::format("clustering: token-clustering flow to t = {} in {} steps (its rows are flow times, not "
                          "layers: tables and profiles.csv only)",
                          num(cfg.clustering.settings.t_end), cfg.clustering.settings.points);
+    default: return to_string(k);
+  }
+}
+
+/// The short key of an engine other than theory and simulate in figures.
+std::string engine_key(const ReportConfig& cfg, EngineKind k) {
+  switch (k) {
+    case EngineKind::Ode: return "ode (L → ∞)";
+    case EngineKind::Sde: return fmt::format("sde ({} paths)", cfg.sde.settings.paths);
+    case EngineKind::Spectrum: return "spectrum (d → ∞)";
+    case EngineKind::SpectrumSimulate: return fmt::format("spectrum MC ({} samples)", cfg.spectrum_simulate.settings.samples);
     default: return to_string(k);
   }
 }
@@ -210,9 +223,9 @@ std::string multiplot_header(const std::string& title) {
 }
 
 /// Screen margins of panel pi in a rows x cols grid on a width x height canvas.
-std::string panel_box(int pi, int rows, int cols, int width, int height) {
+std::string panel_box(int pi, int rows, int cols, int width, int height, int key_px = kKeyPx) {
   const double cw = static_cast<double>(width) / cols;
-  const double ch = static_cast<double>(height - kTitlePx - kKeyPx) / rows;
+  const double ch = static_cast<double>(height - kTitlePx - key_px) / rows;
   const int r = pi / cols, c = pi % cols;
   const double x0 = c * cw + kPadLeft, x1 = (c + 1) * cw - kPadRight;
   const double ytop = height - kTitlePx - r * ch - kPadTop, ybot = height - kTitlePx - (r + 1) * ch + kPadBottom;
@@ -226,7 +239,7 @@ std::string panel_box(int pi, int rows, int cols, int width, int height) {
 /// and one per engine (line style), laid out horizontally. `extra` holds the keyentry plots of
 /// the engines other than theory and simulate.
 std::string key_strip(const std::vector<std::string>& series, bool theory, bool sim, const std::string& mc_desc,
-                      int height, const std::vector<std::string>& extra = {}) {
+                      int height, const std::vector<std::string>& extra = {}, int key_px = kKeyPx) {
   std::vector<std::string> e;
   for (size_t s = 0; s < series.size(); ++s)
     e.push_back(fmt::format("keyentry with {} lw 3 lc rgb '{}' title \"{}\"", theory ? "lines" : "points",
@@ -238,8 +251,8 @@ std::string key_strip(const std::vector<std::string>& series, bool theory, bool 
       "set lmargin at screen 0.01\nset rmargin at screen 0.99\nset bmargin at screen 0.0\n"
       "set tmargin at screen {:.4f}\nunset border\nunset tics\nunset grid\nunset xlabel\nunset ylabel\n"
       "unset title\nunset logscale\nset xrange [0:1]\nset yrange [0:1]\n"
-      "set key center center horizontal maxrows 2 samplen 2.5 spacing 1.1 font ',11'\nplot NaN notitle, {}\n",
-      static_cast<double>(kKeyPx) / height, fmt::join(e, ", "));
+      "set key center center horizontal maxrows {} samplen 2.5 spacing 1.1 font ',11'\nplot NaN notitle, {}\n",
+      static_cast<double>(key_px) / height, key_px > kKeyPx ? 4 : 2, fmt::join(e, ", "));
 }
 
 /// What every part of the report reads: the config, each job's cell and profile, and how
@@ -256,15 +269,18 @@ struct Sweep {
   /// in job order; clustering is not drawn (its rows are flow times, not layers).
   std::vector<EngineKind> extra;
 
+  /// Height of the key strip: two rows of entries, four when other engines add theirs.
+  [[nodiscard]] int key_px() const { return extra.empty() ? kKeyPx : kKeyPx + 44; }
+
   /// The key entries of the extra engines (black, in their line style).
   [[nodiscard]] std::vector<std::string> extra_keys() const {
     std::vector<std::string> k;
     for (size_t i = 0; i < extra.size(); ++i)
       k.push_back(sampled_engine(extra[i])
                       ? fmt::format("keyentry with yerrorlines dt {} pt {} ps 0.8 lw 1.5 lc rgb 'black' title \"{}\"",
-                                    extra_dash(i), extra_point(i), gp(engine_description(cfg, extra[i])))
+                                    extra_dash(i), extra_point(i), gp(engine_key(cfg, extra[i])))
                       : fmt::format("keyentry with lines dt {} lw 2 lc rgb 'black' title \"{}\"", extra_dash(i),
-                                    gp(engine_description(cfg, extra[i]))));
+                                    gp(engine_key(cfg, extra[i]))));
     return k;
   }
 };
@@ -296,11 +312,22 @@ std::string extra_block(const Sweep& sw, size_t i, const std::vector<std::array<
                      extra_dash(i), col);
 }
 
+/// The metric columns of profiles.csv and summary.csv: MODEL.md §2's, and the spectrum
+/// engines' sv2_mean and sv2_var when one of them ran.
+std::vector<std::string> csv_metrics(const ReportConfig& cfg) {
+  std::vector<std::string> names = metric_names();
+  if (cfg.spectrum.enabled || cfg.spectrum_simulate.enabled) {
+    names.emplace_back("sv2_mean");
+    names.emplace_back("sv2_var");
+  }
+  return names;
+}
+
 // ---- tidy CSV: one row per job x layer --------------------------------------------
 void write_profiles_csv(const Sweep& sw, const fs::path& out) {
   const std::vector<Entry>& entries = sw.entries;
   const ReportConfig& cfg = sw.cfg;
-  const auto& names = metric_names();
+  const auto names = csv_metrics(cfg);
   std::ostringstream o;
   o << "cell,label,variant";
   for (auto& ax : cfg.axes) o << "," << ax.key;
@@ -333,7 +360,7 @@ void write_profiles_csv(const Sweep& sw, const fs::path& out) {
 // ---- summary CSV: one row per job -----------------------------------------------
 void write_summary_csv(const Sweep& sw, const fs::path& out) {
   const std::vector<Entry>& entries = sw.entries;
-  const auto& names = metric_names();
+  const auto names = csv_metrics(sw.cfg);
   std::ostringstream o;
   o << "cell,label,engine,depth";
   for (auto& m : names) o << "," << csv_field(summary_name(m)) << "," << csv_field(summary_name(m) + " se");
@@ -389,7 +416,7 @@ std::vector<Figure> layer_figures(const Sweep& sw) {
     f.stem = "layer_" + m;
     f.title = fmt::format("{} against layer", m);
     f.width = 1300;
-    f.height = 380 * rows + kTitlePx + kKeyPx;
+    f.height = 380 * rows + kTitlePx + sw.key_px();
     std::ostringstream data, script;
     script << multiplot_header(fmt::format("{}: {}", m, metric_label(m)));
     int block = 0;
@@ -441,7 +468,7 @@ std::vector<Figure> layer_figures(const Sweep& sw) {
           plots.push_back(extra_block(sw, x, pts, f.stem, block, col, data, all, fmt::format("every {} ", every)));
         }
       }
-      script << panel_box(pi, rows, cols, f.width, f.height);
+      script << panel_box(pi, rows, cols, f.width, f.height, sw.key_px());
       script << fmt::format("set title \"{}\" font ',12'\n", gp(lay.panel_title(*panel_first[pi], false)));
       script << "set xlabel 'layer l'\nset ylabel \"" << gp(m) << "\"\n";
       script << fmt::format("set xrange [0:{}]\n", depth) << (depth <= 12 ? "set xtics 1\n" : "set xtics autofreq\n");
@@ -451,12 +478,24 @@ std::vector<Figure> layer_figures(const Sweep& sw) {
       else
         script << "plot " << fmt::format("{}", fmt::join(plots, ", \\\n     ")) << "\n";
     }
-    script << key_strip(lay.series_labels, have_theory, have_sim, mc_desc, f.height, sw.extra_keys())
+    script << key_strip(lay.series_labels, have_theory, have_sim, mc_desc, f.height, sw.extra_keys(), sw.key_px())
            << "unset multiplot\n";
     f.data = data.str();
     f.script = script.str();
 
-    // Reading, from the numbers of the deepest panel.
+    // Reading, from the numbers of the deepest panel, quoting the reference engine or, for a metric
+    // it does not produce (sv2_mean), the first engine that does.
+    auto engine_has = [&](EngineKind k) {
+      return std::any_of(entries.begin(), entries.end(),
+                         [&](const Entry& e) { return e.job->engine == k && e.profile.has(m); });
+    };
+    EngineKind read_engine = ref_engine;
+    if (!engine_has(read_engine))
+      for (EngineKind k : all_engine_kinds())
+        if (k != EngineKind::Clustering && engine_has(k)) {
+          read_engine = k;
+          break;
+        }
     std::ostringstream r;
     const int L = panel_first[read_panel]->spec.depth;
     // Gradients travel backwards: read grad_var from the top (where Delta_L enters) down to layer 0.
@@ -465,12 +504,12 @@ std::vector<Figure> layer_figures(const Sweep& sw) {
     std::string where = lay.panel_title(*panel_first[read_panel], false);
     r << (where.empty() ? "" : "At " + where + ", ")
       << fmt::format("{} from layer {} {} layer {} ({}): ", m, l0, backward ? "back to" : "to", l1,
-                     to_string(ref_engine));
+                     to_string(read_engine));
     std::vector<std::string> parts;
     double best = -INFINITY, worst = INFINITY;
     std::string best_s, worst_s;
     for (int s = 0; s < nseries; ++s) {
-      const Entry* e = find_entry(read_panel, s, ref_engine);
+      const Entry* e = find_entry(read_panel, s, read_engine);
       if (!e) continue;
       double a = value(e->profile, l0, m), b = value(e->profile, l1, m);
       std::string part = fmt::format("{} {} → {}", lay.series_labels[s], num(a), num(b));
@@ -509,15 +548,17 @@ std::vector<Figure> layer_figures(const Sweep& sw) {
             "{:.1f}% ({}). Gaps beyond the error bars are finite-width effects (they grow like depth/width).",
             within, count, 100.0 * within / count, 100 * worst_rel, worst_at);
     }
-    // Every other engine against theory: z within 3 standard errors where the engine has them,
-    // and the largest relative gap.
-    for (size_t x = 0; have_theory && x < sw.extra.size(); ++x) {
+    // Every other engine against theory (for sv2_mean, sv2_var: against the spectrum theory): z
+    // within 3 standard errors where the engine has them, and the largest relative gap.
+    const EngineKind cmp_ref = engine_has(EngineKind::Theory) ? EngineKind::Theory : EngineKind::Spectrum;
+    for (size_t x = 0; engine_has(cmp_ref) && x < sw.extra.size(); ++x) {
+      if (sw.extra[x] == cmp_ref) continue;
       int within = 0, count = 0, with_se = 0;
       double worst_rel = 0;
       std::string worst_at;
       for (int pi = 0; pi < npan; ++pi)
         for (int s = 0; s < nseries; ++s) {
-          const Entry* t = find_entry(pi, s, EngineKind::Theory);
+          const Entry* t = find_entry(pi, s, cmp_ref);
           const Entry* o = find_entry(pi, s, sw.extra[x]);
           if (!t || !o) continue;
           for (const LayerDiff& d : compare(o->profile, t->profile, m)) {
@@ -535,7 +576,7 @@ std::vector<Figure> layer_figures(const Sweep& sw) {
           }
         }
       if (count == 0) continue;
-      r << " " << to_string(sw.extra[x]) << " against theory:";
+      r << " " << to_string(sw.extra[x]) << " against " << to_string(cmp_ref) << ":";
       if (with_se > 0)
         r << fmt::format(" within 3 s.e. on {} of {} layer values ({:.0f}%);", within, with_se, 100.0 * within / with_se);
       r << fmt::format(" largest relative gap {:.3g}% ({}).", 100 * worst_rel, worst_at);
@@ -582,7 +623,7 @@ std::string add_depth_returns_figures(const Sweep& sw, std::vector<Figure>& figu
       f.stem = groups.size() == 1 ? "depth_returns" : fmt::format("depth_returns_{}", g + 1);
       f.title = "Depth returns" + (gtitle.empty() ? "" : " (" + gtitle + ")");
       f.width = 1300;
-      f.height = 340 * qrows + kTitlePx + kKeyPx;
+      f.height = 340 * qrows + kTitlePx + sw.key_px();
       std::ostringstream data, script;
       script << multiplot_header("Returns of depth: each metric at the end of the stack against depth L" +
                                  (gtitle.empty() ? "" : ", " + gtitle));
@@ -653,7 +694,7 @@ std::string add_depth_returns_figures(const Sweep& sw, std::vector<Figure>& figu
             if (!clause.empty()) plots.push_back(clause);
           }
         }
-        script << panel_box(qi, qrows, qcols, f.width, f.height);
+        script << panel_box(qi, qrows, qcols, f.width, f.height, sw.key_px());
         std::string qt = q == "ang_dist_quarter"  ? "mean ang_dist over the last quarter of layers"
                          : q == "effective_depth" ? "effective depth: sum of ang_dist_l / max_k ang_dist_k"
                                                   : summary_name(q);
@@ -667,7 +708,7 @@ std::string add_depth_returns_figures(const Sweep& sw, std::vector<Figure>& figu
           script << "plot " << fmt::format("{}", fmt::join(plots, ", \\\n     ")) << "\n";
         script << "unset xtics\nset xtics\n";
       }
-      script << key_strip(lay.series_labels, have_theory, have_sim, mc_desc, f.height, sw.extra_keys())
+      script << key_strip(lay.series_labels, have_theory, have_sim, mc_desc, f.height, sw.extra_keys(), sw.key_px())
              << "unset multiplot\n";
       f.data = data.str();
       f.script = script.str();
