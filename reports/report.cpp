@@ -822,6 +822,10 @@ struct Tables {
   std::vector<Row> rows;
   std::vector<std::string> warnings;
   std::string settings_line, config_text;
+  /// Engines side by side (only when an engine other than theory and simulate ran): a row per
+  /// cell, a column group per engine holding the summary metrics it produces.
+  std::vector<std::string> side_head;
+  std::vector<Row> side_rows;
 };
 
 Tables report_tables(const Sweep& sw) {
@@ -882,7 +886,41 @@ Tables report_tables(const Sweep& sw) {
     settings_line = fmt::format("{}", fmt::join(s, "; "));
   }
   const std::string config_text = to_toml(cfg);
-  return {head, rows_out, warnings, settings_line, config_text};
+  Tables t{head, rows_out, warnings, settings_line, config_text, {}, {}};
+  bool others = false;
+  for (EngineKind k : all_engine_kinds())
+    others |= k != EngineKind::Theory && k != EngineKind::Simulate && engine_enabled(cfg, k);
+  if (others) {
+    // Columns: per engine (job order), each summary metric some profile of that engine has.
+    std::vector<std::pair<EngineKind, std::string>> cols;
+    for (EngineKind k : all_engine_kinds()) {
+      if (!engine_enabled(cfg, k)) continue;
+      for (auto& m : summ)
+        if (std::any_of(entries.begin(), entries.end(),
+                        [&](const Entry& e) { return e.job->engine == k && e.profile.has(m); }))
+          cols.emplace_back(k, m);
+    }
+    t.side_head.push_back("cell");
+    for (auto& [k, m] : cols) t.side_head.push_back(fmt::format("{}: {}", to_string(k), summary_name(m)));
+    for (const Cell& c : cells) {
+      Row r;
+      r.cells.push_back(c.label);
+      for (auto& [k, m] : cols) {
+        const Entry* e = nullptr;
+        for (auto& x : entries)
+          if (x.cell == &c && x.job->engine == k) e = &x;
+        if (!e || !e->profile.has(m)) {
+          r.cells.emplace_back();
+          continue;
+        }
+        int l = summary_layer(m, e->profile.spec.depth);
+        double v = value(e->profile, l, m), d = se(e->profile, l, m);
+        r.cells.push_back(std::isfinite(d) && sampled_engine(k) ? num(v) + " ± " + num(d) : num(v));
+      }
+      t.side_rows.push_back(std::move(r));
+    }
+  }
+  return t;
 }
 
 // ---- index.html ------------------------------------------------------------------------
@@ -950,6 +988,18 @@ std::string html_page(const Sweep& sw, const Tables& t, const std::vector<Figure
     h << "</tr>\n";
   }
   h << "</table>\n";
+  if (!t.side_head.empty()) {
+    h << "<h2>Engines side by side</h2>\n<p class=\"meta\">A column group per engine, with the metrics it "
+         "produces (clustering: at the flow's last time).</p>\n<table>\n<tr>";
+    for (auto& c : t.side_head) h << "<th>" << html(c) << "</th>";
+    h << "</tr>\n";
+    for (auto& r : t.side_rows) {
+      h << "<tr>";
+      for (auto& c : r.cells) h << "<td>" << html(c) << "</td>";
+      h << "</tr>\n";
+    }
+    h << "</table>\n";
+  }
   if (!warnings.empty()) {
     h << "<h2>Warnings from the engines</h2>\n<ul>\n";
     for (auto& w : warnings) h << "<li class=\"warn\">" << html(w) << "</li>\n";
@@ -1000,6 +1050,19 @@ std::string markdown_page(const Sweep& sw, const Tables& t, const std::vector<Fi
     md << "|";
     for (auto& c : r.cells) md << " " << c << " |";
     md << "\n";
+  }
+  if (!t.side_head.empty()) {
+    md << "\n## Engines side by side\n\nA column group per engine, with the metrics it produces (clustering: at the "
+          "flow's last time).\n\n|";
+    for (auto& c : t.side_head) md << " " << c << " |";
+    md << "\n|";
+    for (size_t i = 0; i < t.side_head.size(); ++i) md << (i < 1 ? "---|" : "---:|");
+    md << "\n";
+    for (auto& r : t.side_rows) {
+      md << "|";
+      for (auto& c : r.cells) md << " " << c << " |";
+      md << "\n";
+    }
   }
   if (!warnings.empty()) {
     md << "\n## Warnings from the engines\n\n";

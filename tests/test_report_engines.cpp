@@ -307,4 +307,10 @@ TEST_CASE("report engines: all seven engines render, overlay, compare and resume
   CHECK_THAT(md, Catch::Contains("sde against theory: within 3 s.e. on"));
   CHECK_THAT(md, Catch::Contains("spectrum_simulate against spectrum: within 3 s.e. on"));
   CHECK_THAT(md, Catch::Contains("2 cells × 7 engines"));
+  // Engines side by side: a column group per engine, only the metrics it produces.
+  CHECK_THAT(md, Catch::Contains("## Engines side by side"));
+  CHECK_THAT(md, Catch::Contains("| ode: q at layer L | ode: rho at layer L |"));
+  CHECK_THAT(md, Catch::Contains("| spectrum_simulate: sv2_mean at layer L |"));
+  CHECK_THAT(md, !Catch::Contains("sde: grad_var"));
+  CHECK_THAT(md, !Catch::Contains("spectrum_simulate: q at"));
 }
