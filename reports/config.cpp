@@ -146,8 +146,8 @@ void parse_sweep(const toml::table& sw, ReportConfig& cfg) {
   std::sort(cfg.axes.begin(), cfg.axes.end(), [](const SweepAxis& a, const SweepAxis& b) { return a.key < b.key; });
 }
 
-const std::vector<std::string> kEngineNames{"theory", "simulate", "ode", "sde", "clustering", "spectrum",
-                                            "spectrum_simulate"};
+const std::vector<std::string> kEngineNames{"theory",   "simulate",          "ode",    "sde", "clustering",
+                                            "spectrum", "spectrum_simulate", "measure"};
 
 /// A number (integer or float); finite, in [lo, hi], and > lo when open_lo.
 double get_double(const toml::node& n, const std::string& origin, const std::string& key, double lo, double hi,
@@ -301,6 +301,77 @@ void parse_spectrum_simulate(const toml::table& t, ReportConfig& cfg) {
   }
 }
 
+void parse_measure(const toml::table& t, ReportConfig& cfg) {
+  const std::string& origin = cfg.origin;
+  auto& m = cfg.measure;
+  for (auto&& [tk, tn] : t) {
+    std::string key(tk.str()), full = "engines.measure." + key;
+    if (key == "enabled")
+      m.enabled = get_bool(tn, origin, full);
+    else if (key == "checkpoint")
+      m.checkpoint = get_string(tn, origin, full);
+    else if (key == "corpus")
+      m.corpus = get_string(tn, origin, full);
+    else if (key == "tokens")
+      m.tokens = get_int(tn, origin, full, 1, 1000000000);
+    else if (key == "seq_len")
+      m.seq_len = get_int(tn, origin, full, 0, 1 << 20);
+    else if (key == "precision")
+      m.precision = get_choice(tn, origin, full, {"float", "double"});
+    else
+      unknown_key(origin, "engines.measure.", key, {"enabled", "checkpoint", "corpus", "tokens", "seq_len", "precision"});
+  }
+  if (!m.enabled) return;
+  if (m.checkpoint.empty())
+    fail(origin, "engines.measure.checkpoint: required (a sigprop safetensors checkpoint or a Hugging Face model folder)");
+  if (m.corpus.empty()) fail(origin, "engines.measure.corpus: required (a text file)");
+}
+
+/// With [engines.measure], the base spec is the checkpoint's architecture at T tokens; the
+/// config's [input] keys apply (to the other engines: the measurement measures its input), and
+/// its [stack]/[init] keys must equal the checkpoint's; no sweep or variant may change them.
+StackSpec measured_base(const ReportConfig& cfg, const toml::table& spec_tables) {
+  const std::string& origin = cfg.origin;
+  const MeasureRun& m = cfg.measure;
+  for (auto& ax : cfg.axes)
+    if (ax.key.rfind("input.", 0) != 0)
+      fail(origin, fmt::format("sweep.{}: with [engines.measure] the stack comes from the checkpoint {}; only input.* "
+                               "keys can be swept",
+                               ax.key, m.checkpoint));
+  for (auto& v : cfg.variants)
+    for (auto& [key, val] : v.sets)
+      if (key.rfind("input.", 0) != 0)
+        fail(origin, fmt::format("sweep.variants \"{}\": {}: with [engines.measure] the stack comes from the checkpoint "
+                                 "{}; variants can set input.* keys only",
+                                 v.label, key, m.checkpoint));
+  std::error_code ec;
+  if (!std::filesystem::exists(m.checkpoint, ec))
+    fail(origin, fmt::format("engines.measure.checkpoint {}: no such file or folder", m.checkpoint));
+  StackSpec model;
+  try {
+    model = m.precision == "double" ? validate::load_model<double>(m.checkpoint).cfg.arch.spec
+                                    : validate::load_model<float>(m.checkpoint).cfg.arch.spec;
+  } catch (const Error& e) {
+    fail(origin, fmt::format("engines.measure.checkpoint: {}", e.what()));
+  }
+  if (m.seq_len > 0) model.tokens = std::min(m.seq_len, model.tokens);
+  // The model's spec with the config's keys on top, then every stack/init key compared.
+  toml::table root = toml::parse(sigprop::to_toml(model), std::string_view("<checkpoint spec>"));
+  for (auto&& [tk, tn] : spec_tables)
+    for (auto&& [k, v] : *tn.as_table()) root.get_as<toml::table>(tk.str())->insert_or_assign(k.str(), v);
+  std::ostringstream text;
+  text << root;
+  StackSpec got = parse_spec_toml(text.str(), origin);
+  const nlohmann::json a = spec_to_json(got), b = spec_to_json(model);
+  for (const char* table : {"stack", "init"})
+    for (auto& [k, v] : a[table].items())
+      if (v != b[table][k])
+        fail(origin, fmt::format("{}.{} = {}: the checkpoint {} has {} (with [engines.measure] the stack comes from the "
+                                 "checkpoint; remove the key or set it to that value)",
+                                 table, k, v.dump(), m.checkpoint, b[table][k].dump()));
+  return got;
+}
+
 void parse_engines(const toml::table& en, ReportConfig& cfg) {
   const std::string& origin = cfg.origin;
   cfg.theory.enabled = false;
@@ -372,13 +443,17 @@ void parse_engines(const toml::table& en, ReportConfig& cfg) {
     } else if (name == "spectrum_simulate") {
       cfg.spectrum_simulate.enabled = true;
       parse_spectrum_simulate(t, cfg);
+    } else if (name == "measure") {
+      cfg.measure.enabled = true;
+      parse_measure(t, cfg);
     } else {
       unknown_key(origin, "engines.", name, kEngineNames);
     }
   }
   if (enabled_engines(cfg) == 0)
     fail(origin, "[engines]: no engine enabled; add one of [engines.theory], [engines.simulate], [engines.ode], "
-                 "[engines.sde], [engines.clustering], [engines.spectrum], [engines.spectrum_simulate]");
+                 "[engines.sde], [engines.clustering], [engines.spectrum], [engines.spectrum_simulate], "
+                 "[engines.measure]");
 }
 
 void parse_figures(const toml::table& fi, ReportConfig& cfg) {
@@ -572,7 +647,8 @@ const std::vector<std::string>& report_metric_names() {
 
 int enabled_engines(const ReportConfig& c) {
   return (c.theory.enabled ? 1 : 0) + (c.simulate.enabled ? 1 : 0) + (c.ode.enabled ? 1 : 0) + (c.sde.enabled ? 1 : 0) +
-         (c.clustering.enabled ? 1 : 0) + (c.spectrum.enabled ? 1 : 0) + (c.spectrum_simulate.enabled ? 1 : 0);
+         (c.clustering.enabled ? 1 : 0) + (c.spectrum.enabled ? 1 : 0) + (c.spectrum_simulate.enabled ? 1 : 0) +
+         (c.measure.enabled ? 1 : 0);
 }
 
 ReportConfig parse_report_config(std::string_view text, const std::string& origin) {
@@ -630,9 +706,13 @@ ReportConfig parse_report_config(std::string_view text, const std::string& origi
     if (cfg.simulate.width > 0 || cfg.simulate.heads > 0)
       fail(origin, "engines.simulate.width/heads: not used by an atlas (atlas.widths and atlas.head_dim set them); remove them");
   }
-  std::ostringstream spec_text;
-  spec_text << spec_tables;
-  cfg.base = parse_spec_toml(spec_text.str(), origin);  // names unknown spec keys and bad values
+  if (cfg.measure.enabled && !cfg.atlas.enabled) {
+    cfg.base = measured_base(cfg, spec_tables);
+  } else {
+    std::ostringstream spec_text;
+    spec_text << spec_tables;
+    cfg.base = parse_spec_toml(spec_text.str(), origin);  // names unknown spec keys and bad values
+  }
   cfg.base_toml = sigprop::to_toml(cfg.base);
   // Build every cell now so that a bad sweep value fails before any work starts.
   (void)make_jobs(cfg, expand_cells(cfg));
@@ -787,6 +867,10 @@ std::string to_toml(const ReportConfig& c) {
   if (c.spectrum.enabled)
     o << "[engines.spectrum]\npanels = " << c.spectrum.settings.panels << "\ngrid_points = " << c.spectrum.grid_points
       << "\n\n";
+  if (c.measure.enabled)
+    o << "[engines.measure]\ncheckpoint = " << quote(c.measure.checkpoint) << "\ncorpus = " << quote(c.measure.corpus)
+      << "\ntokens = " << c.measure.tokens << "\nseq_len = " << c.measure.seq_len
+      << "\nprecision = " << quote(c.measure.precision) << "\n\n";
   if (c.spectrum_simulate.enabled) {
     const auto& s = c.spectrum_simulate.settings;
     o << "[engines.spectrum_simulate]\nsamples = " << s.samples << "\nseed = " << s.seed << "\nmap = " << quote(s.map)

@@ -17,6 +17,7 @@
 #include "theory/engine.hpp"
 #include "theory/shaped_sde.hpp"
 #include "theory/spectrum.hpp"
+#include "validate/import.hpp"
 
 namespace sigprop::reports {
 
@@ -83,6 +84,19 @@ struct SpectrumSimulateRun {
   int grid_points = 200;
 };
 
+/// [engines.measure]: a trained (or imported) model measured on a corpus (validate/measure.hpp,
+/// `sigprop validate`). The stack comes from the checkpoint: it is the report's base spec, and
+/// [stack]/[init] keys that differ from it, or sweep and variant keys in stack.* or init.*, are
+/// errors naming the key. Paths are used as given (relative to the working directory).
+struct MeasureRun {
+  bool enabled = false;
+  std::string checkpoint;     ///< sigprop safetensors checkpoint or Hugging Face model folder (required)
+  std::string corpus;         ///< text file; its bytes are the tokens (required)
+  long long tokens = 8192;    ///< tokens measured in all (sequences = tokens / T)
+  int seq_len = 0;            ///< T (0 = the model's context)
+  std::string precision = "float";
+};
+
 struct FigureSet {
   /// One per-layer figure per metric (MODEL.md §2 names, or sv2_mean / sv2_var of the spectrum engines).
   std::vector<std::string> metrics{"q", "rho", "grad_var", "update_ratio", "ang_dist"};
@@ -140,6 +154,7 @@ struct ReportConfig {
   ClusteringRun clustering;
   SpectrumRun spectrum;
   SpectrumSimulateRun spectrum_simulate;
+  MeasureRun measure;
   FigureSet figures;
   AtlasConfig atlas;               ///< enabled by an [atlas] table; then [sweep] must be absent
 };

@@ -74,7 +74,8 @@ double se(const Profile& p, int layer, const std::string& m) {
 
 /// Engines whose numbers carry a Monte Carlo standard error (drawn with error bars).
 bool sampled_engine(EngineKind k) {
-  return k == EngineKind::Simulate || k == EngineKind::Sde || k == EngineKind::SpectrumSimulate;
+  return k == EngineKind::Simulate || k == EngineKind::Sde || k == EngineKind::SpectrumSimulate ||
+         k == EngineKind::Measure;
 }
 
 /// How an engine other than theory and simulate is named in keys and settings lines.
@@ -88,6 +89,10 @@ std::string engine_description(const ReportConfig& cfg, EngineKind k) {
     case EngineKind::SpectrumSimulate:
       return fmt::format("spectrum_simulate: Jacobian Monte Carlo ({} samples, ±1 s.e.)",
                          cfg.spectrum_simulate.settings.samples);
+    case EngineKind::Measure:
+      return fmt::format("measure: checkpoint {} on corpus {} ({} tokens, ±1 s.e. over sequences; its grad_var is the "
+                         "loss gradient's, not compared)",
+                         cfg.measure.checkpoint, cfg.measure.corpus, cfg.measure.tokens);
     case EngineKind::Clustering:
       return fmt::format("clustering: token-clustering flow to t = {} in {} steps (its rows are flow times, not "
                          "layers: tables and profiles.csv only)",
@@ -103,6 +108,7 @@ std::string engine_key(const ReportConfig& cfg, EngineKind k) {
     case EngineKind::Sde: return fmt::format("sde ({} paths)", cfg.sde.settings.paths);
     case EngineKind::Spectrum: return "spectrum (d → ∞)";
     case EngineKind::SpectrumSimulate: return fmt::format("spectrum MC ({} samples)", cfg.spectrum_simulate.settings.samples);
+    case EngineKind::Measure: return "measured (checkpoint on text)";
     default: return to_string(k);
   }
 }
@@ -343,7 +349,8 @@ void write_profiles_csv(const Sweep& sw, const fs::path& out) {
       const EngineKind k = e.job->engine;
       const bool sim = k == EngineKind::Simulate;
       // Finite width: simulate (d, H), and the engines that sample width-d networks or points (d only).
-      const bool finite = sim || k == EngineKind::Sde || k == EngineKind::SpectrumSimulate || k == EngineKind::Clustering;
+      const bool finite = sim || k == EngineKind::Sde || k == EngineKind::SpectrumSimulate ||
+                          k == EngineKind::Clustering || k == EngineKind::Measure;
       const bool infinite = k == EngineKind::Theory || k == EngineKind::Ode || k == EngineKind::Spectrum;
       std::string samples = sim ? std::to_string(cfg.simulate.samples) : "";
       if (!sim && e.job->settings.contains("samples")) samples = std::to_string(e.job->settings["samples"].get<int>());
@@ -553,6 +560,8 @@ std::vector<Figure> layer_figures(const Sweep& sw) {
     const EngineKind cmp_ref = engine_has(EngineKind::Theory) ? EngineKind::Theory : EngineKind::Spectrum;
     for (size_t x = 0; engine_has(cmp_ref) && x < sw.extra.size(); ++x) {
       if (sw.extra[x] == cmp_ref) continue;
+      // A measured grad_var starts from the loss gradient, the theory's from iid Delta_L (validate's rule).
+      if (sw.extra[x] == EngineKind::Measure && m == "grad_var") continue;
       int within = 0, count = 0, with_se = 0;
       double worst_rel = 0;
       std::string worst_at;

@@ -27,6 +27,7 @@
 #include "theory/engine.hpp"
 #include "theory/shaped_sde.hpp"
 #include "theory/spectrum.hpp"
+#include "validate/measure.hpp"
 
 namespace sigprop::reports {
 namespace fs = std::filesystem;
@@ -80,6 +81,23 @@ StackSpec build_spec(const ReportConfig& cfg, const std::vector<std::pair<std::s
   }
 }
 
+/// "<bytes>@<mtime ticks>" of a file, or of every file directly in a folder (a Hugging Face
+/// model); "" when it cannot be read (the engine then names the problem when it runs).
+std::string file_stamp(const std::string& path) {
+  std::error_code ec;
+  auto one = [&](const fs::path& p) {
+    const auto size = fs::file_size(p, ec);
+    const auto t = fs::last_write_time(p, ec).time_since_epoch().count();
+    return ec ? std::string() : fmt::format("{}@{}", size, static_cast<long long>(t));
+  };
+  if (!fs::is_directory(path, ec)) return one(path);
+  std::vector<std::string> parts;
+  for (const auto& e : fs::directory_iterator(path, ec))
+    if (e.is_regular_file(ec)) parts.push_back(e.path().filename().string() + ":" + one(e.path()));
+  std::sort(parts.begin(), parts.end());
+  return fmt::format("{}", fmt::join(parts, ","));
+}
+
 /// The hashed settings of an engine other than theory and simulate on one cell, and its rough
 /// cost (seconds on one core); throws ConfigError (without the cell) for a spec it cannot run.
 nlohmann::json extra_engine_settings(const ReportConfig& cfg, EngineKind kind, const StackSpec& spec, double& cost) {
@@ -130,6 +148,15 @@ nlohmann::json extra_engine_settings(const ReportConfig& cfg, EngineKind kind, c
       return {{"samples", s.samples}, {"seed", s.seed},       {"map", s.map},
               {"token", s.token},     {"method", s.method},   {"grid_points", cfg.spectrum_simulate.grid_points}};
     }
+    case EngineKind::Measure: {
+      const auto& m = cfg.measure;
+      cost = 1e-7 * static_cast<double>(m.tokens) * L * d * d / 64.0 + 0.01;
+      // The files enter the hash by size and modification time: a retrained checkpoint is measured again.
+      return {{"checkpoint", m.checkpoint}, {"checkpoint_stamp", file_stamp(m.checkpoint)},
+              {"corpus", m.corpus},         {"corpus_stamp", file_stamp(m.corpus)},
+              {"tokens", m.tokens},         {"seq_len", m.seq_len},
+              {"precision", m.precision}};
+    }
     case EngineKind::Theory:
     case EngineKind::Simulate: break;
   }
@@ -167,6 +194,7 @@ std::string to_string(EngineKind e) {
     case EngineKind::Clustering: return "clustering";
     case EngineKind::Spectrum: return "spectrum";
     case EngineKind::SpectrumSimulate: return "spectrum_simulate";
+    case EngineKind::Measure: return "measure";
   }
   throw Error("reports: unknown engine kind");
 }
@@ -174,7 +202,7 @@ std::string to_string(EngineKind e) {
 const std::vector<EngineKind>& all_engine_kinds() {
   static const std::vector<EngineKind> kinds{EngineKind::Theory,     EngineKind::Simulate, EngineKind::Ode,
                                              EngineKind::Sde,        EngineKind::Clustering, EngineKind::Spectrum,
-                                             EngineKind::SpectrumSimulate};
+                                             EngineKind::SpectrumSimulate, EngineKind::Measure};
   return kinds;
 }
 
@@ -187,6 +215,7 @@ bool engine_enabled(const ReportConfig& cfg, EngineKind kind) {
     case EngineKind::Clustering: return cfg.clustering.enabled;
     case EngineKind::Spectrum: return cfg.spectrum.enabled;
     case EngineKind::SpectrumSimulate: return cfg.spectrum_simulate.enabled;
+    case EngineKind::Measure: return cfg.measure.enabled;
   }
   return false;
 }
@@ -454,6 +483,20 @@ RunStats run_jobs(const ReportConfig& cfg, const std::vector<Job>& jobs, const f
               js, spectrum_grid(job.spec, theory::SpectrumSettings{}, &js, cfg.spectrum_simulate.grid_points));
           eng.set_progress(job_progress);
           p = eng.run(job.spec);
+        } else if (job.engine == EngineKind::Measure) {
+          const MeasureRun& m = cfg.measure;
+          const validate::MeasureSettings ms{m.tokens, m.seq_len, std::max(1, opt.sim_threads), m.checkpoint, m.corpus};
+          auto measure = [&](auto engine) {
+            engine->set_progress(job_progress);
+            return engine->run(job.spec);
+          };
+          p = m.precision == "double"
+                  ? measure(validate::MeasureEngine<double>::from_files(m.checkpoint, m.corpus, ms,
+                                                                        "engines.measure.checkpoint",
+                                                                        "engines.measure.corpus"))
+                  : measure(validate::MeasureEngine<float>::from_files(m.checkpoint, m.corpus, ms,
+                                                                       "engines.measure.checkpoint",
+                                                                       "engines.measure.corpus"));
         } else {
           sim::SimSettings s;
           s.samples = job.settings.value("samples", cfg.simulate.samples);  // an atlas sets it per width

@@ -30,8 +30,9 @@ struct Cell {
 };
 
 /// The report's engines, in the order their jobs are made per cell ([engines.<to_string>]).
-enum class EngineKind { Theory, Simulate, Ode, Sde, Clustering, Spectrum, SpectrumSimulate };
-/// The [engines.*] table name: "theory", "simulate", "ode", "sde", "clustering", "spectrum", "spectrum_simulate".
+enum class EngineKind { Theory, Simulate, Ode, Sde, Clustering, Spectrum, SpectrumSimulate, Measure };
+/// The [engines.*] table name: "theory", "simulate", "ode", "sde", "clustering", "spectrum", "spectrum_simulate",
+/// "measure".
 std::string to_string(EngineKind);
 /// Every engine kind, in job order.
 const std::vector<EngineKind>& all_engine_kinds();

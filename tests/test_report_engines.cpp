@@ -4,6 +4,7 @@
 // engine is added, and the ode overlay equal to a direct ContinuumEngine call.
 #include <catch2/catch.hpp>
 
+#include <chrono>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
@@ -22,6 +23,8 @@
 #include "reports/report.hpp"
 #include "reports/sweep.hpp"
 #include "theory/continuum.hpp"
+#include "validate/measure.hpp"
+#include "validate/model.hpp"
 
 namespace fs = std::filesystem;
 using namespace sigprop;
@@ -313,4 +316,114 @@ TEST_CASE("report engines: all seven engines render, overlay, compare and resume
   CHECK_THAT(md, Catch::Contains("| spectrum_simulate: sv2_mean at layer L |"));
   CHECK_THAT(md, !Catch::Contains("sde: grad_var"));
   CHECK_THAT(md, !Catch::Contains("spectrum_simulate: q at"));
+}
+
+namespace {
+
+/// An untrained byte-level model (depth 2, width 32) saved as a sigprop checkpoint, and a corpus.
+struct MeasuredFiles {
+  fs::path checkpoint, corpus;
+};
+const MeasuredFiles& measured_files() {
+  static const MeasuredFiles f = [] {
+    validate::ModelConfig c;
+    StackSpec& s = c.arch.spec;
+    s.depth = 2;
+    s.tokens = 32;
+    s.width = 32;
+    s.heads = 2;
+    s.mlp_ratio = 4;
+    c.vocab = 256;
+    MeasuredFiles out{engines_scratch() / "init.safetensors", engines_scratch() / "corpus.txt"};
+    validate::save_checkpoint(out.checkpoint, validate::Model<float>::initial(c, 7));
+    std::string text;
+    for (int i = 0; i < 40; ++i) text += fmt::format("Line {} of a small corpus: depth, width and tokens. ", i);
+    std::ofstream(out.corpus, std::ios::binary) << text;
+    return out;
+  }();
+  return f;
+}
+
+std::string measure_table(const std::string& extra = "") {
+  const auto& f = measured_files();
+  return fmt::format("[engines.measure]\ncheckpoint = \"{}\"\ncorpus = \"{}\"\ntokens = 256\nseq_len = 16\n{}",
+                     f.checkpoint.generic_string(), f.corpus.generic_string(), extra);
+}
+
+}  // namespace
+
+TEST_CASE("report engines: [engines.measure] takes the stack from the checkpoint", "[report][config][validate]") {
+  const std::string th = "[engines.theory]\nattn_samples = 64\nerror_batches = 0\n";
+  struct Case {
+    std::string text, expect;
+  };
+  std::vector<Case> cases{
+      {th + measure_table() + "[sweep]\nstack.depth = [1, 2]\n", "sweep.stack.depth: with [engines.measure] the stack"},
+      {th + measure_table() + "[[sweep.variants]]\nlabel = \"post\"\nstack.norm = \"post\"\n",
+       "stack.norm: with [engines.measure]"},
+      {th + measure_table() + "[stack]\nwidth = 16\n", "stack.width = 16: the checkpoint"},
+      {th + measure_table() + "[init]\nsigma_w2 = 2.0\n", "init.sigma_w2 = 2.0: the checkpoint"},
+      {th + "[engines.measure]\ncorpus = \"x.txt\"\n", "engines.measure.checkpoint: required"},
+      {th + "[engines.measure]\ncheckpoint = \"nowhere.safetensors\"\ncorpus = \"x.txt\"\n",
+       "engines.measure.checkpoint nowhere.safetensors: no such file"},
+      {th + measure_table("precision = \"half\"\n"), "engines.measure.precision"},
+      {th + measure_table("seqlen = 3\n"), "did you mean \"engines.measure.seq_len\""},
+  };
+  for (auto& c : cases) {
+    INFO(c.text);
+    CHECK_THAT(config_error(c.text), Catch::Contains(c.expect));
+  }
+  // Keys equal to the checkpoint's, and input keys, are accepted; T is seq_len.
+  auto cfg = reports::parse_report_config(th + measure_table() + "[stack]\nwidth = 32\n[input]\nrho0 = 0.1\n[sweep]\n"
+                                                                 "input.q0 = [1.0, 2.0]\n",
+                                          "ok.toml");
+  CHECK(cfg.base.width == 32);
+  CHECK(cfg.base.depth == 2);
+  CHECK(cfg.base.tokens == 16);
+  CHECK(cfg.base.rho0 == 0.1);
+  const std::string resolved = reports::to_toml(cfg);
+  CHECK(reports::to_toml(reports::parse_report_config(resolved, "resolved.toml")) == resolved);
+}
+
+TEST_CASE("report engines: a measured checkpoint beside the theory, equal to a direct MeasureEngine call",
+          "[report][validate]") {
+  auto cfg = reports::parse_report_config("[engines.theory]\nattn_samples = 64\nerror_batches = 0\n" + measure_table(), "measured.toml");
+  auto cells = reports::expand_cells(cfg);
+  auto jobs = reports::make_jobs(cfg, cells);
+  REQUIRE(jobs.size() == 2);
+  const fs::path out = engines_scratch() / "measured";
+  reports::RunOptions opt;
+  auto st = reports::run_jobs(cfg, jobs, out, opt);
+  CHECK(st.ran == 2);
+  reports::RenderOptions ro;
+  ro.gnuplot.clear();
+  reports::render_report(cfg, cells, jobs, out, ro);
+  REQUIRE(fs::exists(out / "cells/base.measure.json"));
+
+  const auto& f = measured_files();
+  auto direct = validate::MeasureEngine<float>::from_files(f.checkpoint.string(), f.corpus.string(),
+                                                           validate::MeasureSettings{256, 16, 1, "", ""});
+  const Profile want = direct->run(cells[0].spec);
+  int checked = 0;
+  for (auto& r : read_csv(out / "profiles.csv"))
+    if (r["engine"] == "measure") {
+      const int l = std::stoi(r["layer"]);
+      CHECK(std::stod(r["q"]) == want.at(l, "q"));
+      CHECK(std::stod(r["rho_se"]) == want.at(l, "rho_se"));
+      CHECK(r["width"] == "32");
+      ++checked;
+    }
+  CHECK(checked == 3);
+  const std::string md = read_text(out / "report.md");
+  CHECK_THAT(md, Catch::Contains("measure against theory: within 3 s.e. on"));
+  CHECK_THAT(md, Catch::Contains("| measure: q at layer L |"));
+  // A rerun computes nothing; touching the checkpoint (a retrained model) recomputes the measurement only.
+  CHECK(reports::run_jobs(cfg, jobs, out, opt).ran == 0);
+  fs::last_write_time(f.checkpoint, fs::last_write_time(f.checkpoint) + std::chrono::seconds(5));
+  auto cfg2 = reports::parse_report_config("[engines.theory]\nattn_samples = 64\nerror_batches = 0\n" + measure_table(), "measured.toml");
+  auto jobs2 = reports::make_jobs(cfg2, reports::expand_cells(cfg2));
+  std::set<std::string> computed;
+  opt.on_done = [&](const reports::Job& j, double, int, int, double) { computed.insert(j.json.generic_string()); };
+  reports::run_jobs(cfg2, jobs2, out, opt);
+  CHECK(computed == std::set<std::string>{"cells/base.measure.json"});
 }
