@@ -14,6 +14,7 @@
 #include "core/profile.hpp"
 #include "core/toml_text.hpp"
 #include "reports/sweep.hpp"
+#include "validate/import.hpp"
 
 namespace sigprop::reports {
 namespace {

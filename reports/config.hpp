@@ -17,7 +17,6 @@
 #include "theory/engine.hpp"
 #include "theory/shaped_sde.hpp"
 #include "theory/spectrum.hpp"
-#include "validate/import.hpp"
 
 namespace sigprop::reports {
 
