@@ -157,7 +157,7 @@ int run_report(const ReportArgs& a, int /*argc*/, char** /*argv*/) {
   h.on_start = [&](std::size_t cells, std::size_t jobs, int parallel) {
     if (root && !a.quiet)
       fmt::print(stderr, "report: {} cells x {} engine(s) = {} jobs -> {}{}\n", cells,
-                 (cfg.theory.enabled ? 1 : 0) + (cfg.simulate.enabled ? 1 : 0), jobs, out.string(),
+                 reports::enabled_engines(cfg), jobs, out.string(),
                  ranks.mpi ? fmt::format(" ({} MPI ranks, {} job(s) each)", ranks.size, parallel)
                            : fmt::format(" ({} job(s) in parallel)", parallel));
   };

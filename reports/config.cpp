@@ -14,6 +14,7 @@
 #include "core/profile.hpp"
 #include "core/toml_text.hpp"
 #include "reports/sweep.hpp"
+#include "validate/import.hpp"
 
 namespace sigprop::reports {
 namespace {
@@ -146,13 +147,239 @@ void parse_sweep(const toml::table& sw, ReportConfig& cfg) {
   std::sort(cfg.axes.begin(), cfg.axes.end(), [](const SweepAxis& a, const SweepAxis& b) { return a.key < b.key; });
 }
 
+const std::vector<std::string> kEngineNames{"theory",   "simulate",          "ode",    "sde", "clustering",
+                                            "spectrum", "spectrum_simulate", "measure"};
+
+/// A number (integer or float); finite, in [lo, hi], and > lo when open_lo.
+double get_double(const toml::node& n, const std::string& origin, const std::string& key, double lo, double hi,
+                  bool open_lo = false) {
+  double v = 0;
+  if (auto d = n.value_exact<double>())
+    v = *d;
+  else if (auto i = n.value_exact<int64_t>())
+    v = static_cast<double>(*i);
+  else
+    fail(origin, fmt::format("{}: expected a number, got {}", key, toml_type_name(n)));
+  if (!std::isfinite(v) || v < lo || v > hi || (open_lo && v == lo))
+    fail(origin, fmt::format("{}: must be finite and in {}{}, {}], got {}", key, open_lo ? "(" : "[", lo, hi, v));
+  return v;
+}
+std::string get_choice(const toml::node& n, const std::string& origin, const std::string& key,
+                       const std::vector<std::string>& allowed) {
+  std::string v = get_string(n, origin, key);
+  if (std::find(allowed.begin(), allowed.end(), v) == allowed.end()) {
+    std::string all;
+    for (auto& a : allowed) all += (all.empty() ? "\"" : ", \"") + a + "\"";
+    fail(origin, fmt::format("{}: unknown value \"{}\"; allowed: {}", key, v, all));
+  }
+  return v;
+}
+
+void parse_ode(const toml::table& t, ReportConfig& cfg) {
+  const std::string& origin = cfg.origin;
+  auto& s = cfg.ode.settings;
+  for (auto&& [tk, tn] : t) {
+    std::string key(tk.str()), full = "engines.ode." + key;
+    if (key == "enabled")
+      cfg.ode.enabled = get_bool(tn, origin, full);
+    else if (key == "abs_tol")
+      s.abs_tol = get_double(tn, origin, full, 0, 1, true);
+    else if (key == "rel_tol")
+      s.rel_tol = get_double(tn, origin, full, 0, 1, true);
+    else if (key == "max_evals")
+      s.max_evals = get_int(tn, origin, full, 1, 2000000000);
+    else if (key == "attn_samples")
+      s.attn.samples = get_int(tn, origin, full, 2, 100000000);
+    else if (key == "steps")
+      s.fixed_steps = get_int(tn, origin, full, 1, 1000000);
+    else if (key == "quad_order")
+      s.quad_order = get_int(tn, origin, full, 8, 400);
+    else
+      unknown_key(origin, "engines.ode.", key, {"enabled", "abs_tol", "rel_tol", "max_evals", "attn_samples", "steps",
+                                                "quad_order"});
+  }
+}
+
+void parse_sde(const toml::table& t, ReportConfig& cfg) {
+  const std::string& origin = cfg.origin;
+  auto& s = cfg.sde.settings;
+  for (auto&& [tk, tn] : t) {
+    std::string key(tk.str()), full = "engines.sde." + key;
+    if (key == "enabled")
+      cfg.sde.enabled = get_bool(tn, origin, full);
+    else if (key == "seed")
+      s.seed = get_seed(tn, origin, full);
+    else if (key == "model")
+      s.model = theory::parse_shaped_model(get_choice(tn, origin, full, {"mlp", "attn"}));
+    else if (key == "shape_c")
+      s.shape_c = get_double(tn, origin, full, -1e300, 1e300);
+    else if (key == "gamma2")
+      s.gamma2 = get_double(tn, origin, full, 0, 1, true);
+    else if (key == "tau0")
+      s.tau0 = get_double(tn, origin, full, 0, 1e300, true);
+    else if (key == "key_dim")
+      s.key_dim = get_int(tn, origin, full, 0, 1 << 20);
+    else if (key == "paths")
+      s.paths = get_int(tn, origin, full, 2, 65535);
+    else if (key == "samples")
+      s.samples = get_int(tn, origin, full, 0, 65535);
+    else if (key == "substeps")
+      s.substeps = get_int(tn, origin, full, 1, 1000000);
+    else
+      unknown_key(origin, "engines.sde.", key, {"enabled", "seed", "model", "shape_c", "gamma2", "tau0", "key_dim",
+                                                "paths", "samples", "substeps"});
+  }
+}
+
+void parse_clustering(const toml::table& t, ReportConfig& cfg) {
+  const std::string& origin = cfg.origin;
+  auto& s = cfg.clustering.settings;
+  for (auto&& [tk, tn] : t) {
+    std::string key(tk.str()), full = "engines.clustering." + key;
+    if (key == "enabled")
+      cfg.clustering.enabled = get_bool(tn, origin, full);
+    else if (key == "abs_tol")
+      s.abs_tol = get_double(tn, origin, full, 0, 1, true);
+    else if (key == "rel_tol")
+      s.rel_tol = get_double(tn, origin, full, 0, 1, true);
+    else if (key == "max_evals")
+      s.max_evals = get_int(tn, origin, full, 1, 2000000000);
+    else if (key == "seed")
+      s.seed = get_seed(tn, origin, full);
+    else if (key == "variant")
+      s.variant = theory::parse_attn_dynamics(get_choice(tn, origin, full, {"sa", "usa"}));
+    else if (key == "beta")
+      s.beta = get_double(tn, origin, full, 0, 1e300);
+    else if (key == "t_end")
+      s.t_end = get_double(tn, origin, full, 0, 1e300, true);
+    else if (key == "points")
+      s.points = get_int(tn, origin, full, 1, 1000000);
+    else if (key == "equiangular")
+      s.equiangular = get_bool(tn, origin, full);
+    else
+      unknown_key(origin, "engines.clustering.", key, {"enabled", "abs_tol", "rel_tol", "max_evals", "seed", "variant",
+                                                       "beta", "t_end", "points", "equiangular"});
+  }
+}
+
+void parse_spectrum(const toml::table& t, ReportConfig& cfg) {
+  const std::string& origin = cfg.origin;
+  for (auto&& [tk, tn] : t) {
+    std::string key(tk.str()), full = "engines.spectrum." + key;
+    if (key == "enabled")
+      cfg.spectrum.enabled = get_bool(tn, origin, full);
+    else if (key == "panels")
+      cfg.spectrum.settings.panels = get_int(tn, origin, full, 1, 100000);
+    else if (key == "grid_points")
+      cfg.spectrum.grid_points = get_int(tn, origin, full, 2, 10000000);
+    else
+      unknown_key(origin, "engines.spectrum.", key, {"enabled", "panels", "grid_points"});
+  }
+}
+
+void parse_spectrum_simulate(const toml::table& t, ReportConfig& cfg) {
+  const std::string& origin = cfg.origin;
+  auto& s = cfg.spectrum_simulate.settings;
+  for (auto&& [tk, tn] : t) {
+    std::string key(tk.str()), full = "engines.spectrum_simulate." + key;
+    if (key == "enabled")
+      cfg.spectrum_simulate.enabled = get_bool(tn, origin, full);
+    else if (key == "samples")
+      s.samples = get_int(tn, origin, full, 1, 65536);
+    else if (key == "seed")
+      s.seed = get_seed(tn, origin, full);
+    else if (key == "map")
+      s.map = get_choice(tn, origin, full, {"token", "full"});
+    else if (key == "token")
+      s.token = get_int(tn, origin, full, -1, 1 << 20);
+    else if (key == "jacobian_method")
+      s.method = get_choice(tn, origin, full, {"auto", "explicit", "backward"});
+    else if (key == "grid_points")
+      cfg.spectrum_simulate.grid_points = get_int(tn, origin, full, 2, 10000000);
+    else
+      unknown_key(origin, "engines.spectrum_simulate.", key,
+                  {"enabled", "samples", "seed", "map", "token", "jacobian_method", "grid_points"});
+  }
+}
+
+void parse_measure(const toml::table& t, ReportConfig& cfg) {
+  const std::string& origin = cfg.origin;
+  auto& m = cfg.measure;
+  for (auto&& [tk, tn] : t) {
+    std::string key(tk.str()), full = "engines.measure." + key;
+    if (key == "enabled")
+      m.enabled = get_bool(tn, origin, full);
+    else if (key == "checkpoint")
+      m.checkpoint = get_string(tn, origin, full);
+    else if (key == "corpus")
+      m.corpus = get_string(tn, origin, full);
+    else if (key == "tokens")
+      m.tokens = get_int(tn, origin, full, 1, 1000000000);
+    else if (key == "seq_len")
+      m.seq_len = get_int(tn, origin, full, 0, 1 << 20);
+    else if (key == "precision")
+      m.precision = get_choice(tn, origin, full, {"float", "double"});
+    else
+      unknown_key(origin, "engines.measure.", key, {"enabled", "checkpoint", "corpus", "tokens", "seq_len", "precision"});
+  }
+  if (!m.enabled) return;
+  if (m.checkpoint.empty())
+    fail(origin, "engines.measure.checkpoint: required (a sigprop safetensors checkpoint or a Hugging Face model folder)");
+  if (m.corpus.empty()) fail(origin, "engines.measure.corpus: required (a text file)");
+}
+
+/// With [engines.measure], the base spec is the checkpoint's architecture at T tokens; the
+/// config's [input] keys apply (to the other engines: the measurement measures its input), and
+/// its [stack]/[init] keys must equal the checkpoint's; no sweep or variant may change them.
+StackSpec measured_base(const ReportConfig& cfg, const toml::table& spec_tables) {
+  const std::string& origin = cfg.origin;
+  const MeasureRun& m = cfg.measure;
+  for (auto& ax : cfg.axes)
+    if (ax.key.rfind("input.", 0) != 0)
+      fail(origin, fmt::format("sweep.{}: with [engines.measure] the stack comes from the checkpoint {}; only input.* "
+                               "keys can be swept",
+                               ax.key, m.checkpoint));
+  for (auto& v : cfg.variants)
+    for (auto& [key, val] : v.sets)
+      if (key.rfind("input.", 0) != 0)
+        fail(origin, fmt::format("sweep.variants \"{}\": {}: with [engines.measure] the stack comes from the checkpoint "
+                                 "{}; variants can set input.* keys only",
+                                 v.label, key, m.checkpoint));
+  std::error_code ec;
+  if (!std::filesystem::exists(m.checkpoint, ec))
+    fail(origin, fmt::format("engines.measure.checkpoint {}: no such file or folder", m.checkpoint));
+  StackSpec model;
+  try {
+    model = m.precision == "double" ? validate::load_model<double>(m.checkpoint).cfg.arch.spec
+                                    : validate::load_model<float>(m.checkpoint).cfg.arch.spec;
+  } catch (const Error& e) {
+    fail(origin, fmt::format("engines.measure.checkpoint: {}", e.what()));
+  }
+  if (m.seq_len > 0) model.tokens = std::min(m.seq_len, model.tokens);
+  // The model's spec with the config's keys on top, then every stack/init key compared.
+  toml::table root = toml::parse(sigprop::to_toml(model), std::string_view("<checkpoint spec>"));
+  for (auto&& [tk, tn] : spec_tables)
+    for (auto&& [k, v] : *tn.as_table()) root.get_as<toml::table>(tk.str())->insert_or_assign(k.str(), v);
+  std::ostringstream text;
+  text << root;
+  StackSpec got = parse_spec_toml(text.str(), origin);
+  const nlohmann::json a = spec_to_json(got), b = spec_to_json(model);
+  for (const char* table : {"stack", "init"})
+    for (auto& [k, v] : a[table].items())
+      if (v != b[table][k])
+        fail(origin, fmt::format("{}.{} = {}: the checkpoint {} has {} (with [engines.measure] the stack comes from the "
+                                 "checkpoint; remove the key or set it to that value)",
+                                 table, k, v.dump(), m.checkpoint, b[table][k].dump()));
+  return got;
+}
+
 void parse_engines(const toml::table& en, ReportConfig& cfg) {
   const std::string& origin = cfg.origin;
   cfg.theory.enabled = false;
   cfg.simulate.enabled = false;
   for (auto&& [k, node] : en) {
     std::string name(k.str());
-    if (!node.is_table()) unknown_key(origin, "engines.", name, {"theory", "simulate"});
+    if (!node.is_table()) unknown_key(origin, "engines.", name, kEngineNames);
     const auto& t = *node.as_table();
     if (name == "theory") {
       cfg.theory.enabled = true;
@@ -202,12 +429,32 @@ void parse_engines(const toml::table& en, ReportConfig& cfg) {
       }
       if (s.backend == "reference" && s.precision != "double")
         fail(origin, "engines.simulate.precision: the reference backend is double only; set precision = \"double\"");
+    } else if (name == "ode") {
+      cfg.ode.enabled = true;
+      parse_ode(t, cfg);
+    } else if (name == "sde") {
+      cfg.sde.enabled = true;
+      parse_sde(t, cfg);
+    } else if (name == "clustering") {
+      cfg.clustering.enabled = true;
+      parse_clustering(t, cfg);
+    } else if (name == "spectrum") {
+      cfg.spectrum.enabled = true;
+      parse_spectrum(t, cfg);
+    } else if (name == "spectrum_simulate") {
+      cfg.spectrum_simulate.enabled = true;
+      parse_spectrum_simulate(t, cfg);
+    } else if (name == "measure") {
+      cfg.measure.enabled = true;
+      parse_measure(t, cfg);
     } else {
-      unknown_key(origin, "engines.", name, {"theory", "simulate"});
+      unknown_key(origin, "engines.", name, kEngineNames);
     }
   }
-  if (!cfg.theory.enabled && !cfg.simulate.enabled)
-    fail(origin, "[engines]: no engine enabled; add [engines.theory] and/or [engines.simulate]");
+  if (enabled_engines(cfg) == 0)
+    fail(origin, "[engines]: no engine enabled; add one of [engines.theory], [engines.simulate], [engines.ode], "
+                 "[engines.sde], [engines.clustering], [engines.spectrum], [engines.spectrum_simulate], "
+                 "[engines.measure]");
 }
 
 void parse_figures(const toml::table& fi, ReportConfig& cfg) {
@@ -220,11 +467,12 @@ void parse_figures(const toml::table& fi, ReportConfig& cfg) {
       cfg.figures.metrics.clear();
       for (size_t i = 0; i < arr->size(); ++i) {
         std::string m = get_string(*arr->get(i), origin, fmt::format("{}[{}]", full, i + 1));
-        const auto& names = metric_names();
+        const auto& names = report_metric_names();
         if (std::find(names.begin(), names.end(), m) == names.end()) {
           std::string hint = did_you_mean(m, names);
           fail(origin, fmt::format("{}: unknown metric \"{}\"; allowed: q, rho, res, eff_rank, update_ratio, ang_dist, "
-                                   "grad_var{}",
+                                   "grad_var, sv2_mean, sv2_var (the last two from [engines.spectrum] and "
+                                   "[engines.spectrum_simulate]){}",
                                    full, m, hint.empty() ? "" : fmt::format(" (did you mean \"{}\"?)", hint)));
         }
         if (std::find(cfg.figures.metrics.begin(), cfg.figures.metrics.end(), m) != cfg.figures.metrics.end())
@@ -388,6 +636,22 @@ void parse_atlas(const toml::table& at, ReportConfig& cfg) {
 
 }  // namespace
 
+const std::vector<std::string>& report_metric_names() {
+  static const std::vector<std::string> names = [] {
+    std::vector<std::string> n = metric_names();
+    n.emplace_back("sv2_mean");
+    n.emplace_back("sv2_var");
+    return n;
+  }();
+  return names;
+}
+
+int enabled_engines(const ReportConfig& c) {
+  return (c.theory.enabled ? 1 : 0) + (c.simulate.enabled ? 1 : 0) + (c.ode.enabled ? 1 : 0) + (c.sde.enabled ? 1 : 0) +
+         (c.clustering.enabled ? 1 : 0) + (c.spectrum.enabled ? 1 : 0) + (c.spectrum_simulate.enabled ? 1 : 0) +
+         (c.measure.enabled ? 1 : 0);
+}
+
 ReportConfig parse_report_config(std::string_view text, const std::string& origin) {
   check_toml_limits(text, origin);
   toml::table root;
@@ -437,12 +701,19 @@ ReportConfig parse_report_config(std::string_view text, const std::string& origi
       fail(origin, "[atlas] draws its own configurations: remove [sweep] (an atlas is not a grid)");
     if (!cfg.theory.enabled || !cfg.simulate.enabled)
       fail(origin, "[atlas] compares theory with Monte Carlo: add both [engines.theory] and [engines.simulate]");
+    if (enabled_engines(cfg) > 2)
+      fail(origin, "[atlas] runs [engines.theory] and [engines.simulate] only; remove the other [engines.*] tables "
+                   "(ode, sde, clustering, spectrum, spectrum_simulate are report-grid engines)");
     if (cfg.simulate.width > 0 || cfg.simulate.heads > 0)
       fail(origin, "engines.simulate.width/heads: not used by an atlas (atlas.widths and atlas.head_dim set them); remove them");
   }
-  std::ostringstream spec_text;
-  spec_text << spec_tables;
-  cfg.base = parse_spec_toml(spec_text.str(), origin);  // names unknown spec keys and bad values
+  if (cfg.measure.enabled && !cfg.atlas.enabled) {
+    cfg.base = measured_base(cfg, spec_tables);
+  } else {
+    std::ostringstream spec_text;
+    spec_text << spec_tables;
+    cfg.base = parse_spec_toml(spec_text.str(), origin);  // names unknown spec keys and bad values
+  }
   cfg.base_toml = sigprop::to_toml(cfg.base);
   // Build every cell now so that a bad sweep value fails before any work starts.
   (void)make_jobs(cfg, expand_cells(cfg));
@@ -567,6 +838,45 @@ std::string to_toml(const ReportConfig& c) {
     if (s.width > 0) o << "width = " << s.width << "\n";
     if (s.heads > 0) o << "heads = " << s.heads << "\n";
     o << "backend = " << quote(s.backend) << "\nprecision = " << quote(s.precision) << "\n\n";
+  }
+  auto real = [](double x) {
+    std::string t = fmt::format("{:.17g}", x);
+    if (t.find_first_of(".eEn") == std::string::npos) t += ".0";
+    return t;
+  };
+  if (c.ode.enabled) {
+    const auto& s = c.ode.settings;
+    o << "[engines.ode]\nabs_tol = " << real(s.abs_tol) << "\nrel_tol = " << real(s.rel_tol)
+      << "\nmax_evals = " << s.max_evals << "\nattn_samples = " << s.attn.samples << "\nsteps = " << s.fixed_steps
+      << "\nquad_order = " << s.quad_order << "\n\n";
+  }
+  if (c.sde.enabled) {
+    const auto& s = c.sde.settings;
+    o << "[engines.sde]\nseed = " << s.seed << "\nmodel = " << quote(theory::to_string(s.model))
+      << "\nshape_c = " << real(s.shape_c) << "\ngamma2 = " << real(s.gamma2) << "\ntau0 = " << real(s.tau0)
+      << "\nkey_dim = " << s.key_dim << "\npaths = " << s.paths << "\nsamples = " << s.samples
+      << "\nsubsteps = " << s.substeps << "\n\n";
+  }
+  if (c.clustering.enabled) {
+    const auto& s = c.clustering.settings;
+    o << "[engines.clustering]\nabs_tol = " << real(s.abs_tol) << "\nrel_tol = " << real(s.rel_tol)
+      << "\nmax_evals = " << s.max_evals << "\nseed = " << s.seed
+      << "\nvariant = " << quote(s.variant == theory::AttnDynamics::SA ? "sa" : "usa") << "\nbeta = " << real(s.beta)
+      << "\nt_end = " << real(s.t_end) << "\npoints = " << s.points
+      << "\nequiangular = " << (s.equiangular ? "true" : "false") << "\n\n";
+  }
+  if (c.spectrum.enabled)
+    o << "[engines.spectrum]\npanels = " << c.spectrum.settings.panels << "\ngrid_points = " << c.spectrum.grid_points
+      << "\n\n";
+  if (c.measure.enabled)
+    o << "[engines.measure]\ncheckpoint = " << quote(c.measure.checkpoint) << "\ncorpus = " << quote(c.measure.corpus)
+      << "\ntokens = " << c.measure.tokens << "\nseq_len = " << c.measure.seq_len
+      << "\nprecision = " << quote(c.measure.precision) << "\n\n";
+  if (c.spectrum_simulate.enabled) {
+    const auto& s = c.spectrum_simulate.settings;
+    o << "[engines.spectrum_simulate]\nsamples = " << s.samples << "\nseed = " << s.seed << "\nmap = " << quote(s.map)
+      << "\ntoken = " << s.token << "\njacobian_method = " << quote(s.method)
+      << "\ngrid_points = " << c.spectrum_simulate.grid_points << "\n\n";
   }
   o << "[figures]\nmetrics = [";
   for (size_t i = 0; i < c.figures.metrics.size(); ++i) o << (i ? ", " : "") << quote(c.figures.metrics[i]);

@@ -11,7 +11,12 @@
 #include <nlohmann/json.hpp>
 
 #include "core/spec.hpp"
+#include "sim/jacobian.hpp"
+#include "theory/clustering.hpp"
+#include "theory/continuum.hpp"
 #include "theory/engine.hpp"
+#include "theory/shaped_sde.hpp"
+#include "theory/spectrum.hpp"
 
 namespace sigprop::reports {
 
@@ -43,8 +48,56 @@ struct SimulateRun {
   std::string precision = "float";
 };
 
+/// [engines.ode]: the depth-continuum ODE (theory/continuum.hpp, `sigprop ode --kind continuum`).
+struct OdeRun {
+  bool enabled = false;
+  theory::ContinuumSettings settings{};
+};
+
+/// [engines.sde]: the shaped-network SDE (theory/shaped_sde.hpp, `sigprop ode --kind shaped-sde`).
+struct SdeRun {
+  bool enabled = false;
+  theory::ShapedSettings settings{};
+};
+
+/// [engines.clustering]: the token-clustering flow (theory/clustering.hpp, `sigprop ode --kind
+/// clustering`). Its rows are output times of the flow, not layers (docs/report.md).
+struct ClusteringRun {
+  bool enabled = false;
+  theory::ClusteringSettings settings{};
+};
+
+/// [engines.spectrum]: Jacobian spectrum moments at infinite width (theory/spectrum.hpp,
+/// `sigprop spectrum --engine theory`); the density grid is sized per cell from the moments.
+struct SpectrumRun {
+  bool enabled = false;
+  theory::SpectrumSettings settings{};
+  int grid_points = 200;
+};
+
+/// [engines.spectrum_simulate]: Jacobian spectrum by Monte Carlo (sim/jacobian.hpp,
+/// `sigprop spectrum --engine simulate`); threads come from the run options, never the config.
+struct SpectrumSimulateRun {
+  bool enabled = false;
+  sim::JacobianSettings settings{};
+  int grid_points = 200;
+};
+
+/// [engines.measure]: a trained (or imported) model measured on a corpus (validate/measure.hpp,
+/// `sigprop validate`). The stack comes from the checkpoint: it is the report's base spec, and
+/// [stack]/[init] keys that differ from it, or sweep and variant keys in stack.* or init.*, are
+/// errors naming the key. Paths are used as given (relative to the working directory).
+struct MeasureRun {
+  bool enabled = false;
+  std::string checkpoint;     ///< sigprop safetensors checkpoint or Hugging Face model folder (required)
+  std::string corpus;         ///< text file; its bytes are the tokens (required)
+  long long tokens = 8192;    ///< tokens measured in all (sequences = tokens / T)
+  int seq_len = 0;            ///< T (0 = the model's context)
+  std::string precision = "float";
+};
+
 struct FigureSet {
-  /// One per-layer figure per metric (MODEL.md §2 names).
+  /// One per-layer figure per metric (MODEL.md §2 names, or sv2_mean / sv2_var of the spectrum engines).
   std::vector<std::string> metrics{"q", "rho", "grad_var", "update_ratio", "ang_dist"};
   /// The depth-returns figure (needs stack.depth as a sweep axis with >= 2 values).
   bool depth_returns = true;
@@ -95,9 +148,22 @@ struct ReportConfig {
   std::vector<Variant> variants;    ///< empty = no variants
   TheoryRun theory;
   SimulateRun simulate;
+  OdeRun ode;
+  SdeRun sde;
+  ClusteringRun clustering;
+  SpectrumRun spectrum;
+  SpectrumSimulateRun spectrum_simulate;
+  MeasureRun measure;
   FigureSet figures;
   AtlasConfig atlas;               ///< enabled by an [atlas] table; then [sweep] must be absent
 };
+
+/// Names figures.metrics accepts: MODEL.md §2's metrics, then the spectrum engines' per-layer
+/// moments of the squared singular values of J_l (sv2_mean, sv2_var; docs/spectrum.md).
+const std::vector<std::string>& report_metric_names();
+
+/// How many of the config's engines are enabled.
+int enabled_engines(const ReportConfig& cfg);
 
 /// Parses a report config; ConfigError names the key (and the origin file) for unknown
 /// keys, wrong types and out-of-range values, including spec keys in [sweep] and variants.

@@ -3,6 +3,7 @@
 #include "reports/figures.hpp"
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <cstdio>
 #include <fstream>
@@ -51,6 +52,8 @@ const char* metric_label(const std::string& m) {
   if (m == "update_ratio") return "update ratio |X_l - X_{l-1}| / |X_{l-1}|";
   if (m == "ang_dist") return "angular distance (x_{l-1}, x_l) / pi";
   if (m == "grad_var") return "grad_var = |Delta_l|^2 / (T d)";
+  if (m == "sv2_mean") return "mean squared singular value of the Jacobian J_l";
+  if (m == "sv2_var") return "variance of the squared singular values of J_l";
   return "";
 }
 
@@ -63,10 +66,60 @@ std::string summary_name(const std::string& m) {
 }
 
 double value(const Profile& p, int layer, const std::string& m) {
-  return p.has(m) ? p.at(layer, m) : std::nan("");
+  return p.has(m) && layer >= 0 && layer < p.layers() ? p.at(layer, m) : std::nan("");
 }
 double se(const Profile& p, int layer, const std::string& m) {
-  return p.has(m + "_se") ? p.at(layer, m + "_se") : std::nan("");
+  return p.has(m + "_se") && layer >= 0 && layer < p.layers() ? p.at(layer, m + "_se") : std::nan("");
+}
+
+/// Engines whose numbers carry a Monte Carlo standard error (drawn with error bars).
+bool sampled_engine(EngineKind k) {
+  return k == EngineKind::Simulate || k == EngineKind::Sde || k == EngineKind::SpectrumSimulate ||
+         k == EngineKind::Measure;
+}
+
+/// How an engine other than theory and simulate is named in keys and settings lines.
+std::string engine_description(const ReportConfig& cfg, EngineKind k) {
+  switch (k) {
+    case EngineKind::Ode: return "ode: depth-continuum limit (L → ∞)";
+    case EngineKind::Sde:
+      return fmt::format("sde: shaped {} SDE ({} paths, ±1 s.e.)", theory::to_string(cfg.sde.settings.model),
+                         cfg.sde.settings.paths);
+    case EngineKind::Spectrum: return "spectrum: Jacobian moments (d → ∞)";
+    case EngineKind::SpectrumSimulate:
+      return fmt::format("spectrum_simulate: Jacobian Monte Carlo ({} samples, ±1 s.e.)",
+                         cfg.spectrum_simulate.settings.samples);
+    case EngineKind::Measure:
+      return fmt::format("measure: checkpoint {} on corpus {} ({} tokens, ±1 s.e. over sequences; its grad_var is the "
+                         "loss gradient's, not compared)",
+                         cfg.measure.checkpoint, cfg.measure.corpus, cfg.measure.tokens);
+    case EngineKind::Clustering:
+      return fmt::format("clustering: token-clustering flow to t = {} in {} steps (its rows are flow times, not "
+                         "layers: tables and profiles.csv only)",
+                         num(cfg.clustering.settings.t_end), cfg.clustering.settings.points);
+    default: return to_string(k);
+  }
+}
+
+/// The short key of an engine other than theory and simulate in figures.
+std::string engine_key(const ReportConfig& cfg, EngineKind k) {
+  switch (k) {
+    case EngineKind::Ode: return "ode (L → ∞)";
+    case EngineKind::Sde: return fmt::format("sde ({} paths)", cfg.sde.settings.paths);
+    case EngineKind::Spectrum: return "spectrum (d → ∞)";
+    case EngineKind::SpectrumSimulate: return fmt::format("spectrum MC ({} samples)", cfg.spectrum_simulate.settings.samples);
+    case EngineKind::Measure: return "measured (checkpoint on text)";
+    default: return to_string(k);
+  }
+}
+
+/// gnuplot dash type and point type of the i-th extra engine (theory is solid, simulate points).
+int extra_dash(size_t i) {
+  return static_cast<int>(2 + i % 4);
+}
+int extra_point(size_t i) {
+  static const int pts[] = {4, 6, 8, 10, 12};
+  return pts[i % 5];
 }
 
 /// Mean ang_dist over the last ceil(L/4) layers, and a bound on its standard error
@@ -176,9 +229,9 @@ std::string multiplot_header(const std::string& title) {
 }
 
 /// Screen margins of panel pi in a rows x cols grid on a width x height canvas.
-std::string panel_box(int pi, int rows, int cols, int width, int height) {
+std::string panel_box(int pi, int rows, int cols, int width, int height, int key_px = kKeyPx) {
   const double cw = static_cast<double>(width) / cols;
-  const double ch = static_cast<double>(height - kTitlePx - kKeyPx) / rows;
+  const double ch = static_cast<double>(height - kTitlePx - key_px) / rows;
   const int r = pi / cols, c = pi % cols;
   const double x0 = c * cw + kPadLeft, x1 = (c + 1) * cw - kPadRight;
   const double ytop = height - kTitlePx - r * ch - kPadTop, ybot = height - kTitlePx - (r + 1) * ch + kPadBottom;
@@ -189,21 +242,23 @@ std::string panel_box(int pi, int rows, int cols, int width, int height) {
 }
 
 /// The shared key: an empty plot spanning the bottom strip, one entry per series (colour)
-/// and one per engine (line style), laid out horizontally.
+/// and one per engine (line style), laid out horizontally. `extra` holds the keyentry plots of
+/// the engines other than theory and simulate.
 std::string key_strip(const std::vector<std::string>& series, bool theory, bool sim, const std::string& mc_desc,
-                      int height) {
+                      int height, const std::vector<std::string>& extra = {}, int key_px = kKeyPx) {
   std::vector<std::string> e;
   for (size_t s = 0; s < series.size(); ++s)
     e.push_back(fmt::format("keyentry with {} lw 3 lc rgb '{}' title \"{}\"", theory ? "lines" : "points",
                             kColors[s % kNumColors], gp(series[s])));
   if (theory) e.push_back("keyentry with lines lw 2 lc rgb 'black' title 'theory (d → ∞)'");
   if (sim) e.push_back(fmt::format("keyentry with yerrorbars pt 7 ps 0.8 lc rgb 'black' title \"{}\"", gp(mc_desc)));
+  for (auto& x : extra) e.push_back(x);
   return fmt::format(
       "set lmargin at screen 0.01\nset rmargin at screen 0.99\nset bmargin at screen 0.0\n"
       "set tmargin at screen {:.4f}\nunset border\nunset tics\nunset grid\nunset xlabel\nunset ylabel\n"
       "unset title\nunset logscale\nset xrange [0:1]\nset yrange [0:1]\n"
-      "set key center center horizontal maxrows 2 samplen 2.5 spacing 1.1 font ',11'\nplot NaN notitle, {}\n",
-      static_cast<double>(kKeyPx) / height, fmt::join(e, ", "));
+      "set key center center horizontal maxrows {} samplen 2.5 spacing 1.1 font ',11'\nplot NaN notitle, {}\n",
+      static_cast<double>(key_px) / height, key_px > kKeyPx ? 4 : 2, fmt::join(e, ", "));
 }
 
 /// What every part of the report reads: the config, each job's cell and profile, and how
@@ -216,13 +271,69 @@ struct Sweep {
   bool have_theory, have_sim;
   EngineKind ref_engine;  ///< the engine the readings quote
   std::string mc_desc;
+  /// Enabled engines drawn besides theory and simulate (ode, sde, spectrum, spectrum_simulate),
+  /// in job order; clustering is not drawn (its rows are flow times, not layers).
+  std::vector<EngineKind> extra;
+
+  /// Height of the key strip: two rows of entries, four when other engines add theirs.
+  [[nodiscard]] int key_px() const { return extra.empty() ? kKeyPx : kKeyPx + 44; }
+
+  /// The key entries of the extra engines (black, in their line style).
+  [[nodiscard]] std::vector<std::string> extra_keys() const {
+    std::vector<std::string> k;
+    for (size_t i = 0; i < extra.size(); ++i)
+      k.push_back(sampled_engine(extra[i])
+                      ? fmt::format("keyentry with yerrorlines dt {} pt {} ps 0.8 lw 1.5 lc rgb 'black' title \"{}\"",
+                                    extra_dash(i), extra_point(i), gp(engine_key(cfg, extra[i])))
+                      : fmt::format("keyentry with lines dt {} lw 2 lc rgb 'black' title \"{}\"", extra_dash(i),
+                                    gp(engine_key(cfg, extra[i]))));
+    return k;
+  }
 };
+
+/// One extra engine's series of a figure: writes its data block ("x value" or, with a standard
+/// error, "x value low high") and returns the plot clause; "" when the profile lacks the metric.
+std::string extra_block(const Sweep& sw, size_t i, const std::vector<std::array<double, 3>>& pts,
+                        const std::string& stem, int& block, const char* col, std::ostringstream& data,
+                        std::vector<double>& all, const std::string& every = "") {
+  if (pts.empty()) return "";
+  const bool bars = sampled_engine(sw.extra[i]);
+  for (auto& p : pts) {
+    if (!bars) {
+      data << p[0] << " " << dat_num(p[1]) << "\n";
+    } else if (std::isfinite(p[1])) {
+      double d = std::isfinite(p[2]) ? p[2] : 0.0, lo = p[1] - d;
+      if (p[1] > 0 && lo <= 0) lo = p[1] * 1e-3;  // keep bars drawable on a log axis
+      data << p[0] << fmt::format(" {:.10g} {:.10g} {:.10g}", p[1], lo, p[1] + d) << "\n";
+    } else {
+      data << p[0] << " NaN NaN NaN\n";
+    }
+    all.push_back(p[1]);
+  }
+  data << "\n\n";
+  if (bars)
+    return fmt::format("'{}.dat' index {} {}using 1:2:3:4 with yerrorlines dt {} pt {} ps 0.55 lw 1.5 lc rgb '{}' notitle",
+                       stem, block++, every, extra_dash(i), extra_point(i), col);
+  return fmt::format("'{}.dat' index {} using 1:2 with lines dt {} lw 2 lc rgb '{}' notitle", stem, block++,
+                     extra_dash(i), col);
+}
+
+/// The metric columns of profiles.csv and summary.csv: MODEL.md §2's, and the spectrum
+/// engines' sv2_mean and sv2_var when one of them ran.
+std::vector<std::string> csv_metrics(const ReportConfig& cfg) {
+  std::vector<std::string> names = metric_names();
+  if (cfg.spectrum.enabled || cfg.spectrum_simulate.enabled) {
+    names.emplace_back("sv2_mean");
+    names.emplace_back("sv2_var");
+  }
+  return names;
+}
 
 // ---- tidy CSV: one row per job x layer --------------------------------------------
 void write_profiles_csv(const Sweep& sw, const fs::path& out) {
   const std::vector<Entry>& entries = sw.entries;
   const ReportConfig& cfg = sw.cfg;
-  const auto& names = metric_names();
+  const auto names = csv_metrics(cfg);
   std::ostringstream o;
   o << "cell,label,variant";
   for (auto& ax : cfg.axes) o << "," << ax.key;
@@ -235,10 +346,17 @@ void write_profiles_csv(const Sweep& sw, const fs::path& out) {
       o << e.cell->slug << "," << csv_field(e.cell->label) << ","
         << csv_field(e.cell->variant >= 0 ? cfg.variants[e.cell->variant].label : "");
       for (size_t a = 0; a < cfg.axes.size(); ++a) o << "," << csv_field(cfg.axes[a].labels[e.cell->axis_value[a]]);
-      bool sim = e.job->engine == EngineKind::Simulate;
-      o << "," << to_string(e.job->engine) << "," << (sim ? std::to_string(p.spec.width) : "inf") << ","
-        << (sim ? std::to_string(p.spec.heads) : "inf") << "," << (sim ? std::to_string(cfg.simulate.samples) : "")
-        << "," << p.spec.depth << "," << l;
+      const EngineKind k = e.job->engine;
+      const bool sim = k == EngineKind::Simulate;
+      // Finite width: simulate (d, H), and the engines that sample width-d networks or points (d only).
+      const bool finite = sim || k == EngineKind::Sde || k == EngineKind::SpectrumSimulate ||
+                          k == EngineKind::Clustering || k == EngineKind::Measure;
+      const bool infinite = k == EngineKind::Theory || k == EngineKind::Ode || k == EngineKind::Spectrum;
+      std::string samples = sim ? std::to_string(cfg.simulate.samples) : "";
+      if (!sim && e.job->settings.contains("samples")) samples = std::to_string(e.job->settings["samples"].get<int>());
+      o << "," << to_string(k) << "," << (finite ? std::to_string(p.spec.width) : infinite ? "inf" : "") << ","
+        << (sim ? std::to_string(p.spec.heads) : infinite ? "inf" : "") << "," << samples << "," << p.spec.depth << ","
+        << l;
       for (auto& m : names) o << "," << csv_num(value(p, l, m)) << "," << csv_num(se(p, l, m));
       o << "\n";
     }
@@ -249,7 +367,7 @@ void write_profiles_csv(const Sweep& sw, const fs::path& out) {
 // ---- summary CSV: one row per job -----------------------------------------------
 void write_summary_csv(const Sweep& sw, const fs::path& out) {
   const std::vector<Entry>& entries = sw.entries;
-  const auto& names = metric_names();
+  const auto names = csv_metrics(sw.cfg);
   std::ostringstream o;
   o << "cell,label,engine,depth";
   for (auto& m : names) o << "," << csv_field(summary_name(m)) << "," << csv_field(summary_name(m) + " se");
@@ -305,7 +423,7 @@ std::vector<Figure> layer_figures(const Sweep& sw) {
     f.stem = "layer_" + m;
     f.title = fmt::format("{} against layer", m);
     f.width = 1300;
-    f.height = 380 * rows + kTitlePx + kKeyPx;
+    f.height = 380 * rows + kTitlePx + sw.key_px();
     std::ostringstream data, script;
     script << multiplot_header(fmt::format("{}: {}", m, metric_label(m)));
     int block = 0;
@@ -345,8 +463,19 @@ std::vector<Figure> layer_figures(const Sweep& sw) {
               "'{}.dat' index {} every {} using 1:2:3:4 with yerrorbars pt 7 ps 0.55 lw 1 lc rgb '{}' notitle", f.stem,
               block++, every, col));
         }
+        for (size_t x = 0; x < sw.extra.size(); ++x) {
+          const Entry* e = find_entry(pi, s, sw.extra[x]);
+          if (!e || !e->profile.has(m)) continue;
+          data << "# panel " << pi << ", " << lay.series_labels[s] << ", " << to_string(sw.extra[x])
+               << (sampled_engine(sw.extra[x]) ? ": layer mean low high\n" : "\n");
+          std::vector<std::array<double, 3>> pts;
+          for (int l = 0; l < e->profile.layers(); ++l)
+            pts.push_back({double(l), value(e->profile, l, m), se(e->profile, l, m)});
+          const int every = std::max(1, static_cast<int>(std::lround(depth / 24.0)));
+          plots.push_back(extra_block(sw, x, pts, f.stem, block, col, data, all, fmt::format("every {} ", every)));
+        }
       }
-      script << panel_box(pi, rows, cols, f.width, f.height);
+      script << panel_box(pi, rows, cols, f.width, f.height, sw.key_px());
       script << fmt::format("set title \"{}\" font ',12'\n", gp(lay.panel_title(*panel_first[pi], false)));
       script << "set xlabel 'layer l'\nset ylabel \"" << gp(m) << "\"\n";
       script << fmt::format("set xrange [0:{}]\n", depth) << (depth <= 12 ? "set xtics 1\n" : "set xtics autofreq\n");
@@ -356,11 +485,24 @@ std::vector<Figure> layer_figures(const Sweep& sw) {
       else
         script << "plot " << fmt::format("{}", fmt::join(plots, ", \\\n     ")) << "\n";
     }
-    script << key_strip(lay.series_labels, have_theory, have_sim, mc_desc, f.height) << "unset multiplot\n";
+    script << key_strip(lay.series_labels, have_theory, have_sim, mc_desc, f.height, sw.extra_keys(), sw.key_px())
+           << "unset multiplot\n";
     f.data = data.str();
     f.script = script.str();
 
-    // Reading, from the numbers of the deepest panel.
+    // Reading, from the numbers of the deepest panel, quoting the reference engine or, for a metric
+    // it does not produce (sv2_mean), the first engine that does.
+    auto engine_has = [&](EngineKind k) {
+      return std::any_of(entries.begin(), entries.end(),
+                         [&](const Entry& e) { return e.job->engine == k && e.profile.has(m); });
+    };
+    EngineKind read_engine = ref_engine;
+    if (!engine_has(read_engine))
+      for (EngineKind k : all_engine_kinds())
+        if (k != EngineKind::Clustering && engine_has(k)) {
+          read_engine = k;
+          break;
+        }
     std::ostringstream r;
     const int L = panel_first[read_panel]->spec.depth;
     // Gradients travel backwards: read grad_var from the top (where Delta_L enters) down to layer 0.
@@ -369,12 +511,12 @@ std::vector<Figure> layer_figures(const Sweep& sw) {
     std::string where = lay.panel_title(*panel_first[read_panel], false);
     r << (where.empty() ? "" : "At " + where + ", ")
       << fmt::format("{} from layer {} {} layer {} ({}): ", m, l0, backward ? "back to" : "to", l1,
-                     to_string(ref_engine));
+                     to_string(read_engine));
     std::vector<std::string> parts;
     double best = -INFINITY, worst = INFINITY;
     std::string best_s, worst_s;
     for (int s = 0; s < nseries; ++s) {
-      const Entry* e = find_entry(read_panel, s, ref_engine);
+      const Entry* e = find_entry(read_panel, s, read_engine);
       if (!e) continue;
       double a = value(e->profile, l0, m), b = value(e->profile, l1, m);
       std::string part = fmt::format("{} {} → {}", lay.series_labels[s], num(a), num(b));
@@ -412,6 +554,41 @@ std::vector<Figure> layer_figures(const Sweep& sw) {
             " Monte Carlo against theory: within 3 s.e. on {} of {} layer values ({:.0f}%); largest relative gap "
             "{:.1f}% ({}). Gaps beyond the error bars are finite-width effects (they grow like depth/width).",
             within, count, 100.0 * within / count, 100 * worst_rel, worst_at);
+    }
+    // Every other engine against theory (for sv2_mean, sv2_var: against the spectrum theory): z
+    // within 3 standard errors where the engine has them, and the largest relative gap.
+    const EngineKind cmp_ref = engine_has(EngineKind::Theory) ? EngineKind::Theory : EngineKind::Spectrum;
+    for (size_t x = 0; engine_has(cmp_ref) && x < sw.extra.size(); ++x) {
+      if (sw.extra[x] == cmp_ref) continue;
+      // A measured grad_var starts from the loss gradient, the theory's from iid Delta_L (validate's rule).
+      if (sw.extra[x] == EngineKind::Measure && m == "grad_var") continue;
+      int within = 0, count = 0, with_se = 0;
+      double worst_rel = 0;
+      std::string worst_at;
+      for (int pi = 0; pi < npan; ++pi)
+        for (int s = 0; s < nseries; ++s) {
+          const Entry* t = find_entry(pi, s, cmp_ref);
+          const Entry* o = find_entry(pi, s, sw.extra[x]);
+          if (!t || !o) continue;
+          for (const LayerDiff& d : compare(o->profile, t->profile, m)) {
+            ++count;
+            if (std::isfinite(d.se_a)) {
+              ++with_se;
+              if (std::abs(d.z) <= 3) ++within;
+            }
+            double rel = std::abs(d.diff) / std::max(std::abs(d.b), 1e-12);
+            if (rel > worst_rel || worst_at.empty()) {
+              worst_rel = std::max(rel, worst_rel);
+              worst_at = fmt::format("{}, {}, layer {}", lay.series_labels[s], lay.panel_title(*panel_first[pi], false),
+                                     d.layer);
+            }
+          }
+        }
+      if (count == 0) continue;
+      r << " " << to_string(sw.extra[x]) << " against " << to_string(cmp_ref) << ":";
+      if (with_se > 0)
+        r << fmt::format(" within 3 s.e. on {} of {} layer values ({:.0f}%);", within, with_se, 100.0 * within / with_se);
+      r << fmt::format(" largest relative gap {:.3g}% ({}).", 100 * worst_rel, worst_at);
     }
     f.reading = r.str();
     figures.push_back(std::move(f));
@@ -455,7 +632,7 @@ std::string add_depth_returns_figures(const Sweep& sw, std::vector<Figure>& figu
       f.stem = groups.size() == 1 ? "depth_returns" : fmt::format("depth_returns_{}", g + 1);
       f.title = "Depth returns" + (gtitle.empty() ? "" : " (" + gtitle + ")");
       f.width = 1300;
-      f.height = 340 * qrows + kTitlePx + kKeyPx;
+      f.height = 340 * qrows + kTitlePx + sw.key_px();
       std::ostringstream data, script;
       script << multiplot_header("Returns of depth: each metric at the end of the stack against depth L" +
                                  (gtitle.empty() ? "" : ", " + gtitle));
@@ -465,6 +642,7 @@ std::string add_depth_returns_figures(const Sweep& sw, std::vector<Figure>& figu
         for (auto& e : entries) {
           if (e.job->engine != eng || lay.series(*e.cell) != s || lay.panel(*e.cell, true) != groups[g]) continue;
           const Profile& p = e.profile;
+          if (!p.has(q == "ang_dist_quarter" || q == "effective_depth" ? std::string("ang_dist") : q)) continue;
           if (q == "ang_dist_quarter") {
             auto [a, b] = quarter_ang(p);
             pts.push_back({double(p.spec.depth), a, b});
@@ -520,8 +698,12 @@ std::string add_depth_returns_figures(const Sweep& sw, std::vector<Figure>& figu
                                           f.stem, block++, col));
             }
           }
+          for (size_t x = 0; x < sw.extra.size(); ++x) {
+            std::string clause = extra_block(sw, x, collect(s, sw.extra[x], q), f.stem, block, col, data, all);
+            if (!clause.empty()) plots.push_back(clause);
+          }
         }
-        script << panel_box(qi, qrows, qcols, f.width, f.height);
+        script << panel_box(qi, qrows, qcols, f.width, f.height, sw.key_px());
         std::string qt = q == "ang_dist_quarter"  ? "mean ang_dist over the last quarter of layers"
                          : q == "effective_depth" ? "effective depth: sum of ang_dist_l / max_k ang_dist_k"
                                                   : summary_name(q);
@@ -529,10 +711,14 @@ std::string add_depth_returns_figures(const Sweep& sw, std::vector<Figure>& figu
                               gp(q == "ang_dist_quarter" ? "ang_dist" : q == "effective_depth" ? "layers" : q));
         script << "set logscale x\n" << xtics;
         script << (wants_log(all) ? "set logscale y\nset format y '%g'\n" : "unset logscale y\nset format y '%g'\n");
-        script << "plot " << fmt::format("{}", fmt::join(plots, ", \\\n     ")) << "\n";
+        if (plots.empty())
+          script << "set label 1 'no data' at graph 0.5,0.5 center\nplot NaN notitle\nunset label 1\n";
+        else
+          script << "plot " << fmt::format("{}", fmt::join(plots, ", \\\n     ")) << "\n";
         script << "unset xtics\nset xtics\n";
       }
-      script << key_strip(lay.series_labels, have_theory, have_sim, mc_desc, f.height) << "unset multiplot\n";
+      script << key_strip(lay.series_labels, have_theory, have_sim, mc_desc, f.height, sw.extra_keys(), sw.key_px())
+             << "unset multiplot\n";
       f.data = data.str();
       f.script = script.str();
 
@@ -645,6 +831,10 @@ struct Tables {
   std::vector<Row> rows;
   std::vector<std::string> warnings;
   std::string settings_line, config_text;
+  /// Engines side by side (only when an engine other than theory and simulate ran): a row per
+  /// cell, a column group per engine holding the summary metrics it produces.
+  std::vector<std::string> side_head;
+  std::vector<Row> side_rows;
 };
 
 Tables report_tables(const Sweep& sw) {
@@ -660,14 +850,22 @@ Tables report_tables(const Sweep& sw) {
   for (auto& e : entries) {
     Row r;
     r.cells.push_back(e.cell->label);
-    r.cells.push_back(e.job->engine == EngineKind::Theory ? "theory" : fmt::format("MC d={}", e.job->spec.width));
+    const EngineKind k = e.job->engine;
+    r.cells.push_back(k == EngineKind::Theory     ? std::string("theory")
+                      : k == EngineKind::Simulate ? fmt::format("MC d={}", e.job->spec.width)
+                                                  : to_string(k));
+    // A metric the engine does not produce is left empty (not zero, not n/a).
     for (auto& m : summ) {
       int l = summary_layer(m, e.profile.spec.depth);
       double v = value(e.profile, l, m), d = se(e.profile, l, m);
-      r.cells.push_back(std::isfinite(d) && e.job->engine == EngineKind::Simulate ? num(v) + " ± " + num(d) : num(v));
+      r.cells.push_back(!e.profile.has(m)                       ? std::string()
+                        : std::isfinite(d) && sampled_engine(k) ? num(v) + " ± " + num(d)
+                                                                : num(v));
     }
     auto [qa, qe] = quarter_ang(e.profile);
-    r.cells.push_back(std::isfinite(qe) && e.job->engine == EngineKind::Simulate ? num(qa) + " ± " + num(qe) : num(qa));
+    r.cells.push_back(!e.profile.has("ang_dist")               ? std::string()
+                      : std::isfinite(qe) && sampled_engine(k) ? num(qa) + " ± " + num(qe)
+                                                               : num(qa));
     rows_out.push_back(std::move(r));
   }
   std::vector<std::string> warnings;
@@ -678,8 +876,8 @@ Tables report_tables(const Sweep& sw) {
   {
     const StackSpec& b = cells.front().spec;
     std::vector<std::string> s;
-    s.push_back(fmt::format("{} cells × {} engine{}", cells.size(), (have_theory ? 1 : 0) + (have_sim ? 1 : 0),
-                            have_theory && have_sim ? "s" : ""));
+    const int nengines = enabled_engines(cfg);
+    s.push_back(fmt::format("{} cells × {} engine{}", cells.size(), nengines, nengines > 1 ? "s" : ""));
     s.push_back(fmt::format("T = {} tokens, {} blocks, {}, activation {}, mask {}, qk_scale {}, sigma_w2 = {}",
                             b.tokens, to_string(b.blocks), to_string(b.norm_type), to_string(b.activation),
                             to_string(b.mask), to_string(b.qk_scale), num(b.sigma_w2)));
@@ -691,10 +889,47 @@ Tables report_tables(const Sweep& sw) {
                               cfg.simulate.width > 0 ? cfg.simulate.width : b.width,
                               cfg.simulate.heads > 0 ? cfg.simulate.heads : b.heads, cfg.simulate.samples,
                               cfg.simulate.seed, cfg.simulate.backend, cfg.simulate.precision));
+    for (EngineKind k : all_engine_kinds())
+      if (k != EngineKind::Theory && k != EngineKind::Simulate && engine_enabled(cfg, k))
+        s.push_back(engine_description(cfg, k));
     settings_line = fmt::format("{}", fmt::join(s, "; "));
   }
   const std::string config_text = to_toml(cfg);
-  return {head, rows_out, warnings, settings_line, config_text};
+  Tables t{head, rows_out, warnings, settings_line, config_text, {}, {}};
+  bool others = false;
+  for (EngineKind k : all_engine_kinds())
+    others |= k != EngineKind::Theory && k != EngineKind::Simulate && engine_enabled(cfg, k);
+  if (others) {
+    // Columns: per engine (job order), each summary metric some profile of that engine has.
+    std::vector<std::pair<EngineKind, std::string>> cols;
+    for (EngineKind k : all_engine_kinds()) {
+      if (!engine_enabled(cfg, k)) continue;
+      for (auto& m : summ)
+        if (std::any_of(entries.begin(), entries.end(),
+                        [&](const Entry& e) { return e.job->engine == k && e.profile.has(m); }))
+          cols.emplace_back(k, m);
+    }
+    t.side_head.push_back("cell");
+    for (auto& [k, m] : cols) t.side_head.push_back(fmt::format("{}: {}", to_string(k), summary_name(m)));
+    for (const Cell& c : cells) {
+      Row r;
+      r.cells.push_back(c.label);
+      for (auto& [k, m] : cols) {
+        const Entry* e = nullptr;
+        for (auto& x : entries)
+          if (x.cell == &c && x.job->engine == k) e = &x;
+        if (!e || !e->profile.has(m)) {
+          r.cells.emplace_back();
+          continue;
+        }
+        int l = summary_layer(m, e->profile.spec.depth);
+        double v = value(e->profile, l, m), d = se(e->profile, l, m);
+        r.cells.push_back(std::isfinite(d) && sampled_engine(k) ? num(v) + " ± " + num(d) : num(v));
+      }
+      t.side_rows.push_back(std::move(r));
+    }
+  }
+  return t;
 }
 
 // ---- index.html ------------------------------------------------------------------------
@@ -762,6 +997,18 @@ std::string html_page(const Sweep& sw, const Tables& t, const std::vector<Figure
     h << "</tr>\n";
   }
   h << "</table>\n";
+  if (!t.side_head.empty()) {
+    h << "<h2>Engines side by side</h2>\n<p class=\"meta\">A column group per engine, with the metrics it "
+         "produces (clustering: at the flow's last time).</p>\n<table>\n<tr>";
+    for (auto& c : t.side_head) h << "<th>" << html(c) << "</th>";
+    h << "</tr>\n";
+    for (auto& r : t.side_rows) {
+      h << "<tr>";
+      for (auto& c : r.cells) h << "<td>" << html(c) << "</td>";
+      h << "</tr>\n";
+    }
+    h << "</table>\n";
+  }
   if (!warnings.empty()) {
     h << "<h2>Warnings from the engines</h2>\n<ul>\n";
     for (auto& w : warnings) h << "<li class=\"warn\">" << html(w) << "</li>\n";
@@ -813,6 +1060,19 @@ std::string markdown_page(const Sweep& sw, const Tables& t, const std::vector<Fi
     for (auto& c : r.cells) md << " " << c << " |";
     md << "\n";
   }
+  if (!t.side_head.empty()) {
+    md << "\n## Engines side by side\n\nA column group per engine, with the metrics it produces (clustering: at the "
+          "flow's last time).\n\n|";
+    for (auto& c : t.side_head) md << " " << c << " |";
+    md << "\n|";
+    for (size_t i = 0; i < t.side_head.size(); ++i) md << (i < 1 ? "---|" : "---:|");
+    md << "\n";
+    for (auto& r : t.side_rows) {
+      md << "|";
+      for (auto& c : r.cells) md << " " << c << " |";
+      md << "\n";
+    }
+  }
   if (!warnings.empty()) {
     md << "\n## Warnings from the engines\n\n";
     for (auto& w : warnings) md << "- " << w << "\n";
@@ -831,9 +1091,17 @@ RenderResult render_report(const ReportConfig& cfg, const std::vector<Cell>& cel
   for (const Job& j : jobs) entries.push_back({&cells.at(j.cell), &j, load_job(out, j)});
   const std::string mc_desc = mc_description(cfg, entries);
   const bool have_theory = cfg.theory.enabled, have_sim = cfg.simulate.enabled;
-  // The reference engine for readings: theory when it ran, else the Monte Carlo.
-  const EngineKind ref_engine = have_theory ? EngineKind::Theory : EngineKind::Simulate;
-  const Sweep sw{cfg, cells, std::move(entries), Layout(cfg), have_theory, have_sim, ref_engine, mc_desc};
+  // Drawn besides theory and simulate: every other enabled engine but clustering (flow times, not layers).
+  std::vector<EngineKind> extra;
+  for (EngineKind k : all_engine_kinds())
+    if (k != EngineKind::Theory && k != EngineKind::Simulate && k != EngineKind::Clustering && engine_enabled(cfg, k))
+      extra.push_back(k);
+  // The reference engine for readings: theory when it ran, else the Monte Carlo, else the first other one.
+  const EngineKind ref_engine = have_theory ? EngineKind::Theory
+                                : have_sim  ? EngineKind::Simulate
+                                : !extra.empty() ? extra.front()
+                                                 : EngineKind::Clustering;
+  const Sweep sw{cfg, cells, std::move(entries), Layout(cfg), have_theory, have_sim, ref_engine, mc_desc, extra};
 
   // ---- resolved config and versions ------------------------------------------------
   write_file_atomic(out / "config.toml", to_toml(cfg));

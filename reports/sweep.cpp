@@ -21,7 +21,13 @@
 #include "mc/backends.hpp"
 #include "mc/engine.hpp"
 #include "reports/atlas.hpp"
+#include "sim/jacobian.hpp"
+#include "theory/clustering.hpp"
+#include "theory/continuum.hpp"
 #include "theory/engine.hpp"
+#include "theory/shaped_sde.hpp"
+#include "theory/spectrum.hpp"
+#include "validate/measure.hpp"
 
 namespace sigprop::reports {
 namespace fs = std::filesystem;
@@ -75,10 +81,143 @@ StackSpec build_spec(const ReportConfig& cfg, const std::vector<std::pair<std::s
   }
 }
 
+/// "<bytes>@<mtime ticks>" of a file, or of every file directly in a folder (a Hugging Face
+/// model); "" when it cannot be read (the engine then names the problem when it runs).
+std::string file_stamp(const std::string& path) {
+  std::error_code ec;
+  auto one = [&](const fs::path& p) {
+    const auto size = fs::file_size(p, ec);
+    const auto t = fs::last_write_time(p, ec).time_since_epoch().count();
+    return ec ? std::string() : fmt::format("{}@{}", size, static_cast<long long>(t));
+  };
+  if (!fs::is_directory(path, ec)) return one(path);
+  std::vector<std::string> parts;
+  for (const auto& e : fs::directory_iterator(path, ec))
+    if (e.is_regular_file(ec)) parts.push_back(e.path().filename().string() + ":" + one(e.path()));
+  std::sort(parts.begin(), parts.end());
+  return fmt::format("{}", fmt::join(parts, ","));
+}
+
+/// The hashed settings of an engine other than theory and simulate on one cell, and its rough
+/// cost (seconds on one core); throws ConfigError (without the cell) for a spec it cannot run.
+nlohmann::json extra_engine_settings(const ReportConfig& cfg, EngineKind kind, const StackSpec& spec, double& cost) {
+  const double T = spec.tokens, L = spec.depth, d = spec.width;
+  switch (kind) {
+    case EngineKind::Ode: {
+      (void)theory::continuum_a02(spec);  // names stack.branch_scale / stack.norm / stack.residual
+      const auto& s = cfg.ode.settings;
+      const bool sampled = spec.has_attn() && spec.qk_scale == QkScale::InvSqrtDh && spec.sigma_qk2 > 0;
+      cost = (T * T / 256.0) * (sampled ? 0.05 * s.fixed_steps * s.attn.samples / 1024.0 : 0.05);
+      return {{"abs_tol", s.abs_tol},    {"rel_tol", s.rel_tol},       {"max_evals", s.max_evals},
+              {"attn_samples", s.attn.samples}, {"attn_seed", s.attn.seed}, {"steps", s.fixed_steps},
+              {"quad_order", s.quad_order}};
+    }
+    case EngineKind::Sde: {
+      const auto& s = cfg.sde.settings;
+      if (spec.width < spec.tokens)
+        throw ConfigError(fmt::format("stack.width = {}: the shaped networks need width >= tokens ({})", spec.width,
+                                      spec.tokens));
+      // Euler-Maruyama: T^2 per path, substep and layer; a network: T d^2 per layer.
+      cost = 1e-8 * L * (s.paths * T * T * s.substeps + s.samples * T * d * d) + 1e-3;
+      return {{"seed", s.seed},   {"model", theory::to_string(s.model)}, {"shape_c", s.shape_c},
+              {"gamma2", s.gamma2}, {"tau0", s.tau0},                    {"key_dim", s.key_dim},
+              {"paths", s.paths}, {"samples", s.samples},                {"substeps", s.substeps}};
+    }
+    case EngineKind::Clustering: {
+      const auto& s = cfg.clustering.settings;
+      if (spec.tokens < 2) throw ConfigError("stack.tokens: the clustering flow needs at least 2 tokens");
+      if (spec.width < 2) throw ConfigError("stack.width: the clustering flow needs width >= 2");
+      cost = 1e-6 * s.points * T * T * d + 1e-3;
+      return {{"abs_tol", s.abs_tol}, {"rel_tol", s.rel_tol},   {"max_evals", s.max_evals},
+              {"seed", s.seed},       {"variant", s.variant == theory::AttnDynamics::SA ? "sa" : "usa"},
+              {"beta", s.beta},       {"t_end", s.t_end},       {"points", s.points},
+              {"equiangular", s.equiangular}};
+    }
+    case EngineKind::Spectrum: {
+      theory::check_spectrum_spec(spec);  // names stack.blocks / stack.norm / init.weights
+      const auto& s = cfg.spectrum.settings;
+      cost = 1e-4 * cfg.spectrum.grid_points * (1 + L / 16.0);
+      return {{"panels", s.panels}, {"panel_order", s.panel_order}, {"eta_rel", s.eta_rel},
+              {"max_newton", s.max_newton}, {"grid_points", cfg.spectrum.grid_points}};
+    }
+    case EngineKind::SpectrumSimulate: {
+      const auto& s = cfg.spectrum_simulate.settings;
+      (void)sim::resolve_jacobian_method(spec, s);  // names the option or key it cannot run
+      const double n = s.map == "full" ? T * d : d;
+      cost = 1e-9 * s.samples * L * n * n * n + 1e-3;
+      return {{"samples", s.samples}, {"seed", s.seed},       {"map", s.map},
+              {"token", s.token},     {"method", s.method},   {"grid_points", cfg.spectrum_simulate.grid_points}};
+    }
+    case EngineKind::Measure: {
+      const auto& m = cfg.measure;
+      cost = 1e-7 * static_cast<double>(m.tokens) * L * d * d / 64.0 + 0.01;
+      // The files enter the hash by size and modification time: a retrained checkpoint is measured again.
+      return {{"checkpoint", m.checkpoint}, {"checkpoint_stamp", file_stamp(m.checkpoint)},
+              {"corpus", m.corpus},         {"corpus_stamp", file_stamp(m.corpus)},
+              {"tokens", m.tokens},         {"seq_len", m.seq_len},
+              {"precision", m.precision}};
+    }
+    case EngineKind::Theory:
+    case EngineKind::Simulate: break;
+  }
+  throw Error("reports: extra_engine_settings called for theory or simulate");
+}
+
+/// The density grid of the spectrum engines on spec (as `sigprop spectrum` sizes it when no grid
+/// is given): n points up to mean + 6 sd of the theory's J_L J_L^T, or, for a stack the theory
+/// does not cover, up to 1.25 x the largest squared singular value of a pilot sample.
+std::vector<double> spectrum_grid(const StackSpec& spec, const theory::SpectrumSettings& th,
+                                  const sim::JacobianSettings* mc, int n) {
+  try {
+    theory::check_spectrum_spec(spec);
+    return theory::default_spectrum_grid(theory::spectrum_moments(spec, th), n);
+  } catch (const ConfigError&) {
+    if (mc == nullptr) throw;
+  }
+  sim::JacobianSettings one = *mc;
+  one.samples = 1;
+  const sim::JacobianSample pilot = sim::jacobian_sample(spec, one, 0);
+  const double hi = pilot.sv2.empty() ? 1.0 : 1.25 * pilot.sv2.back();
+  std::vector<double> grid;
+  for (int i = 0; i < n; ++i) grid.push_back(hi * (i + 1) / n);
+  return grid;
+}
+
 }  // namespace
 
 std::string to_string(EngineKind e) {
-  return e == EngineKind::Theory ? "theory" : "simulate";
+  switch (e) {
+    case EngineKind::Theory: return "theory";
+    case EngineKind::Simulate: return "simulate";
+    case EngineKind::Ode: return "ode";
+    case EngineKind::Sde: return "sde";
+    case EngineKind::Clustering: return "clustering";
+    case EngineKind::Spectrum: return "spectrum";
+    case EngineKind::SpectrumSimulate: return "spectrum_simulate";
+    case EngineKind::Measure: return "measure";
+  }
+  throw Error("reports: unknown engine kind");
+}
+
+const std::vector<EngineKind>& all_engine_kinds() {
+  static const std::vector<EngineKind> kinds{EngineKind::Theory,     EngineKind::Simulate, EngineKind::Ode,
+                                             EngineKind::Sde,        EngineKind::Clustering, EngineKind::Spectrum,
+                                             EngineKind::SpectrumSimulate, EngineKind::Measure};
+  return kinds;
+}
+
+bool engine_enabled(const ReportConfig& cfg, EngineKind kind) {
+  switch (kind) {
+    case EngineKind::Theory: return cfg.theory.enabled;
+    case EngineKind::Simulate: return cfg.simulate.enabled;
+    case EngineKind::Ode: return cfg.ode.enabled;
+    case EngineKind::Sde: return cfg.sde.enabled;
+    case EngineKind::Clustering: return cfg.clustering.enabled;
+    case EngineKind::Spectrum: return cfg.spectrum.enabled;
+    case EngineKind::SpectrumSimulate: return cfg.spectrum_simulate.enabled;
+    case EngineKind::Measure: return cfg.measure.enabled;
+  }
+  return false;
 }
 
 std::vector<Cell> expand_cells(const ReportConfig& cfg) {
@@ -203,6 +342,23 @@ std::vector<Job> make_jobs(const ReportConfig& cfg, const std::vector<Cell>& cel
         j.cost = samples * L * 2.6e-3 * (d / 64.0) * (d / 64.0) * (T / 16.0) * (s.backend == "reference" ? 1.5 : 1.0);
       jobs.push_back(std::move(j));
     }
+    // The other engines: one job per cell each, on the cell's spec. A spec an engine cannot run
+    // fails here, before any work starts, naming the cell and the engine's table.
+    for (EngineKind kind : all_engine_kinds()) {
+      if (kind == EngineKind::Theory || kind == EngineKind::Simulate || !engine_enabled(cfg, kind)) continue;
+      Job j;
+      j.cell = c.index;
+      j.label = c.label;
+      j.engine = kind;
+      j.spec = c.spec;
+      try {
+        j.settings = extra_engine_settings(cfg, kind, c.spec, j.cost);
+      } catch (const ConfigError& e) {
+        throw ConfigError(
+            fmt::format("{}: sweep cell \"{}\" with [engines.{}]: {}", cfg.origin, c.label, to_string(kind), e.what()));
+      }
+      jobs.push_back(std::move(j));
+    }
   }
   for (Job& j : jobs) {
     nlohmann::json id = {{"engine", to_string(j.engine)},
@@ -303,6 +459,44 @@ RunStats run_jobs(const ReportConfig& cfg, const std::vector<Job>& jobs, const f
           theory::TheoryEngine eng(cfg.theory.settings);
           eng.set_progress(job_progress);
           p = eng.run(job.spec);
+        } else if (job.engine == EngineKind::Ode) {
+          theory::ContinuumEngine eng(cfg.ode.settings);
+          eng.set_progress(job_progress);
+          p = eng.run(job.spec);
+        } else if (job.engine == EngineKind::Sde) {
+          theory::ShapedSdeEngine eng(cfg.sde.settings);
+          eng.set_progress(job_progress);
+          p = eng.run(job.spec);
+        } else if (job.engine == EngineKind::Clustering) {
+          theory::ClusteringEngine eng(cfg.clustering.settings);
+          eng.set_progress(job_progress);
+          p = eng.run(job.spec);
+        } else if (job.engine == EngineKind::Spectrum) {
+          theory::SpectrumEngine eng(
+              spectrum_grid(job.spec, cfg.spectrum.settings, nullptr, cfg.spectrum.grid_points), cfg.spectrum.settings);
+          eng.set_progress(job_progress);
+          p = eng.run(job.spec);
+        } else if (job.engine == EngineKind::SpectrumSimulate) {
+          sim::JacobianSettings js = cfg.spectrum_simulate.settings;
+          js.threads = std::max(1, opt.sim_threads);
+          sim::SpectrumSimulateEngine eng(
+              js, spectrum_grid(job.spec, theory::SpectrumSettings{}, &js, cfg.spectrum_simulate.grid_points));
+          eng.set_progress(job_progress);
+          p = eng.run(job.spec);
+        } else if (job.engine == EngineKind::Measure) {
+          const MeasureRun& m = cfg.measure;
+          const validate::MeasureSettings ms{m.tokens, m.seq_len, std::max(1, opt.sim_threads), m.checkpoint, m.corpus};
+          auto measure = [&](auto engine) {
+            engine->set_progress(job_progress);
+            return engine->run(job.spec);
+          };
+          p = m.precision == "double"
+                  ? measure(validate::MeasureEngine<double>::from_files(m.checkpoint, m.corpus, ms,
+                                                                        "engines.measure.checkpoint",
+                                                                        "engines.measure.corpus"))
+                  : measure(validate::MeasureEngine<float>::from_files(m.checkpoint, m.corpus, ms,
+                                                                       "engines.measure.checkpoint",
+                                                                       "engines.measure.corpus"));
         } else {
           sim::SimSettings s;
           s.samples = job.settings.value("samples", cfg.simulate.samples);  // an atlas sets it per width

@@ -29,8 +29,15 @@ struct Cell {
   StackSpec spec;               ///< base + variant + axis values, validated
 };
 
-enum class EngineKind { Theory, Simulate };
+/// The report's engines, in the order their jobs are made per cell ([engines.<to_string>]).
+enum class EngineKind { Theory, Simulate, Ode, Sde, Clustering, Spectrum, SpectrumSimulate, Measure };
+/// The [engines.*] table name: "theory", "simulate", "ode", "sde", "clustering", "spectrum", "spectrum_simulate",
+/// "measure".
 std::string to_string(EngineKind);
+/// Every engine kind, in job order.
+const std::vector<EngineKind>& all_engine_kinds();
+/// Whether [engines.<kind>] is enabled in cfg.
+bool engine_enabled(const ReportConfig& cfg, EngineKind kind);
 
 /// One engine on one cell. Its hash covers everything that can change its numbers.
 struct Job {
@@ -46,7 +53,7 @@ struct Job {
 
 /// Expands the grid; ConfigError names the cell and key when a combination is invalid.
 std::vector<Cell> expand_cells(const ReportConfig& cfg);
-/// Every job of every cell, in cell order, theory before simulate.
+/// Every job of every cell, in cell order, then in the order of all_engine_kinds().
 std::vector<Job> make_jobs(const ReportConfig& cfg, const std::vector<Cell>& cells);
 
 /// True when out/job.json holds a profile whose recorded hash equals job.hash.
