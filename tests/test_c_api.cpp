@@ -335,7 +335,7 @@ TEST_CASE("c-api settings: string keys per engine, errors name the key, unchange
     REQUIRE(sigprop_theory(sp.p, th.p, nullptr, nullptr, &lim.p) == SIGPROP_OK);
     CHECK(sigprop_profile_values(lim.p, "grad_var_se", v.data(), 8, &m) == SIGPROP_E_CONFIG);
     set(th.p, "finite_dh", "true");
-    set(th.p, "attn_samples", "64");
+    set(th.p, "attn_samples", "128");  // 8 error batches of 16 draws
     REQUIRE(sigprop_theory(sp.p, th.p, nullptr, nullptr, &fin.p) == SIGPROP_OK);
     CHECK(sigprop_profile_values(fin.p, "grad_var_se", v.data(), 8, &m) == SIGPROP_OK);
   }
