@@ -192,6 +192,7 @@ theory::TheorySettings internal_theory_settings(const TheorySettings& settings) 
     ts.attn.method =
         theory::parse_attn_method(one_of(*settings.attn_method, {"qmc", "mc"}, "TheorySettings.attn_method"));
   if (settings.quad_order) ts.quad_order = *settings.quad_order;
+  if (settings.finite_dh) ts.attn.finite_dh = *settings.finite_dh;
   return ts;
 }
 

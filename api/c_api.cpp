@@ -219,8 +219,10 @@ void set_theory(api::TheorySettings& s, std::string_view key, std::string_view v
     s.attn_method = std::string(v);
   else if (key == "quad_order")
     s.quad_order = parse_integer<int>(k, key, v);
+  else if (key == "finite_dh")
+    s.finite_dh = parse_bool(k, key, v);
   else
-    unknown_key(k, key, "attn_samples, seed, error_batches, attn_method, quad_order");
+    unknown_key(k, key, "attn_samples, seed, error_batches, attn_method, quad_order, finite_dh");
 }
 
 void set_simulate(api::SimulateSettings& s, std::string_view key, std::string_view v) {

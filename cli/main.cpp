@@ -157,6 +157,9 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   th->add_option("--quad-order", ts.quad_order, "Gauss-Legendre points per piece for tanh, silu and gelu_tanh")
       ->check(CLI::Range(8, 400));
+  th->add_flag("--finite-dh", ts.attn.finite_dh,
+               "qk_scale = 1/dh: keep the logit variance at d_h = width/heads (Gaussian logits with "
+               "sigma_qk2/sqrt(d_h), sampled) instead of the uniform d_h -> infinity limit");
   th->add_option("--rows", max_rows, "Layers shown in the terminal table (0 = all)")->check(CLI::NonNegativeNumber);
   th->add_flag("--quiet,-q", quiet, "Do not print the table");
   th->add_flag("--table", force_table, "Print the table even when writing files and stdout is not a terminal");

@@ -397,8 +397,11 @@ void parse_engines(const toml::table& en, ReportConfig& cfg) {
           s.attn.seed = get_seed(tn, origin, full);
         else if (key == "quad_order")
           s.quad_order = get_int(tn, origin, full, 8, 400);
+        else if (key == "finite_dh")
+          s.attn.finite_dh = get_bool(tn, origin, full);
         else
-          unknown_key(origin, "engines.theory.", key, {"enabled", "attn_samples", "error_batches", "seed", "quad_order"});
+          unknown_key(origin, "engines.theory.", key,
+                      {"enabled", "attn_samples", "error_batches", "seed", "quad_order", "finite_dh"});
       }
     } else if (name == "simulate") {
       cfg.simulate.enabled = true;
@@ -830,7 +833,9 @@ std::string to_toml(const ReportConfig& c) {
   if (c.theory.enabled) {
     const auto& s = c.theory.settings;
     o << "[engines.theory]\nattn_samples = " << s.attn.samples << "\nerror_batches = " << s.error_batches
-      << "\nseed = " << s.attn.seed << "\nquad_order = " << s.quad_order << "\n\n";
+      << "\nseed = " << s.attn.seed << "\nquad_order = " << s.quad_order << "\n";
+    if (s.attn.finite_dh) o << "finite_dh = true\n";
+    o << "\n";
   }
   if (c.simulate.enabled) {
     const auto& s = c.simulate;

@@ -297,7 +297,8 @@ std::vector<Job> make_jobs(const ReportConfig& cfg, const std::vector<Cell>& cel
                     {"attn_seed", s.attn.seed},
                     {"error_batches", s.error_batches},
                     {"quad_order", s.quad_order}};
-      bool sampled = c.spec.has_attn() && c.spec.qk_scale == QkScale::InvSqrtDh && c.spec.sigma_qk2 > 0;
+      if (s.attn.finite_dh) j.settings["finite_dh"] = true;  // only when on: older cells keep their keys
+      bool sampled = c.spec.has_attn() && !theory::attention_uniform(c.spec, s.attn);
       // Measured: ~0.05 s per layer at T = 16 with 1024 logit draws, ~1 ms without sampling.
       j.cost = L * (T * T / 256.0) *
                (sampled ? 0.05 * s.attn.samples / 1024.0 * (s.error_batches > 0 ? 2.0 : 1.0) : 0.001);

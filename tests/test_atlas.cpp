@@ -201,6 +201,19 @@ TEST_CASE("atlas: [atlas] config, its jobs and its named errors", "[atlas][confi
   CHECK_THAT(err("[atlas]\nconfigurations = 4\n[sweep]\nstack.depth = [2, 3]\n"), Catch::Contains("remove [sweep]"));
   CHECK_THROWS_WITH(reports::parse_report_config("[atlas]\nconfigurations = 4\n", "b.toml"),
                     Catch::Contains("b.toml") && Catch::Contains("[engines.theory] and [engines.simulate]"));
+
+  // engines.theory.finite_dh (docs/theory.md): parsed, written back, and in the theory jobs' hashed
+  // settings only when on (cells of configs without it keep their keys, so old atlases resume).
+  const std::string fin = "[engines.theory]\nfinite_dh = true\n[engines.simulate]\nsamples = 4\n"
+                          "[atlas]\nconfigurations = 4\n";
+  const auto fc = reports::parse_report_config(fin, "f.toml");
+  CHECK(fc.theory.settings.attn.finite_dh);
+  CHECK(reports::to_toml(reports::parse_report_config(reports::to_toml(fc), "f2.toml")) == reports::to_toml(fc));
+  const auto fjobs = reports::make_jobs(fc, reports::expand_cells(fc));
+  CHECK(fjobs[0].settings.at("finite_dh") == true);
+  CHECK_FALSE(jobs[0].settings.contains("finite_dh"));
+  CHECK_THROWS_WITH(reports::parse_report_config("[engines.theory]\nfinite_dh = 1\n", "g.toml"),
+                    Catch::Contains("engines.theory.finite_dh"));
 }
 
 TEST_CASE("atlas: the tiny atlas agrees with the extrapolated Monte Carlo at family-wise rate 1%",

@@ -322,6 +322,24 @@ TEST_CASE("c-api settings: string keys per engine, errors name the key, unchange
     CHECK_THAT(last_error(), Catch::Contains("\"sampels\"") && Catch::Contains(engine));
   }
 
+  {  // theory's finite_dh: a bool; on a 1/dh spec it samples the logits (so _se columns appear)
+    Settings th;
+    REQUIRE(sigprop_settings_new("theory", &th.p) == SIGPROP_OK);
+    CHECK(sigprop_settings_set(th.p, "finite_dh", "maybe") == SIGPROP_E_CONFIG);
+    CHECK_THAT(last_error(), Catch::Contains("finite_dh") && Catch::Contains("maybe"));
+    Spec sp;
+    make_small(sp);  // qk_scale = 1/dh, d_h = 8
+    std::vector<double> v(8);
+    int64_t m = 0;
+    Prof lim, fin;
+    REQUIRE(sigprop_theory(sp.p, th.p, nullptr, nullptr, &lim.p) == SIGPROP_OK);
+    CHECK(sigprop_profile_values(lim.p, "grad_var_se", v.data(), 8, &m) == SIGPROP_E_CONFIG);
+    set(th.p, "finite_dh", "true");
+    set(th.p, "attn_samples", "128");  // 8 error batches of 16 draws
+    REQUIRE(sigprop_theory(sp.p, th.p, nullptr, nullptr, &fin.p) == SIGPROP_OK);
+    CHECK(sigprop_profile_values(fin.p, "grad_var_se", v.data(), 8, &m) == SIGPROP_OK);
+  }
+
   Settings sim;
   REQUIRE(sigprop_settings_new("simulate", &sim.p) == SIGPROP_OK);
   set(sim.p, "samples", "3");

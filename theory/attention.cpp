@@ -36,11 +36,21 @@ std::vector<std::pair<int, int>> importance_order(int T) {
 constexpr size_t kMaxPointBytes = size_t{512} << 20;
 }  // namespace
 
+bool attention_uniform(const StackSpec& spec, const AttnSettings& settings) {
+  return spec.sigma_qk2 == 0.0 || (spec.qk_scale == QkScale::InvDh && !settings.finite_dh);
+}
+
+double logit_sigma_qk2(const StackSpec& spec, const AttnSettings& settings) {
+  if (spec.qk_scale == QkScale::InvDh && settings.finite_dh)
+    return spec.sigma_qk2 / std::sqrt(static_cast<double>(spec.width / spec.heads));
+  return spec.sigma_qk2;
+}
+
 AttentionKernel::AttentionKernel(const StackSpec& spec, AttnSettings settings)
     : T_(spec.tokens),
       causal_(spec.mask == Mask::Causal),
-      uniform_(spec.qk_scale == QkScale::InvDh || spec.sigma_qk2 == 0.0),
-      sqk2_(spec.sigma_qk2),
+      uniform_(attention_uniform(spec, settings)),
+      sqk2_(logit_sigma_qk2(spec, settings)),
       st_(settings) {
   if (st_.samples < 2) throw ConfigError("theory attention samples must be >= 2");
   if (st_.samples % 2) ++st_.samples;

@@ -20,6 +20,9 @@
 /// plus a +0.65 T/d term; with qk_scale = 1/dh and sigma_qk2 = 2 the uniform limit is
 /// reached like 1/d_h (grad_var excess +6.5% at d_h = 16, +0.9% at 128, roughly
 /// sigma_qk2^2 K^2 / d_h). Extrapolated to infinite width, every path agrees within 1.7 s.e.
+/// Where the residual stream grows (norm = "none") that 1/d_h correction is not small: the
+/// uniform limit missed grad_var by 22% at d_h = 64 (docs/atlas.md); AttnSettings::finite_dh
+/// keeps the finite-d_h logits and agrees with the Monte Carlo there.
 ///
 /// The Gaussian expectations are T^2-dimensional integrals over logit matrices
 /// S = sigma_qk^2 F xi F^T (F F^T = K, columns of F by decreasing eigenvalue, xi a T x T
@@ -48,7 +51,21 @@ struct AttnSettings {
   uint64_t seed = 0x5197A7;  ///< key of the random shifts (QMC) and of the Philox draws
   int replicate = 0;         ///< independent replicate: its own shift (QMC) or its own draws (MC)
   AttnMethod method = AttnMethod::Qmc;
+  /// qk_scale = 1/dh only. false (default): the d_h -> infinity limit, uniform attention (MODEL.md §2).
+  /// true: keep the logits' finite-d_h variance. S = Q K^T / d_h = (Q K^T / sqrt(d_h)) / sqrt(d_h), so
+  /// at the spec's d_h = width / heads the logits are those of qk_scale = 1/sqrt(dh) with sigma_qk^2
+  /// replaced by sigma_qk^2 / sqrt(d_h) (Gaussian, sampled like the 1/sqrt(dh) case, query and key
+  /// paths included). It matters where sigma_qk^4 K_tt K_ss / d_h is not small: norm = "none"
+  /// stacks whose residual stream grows, large sigma_qk2 (docs/atlas.md, "What the atlas found").
+  bool finite_dh = false;
 };
+
+/// True when the softmax expectations are exact and uniform (no sampling): sigma_qk2 = 0, or
+/// qk_scale = 1/dh in the d_h -> infinity limit (settings.finite_dh false).
+[[nodiscard]] bool attention_uniform(const StackSpec& spec, const AttnSettings& settings);
+/// The sigma_qk^2 of the Gaussian logits S = sigma_qk^2 F xi F^T: spec.sigma_qk2 for 1/sqrt(dh),
+/// spec.sigma_qk2 / sqrt(width / heads) for 1/dh with settings.finite_dh.
+[[nodiscard]] double logit_sigma_qk2(const StackSpec& spec, const AttnSettings& settings);
 
 AttnMethod parse_attn_method(const std::string& s);
 std::string to_string(AttnMethod m);
@@ -61,7 +78,7 @@ struct AttnTape {
 };
 
 /// Softmax attention at infinite width for one spec. Uniform (exact) for qk_scale = 1/dh
-/// or sigma_qk2 = 0; Monte Carlo over Gaussian logits otherwise.
+/// (unless AttnSettings::finite_dh) or sigma_qk2 = 0; quasi-Monte Carlo over Gaussian logits otherwise.
 class AttentionKernel {
  public:
   AttentionKernel(const StackSpec& spec, AttnSettings settings);

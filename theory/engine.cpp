@@ -190,10 +190,9 @@ Eigen::MatrixXd input_kernel(const StackSpec& spec) {
   return K;
 }
 
-bool keeps_equicorrelation(const StackSpec& spec) {
+bool keeps_equicorrelation(const StackSpec& spec, const AttnSettings& attn) {
   if (!spec.has_attn()) return true;
-  const bool uniform = spec.qk_scale == QkScale::InvDh || spec.sigma_qk2 == 0.0;  // as AttentionKernel
-  return uniform && spec.mask == Mask::None;
+  return attention_uniform(spec, attn) && spec.mask == Mask::None;
 }
 
 namespace {
@@ -352,7 +351,7 @@ KernelTrace kernel_recursion(const StackSpec& spec, const TheorySettings& st, co
     throw ConfigError("init.weights: the theory engine implements Gaussian weights only, got \"" +
                       to_string(spec.weights) +
                       "\" (orthogonal weights are implemented by `sigprop spectrum` for dense stacks)");
-  if (st.equicorrelated_fast_path && keeps_equicorrelation(spec)) return equi_recursion(spec, st, progress);
+  if (st.equicorrelated_fast_path && keeps_equicorrelation(spec, st.attn)) return equi_recursion(spec, st, progress);
   const int L = spec.depth, T = spec.tokens;
   {
     // Everything below is T x T matrices: K_l and G_l for every layer, two per half-block on
@@ -605,7 +604,7 @@ Profile TheoryEngine::run(const StackSpec& spec) {
   if (st_.error_batches == 1 || st_.error_batches < 0)
     throw ConfigError(fmt::format("theory error batches (error_batches = {}) must be 0 (off) or >= 2",
                                   st_.error_batches));
-  const bool sampled = spec.has_attn() && spec.qk_scale == QkScale::InvSqrtDh && spec.sigma_qk2 > 0;
+  const bool sampled = spec.has_attn() && !attention_uniform(spec, st_.attn);
   const int B = sampled ? st_.error_batches : 0;
   const int N = st_.attn.samples + st_.attn.samples % 2;
   if (B > 0 && (N % (2 * B) != 0 || N / B < kMinDrawsPerBatch))
@@ -620,13 +619,15 @@ Profile TheoryEngine::run(const StackSpec& spec) {
     for (auto& m : metric_names()) cols.push_back(m + "_se");
   Profile p = Profile::make(spec, name(), cols);
   p.settings = {{"engine", "theory"},
-                {"limit", "infinite width; attention: d_h -> inf then H -> inf"},
+                {"limit", spec.has_attn() && spec.qk_scale == QkScale::InvDh && st_.attn.finite_dh
+                              ? "infinite width; attention: Gaussian logits at d_h = width / heads (finite_dh), H -> inf"
+                              : "infinite width; attention: d_h -> inf then H -> inf"},
                 {"quad_order", st_.quad_order},
                 {"activation_kernel", ActKernel(spec.activation, 2).exact()
                                           ? "closed form"
                                           : (st_.kernel_tables ? "Chebyshev tables in acos(rho) of split Gauss-Legendre"
                                                                : "split Gauss-Legendre per entry")},
-                {"equicorrelated_fast_path", st_.equicorrelated_fast_path && keeps_equicorrelation(spec)},
+                {"equicorrelated_fast_path", st_.equicorrelated_fast_path && keeps_equicorrelation(spec, st_.attn)},
                 {"version", kVersion}};
   if (spec.has_attn()) {
     if (sampled)
@@ -639,12 +640,14 @@ Profile TheoryEngine::run(const StackSpec& spec) {
           {"samples", N},
           {"seed", st_.attn.seed},
           {"error_batches", B},
-          {"samples_per_batch", B > 0 ? N / B : N}};
+          {"samples_per_batch", B > 0 ? N / B : N},
+          {"logit_sigma_qk2", logit_sigma_qk2(spec, st_.attn)},
+          {"finite_dh", st_.attn.finite_dh && spec.qk_scale == QkScale::InvDh}};
     else
       p.settings["attention"] = {{"method", "uniform (exact)"}};
   }
 
-  if (B == 0 && st_.equicorrelated_fast_path && keeps_equicorrelation(spec) && spec.tokens > 1) {
+  if (B == 0 && st_.equicorrelated_fast_path && keeps_equicorrelation(spec, st_.attn) && spec.tokens > 1) {
     spec.validate();
     if (spec.weights != WeightDist::Gaussian) (void)kernel_recursion(spec, st_);  // its error message
     const EquiTrace e = equi_scalars(spec, st_, progress_callback());

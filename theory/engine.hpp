@@ -56,7 +56,7 @@ KernelTrace kernel_recursion(const StackSpec& spec, const TheorySettings& st, co
 /// True when every block maps equicorrelated kernels (one diagonal value, one off-diagonal
 /// value) to equicorrelated kernels: MLP and dense branches, norms, and uniform attention
 /// without a mask. The input kernel is always equicorrelated.
-bool keeps_equicorrelation(const StackSpec& spec);
+bool keeps_equicorrelation(const StackSpec& spec, const AttnSettings& attn = {});
 
 /// The input kernel of MODEL.md §1: q0 on the diagonal, q0 rho0 off it.
 Eigen::MatrixXd input_kernel(const StackSpec& spec);

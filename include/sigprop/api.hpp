@@ -105,6 +105,9 @@ struct TheorySettings {
   std::optional<int> error_batches;        ///< replicates behind the _se columns (0 = off, >= 2)
   std::optional<std::string> attn_method;  ///< "qmc" or "mc"
   std::optional<int> quad_order;           ///< Gauss-Legendre points per piece (tanh, silu, gelu_tanh)
+  /// qk_scale = 1/dh: keep the logits' variance at the spec's d_h = width / heads (sampled
+  /// Gaussian logits) instead of the d_h -> infinity uniform limit (docs/theory.md). Default false.
+  std::optional<bool> finite_dh;
 };
 
 /// Finite-width Monte Carlo (docs/simulate.md). The numbers depend on spec, samples, seed,

@@ -136,7 +136,8 @@ SIGPROP_C_API void sigprop_settings_free(sigprop_settings* settings);
  * (`sigprop theory --json` etc.) for the same spec and settings. */
 
 /** Infinite-width theory (docs/theory.md), layers 0..depth. Keys: attn_samples, seed,
- *  error_batches, attn_method, quad_order. */
+ *  error_batches, attn_method, quad_order, finite_dh ("true"/"false": qk_scale = 1/dh at the
+ *  spec's d_h instead of the uniform d_h -> infinity limit). */
 SIGPROP_C_API sigprop_status sigprop_theory(const sigprop_spec* spec, const sigprop_settings* settings,
                                             sigprop_progress_fn progress, void* user, sigprop_profile** out);
 /** Finite-width Monte Carlo (docs/simulate.md): ensemble means and `_se` columns. Keys: samples,

@@ -276,6 +276,7 @@ def theory(
     error_batches: Optional[int] = None,
     attn_method: Optional[str] = None,
     quad_order: Optional[int] = None,
+    finite_dh: Optional[bool] = None,
     progress: Optional[Progress] = None,
     **overrides: Any,
 ) -> Profile:
@@ -283,7 +284,12 @@ def theory(
     ``sigprop theory --json``. Unset settings take the engine's defaults."""
     s = resolve_spec(spec, **overrides)
     st = _settings(
-        attn_samples=attn_samples, seed=seed, error_batches=error_batches, attn_method=attn_method, quad_order=quad_order
+        attn_samples=attn_samples,
+        seed=seed,
+        error_batches=error_batches,
+        attn_method=attn_method,
+        quad_order=quad_order,
+        finite_dh=finite_dh,
     )
     return Profile(_core.theory(s, st, progress))
 
@@ -420,6 +426,7 @@ def theory_many(
     error_batches: Optional[int] = None,
     attn_method: Optional[str] = None,
     quad_order: Optional[int] = None,
+    finite_dh: Optional[bool] = None,
 ) -> List[Profile]:
     """:func:`theory` for every spec, on ``threads`` C++ threads (0 = every hardware thread)
     with the GIL released; the results, in order, equal single calls. The first failing spec's
@@ -432,7 +439,12 @@ def theory_many(
         except Error as e:
             raise type(e)(f"specs[{i}]: {e}") from e
     st = _settings(
-        attn_samples=attn_samples, seed=seed, error_batches=error_batches, attn_method=attn_method, quad_order=quad_order
+        attn_samples=attn_samples,
+        seed=seed,
+        error_batches=error_batches,
+        attn_method=attn_method,
+        quad_order=quad_order,
+        finite_dh=finite_dh,
     )
     return [Profile(p) for p in _core.theory_many(resolved, st, threads)]
 

@@ -188,6 +188,7 @@ api::TheorySettings theory_settings(const nb::dict& d) {
   r.get("error_batches", s.error_batches);
   r.get("attn_method", s.attn_method);
   r.get("quad_order", s.quad_order);
+  r.get("finite_dh", s.finite_dh);
   r.finish();
   return s;
 }

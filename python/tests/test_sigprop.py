@@ -209,6 +209,19 @@ def test_two_threads_overlap_in_time() -> None:
     assert max(a0, b0) < min(a1, b1), (spans[0], spans[1])
 
 
+def test_theory_finite_dh() -> None:
+    """finite_dh=True samples the 1/dh logits at the spec's d_h (docs/theory.md): _se columns
+    appear and the values leave the uniform limit; a non-bool is refused, naming the setting."""
+    spec = dict(SMALL, **{"stack.qk_scale": "1/dh", "init.sigma_qk2": 2.0})
+    lim = sigprop.theory(spec)
+    fin = sigprop.theory(spec, finite_dh=True, attn_samples=128)
+    assert "grad_var_se" not in lim and "grad_var_se" in fin
+    assert fin.settings["attention"]["finite_dh"] is True
+    assert not np.array_equal(lim["grad_var"], fin["grad_var"])
+    with pytest.raises(sigprop.Error, match="finite_dh"):
+        sigprop.theory(spec, finite_dh=1)
+
+
 def test_theory_many_equals_single_calls() -> None:
     specs: List[sigprop.SpecLike] = [
         {"stack.depth": d, "stack.norm": n} for d in (2, 5, 9) for n in ("pre", "post", "none")
