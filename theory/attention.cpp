@@ -121,20 +121,21 @@ namespace {
 Eigen::MatrixXd uniform_forward(const Eigen::MatrixXd& K, bool causal) {
   const auto T = K.rows();
   if (!causal) return Eigen::MatrixXd::Constant(T, T, K.mean());
+  // Column by column (Eigen is column-major); every entry is the same sum as row by row.
   Eigen::MatrixXd P(T, T);
-  for (Eigen::Index t = 0; t < T; ++t)
-    for (Eigen::Index s = 0; s < T; ++s)
+  for (Eigen::Index s = 0; s < T; ++s)
+    for (Eigen::Index t = 0; t < T; ++t)
       P(t, s) = K(t, s) + (t ? P(t - 1, s) : 0.0) + (s ? P(t, s - 1) : 0.0) - (t && s ? P(t - 1, s - 1) : 0.0);
-  for (Eigen::Index t = 0; t < T; ++t)
-    for (Eigen::Index s = 0; s < T; ++s) P(t, s) /= static_cast<double>((t + 1) * (s + 1));
+  for (Eigen::Index s = 0; s < T; ++s)
+    for (Eigen::Index t = 0; t < T; ++t) P(t, s) /= static_cast<double>((t + 1) * (s + 1));
   return P;
 }
 Eigen::MatrixXd uniform_backward(const Eigen::MatrixXd& G, bool causal) {
   const auto T = G.rows();
   if (!causal) return Eigen::MatrixXd::Constant(T, T, G.mean());
   Eigen::MatrixXd S(T, T);
-  for (Eigen::Index t = T - 1; t >= 0; --t)
-    for (Eigen::Index s = T - 1; s >= 0; --s)
+  for (Eigen::Index s = T - 1; s >= 0; --s)  // column by column, as uniform_forward
+    for (Eigen::Index t = T - 1; t >= 0; --t)
       S(t, s) = G(t, s) / static_cast<double>((t + 1) * (s + 1)) + (t + 1 < T ? S(t + 1, s) : 0.0) +
                 (s + 1 < T ? S(t, s + 1) : 0.0) - (t + 1 < T && s + 1 < T ? S(t + 1, s + 1) : 0.0);
   return S;

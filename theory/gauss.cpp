@@ -28,9 +28,6 @@ inline Dual operator-(Dual a, Dual b) {
 inline Dual operator*(Dual a, Dual b) {
   return {a.v * b.v, a.d * b.v + a.v * b.d};
 }
-inline Dual operator/(Dual a, Dual b) {
-  return {a.v / b.v, (a.d * b.v - a.v * b.d) / (b.v * b.v)};
-}
 inline Dual operator*(double s, Dual a) {
   return {s * a.v, s * a.d};
 }
@@ -40,9 +37,6 @@ inline Dual operator+(double s, Dual a) {
 inline Dual sqrt_(Dual a) {
   double r = std::sqrt(a.v);
   return {r, a.d / (2 * r)};
-}
-inline Dual asin_(Dual a) {
-  return {std::asin(a.v), a.d / std::sqrt(1 - a.v * a.v)};
 }
 
 // GELU dual kernel. gelu(x) = x Phi(x) and Phi(x) = P(z <= x), z ~ N(0,1) independent, so
@@ -57,14 +51,19 @@ Dual gelu_kernel(double a, double b, Dual c) {
   double A = a + 1, B = b + 1;
   double sa = std::sqrt(A), sb = std::sqrt(B);
   Dual det = Dual{A * B, 0} - c * c;
-  // S^{-1} = [[B, -c], [-c, A]] / det
-  Dual alpha0 = (Dual{B * a, 0} - c * c) / det;           // (B a - c c)/det
-  Dual alpha1 = (Dual{A, 0} * c - Dual{a, 0} * c) / det;  // (-c a + A c)/det
-  Dual beta0 = (Dual{B, 0} * c - Dual{b, 0} * c) / det;   // (B c - c b)/det
-  Dual beta1 = (Dual{A * b, 0} - c * c) / det;            // (-c c + A b)/det
-  Dual g = c / Dual{sa * sb, 0};
+  // S^{-1} = [[B, -c], [-c, A]] / det. One reciprocal of det for the four quotients (a Dual
+  // division costs two): x / det = (x.v r, (x.d det.v - x.v det.d) r^2) with r = 1 / det.v.
+  const double r = 1.0 / det.v, r2 = r * r;
+  auto over_det = [&](Dual x) { return Dual{x.v * r, (x.d * det.v - x.v * det.d) * r2}; };
+  Dual alpha0 = over_det(Dual{B * a, 0} - c * c);           // (B a - c c)/det
+  Dual alpha1 = over_det(Dual{A, 0} * c - Dual{a, 0} * c);  // (-c a + A c)/det
+  Dual beta0 = over_det(Dual{B, 0} * c - Dual{b, 0} * c);   // (B c - c b)/det
+  Dual beta1 = over_det(Dual{A * b, 0} - c * c);            // (-c c + A b)/det
+  const double isab = 1.0 / (sa * sb);
+  Dual g{c.v * isab, c.d * isab};
   Dual sq = sqrt_(1.0 + (-1.0) * (g * g));
-  Dual P = Dual{0.25, 0} + (1.0 / (2 * kPi)) * asin_(g);
+  // asin'(g) = 1 / sqrt(1 - g^2) = 1 / sq.v: no second square root.
+  Dual P = Dual{0.25, 0} + (1.0 / (2 * kPi)) * Dual{std::asin(g.v), g.d / sq.v};
   Dual mxx = P + (1.0 / (2 * kPi)) * (g * sq);
   Dual mxy = g * P + (1.0 / (2 * kPi)) * sq;
   Dual Mpp = A * mxx, Mrr = B * mxx, Mpr = (sa * sb) * mxy;
