@@ -43,7 +43,8 @@ Eigen::VectorXd symmetric_eigenvalues(const Eigen::MatrixXd& K) {
   while (l < n) {
     Eigen::Index m = l;
     for (; m + 1 < n; ++m)
-      if (e2[m] <= eps2 * std::abs(d[m] * d[m + 1]) || e2[m] <= tiny) break;
+      // Eigen's deflation test on the scaled matrix: |e| <= eps sqrt(|d_m| + |d_m+1|).
+      if (e2[m] <= eps2 * (std::abs(d[m]) + std::abs(d[m + 1])) || e2[m] <= tiny) break;
     if (m + 1 < n) e2[m] = 0;
     if (m == l) {  // d[l] has converged
       ++l;

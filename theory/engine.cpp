@@ -93,9 +93,11 @@ void act_kernels(const ActKernel& ak, TableCache* tables, const Eigen::MatrixXd&
   Kphi.resize(T, T);
   Kd.resize(T, T);
   if (ak.exact() || tables == nullptr) {
+    std::vector<ActKernel::Var> var(T);  // each token's variance and its square roots, once
+    for (Eigen::Index t = 0; t < T; ++t) var[t] = ActKernel::var(Ku(t, t));
     for (Eigen::Index t = 0; t < T; ++t)
       for (Eigen::Index s = 0; s <= t; ++s) {
-        KernelPair kp = ak.eval(Ku(t, t), Ku(s, s), Ku(t, s));
+        KernelPair kp = ak.eval(var[t], var[s], Ku(t, s));
         Kphi(t, s) = Kphi(s, t) = kp.k;
         Kd(t, s) = Kd(s, t) = kp.kd;
       }

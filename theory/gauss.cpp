@@ -47,9 +47,9 @@ inline Dual sqrt_(Dual a) {
 // bivariate normal with correlation g are (Rosenbaum 1961, J. R. Stat. Soc. B 23):
 //   P = 1/4 + asin(g)/(2 pi),  E[x^2 1] = P + g sqrt(1-g^2)/(2 pi),  E[x y 1] = g P + sqrt(1-g^2)/(2 pi)
 // for standardised x, y. S is never singular: det S >= a + b + 1 > 0.
-Dual gelu_kernel(double a, double b, Dual c) {
+// sa = sqrt(a + 1), sb = sqrt(b + 1) (ActKernel::Var::sv1).
+Dual gelu_kernel(double a, double b, double sa, double sb, Dual c) {
   double A = a + 1, B = b + 1;
-  double sa = std::sqrt(A), sb = std::sqrt(B);
   Dual det = Dual{A * B, 0} - c * c;
   // S^{-1} = [[B, -c], [-c, A]] / det. One reciprocal of det for the four quotients (a Dual
   // division costs two): x / det = (x.v r, (x.d det.v - x.v det.d) r^2) with r = 1 / det.v.
@@ -176,7 +176,21 @@ bool ActKernel::exact() const {
   return act_ != Activation::Tanh && act_ != Activation::Silu && act_ != Activation::GeluTanh;
 }
 
+ActKernel::Var ActKernel::var(double a) {
+  a = std::max(a, 0.0);
+  return {a, std::sqrt(a), std::sqrt(a + 1)};
+}
+
+KernelPair ActKernel::eval(const Var& a, const Var& b, double c) const {
+  if (act_ != Activation::Gelu) return eval(a.v, b.v, c);
+  const double lim = a.sv * b.sv;  // as eval(a, b, c)
+  c = std::clamp(c, -lim, lim);
+  Dual r = gelu_kernel(a.v, b.v, a.sv1, b.sv1, Dual{c, 1.0});
+  return {r.v, r.d};
+}
+
 KernelPair ActKernel::eval(double a, double b, double c) const {
+  if (act_ == Activation::Gelu) return eval(var(a), var(b), c);  // one code path for both forms
   a = std::max(a, 0.0);
   b = std::max(b, 0.0);
   double lim = std::sqrt(a) * std::sqrt(b);  // not sqrt(a*b): a*b overflows first for deep stacks
@@ -200,10 +214,8 @@ KernelPair ActKernel::eval(double a, double b, double c) const {
       double kd = 4 / kPi / std::sqrt(D - 4 * c * c);
       return {k, kd};
     }
-    case Activation::Gelu: {
-      Dual r = gelu_kernel(a, b, Dual{c, 1.0});
-      return {r.v, r.d};
-    }
+    case Activation::Gelu:
+      break;  // eval(Var, Var, c) above
     case Activation::Tanh:
     case Activation::Silu:
     case Activation::GeluTanh:

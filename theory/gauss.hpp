@@ -51,6 +51,14 @@ class ActKernel {
   [[nodiscard]] Activation activation() const { return act_; }
   /// Both kernels at (a, b, c); requires a, b >= 0 and c^2 <= a b (clamped for round-off).
   [[nodiscard]] KernelPair eval(double a, double b, double c) const;
+  /// A variance with the square roots eval takes of it, computed once per token when a row
+  /// of kernel entries shares it: v = max(a, 0), sqrt(v), sqrt(v + 1).
+  struct Var {
+    double v, sv, sv1;
+  };
+  [[nodiscard]] static Var var(double a);
+  /// eval(a.v, b.v, c), bitwise the same value, without recomputing the square roots (GELU).
+  [[nodiscard]] KernelPair eval(const Var& a, const Var& b, double c) const;
   [[nodiscard]] double k(double a, double b, double c) const { return eval(a, b, c).k; }
   [[nodiscard]] double kd(double a, double b, double c) const { return eval(a, b, c).kd; }
   /// True when eval uses a closed form (no quadrature error).
