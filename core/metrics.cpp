@@ -3,8 +3,8 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
-#include <vector>
 #include <numbers>
+#include <vector>
 
 namespace sigprop {
 
