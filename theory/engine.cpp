@@ -95,11 +95,13 @@ void act_kernels(const ActKernel& ak, TableCache* tables, const Eigen::MatrixXd&
   if (ak.exact() || tables == nullptr) {
     std::vector<ActKernel::Var> var(T);  // each token's variance and its square roots, once
     for (Eigen::Index t = 0; t < T; ++t) var[t] = ActKernel::var(Ku(t, t));
-    for (Eigen::Index t = 0; t < T; ++t)
-      for (Eigen::Index s = 0; s <= t; ++s) {
-        KernelPair kp = ak.eval(var[t], var[s], Ku(t, s));
-        Kphi(t, s) = Kphi(s, t) = kp.k;
-        Kd(t, s) = Kd(s, t) = kp.kd;
+    // The lower triangle column by column (contiguous: Eigen is column-major), then mirrored.
+    for (Eigen::Index s = 0; s < T; ++s)
+      ak.eval_row(var[s], &var[s], &Ku(s, s), static_cast<int>(T - s), &Kphi(s, s), &Kd(s, s));
+    for (Eigen::Index s = 1; s < T; ++s)
+      for (Eigen::Index t = 0; t < s; ++t) {
+        Kphi(t, s) = Kphi(s, t);
+        Kd(t, s) = Kd(s, t);
       }
     return;
   }

@@ -47,8 +47,10 @@ inline Dual sqrt_(Dual a) {
 // bivariate normal with correlation g are (Rosenbaum 1961, J. R. Stat. Soc. B 23):
 //   P = 1/4 + asin(g)/(2 pi),  E[x^2 1] = P + g sqrt(1-g^2)/(2 pi),  E[x y 1] = g P + sqrt(1-g^2)/(2 pi)
 // for standardised x, y. S is never singular: det S >= a + b + 1 > 0.
-// sa = sqrt(a + 1), sb = sqrt(b + 1) (ActKernel::Var::sv1).
-Dual gelu_kernel(double a, double b, double sa, double sb, Dual c) {
+// sa = sqrt(a + 1), sb = sqrt(b + 1) (ActKernel::Var::sv1); asin_g = asin(c / (sa sb)), taken
+// by the caller so that a row of entries can take its arcsines in one pass and the rest of this
+// (arithmetic and square roots only) vectorises.
+inline Dual gelu_kernel(double a, double b, double sa, double sb, Dual c, double asin_g) {
   double A = a + 1, B = b + 1;
   Dual det = Dual{A * B, 0} - c * c;
   // S^{-1} = [[B, -c], [-c, A]] / det. One reciprocal of det for the four quotients (a Dual
@@ -63,7 +65,7 @@ Dual gelu_kernel(double a, double b, double sa, double sb, Dual c) {
   Dual g{c.v * isab, c.d * isab};
   Dual sq = sqrt_(1.0 + (-1.0) * (g * g));
   // asin'(g) = 1 / sqrt(1 - g^2) = 1 / sq.v: no second square root.
-  Dual P = Dual{0.25, 0} + (1.0 / (2 * kPi)) * Dual{std::asin(g.v), g.d / sq.v};
+  Dual P = Dual{0.25, 0} + (1.0 / (2 * kPi)) * Dual{asin_g, g.d / sq.v};
   Dual mxx = P + (1.0 / (2 * kPi)) * (g * sq);
   Dual mxy = g * P + (1.0 / (2 * kPi)) * sq;
   Dual Mpp = A * mxx, Mrr = B * mxx, Mpr = (sa * sb) * mxy;
@@ -185,8 +187,39 @@ KernelPair ActKernel::eval(const Var& a, const Var& b, double c) const {
   if (act_ != Activation::Gelu) return eval(a.v, b.v, c);
   const double lim = a.sv * b.sv;  // as eval(a, b, c)
   c = std::clamp(c, -lim, lim);
-  Dual r = gelu_kernel(a.v, b.v, a.sv1, b.sv1, Dual{c, 1.0});
+  const double g = c * (1.0 / (a.sv1 * b.sv1));  // as gelu_kernel's g
+  Dual r = gelu_kernel(a.v, b.v, a.sv1, b.sv1, Dual{c, 1.0}, std::asin(g));
   return {r.v, r.d};
+}
+
+void ActKernel::eval_row(const Var& a, const Var* b, const double* c, int n, double* k, double* kd) const {
+  if (act_ != Activation::Gelu) {
+    for (int i = 0; i < n; ++i) {
+      const KernelPair kp = eval(a, b[i], c[i]);
+      k[i] = kp.k;
+      kd[i] = kp.kd;
+    }
+    return;
+  }
+  // eval(a, b[i], c[i]) in three passes over a chunk: the clamped c and g, the arcsines
+  // (libm, scalar), then the closed form, which the compiler vectorises (no libm call left).
+  constexpr int kChunk = 64;
+  double cc[kChunk], as[kChunk];
+  for (int i0 = 0; i0 < n; i0 += kChunk) {
+    const int m = std::min(kChunk, n - i0);
+    const Var* bb = b + i0;
+    for (int i = 0; i < m; ++i) {
+      const double lim = a.sv * bb[i].sv;
+      cc[i] = std::clamp(c[i0 + i], -lim, lim);
+      as[i] = cc[i] * (1.0 / (a.sv1 * bb[i].sv1));
+    }
+    for (int i = 0; i < m; ++i) as[i] = std::asin(as[i]);
+    for (int i = 0; i < m; ++i) {
+      const Dual r = gelu_kernel(a.v, bb[i].v, a.sv1, bb[i].sv1, Dual{cc[i], 1.0}, as[i]);
+      k[i0 + i] = r.v;
+      kd[i0 + i] = r.d;
+    }
+  }
 }
 
 KernelPair ActKernel::eval(double a, double b, double c) const {
