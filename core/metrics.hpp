@@ -26,10 +26,6 @@ StateMetrics state_metrics_from_kernel(const Eigen::MatrixXd& K);
 /// C_ts = x_{l-1,t} . x_{l,s} / d (only the diagonal of C is used).
 StepMetrics step_metrics_from_kernels(const Eigen::MatrixXd& Kprev, const Eigen::MatrixXd& Kcur,
                                       const Eigen::MatrixXd& C);
-/// Eigenvalues of the symmetric matrix K (its lower triangle), unordered: Householder
-/// tridiagonalisation, then root-free QL (no eigenvectors, no square root per rotation);
-/// Eigen's SelfAdjointEigenSolver where that does not converge.
-Eigen::VectorXd symmetric_eigenvalues(const Eigen::MatrixXd& K);
 /// Effective rank exp(H(p)), p_i = s_i / sum s_j, from singular values s (negative
 /// round-off values are clipped to 0).
 double effective_rank(const Eigen::VectorXd& singular_values);
