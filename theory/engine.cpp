@@ -507,8 +507,11 @@ StateMetrics equi_state_metrics(double d, double o, int T) {
 }
 
 void fill_metrics(const StackSpec& spec, const KernelTrace& tr, Profile& p) {
-  // Finiteness once per matrix (an equicorrelated one has two distinct entries).
+  // Finiteness once per matrix (an equicorrelated one has two distinct entries); none to test
+  // when the recursion met no non-finite kernel after a finite input (the common case).
+  const bool all_ok = tr.first_nonfinite < 0 && all_finite(tr.K[0]);
   auto finite = [&](const Eigen::MatrixXd& M) {
+    if (all_ok) return true;
     return tr.equicorrelated && spec.tokens > 1 ? std::isfinite(M(0, 0)) && std::isfinite(M(1, 0)) : all_finite(M);
   };
   std::vector<char> kf(spec.depth + 1);
@@ -594,6 +597,8 @@ void explain_nulls(const StackSpec& spec, int fwd, int bwd, Profile& p) {
 
 void explain_nulls(const StackSpec& spec, const KernelTrace& tr, Profile& p) {
   int fwd = -1, bwd = -1;
+  // kernel_recursion stops at, and records, the first non-finite K or G after K_0.
+  if (tr.first_nonfinite < 0 && all_finite(tr.K[0])) return explain_nulls(spec, fwd, bwd, p);
   for (int l = 0; l <= spec.depth && fwd < 0; ++l)
     if (!all_finite(tr.K[l])) fwd = l;
   if (fwd < 0)
