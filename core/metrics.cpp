@@ -23,10 +23,13 @@ StateMetrics state_metrics_from_kernel(const Eigen::MatrixXd& K) {
   StateMetrics m;
   double tr = K.trace();
   m.q = tr / static_cast<double>(T);
+  // sqrt(K_tt) once per token (not twice per entry), column by column (Eigen is column-major).
+  Eigen::VectorXd sd(T);
+  for (Eigen::Index t = 0; t < T; ++t) sd(t) = std::sqrt(K(t, t));
   double cos_sum = 0;
-  for (Eigen::Index t = 0; t < T; ++t)
-    for (Eigen::Index s = 0; s < T; ++s)
-      if (s != t) cos_sum += K(t, s) / (std::sqrt(K(t, t)) * std::sqrt(K(s, s)));
+  for (Eigen::Index s = 0; s < T; ++s)
+    for (Eigen::Index t = 0; t < T; ++t)
+      if (s != t) cos_sum += K(t, s) / (sd(t) * sd(s));
   m.rho = cos_sum / static_cast<double>(T * (T - 1));
   // ||X - 1 xbar^T||^2 / d = tr K - (1/T) 1^T K 1
   double centred = tr - K.sum() / static_cast<double>(T);

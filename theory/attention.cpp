@@ -128,25 +128,29 @@ namespace {
 // Uniform attention in O(T^2) instead of two T^3 products. Full averaging: A K A^T = mean(K) 11^T.
 // Causal (A_ts = 1/(t+1), s <= t): (A K A^T)_ts = P_ts / ((t+1)(s+1)) with P the 2-D prefix sum of K,
 // and (A^T G A)_ij = sum_{t>=i, s>=j} G_ts / ((t+1)(s+1)), a 2-D suffix sum.
+// 1/(t+1), t < T: the causal rows' weights.
+Eigen::VectorXd causal_weights(Eigen::Index T) {
+  return Eigen::VectorXd::LinSpaced(T, 1.0, static_cast<double>(T)).cwiseInverse();
+}
 Eigen::MatrixXd uniform_forward(const Eigen::MatrixXd& K, bool causal) {
   const auto T = K.rows();
   if (!causal) return Eigen::MatrixXd::Constant(T, T, K.mean());
-  Eigen::MatrixXd P(T, T);
-  for (Eigen::Index t = 0; t < T; ++t)
-    for (Eigen::Index s = 0; s < T; ++s)
-      P(t, s) = K(t, s) + (t ? P(t - 1, s) : 0.0) + (s ? P(t, s - 1) : 0.0) - (t && s ? P(t - 1, s - 1) : 0.0);
-  for (Eigen::Index t = 0; t < T; ++t)
-    for (Eigen::Index s = 0; s < T; ++s) P(t, s) /= static_cast<double>((t + 1) * (s + 1));
-  return P;
+  // Prefix sums along t (row by row), then along s (column by column, contiguous): each pass
+  // is one vector operation per row or column.
+  Eigen::MatrixXd P = K;
+  for (Eigen::Index t = 1; t < T; ++t) P.row(t) += P.row(t - 1);
+  for (Eigen::Index s = 1; s < T; ++s) P.col(s) += P.col(s - 1);
+  const Eigen::VectorXd w = causal_weights(T);
+  return w.asDiagonal() * P * w.asDiagonal();
 }
 Eigen::MatrixXd uniform_backward(const Eigen::MatrixXd& G, bool causal) {
   const auto T = G.rows();
   if (!causal) return Eigen::MatrixXd::Constant(T, T, G.mean());
-  Eigen::MatrixXd S(T, T);
-  for (Eigen::Index t = T - 1; t >= 0; --t)
-    for (Eigen::Index s = T - 1; s >= 0; --s)
-      S(t, s) = G(t, s) / static_cast<double>((t + 1) * (s + 1)) + (t + 1 < T ? S(t + 1, s) : 0.0) +
-                (s + 1 < T ? S(t, s + 1) : 0.0) - (t + 1 < T && s + 1 < T ? S(t + 1, s + 1) : 0.0);
+  // Suffix sums of G_ts / ((t+1)(s+1)), as uniform_forward's prefix sums.
+  const Eigen::VectorXd w = causal_weights(T);
+  Eigen::MatrixXd S = w.asDiagonal() * G * w.asDiagonal();
+  for (Eigen::Index t = T - 2; t >= 0; --t) S.row(t) += S.row(t + 1);
+  for (Eigen::Index s = T - 2; s >= 0; --s) S.col(s) += S.col(s + 1);
   return S;
 }
 }  // namespace

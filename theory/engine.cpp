@@ -28,13 +28,20 @@ struct HalfTape {
   Branch branch;
   Eigen::VectorXd d_pre;   // pre-norm scales 1/sqrt(K_tt + eps) (empty: no pre-norm)
   double pre_gain2 = 1.0;  // extra variance factor of the pre-transform (1/l for LayerNorm Scaling)
-  Eigen::MatrixXd Kz;      // kernel at the branch input
+  Eigen::MatrixXd Kz;      // kernel at the branch input (sampled attention only; else empty)
   Eigen::MatrixXd Kd;      // E[phi'(u)phi'(u)^T] (mlp, dense)
   AttnTape attn;           // factor and softmax draws of the forward pass (sampled attention)
   Eigen::VectorXd d_post;  // post-norm scales (empty: no post-norm)
   double lam2 = 1.0;       // skip weight squared (0 without residual)
   double a2 = 1.0;         // branch scale squared
 };
+
+// M.allFinite() as one vectorised sum (Eigen's allFinite compares entry by entry): x * 0 is
+// 0 for every finite x and NaN for NaN and +-inf, so the sum is 0 exactly when all are finite.
+template <class D>
+bool all_finite(const Eigen::MatrixBase<D>& M) {
+  return (M.array() * 0.0).sum() == 0.0;
+}
 
 Eigen::VectorXd norm_scales(const Eigen::MatrixXd& K, double eps) {
   // At infinite width the per-token coordinate mean vanishes, so LayerNorm and RMSNorm
@@ -86,11 +93,15 @@ void act_kernels(const ActKernel& ak, TableCache* tables, const Eigen::MatrixXd&
   Kphi.resize(T, T);
   Kd.resize(T, T);
   if (ak.exact() || tables == nullptr) {
-    for (Eigen::Index t = 0; t < T; ++t)
-      for (Eigen::Index s = 0; s <= t; ++s) {
-        KernelPair kp = ak.eval(Ku(t, t), Ku(s, s), Ku(t, s));
-        Kphi(t, s) = Kphi(s, t) = kp.k;
-        Kd(t, s) = Kd(s, t) = kp.kd;
+    std::vector<ActKernel::Var> var(T);  // each token's variance and its square roots, once
+    for (Eigen::Index t = 0; t < T; ++t) var[t] = ActKernel::var(Ku(t, t));
+    // The lower triangle column by column (contiguous: Eigen is column-major), then mirrored.
+    for (Eigen::Index s = 0; s < T; ++s)
+      ak.eval_row(var[s], &var[s], &Ku(s, s), static_cast<int>(T - s), &Kphi(s, s), &Kd(s, s));
+    for (Eigen::Index s = 1; s < T; ++s)
+      for (Eigen::Index t = 0; t < s; ++t) {
+        Kphi(t, s) = Kphi(s, t);
+        Kd(t, s) = Kd(s, t);
       }
     return;
   }
@@ -393,12 +404,13 @@ KernelTrace kernel_recursion(const StackSpec& spec, const TheorySettings& st, co
       h.lam2 = hp.lam * hp.lam;
       h.a2 = hp.a * hp.a;
       // Branch input Z = pre(X).
+      Eigen::MatrixXd Kz;
       if (hp.pre) {
         h.d_pre = norm_scales(K, spec.norm_eps);
         h.pre_gain2 = hp.pre_gain * hp.pre_gain;  // 1/l for LayerNorm Scaling (Sun et al. 2025)
-        h.Kz = h.pre_gain2 * scale2(K, h.d_pre);
+        Kz = h.pre_gain2 * scale2(K, h.d_pre);
       } else {
-        h.Kz = K;
+        Kz = K;
       }
       // Branch output kernel; every branch ends in a fresh zero-mean matrix (W_O, W_2, W),
       // so it is uncorrelated with X: cross terms vanish in both directions.
@@ -406,16 +418,19 @@ KernelTrace kernel_recursion(const StackSpec& spec, const TheorySettings& st, co
       switch (br) {
         case Branch::Attn:
           h.attn.keep_softmax = keep_softmax;
-          KF = (sw2 * sw2) * attn->forward(h.Kz, &h.attn);
+          KF = (sw2 * sw2) * attn->forward(Kz, &h.attn);
+          // Only sampled attention's backward pass reads Kz; the tape of a deep stack is most
+          // of the recursion's memory, so the other branches keep none.
+          if (!attn->uniform()) h.Kz = std::move(Kz);
           break;
         case Branch::Mlp: {
-          Eigen::MatrixXd Ku = (sw2 * h.Kz).array() + spec.sigma_b2;
+          Eigen::MatrixXd Ku = (sw2 * Kz).array() + spec.sigma_b2;
           act_kernels(ak, tables, Ku, Kphi, h.Kd);
           KF = (sw2 * Kphi).array() + spec.sigma_b2;
           break;
         }
         case Branch::Dense: {
-          act_kernels(ak, tables, h.Kz, Kphi, h.Kd);
+          act_kernels(ak, tables, Kz, Kphi, h.Kd);
           KF = (sw2 * Kphi).array() + spec.sigma_b2;
           break;
         }
@@ -429,7 +444,7 @@ KernelTrace kernel_recursion(const StackSpec& spec, const TheorySettings& st, co
       }
       tape[l].push_back(std::move(h));
     }
-    if (!K.allFinite()) {
+    if (!all_finite(K)) {
       tr.first_nonfinite = l;
       tr.K[l] = K;
       return tr;  // later layers stay NaN; the backward pass needs every layer
@@ -463,7 +478,7 @@ KernelTrace kernel_recursion(const StackSpec& spec, const TheorySettings& st, co
       if (h.d_pre.size()) Gb = h.pre_gain2 * scale2(Gb, h.d_pre);
       G = h.lam2 * G + h.a2 * Gb;
     }
-    if (!G.allFinite()) {
+    if (!all_finite(G)) {
       if (tr.first_nonfinite < 0) tr.first_nonfinite = l - 1;
       tr.G[l - 1] = G;
       return tr;
@@ -491,9 +506,12 @@ StateMetrics equi_state_metrics(double d, double o, int T) {
 }
 
 void fill_metrics(const StackSpec& spec, const KernelTrace& tr, Profile& p) {
-  // Finiteness once per matrix (an equicorrelated one has two distinct entries).
+  // Finiteness once per matrix (an equicorrelated one has two distinct entries); none to test
+  // when the recursion met no non-finite kernel after a finite input (the common case).
+  const bool all_ok = tr.first_nonfinite < 0 && all_finite(tr.K[0]);
   auto finite = [&](const Eigen::MatrixXd& M) {
-    return tr.equicorrelated && spec.tokens > 1 ? std::isfinite(M(0, 0)) && std::isfinite(M(1, 0)) : M.allFinite();
+    if (all_ok) return true;
+    return tr.equicorrelated && spec.tokens > 1 ? std::isfinite(M(0, 0)) && std::isfinite(M(1, 0)) : all_finite(M);
   };
   std::vector<char> kf(spec.depth + 1);
   for (int l = 0; l <= spec.depth; ++l) kf[l] = finite(tr.K[l]);
@@ -507,7 +525,7 @@ void fill_metrics(const StackSpec& spec, const KernelTrace& tr, Profile& p) {
       p.at(l, "res") = m.res;
       p.at(l, "eff_rank") = m.eff_rank;
     }
-    if (l > 0 && kf[l] && kf[l - 1] && tr.C[l].allFinite()) {
+    if (l > 0 && kf[l] && kf[l - 1] && all_finite(tr.C[l])) {
       StepMetrics s = step_metrics_from_kernels(tr.K[l - 1], tr.K[l], tr.C[l].asDiagonal());
       p.at(l, "update_ratio") = s.update_ratio;
       p.at(l, "ang_dist") = s.ang_dist;
@@ -578,11 +596,13 @@ void explain_nulls(const StackSpec& spec, int fwd, int bwd, Profile& p) {
 
 void explain_nulls(const StackSpec& spec, const KernelTrace& tr, Profile& p) {
   int fwd = -1, bwd = -1;
+  // kernel_recursion stops at, and records, the first non-finite K or G after K_0.
+  if (tr.first_nonfinite < 0 && all_finite(tr.K[0])) return explain_nulls(spec, fwd, bwd, p);
   for (int l = 0; l <= spec.depth && fwd < 0; ++l)
-    if (!tr.K[l].allFinite()) fwd = l;
+    if (!all_finite(tr.K[l])) fwd = l;
   if (fwd < 0)
     for (int l = spec.depth; l >= 0 && bwd < 0; --l)
-      if (!tr.G[l].allFinite()) bwd = l;
+      if (!all_finite(tr.G[l])) bwd = l;
   explain_nulls(spec, fwd, bwd, p);
 }
 

@@ -28,9 +28,6 @@ inline Dual operator-(Dual a, Dual b) {
 inline Dual operator*(Dual a, Dual b) {
   return {a.v * b.v, a.d * b.v + a.v * b.d};
 }
-inline Dual operator/(Dual a, Dual b) {
-  return {a.v / b.v, (a.d * b.v - a.v * b.d) / (b.v * b.v)};
-}
 inline Dual operator*(double s, Dual a) {
   return {s * a.v, s * a.d};
 }
@@ -41,9 +38,6 @@ inline Dual sqrt_(Dual a) {
   double r = std::sqrt(a.v);
   return {r, a.d / (2 * r)};
 }
-inline Dual asin_(Dual a) {
-  return {std::asin(a.v), a.d / std::sqrt(1 - a.v * a.v)};
-}
 
 // GELU dual kernel. gelu(x) = x Phi(x) and Phi(x) = P(z <= x), z ~ N(0,1) independent, so
 //   E[gelu(u) gelu(v)] = E[u v 1{p >= 0} 1{r >= 0}],  p = u - z1, r = v - z2,
@@ -53,18 +47,25 @@ inline Dual asin_(Dual a) {
 // bivariate normal with correlation g are (Rosenbaum 1961, J. R. Stat. Soc. B 23):
 //   P = 1/4 + asin(g)/(2 pi),  E[x^2 1] = P + g sqrt(1-g^2)/(2 pi),  E[x y 1] = g P + sqrt(1-g^2)/(2 pi)
 // for standardised x, y. S is never singular: det S >= a + b + 1 > 0.
-Dual gelu_kernel(double a, double b, Dual c) {
+// sa = sqrt(a + 1), sb = sqrt(b + 1) (ActKernel::Var::sv1); asin_g = asin(c / (sa sb)), taken
+// by the caller so that a row of entries can take its arcsines in one pass and the rest of this
+// (arithmetic and square roots only) vectorises.
+inline Dual gelu_kernel(double a, double b, double sa, double sb, Dual c, double asin_g) {
   double A = a + 1, B = b + 1;
-  double sa = std::sqrt(A), sb = std::sqrt(B);
   Dual det = Dual{A * B, 0} - c * c;
-  // S^{-1} = [[B, -c], [-c, A]] / det
-  Dual alpha0 = (Dual{B * a, 0} - c * c) / det;           // (B a - c c)/det
-  Dual alpha1 = (Dual{A, 0} * c - Dual{a, 0} * c) / det;  // (-c a + A c)/det
-  Dual beta0 = (Dual{B, 0} * c - Dual{b, 0} * c) / det;   // (B c - c b)/det
-  Dual beta1 = (Dual{A * b, 0} - c * c) / det;            // (-c c + A b)/det
-  Dual g = c / Dual{sa * sb, 0};
+  // S^{-1} = [[B, -c], [-c, A]] / det. One reciprocal of det for the four quotients (a Dual
+  // division costs two): x / det = (x.v r, (x.d det.v - x.v det.d) r^2) with r = 1 / det.v.
+  const double r = 1.0 / det.v, r2 = r * r;
+  auto over_det = [&](Dual x) { return Dual{x.v * r, (x.d * det.v - x.v * det.d) * r2}; };
+  Dual alpha0 = over_det(Dual{B * a, 0} - c * c);           // (B a - c c)/det
+  Dual alpha1 = over_det(Dual{A, 0} * c - Dual{a, 0} * c);  // (-c a + A c)/det
+  Dual beta0 = over_det(Dual{B, 0} * c - Dual{b, 0} * c);   // (B c - c b)/det
+  Dual beta1 = over_det(Dual{A * b, 0} - c * c);            // (-c c + A b)/det
+  const double isab = 1.0 / (sa * sb);
+  Dual g{c.v * isab, c.d * isab};
   Dual sq = sqrt_(1.0 + (-1.0) * (g * g));
-  Dual P = Dual{0.25, 0} + (1.0 / (2 * kPi)) * asin_(g);
+  // asin'(g) = 1 / sqrt(1 - g^2) = 1 / sq.v: no second square root.
+  Dual P = Dual{0.25, 0} + (1.0 / (2 * kPi)) * Dual{asin_g, g.d / sq.v};
   Dual mxx = P + (1.0 / (2 * kPi)) * (g * sq);
   Dual mxy = g * P + (1.0 / (2 * kPi)) * sq;
   Dual Mpp = A * mxx, Mrr = B * mxx, Mpr = (sa * sb) * mxy;
@@ -177,7 +178,52 @@ bool ActKernel::exact() const {
   return act_ != Activation::Tanh && act_ != Activation::Silu && act_ != Activation::GeluTanh;
 }
 
+ActKernel::Var ActKernel::var(double a) {
+  a = std::max(a, 0.0);
+  return {a, std::sqrt(a), std::sqrt(a + 1)};
+}
+
+KernelPair ActKernel::eval(const Var& a, const Var& b, double c) const {
+  if (act_ != Activation::Gelu) return eval(a.v, b.v, c);
+  const double lim = a.sv * b.sv;  // as eval(a, b, c)
+  c = std::clamp(c, -lim, lim);
+  const double g = c * (1.0 / (a.sv1 * b.sv1));  // as gelu_kernel's g
+  Dual r = gelu_kernel(a.v, b.v, a.sv1, b.sv1, Dual{c, 1.0}, std::asin(g));
+  return {r.v, r.d};
+}
+
+void ActKernel::eval_row(const Var& a, const Var* b, const double* c, int n, double* k, double* kd) const {
+  if (act_ != Activation::Gelu) {
+    for (int i = 0; i < n; ++i) {
+      const KernelPair kp = eval(a, b[i], c[i]);
+      k[i] = kp.k;
+      kd[i] = kp.kd;
+    }
+    return;
+  }
+  // eval(a, b[i], c[i]) in three passes over a chunk: the clamped c and g, the arcsines
+  // (libm, scalar), then the closed form, which the compiler vectorises (no libm call left).
+  constexpr int kChunk = 64;
+  double cc[kChunk], as[kChunk];
+  for (int i0 = 0; i0 < n; i0 += kChunk) {
+    const int m = std::min(kChunk, n - i0);
+    const Var* bb = b + i0;
+    for (int i = 0; i < m; ++i) {
+      const double lim = a.sv * bb[i].sv;
+      cc[i] = std::clamp(c[i0 + i], -lim, lim);
+      as[i] = cc[i] * (1.0 / (a.sv1 * bb[i].sv1));
+    }
+    for (int i = 0; i < m; ++i) as[i] = std::asin(as[i]);
+    for (int i = 0; i < m; ++i) {
+      const Dual r = gelu_kernel(a.v, bb[i].v, a.sv1, bb[i].sv1, Dual{cc[i], 1.0}, as[i]);
+      k[i0 + i] = r.v;
+      kd[i0 + i] = r.d;
+    }
+  }
+}
+
 KernelPair ActKernel::eval(double a, double b, double c) const {
+  if (act_ == Activation::Gelu) return eval(var(a), var(b), c);  // one code path for both forms
   a = std::max(a, 0.0);
   b = std::max(b, 0.0);
   double lim = std::sqrt(a) * std::sqrt(b);  // not sqrt(a*b): a*b overflows first for deep stacks
@@ -201,10 +247,8 @@ KernelPair ActKernel::eval(double a, double b, double c) const {
       double kd = 4 / kPi / std::sqrt(D - 4 * c * c);
       return {k, kd};
     }
-    case Activation::Gelu: {
-      Dual r = gelu_kernel(a, b, Dual{c, 1.0});
-      return {r.v, r.d};
-    }
+    case Activation::Gelu:
+      break;  // eval(Var, Var, c) above
     case Activation::Tanh:
     case Activation::Silu:
     case Activation::GeluTanh:

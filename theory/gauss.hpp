@@ -51,6 +51,18 @@ class ActKernel {
   [[nodiscard]] Activation activation() const { return act_; }
   /// Both kernels at (a, b, c); requires a, b >= 0 and c^2 <= a b (clamped for round-off).
   [[nodiscard]] KernelPair eval(double a, double b, double c) const;
+  /// A variance with the square roots eval takes of it, computed once per token when a row
+  /// of kernel entries shares it: v = max(a, 0), sqrt(v), sqrt(v + 1).
+  struct Var {
+    double v, sv, sv1;
+  };
+  [[nodiscard]] static Var var(double a);
+  /// eval(a.v, b.v, c), bitwise the same value, without recomputing the square roots (GELU).
+  [[nodiscard]] KernelPair eval(const Var& a, const Var& b, double c) const;
+  /// eval(a, b[i], c[i]) for i < n into k[i], kd[i]: one row of kernel entries that share a.
+  /// Same values as eval up to round-off; for GELU the arcsines are taken in one pass and the
+  /// rest of the closed form is vectorised.
+  void eval_row(const Var& a, const Var* b, const double* c, int n, double* k, double* kd) const;
   [[nodiscard]] double k(double a, double b, double c) const { return eval(a, b, c).k; }
   [[nodiscard]] double kd(double a, double b, double c) const { return eval(a, b, c).kd; }
   /// True when eval uses a closed form (no quadrature error).
