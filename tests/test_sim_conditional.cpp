@@ -334,8 +334,8 @@ TEST_CASE("float forward factor: one CholQR pass when well conditioned, two when
   sigprop::NormalStream(7, 3).fill(B.data(), B.size());
   B = Eigen::HouseholderQR<RowMat>(B).householderQ() * RowMat::Identity(n, T);
   RowMat Lw = RowMat::Random(T, T), Lk = -RowMat::Ones(T, T);
-  Lw = (Lw.triangularView<Eigen::StrictlyLower>() * 0.3).eval() + RowMat::Identity(T, T);  // kappa ~ 10
-  Lk = Lk.triangularView<Eigen::StrictlyLower>().toDenseMatrix() + RowMat::Identity(T, T);    // kappa ~ 1e6
+  Lw = 0.3 * RowMat(Lw.triangularView<Eigen::StrictlyLower>()) + RowMat::Identity(T, T);  // kappa ~ 10
+  Lk = RowMat(Lk.triangularView<Eigen::StrictlyLower>()) + RowMat::Identity(T, T);        // kappa ~ 1e6
   for (const RowMat* L : {&Lw, &Lk}) {
     const FMat X = (*L * B.transpose()).cast<float>();
     sigprop::sim::CondFactor<float> f;
