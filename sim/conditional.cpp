@@ -3,6 +3,8 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
+#include <type_traits>
 
 #include <Eigen/Cholesky>
 
@@ -26,11 +28,13 @@ constexpr double kCholQrMinRatio = 1e-3;
 // for every matrix of every layer), and a block of T <= 64 rows stays in cache.
 constexpr Eigen::Index kBlockCols = 1024;
 
-// Lower Cholesky factor of K if every pivot keeps more than kCholQrMinRatio of its token's norm.
-bool well_separated_cholesky(const Eigen::MatrixXd& K, Eigen::MatrixXd& L) {
+// Lower Cholesky factor of K if every pivot keeps more than kCholQrMinRatio of its token's norm;
+// rcond, if given, receives LLT's estimate of 1 / kappa_1(K) (K's lower triangle).
+bool well_separated_cholesky(const Eigen::MatrixXd& K, Eigen::MatrixXd& L, double* rcond = nullptr) {
   const Eigen::LLT<Eigen::MatrixXd, Eigen::Lower> llt(K);
   if (llt.info() != Eigen::Success) return false;
   L = llt.matrixL();
+  if (rcond != nullptr) *rcond = llt.rcond();
   for (Eigen::Index t = 0; t < K.rows(); ++t)
     if (!(L(t, t) * L(t, t) > kCholQrMinRatio * kCholQrMinRatio * K(t, t))) return false;  // NaN: false
   return true;
@@ -73,15 +77,36 @@ void gram_blocks(const MR<Real>& A, const ColScale* sc, Eigen::MatrixXd& K, MD& 
   }
 }
 
+// A float Q needs the second CholQR pass only when the first leaves it further from orthonormal
+// than a float resolves: Q1 = L1^{-1} X has |Q1 Q1^T - I| ~ kappa(X)^2 eps_d = kappa(K) eps_d
+// (Yamamoto et al. 2015), at most 1e-8 (a sixth of float's unit roundoff 6e-8) for kappa(X) up
+// to ~7e3. kappa(K) is LLT's estimate of the 1-norm condition number (rcond, O(T^2)).
+constexpr double kSinglePassMaxErr = 1e-8;
+
 // The forward factor X = C Q by CholQR2 streamed over column blocks: Q written straight to its
-// precision, Q1 = L1^{-1} X recomputed per block rather than kept. False as cholqr2 above.
+// precision, Q1 = L1^{-1} X recomputed per block rather than kept. False as cholqr2 above. A
+// float Q skips the second pass when kSinglePassMaxErr allows (then Q = Q1, C = L1).
 template <class Real>
 bool cholqr2_blocks(const MR<Real>& X, MR<Real>& Q, Eigen::MatrixXd& C) {
   const Eigen::Index T = X.rows(), n = X.cols();
   MD buf;
   Eigen::MatrixXd K, L1, L2;
   gram_blocks<Real>(X, nullptr, K, buf);
-  if (!well_separated_cholesky(K, L1)) return false;
+  double rcond = 0;
+  if (!well_separated_cholesky(K, L1, &rcond)) return false;
+  if constexpr (std::is_same_v<Real, float>) {
+    if (std::numeric_limits<double>::epsilon() <= kSinglePassMaxErr * rcond) {
+      Q.resize(T, n);
+      for (Eigen::Index j0 = 0; j0 < n; j0 += kBlockCols) {
+        const Eigen::Index w = std::min(kBlockCols, n - j0);
+        load_block(X, j0, w, nullptr, buf);
+        L1.triangularView<Eigen::Lower>().solveInPlace(buf);
+        Q.middleCols(j0, w) = buf.template cast<Real>();
+      }
+      C = std::move(L1);
+      return true;
+    }
+  }
   K.setZero();
   for (Eigen::Index j0 = 0; j0 < n; j0 += kBlockCols) {
     load_block(X, j0, std::min(kBlockCols, n - j0), nullptr, buf);

@@ -20,7 +20,8 @@
 ///
 /// The factorisation is classical Gram-Schmidt in token order (or, when every token's residual
 /// exceeds 1e-3 of its norm, the same factor by CholQR2 with GEMMs, streamed over blocks of
-/// 1024 columns so that no (T, n) double temporary exists; the backward needs only C', the
+/// 1024 columns so that no (T, n) double temporary exists; a float Q skips the second pass when
+/// the Gram's condition estimate says one leaves Q orthonormal to 1e-8; the backward needs only C', the
 /// Cholesky factor of the Gram of Delta'), in double whatever the backend's precision, with reorthogonalisation while a pass cancels more than 1/sqrt(2) of
 /// the vector's norm (at most 3 passes; "twice is enough", Giraud et al. 2005). Token t opens a
 /// new direction iff its residual norm exceeds kCondRankTol times its own norm: an exactly

@@ -321,6 +321,36 @@ TEST_CASE("the factorisation is exact and rank-revealing on repeated, collapsed 
   }
 }
 
+TEST_CASE("float forward factor: one CholQR pass when well conditioned, two when not, Q orthonormal either way",
+          "[sim]") {
+  // A float Q skips CholQR2's second pass only when the Gram's condition estimate says the first
+  // is orthonormal to ~1e-8 (sim/conditional.cpp, kSinglePassMaxErr). Token rows x_t = e_t -
+  // sum_{j<t} e_j (a Kahan-like triangle; every token keeps >= 1/sqrt(T) of its norm off the
+  // earlier ones, so the fast path is taken) have kappa ~ 2^T, ~2e6 at T = 22: one pass would
+  // leave |Q Q^T - I| ~ kappa^2 eps_d ~ 5e-4 (checked: 3e-5 at T = 20), which this check sees.
+  using FMat = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+  const int T = 22, n = 96, m = 8;
+  RowMat B(n, T);  // orthonormal columns: the tokens live in a random T-dimensional subspace
+  sigprop::NormalStream(7, 3).fill(B.data(), B.size());
+  B = Eigen::HouseholderQR<RowMat>(B).householderQ() * RowMat::Identity(n, T);
+  RowMat Lw = RowMat::Random(T, T), Lk = -RowMat::Ones(T, T);
+  Lw = 0.3 * RowMat(Lw.triangularView<Eigen::StrictlyLower>()) + RowMat::Identity(T, T);  // kappa ~ 10
+  Lk = RowMat(Lk.triangularView<Eigen::StrictlyLower>()) + RowMat::Identity(T, T);        // kappa ~ 2e6
+  for (const RowMat* L : {&Lw, &Lk}) {
+    const FMat X = (*L * B.transpose()).cast<float>();
+    sigprop::sim::CondFactor<float> f;
+    FMat Y;
+    const sigprop::sim::CondSource src{3, 0, 1, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0};
+    sigprop::sim::cond_forward<float>(src, sigprop::sim::CondSlot::W1, {m, 1.0, 1.0}, m, X, f, Y);
+    INFO((L == &Lw ? "well conditioned" : "kappa ~ 2e6"));
+    REQUIRE(f.Q.rows() == T);
+    const RowMat Q = f.Q.cast<double>();
+    CHECK((Q * Q.transpose() - RowMat::Identity(T, T)).cwiseAbs().maxCoeff() < 1e-5);
+    const RowMat Xd = X.cast<double>();
+    CHECK((Xd - Xd * Q.transpose() * Q).cwiseAbs().maxCoeff() < 1e-5 * Xd.cwiseAbs().maxCoeff());
+  }
+}
+
 TEST_CASE("weights sampling option: default, fallback, cuda and bad values", "[sim][config]") {
   using sigprop::sim::resolve_weight_sampling;
   StackSpec s = small_spec({});  // T = 4 < min(d, R) = 16
