@@ -5,6 +5,7 @@
 #include <cmath>
 #include <exception>
 #include <fstream>
+#include <memory>
 #include <mutex>
 #include <numeric>
 #include <set>
@@ -15,6 +16,7 @@
 #include <fmt/format.h>
 #include <toml++/toml.h>
 
+#include "core/engine.hpp"
 #include "core/error.hpp"
 #include "core/memory.hpp"
 #include "sigprop/version.hpp"
@@ -106,7 +108,7 @@ nlohmann::json extra_engine_settings(const ReportConfig& cfg, EngineKind kind, c
     case EngineKind::Ode: {
       (void)theory::continuum_a02(spec);  // names stack.branch_scale / stack.norm / stack.residual
       const auto& s = cfg.ode.settings;
-      const bool sampled = spec.has_attn() && spec.qk_scale == QkScale::InvSqrtDh && spec.sigma_qk2 > 0;
+      const bool sampled = spec.has_attn() && !theory::attention_uniform(spec, s.attn);
       cost = (T * T / 256.0) * (sampled ? 0.05 * s.fixed_steps * s.attn.samples / 1024.0 : 0.05);
       return {{"abs_tol", s.abs_tol},    {"rel_tol", s.rel_tol},       {"max_evals", s.max_evals},
               {"attn_samples", s.attn.samples}, {"attn_seed", s.attn.seed}, {"steps", s.fixed_steps},
@@ -181,6 +183,45 @@ std::vector<double> spectrum_grid(const StackSpec& spec, const theory::SpectrumS
   std::vector<double> grid;
   for (int i = 0; i < n; ++i) grid.push_back(hi * (i + 1) / n);
   return grid;
+}
+
+/// The engine of one job, configured from the report's [engines.*] table; `threads` for the
+/// Monte Carlo engines (simulate, spectrum_simulate, measure).
+std::unique_ptr<Engine> make_engine(const ReportConfig& cfg, const Job& job, int threads) {
+  switch (job.engine) {
+    case EngineKind::Theory: return std::make_unique<theory::TheoryEngine>(cfg.theory.settings);
+    case EngineKind::Ode: return std::make_unique<theory::ContinuumEngine>(cfg.ode.settings);
+    case EngineKind::Sde: return std::make_unique<theory::ShapedSdeEngine>(cfg.sde.settings);
+    case EngineKind::Clustering: return std::make_unique<theory::ClusteringEngine>(cfg.clustering.settings);
+    case EngineKind::Spectrum:
+      return std::make_unique<theory::SpectrumEngine>(
+          spectrum_grid(job.spec, cfg.spectrum.settings, nullptr, cfg.spectrum.grid_points), cfg.spectrum.settings);
+    case EngineKind::SpectrumSimulate: {
+      sim::JacobianSettings js = cfg.spectrum_simulate.settings;
+      js.threads = threads;
+      return std::make_unique<sim::SpectrumSimulateEngine>(
+          js, spectrum_grid(job.spec, theory::SpectrumSettings{}, &js, cfg.spectrum_simulate.grid_points));
+    }
+    case EngineKind::Measure: {
+      const MeasureRun& m = cfg.measure;
+      const validate::MeasureSettings ms{m.tokens, m.seq_len, threads, m.checkpoint, m.corpus};
+      if (m.precision == "double")
+        return validate::MeasureEngine<double>::from_files(m.checkpoint, m.corpus, ms, "engines.measure.checkpoint",
+                                                           "engines.measure.corpus");
+      return validate::MeasureEngine<float>::from_files(m.checkpoint, m.corpus, ms, "engines.measure.checkpoint",
+                                                        "engines.measure.corpus");
+    }
+    case EngineKind::Simulate: {
+      sim::SimSettings s;
+      s.samples = job.settings.value("samples", cfg.simulate.samples);  // an atlas sets it per width
+      s.seed = cfg.simulate.seed;
+      s.backend = cfg.simulate.backend;
+      s.precision = cfg.simulate.precision;
+      s.threads = threads;
+      return std::make_unique<sim::MonteCarloEngine>(s);
+    }
+  }
+  throw Error("reports: unknown engine kind");
 }
 
 }  // namespace
@@ -455,60 +496,9 @@ RunStats run_jobs(const ReportConfig& cfg, const std::vector<Job>& jobs, const f
           report(f, fmt::format("{} ({}): {}", job.label, to_string(job.engine), m));
           return !cancelled;
         };
-        Profile p;
-        if (job.engine == EngineKind::Theory) {
-          theory::TheoryEngine eng(cfg.theory.settings);
-          eng.set_progress(job_progress);
-          p = eng.run(job.spec);
-        } else if (job.engine == EngineKind::Ode) {
-          theory::ContinuumEngine eng(cfg.ode.settings);
-          eng.set_progress(job_progress);
-          p = eng.run(job.spec);
-        } else if (job.engine == EngineKind::Sde) {
-          theory::ShapedSdeEngine eng(cfg.sde.settings);
-          eng.set_progress(job_progress);
-          p = eng.run(job.spec);
-        } else if (job.engine == EngineKind::Clustering) {
-          theory::ClusteringEngine eng(cfg.clustering.settings);
-          eng.set_progress(job_progress);
-          p = eng.run(job.spec);
-        } else if (job.engine == EngineKind::Spectrum) {
-          theory::SpectrumEngine eng(
-              spectrum_grid(job.spec, cfg.spectrum.settings, nullptr, cfg.spectrum.grid_points), cfg.spectrum.settings);
-          eng.set_progress(job_progress);
-          p = eng.run(job.spec);
-        } else if (job.engine == EngineKind::SpectrumSimulate) {
-          sim::JacobianSettings js = cfg.spectrum_simulate.settings;
-          js.threads = std::max(1, opt.sim_threads);
-          sim::SpectrumSimulateEngine eng(
-              js, spectrum_grid(job.spec, theory::SpectrumSettings{}, &js, cfg.spectrum_simulate.grid_points));
-          eng.set_progress(job_progress);
-          p = eng.run(job.spec);
-        } else if (job.engine == EngineKind::Measure) {
-          const MeasureRun& m = cfg.measure;
-          const validate::MeasureSettings ms{m.tokens, m.seq_len, std::max(1, opt.sim_threads), m.checkpoint, m.corpus};
-          auto measure = [&](auto engine) {
-            engine->set_progress(job_progress);
-            return engine->run(job.spec);
-          };
-          p = m.precision == "double"
-                  ? measure(validate::MeasureEngine<double>::from_files(m.checkpoint, m.corpus, ms,
-                                                                        "engines.measure.checkpoint",
-                                                                        "engines.measure.corpus"))
-                  : measure(validate::MeasureEngine<float>::from_files(m.checkpoint, m.corpus, ms,
-                                                                       "engines.measure.checkpoint",
-                                                                       "engines.measure.corpus"));
-        } else {
-          sim::SimSettings s;
-          s.samples = job.settings.value("samples", cfg.simulate.samples);  // an atlas sets it per width
-          s.seed = cfg.simulate.seed;
-          s.backend = cfg.simulate.backend;
-          s.precision = cfg.simulate.precision;
-          s.threads = std::max(1, opt.sim_threads);
-          sim::MonteCarloEngine eng(s);
-          eng.set_progress(job_progress);
-          p = eng.run(job.spec);
-        }
+        const std::unique_ptr<Engine> eng = make_engine(cfg, job, std::max(1, opt.sim_threads));
+        eng->set_progress(job_progress);
+        Profile p = eng->run(job.spec);
         p.extras["report_cell"] = {{"hash", job.hash}, {"label", job.label}, {"engine_settings", job.settings}};
         write_file_atomic(out / job.csv, p.to_csv());
         write_file_atomic(out / job.json, p.to_json().dump(1) + "\n");  // written last: marks the job done
