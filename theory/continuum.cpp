@@ -188,7 +188,7 @@ ContinuumTrace continuum_kernels(const StackSpec& spec, const ContinuumSettings&
     tr.K.at(i) = CMap(s.data(), T, T);
     if (progress) report_progress(progress, 0.5 * t, fmt::format("forward tau = {:.3f}", t), "continuum");
   };
-  const bool sampled = spec.has_attn() && spec.qk_scale == QkScale::InvSqrtDh && spec.sigma_qk2 > 0;
+  const bool sampled = spec.has_attn() && !attention_uniform(spec, st.attn);  // as the AttentionKernel
   if (sampled && st.fixed_steps < 1) throw ConfigError("continuum: fixed_steps must be >= 1");
   // Adaptive Dormand-Prince for smooth fields; fixed-step RK4 (step 1/fixed_steps, shortened to
   // land on every output point) for the sampled attention field, whose Monte Carlo estimate
@@ -238,7 +238,7 @@ Profile ContinuumEngine::run(const StackSpec& spec) {
   cols.push_back("tau");
   Profile p = Profile::make(spec, name(), cols);
   ContinuumTrace tr = continuum_kernels(spec, st_, tau, progress_callback());
-  const bool sampled = spec.has_attn() && spec.qk_scale == QkScale::InvSqrtDh && spec.sigma_qk2 > 0;
+  const bool sampled = spec.has_attn() && !attention_uniform(spec, st_.attn);
   p.settings = {{"engine", "continuum"},
                 {"limit", "infinite width, then depth L -> infinity with branch scale a0/sqrt(L) (tau = l/L)"},
                 {"a0_squared", a02},
