@@ -185,11 +185,9 @@ ActKernel::Var ActKernel::var(double a) {
 
 KernelPair ActKernel::eval(const Var& a, const Var& b, double c) const {
   if (act_ != Activation::Gelu) return eval(a.v, b.v, c);
-  const double lim = a.sv * b.sv;  // as eval(a, b, c)
-  c = std::clamp(c, -lim, lim);
-  const double g = c * (1.0 / (a.sv1 * b.sv1));  // as gelu_kernel's g
-  Dual r = gelu_kernel(a.v, b.v, a.sv1, b.sv1, Dual{c, 1.0}, std::asin(g));
-  return {r.v, r.d};
+  KernelPair kp;
+  eval_row(a, &b, &c, 1, &kp.k, &kp.kd);
+  return kp;
 }
 
 void ActKernel::eval_row(const Var& a, const Var* b, const double* c, int n, double* k, double* kd) const {
