@@ -14,6 +14,17 @@ namespace sigprop {
 namespace detail {
 void fill_normals(uint64_t seed, uint64_t stream, uint64_t offset, double* out, std::size_t n);
 void fill_normals(uint64_t seed, uint64_t stream, uint64_t offset, float* out, std::size_t n);
+
+/// Implementations of philox_blocks: Random123's scalar philox4x32_R, or the same rounds on
+/// 4 (AVX2) or 8 (AVX-512F) consecutive blocks per vector. best: the widest one this build
+/// and CPU can run (a kernel the CPU lacks also falls back to the best one below it).
+enum class PhiloxKernel { scalar, avx2, avx512, best };
+
+/// u0[i] = r[1] << 32 | r[0], u1[i] = r[3] << 32 | r[2] for r = Philox4x32-10 of block
+/// block0 + i (i < n) of stream (seed, stream), keyed as in NormalStream::fill. Every kernel
+/// gives the same words (integer arithmetic only); the choice changes only the speed.
+void philox_blocks(uint64_t seed, uint64_t stream, uint64_t block0, std::size_t n, uint64_t* u0, uint64_t* u1,
+                   PhiloxKernel kernel = PhiloxKernel::best);
 }  // namespace detail
 
 class NormalStream {
