@@ -68,7 +68,7 @@ __attribute__((target("avx512f"))) void philox_avx512(uint64_t seed, uint64_t st
   const __m512i lane = _mm512_set_epi64(7, 6, 5, 4, 3, 2, 1, 0);
   std::size_t i = 0;
   for (; i + kW * kPhiloxV <= n; i += kW * kPhiloxV) {
-    std::array<__m512i, kPhiloxV> c0, c1, c2, c3;
+    __m512i c0[kPhiloxV], c1[kPhiloxV], c2[kPhiloxV], c3[kPhiloxV];
     for (std::size_t v = 0; v < kPhiloxV; ++v) {
       const __m512i b = _mm512_add_epi64(_mm512_set1_epi64(static_cast<long long>(b0 + i + kW * v)), lane);
       c0[v] = b;
@@ -106,7 +106,7 @@ __attribute__((target("avx2"))) void philox_avx2(uint64_t seed, uint64_t stream,
   const __m256i lane = _mm256_set_epi64x(3, 2, 1, 0);
   std::size_t i = 0;
   for (; i + kW * kPhiloxV <= n; i += kW * kPhiloxV) {
-    std::array<__m256i, kPhiloxV> c0, c1, c2, c3;
+    __m256i c0[kPhiloxV], c1[kPhiloxV], c2[kPhiloxV], c3[kPhiloxV];
     for (std::size_t v = 0; v < kPhiloxV; ++v) {
       const __m256i b = _mm256_add_epi64(_mm256_set1_epi64x(static_cast<long long>(b0 + i + kW * v)), lane);
       c0[v] = b;
