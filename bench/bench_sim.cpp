@@ -19,8 +19,9 @@
 //   backward attn 8 T d^2 + 8 T^2 d (dF W_O^T, dA, dV, dQ, dK, dQKV W_QKV^T),  mlp 4 T d R
 // `gemm_only/<Real>/d` runs just those products on the same shapes (random operands, no RNG,
 // no softmax or norms): the ceiling the engine's GFLOP/s would approach without weight generation.
-// `normals/s` is the rate of NormalStream (Philox + Box-Muller, double), which regenerates
-// 2 (12 d^2 + 5 d) normals per layer and sample (R = 4d); it bounds the engine from above.
+// `normals/s` is the rate of NormalStream (Philox + Box-Muller, computed in double, stored as
+// double or float: the float backends' and the conditional mode's draws). Explicit sampling
+// regenerates 2 (12 d^2 + 5 d) normals per layer and sample (R = 4d); it bounds the engine from above.
 #include <benchmark/benchmark.h>
 #include <sched.h>
 
@@ -123,8 +124,9 @@ void gemm_only(benchmark::State& state, int d) {
                                                  benchmark::Counter::kIsRate);
 }
 
+template <class Real>
 void normal_rate(benchmark::State& state) {
-  std::vector<double> buf(1 << 20);
+  std::vector<Real> buf(1 << 20);
   uint64_t stream = 0;
   for (auto _ : state) {
     sigprop::NormalStream(1, ++stream).fill(buf.data(), buf.size());
@@ -168,7 +170,8 @@ int main(int argc, char** argv) {
                                  [d](benchmark::State& s) { gemm_only<double>(s, d); })
         ->Unit(benchmark::kMillisecond);
   }
-  benchmark::RegisterBenchmark("NormalStream/fill/double/1M", normal_rate)->Unit(benchmark::kMillisecond);
+  benchmark::RegisterBenchmark("NormalStream/fill/double/1M", normal_rate<double>)->Unit(benchmark::kMillisecond);
+  benchmark::RegisterBenchmark("NormalStream/fill/float/1M", normal_rate<float>)->Unit(benchmark::kMillisecond);
   benchmark::Initialize(&argc, argv);
   if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
   benchmark::RunSpecifiedBenchmarks();
