@@ -131,7 +131,7 @@ int main(int argc, char** argv) {
   // Carlo sample allocates and frees its layers' matrices (tens to hundreds of MB at d >= 1024),
   // and glibc's default returns that to the system after every sample (heap trimming, and mmap
   // for blocks above a threshold that adapts only upwards), so the next sample page-faults and
-  // the kernel clears the same memory again: ~15% of the CPU time at d = 1024. Blocks below
+  // the kernel clears the same memory again: a fifth of the CPU time at d = 1024. Blocks below
   // 32 MiB come from the heap, which is trimmed only past 512 MiB of free top; the peak RSS
   // is unchanged (the memory was in use during the sample anyway).
   mallopt(M_MMAP_THRESHOLD, 32 << 20);

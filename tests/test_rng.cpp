@@ -40,17 +40,17 @@ TEST_CASE("philox_blocks: every kernel gives Random123's Philox4x32-10 words", "
   for (PhiloxKernel kernel : {PhiloxKernel::scalar, PhiloxKernel::avx2, PhiloxKernel::avx512, PhiloxKernel::best}) {
     for (uint64_t seed : {uint64_t{0}, uint64_t{0xffffffffULL}, uint64_t{0xdeadbeefcafef00dULL}, ~uint64_t{0}}) {
       for (uint64_t stream : {uint64_t{0}, sigprop::stream_id(3, 7, 4, 1), ~uint64_t{0}}) {
-        for (uint64_t block0 : {uint64_t{0}, uint64_t{1}, uint64_t{7}, (uint64_t{1} << 32) - 5, (uint64_t{3} << 32) - 13,
-                                ~uint64_t{0} - 20}) {
+        for (uint64_t block0 : {uint64_t{0}, uint64_t{1}, uint64_t{7}, (uint64_t{1} << 32) - 5,
+                                (uint64_t{3} << 32) - 13, ~uint64_t{0} - 20}) {
           for (std::size_t n : {std::size_t{1}, std::size_t{3}, std::size_t{4}, std::size_t{9}, std::size_t{16},
                                 std::size_t{17}, std::size_t{31}, std::size_t{256}}) {
             std::vector<uint64_t> u0(n), u1(n);
             sigprop::detail::philox_blocks(seed, stream, block0, n, u0.data(), u1.data(), kernel);
             for (std::size_t i = 0; i < n; ++i) {
               const uint64_t b = block0 + i;
-              const r123::Philox4x32::ctr_type ctr = {
-                  {static_cast<uint32_t>(b), static_cast<uint32_t>(b >> 32), static_cast<uint32_t>(stream),
-                   static_cast<uint32_t>(stream >> 32)}};
+              const r123::Philox4x32::ctr_type ctr = {{static_cast<uint32_t>(b), static_cast<uint32_t>(b >> 32),
+                                                       static_cast<uint32_t>(stream),
+                                                       static_cast<uint32_t>(stream >> 32)}};
               const r123::Philox4x32::key_type key = {{static_cast<uint32_t>(seed), static_cast<uint32_t>(seed >> 32)}};
               const r123::Philox4x32::ctr_type r = r123::Philox4x32()(ctr, key);
               INFO("kernel " << static_cast<int>(kernel) << " seed " << seed << " stream " << stream << " block0 "
