@@ -63,8 +63,8 @@ struct QrLane {
   // One rotation of the sweep (the body of tridiagonal_qr_step's loop). The Givens rotation is
   // JacobiRotation::makeGivens(x, z) for z != 0 with its two cases as selects instead of a
   // branch (a mispredicted branch would stall the other lanes' chains too): with
-  // a = |x| > |z|, t = (a ? z/x : x/z), u = sign(a ? x : z) sqrt(1 + t^2), Eigen's
-  // (c, s) = a ? (1/u, -t/u) : (t/u, -1/u), the same roundings.
+  // a = |x| > |z|, t = (a ? z/x : x/z), u = sign(a ? x : z) sqrt(1 + t^2), r = 1/u: Eigen's
+  // c = r, s = -t c when a, else s = -1/u = -r, c = -t s = t r, the same roundings.
   void step() {
     const bool a = std::abs(x) > std::abs(z);
     const double t = (a ? z : x) / (a ? x : z);

@@ -32,7 +32,8 @@ std::vector<StateMetrics> state_metrics_from_kernels(std::span<const Eigen::Matr
 /// EigenvaluesOnly (scaling by the largest entry, Householder tridiagonalisation, implicit
 /// symmetric QR steps with Wilkinson shift, Golub & Van Loan §8.3), but with the QR iterations of
 /// several matrices interleaved: one matrix's iterations are a chain of dependent divisions and
-/// square roots, so the core runs that of 4 matrices in the time of about one. A matrix whose
+/// square roots, which the core overlaps with those of the other 3 (about 2x faster than one
+/// matrix at a time; docs/theory.md, Performance). A matrix whose
 /// iteration does not converge within Eigen's limit (30 n QR steps) keeps its unsorted values,
 /// as Eigen's does.
 std::vector<Eigen::VectorXd> selfadjoint_eigenvalues(std::span<const Eigen::MatrixXd* const> As);
