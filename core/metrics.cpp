@@ -54,7 +54,7 @@ struct QrLane {
   double* d = nullptr;  // diagonal (n)
   double* e = nullptr;  // subdiagonal (n - 1)
   Eigen::Index n = 0, start = 0, end = 0, k = 0, iter = 0;
-  double x = 0, z = 0;  // the rotation's inputs: the entry to keep and the bulge to annihilate
+  double x = 0, z = 0;     // the rotation's inputs: the entry to keep and the bulge to annihilate
   std::ptrdiff_t id = -1;  // the matrix's index in the batch; -1: the lane is idle
   bool converged = true;
 

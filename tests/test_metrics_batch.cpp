@@ -51,7 +51,7 @@ std::vector<MatrixXd> cases() {
     out.push_back(X * X.transpose() / r);
   }
   for (double rho : {0.5, 1 - 1e-6, 1 - 1e-12, 1.0}) out.push_back(equicorrelated(64, 1.7, rho));  // rho -> 1
-  out.push_back(with_spectrum(VectorXd::Constant(16, 2.0), rng));                                   // all equal
+  out.push_back(with_spectrum(VectorXd::Constant(16, 2.0), rng));                                  // all equal
   {
     VectorXd lam(24);  // three eigenvalues, each 8 times
     for (int i = 0; i < 24; ++i) lam(i) = 1.0 + i % 3;
@@ -117,7 +117,8 @@ TEST_CASE("batched eigenvalues agree with Eigen's SelfAdjointEigenSolver", "[ana
   }
 }
 
-TEST_CASE("batched eigenvalues: closed forms, and a matrix's values do not depend on its batch", "[analytic][metrics]") {
+TEST_CASE("batched eigenvalues: closed forms, and a matrix's values do not depend on its batch",
+          "[analytic][metrics]") {
   // Equicorrelated: q (1 + (T-1) r) once and q (1 - r) T-1 times.
   const int T = 64;
   const double q = 1.3, r = 0.4;
