@@ -3,6 +3,8 @@
 /// stream X (T x d, finite width) and on its token kernel K = X X^T / d
 /// (infinite width). Both forms are the same formulas, so engines agree by construction.
 #include <Eigen/Dense>
+#include <span>
+#include <vector>
 
 namespace sigprop {
 
@@ -22,6 +24,19 @@ struct StepMetrics {
 /// From a token kernel K (T x T, K_ts = x_t . x_s / d). The singular values of X
 /// are sqrt(d * eig(K)), so eff_rank uses sqrt of K's eigenvalues.
 StateMetrics state_metrics_from_kernel(const Eigen::MatrixXd& K);
+/// state_metrics_from_kernel on several kernels at once, the same values: the eigenvalues for
+/// eff_rank come from selfadjoint_eigenvalues, which overlaps the kernels' QR iterations.
+std::vector<StateMetrics> state_metrics_from_kernels(std::span<const Eigen::MatrixXd* const> Ks);
+/// The eigenvalues, ascending, of each symmetric matrix in As (its lower triangle is read), by
+/// the algorithm and floating-point operations of Eigen's SelfAdjointEigenSolver with
+/// EigenvaluesOnly (scaling by the largest entry, Householder tridiagonalisation, implicit
+/// symmetric QR steps with Wilkinson shift, Golub & Van Loan §8.3), but with the QR iterations of
+/// several matrices interleaved: one matrix's iterations are a chain of dependent divisions and
+/// square roots, which the core overlaps with those of the other 3 (about 2x faster than one
+/// matrix at a time; docs/theory.md, Performance). A matrix whose
+/// iteration does not converge within Eigen's limit (30 n QR steps) keeps its unsorted values,
+/// as Eigen's does.
+std::vector<Eigen::VectorXd> selfadjoint_eigenvalues(std::span<const Eigen::MatrixXd* const> As);
 /// From the kernels of two consecutive layers and their cross kernel
 /// C_ts = x_{l-1,t} . x_{l,s} / d (only the diagonal of C is used).
 StepMetrics step_metrics_from_kernels(const Eigen::MatrixXd& Kprev, const Eigen::MatrixXd& Kcur,

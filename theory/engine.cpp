@@ -513,13 +513,20 @@ void fill_metrics(const StackSpec& spec, const KernelTrace& tr, Profile& p) {
     if (all_ok) return true;
     return tr.equicorrelated && spec.tokens > 1 ? std::isfinite(M(0, 0)) && std::isfinite(M(1, 0)) : all_finite(M);
   };
+  const bool equi = tr.equicorrelated && spec.tokens > 1;
   std::vector<char> kf(spec.depth + 1);
   for (int l = 0; l <= spec.depth; ++l) kf[l] = finite(tr.K[l]);
+  // The general kernels' state metrics all at once: their eigenvalues (eff_rank) are most of
+  // the metrics' cost, and a batch overlaps the matrices' QR iterations (core/metrics.hpp).
+  std::vector<const Eigen::MatrixXd*> general;
+  if (!equi)
+    for (int l = 0; l <= spec.depth; ++l)
+      if (kf[l]) general.push_back(&tr.K[l]);
+  const std::vector<StateMetrics> gm = state_metrics_from_kernels(general);
+  std::size_t gi = 0;
   for (int l = 0; l <= spec.depth; ++l) {
     if (kf[l]) {
-      StateMetrics m = tr.equicorrelated && spec.tokens > 1
-                           ? equi_state_metrics(tr.K[l](0, 0), tr.K[l](1, 0), spec.tokens)
-                           : state_metrics_from_kernel(tr.K[l]);
+      const StateMetrics m = equi ? equi_state_metrics(tr.K[l](0, 0), tr.K[l](1, 0), spec.tokens) : gm[gi++];
       p.at(l, "q") = m.q;
       p.at(l, "rho") = m.rho;
       p.at(l, "res") = m.res;
