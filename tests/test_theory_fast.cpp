@@ -113,6 +113,21 @@ TEST_CASE("kernel tables at stack level agree with per-entry quadrature", "[anal
     }
 }
 
+TEST_CASE("kernel tables stay valid when the table cache fills across layers", "[analytic]") {
+  // Pre-norm causal attention: every layer's token variances cluster near a new value, so each
+  // layer builds 6 new tables and the cache (64 tables) fills at layer 11. It used to be cleared
+  // inside a layer while that layer held pointers to its first tables (a use after free found
+  // by the validity atlas with finite_dh; ASan names it). 16 layers, silu, against quadrature.
+  StackSpec s = resolve_spec("", {"stack.blocks=attn+mlp", "stack.norm=pre", "stack.qk_scale=1/dh",
+                                  "stack.mask=causal", "stack.activation=silu", "stack.depth=16",
+                                  "stack.tokens=18"});
+  TheorySettings tab, direct;
+  direct.kernel_tables = false;
+  const double w = worst_rel(TheoryEngine(tab).run(s), TheoryEngine(direct).run(s), s.depth);
+  INFO("worst relative difference " << w);
+  CHECK(w <= 1e-8);
+}
+
 namespace {
 // Two-token attention layer whose expectations have a 2-D Gauss-Hermite reference
 // (tests/test_attention_integral.cpp builds it; here the reference is a 64x larger run).

@@ -61,12 +61,19 @@ Eigen::MatrixXd scale2(const Eigen::MatrixXd& K, const Eigen::VectorXd& d) {
 class TableCache {
  public:
   explicit TableCache(const ActKernel& ak) : ak_(ak) {}
+  // The returned reference stays valid until the next evict_if_full(): a layer takes pointers
+  // to all its tables first and evaluates them after (clearing inside get() left the pointers
+  // of the layer's earlier tables dangling once the cache filled).
   const KernelTable& get(double a, double b) {
     if (a > b) std::swap(a, b);
     auto it = tables_.find({a, b});
     if (it != tables_.end()) return it->second;
-    if (tables_.size() >= kMaxTables) tables_.clear();
     return tables_.try_emplace({a, b}, ak_, a, b).first->second;
+  }
+  // Called once per layer before any get(): bounds the memory across layers (a layer itself
+  // needs at most T(T-1)/2 / kMinEntriesPerTable tables, 84 at T = 64).
+  void evict_if_full() {
+    if (tables_.size() >= kMaxTables) tables_.clear();
   }
 
  private:
@@ -105,6 +112,7 @@ void act_kernels(const ActKernel& ak, TableCache* tables, const Eigen::MatrixXd&
       }
     return;
   }
+  tables->evict_if_full();
   // Distinct diagonal values (bitwise) and the number of off-diagonal entries per pair.
   std::vector<double> vals;
   std::vector<int> idx(T);
