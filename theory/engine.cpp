@@ -516,12 +516,12 @@ StateMetrics equi_state_metrics(double d, double o, int T) {
 void fill_metrics(const StackSpec& spec, const KernelTrace& tr, Profile& p) {
   // Finiteness once per matrix (an equicorrelated one has two distinct entries); none to test
   // when the recursion met no non-finite kernel after a finite input (the common case).
+  const bool equi = tr.equicorrelated && spec.tokens > 1;
   const bool all_ok = tr.first_nonfinite < 0 && all_finite(tr.K[0]);
   auto finite = [&](const Eigen::MatrixXd& M) {
     if (all_ok) return true;
-    return tr.equicorrelated && spec.tokens > 1 ? std::isfinite(M(0, 0)) && std::isfinite(M(1, 0)) : all_finite(M);
+    return equi ? std::isfinite(M(0, 0)) && std::isfinite(M(1, 0)) : all_finite(M);
   };
-  const bool equi = tr.equicorrelated && spec.tokens > 1;
   std::vector<char> kf(spec.depth + 1);
   for (int l = 0; l <= spec.depth; ++l) kf[l] = finite(tr.K[l]);
   // The general kernels' state metrics all at once: their eigenvalues (eff_rank) are most of
