@@ -200,7 +200,13 @@ std::vector<AtlasPoint> atlas_points(const ReportConfig& cfg, const std::vector<
   }
   // A float Monte Carlo resolves a value to about 1e-5 relative (rounding through the stack):
   // differences below that are not counted as errors even where both standard errors are 0.
-  const double floor_rel = cfg.simulate.precision == "float" ? 1e-5 : 1e-10;
+  const bool single = cfg.simulate.precision == "float";
+  const double floor_rel = single ? 1e-5 : 1e-10;
+  // res of a stack whose tokens have collapsed onto one direction is 0 in exact arithmetic, but
+  // a float stream keeps the rounding of every token apart: the medium atlas's collapsed stacks
+  // read res = 0.85e-7 .. 1.0e-7 at every width (theory 0). Below 1e-6 (float) a res is not
+  // resolved, whatever its standard error, so the floor is absolute for res.
+  const double floor_abs_res = single ? 1e-6 : 1e-14;
   std::vector<double> dw(a.widths.begin(), a.widths.end());
   std::vector<AtlasPoint> pts;
   for (const Cell& c : cells) {
@@ -238,8 +244,9 @@ std::vector<AtlasPoint> atlas_points(const ReportConfig& cfg, const std::vector<
           p.mc_se.push_back(std::isfinite(s) ? s : 0.0);
         }
         if (!ok) continue;
+        const double floor_abs = m == "res" ? floor_abs_res : 0.0;
         auto combined = [&](double s, double ref) {
-          const double f = floor_rel * std::abs(ref);
+          const double f = std::max(floor_rel * std::abs(ref), floor_abs);
           return std::sqrt(p.theory_se * p.theory_se + s * s + f * f);
         };
         for (size_t w = 0; w < nw; ++w) {

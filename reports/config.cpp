@@ -540,7 +540,8 @@ void parse_atlas(const toml::table& at, ReportConfig& cfg) {
   a.enabled = true;
   const std::vector<std::string> keys{"configurations", "seed", "sampler", "widths", "samples", "head_dim", "blocks", "norm",
                                       "norm_type", "activation", "mask", "qk_scale", "branch_scale", "branch_number",
-                                      "sigma_qk2", "sigma_w2", "depth", "tokens", "metrics", "alpha", "worst"};
+                                      "sigma_qk2", "sigma_w2", "depth", "tokens", "metrics", "alpha", "worst",
+                                      "streams"};
   for (auto&& [k, node] : at) {
     std::string key(k.str()), full = "atlas." + key;
     if (key == "configurations")
@@ -621,7 +622,11 @@ void parse_atlas(const toml::table& at, ReportConfig& cfg) {
       a.alpha = *v;
     } else if (key == "worst")
       a.worst = get_int(node, origin, full, 0, 1000);
-    else
+    else if (key == "streams") {
+      a.streams = get_string(node, origin, full);
+      if (a.streams != "independent" && a.streams != "shared")
+        fail(origin, fmt::format("{}: unknown value \"{}\"; allowed: \"independent\", \"shared\"", full, a.streams));
+    } else
       unknown_key(origin, "atlas.", key, keys);
   }
   if (!a.samples.empty() && a.samples.size() != a.widths.size())
@@ -908,7 +913,8 @@ std::string to_toml(const ReportConfig& c) {
       << num(a.branch_number.second) << "]\nsigma_qk2 = [" << num(a.sigma_qk2.first) << ", " << num(a.sigma_qk2.second)
       << "]\nsigma_w2 = [" << num(a.sigma_w2.first) << ", " << num(a.sigma_w2.second) << "]\ndepth = [" << a.depth.first
       << ", " << a.depth.second << "]\ntokens = [" << a.tokens.first << ", " << a.tokens.second
-      << "]\nmetrics = " << names(a.metrics) << "\nalpha = " << num(a.alpha) << "\nworst = " << a.worst << "\n";
+      << "]\nmetrics = " << names(a.metrics) << "\nalpha = " << num(a.alpha) << "\nworst = " << a.worst
+      << "\nstreams = " << quote(a.streams) << "\n";
   }
   return o.str();
 }

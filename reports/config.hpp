@@ -137,6 +137,12 @@ struct AtlasConfig {
   /// |z| > z_crit with z_crit Bonferroni-corrected over every compared point of the atlas.
   double alpha = 0.01;
   int worst = 10;  ///< worst configurations shown with their per-layer figure
+  /// Random streams of the engines per configuration: "independent" (the Monte Carlo of
+  /// configuration i at width index w uses seed engines.simulate.seed + i * widths + w, the
+  /// sampled theory engines.theory.seed + i, so that the configurations' Monte Carlo errors are
+  /// independent and the percentiles over configurations are not one draw's luck) or "shared"
+  /// (every job uses the engines' own seeds, as before 2026-12-06).
+  std::string streams = "independent";
 };
 
 struct ReportConfig {

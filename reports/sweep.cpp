@@ -189,7 +189,11 @@ std::vector<double> spectrum_grid(const StackSpec& spec, const theory::SpectrumS
 /// Monte Carlo engines (simulate, spectrum_simulate, measure).
 std::unique_ptr<Engine> make_engine(const ReportConfig& cfg, const Job& job, int threads) {
   switch (job.engine) {
-    case EngineKind::Theory: return std::make_unique<theory::TheoryEngine>(cfg.theory.settings);
+    case EngineKind::Theory: {
+      theory::TheorySettings t = cfg.theory.settings;
+      t.attn.seed = job.settings.value("attn_seed", t.attn.seed);  // an atlas keys it by configuration
+      return std::make_unique<theory::TheoryEngine>(t);
+    }
     case EngineKind::Ode: return std::make_unique<theory::ContinuumEngine>(cfg.ode.settings);
     case EngineKind::Sde: return std::make_unique<theory::ShapedSdeEngine>(cfg.sde.settings);
     case EngineKind::Clustering: return std::make_unique<theory::ClusteringEngine>(cfg.clustering.settings);
@@ -214,7 +218,7 @@ std::unique_ptr<Engine> make_engine(const ReportConfig& cfg, const Job& job, int
     case EngineKind::Simulate: {
       sim::SimSettings s;
       s.samples = job.settings.value("samples", cfg.simulate.samples);  // an atlas sets it per width
-      s.seed = cfg.simulate.seed;
+      s.seed = job.settings.value("seed", cfg.simulate.seed);  // an atlas keys it by configuration and width
       s.backend = cfg.simulate.backend;
       s.precision = cfg.simulate.precision;
       s.threads = threads;
@@ -323,6 +327,29 @@ std::vector<Cell> expand_cells(const ReportConfig& cfg) {
   return cells;
 }
 
+namespace {
+
+/// The sampled theory's seed of cell c: engines.theory.seed, plus the configuration's index in an
+/// atlas with independent streams (reports/config.hpp AtlasConfig::streams).
+uint64_t theory_seed(const ReportConfig& cfg, const Cell& c) {
+  const uint64_t base = cfg.theory.settings.attn.seed;
+  if (!cfg.atlas.enabled || cfg.atlas.streams == "shared") return base;
+  return base + static_cast<uint64_t>(c.index);
+}
+
+/// The Monte Carlo seed of cell c at `width`: engines.simulate.seed, or in an atlas with
+/// independent streams seed + index * (number of widths) + (the width's position), distinct for
+/// every (configuration, width) so that no two Monte Carlo jobs share a random stream.
+uint64_t simulate_seed(const ReportConfig& cfg, const Cell& c, int width) {
+  const uint64_t base = cfg.simulate.seed;
+  if (!cfg.atlas.enabled || cfg.atlas.streams == "shared") return base;
+  const auto& w = cfg.atlas.widths;
+  const auto pos = static_cast<uint64_t>(std::find(w.begin(), w.end(), width) - w.begin());
+  return base + static_cast<uint64_t>(c.index) * static_cast<uint64_t>(w.size()) + pos;
+}
+
+}  // namespace
+
 std::vector<Job> make_jobs(const ReportConfig& cfg, const std::vector<Cell>& cells) {
   std::vector<Job> jobs;
   for (const Cell& c : cells) {
@@ -335,7 +362,7 @@ std::vector<Job> make_jobs(const ReportConfig& cfg, const std::vector<Cell>& cel
       j.spec = c.spec;
       const auto& s = cfg.theory.settings;
       j.settings = {{"attn_samples", s.attn.samples},
-                    {"attn_seed", s.attn.seed},
+                    {"attn_seed", theory_seed(cfg, c)},
                     {"error_batches", s.error_batches},
                     {"quad_order", s.quad_order}};
       if (s.attn.finite_dh) j.settings["finite_dh"] = true;  // only when on: older cells keep their keys
@@ -373,7 +400,10 @@ std::vector<Job> make_jobs(const ReportConfig& cfg, const std::vector<Cell>& cel
                                       c.label, e.what()));
       }
       const auto sampling = sim::resolve_weight_sampling(j.spec, s.backend, "").sampling;
-      j.settings = {{"samples", samples}, {"seed", s.seed}, {"backend", s.backend}, {"precision", s.precision},
+      j.settings = {{"samples", samples},
+                    {"seed", simulate_seed(cfg, c, width)},
+                    {"backend", s.backend},
+                    {"precision", s.precision},
                     {"weights_sampling", sim::to_string(sampling)}};
       double d = j.spec.width;
       if (cfg.atlas.enabled && sampling == sim::WeightSampling::Conditional)

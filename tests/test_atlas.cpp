@@ -214,6 +214,37 @@ TEST_CASE("atlas: [atlas] config, its jobs and its named errors", "[atlas][confi
   CHECK_FALSE(jobs[0].settings.contains("finite_dh"));
   CHECK_THROWS_WITH(reports::parse_report_config("[engines.theory]\nfinite_dh = 1\n", "g.toml"),
                     Catch::Contains("engines.theory.finite_dh"));
+
+  // atlas.streams: "independent" (default) gives every (configuration, width) its own Monte Carlo
+  // seed, engines.simulate.seed + i * widths + w, and every configuration its own theory seed;
+  // "shared" gives every job the engines' seeds.
+  CHECK(full.atlas.streams == "independent");
+  const uint64_t sim_seed = full.simulate.seed, th_seed = full.theory.settings.attn.seed;
+  std::set<uint64_t> seen;
+  for (const auto& j : jobs) {
+    if (j.engine == reports::EngineKind::Theory) {
+      CHECK(j.settings.at("attn_seed").get<uint64_t>() == th_seed + static_cast<uint64_t>(j.cell));
+      continue;
+    }
+    const auto w = std::find(full.atlas.widths.begin(), full.atlas.widths.end(), j.spec.width) - full.atlas.widths.begin();
+    const uint64_t seed = j.settings.at("seed").get<uint64_t>();
+    CHECK(seed == sim_seed + static_cast<uint64_t>(j.cell) * 3 + static_cast<uint64_t>(w));
+    CHECK(seen.insert(seed).second);  // no two Monte Carlo jobs share a stream
+  }
+  auto shared_cfg = full;
+  shared_cfg.atlas.streams = "shared";
+  const auto again_shared = reports::parse_report_config(reports::to_toml(shared_cfg), "s2.toml");
+  CHECK(again_shared.atlas.streams == "shared");  // written back and parsed
+  const auto sjobs = reports::make_jobs(again_shared, reports::expand_cells(again_shared));
+  for (const auto& j : sjobs) {
+    if (j.engine == reports::EngineKind::Theory)
+      CHECK(j.settings.at("attn_seed").get<uint64_t>() == th_seed);
+    else
+      CHECK(j.settings.at("seed").get<uint64_t>() == sim_seed);
+  }
+  CHECK(sjobs[5].hash != jobs[5].hash);  // the seed is in the hash: cells of one mode are not reused by the other
+  CHECK_THAT(err("[atlas]\nconfigurations = 4\nstreams = \"per-cell\"\n"),
+             Catch::Contains("atlas.streams") && Catch::Contains("\"independent\", \"shared\""));
 }
 
 TEST_CASE("atlas: the tiny atlas agrees with the extrapolated Monte Carlo at family-wise rate 1%",
