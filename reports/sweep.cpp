@@ -437,6 +437,13 @@ std::vector<Job> make_jobs(const ReportConfig& cfg, const std::vector<Cell>& cel
                          {"spec", spec_to_json(j.spec)},
                          {"settings", j.settings},
                          {"version", kVersion}};
+    switch (j.engine) {  // the theory family's numerics revision: fixed engines do not reuse old cells
+      case EngineKind::Theory:
+      case EngineKind::Ode:
+      case EngineKind::Clustering:
+      case EngineKind::Spectrum: id["theory_numerics"] = theory::kNumericsRevision; break;
+      default: break;
+    }
     j.hash = fnv1a_hex(id.dump());
     std::string stem = "cells/" + cells[j.cell].slug + "." + to_string(j.engine);
     if (cfg.atlas.enabled && j.engine == EngineKind::Simulate) stem += fmt::format("-d{}", j.spec.width);

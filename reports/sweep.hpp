@@ -46,7 +46,7 @@ struct Job {
   EngineKind engine = EngineKind::Theory;
   StackSpec spec;                 ///< what the engine runs (the Monte Carlo may override width/heads)
   nlohmann::json settings;        ///< engine settings that enter the hash (never thread counts)
-  std::string hash;               ///< 16 hex digits, FNV-1a 64 of {engine, spec, settings, version}
+  std::string hash;               ///< 16 hex digits, FNV-1a 64 of {engine, spec, settings, version[, theory_numerics]}
   double cost = 0;                ///< rough seconds on one core, for scheduling and the time-left estimate
   std::filesystem::path json, csv;  ///< relative to the output folder: cells/<slug>.<engine>.json/.csv
 };

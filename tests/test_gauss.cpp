@@ -179,3 +179,55 @@ TEST_CASE("eval_row agrees with eval entry by entry", "[analytic]") {
       CHECK(wkd <= 1e-12);
     }
 }
+
+// [analytic] GELU's closed form where the residual stream has exploded (norm = "none": the
+// validity atlas's c023 reaches q ~ 1e15 with 1 - rho ~ 1e-5). References: the same integral in
+// mpmath at 80 digits through the conditioning form (S^-1, Rosenbaum's orthant moments), which
+// the engine used before and which agrees with the engine's Stein form to 50 digits there; kd by
+// mpmath's numerical derivative of it. The earlier double-precision conditioning form gave
+// 1 - rho = 8.3e-7 instead of 1.0e-8 at a = b = 1e10 and garbage (1e-2) at 1e14: its terms of
+// size a / (1 - c^2/(a b)) cancel. Every input below is an exact double.
+TEST_CASE("gelu kernel keeps full accuracy at huge variances and c -> sqrt(a b)", "[analytic]") {
+  const ActKernel gelu(Activation::Gelu, 48);
+  struct Case {
+    double a, b, c, k, kd;
+  };
+  const Case cases[] = {
+      {10000000000, 10000000000, 9999999900, 4999999950.0014779629, 0.4999776043489036746},
+      {100000000000000, 100000000000000, 99999000000000, 49999500474508.598821, 0.49928823686380191414},
+      {100000000000000, 200000000000000, 141419942023747.12, 70709971682930.058672, 0.49928823686371123703},
+      {1000000000000000, 1000000000000000, 999999999999000, 499999999999500.00015, 0.49999977503343235132},
+      {3000000000000, 7000000000000, 3207802986469.0879, 1718673039231.6369013, 0.37340834444671964839},
+      {0.050000000000000003, 50, 0.79056941504209488, 0.26557183561945340391, 0.28436545120366941398},
+      {1, 1, 1, 0.42522148257029867492, 0.45585086564928712211},
+      {2, 0.5, -0.5, -0.028863759708383639524, 0.16444722231203183677},
+      {9.9999999999999995e-07, 9.9999999999999995e-07, 8.9999999999999996e-07, 2.2500041698527607469e-7,
+       0.2500005729566492174},
+  };
+  for (const Case& t : cases) {
+    const KernelPair kp = gelu.eval(t.a, t.b, t.c);
+    INFO("a = " << t.a << ", b = " << t.b << ", c = " << t.c);
+    CAPTURE(kp.k, t.k, kp.kd, t.kd);
+    CHECK(std::abs(kp.k - t.k) <= 1e-14 * std::abs(t.k));
+    CHECK(std::abs(kp.kd - t.kd) <= 1e-14 * std::abs(t.kd));
+  }
+  // The correlation after the layer, 1 - k(a,b,c) / sqrt(k(a,a,a) k(b,b,b)): what the stack's rank
+  // collapse is made of, 1e-12 .. 1e-5 here, to 1e-6 relative (plus the 4e-16 that forming
+  // 1 - ratio in double costs).
+  struct Rho {
+    double a, b, c, one_minus_rho;
+  };
+  const Rho rhos[] = {
+      {10000000000, 10000000000, 9999999900, 9.9997040322832678812e-9},
+      {100000000000000, 100000000000000, 99999000000000, 9.9905098280235812305e-6},
+      {100000000000000, 200000000000000, 141419942023747.12, 9.9905098280679322941e-6},
+      {1000000000000000, 1000000000000000, 999999999999000, 9.9999970033296928823e-13},
+      {100000000, 100000000, 99999999.989999995, 1.0000114823609885158e-10},
+  };
+  for (const Rho& t : rhos) {
+    const double kab = gelu.eval(t.a, t.b, t.c).k, kaa = gelu.eval(t.a, t.a, t.a).k, kbb = gelu.eval(t.b, t.b, t.b).k;
+    INFO("a = " << t.a << ", b = " << t.b << ", c = " << t.c);
+    CAPTURE(1 - kab / std::sqrt(kaa * kbb), t.one_minus_rho);
+    CHECK(std::abs((1 - kab / std::sqrt(kaa * kbb)) - t.one_minus_rho) <= 1e-6 * t.one_minus_rho + 4e-16);
+  }
+}

@@ -27,7 +27,9 @@
 #include "reports/report.hpp"
 #include "reports/sweep.hpp"
 #include "shared/cli_run.hpp"
+#include "sigprop/version.hpp"
 #include "theory/depth_returns.hpp"
+#include "theory/engine.hpp"
 
 namespace fs = std::filesystem;
 using namespace sigprop;
@@ -220,6 +222,41 @@ TEST_CASE("report: cell hashes follow what changes the numbers", "[report]") {
     else
       CHECK(ja[i].hash != jb[i].hash);
   }
+}
+
+TEST_CASE("report: the theory family's numerics revision is part of its cells' hashes", "[report]") {
+  // The hash re-derived here with its own FNV-1a 64: the theory job's identity holds
+  // theory::kNumericsRevision (a fix that changes values bumps it and old cells are recomputed),
+  // the Monte Carlo's does not.
+  auto fnv = [](const std::string& s) {
+    // reports/sweep.cpp's offset basis: the standard FNV-1a 64 one (14695981039346656037)
+    // without its last digit, kept as it is so that existing cells keep their hashes.
+    uint64_t h = 1469598103934665603ull;
+    for (unsigned char ch : s) h = (h ^ ch) * 1099511628211ull;
+    return fmt::format("{:016x}", h);
+  };
+  auto cfg = reports::parse_report_config(kTiny, "a.toml");
+  const auto jobs = reports::make_jobs(cfg, reports::expand_cells(cfg));
+  int seen_theory = 0, seen_sim = 0;
+  for (const auto& j : jobs) {
+    nlohmann::json id = {{"engine", reports::to_string(j.engine)},
+                         {"spec", spec_to_json(j.spec)},
+                         {"settings", j.settings},
+                         {"version", kVersion}};
+    INFO(j.label << " " << reports::to_string(j.engine));
+    if (j.engine == reports::EngineKind::Theory) {
+      CHECK(j.hash != fnv(id.dump()));
+      id["theory_numerics"] = theory::kNumericsRevision;
+      ++seen_theory;
+    } else if (j.engine == reports::EngineKind::Simulate) {
+      ++seen_sim;
+    } else {
+      continue;
+    }
+    CHECK(j.hash == fnv(id.dump()));
+  }
+  CHECK(seen_theory > 0);
+  CHECK(seen_sim > 0);
 }
 
 TEST_CASE("report: resume recomputes nothing, then only what changed", "[report][cli]") {

@@ -9,6 +9,14 @@
 
 namespace sigprop::theory {
 
+/// Revision of the theory engines' numerics (theory/: the theory, ODE, clustering and spectrum
+/// engines), part of every report job's hash: a fix that changes computed values bumps it, so a
+/// resumed report or atlas recomputes those engines' cells instead of reusing values made by the
+/// faulty code (the cell hash otherwise names only the spec, the settings and the version).
+/// 1: GELU's dual kernel in the Stein form (theory/gauss.cpp), exact at huge variances where the
+///    earlier form lost 1 - rho (2026-12-06); also after the kernel-table cache fix (3ecc297).
+inline constexpr int kNumericsRevision = 1;
+
 struct TheorySettings {
   int quad_order = 48;    ///< Gauss-Legendre points per piece (tanh, silu, gelu_tanh; see theory/gauss.hpp)
   /// tanh, silu, gelu_tanh: interpolate c -> E[phi phi], E[phi' phi'] from a Chebyshev table per

@@ -15,64 +15,42 @@ namespace {
 
 constexpr double kPi = std::numbers::pi;
 
-// Forward-mode dual number: value and derivative with respect to c.
-struct Dual {
-  double v, d;
-};
-inline Dual operator+(Dual a, Dual b) {
-  return {a.v + b.v, a.d + b.d};
-}
-inline Dual operator-(Dual a, Dual b) {
-  return {a.v - b.v, a.d - b.d};
-}
-inline Dual operator*(Dual a, Dual b) {
-  return {a.v * b.v, a.d * b.v + a.v * b.d};
-}
-inline Dual operator*(double s, Dual a) {
-  return {s * a.v, s * a.d};
-}
-inline Dual operator+(double s, Dual a) {
-  return {s + a.v, a.d};
-}
-inline Dual sqrt_(Dual a) {
-  double r = std::sqrt(a.v);
-  return {r, a.d / (2 * r)};
-}
-
 // GELU dual kernel. gelu(x) = x Phi(x) and Phi(x) = P(z <= x), z ~ N(0,1) independent, so
-//   E[gelu(u) gelu(v)] = E[u v 1{p >= 0} 1{r >= 0}],  p = u - z1, r = v - z2,
-// with Var p = a+1, Var r = b+1, Cov(p, r) = c. Conditioning u, v on (p, r):
-//   E[u v 1] = Cov(u, v | p, r) P(p, r >= 0) + alpha^T E[(p, r)(p, r)^T 1] beta,
-// alpha = S^{-1} (a, c), beta = S^{-1} (c, b), S = Cov(p, r). The orthant moments of a
-// bivariate normal with correlation g are (Rosenbaum 1961, J. R. Stat. Soc. B 23):
-//   P = 1/4 + asin(g)/(2 pi),  E[x^2 1] = P + g sqrt(1-g^2)/(2 pi),  E[x y 1] = g P + sqrt(1-g^2)/(2 pi)
-// for standardised x, y. S is never singular: det S >= a + b + 1 > 0.
-// sa = sqrt(a + 1), sb = sqrt(b + 1) (ActKernel::Var::sv1); asin_g = asin(c / (sa sb)), taken
-// by the caller so that a row of entries can take its arcsines in one pass and the rest of this
-// (arithmetic and square roots only) vectorises.
-inline Dual gelu_kernel(double a, double b, double sa, double sb, Dual c, double asin_g) {
-  double A = a + 1, B = b + 1;
-  Dual det = Dual{A * B, 0} - c * c;
-  // S^{-1} = [[B, -c], [-c, A]] / det. One reciprocal of det for the four quotients (a Dual
-  // division costs two): x / det = (x.v r, (x.d det.v - x.v det.d) r^2) with r = 1 / det.v.
-  const double r = 1.0 / det.v, r2 = r * r;
-  auto over_det = [&](Dual x) { return Dual{x.v * r, (x.d * det.v - x.v * det.d) * r2}; };
-  Dual alpha0 = over_det(Dual{B * a, 0} - c * c);           // (B a - c c)/det
-  Dual alpha1 = over_det(Dual{A, 0} * c - Dual{a, 0} * c);  // (-c a + A c)/det
-  Dual beta0 = over_det(Dual{B, 0} * c - Dual{b, 0} * c);   // (B c - c b)/det
-  Dual beta1 = over_det(Dual{A * b, 0} - c * c);            // (-c c + A b)/det
-  const double isab = 1.0 / (sa * sb);
-  Dual g{c.v * isab, c.d * isab};
-  Dual sq = sqrt_(1.0 + (-1.0) * (g * g));
-  // asin'(g) = 1 / sqrt(1 - g^2) = 1 / sq.v: no second square root.
-  Dual P = Dual{0.25, 0} + (1.0 / (2 * kPi)) * Dual{asin_g, g.d / sq.v};
-  Dual mxx = P + (1.0 / (2 * kPi)) * (g * sq);
-  Dual mxy = g * P + (1.0 / (2 * kPi)) * sq;
-  Dual Mpp = A * mxx, Mrr = B * mxx, Mpr = (sa * sb) * mxy;
-  // Cov(u, v | p, r) = c - (a, c) S^{-1} (c, b) = c - (a beta0 + c beta1)
-  Dual cond = c - (Dual{a, 0} * beta0 + c * beta1);
-  Dual quad = alpha0 * (Mpp * beta0 + Mpr * beta1) + alpha1 * (Mpr * beta0 + Mrr * beta1);
-  return cond * P + quad;
+//   E[gelu(u) gelu(v)] = E[u v G(p, r)],  G = 1{p >= 0} 1{r >= 0},  p = u - z1, r = v - z2,
+// with Var u = a, Var v = b, Cov(u, v) = c, S = Cov(p, r) = [[A, c], [c, B]], A = a+1, B = b+1.
+// Second-order Stein (Gaussian integration by parts) over (p, r):
+//   E[u v G] = c E[G] + sum_ij Cov(u, w_i) Cov(v, w_j) E[d_i d_j G],  w = (p, r),
+// Cov(u, p) = a, Cov(u, r) = c, Cov(v, p) = c, Cov(v, r) = b, and for the bivariate normal
+//   E[G] = 1/4 + theta/(2 pi), theta = asin(c / sqrt(A B)) (Sheppard),
+//   E[delta(p) delta(r)] = 1 / (2 pi sqrt(det)),  det = A B - c^2,
+//   E[delta'(p) 1{r >= 0}] = -c / (2 pi A sqrt(det)),  E[1{p >= 0} delta'(r)] = -c / (2 pi B sqrt(det)),
+// which sum to
+//   E[gelu(u) gelu(v)] = c (1/4 + theta/(2 pi)) + (D0 + c^2 (1/A + 1/B)) / (2 pi sqrt(det)),
+//   D0 = a b - c^2 >= 0,  det = D0 + a + b + 1
+// (the form of Tsuchida et al. 2021; c = 0 gives E[gelu(u)] E[gelu(v)] = a b / (2 pi sqrt(A B))).
+// Rounding: the only cancellation is D0 near the diagonal, c^2 -> a b. It is taken with fused
+// multiply-adds (c^2 split into its rounded value and the exact remainder), so det, sqrt(det)
+// and theta = atan2(c, sqrt(det)) keep full relative accuracy however large a and b are and
+// however close c is to sqrt(a b). (The earlier conditioning form, through S^{-1}, summed terms of
+// size a / (1 - c^2/(a b)) that cancel: at a = b = 1e10 and 1 - c/a = 1e-8 it gave 1 - rho of
+// the output 8e-7 instead of 1e-8, and garbage at 1e14: tests/test_gauss.cpp.)
+// `d0` (gelu_d0), `sdet` = sqrt(det) and `theta` come from the caller (it takes the arctangents of a row in one
+// pass, so that the rest of this vectorises).
+inline double gelu_d0(double a, double b, double c) {
+  const double c2 = c * c;
+  const double c2_err = std::fma(c, c, -c2);                  // c^2 = c2 + c2_err exactly
+  return std::max(std::fma(a, b, -c2) - c2_err, 0.0);          // a b - c^2, one rounding
+}
+inline KernelPair gelu_kernel(double a, double b, double c, double d0, double sdet, double theta) {
+  const double det = d0 + (a + b + 1);  // = sdet^2
+  const double s = 1.0 / (a + 1) + 1.0 / (b + 1);
+  const double P = 0.25 + theta / (2 * kPi);
+  const double w = c / (2 * kPi * sdet);
+  // Price: d/dc E[gelu(u) gelu(v)] = E[gelu'(u) gelu'(v)]; differentiating the form above and
+  // using c^2 = A B - det, the terms that would cancel collapse to
+  //   P + c / (2 pi sqrt(det)) (1/A + 1/B + 1/det),
+  // a sum of terms of one sign for c >= 0 (no cancellation at huge a, b).
+  return {c * P + (d0 + c * c * s) / (2 * kPi * sdet), P + w * (s + 1.0 / det)};
 }
 
 }  // namespace
@@ -199,23 +177,24 @@ void ActKernel::eval_row(const Var& a, const Var* b, const double* c, int n, dou
     }
     return;
   }
-  // eval(a, b[i], c[i]) in three passes over a chunk: the clamped c and g, the arcsines
-  // (libm, scalar), then the closed form, which the compiler vectorises (no libm call left).
+  // eval(a, b[i], c[i]) in three passes over a chunk: the clamped c and sqrt(det), the
+  // arctangents (libm, scalar), then the closed form, which the compiler vectorises.
   constexpr int kChunk = 64;
-  double cc[kChunk], as[kChunk];
+  double cc[kChunk], d0[kChunk], sd[kChunk], th[kChunk];
   for (int i0 = 0; i0 < n; i0 += kChunk) {
     const int m = std::min(kChunk, n - i0);
     const Var* bb = b + i0;
     for (int i = 0; i < m; ++i) {
       const double lim = a.sv * bb[i].sv;
       cc[i] = std::clamp(c[i0 + i], -lim, lim);
-      as[i] = cc[i] * (1.0 / (a.sv1 * bb[i].sv1));
+      d0[i] = gelu_d0(a.v, bb[i].v, cc[i]);
+      sd[i] = std::sqrt(d0[i] + (a.v + bb[i].v + 1));
     }
-    for (int i = 0; i < m; ++i) as[i] = std::asin(as[i]);
+    for (int i = 0; i < m; ++i) th[i] = std::atan2(cc[i], sd[i]);
     for (int i = 0; i < m; ++i) {
-      const Dual r = gelu_kernel(a.v, bb[i].v, a.sv1, bb[i].sv1, Dual{cc[i], 1.0}, as[i]);
-      k[i0 + i] = r.v;
-      kd[i0 + i] = r.d;
+      const KernelPair r = gelu_kernel(a.v, bb[i].v, cc[i], d0[i], sd[i], th[i]);
+      k[i0 + i] = r.k;
+      kd[i0 + i] = r.kd;
     }
   }
 }
