@@ -89,7 +89,22 @@ std::string config_error(const std::function<void()>& f) {
 }  // namespace
 
 TEST_CASE("exact input: every sample's Gram is K0 to rounding, reference and cpu", "[sim]") {
-  for (int T : {1, 2, 16, 64})
+  // T = 1 through the shared helper itself (a spec needs two tokens): d = 2, 64, 1024
+  for (int d : {2, 64, 1024})
+    for (double rho0 : {0.0, 0.1, 1.0})
+      for (double q0 : {0.5, 2.0}) {
+        std::vector<double> G(static_cast<size_t>(d)), g(static_cast<size_t>(d));
+        for (int i = 0; i < d; ++i) {
+          G[i] = std::sin(1.0 + i);
+          g[i] = std::cos(2.0 + 3.0 * i);
+        }
+        const std::vector<double> X = sigprop::sim::exact_kernel_input(G, g, 1, d, q0, rho0);
+        double sq = 0;
+        for (double x : X) sq += x * x;
+        INFO("T = 1, d = " << d << ", rho0 = " << rho0 << ", q0 = " << q0);
+        CHECK(std::abs(sq / d - q0) <= 1e-12 * q0);
+      }
+  for (int T : {2, 16, 64})
     for (int d : {T + 1, 64, 1024}) {
       if (d < T + 1) continue;
       for (double rho0 : {0.0, 0.1, 1.0})
@@ -251,9 +266,11 @@ samples = 2
   CHECK_THAT(m, Catch::Contains("engines.simulate.input_kernel") && Catch::Contains("did you mean \"exact\"") &&
                     Catch::Contains("d.toml"));
   // a cell too narrow for T + 1 directions is named before anything runs
-  const auto narrow = sigprop::reports::parse_report_config(
-      base + "input_kernel = \"exact\"\n" + "width = 4\nheads = 1\n", "e.toml");
-  m = config_error([&] { (void)sigprop::reports::make_jobs(narrow, sigprop::reports::expand_cells(narrow)); });
+  m = config_error([&] {
+    const auto narrow = sigprop::reports::parse_report_config(
+        base + "input_kernel = \"exact\"\n" + "width = 4\nheads = 1\n", "e.toml");
+    (void)sigprop::reports::make_jobs(narrow, sigprop::reports::expand_cells(narrow));
+  });
   CHECK_THAT(m, Catch::Contains("input_kernel") && Catch::Contains("e.toml"));
 }
 
