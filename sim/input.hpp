@@ -1,6 +1,6 @@
 #pragma once
-/// @file The exact-kernel Monte Carlo input (InputKernel::Exact, docs/simulate.md "Exact input
-/// kernel"), shared by the reference and the Eigen backends.
+/// @file The exact-kernel Monte Carlo input (InputKernel::Exact, docs/simulate.md "Input kernel:
+/// sampled or exact"), shared by the reference and the Eigen backends.
 ///
 /// MODEL.md §1 draws X_0 = sqrt(q0) (sqrt(1-rho0) G + sqrt(rho0) 1 g^T) with G (T, d) and g (d)
 /// i.i.d. N(0, 1), so each sample's input kernel X_0 X_0^T / d is K0 = q0 ((1-rho0) I + rho0 11^T)
