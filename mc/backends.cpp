@@ -41,7 +41,6 @@ class ReferenceBackend final : public StackBackend {
       : st_(spec, seed, sampling, false, input_kernel) {}
   [[nodiscard]] const StackSpec& spec() const override { return st_.spec(); }
   [[nodiscard]] WeightSampling sampling() const override { return st_.sampling(); }
-  [[nodiscard]] InputKernel input_kernel() const override { return st_.input_kernel(); }
   [[nodiscard]] std::string backend() const override { return "reference"; }
   [[nodiscard]] std::string precision() const override { return "double"; }
   [[nodiscard]] std::vector<double> input(int sample) const override { return st_.input(sample); }

@@ -13,7 +13,7 @@
 #include <vector>
 
 #include "core/spec.hpp"
-#include "sim/sample.hpp"  // SampleMetrics, StreamKind, WeightSampling, InputKernel
+#include "sim/sample.hpp"  // SampleMetrics, StreamKind, WeightSampling
 
 namespace sigprop::sim {
 
@@ -29,9 +29,6 @@ class StackBackend {
   /// its stream; block_backward is J^T of block_forward) or Conditional (only the projections the
   /// stack uses, equal in law; block_backward regenerates the draw conditioned on X).
   [[nodiscard]] virtual WeightSampling sampling() const { return WeightSampling::Explicit; }
-  /// How X_0 is drawn (docs/simulate.md): Sampled (MODEL.md §1) or Exact (conditioned on the
-  /// exact input kernel, sim/input.hpp; reference and cpu only).
-  [[nodiscard]] virtual InputKernel input_kernel() const { return InputKernel::Sampled; }
 
   /// X_0 (T, d) of this sample (MODEL.md §1 input).
   [[nodiscard]] virtual std::vector<double> input(int sample) const = 0;

@@ -50,7 +50,8 @@ class EigenStack final : public StackBackend {
   [[nodiscard]] const StackSpec& spec() const override { return spec_; }
   [[nodiscard]] std::string backend() const override { return "cpu"; }
   [[nodiscard]] WeightSampling sampling() const override { return sampling_; }
-  [[nodiscard]] InputKernel input_kernel() const override { return input_kernel_; }
+  /// Not part of StackBackend: its vtable is the CUDA plug-in's ABI (cuda/plugin.hpp).
+  [[nodiscard]] InputKernel input_kernel() const { return input_kernel_; }
   [[nodiscard]] std::string precision() const override;
 
   [[nodiscard]] std::vector<double> input(int sample) const override;
