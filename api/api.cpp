@@ -258,6 +258,7 @@ Profile simulate(const StackSpec& spec, const SimulateSettings& settings, const 
   ss.threads = settings.threads;
   ss.weights_sampling = settings.weights_sampling;
   ss.cuda_plugin = settings.cuda_plugin;
+  ss.input_kernel = settings.input_kernel;
   sim::MonteCarloEngine eng(ss);
   eng.set_progress(progress);
   return wrap(eng.run(spec));

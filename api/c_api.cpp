@@ -241,8 +241,10 @@ void set_simulate(api::SimulateSettings& s, std::string_view key, std::string_vi
     s.weights_sampling = std::string(v);
   else if (key == "cuda_plugin")
     s.cuda_plugin = std::string(v);
+  else if (key == "input_kernel")
+    s.input_kernel = std::string(v);
   else
-    unknown_key(k, key, "samples, seed, backend, precision, threads, weights_sampling, cuda_plugin");
+    unknown_key(k, key, "samples, seed, backend, precision, threads, weights_sampling, cuda_plugin, input_kernel");
 }
 
 void set_ode(api::OdeSettings& s, std::string_view key, std::string_view v) {

@@ -38,6 +38,10 @@ CLI::App* add_simulate_command(CLI::App& app, SimulateArgs& a) {
                 "Gaussian weight matrices: explicit (every entry drawn, O(T d^2) per layer) or conditional (only the "
                 "projections on the T input and cotangent rows, equal in law, O(T^2 d)); default: conditional for "
                 "reference/cpu when T < min(fan_in, fan_out), else explicit (the profile's settings say which)");
+  c->add_option("--input-kernel", a.settings.input_kernel,
+                "Input X_0: sampled (default, MODEL.md: Gaussian, its kernel off K0 by O(1/sqrt d) per sample) or exact "
+                "(the same Gaussians orthonormalised so that every sample's X_0 X_0^T / d is K0 exactly; reference/cpu "
+                "only, needs width >= tokens + 1)");
   c->add_option("--json", a.json_out, "Write the profile as JSON");
   c->add_option("--csv", a.csv_out, "Write the profile as CSV");
   c->add_option("--rows", a.max_rows, "Layers shown in the terminal table (0 = all)")->check(CLI::NonNegativeNumber);
@@ -61,11 +65,12 @@ int run_simulate(const SimulateArgs& a) {
   if (!a.quiet && (tty || (a.json_out.empty() && a.csv_out.empty()))) {
     fmt::print(
         "sigprop simulate: {} blocks, norm={} ({}), {} tokens, width {}, {} heads, depth {}, activation {}, "
-        "mask {}, branch_scale {}, qk_scale {}; {} samples, seed {}, backend {} ({}), {} weights\n",
+        "mask {}, branch_scale {}, qk_scale {}; {} samples, seed {}, backend {} ({}), {} weights{}\n",
         to_string(spec.blocks), to_string(spec.norm), to_string(spec.norm_type), spec.tokens, spec.width, spec.heads,
         spec.depth, to_string(spec.activation), to_string(spec.mask), spec.branch_scale.str(), to_string(spec.qk_scale),
         a.settings.samples, a.settings.seed, a.settings.backend, settings.precision,
-        p.settings.value("weights_sampling", std::string("explicit")));
+        p.settings.value("weights_sampling", std::string("explicit")),
+        p.settings.contains("input_kernel") ? ", exact input kernel" : "");
     fmt::print("{}", format_table(p, a.max_rows,
                                   fmt::format("Monte Carlo standard error over {} samples", a.settings.samples)));
   }

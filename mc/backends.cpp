@@ -37,7 +37,8 @@ namespace {
 // The reference backend behind the StackBackend interface (ReferenceStack itself stays a plain class).
 class ReferenceBackend final : public StackBackend {
  public:
-  ReferenceBackend(const StackSpec& spec, uint64_t seed, WeightSampling sampling) : st_(spec, seed, sampling) {}
+  ReferenceBackend(const StackSpec& spec, uint64_t seed, WeightSampling sampling, InputKernel input_kernel)
+      : st_(spec, seed, sampling, false, input_kernel) {}
   [[nodiscard]] const StackSpec& spec() const override { return st_.spec(); }
   [[nodiscard]] WeightSampling sampling() const override { return st_.sampling(); }
   [[nodiscard]] std::string backend() const override { return "reference"; }
@@ -102,21 +103,37 @@ SamplingChoice resolve_weight_sampling(const StackSpec& spec, const std::string&
   return {WeightSampling::Conditional, ""};
 }
 
+InputKernel resolve_input_kernel(const std::string& backend, const std::string& requested) {
+  if (requested != "" && requested != "sampled" && requested != "exact") {
+    const std::string hint = did_you_mean(requested, {"sampled", "exact"});
+    throw ConfigError(fmt::format("input_kernel: unknown value \"{}\"{}; expected sampled or exact", requested,
+                                  hint.empty() ? "" : fmt::format(" (did you mean \"{}\"?)", hint)));
+  }
+  if (requested != "exact") return InputKernel::Sampled;
+  if (backend == "cuda")
+    throw ConfigError("input_kernel: the cuda backend draws its input as MODEL.md §1 only (sampled); use "
+                      "input_kernel = sampled, or backend = cpu or reference for input_kernel = exact");
+  return InputKernel::Exact;
+}
+
 std::unique_ptr<StackBackend> make_stack_backend(const StackSpec& spec, uint64_t seed, const std::string& backend,
                                                  const std::string& precision, WeightSampling sampling,
-                                                 const std::string& cuda_plugin_path) {
+                                                 const std::string& cuda_plugin_path, InputKernel input_kernel) {
   check_backend(backend);
   const std::string prec = precision.empty() ? default_precision(backend) : precision;
   check_precision(backend, prec);
   if (backend == "cuda" && sampling == WeightSampling::Conditional)
     throw ConfigError("weights_sampling: the cuda backend draws its weights explicitly only");
-  if (backend == "reference") return std::make_unique<ReferenceBackend>(spec, seed, sampling);
+  if (backend == "cuda" && input_kernel == InputKernel::Exact)
+    throw ConfigError("input_kernel: the cuda backend draws its input as MODEL.md §1 only (sampled)");
+  if (backend == "reference") return std::make_unique<ReferenceBackend>(spec, seed, sampling, input_kernel);
   if (backend == "cuda") {
     validate_for_simulation(spec);
     return cuda_plugin(cuda_plugin_path).make_backend(spec, seed, prec);
   }
-  if (prec == "float") return std::make_unique<EigenStack<float>>(spec, seed, kWeightCacheBytes, sampling);
-  return std::make_unique<EigenStack<double>>(spec, seed, kWeightCacheBytes, sampling);
+  if (prec == "float")
+    return std::make_unique<EigenStack<float>>(spec, seed, kWeightCacheBytes, sampling, false, input_kernel);
+  return std::make_unique<EigenStack<double>>(spec, seed, kWeightCacheBytes, sampling, false, input_kernel);
 }
 
 }  // namespace sigprop::sim

@@ -43,11 +43,18 @@ std::string default_precision(const std::string& backend);
 /// does not offer, CudaError for cuda when the plug-in cannot be loaded (the message names
 /// every path tried) or no device is usable. sampling: WeightSampling::Conditional for
 /// reference and cpu only (ConfigError naming weights_sampling for cuda). cuda_plugin: the
-/// plug-in's explicit path, "" to search (see the file comment).
+/// plug-in's explicit path, "" to search (see the file comment). input_kernel: InputKernel::Exact
+/// for reference and cpu only (ConfigError naming input_kernel for cuda, or when d < T + 1).
 std::unique_ptr<StackBackend> make_stack_backend(const StackSpec& spec, uint64_t seed, const std::string& backend,
                                                  const std::string& precision,
                                                  WeightSampling sampling = WeightSampling::Explicit,
-                                                 const std::string& cuda_plugin = "");
+                                                 const std::string& cuda_plugin = "",
+                                                 InputKernel input_kernel = InputKernel::Sampled);
+
+/// The input kernel a Monte Carlo run uses: `requested` is "" or "sampled" (MODEL.md §1, the
+/// default) or "exact" (X_0 conditioned on the exact input kernel, sim/input.hpp). Throws
+/// ConfigError naming input_kernel for an unknown value (with a did-you-mean) or "exact" with cuda.
+InputKernel resolve_input_kernel(const std::string& backend, const std::string& requested);
 
 /// The sampling a Monte Carlo run uses and why: `requested` is "explicit", "conditional" or ""
 /// (the default: conditional where it is exact and faster, i.e. backend reference or cpu and

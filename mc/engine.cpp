@@ -19,6 +19,7 @@
 #include "sigprop/version.hpp"
 #include "mc/backends.hpp"
 #include "sim/eigen_backend.hpp"  // kWeightCacheBytes
+#include "sim/input.hpp"           // check_input_kernel
 #include "sim/reference.hpp"
 
 namespace sigprop::sim {
@@ -81,15 +82,18 @@ MonteCarloEngine::MonteCarloEngine(SimSettings settings) : st_(std::move(setting
                                   kMaxSamples, st_.samples));
   if (st_.threads < 0) throw ConfigError(fmt::format("threads: must be >= 0 (0 = all cores), got {}", st_.threads));
   resolve_weight_sampling(StackSpec{}, st_.backend, st_.weights_sampling);  // the mode and backend, before any work
+  resolve_input_kernel(st_.backend, st_.input_kernel);
 }
 
 Profile MonteCarloEngine::run(const StackSpec& spec) {
   validate_for_simulation(spec);
   const SamplingChoice sampling = resolve_weight_sampling(spec, st_.backend, st_.weights_sampling);
+  const InputKernel input_kernel = resolve_input_kernel(st_.backend, st_.input_kernel);
+  check_input_kernel(spec, input_kernel);
   check_simulate_memory(spec, st_, sampling.sampling);  // before any stream or weight is allocated
   const std::unique_ptr<StackBackend> stack =
-      make_stack_backend(spec, st_.seed, st_.backend, st_.precision, sampling.sampling,
-                         st_.cuda_plugin);  // validates the spec
+      make_stack_backend(spec, st_.seed, st_.backend, st_.precision, sampling.sampling, st_.cuda_plugin,
+                         input_kernel);  // validates the spec
   const int N = st_.samples, L = spec.depth;
   const auto& names = metric_names();
   const int M = static_cast<int>(names.size());
@@ -135,6 +139,8 @@ Profile MonteCarloEngine::run(const StackSpec& spec) {
                 {"rng", "Philox4x32-10 + Box-Muller; streams keyed by (sample, layer, matrix, head)"},
                 {"version", kVersion}};
   if (!sampling.note.empty()) p.settings["weights_sampling_note"] = sampling.note;
+  // Only when exact: a default profile's settings stay as they were before the option existed.
+  if (input_kernel == InputKernel::Exact) p.settings["input_kernel"] = to_string(input_kernel);
 
   // Reduce in sample order. A metric is reported only when every sample has a finite value.
   for (int l = 0; l <= L; ++l)

@@ -26,6 +26,9 @@ struct SimSettings {
   /// (mc/backends.hpp). The library never reads the environment: the CLI fills this from
   /// SIGPROP_CUDA_PLUGIN.
   std::string cuda_plugin;
+  /// "sampled" or "" (MODEL.md §1, default) or "exact": X_0 conditioned on the exact input kernel
+  /// K0 (sim/input.hpp; reference and cpu only, needs stack.width >= stack.tokens + 1).
+  std::string input_kernel;
 };
 
 class MonteCarloEngine final : public Engine {

@@ -426,9 +426,16 @@ void parse_engines(const toml::table& en, ReportConfig& cfg) {
           s.precision = get_string(tn, origin, full);
           if (s.precision != "float" && s.precision != "double")
             fail(origin, fmt::format("{}: unknown precision \"{}\"; allowed: \"float\", \"double\"", full, s.precision));
+        } else if (key == "input_kernel") {
+          s.input_kernel = get_string(tn, origin, full);
+          if (s.input_kernel != "sampled" && s.input_kernel != "exact") {
+            const std::string hint = did_you_mean(s.input_kernel, {"sampled", "exact"});
+            fail(origin, fmt::format("{}: unknown value \"{}\"{}; allowed: \"sampled\", \"exact\"", full,
+                                     s.input_kernel, hint.empty() ? "" : fmt::format(" (did you mean \"{}\"?)", hint)));
+          }
         } else
           unknown_key(origin, "engines.simulate.", key,
-                      {"enabled", "samples", "seed", "width", "heads", "backend", "precision"});
+                      {"enabled", "samples", "seed", "width", "heads", "backend", "precision", "input_kernel"});
       }
       if (s.backend == "reference" && s.precision != "double")
         fail(origin, "engines.simulate.precision: the reference backend is double only; set precision = \"double\"");
@@ -847,7 +854,9 @@ std::string to_toml(const ReportConfig& c) {
     o << "[engines.simulate]\nsamples = " << s.samples << "\nseed = " << s.seed << "\n";
     if (s.width > 0) o << "width = " << s.width << "\n";
     if (s.heads > 0) o << "heads = " << s.heads << "\n";
-    o << "backend = " << quote(s.backend) << "\nprecision = " << quote(s.precision) << "\n\n";
+    o << "backend = " << quote(s.backend) << "\nprecision = " << quote(s.precision) << "\n";
+    if (s.input_kernel != "sampled") o << "input_kernel = " << quote(s.input_kernel) << "\n";
+    o << "\n";
   }
   auto real = [](double x) {
     std::string t = fmt::format("{:.17g}", x);

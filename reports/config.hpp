@@ -46,6 +46,7 @@ struct SimulateRun {
   int heads = 0;             ///< H used by the Monte Carlo; 0 = the cell spec's stack.heads
   std::string backend = "cpu";
   std::string precision = "float";
+  std::string input_kernel = "sampled";  ///< "sampled" or "exact" (docs/simulate.md)
 };
 
 /// [engines.ode]: the depth-continuum ODE (theory/continuum.hpp, `sigprop ode --kind continuum`).

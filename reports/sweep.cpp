@@ -23,6 +23,7 @@
 #include "mc/backends.hpp"
 #include "mc/engine.hpp"
 #include "reports/atlas.hpp"
+#include "sim/input.hpp"  // check_input_kernel
 #include "sim/jacobian.hpp"
 #include "theory/clustering.hpp"
 #include "theory/continuum.hpp"
@@ -221,6 +222,7 @@ std::unique_ptr<Engine> make_engine(const ReportConfig& cfg, const Job& job, int
       s.seed = job.settings.value("seed", cfg.simulate.seed);  // an atlas keys it by configuration and width
       s.backend = cfg.simulate.backend;
       s.precision = cfg.simulate.precision;
+      s.input_kernel = cfg.simulate.input_kernel;
       s.threads = threads;
       return std::make_unique<sim::MonteCarloEngine>(s);
     }
@@ -395,9 +397,10 @@ std::vector<Job> make_jobs(const ReportConfig& cfg, const std::vector<Cell>& cel
       if (heads > 0) j.spec.heads = heads;
       try {
         j.spec.validate();
+        if (s.input_kernel == "exact") sim::check_input_kernel(j.spec, sim::InputKernel::Exact);
       } catch (const ConfigError& e) {
-        throw ConfigError(fmt::format("{}: sweep cell \"{}\" with engines.simulate width/heads: {}", cfg.origin,
-                                      c.label, e.what()));
+        throw ConfigError(fmt::format("{}: sweep cell \"{}\" with engines.simulate width/heads{}: {}", cfg.origin,
+                                      c.label, s.input_kernel == "exact" ? "/input_kernel" : "", e.what()));
       }
       const auto sampling = sim::resolve_weight_sampling(j.spec, s.backend, "").sampling;
       j.settings = {{"samples", samples},
@@ -405,6 +408,8 @@ std::vector<Job> make_jobs(const ReportConfig& cfg, const std::vector<Cell>& cel
                     {"backend", s.backend},
                     {"precision", s.precision},
                     {"weights_sampling", sim::to_string(sampling)}};
+      // Hashed only when exact, so that the cells of existing reports keep their hashes.
+      if (s.input_kernel != "sampled") j.settings["input_kernel"] = s.input_kernel;
       double d = j.spec.width;
       if (cfg.atlas.enabled && sampling == sim::WeightSampling::Conditional)
         // Measured (Eigen, float, one core, conditional, attn+mlp): ~22 ms per sample and layer at

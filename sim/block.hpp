@@ -681,8 +681,9 @@ LayerWeights<Real> draw_layer_weights(const StackSpec& s, uint64_t seed, int sam
 template <class Real>
 LayerWeights<Real> draw_layer_weights_conditional(const StackSpec& s, uint64_t seed, int sample, int l,
                                                   bool independent_backward = false);
-/// X_0 (T, d) of sample `sample`, in double.
-MatD draw_input(const StackSpec& s, uint64_t seed, int sample);
+/// X_0 (T, d) of sample `sample`, in double; kernel Exact: conditioned on the exact input kernel
+/// (sim/input.hpp).
+MatD draw_input(const StackSpec& s, uint64_t seed, int sample, InputKernel kernel = InputKernel::Sampled);
 /// Delta_L (T, d) iid N(0, 1) of sample `sample`, in double.
 MatD draw_output_grad(const StackSpec& s, uint64_t seed, int sample);
 

@@ -18,6 +18,7 @@
 #include "core/profile.hpp"
 #include "core/rng.hpp"
 #include "sim/block.hpp"
+#include "sim/input.hpp"
 
 namespace sigprop::sim {
 namespace {
@@ -119,11 +120,17 @@ LayerWeights<Real> draw_layer_weights(const StackSpec& s, uint64_t seed, int sam
 }
 
 // X_0 (T, d) and Delta_L (T, d), computed in double as the reference does, then rounded.
-MatD draw_input(const StackSpec& s, uint64_t seed, int sample) {
+MatD draw_input(const StackSpec& s, uint64_t seed, int sample, InputKernel kernel) {
   const int T = s.tokens, d = s.width;
   const double a = std::sqrt(s.q0 * (1.0 - s.rho0)), b = std::sqrt(s.q0 * s.rho0);
   MatD X = draw_matrix(T, d, seed, sample, StreamKind::InputG);
   const MatD g = draw_matrix(1, d, seed, sample, StreamKind::InputG1);
+  if (kernel == InputKernel::Exact) {
+    const std::vector<double> X0 = exact_kernel_input(std::vector<double>(X.data(), X.data() + X.size()),
+                                                      std::vector<double>(g.data(), g.data() + g.size()), T, d,
+                                                      s.q0, s.rho0);
+    return Eigen::Map<const MatD>(X0.data(), T, d);
+  }
   for (int t = 0; t < T; ++t)
     for (int i = 0; i < d; ++i) X(t, i) = a * X(t, i) + b * g(0, i);
   return X;
@@ -173,10 +180,11 @@ Mat<Real> block_backward_impl(const Arch& a, const LayerWeights<Real>& w, int la
 
 template <class Real>
 EigenStack<Real>::EigenStack(const StackSpec& spec, uint64_t seed, std::size_t weight_cache_bytes,
-                             WeightSampling sampling, bool independent_backward)
+                             WeightSampling sampling, bool independent_backward, InputKernel input_kernel)
     : weight_cache_bytes_(weight_cache_bytes), spec_(spec), seed_(seed), sampling_(sampling),
-      independent_backward_(independent_backward) {
+      independent_backward_(independent_backward), input_kernel_(input_kernel) {
   validate_for_simulation(spec_);
+  check_input_kernel(spec_, input_kernel_);
 }
 
 template <class Real>
@@ -193,7 +201,7 @@ std::string EigenStack<Real>::precision() const {
 
 template <class Real>
 std::vector<double> EigenStack<Real>::input(int sample) const {
-  return to_vec<Real>(draw_input(spec_, seed_, sample).template cast<Real>());
+  return to_vec<Real>(draw_input(spec_, seed_, sample, input_kernel_).template cast<Real>());
 }
 
 template <class Real>
@@ -237,7 +245,7 @@ SampleMetrics EigenStack<Real>::run_sample(int sample) const {
   std::vector<Mat<Real>> X(L + 1);
   std::vector<Kept> kept(L + 1);
   size_t kept_bytes = 0;
-  X[0] = draw_input(spec_, seed_, sample).template cast<Real>();
+  X[0] = draw_input(spec_, seed_, sample, input_kernel_).template cast<Real>();
   int last = L;
   for (int l = 1; l <= L; ++l) {
     LayerWeights<Real> w = weights(sample, l);

@@ -42,11 +42,16 @@ class EigenStack final : public StackBackend {
   /// weight_cache_bytes bounds the weights kept from forward to backward (0: none).
   /// sampling: explicit matrices, or each matrix drawn conditionally on its input
   /// (sim/conditional.hpp). independent_backward is a test hook only (wrong in law).
+  /// input_kernel: InputKernel::Exact conditions X_0 on the exact input kernel (sim/input.hpp),
+  /// formed in double and rounded once to Real; ConfigError naming input_kernel when d < T + 1.
   EigenStack(const StackSpec& spec, uint64_t seed, std::size_t weight_cache_bytes = kWeightCacheBytes,
-             WeightSampling sampling = WeightSampling::Explicit, bool independent_backward = false);
+             WeightSampling sampling = WeightSampling::Explicit, bool independent_backward = false,
+             InputKernel input_kernel = InputKernel::Sampled);
   [[nodiscard]] const StackSpec& spec() const override { return spec_; }
   [[nodiscard]] std::string backend() const override { return "cpu"; }
   [[nodiscard]] WeightSampling sampling() const override { return sampling_; }
+  /// Not part of StackBackend: its vtable is the CUDA plug-in's ABI (cuda/plugin.hpp).
+  [[nodiscard]] InputKernel input_kernel() const { return input_kernel_; }
   [[nodiscard]] std::string precision() const override;
 
   [[nodiscard]] std::vector<double> input(int sample) const override;
@@ -62,6 +67,7 @@ class EigenStack final : public StackBackend {
   uint64_t seed_;
   WeightSampling sampling_;
   bool independent_backward_;
+  InputKernel input_kernel_;
   [[nodiscard]] LayerWeights<Real> weights(int sample, int l) const;
 };
 

@@ -16,6 +16,7 @@
 #include "core/metrics.hpp"
 #include "core/profile.hpp"
 #include "core/rng.hpp"
+#include "sim/input.hpp"  // exact_kernel_input
 #include "sim/conditional.hpp"  // CondSource, ColScale (the loops below are the reference's own)
 
 namespace sigprop::sim {
@@ -628,9 +629,12 @@ double activation_derivative(Activation a, double x) {
 }
 
 
-ReferenceStack::ReferenceStack(const StackSpec& spec, uint64_t seed, WeightSampling sampling, bool independent_backward)
-    : spec_(spec), seed_(seed), sampling_(sampling), independent_backward_(independent_backward) {
+ReferenceStack::ReferenceStack(const StackSpec& spec, uint64_t seed, WeightSampling sampling, bool independent_backward,
+                               InputKernel input_kernel)
+    : spec_(spec), seed_(seed), sampling_(sampling), independent_backward_(independent_backward),
+      input_kernel_(input_kernel) {
   validate_for_simulation(spec_);
+  check_input_kernel(spec_, input_kernel_);
 }
 
 std::vector<double> ReferenceStack::input(int sample) const {
@@ -638,6 +642,7 @@ std::vector<double> ReferenceStack::input(int sample) const {
   Vec G(static_cast<size_t>(T) * d), g(d);
   fill_normal(G.data(), G.size(), seed_, sample, 0, StreamKind::InputG, 0, 1.0);
   fill_normal(g.data(), g.size(), seed_, sample, 0, StreamKind::InputG1, 0, 1.0);
+  if (input_kernel_ == InputKernel::Exact) return exact_kernel_input(G, g, T, d, spec_.q0, spec_.rho0);
   const double a = std::sqrt(spec_.q0 * (1.0 - spec_.rho0)), b = std::sqrt(spec_.q0 * spec_.rho0);
   Vec X(G.size());
   for (int t = 0; t < T; ++t)

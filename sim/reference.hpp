@@ -44,12 +44,16 @@ class ReferenceStack {
   /// With WeightSampling::Conditional every Gaussian matrix is drawn conditionally on its input
   /// (sim/conditional.hpp; equal in law, not sample by sample, to Explicit); block_backward then
   /// regenerates the same conditional draw from X. independent_backward is a test hook (wrong in law).
+  /// input_kernel: InputKernel::Exact conditions X_0 on the exact input kernel (sim/input.hpp);
+  /// ConfigError naming input_kernel when d < T + 1.
   ReferenceStack(const StackSpec& spec, uint64_t seed, WeightSampling sampling = WeightSampling::Explicit,
-                 bool independent_backward = false);
+                 bool independent_backward = false, InputKernel input_kernel = InputKernel::Sampled);
   [[nodiscard]] const StackSpec& spec() const { return spec_; }
   [[nodiscard]] WeightSampling sampling() const { return sampling_; }
+  [[nodiscard]] InputKernel input_kernel() const { return input_kernel_; }
 
-  /// X_0 (T, d) = sqrt(q0) (sqrt(1 - rho0) G + sqrt(rho0) 1 g^T), G and g iid N(0, 1).
+  /// X_0 (T, d) = sqrt(q0) (sqrt(1 - rho0) G + sqrt(rho0) 1 g^T), G and g iid N(0, 1); with
+  /// InputKernel::Exact the same G and g orthonormalised first (exact_kernel_input, sim/input.hpp).
   [[nodiscard]] std::vector<double> input(int sample) const;
   /// Delta_L (T, d) iid N(0, 1), independent of every weight.
   [[nodiscard]] std::vector<double> output_grad(int sample) const;
@@ -66,6 +70,7 @@ class ReferenceStack {
   uint64_t seed_;
   WeightSampling sampling_;
   bool independent_backward_;
+  InputKernel input_kernel_;
 };
 
 }  // namespace sigprop::sim

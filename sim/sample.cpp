@@ -29,4 +29,6 @@ void validate_for_simulation(const StackSpec& spec) {
 
 const char* to_string(WeightSampling w) { return w == WeightSampling::Conditional ? "conditional" : "explicit"; }
 
+const char* to_string(InputKernel k) { return k == InputKernel::Exact ? "exact" : "sampled"; }
+
 }  // namespace sigprop::sim

@@ -47,6 +47,15 @@ enum class WeightSampling {
 /// "explicit" | "conditional"
 const char* to_string(WeightSampling w);
 
+/// How the Monte Carlo draws its input X_0 (docs/simulate.md "Exact input kernel").
+enum class InputKernel {
+  Sampled,  ///< MODEL.md §1: G and g i.i.d. N(0, 1), so X_0 X_0^T / d = K0 + O(1/sqrt d) per sample
+  Exact,    ///< the same G, g orthonormalised (sim/input.hpp): X_0 X_0^T / d = K0 exactly, every sample
+};
+
+/// "sampled" | "exact"
+const char* to_string(InputKernel k);
+
 /// The matrices of one layer under conditional sampling (the head field of CondFwd, CondBwd
 /// streams). Part of the reproducibility contract: never renumber.
 enum class CondSlot : int {

@@ -340,6 +340,27 @@ TEST_CASE("c-api settings: string keys per engine, errors name the key, unchange
     CHECK(sigprop_profile_values(fin.p, "grad_var_se", v.data(), 8, &m) == SIGPROP_OK);
   }
 
+  {  // simulate's input_kernel: "exact" gives every sample the input kernel K0 (layer-0 rho_se 0)
+    Settings ik;
+    REQUIRE(sigprop_settings_new("simulate", &ik.p) == SIGPROP_OK);
+    set(ik.p, "samples", "3");
+    CHECK(sigprop_settings_set(ik.p, "input_kernal", "exact") == SIGPROP_E_CONFIG);
+    CHECK_THAT(last_error(), Catch::Contains("\"input_kernal\"") && Catch::Contains("input_kernel"));
+    set(ik.p, "input_kernel", "exact");
+    Spec sp;
+    make_small(sp);  // T = 4, d = 32
+    Prof p;
+    REQUIRE(sigprop_simulate(sp.p, ik.p, nullptr, nullptr, &p.p) == SIGPROP_OK);
+    CHECK_THAT(text([&](char* b, int64_t c, int64_t* n) { return sigprop_profile_settings_json(p.p, b, c, n); }),
+               Catch::Contains("\"input_kernel\":\"exact\""));
+    CHECK(values(p.p, "rho_se")[0] <= 1e-12);
+    set(ik.p, "input_kernel", "exakt");
+    sigprop_profile* po = nullptr;
+    CHECK(sigprop_simulate(sp.p, ik.p, nullptr, nullptr, &po) == SIGPROP_E_CONFIG);
+    CHECK_THAT(last_error(), Catch::Contains("input_kernel") && Catch::Contains("did you mean \"exact\""));
+    CHECK(po == nullptr);
+  }
+
   Settings sim;
   REQUIRE(sigprop_settings_new("simulate", &sim.p) == SIGPROP_OK);
   set(sim.p, "samples", "3");

@@ -26,8 +26,13 @@ double rss_bytes() {
 TEST_CASE("a width-2048 cpu simulate call leaves no scratch behind", "[.][memory]") {
   const sigprop::StackSpec s = sigprop::resolve_spec(
       "", {"stack.depth=1", "stack.width=2048", "stack.heads=16", "stack.tokens=4", "stack.mlp_ratio=4"});
-  const sigprop::sim::SimSettings st{
-      .samples = 1, .seed = 1, .backend = "cpu", .threads = 1, .weights_sampling = "explicit", .cuda_plugin = {}};
+  const sigprop::sim::SimSettings st{.samples = 1,
+                                     .seed = 1,
+                                     .backend = "cpu",
+                                     .threads = 1,
+                                     .weights_sampling = "explicit",
+                                     .cuda_plugin = {},
+                                     .input_kernel = {}};
   // A small call first pages in the code and the allocator's arenas.
   const sigprop::StackSpec small = sigprop::resolve_spec(
       "", {"stack.depth=1", "stack.width=64", "stack.heads=2", "stack.tokens=4", "stack.mlp_ratio=4"});

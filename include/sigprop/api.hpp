@@ -111,7 +111,7 @@ struct TheorySettings {
 };
 
 /// Finite-width Monte Carlo (docs/simulate.md). The numbers depend on spec, samples, seed,
-/// backend, precision and weights_sampling only, never on threads.
+/// backend, precision, weights_sampling and input_kernel only, never on threads.
 struct SimulateSettings {
   int samples = 64;             ///< independent random stacks, 1..65536
   std::uint64_t seed = 0;       ///< key of every random stream
@@ -125,6 +125,9 @@ struct SimulateSettings {
   /// ../lib, ../lib/sigprop, then the dynamic loader's path (docs/cuda.md). The library never
   /// reads $SIGPROP_CUDA_PLUGIN (the command line does).
   std::string cuda_plugin;
+  /// "" = "sampled" (MODEL.md §1) or "exact": each sample's input X_0 has exactly the kernel
+  /// q0 ((1-rho0) I + rho0 11^T) (docs/simulate.md; cpu and reference only, width >= tokens + 1).
+  std::string input_kernel;
 };
 
 /// Depth limits (docs/ode.md).

@@ -142,7 +142,8 @@ SIGPROP_C_API sigprop_status sigprop_theory(const sigprop_spec* spec, const sigp
                                             sigprop_progress_fn progress, void* user, sigprop_profile** out);
 /** Finite-width Monte Carlo (docs/simulate.md): ensemble means and `_se` columns. Keys: samples,
  *  seed, backend, precision, threads (default 1; 0 = every hardware thread), weights_sampling,
- *  cuda_plugin (backend "cuda": the plug-in's path; docs/cuda.md). */
+ *  cuda_plugin (backend "cuda": the plug-in's path; docs/cuda.md), input_kernel ("sampled" or
+ *  "exact": every sample's input has exactly the kernel K0; cpu and reference only). */
 SIGPROP_C_API sigprop_status sigprop_simulate(const sigprop_spec* spec, const sigprop_settings* settings,
                                               sigprop_progress_fn progress, void* user, sigprop_profile** out);
 /** Depth limits (docs/ode.md). Keys: kind ("continuum", "clustering", "shaped-sde"), abs_tol,

@@ -304,6 +304,7 @@ def simulate(
     threads: Optional[int] = None,
     weights_sampling: Optional[str] = None,
     cuda_plugin: Optional[str] = None,
+    input_kernel: Optional[str] = None,
     progress: Optional[Progress] = None,
     **overrides: Any,
 ) -> Profile:
@@ -311,7 +312,9 @@ def simulate(
     (docs/simulate.md; defaults: 64 samples, seed 0, backend "cpu", 1 thread, 0 = every
     hardware thread). Bitwise equal to ``sigprop simulate --json`` for the same seed.
     ``cuda_plugin``: path of libsigprop_cuda.so for backend "cuda" (default: searched next
-    to the library, docs/cuda.md)."""
+    to the library, docs/cuda.md). ``input_kernel``: "sampled" (default, MODEL.md) or
+    "exact" (every sample's input has exactly the kernel q0 ((1-rho0) I + rho0 11^T);
+    backends "cpu" and "reference", width >= tokens + 1)."""
     s = resolve_spec(spec, **overrides)
     st = _settings(
         samples=samples,
@@ -321,6 +324,7 @@ def simulate(
         threads=threads,
         weights_sampling=weights_sampling,
         cuda_plugin=cuda_plugin,
+        input_kernel=input_kernel,
     )
     return Profile(_core.simulate(s, st, progress))
 

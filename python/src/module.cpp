@@ -203,6 +203,7 @@ api::SimulateSettings simulate_settings(const nb::dict& d) {
   r.get("threads", s.threads);
   r.get("weights_sampling", s.weights_sampling);
   r.get("cuda_plugin", s.cuda_plugin);
+  r.get("input_kernel", s.input_kernel);
   r.finish();
   return s;
 }

@@ -101,6 +101,9 @@ def test_simulate_spectrum_ode() -> None:
     s = sigprop.simulate(SMALL, samples=3, seed=2)
     assert s.engine == "simulate" and len(s) == 4 and s.settings["samples"] == 3
     assert np.all(s.se("rho")[1:] > 0)
+    ex = sigprop.simulate(SMALL, samples=3, seed=2, input_kernel="exact")
+    assert ex.settings["input_kernel"] == "exact" and "input_kernel" not in s.settings
+    assert ex.se("rho")[0] < 1e-12 and s.se("rho")[0] > 1e-3
     dense = {"stack.depth": 3, "stack.blocks": "dense", "stack.norm": "none", "stack.residual": False, "stack.width": 16}
     sp = sigprop.spectrum(dense, grid_points=8)
     assert sp.engine == "spectrum-theory" and "sv2_mean" in sp and sp.extras["density"] and sp.warnings == []
@@ -142,6 +145,8 @@ def test_to_pandas_or_clear_import_error(monkeypatch: pytest.MonkeyPatch) -> Non
         (lambda: sigprop.simulate(SMALL, samples=0), sigprop.ConfigError, "samples"),
         (lambda: sigprop.simulate(SMALL, samples="many"), sigprop.ConfigError, "samples"),  # type: ignore[arg-type]
         (lambda: sigprop.simulate(SMALL, backend="abacus"), sigprop.ConfigError, "abacus"),
+        (lambda: sigprop.simulate(SMALL, input_kernel="exakt"), sigprop.ConfigError, 'did you mean "exact"'),
+        (lambda: sigprop.simulate(SMALL, stack_width=4, input_kernel="exact"), sigprop.ConfigError, "input_kernel"),
         (lambda: sigprop.ode(kind="wave"), sigprop.ConfigError, "kind"),
         (lambda: sigprop.theory("no/such/spec.toml"), sigprop.IoError, "no/such/spec.toml"),
         (lambda: sigprop.theory_many([{"stack.depth": 2}, {"stack.depth": -1}]), sigprop.ConfigError, "specs[1]"),
