@@ -177,6 +177,7 @@ TEST_CASE("atlas: [atlas] config, its jobs and its named errors", "[atlas][confi
   CHECK(jobs[3].spec.heads == 16384 / 64);
   CHECK(jobs[1].settings.at("samples") == 32);  // atlas.samples: one count per width
   CHECK(jobs[3].settings.at("samples") == 8);
+  CHECK(jobs[1].settings.at("input_kernel") == "exact");  // the example conditions on the input kernel
   // The resolved config parses back to itself.
   const auto again = reports::parse_report_config(reports::to_toml(full), "resolved.toml");
   CHECK(reports::to_toml(again) == reports::to_toml(full));
@@ -211,7 +212,10 @@ TEST_CASE("atlas: [atlas] config, its jobs and its named errors", "[atlas][confi
   CHECK(reports::to_toml(reports::parse_report_config(reports::to_toml(fc), "f2.toml")) == reports::to_toml(fc));
   const auto fjobs = reports::make_jobs(fc, reports::expand_cells(fc));
   CHECK(fjobs[0].settings.at("finite_dh") == true);
-  CHECK_FALSE(jobs[0].settings.contains("finite_dh"));
+  CHECK(jobs[0].settings.at("finite_dh") == true);  // examples/validity_atlas.toml sets it
+  auto off = full;
+  off.theory.settings.attn.finite_dh = false;
+  CHECK_FALSE(reports::make_jobs(off, cells)[0].settings.contains("finite_dh"));
   CHECK_THROWS_WITH(reports::parse_report_config("[engines.theory]\nfinite_dh = 1\n", "g.toml"),
                     Catch::Contains("engines.theory.finite_dh"));
 
