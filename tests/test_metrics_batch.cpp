@@ -152,3 +152,35 @@ TEST_CASE("batched eigenvalues: a non-finite matrix ends and gives a non-finite 
   CHECK(std::isnan(sm[0].eff_rank));
   CHECK(sm[1].eff_rank == Approx(sigprop::state_metrics_from_kernel(good).eff_rank).epsilon(1e-12));
 }
+
+TEST_CASE("batched eigenvalues: batches of one size, of every count up to past two lane groups",
+          "[analytic][metrics]") {
+  // The tridiagonalisation takes same-sized matrices 2, 4 or 8 at a time (one per SIMD lane, the
+  // rest of a group zero): every count 1..17 leaves a different remainder, and a matrix's values
+  // must be the same whichever lane and group it lands in, and Eigen's to 1e-12 of the largest.
+  std::mt19937_64 rng(18);
+  std::uniform_real_distribution<double> u(1e-3, 5.0);
+  std::vector<MatrixXd> A;
+  for (int k = 0; k < 17; ++k) {
+    VectorXd lam(12);
+    for (int i = 0; i < 12; ++i) lam(i) = k % 5 == 4 && i < 6 ? 0.0 : u(rng);  // every fifth rank-deficient
+    A.push_back(with_spectrum(lam, rng));
+  }
+  std::vector<VectorXd> alone;
+  for (const MatrixXd& a : A) {
+    const MatrixXd* one[] = {&a};
+    alone.push_back(sigprop::selfadjoint_eigenvalues(one)[0]);
+    Eigen::SelfAdjointEigenSolver<MatrixXd> es(a, Eigen::EigenvaluesOnly);
+    const double big = es.eigenvalues().cwiseAbs().maxCoeff();
+    CHECK((alone.back() - es.eigenvalues()).cwiseAbs().maxCoeff() <= 1e-12 * big);
+  }
+  for (std::size_t count = 1; count <= A.size(); ++count) {
+    std::vector<const MatrixXd*> ptr;
+    for (std::size_t k = 0; k < count; ++k) ptr.push_back(&A[(k + count) % A.size()]);  // a different lane each time
+    const std::vector<VectorXd> eig = sigprop::selfadjoint_eigenvalues(ptr);
+    for (std::size_t k = 0; k < count; ++k) {
+      INFO("count " << count << ", matrix " << (k + count) % A.size());
+      CHECK(eig[k] == alone[(k + count) % A.size()]);
+    }
+  }
+}
