@@ -59,6 +59,109 @@ constexpr std::size_t kLanes = 2;
 typedef double LaneVec __attribute__((vector_size(kLanes * sizeof(double))));
 typedef std::int64_t LaneMask __attribute__((vector_size(kLanes * sizeof(double))));
 
+// Householder tridiagonalisation of several symmetric matrices of the same size at once, one per
+// SIMD lane: the reduction is the same sequence of operations for every matrix (only the values
+// differ), so the matrices are stored lane-innermost (entry (i, j) of all of them in one vector)
+// and every operation below is elementwise over the lanes; the per-matrix branches (Eigen's
+// makeHouseholder for a negligible tail) are selects. The steps are Eigen 3.4's
+// tridiagonalization_inplace (Tridiagonalization.h) with makeHouseholder (Householder.h): for
+// column i, the Householder vector v = (1, tail / (c0 - beta)), tau = (beta - c0) / beta,
+// beta = -sign(c0) sqrt(c0^2 + |tail|^2) (tau = 0, beta = c0 when |tail|^2 <= DBL_MIN), then
+// p = A22 (tau v), p -= (tau / 2) (p . v) v, A22 -= v p^T + p v^T on the lower triangle
+// (Golub & Van Loan §8.3.1). The summation order of the matrix-vector product differs from
+// Eigen's blocked symv, so values agree with Eigen's to rounding, not bit for bit. Each lane's
+// values depend only on its own matrix.
+
+struct TriLanes {
+  std::vector<LaneVec> a;  // the lower triangle, row-major: a[i * n + j], j <= i
+  std::vector<LaneVec> v, h, p, beta;
+
+  // Tridiagonalises the matrices As[idx[l]] (all n x n, n >= 2, count <= kLanes; unused lanes
+  // hold a zero matrix): scale[idx[l]] = the largest magnitude of the lower triangle (1 if 0),
+  // diag/sub[idx[l]] = the diagonal and subdiagonal of the scaled matrix's tridiagonal form.
+  void reduce(std::span<const Eigen::MatrixXd* const> As, std::span<const std::size_t> idx,
+              std::vector<double>& scale, std::vector<Eigen::VectorXd>& diag, std::vector<Eigen::VectorXd>& sub) {
+    const auto n = static_cast<std::size_t>(As[idx[0]]->rows());
+    a.assign(n * n, LaneVec{});
+    v.assign(n, LaneVec{});
+    h.assign(n, LaneVec{});
+    p.assign(n, LaneVec{});
+    beta.assign(n, LaneVec{});
+    LaneVec sc{};
+    for (std::size_t l = 0; l < kLanes; ++l) {
+      double s = 1;
+      if (l < idx.size()) {
+        const Eigen::MatrixXd& A = *As[idx[l]];
+        s = 0;
+        for (std::size_t j = 0; j < n; ++j)
+          for (std::size_t i = j; i < n; ++i) {
+            const double x = A(static_cast<Eigen::Index>(i), static_cast<Eigen::Index>(j));
+            a[i * n + j][l] = x;
+            s = std::max(s, std::abs(x));
+          }
+        if (s == 0) s = 1;
+        scale[idx[l]] = s;
+      }
+      sc[l] = s;
+    }
+    for (std::size_t i = 0; i < n; ++i)
+      for (std::size_t j = 0; j <= i; ++j) a[i * n + j] /= sc;
+
+    const LaneVec zero{};
+    const LaneVec tiny = zero + std::numeric_limits<double>::min();
+    for (std::size_t i = 0; i + 1 < n; ++i) {
+      const std::size_t r0 = i + 1, m = n - r0;  // the trailing block: rows/columns r0 .. n-1
+      const LaneVec c0 = a[r0 * n + i];
+      LaneVec tsq{};
+      for (std::size_t r = r0 + 1; r < n; ++r) tsq += a[r * n + i] * a[r * n + i];
+      const auto small = tsq <= tiny;
+      LaneVec b = c0 * c0 + tsq;
+      for (std::size_t l = 0; l < kLanes; ++l) b[l] = std::sqrt(b[l]);
+      b = c0 >= zero ? -b : b;
+      b = small ? c0 : b;
+      const LaneVec denom = small ? zero + 1.0 : c0 - b;
+      const LaneVec tau = small ? zero : (b - c0) / b;
+      beta[i] = b;
+      // v = (1, tail / (c0 - beta)), and h = tau v, the symv's right-hand side.
+      v[0] = zero + 1.0;
+      for (std::size_t r = 1; r < m; ++r) v[r] = small ? zero : a[(r0 + r) * n + i] / denom;
+      for (std::size_t r = 0; r < m; ++r) {
+        h[r] = tau * v[r];
+        p[r] = zero;
+      }
+      // p = A22 h from the lower triangle.
+      for (std::size_t r = 0; r < m; ++r) {
+        const LaneVec* row = &a[(r0 + r) * n + r0];
+        const LaneVec hr = h[r];
+        LaneVec acc = row[r] * hr;
+        for (std::size_t c = 0; c < r; ++c) {
+          acc += row[c] * h[c];
+          p[c] += row[c] * hr;
+        }
+        p[r] += acc;
+      }
+      LaneVec dot{};
+      for (std::size_t r = 0; r < m; ++r) dot += p[r] * v[r];
+      const LaneVec f = tau * -0.5 * dot;
+      for (std::size_t r = 0; r < m; ++r) p[r] += f * v[r];
+      // A22 -= v p^T + p v^T (lower triangle).
+      for (std::size_t r = 0; r < m; ++r) {
+        LaneVec* row = &a[(r0 + r) * n + r0];
+        const LaneVec vr = v[r], pr = p[r];
+        for (std::size_t c = 0; c <= r; ++c) row[c] -= vr * p[c] + pr * v[c];
+      }
+    }
+    for (std::size_t l = 0; l < idx.size(); ++l) {
+      Eigen::VectorXd& d = diag[idx[l]];
+      Eigen::VectorXd& e = sub[idx[l]];
+      d.resize(static_cast<Eigen::Index>(n));
+      e.resize(static_cast<Eigen::Index>(n - 1));
+      for (std::size_t k = 0; k < n; ++k) d(static_cast<Eigen::Index>(k)) = a[k * n + k][l];
+      for (std::size_t k = 0; k + 1 < n; ++k) e(static_cast<Eigen::Index>(k)) = beta[k][l];
+    }
+  }
+};
+
 // The implicit symmetric QR iterations of several same-sized tridiagonal matrices in SIMD lanes:
 // kQrGroups vectors of kLanes lanes, stepped alternately so that the out-of-order core overlaps
 // their chains of dependent divisions and square roots (one vector's rotation waits about 130
@@ -279,8 +382,8 @@ std::vector<Eigen::VectorXd> selfadjoint_eigenvalues(std::span<const Eigen::Matr
   std::vector<Eigen::VectorXd> diag(N), sub(N);
   std::vector<double> scale(N, 1.0);
   // SelfAdjointEigenSolver::compute's steps for each size: the lower triangle divided by its
-  // largest magnitude, Householder reduction (Eigen's, one matrix at a time), then the QR
-  // iterations of kQrLanes matrices at once, and the eigenvalues scaled back.
+  // largest magnitude, Householder reduction of kLanes matrices at once, then the QR
+  // iterations of kQrLanes at once, and the eigenvalues scaled back.
   std::vector<std::vector<std::size_t>> by_size;  // by_size[n]: the indices of the n x n matrices
   for (std::size_t i = 0; i < N; ++i) {
     const Eigen::MatrixXd& A = *As[i];
@@ -292,21 +395,14 @@ std::vector<Eigen::VectorXd> selfadjoint_eigenvalues(std::span<const Eigen::Matr
     if (by_size.size() <= n) by_size.resize(n + 1);
     by_size[n].push_back(i);
   }
-  Eigen::MatrixXd mat;
-  Eigen::Tridiagonalization<Eigen::MatrixXd> tri;
+  TriLanes tri;
   QrLanes qr;
   for (std::size_t n = 2; n < by_size.size(); ++n) {
     const std::vector<std::size_t>& group = by_size[n];
     if (group.empty()) continue;
-    for (std::size_t i : group) {
-      mat = As[i]->triangularView<Eigen::Lower>();
-      double sc = mat.cwiseAbs().maxCoeff();
-      if (sc == 0) sc = 1;
-      mat.triangularView<Eigen::Lower>() /= sc;
-      scale[i] = sc;
-      tri.compute(mat);
-      diag[i] = tri.diagonal();
-      sub[i] = tri.subDiagonal();
+    for (std::size_t g = 0; g < group.size(); g += kLanes) {
+      const std::size_t count = std::min<std::size_t>(kLanes, group.size() - g);
+      tri.reduce(As, std::span<const std::size_t>(group).subspan(g, count), scale, diag, sub);
     }
     qr.run(group, diag, sub);
     for (std::size_t i : group) diag[i] *= scale[i];

@@ -28,16 +28,15 @@ StateMetrics state_metrics_from_kernel(const Eigen::MatrixXd& K);
 /// eff_rank come from selfadjoint_eigenvalues, which processes the kernels in SIMD lanes.
 std::vector<StateMetrics> state_metrics_from_kernels(std::span<const Eigen::MatrixXd* const> Ks);
 /// The eigenvalues, ascending, of each symmetric matrix in As (its lower triangle is read), by
-/// the algorithm and floating-point operations of Eigen's SelfAdjointEigenSolver with
-/// EigenvaluesOnly (bit for bit in the portable build; with FMA the compiler fuses some products
-/// differently in the vector code, a difference of rounding) (scaling by the largest entry, Householder tridiagonalisation, implicit
-/// symmetric QR steps with Wilkinson shift, Golub & Van Loan §8.3), but with the QR iterations of
-/// same-sized matrices run together, one per SIMD lane (8 with AVX-512, 4 with AVX, 2
-/// otherwise; 3 vectors at a time, so that their chains of dependent divisions and square roots
-/// overlap): about 2x faster than 4 interleaved scalar iterations on 64 x 64 kernels
-/// (docs/theory.md, Performance). A matrix's values do not depend on the rest of the batch. A
-/// matrix whose iteration does not converge within Eigen's limit (30 n QR steps) keeps its
-/// unsorted values, as Eigen's does.
+/// the algorithm of Eigen's SelfAdjointEigenSolver with EigenvaluesOnly (scaling by the largest
+/// entry, Householder tridiagonalisation, implicit symmetric QR steps with Wilkinson shift,
+/// Golub & Van Loan §8.3), but with same-sized matrices processed together, one per SIMD lane
+/// (8 with AVX-512, 4 with AVX, 2 otherwise; the QR iterations 3 vectors at a time so that their
+/// chains of dependent divisions and square roots overlap): about 2x faster than Eigen one
+/// matrix at a time on 64 x 64 kernels (docs/theory.md, Performance). The values agree with
+/// Eigen's to rounding (the tridiagonalisation sums in another order) and do not depend on the
+/// rest of the batch. A matrix whose iteration does not converge within Eigen's
+/// limit (30 n QR steps) keeps its unsorted values, as Eigen's does.
 std::vector<Eigen::VectorXd> selfadjoint_eigenvalues(std::span<const Eigen::MatrixXd* const> As);
 /// From the kernels of two consecutive layers and their cross kernel
 /// C_ts = x_{l-1,t} . x_{l,s} / d (only the diagonal of C is used).
