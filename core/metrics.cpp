@@ -165,15 +165,16 @@ struct TriLanes {
 // The implicit symmetric QR iterations of several same-sized tridiagonal matrices in SIMD lanes:
 // kQrGroups vectors of kLanes lanes, stepped alternately so that the out-of-order core overlaps
 // their chains of dependent divisions and square roots (one vector's rotation waits about 130
-// cycles for the previous one). Per lane it is Eigen 3.4's iteration (computeFromTridiagonal_impl
+// cycles for the previous one with AVX-512). Per lane it is Eigen 3.4's iteration (computeFromTridiagonal_impl
 // and tridiagonal_qr_step, SelfAdjointEigenSolver.h, without eigenvectors): the same deflation
 // test, block search, Wilkinson shift, Givens rotations and 30 n iteration limit. The lanes sweep
 // in lock-step over the union of their blocks, a rotation's results kept (a select) only in the
 // lanes whose block contains the index and whose bulge is nonzero; makeGivens's two cases are
 // selects too (with a = |x| > |z|, t = (a ? z/x : x/z), u = sign(a ? x : z) sqrt(1 + t^2),
 // r = 1/u: c = r, s = -t c when a, else s = -r, c = t r: Eigen's roundings). A lane whose matrix
-// has finished takes the next one of its size.
-constexpr std::size_t kQrGroups = 3;
+// has finished takes the next one of its size. 3 vectors with AVX-512 and AVX2 (8 and 4 lanes),
+// 6 with SSE2's 2 lanes: the fastest counts measured on 1001 64 x 64 kernels.
+constexpr std::size_t kQrGroups = kLanes == 2 ? 6 : 3;
 constexpr std::size_t kQrLanes = kQrGroups * kLanes;
 
 struct QrLanes {
@@ -205,7 +206,7 @@ struct QrLanes {
   void deflate() {
     bool live[kQrLanes];
     for (std::size_t l = 0; l < kQrLanes; ++l) live[l] = id[l] >= 0;
-    LaneMask st[kQrGroups], en[kQrGroups];
+    LaneMask st[kQrGroups] = {}, en[kQrGroups] = {};
     std::int64_t lo = 0, hi = 0;
     blocks(live, st, en, lo, hi);
     const LaneVec zero{};
@@ -262,7 +263,7 @@ struct QrLanes {
   // One lock-step sweep of the lanes in `live` over their blocks (tridiagonal_qr_step's loop,
   // k = start .. end-1 while z != 0).
   void sweep(const bool* live) {
-    LaneMask st[kQrGroups], en[kQrGroups];
+    LaneMask st[kQrGroups] = {}, en[kQrGroups] = {};
     std::int64_t lo = 0, hi = 0;
     blocks(live, st, en, lo, hi);
     const LaneVec zero{};
