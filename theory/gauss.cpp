@@ -12,8 +12,10 @@
 
 // glibc >= 2.35 on x86-64 has asin for SIMD vectors in libmvec (_ZGV*_asin, at most 4 ulp), but
 // <math.h> declares it only under -ffast-math: declared here so that eval_row's arcsine loop
-// (#pragma omp simd, -fopenmp-simd) calls the vector version. Elsewhere the loop stays scalar.
-#if defined(__x86_64__) && defined(__GLIBC__) && (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 35))
+// (#pragma omp simd, -fopenmp-simd) calls the vector version (GCC's simd attribute; elsewhere,
+// Clang included, the loop stays scalar).
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && defined(__GLIBC__) && \
+    (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 35))
 extern "C" __attribute__((simd("notinbranch"))) double asin(double) noexcept;
 #endif
 
