@@ -48,7 +48,7 @@ double eff_rank_from_eigenvalues(const Eigen::VectorXd& eig) {
 }
 
 // The batched eigenvalues work on several matrices of one size at once, one per SIMD lane, in
-// GCC/Clang vector types (elementwise arithmetic and selects; the portable build's are SSE2's).
+// GCC's vector extension (elementwise arithmetic and selects; the portable build's are SSE2's).
 #if defined(__AVX512F__)
 constexpr std::size_t kLanes = 8;
 #elif defined(__AVX__)
