@@ -25,17 +25,19 @@ struct StepMetrics {
 /// are sqrt(d * eig(K)), so eff_rank uses sqrt of K's eigenvalues.
 StateMetrics state_metrics_from_kernel(const Eigen::MatrixXd& K);
 /// state_metrics_from_kernel on several kernels at once, the same values: the eigenvalues for
-/// eff_rank come from selfadjoint_eigenvalues, which overlaps the kernels' QR iterations.
+/// eff_rank come from selfadjoint_eigenvalues, which processes the kernels in SIMD lanes.
 std::vector<StateMetrics> state_metrics_from_kernels(std::span<const Eigen::MatrixXd* const> Ks);
 /// The eigenvalues, ascending, of each symmetric matrix in As (its lower triangle is read), by
-/// the algorithm and floating-point operations of Eigen's SelfAdjointEigenSolver with
-/// EigenvaluesOnly (scaling by the largest entry, Householder tridiagonalisation, implicit
-/// symmetric QR steps with Wilkinson shift, Golub & Van Loan §8.3), but with the QR iterations of
-/// several matrices interleaved: one matrix's iterations are a chain of dependent divisions and
-/// square roots, which the core overlaps with those of the other 3 (about 2x faster than one
-/// matrix at a time; docs/theory.md, Performance). A matrix whose
-/// iteration does not converge within Eigen's limit (30 n QR steps) keeps its unsorted values,
-/// as Eigen's does.
+/// the algorithm of Eigen's SelfAdjointEigenSolver with EigenvaluesOnly (scaling by the largest
+/// entry, Householder tridiagonalisation, implicit symmetric QR steps with Wilkinson shift,
+/// Golub & Van Loan §8.3), but with same-sized matrices processed together, one per SIMD lane
+/// (8 with AVX-512, 4 with AVX, 2 otherwise; the QR iterations of 3 or 6 vectors stepped
+/// alternately, so that their chains of dependent divisions and square roots overlap). On 1001
+/// random 64 x 64 kernels, one core: 35 ms with AVX-512, 48 ms with AVX2, 91 ms with SSE2, against
+/// 128 ms for Eigen's solver one matrix at a time (docs/theory.md, Performance). The values agree
+/// with Eigen's to rounding (the tridiagonalisation sums in another order) and do not depend on
+/// the rest of the batch. A matrix whose iteration does not converge within Eigen's limit
+/// (30 n QR steps) keeps its unsorted values, as Eigen's does.
 std::vector<Eigen::VectorXd> selfadjoint_eigenvalues(std::span<const Eigen::MatrixXd* const> As);
 /// From the kernels of two consecutive layers and their cross kernel
 /// C_ts = x_{l-1,t} . x_{l,s} / d (only the diagonal of C is used).

@@ -525,7 +525,7 @@ void fill_metrics(const StackSpec& spec, const KernelTrace& tr, Profile& p) {
   std::vector<char> kf(spec.depth + 1);
   for (int l = 0; l <= spec.depth; ++l) kf[l] = finite(tr.K[l]);
   // The general kernels' state metrics all at once: their eigenvalues (eff_rank) are most of
-  // the metrics' cost, and a batch overlaps the matrices' QR iterations (core/metrics.hpp).
+  // the metrics' cost, and a batch runs same-sized kernels in SIMD lanes (core/metrics.hpp).
   std::vector<const Eigen::MatrixXd*> general;
   if (!equi)
     for (int l = 0; l <= spec.depth; ++l)

@@ -10,6 +10,15 @@
 #include "core/activation.hpp"
 #include "core/error.hpp"
 
+// glibc >= 2.35 on x86-64 has atan for SIMD vectors in libmvec (_ZGV*_atan, at most 4 ulp), but
+// <math.h> declares it only under -ffast-math: declared here so that eval_row's arctangent loop
+// (#pragma omp simd, -fopenmp-simd) calls the vector version (GCC's simd attribute; elsewhere,
+// Clang included, the loop stays scalar).
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && defined(__GLIBC__) && \
+    (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 35))
+extern "C" __attribute__((simd("notinbranch"))) double atan(double) noexcept;
+#endif
+
 namespace sigprop::theory {
 namespace {
 
@@ -30,7 +39,7 @@ constexpr double kPi = std::numbers::pi;
 // (the form of Tsuchida et al. 2021; c = 0 gives E[gelu(u)] E[gelu(v)] = a b / (2 pi sqrt(A B))).
 // Rounding: the only cancellation is D0 near the diagonal, c^2 -> a b. It is taken with fused
 // multiply-adds (c^2 split into its rounded value and the exact remainder), so det, sqrt(det)
-// and theta = atan2(c, sqrt(det)) keep full relative accuracy however large a and b are and
+// and theta = atan(c / sqrt(det)) keep full relative accuracy however large a and b are and
 // however close c is to sqrt(a b). (The earlier conditioning form, through S^{-1}, summed terms of
 // size a / (1 - c^2/(a b)) that cancel: at a = b = 1e10 and 1 - c/a = 1e-8 it gave 1 - rho of
 // the output 8e-7 instead of 1e-8, and garbage at 1e14: tests/test_gauss.cpp.)
@@ -177,8 +186,9 @@ void ActKernel::eval_row(const Var& a, const Var* b, const double* c, int n, dou
     }
     return;
   }
-  // eval(a, b[i], c[i]) in three passes over a chunk: the clamped c and sqrt(det), the
-  // arctangents (libm, scalar), then the closed form, which the compiler vectorises.
+  // eval(a, b[i], c[i]) in three passes over a chunk: the clamped c, D0 and sqrt(det), the
+  // arctangents theta = atan(c / sqrt(det)) (libmvec's vector atan where glibc has one, see
+  // above), then the closed form, which the compiler vectorises (no libm call left).
   constexpr int kChunk = 64;
   double cc[kChunk], d0[kChunk], sd[kChunk], th[kChunk];
   for (int i0 = 0; i0 < n; i0 += kChunk) {
@@ -190,7 +200,10 @@ void ActKernel::eval_row(const Var& a, const Var* b, const double* c, int n, dou
       d0[i] = gelu_d0(a.v, bb[i].v, cc[i]);
       sd[i] = std::sqrt(d0[i] + (a.v + bb[i].v + 1));
     }
-    for (int i = 0; i < m; ++i) th[i] = std::atan2(cc[i], sd[i]);
+    // sqrt(det) > 0 always (det >= a + b + 1), so atan(c / sqrt(det)) = atan2(c, sqrt(det)) =
+    // asin(c / sqrt(A B)), well conditioned however close c is to sqrt(a b).
+#pragma omp simd
+    for (int i = 0; i < m; ++i) th[i] = std::atan(cc[i] / sd[i]);
     for (int i = 0; i < m; ++i) {
       const KernelPair r = gelu_kernel(a.v, bb[i].v, cc[i], d0[i], sd[i], th[i]);
       k[i0 + i] = r.k;
