@@ -184,8 +184,11 @@ struct QrLanes {
   std::ptrdiff_t id[kQrLanes] = {};  // the matrix in each lane; -1: idle
   LaneVec x[kQrGroups] = {}, z[kQrGroups] = {};
 
-  double& D(std::size_t l, std::int64_t k) { return d[static_cast<std::size_t>(k) * kQrGroups + l / kLanes][l % kLanes]; }
-  double& E(std::size_t l, std::int64_t k) { return e[static_cast<std::size_t>(k) * kQrGroups + l / kLanes][l % kLanes]; }
+  // A lane's entry as a double lvalue: GCC and Clang vector types alias their element type, and
+  // Clang (unlike GCC) does not bind a reference to a subscripted vector element.
+  static double& lane(LaneVec& v, std::size_t j) { return reinterpret_cast<double*>(&v)[j]; }
+  double& D(std::size_t l, std::int64_t k) { return lane(d[static_cast<std::size_t>(k) * kQrGroups + l / kLanes], l % kLanes); }
+  double& E(std::size_t l, std::int64_t k) { return lane(e[static_cast<std::size_t>(k) * kQrGroups + l / kLanes], l % kLanes); }
 
   // The current blocks as lane masks: st/en = start/end of the lanes in `live` (others an empty
   // range), and the union [lo, hi) of the live lanes' blocks.

@@ -17,6 +17,7 @@
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && defined(__GLIBC__) && \
     (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 35))
 extern "C" __attribute__((simd("notinbranch"))) double atan(double) noexcept;
+#define SIGPROP_VECTOR_ATAN 1
 #endif
 
 namespace sigprop::theory {
@@ -202,7 +203,9 @@ void ActKernel::eval_row(const Var& a, const Var* b, const double* c, int n, dou
     }
     // sqrt(det) > 0 always (det >= a + b + 1), so atan(c / sqrt(det)) = atan2(c, sqrt(det)) =
     // asin(c / sqrt(A B)), well conditioned however close c is to sqrt(a b).
+#ifdef SIGPROP_VECTOR_ATAN  // elsewhere (Clang: no simd attribute) the loop stays scalar, unannotated
 #pragma omp simd
+#endif
     for (int i = 0; i < m; ++i) th[i] = std::atan(cc[i] / sd[i]);
     for (int i = 0; i < m; ++i) {
       const KernelPair r = gelu_kernel(a.v, bb[i].v, cc[i], d0[i], sd[i], th[i]);
