@@ -52,15 +52,15 @@ class ActKernel {
   /// Both kernels at (a, b, c); requires a, b >= 0 and c^2 <= a b (clamped for round-off).
   [[nodiscard]] KernelPair eval(double a, double b, double c) const;
   /// A variance with the square roots eval takes of it, computed once per token when a row
-  /// of kernel entries shares it: v = max(a, 0), sqrt(v), sqrt(v + 1).
+  /// of kernel entries shares it: v = max(a, 0), sqrt(v).
   struct Var {
-    double v, sv, sv1;
+    double v, sv;
   };
   [[nodiscard]] static Var var(double a);
   /// eval(a.v, b.v, c), bitwise the same value, without recomputing the square roots (GELU).
   [[nodiscard]] KernelPair eval(const Var& a, const Var& b, double c) const;
   /// eval(a, b[i], c[i]) for i < n into k[i], kd[i]: one row of kernel entries that share a.
-  /// Same values as eval up to round-off; for GELU the arcsines are taken in one pass and the
+  /// Same values as eval up to round-off; for GELU the arctangents are taken in one pass and the
   /// rest of the closed form is vectorised.
   void eval_row(const Var& a, const Var* b, const double* c, int n, double* k, double* kd) const;
   [[nodiscard]] double k(double a, double b, double c) const { return eval(a, b, c).k; }
