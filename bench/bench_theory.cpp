@@ -24,7 +24,7 @@ namespace {
 struct Case {
   std::string name;
   std::vector<std::string> sets;  // --set overrides of the built-in default spec
-  int error_batches = 8;          // TheorySettings default
+  int error_batches = -1;         // -1: the TheorySettings default
   bool slow = false;              // one iteration only
   bool fast_path = true;          // TheorySettings::equicorrelated_fast_path
 };
@@ -73,7 +73,7 @@ std::vector<Case> cases() {
 void run_case(benchmark::State& state, const Case& c) {
   const sigprop::StackSpec spec = sigprop::resolve_spec("", c.sets);
   sigprop::theory::TheorySettings st;
-  st.error_batches = c.error_batches;
+  if (c.error_batches >= 0) st.error_batches = c.error_batches;
   st.equicorrelated_fast_path = c.fast_path;
   sigprop::theory::TheoryEngine engine(st);
   double max_rel_se = 0;
@@ -98,7 +98,7 @@ void run_case(benchmark::State& state, const Case& c) {
 void run_recursion(benchmark::State& state, const Case& c) {
   const sigprop::StackSpec spec = sigprop::resolve_spec("", c.sets);
   sigprop::theory::TheorySettings st;
-  st.error_batches = c.error_batches;
+  if (c.error_batches >= 0) st.error_batches = c.error_batches;
   st.equicorrelated_fast_path = c.fast_path;
   for (auto _ : state) {
     sigprop::theory::KernelTrace tr = sigprop::theory::kernel_recursion(spec, st);

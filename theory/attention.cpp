@@ -10,6 +10,34 @@
 
 #include "core/error.hpp"
 #include "core/rng.hpp"
+#include "theory/small_gemm.hpp"
+
+namespace {
+// One SIMD vector of doubles (GCC's vector extension, also Clang's), as in small_gemm.cpp.
+constexpr int kW = sigprop::theory::detail::kSimdLanes;
+typedef double Vec __attribute__((vector_size(kW * sizeof(double))));
+typedef long long VecMask __attribute__((vector_size(kW * sizeof(double))));
+}  // namespace
+
+// glibc >= 2.35 on x86-64 has exp for SIMD vectors in libmvec (within a few ulp), under the names of
+// the x86-64 vector function ABI: _ZGV<isa>N<lanes>v_exp, isa b = SSE, c = AVX, d = AVX2,
+// e = AVX-512, the vector in one register. The softmax calls the one of this build's width.
+#if defined(__x86_64__) && defined(__GNUC__) && defined(__GLIBC__) && \
+    (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 35))
+#if defined(__AVX512F__)
+extern "C" Vec _ZGVeN8v_exp(Vec);
+#define SIGPROP_VEXP _ZGVeN8v_exp
+#elif defined(__AVX2__)
+extern "C" Vec _ZGVdN4v_exp(Vec);
+#define SIGPROP_VEXP _ZGVdN4v_exp
+#elif defined(__AVX__)
+extern "C" Vec _ZGVcN4v_exp(Vec);
+#define SIGPROP_VEXP _ZGVcN4v_exp
+#else
+extern "C" Vec _ZGVbN2v_exp(Vec);
+#define SIGPROP_VEXP _ZGVbN2v_exp
+#endif
+#endif
 
 namespace sigprop::theory {
 
@@ -34,6 +62,19 @@ std::vector<std::pair<int, int>> importance_order(int T) {
   return o;
 }
 constexpr size_t kMaxPointBytes = size_t{512} << 20;
+// erfc_inv in double arithmetic: Boost's default evaluates it in long double, 4x slower, for
+// values within 4e-16 relative of these (the points' construction was 10% of the default spec).
+using NoPromotion = boost::math::policies::policy<boost::math::policies::promote_double<false>>;
+
+using detail::small_gemm;
+using detail::Tri;
+
+// M (T x T) in the top-left corner of an n x n zero matrix.
+Eigen::MatrixXd padded(const Eigen::MatrixXd& M, int n) {
+  Eigen::MatrixXd P = Eigen::MatrixXd::Zero(n, n);
+  P.topLeftCorner(M.rows(), M.cols()) = M;
+  return P;
+}
 }  // namespace
 
 bool attention_uniform(const StackSpec& spec, const AttnSettings& settings) {
@@ -48,6 +89,7 @@ double logit_sigma_qk2(const StackSpec& spec, const AttnSettings& settings) {
 
 AttentionKernel::AttentionKernel(const StackSpec& spec, AttnSettings settings)
     : T_(spec.tokens),
+      Tp_(detail::small_gemm_padded(spec.tokens)),
       causal_(spec.mask == Mask::Causal),
       uniform_(attention_uniform(spec, settings)),
       sqk2_(logit_sigma_qk2(spec, settings)),
@@ -56,15 +98,21 @@ AttentionKernel::AttentionKernel(const StackSpec& spec, AttnSettings settings)
   if (st_.samples % 2) ++st_.samples;
   if (uniform_) return;
   const int n = st_.samples / 2, TT = T_ * T_;
-  if (static_cast<double>(n) * TT * sizeof(double) > kMaxPointBytes)
+  if (static_cast<double>(n) * Tp_ * Tp_ * sizeof(double) > kMaxPointBytes)
     throw ConfigError(fmt::format("theory attention samples: {} draws of {} x {} logits need more than {} MiB; "
                                   "use fewer samples",
                                   st_.samples, T_, T_, kMaxPointBytes >> 20));
-  points_.assign(n, Eigen::MatrixXd(T_, T_));
+  // Stored as xi^T, zero-padded to Tp x Tp: the products then give base^T = L xi^T L^T, whose
+  // columns are the logit rows (contiguous for the softmax).
+  points_.assign(n, Eigen::MatrixXd::Zero(Tp_, Tp_));
   const auto rep = static_cast<uint64_t>(st_.replicate);
   if (st_.method == AttnMethod::Mc) {
     // Pair p of replicate r: Philox stream r * n + p (the draws of the old first_sample = r n).
-    for (int p = 0; p < n; ++p) NormalStream(st_.seed, rep * n + p).fill(points_[p].data(), TT);
+    Eigen::MatrixXd xi(T_, T_);
+    for (int p = 0; p < n; ++p) {
+      NormalStream(st_.seed, rep * n + p).fill(xi.data(), TT);
+      points_[p].topLeftCorner(T_, T_) = xi.transpose();
+    }
     return;
   }
   const int dq = std::min(TT, 3667);  // Boost's Joe-Kuo tables stop at 3667 dimensions
@@ -85,18 +133,25 @@ AttentionKernel::AttentionKernel(const StackSpec& spec, AttnSettings settings)
   boost::random::sobol_engine<uint64_t, 64> sob(static_cast<size_t>(dq));
   std::vector<double> pad(TT > dq ? static_cast<size_t>(TT - dq) : 0);
   for (int p = 0; p < n; ++p) {
-    Eigen::MatrixXd& xi = points_[p];
+    Eigen::MatrixXd& xit = points_[p];  // xit(j, i) = xi(i, j)
     for (int k = 0; k < dq; ++k) {
       const uint64_t x = sob() ^ shift[k];
       // Midpoint of the 2^-53 cell: u in (0, 1), never 0 or 1.
       const double u = (static_cast<double>(x >> 11) + 0.5) * 0x1p-53;
-      xi(order[k].first, order[k].second) = -std::sqrt(2.0) * boost::math::erfc_inv(2 * u);
+      xit(order[k].second, order[k].first) = -std::sqrt(2.0) * boost::math::erfc_inv(2 * u, NoPromotion{});
     }
     if (!pad.empty()) {
       NormalStream(st_.seed, stream_id(rep, p, 0, 2)).fill(pad.data(), pad.size());
-      for (int k = dq; k < TT; ++k) xi(order[k].first, order[k].second) = pad[k - dq];
+      for (int k = dq; k < TT; ++k) xit(order[k].second, order[k].first) = pad[k - dq];
     }
   }
+}
+
+std::vector<Eigen::MatrixXd> AttentionKernel::base_points() const {
+  std::vector<Eigen::MatrixXd> out;
+  out.reserve(points_.size());
+  for (const Eigen::MatrixXd& xit : points_) out.emplace_back(xit.topLeftCorner(T_, T_).transpose());
+  return out;
 }
 
 Eigen::MatrixXd AttentionKernel::factor(const Eigen::MatrixXd& K) const {
@@ -109,19 +164,68 @@ Eigen::MatrixXd AttentionKernel::factor(const Eigen::MatrixXd& K) const {
   return F.rowwise().reverse();
 }
 
-void AttentionKernel::softmax_rows(Eigen::MatrixXd& S) const {
+namespace {
+inline Vec vload(const double* p) {
+  Vec v;
+  __builtin_memcpy(&v, p, sizeof v);
+  return v;
+}
+inline void vstore(double* p, Vec v) { __builtin_memcpy(p, &v, sizeof v); }
+inline Vec vexp(Vec x) {
+#ifdef SIGPROP_VEXP
+  return SIGPROP_VEXP(x);
+#else
+  for (int j = 0; j < kW; ++j) x[j] = std::exp(x[j]);
+  return x;
+#endif
+}
+}  // namespace
+
+void AttentionKernel::softmax_cols(const double* Bt, double sign, double* At, double* scratch) const {
+  // Column t of Bt is row t of the logits base = L xi L^T; column t of At receives row t of
+  // softmax(sign * base) (causal: entries s <= t), zeros elsewhere and in the padding. One SIMD
+  // vector per step over the padded column; the masked entries' arguments are 0 (a vector exp
+  // takes a slow path for arguments like -inf), their results selected away. The rows' sums
+  // (scratch: T vectors) are reduced after all exponentials: T independent chains, not one
+  // add-divide latency per row between the calls.
+  const int n = Tp_;
+  constexpr double kNegInf = -std::numeric_limits<double>::infinity();
+  Vec iota;
+  for (int j = 0; j < kW; ++j) iota[j] = j;
   for (int t = 0; t < T_; ++t) {
-    int n = causal_ ? t + 1 : T_;
-    double m = -std::numeric_limits<double>::infinity();
-    for (int s = 0; s < n; ++s) m = std::max(m, S(t, s));
-    double z = 0;
-    for (int s = 0; s < n; ++s) {
-      S(t, s) = std::exp(S(t, s) - m);
-      z += S(t, s);
+    const double* b = Bt + static_cast<std::ptrdiff_t>(t) * n;
+    double* a = At + static_cast<std::ptrdiff_t>(t) * n;
+    const int m = causal_ ? t + 1 : T_;
+    Vec vm = Vec{} + kNegInf;  // row maximum over the unmasked entries
+    for (int s0 = 0; s0 < m; s0 += kW) {
+      const Vec x = vload(b + s0) * sign;
+      vm = (((iota + s0) < m) & (x > vm)) ? x : vm;
     }
-    for (int s = 0; s < n; ++s) S(t, s) /= z;
-    for (int s = n; s < T_; ++s) S(t, s) = 0;
+    double mx = vm[0];
+    for (int j = 1; j < kW; ++j) mx = std::max(mx, vm[j]);
+    Vec zs = {};
+    for (int s0 = 0; s0 < n; s0 += kW) {
+      if (s0 >= m) {  // all masked
+        vstore(a + s0, Vec{});
+        continue;
+      }
+      const VecMask in = (iota + s0) < m;
+      const Vec x = in ? vload(b + s0) * sign - mx : Vec{};
+      const Vec e = in ? vexp(x) : Vec{};
+      vstore(a + s0, e);
+      zs += e;
+    }
+    vstore(scratch + static_cast<std::ptrdiff_t>(t) * kW, zs);
   }
+  for (int t = 0; t < T_; ++t) {
+    const double* zs = scratch + static_cast<std::ptrdiff_t>(t) * kW;
+    double z = 0;
+    for (int j = 0; j < kW; ++j) z += zs[j];
+    const double inv = 1.0 / z;
+    double* a = At + static_cast<std::ptrdiff_t>(t) * n;
+    for (int s0 = 0; s0 < n; s0 += kW) vstore(a + s0, vload(a + s0) * inv);
+  }
+  std::fill(At + static_cast<std::ptrdiff_t>(T_) * n, At + static_cast<std::ptrdiff_t>(n) * n, 0.0);
 }
 
 namespace {
@@ -157,8 +261,14 @@ Eigen::MatrixXd uniform_backward(const Eigen::MatrixXd& G, bool causal) {
 
 Eigen::MatrixXd AttentionKernel::forward(const Eigen::MatrixXd& K, AttnTape* tape) const {
   if (uniform_) return uniform_forward(K, causal_);
-  Eigen::MatrixXd L = std::sqrt(sqk2_) * factor(K);  // S = sigma_qk^2 F xi F^T, F F^T = K
-  Eigen::MatrixXd acc = Eigen::MatrixXd::Zero(T_, T_), S, base, SK;
+  // Every matrix below is Tp x Tp, the T x T one zero-padded (the padding stays zero through
+  // every product); A is lower triangular with the causal mask, A^T upper.
+  const int n = Tp_;
+  const Tri lo = causal_ ? Tri::Lower : Tri::Full, up = causal_ ? Tri::Upper : Tri::Full;
+  const Eigen::MatrixXd L = padded(std::sqrt(sqk2_) * factor(K), n);  // S = sigma_qk^2 F xi F^T, F F^T = K
+  const Eigen::MatrixXd Kp = padded(K, n);
+  Eigen::MatrixXd acc = Eigen::MatrixXd::Zero(n, n), tmp(n, n), Bt(n, n), At(n, n), A(n, n), AK(n, n);
+  std::vector<double> scratch(static_cast<size_t>(T_) * kW);
   const int pairs = st_.samples / 2;
   if (tape) {
     tape->L = L;
@@ -166,72 +276,79 @@ Eigen::MatrixXd AttentionKernel::forward(const Eigen::MatrixXd& K, AttnTape* tap
     if (tape->keep_softmax) tape->A.reserve(2 * static_cast<size_t>(pairs));
   }
   for (int p = 0; p < pairs; ++p) {
-    const Eigen::MatrixXd& xi = points_[p];
-    SK.noalias() = L.lazyProduct(xi);
-    base.noalias() = SK.lazyProduct(L.transpose());
-    for (int sign : {1, -1}) {
-      S = sign * base;
-      softmax_rows(S);
-      SK.noalias() = S.lazyProduct(K);
-      acc.noalias() += SK.lazyProduct(S.transpose());
-      if (tape && tape->keep_softmax) tape->A.push_back(S);
+    small_gemm(tmp.data(), L.data(), Tri::Full, points_[p].data(), false, Tri::Full, n, false);  // L xi^T
+    small_gemm(Bt.data(), tmp.data(), Tri::Full, L.data(), true, Tri::Full, n, false);           // base^T
+    for (const double sign : {1.0, -1.0}) {
+      softmax_cols(Bt.data(), sign, At.data(), scratch.data());
+      A = At.transpose();
+      small_gemm(AK.data(), A.data(), lo, Kp.data(), false, Tri::Full, n, false);  // A K
+      small_gemm(acc.data(), AK.data(), Tri::Full, At.data(), false, up, n, true);  // += A K A^T
+      if (tape && tape->keep_softmax) tape->A.push_back(At);
     }
   }
-  acc /= static_cast<double>(st_.samples);
-  return 0.5 * (acc + acc.transpose());
+  const Eigen::MatrixXd out = acc.topLeftCorner(T_, T_) / static_cast<double>(st_.samples);
+  return 0.5 * (out + out.transpose());
 }
 
 Eigen::MatrixXd AttentionKernel::backward(const Eigen::MatrixXd& K, const Eigen::MatrixXd& G, double vo_var,
                                           const AttnTape* tape) const {
   if (uniform_) return vo_var * uniform_backward(G, causal_);
+  const int n = Tp_;  // Tp x Tp, zero-padded, as in forward()
+  const Tri lo = causal_ ? Tri::Lower : Tri::Full, up = causal_ ? Tri::Upper : Tri::Full;
   // S = sigma_qk^2 F xi F^T, F F^T = K: the forward pass's factor when it left one.
-  const Eigen::MatrixXd L = tape && tape->L.size() ? tape->L : Eigen::MatrixXd(std::sqrt(sqk2_) * factor(K));
+  const Eigen::MatrixXd L =
+      tape && tape->L.size() ? tape->L : padded(std::sqrt(sqk2_) * factor(K), n);
   const bool stored = tape && tape->A.size() == static_cast<size_t>(st_.samples);
   const double q4 = sqk2_ * sqk2_;
-  const Eigen::MatrixXd KK = K.cwiseProduct(K);
-  const Eigen::MatrixXd W = G.cwiseProduct(K);
-  // Accumulated (linear in the draws, so Hadamard factors are applied once at the end):
+  const Eigen::MatrixXd Kp = padded(K, n), Gp = padded(G, n);
+  const Eigen::MatrixXd KK = Kp.cwiseProduct(Kp);
+  const Eigen::MatrixXd W = Gp.cwiseProduct(Kp);
+  // Accumulated (linear in the draws, so Hadamard factors and transposes are applied once at the end):
   //   accV = sum A^T (G + q4 W o AKA) A   (value path + the last key-path term)
-  //   accQ = sum A(KoK)A^T - A(PoP) - (A(PoP))^T + AKA o AKA      (query path, G o . at the end)
+  //   accQ = sum A(KoK)A^T + AKA o AKA,  accP = sum A(PoP)   (query path: accQ - accP - accP^T, G o . at the end)
   //   accW = sum A^T W A  (K o . at the end),  accC = sum ((A^T W) o P) A  (- it and its transpose)
-  Eigen::MatrixXd accV = Eigen::MatrixXd::Zero(T_, T_), accQ = accV, accW = accV, accC = accV;
-  Eigen::MatrixXd Abuf, base, P, AKA, AtW, X, tmp;
+  Eigen::MatrixXd accV = Eigen::MatrixXd::Zero(n, n), accQ = accV, accP = accV, accW = accV, accC = accV;
+  Eigen::MatrixXd Bt(n, n), Atbuf(n, n), A(n, n), P(n, n), AKA(n, n), AtW(n, n), X(n, n), tmp(n, n);
+  std::vector<double> scratch(static_cast<size_t>(T_) * kW);
   const int pairs = st_.samples / 2;
   for (int p = 0; p < pairs; ++p) {
     if (!stored) {
-      tmp.noalias() = L.lazyProduct(points_[p]);
-      base.noalias() = tmp.lazyProduct(L.transpose());
+      small_gemm(tmp.data(), L.data(), Tri::Full, points_[p].data(), false, Tri::Full, n, false);
+      small_gemm(Bt.data(), tmp.data(), Tri::Full, L.data(), true, Tri::Full, n, false);
     }
     for (int k = 0; k < 2; ++k) {
-      const Eigen::MatrixXd* Ap;
+      const Eigen::MatrixXd* Atp;
       if (stored) {
-        Ap = &tape->A[2 * static_cast<size_t>(p) + k];
+        Atp = &tape->A[2 * static_cast<size_t>(p) + k];
       } else {
-        Abuf = (k == 0 ? 1.0 : -1.0) * base;
-        softmax_rows(Abuf);
-        Ap = &Abuf;
+        softmax_cols(Bt.data(), k == 0 ? 1.0 : -1.0, Atbuf.data(), scratch.data());
+        Atp = &Atbuf;
       }
-      const Eigen::MatrixXd& A = *Ap;
-      P.noalias() = K.lazyProduct(A.transpose());  // P_{s t} = (K a_t)_s
-      AKA.noalias() = A.lazyProduct(P);
+      const Eigen::MatrixXd& At = *Atp;
+      A = At.transpose();
+      small_gemm(P.data(), Kp.data(), Tri::Full, At.data(), false, up, n, false);  // P_{s t} = (K a_t)_s
+      small_gemm(AKA.data(), A.data(), lo, P.data(), false, Tri::Full, n, false);
       // Query path: E[tr(J_t K J_t' K)] = A(KoK)A^T - A(PoP) - (A(PoP))^T + AKA o AKA
-      tmp.noalias() = A.lazyProduct(KK);
-      accQ.noalias() += tmp.lazyProduct(A.transpose());
-      tmp.noalias() = A.lazyProduct(P.cwiseProduct(P));
-      accQ -= tmp + tmp.transpose();
+      small_gemm(tmp.data(), A.data(), lo, KK.data(), false, Tri::Full, n, false);
+      small_gemm(accQ.data(), tmp.data(), Tri::Full, At.data(), false, up, n, true);
       accQ += AKA.cwiseProduct(AKA);
+      X = P.cwiseProduct(P);
+      small_gemm(accP.data(), A.data(), lo, X.data(), false, Tri::Full, n, true);
       // Key path with W = G o K: Ko(A^T W A) - ((A^T W)oP)A - transpose + A^T (W o AKA) A
-      AtW.noalias() = A.transpose().lazyProduct(W);
-      accW.noalias() += AtW.lazyProduct(A);
-      accC.noalias() += AtW.cwiseProduct(P).lazyProduct(A);
-      X = G + q4 * W.cwiseProduct(AKA);
-      tmp.noalias() = A.transpose().lazyProduct(X);
-      accV.noalias() += tmp.lazyProduct(A);
+      small_gemm(AtW.data(), At.data(), up, W.data(), false, Tri::Full, n, false);
+      small_gemm(accW.data(), AtW.data(), Tri::Full, A.data(), false, lo, n, true);
+      X = AtW.cwiseProduct(P);
+      small_gemm(accC.data(), X.data(), Tri::Full, A.data(), false, lo, n, true);
+      X = Gp + q4 * W.cwiseProduct(AKA);
+      small_gemm(tmp.data(), At.data(), up, X.data(), false, Tri::Full, n, false);
+      small_gemm(accV.data(), tmp.data(), Tri::Full, A.data(), false, lo, n, true);
     }
   }
-  const double n = st_.samples;
-  Eigen::MatrixXd accK = K.cwiseProduct(accW) - accC - accC.transpose();
-  Eigen::MatrixXd out = vo_var * (accV / n + q4 * G.cwiseProduct(accQ / n) + q4 * accK / n);
+  const double ns = st_.samples;
+  const auto blk = [&](const Eigen::MatrixXd& M) { return M.topLeftCorner(T_, T_); };
+  const Eigen::MatrixXd Q = blk(accQ) - blk(accP) - blk(accP).transpose();
+  const Eigen::MatrixXd accK = K.cwiseProduct(blk(accW)) - blk(accC) - blk(accC).transpose();
+  Eigen::MatrixXd out = vo_var * (blk(accV) / ns + q4 * G.cwiseProduct(Q / ns) + q4 * accK / ns);
   return 0.5 * (out + out.transpose());
 }
 

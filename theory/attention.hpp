@@ -72,9 +72,9 @@ std::string to_string(AttnMethod m);
 
 /// What the backward pass may reuse from the forward pass of the same layer.
 struct AttnTape {
-  bool keep_softmax = false;        ///< store the softmax matrices (memory: samples x T^2 doubles)
-  Eigen::MatrixXd L;                ///< sigma_qk F, the logit factor of the input kernel
-  std::vector<Eigen::MatrixXd> A;   ///< softmax of +base, -base for every point (if kept)
+  bool keep_softmax = false;        ///< store the softmax matrices (memory: samples x Tp^2 doubles)
+  Eigen::MatrixXd L;                ///< sigma_qk F, the logit factor of the input kernel (zero-padded to Tp x Tp)
+  std::vector<Eigen::MatrixXd> A;   ///< A^T of softmax(+base), softmax(-base) for every point (if kept), zero-padded to Tp x Tp
 };
 
 /// Softmax attention at infinite width for one spec. Uniform (exact) for qk_scale = 1/dh
@@ -93,16 +93,21 @@ class AttentionKernel {
   /// @param tape the tape forward(K) filled, or nullptr (everything recomputed: same numbers)
   [[nodiscard]] Eigen::MatrixXd backward(const Eigen::MatrixXd& K, const Eigen::MatrixXd& G, double vo_var,
                                          const AttnTape* tape = nullptr) const;
+  /// The base points xi (T x T each; each is used with its mirror -xi): what forward() and
+  /// backward() average over, for tests that evaluate the integrand independently.
+  [[nodiscard]] std::vector<Eigen::MatrixXd> base_points() const;
 
  private:
   int T_;
+  int Tp_;  ///< T rounded up to the SIMD lane count: the size of the padded matrices of the integral
   bool causal_;
   bool uniform_;
   double sqk2_;
   AttnSettings st_;
-  std::vector<Eigen::MatrixXd> points_;  ///< the samples/2 base points xi (mirrored in use)
+  std::vector<Eigen::MatrixXd> points_;  ///< the samples/2 base points xi (mirrored in use), stored as xi^T, Tp x Tp
   Eigen::MatrixXd factor(const Eigen::MatrixXd& K) const;
-  void softmax_rows(Eigen::MatrixXd& S) const;
+  /// scratch: T x (SIMD lanes) doubles
+  void softmax_cols(const double* Bt, double sign, double* At, double* scratch) const;
 };
 
 }  // namespace sigprop::theory

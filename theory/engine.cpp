@@ -19,6 +19,7 @@
 #include "theory/depth_returns.hpp"
 #include "theory/gauss.hpp"
 #include "theory/meanfield.hpp"
+#include "theory/small_gemm.hpp"
 
 namespace sigprop::theory {
 namespace {
@@ -388,7 +389,8 @@ KernelTrace kernel_recursion(const StackSpec& spec, const TheorySettings& st, co
   std::unique_ptr<AttentionKernel> attn;
   if (spec.has_attn()) attn = std::make_unique<AttentionKernel>(spec, st.attn);
   // The backward pass reuses every layer's softmax draws when they fit in kMaxSoftmaxBytes.
-  const bool keep_softmax = static_cast<double>(L) * st.attn.samples * T * T * sizeof(double) <= kMaxSoftmaxBytes;
+  const int Tp = detail::small_gemm_padded(T);  // the integral's padded matrix size
+  const bool keep_softmax = static_cast<double>(L) * st.attn.samples * Tp * Tp * sizeof(double) <= kMaxSoftmaxBytes;
   const double beta = weight_beta(spec);
   const double sw2 = spec.sigma_w2 * beta * beta;  // weight variance after DeepNorm's beta^2
 

@@ -25,7 +25,9 @@ struct TheorySettings {
   /// Stacks that keep an equicorrelated kernel (no attention, or uniform attention without a
   /// mask) run the recursion on its two distinct entries, O(1) per layer instead of O(T^2).
   bool equicorrelated_fast_path = true;
-  AttnSettings attn{};    ///< softmax expectations (qk_scale = 1/sqrt(dh) only)
+  /// softmax expectations (qk_scale = 1/sqrt(dh) only). 768 draws per layer (8 replicates of 96):
+  /// a worst relative _se of 0.5-0.8e-3 over the default spec's profile (docs/theory.md).
+  AttnSettings attn{.samples = 768};
   int error_batches = 8;  ///< batch-means error estimate of the attention Monte Carlo (0 = off)
   /// Adds the profile extra "depth_returns" (theory/depth_returns.hpp). A spec that depends on L
   /// (branch_scale 1/sqrt(L) or 1/sqrt(2L), deepnorm) costs one more run per depth 1, 2, 4, ... < L
