@@ -182,7 +182,10 @@ std::vector<AtlasDraw> atlas_draws(const AtlasConfig& a) {
 }
 
 std::vector<AtlasPoint> atlas_points(const ReportConfig& cfg, const std::vector<Cell>& cells,
-                                     const std::vector<Job>& jobs, const fs::path& out) {
+                                     const std::vector<Job>& jobs, const fs::path& out,
+                                     std::map<std::string, int>* theory_nulls) {
+  if (theory_nulls)
+    for (const std::string& m : cfg.atlas.metrics) (*theory_nulls)[m] = 0;
   const AtlasConfig& a = cfg.atlas;
   const size_t nw = a.widths.size();
   // Per cell: the theory job and the Monte Carlo jobs in the order of atlas.widths.
@@ -232,18 +235,19 @@ std::vector<AtlasPoint> atlas_points(const ReportConfig& cfg, const std::vector<
         p.metric = m;
         p.theory = t.at(l, m);
         p.theory_se = t.has(se) && std::isfinite(t.at(l, se)) ? t.at(l, se) : 0.0;
-        bool ok = std::isfinite(p.theory);
+        bool mc_ok = true;
         for (auto& q : mc) {
           if (l >= q.layers()) {
-            ok = false;
+            mc_ok = false;
             break;
           }
           const double y = q.at(l, m), s = q.has(se) ? q.at(l, se) : 0.0;
-          ok = ok && std::isfinite(y) && y != 0;
+          mc_ok = mc_ok && std::isfinite(y) && y != 0;
           p.mc.push_back(y);
           p.mc_se.push_back(std::isfinite(s) ? s : 0.0);
         }
-        if (!ok) continue;
+        if (mc_ok && !std::isfinite(p.theory) && theory_nulls) ++(*theory_nulls)[m];
+        if (!mc_ok || !std::isfinite(p.theory)) continue;
         const double floor_abs = m == "res" ? floor_abs_res : 0.0;
         auto combined = [&](double s, double ref) {
           const double f = std::max(floor_rel * std::abs(ref), floor_abs);
@@ -354,7 +358,8 @@ RenderResult render_atlas(const ReportConfig& cfg, const std::vector<Cell>& cell
   const AtlasConfig& a = cfg.atlas;
   const size_t nw = a.widths.size();
   RenderResult res;
-  const std::vector<AtlasPoint> pts = atlas_points(cfg, cells, jobs, out);
+  std::map<std::string, int> theory_nulls;
+  const std::vector<AtlasPoint> pts = atlas_points(cfg, cells, jobs, out, &theory_nulls);
   const double zc = bonferroni_z(a.alpha, static_cast<double>(pts.size()));
 
   write_file_atomic(out / "config.toml", to_toml(cfg));
@@ -627,9 +632,12 @@ RenderResult render_atlas(const ReportConfig& cfg, const std::vector<Cell>& cell
         "Goals (issue 16): p99 ≤ 2% for forward metrics, ≤ 5% for grad_var: \"met\" by the p99 relative "
         "error, \"not resolved\" when only the p99 of the part beyond 2 s.e. meets it (the Monte Carlo is "
         "too noisy to tell), else \"not met\". \"beyond z_crit\": share of points "
-        "with |z| > z_crit = {:.2f} (Bonferroni over the {} points at family-wise rate {}).",
+        "with |z| > z_crit = {:.2f} (Bonferroni over the {} points at family-wise rate {}). \"theory null\": "
+        "configurations and layers where the theory reports no value (it says why in its warnings, e.g. a sampled "
+        "grad_var that lost all precision) but the Monte Carlo has one; not among the points.",
         zc, pts.size(), a.alpha);
-    t.head = {"metric", "points", "p50", "p90", "p99", "max", "p99 beyond 2 s.e.", "beyond z_crit", "goal"};
+    t.head = {"metric", "points", "p50", "p90", "p99", "max", "p99 beyond 2 s.e.", "beyond z_crit", "goal",
+              "theory null"};
     for (const std::string& m : a.metrics) {
       const Stat s = stat(groups[0], m, -1);
       const double goal = is_forward(m) ? 0.02 : 0.05;
@@ -639,7 +647,7 @@ RenderResult render_atlas(const ReportConfig& cfg, const std::vector<Cell>& cell
                                   : s.p99_excess <= goal ? "not resolved"
                                                          : "not met";
       t.rows.push_back({m, fmt::format("{}", s.n), pct(s.p50), pct(s.p90), pct(s.p99), pct(s.max), pct(s.p99_excess),
-                        pct(s.significant), verdict});
+                        pct(s.significant), verdict, fmt::format("{}", theory_nulls[m])});
     }
     tables.push_back(std::move(t));
   }
@@ -699,6 +707,7 @@ RenderResult render_atlas(const ReportConfig& cfg, const std::vector<Cell>& cell
     j["widths"] = a.widths;
     j["samples"] = a.samples.empty() ? std::vector<int>(nw, cfg.simulate.samples) : a.samples;
     j["points"] = pts.size();
+    j["theory_null"] = theory_nulls;
     j["alpha"] = a.alpha;
     j["z_crit"] = zc;
     j["summary"] = jsummary;

@@ -7,6 +7,7 @@
 /// Carlo m + b/d) and writes the atlas folder.
 #include <cstdint>
 #include <filesystem>
+#include <map>
 #include <string>
 #include <utility>
 #include <vector>
@@ -83,8 +84,12 @@ struct AtlasPoint {
 /// Compares every cell's theory profile with its Monte Carlo profiles (loaded from out/cells):
 /// every metric of atlas.metrics at every layer where all values are finite and the Monte Carlo
 /// value is not 0, except the inputs (layer 0 for forward metrics, grad_var at layer L).
+/// @param theory_nulls if given, receives per metric the number of (configuration, layer) the
+///        theory left null (e.g. a sampled grad_var that lost all precision) where every Monte
+///        Carlo value is finite and not 0: points the theory does not predict, not compared
 std::vector<AtlasPoint> atlas_points(const ReportConfig& cfg, const std::vector<Cell>& cells,
-                                     const std::vector<Job>& jobs, const std::filesystem::path& out);
+                                     const std::vector<Job>& jobs, const std::filesystem::path& out,
+                                     std::map<std::string, int>* theory_nulls = nullptr);
 
 /// Writes the atlas folder (docs/atlas.md "Output"); called by render_report for an [atlas] config.
 RenderResult render_atlas(const ReportConfig& cfg, const std::vector<Cell>& cells, const std::vector<Job>& jobs,

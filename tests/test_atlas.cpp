@@ -3,6 +3,7 @@
 // percentile summary, the [atlas] config and its named errors, and a [stochastic] tiny atlas
 // whose theory agrees with the width-extrapolated Monte Carlo at a stated family-wise rate.
 #include <catch2/catch.hpp>
+#include <nlohmann/json.hpp>
 
 #include <algorithm>
 #include <cmath>
@@ -296,5 +297,27 @@ TEST_CASE("atlas: the tiny atlas agrees with the extrapolated Monte Carlo at fam
   CHECK(rr.figures_missing.size() == 2 + 3);  // two heat maps, three worst configurations
   const auto st2 = reports::run_jobs(cfg, jobs, out, opt);
   CHECK(st2.skipped == st.total);
+
+  // A value the theory leaves null (as it does for a sampled grad_var that lost all precision)
+  // where the Monte Carlo has one is counted as "theory null", not compared.
+  const reports::Job* th = nullptr;
+  for (const auto& j : jobs)
+    if (j.engine == reports::EngineKind::Theory && j.cell == 0) th = &j;
+  REQUIRE(th);
+  auto js = nlohmann::json::parse(slurp_file(out / th->json));
+  const int nulled = std::min(2, cells[0].spec.depth);  // layers below L: grad_var is compared there
+  for (int l = 0; l < nulled; ++l) js["layers"][l]["grad_var"] = nullptr;
+  {
+    std::ofstream f(out / th->json);
+    f << js.dump();
+  }
+  std::map<std::string, int> nulls;
+  const auto pts2 = reports::atlas_points(cfg, cells, jobs, out, &nulls);
+  CHECK(nulls["grad_var"] == nulled);
+  CHECK(nulls["q"] == 0);
+  CHECK(pts2.size() == pts.size() - static_cast<size_t>(nulled));
+  const auto rr2 = reports::render_report(cfg, cells, jobs, out, ro);
+  CHECK(nlohmann::json::parse(slurp_file(out / "atlas.json"))["theory_null"]["grad_var"] == nulled);
+  CHECK_THAT(slurp_file(rr2.report_md), Catch::Contains("theory null"));
   fs::remove_all(out);
 }

@@ -493,6 +493,7 @@ KernelTrace kernel_recursion(const StackSpec& spec, const TheorySettings& st, co
       tr.G[l - 1] = G;
       return tr;
     }
+    if (tr.grad_lost < 0 && G.diagonal().minCoeff() < 0) tr.grad_lost = l - 1;
     tr.G[l - 1] = G;
     layer_progress(progress, 2 * L - l + 1, 2 * L, "backward", l);
   }
@@ -547,7 +548,7 @@ void fill_metrics(const StackSpec& spec, const KernelTrace& tr, Profile& p) {
       p.at(l, "update_ratio") = s.update_ratio;
       p.at(l, "ang_dist") = s.ang_dist;
     }
-    if (finite(tr.G[l])) p.at(l, "grad_var") = tr.G[l].trace() / spec.tokens;
+    if (finite(tr.G[l]) && l > tr.grad_lost) p.at(l, "grad_var") = tr.G[l].trace() / spec.tokens;
   }
 }
 
@@ -583,8 +584,14 @@ constexpr int kMinDrawsPerBatch = 16;
 // (a metric that overflows from finite kernels, e.g. grad_var = tr(G_l)/T at depth 10^4).
 // fwd: first layer whose K_l is not finite (-1: none); bwd: the highest layer whose G_l is not
 // finite when the forward pass is finite (-1: none).
-void explain_nulls(const StackSpec& spec, int fwd, int bwd, Profile& p) {
+void explain_nulls(const StackSpec& spec, int fwd, int bwd, Profile& p, int lost = -1) {
   const int L = spec.depth;
+  if (lost >= 0)
+    p.warnings.push_back(fmt::format(
+        "negative gradient variance (a diagonal entry of G_l) first at layer {} (counting down from {}): the "
+        "sampled attention backward pass lost all precision (saturated softmax in a growing stream, where its "
+        "query and key terms cancel to rounding); grad_var at layers <= {} is null",
+        lost, L, lost));
   if (fwd >= 0)
     p.warnings.push_back(fmt::format("non-finite kernel K_l first at layer {}: the forward recursion diverged "
                                      "(overflow); every metric at layers >= {} is null, and grad_var is null at "
@@ -600,7 +607,8 @@ void explain_nulls(const StackSpec& spec, int fwd, int bwd, Profile& p) {
       if (l == 0 && (m == "update_ratio" || m == "ang_dist")) continue;  // undefined at l = 0
       if (std::isfinite(p.at(l, m))) continue;
       const bool grad = m == "grad_var";
-      if ((fwd >= 0 && (l >= fwd || grad)) || (grad && bwd >= 0 && l <= bwd)) continue;  // explained above
+      if ((fwd >= 0 && (l >= fwd || grad)) || (grad && std::max(bwd, lost) >= 0 && l <= std::max(bwd, lost)))
+        continue;  // explained above
       if (first < 0) first = l;
       ++count;
     }
@@ -614,13 +622,13 @@ void explain_nulls(const StackSpec& spec, int fwd, int bwd, Profile& p) {
 void explain_nulls(const StackSpec& spec, const KernelTrace& tr, Profile& p) {
   int fwd = -1, bwd = -1;
   // kernel_recursion stops at, and records, the first non-finite K or G after K_0.
-  if (tr.first_nonfinite < 0 && all_finite(tr.K[0])) return explain_nulls(spec, fwd, bwd, p);
+  if (tr.first_nonfinite < 0 && all_finite(tr.K[0])) return explain_nulls(spec, fwd, bwd, p, tr.grad_lost);
   for (int l = 0; l <= spec.depth && fwd < 0; ++l)
     if (!all_finite(tr.K[l])) fwd = l;
   if (fwd < 0)
     for (int l = spec.depth; l >= 0 && bwd < 0; --l)
       if (!all_finite(tr.G[l])) bwd = l;
-  explain_nulls(spec, fwd, bwd, p);
+  explain_nulls(spec, fwd, bwd, p, fwd < 0 ? tr.grad_lost : -1);
 }
 
 void explain_nulls(const StackSpec& spec, const EquiTrace& e, Profile& p) {
@@ -699,7 +707,7 @@ Profile TheoryEngine::run(const StackSpec& spec) {
     // point sets (QMC). The value is their mean and _se = sd / sqrt(B), an unbiased estimate of
     // the reported value's sampling error whatever the integrand's smoothness.
     std::vector<Profile> batches;
-    int first_bad = -1;
+    int first_bad = -1, lost = -1;
     for (int b = 0; b < B; ++b) {
       TheorySettings sb = st_;
       sb.attn.samples = N / B;
@@ -713,6 +721,7 @@ Profile TheoryEngine::run(const StackSpec& spec) {
         };
       KernelTrace tr = kernel_recursion(spec, sb, batch_progress);
       if (tr.first_nonfinite >= 0 && (first_bad < 0 || tr.first_nonfinite < first_bad)) first_bad = tr.first_nonfinite;
+      if (tr.first_nonfinite < 0) lost = std::max(lost, tr.grad_lost);
       fill_metrics(spec, tr, pb);
       batches.push_back(std::move(pb));
     }
@@ -721,6 +730,12 @@ Profile TheoryEngine::run(const StackSpec& spec) {
           fmt::format("non-finite kernel first at layer {} (in at least one error batch): the recursion diverged "
                       "(overflow); later layers are null",
                       first_bad));
+    if (lost >= 0)
+      p.warnings.push_back(fmt::format(
+          "negative gradient variance (a diagonal entry of G_l) first at layer {} (counting down from {}, in at "
+          "least one error batch): the sampled attention backward pass lost all precision (saturated softmax in a "
+          "growing stream, where its query and key terms cancel to rounding); grad_var at layers <= {} is null",
+          lost, spec.depth, lost));
     for (int l = 0; l <= spec.depth; ++l)
       for (auto& m : metric_names()) {
         std::vector<double> v;

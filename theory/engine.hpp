@@ -53,6 +53,11 @@ struct KernelTrace {
   std::vector<Eigen::VectorXd> C;  ///< diag of cross kernel X_{l-1}.X_l / d, l = 1..L (C[0] unused)
   std::vector<Eigen::MatrixXd> G;  ///< gradient covariance of Delta_l, l = 0..L
   int first_nonfinite = -1;        ///< first layer with a non-finite kernel, -1 if none
+  /// Highest layer whose G_l has a negative diagonal entry, -1 if none. G_l is a covariance, so
+  /// this only happens when the sampled attention backward pass has lost all precision
+  /// (saturated softmax in an exploding stream: its query and key terms cancel to rounding);
+  /// grad_var is then null at that layer and every layer below.
+  int grad_lost = -1;
   /// Set by the O(1) path: every K, G is q on the diagonal and one value off it.
   bool equicorrelated = false;
 };
