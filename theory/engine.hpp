@@ -15,7 +15,9 @@ namespace sigprop::theory {
 /// faulty code (the cell hash otherwise names only the spec, the settings and the version).
 /// 1: GELU's dual kernel in the Stein form (theory/gauss.cpp), exact at huge variances where the
 ///    earlier form lost 1 - rho (2026-12-06); also after the kernel-table cache fix (3ecc297).
-inline constexpr int kNumericsRevision = 1;
+/// 2: a sampled grad_var whose gradient kernel has a negative diagonal (lost precision) is null
+///    instead of a value; the softmax integral in blocked, padded products (2026-12-06).
+inline constexpr int kNumericsRevision = 2;
 
 struct TheorySettings {
   int quad_order = 48;    ///< Gauss-Legendre points per piece (tanh, silu, gelu_tanh; see theory/gauss.hpp)
