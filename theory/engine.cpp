@@ -90,6 +90,8 @@ constexpr double kMaxSoftmaxBytes = 256.0 * (1 << 20);
 // Relative spread of the variances below which they share one 3 x 3 set of tables, and the
 // fewest off-diagonal entries for which those 6 tables are worth building.
 constexpr double kClusterSpread = 1e-3;
+// Below this relative spread the variances are one value for the tables (act_kernels).
+constexpr double kEqualSpread = 1e-12;
 constexpr long kMinEntriesForCluster = 6 * kMinEntriesPerTable;
 
 // E[phi(u)phi(u)^T] and E[phi'(u)phi'(u)^T] for u ~ N(0, Ku). Closed forms entry by entry;
@@ -133,6 +135,21 @@ void act_kernels(const ActKernel& ak, TableCache* tables, const Eigen::MatrixXd&
   const auto [lo_it, hi_it] = std::minmax_element(vals.begin(), vals.end());
   const double lo = *lo_it, hi = *hi_it;
   const long offdiag = static_cast<long>(T) * (T - 1) / 2;
+  if (n > 1 && lo > 0 && hi - lo <= kEqualSpread * lo && offdiag >= kMinEntriesForCluster) {
+    // Variances equal but for rounding (a post-norm stack whose tokens have collapsed reads
+    // K_tt a few ulp apart): three Chebyshev nodes in [lo, hi] would coincide after rounding
+    // and the Lagrange weights divide by zero (NaN kernels, the validity atlas's c101). One
+    // table at the midpoint: k(a, b, rho) moves by |dk/da| (hi - lo) / 2 <= 1e-12 of its scale.
+    const KernelTable& tb = tables->get(0.5 * (lo + hi), 0.5 * (lo + hi));
+    for (Eigen::Index t = 0; t < T; ++t)
+      for (Eigen::Index s = 0; s <= t; ++s) {
+        const KernelPair kp = s == t ? ak.eval(Ku(t, t), Ku(t, t), Ku(t, t))
+                                     : tb.eval_rho(Ku(t, s) / (std::sqrt(Ku(t, t)) * std::sqrt(Ku(s, s))));
+        Kphi(t, s) = Kphi(s, t) = kp.k;
+        Kd(t, s) = Kd(s, t) = kp.kd;
+      }
+    return;
+  }
   if (n > 1 && lo > 0 && hi - lo <= kClusterSpread * lo && offdiag >= kMinEntriesForCluster) {
     constexpr int m = 3;
     double node[m];
@@ -141,11 +158,17 @@ void act_kernels(const ActKernel& ak, TableCache* tables, const Eigen::MatrixXd&
     for (int i = 0; i < m; ++i)
       for (int j = i; j < m; ++j) tab[i][j] = tab[j][i] = &tables->get(node[i], node[j]);
     auto lagrange = [&](double x, double* w) {
+      double sum = 0;
       for (int i = 0; i < m; ++i) {
         w[i] = 1;
         for (int j = 0; j < m; ++j)
           if (j != i) w[i] *= (x - node[j]) / (node[i] - node[j]);
+        sum += w[i];
       }
+      // The weights sum to 1 exactly; their rounding (ulp(x) / (hi - lo) each, large when the
+      // spread is small) would not, and would move k by that much times k itself. Normalised,
+      // it moves k by the rounding times the tables' differences only.
+      for (int i = 0; i < m; ++i) w[i] /= sum;
     };
     std::vector<std::array<double, m>> wt(T);
     for (Eigen::Index t = 0; t < T; ++t) lagrange(Ku(t, t), wt[t].data());

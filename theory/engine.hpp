@@ -17,7 +17,9 @@ namespace sigprop::theory {
 ///    earlier form lost 1 - rho (2026-12-06); also after the kernel-table cache fix (3ecc297).
 /// 2: a sampled grad_var whose gradient kernel has a negative diagonal (lost precision) is null
 ///    instead of a value; the softmax integral in blocked, padded products (2026-12-06).
-inline constexpr int kNumericsRevision = 2;
+/// 3: quadrature activations' kernels where the tokens' variances differ only by rounding (one
+///    table instead of Lagrange nodes that coincided: NaN kernels in collapsed post-norm stacks).
+inline constexpr int kNumericsRevision = 3;
 
 struct TheorySettings {
   int quad_order = 48;    ///< Gauss-Legendre points per piece (tanh, silu, gelu_tanh; see theory/gauss.hpp)
