@@ -13,10 +13,9 @@
 #include "theory/small_gemm.hpp"
 
 namespace {
-// One SIMD vector of doubles (GCC's vector extension, also Clang's), as in small_gemm.cpp.
 constexpr int kW = sigprop::theory::detail::kSimdLanes;
-typedef double Vec __attribute__((vector_size(kW * sizeof(double))));
-typedef long long VecMask __attribute__((vector_size(kW * sizeof(double))));
+using Vec = sigprop::theory::detail::SimdVec;  // one SIMD vector of doubles (small_gemm.hpp)
+using VecMask = sigprop::theory::detail::SimdMask;
 }  // namespace
 
 // glibc >= 2.35 on x86-64 has exp for SIMD vectors in libmvec (within a few ulp), under the names of
@@ -154,6 +153,11 @@ std::vector<Eigen::MatrixXd> AttentionKernel::base_points() const {
   return out;
 }
 
+void AttentionKernel::logits_t(const Eigen::MatrixXd& L, int p, Eigen::MatrixXd& tmp, Eigen::MatrixXd& Bt) const {
+  small_gemm(tmp.data(), L.data(), Tri::Full, points_[p].data(), false, Tri::Full, Tp_, false);  // L xi^T
+  small_gemm(Bt.data(), tmp.data(), Tri::Full, L.data(), true, Tri::Full, Tp_, false);           // base^T
+}
+
 Eigen::MatrixXd AttentionKernel::factor(const Eigen::MatrixXd& K) const {
   // Square root through the eigen-decomposition: K may be (numerically) singular after rank
   // collapse, where Cholesky fails. Columns by decreasing eigenvalue, so the first entries of
@@ -165,12 +169,8 @@ Eigen::MatrixXd AttentionKernel::factor(const Eigen::MatrixXd& K) const {
 }
 
 namespace {
-inline Vec vload(const double* p) {
-  Vec v;
-  __builtin_memcpy(&v, p, sizeof v);
-  return v;
-}
-inline void vstore(double* p, Vec v) { __builtin_memcpy(p, &v, sizeof v); }
+using detail::simd_load;
+using detail::simd_store;
 inline Vec vexp(Vec x) {
 #ifdef SIGPROP_VEXP
   return SIGPROP_VEXP(x);
@@ -198,7 +198,7 @@ void AttentionKernel::softmax_cols(const double* Bt, double sign, double* At, do
     const int m = causal_ ? t + 1 : T_;
     Vec vm = Vec{} + kNegInf;  // row maximum over the unmasked entries
     for (int s0 = 0; s0 < m; s0 += kW) {
-      const Vec x = vload(b + s0) * sign;
+      const Vec x = simd_load(b + s0) * sign;
       vm = (((iota + s0) < m) & (x > vm)) ? x : vm;
     }
     double mx = vm[0];
@@ -206,16 +206,16 @@ void AttentionKernel::softmax_cols(const double* Bt, double sign, double* At, do
     Vec zs = {};
     for (int s0 = 0; s0 < n; s0 += kW) {
       if (s0 >= m) {  // all masked
-        vstore(a + s0, Vec{});
+        simd_store(a + s0, Vec{});
         continue;
       }
       const VecMask in = (iota + s0) < m;
-      const Vec x = in ? vload(b + s0) * sign - mx : Vec{};
+      const Vec x = in ? simd_load(b + s0) * sign - mx : Vec{};
       const Vec e = in ? vexp(x) : Vec{};
-      vstore(a + s0, e);
+      simd_store(a + s0, e);
       zs += e;
     }
-    vstore(scratch + static_cast<std::ptrdiff_t>(t) * kW, zs);
+    simd_store(scratch + static_cast<std::ptrdiff_t>(t) * kW, zs);
   }
   for (int t = 0; t < T_; ++t) {
     const double* zs = scratch + static_cast<std::ptrdiff_t>(t) * kW;
@@ -223,7 +223,7 @@ void AttentionKernel::softmax_cols(const double* Bt, double sign, double* At, do
     for (int j = 0; j < kW; ++j) z += zs[j];
     const double inv = 1.0 / z;
     double* a = At + static_cast<std::ptrdiff_t>(t) * n;
-    for (int s0 = 0; s0 < n; s0 += kW) vstore(a + s0, vload(a + s0) * inv);
+    for (int s0 = 0; s0 < n; s0 += kW) simd_store(a + s0, simd_load(a + s0) * inv);
   }
   std::fill(At + static_cast<std::ptrdiff_t>(T_) * n, At + static_cast<std::ptrdiff_t>(n) * n, 0.0);
 }
@@ -276,8 +276,7 @@ Eigen::MatrixXd AttentionKernel::forward(const Eigen::MatrixXd& K, AttnTape* tap
     if (tape->keep_softmax) tape->A.reserve(2 * static_cast<size_t>(pairs));
   }
   for (int p = 0; p < pairs; ++p) {
-    small_gemm(tmp.data(), L.data(), Tri::Full, points_[p].data(), false, Tri::Full, n, false);  // L xi^T
-    small_gemm(Bt.data(), tmp.data(), Tri::Full, L.data(), true, Tri::Full, n, false);           // base^T
+    logits_t(L, p, tmp, Bt);
     for (const double sign : {1.0, -1.0}) {
       softmax_cols(Bt.data(), sign, At.data(), scratch.data());
       A = At.transpose();
@@ -312,10 +311,7 @@ Eigen::MatrixXd AttentionKernel::backward(const Eigen::MatrixXd& K, const Eigen:
   std::vector<double> scratch(static_cast<size_t>(T_) * kW);
   const int pairs = st_.samples / 2;
   for (int p = 0; p < pairs; ++p) {
-    if (!stored) {
-      small_gemm(tmp.data(), L.data(), Tri::Full, points_[p].data(), false, Tri::Full, n, false);
-      small_gemm(Bt.data(), tmp.data(), Tri::Full, L.data(), true, Tri::Full, n, false);
-    }
+    if (!stored) logits_t(L, p, tmp, Bt);
     for (int k = 0; k < 2; ++k) {
       const Eigen::MatrixXd* Atp;
       if (stored) {

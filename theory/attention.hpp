@@ -106,6 +106,8 @@ class AttentionKernel {
   AttnSettings st_;
   std::vector<Eigen::MatrixXd> points_;  ///< the samples/2 base points xi (mirrored in use), stored as xi^T, Tp x Tp
   Eigen::MatrixXd factor(const Eigen::MatrixXd& K) const;
+  /// Bt = base^T = L xi_p^T L^T for point p (Tp x Tp, L the padded sigma_qk F; tmp: workspace).
+  void logits_t(const Eigen::MatrixXd& L, int p, Eigen::MatrixXd& tmp, Eigen::MatrixXd& Bt) const;
   /// scratch: T x (SIMD lanes) doubles
   void softmax_cols(const double* Bt, double sign, double* At, double* scratch) const;
 };

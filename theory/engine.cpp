@@ -607,14 +607,18 @@ constexpr int kMinDrawsPerBatch = 16;
 // (a metric that overflows from finite kernels, e.g. grad_var = tr(G_l)/T at depth 10^4).
 // fwd: first layer whose K_l is not finite (-1: none); bwd: the highest layer whose G_l is not
 // finite when the forward pass is finite (-1: none).
+// The warning for KernelTrace::grad_lost (highest such layer over the recursions run).
+std::string grad_lost_warning(int lost, int L, bool batches) {
+  return fmt::format(
+      "negative gradient variance (a diagonal entry of G_l) first at layer {} (counting down from {}{}): the "
+      "sampled attention backward pass lost all precision (saturated softmax in a growing stream, where its "
+      "query and key terms cancel to rounding); grad_var at layers <= {} is null",
+      lost, L, batches ? ", in at least one error batch" : "", lost);
+}
+
 void explain_nulls(const StackSpec& spec, int fwd, int bwd, Profile& p, int lost = -1) {
   const int L = spec.depth;
-  if (lost >= 0)
-    p.warnings.push_back(fmt::format(
-        "negative gradient variance (a diagonal entry of G_l) first at layer {} (counting down from {}): the "
-        "sampled attention backward pass lost all precision (saturated softmax in a growing stream, where its "
-        "query and key terms cancel to rounding); grad_var at layers <= {} is null",
-        lost, L, lost));
+  if (lost >= 0) p.warnings.push_back(grad_lost_warning(lost, L, false));
   if (fwd >= 0)
     p.warnings.push_back(fmt::format("non-finite kernel K_l first at layer {}: the forward recursion diverged "
                                      "(overflow); every metric at layers >= {} is null, and grad_var is null at "
@@ -753,12 +757,7 @@ Profile TheoryEngine::run(const StackSpec& spec) {
           fmt::format("non-finite kernel first at layer {} (in at least one error batch): the recursion diverged "
                       "(overflow); later layers are null",
                       first_bad));
-    if (lost >= 0)
-      p.warnings.push_back(fmt::format(
-          "negative gradient variance (a diagonal entry of G_l) first at layer {} (counting down from {}, in at "
-          "least one error batch): the sampled attention backward pass lost all precision (saturated softmax in a "
-          "growing stream, where its query and key terms cancel to rounding); grad_var at layers <= {} is null",
-          lost, spec.depth, lost));
+    if (lost >= 0) p.warnings.push_back(grad_lost_warning(lost, spec.depth, true));
     for (int l = 0; l <= spec.depth; ++l)
       for (auto& m : metric_names()) {
         std::vector<double> v;

@@ -7,17 +7,8 @@
 namespace sigprop::theory::detail {
 namespace {
 
-// GCC's vector extension (Clang has it too): elementwise arithmetic, a scalar operand is
-// broadcast. Loads and stores through memcpy (unaligned, no aliasing questions).
 constexpr int kW = kSimdLanes;
-typedef double Vec __attribute__((vector_size(kW * sizeof(double))));
-
-inline Vec load(const double* p) {
-  Vec v;
-  __builtin_memcpy(&v, p, sizeof v);
-  return v;
-}
-inline void store(double* p, Vec v) { __builtin_memcpy(p, &v, sizeof v); }
+using Vec = SimdVec;
 
 // Rows i0 .. i0 + R kW - 1 and columns j0 .. j0 + NC - 1 of C, over k in [k0, k1): per k one
 // column segment of A (R vectors) times NC scalars of op(B).
@@ -27,13 +18,13 @@ inline void tile(double* C, const double* A, const double* B, bool trans_b, int 
   Vec c[R][NC];
   for (int q = 0; q < NC; ++q)
     for (int r = 0; r < R; ++r)
-      c[r][q] = accumulate ? load(C + static_cast<std::ptrdiff_t>(j0 + q) * n + i0 + r * kW) : Vec{};
+      c[r][q] = accumulate ? simd_load(C + static_cast<std::ptrdiff_t>(j0 + q) * n + i0 + r * kW) : Vec{};
   // op(B)(k, j): B[k + j n], or B[j + k n] for B^T.
   const std::ptrdiff_t bk = trans_b ? n : 1, bj = trans_b ? 1 : n;
   for (int k = k0; k < k1; ++k) {
     const double* a = A + static_cast<std::ptrdiff_t>(k) * n + i0;
     Vec av[R];
-    for (int r = 0; r < R; ++r) av[r] = load(a + r * kW);
+    for (int r = 0; r < R; ++r) av[r] = simd_load(a + r * kW);
     const double* b = B + k * bk + j0 * bj;
     for (int q = 0; q < NC; ++q) {
       const double s = b[q * bj];
@@ -41,7 +32,7 @@ inline void tile(double* C, const double* A, const double* B, bool trans_b, int 
     }
   }
   for (int q = 0; q < NC; ++q)
-    for (int r = 0; r < R; ++r) store(C + static_cast<std::ptrdiff_t>(j0 + q) * n + i0 + r * kW, c[r][q]);
+    for (int r = 0; r < R; ++r) simd_store(C + static_cast<std::ptrdiff_t>(j0 + q) * n + i0 + r * kW, c[r][q]);
 }
 
 template <int R>

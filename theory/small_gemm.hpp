@@ -22,6 +22,19 @@ inline constexpr int kSimdLanes = 4;
 inline constexpr int kSimdLanes = 2;
 #endif
 int small_gemm_lanes();
+
+/// One SIMD vector of doubles in GCC's vector extension (Clang has it too): elementwise
+/// arithmetic, a scalar operand is broadcast; SimdMask is the type of its comparisons. Loads and
+/// stores go through memcpy (unaligned, no aliasing questions).
+typedef double SimdVec __attribute__((vector_size(kSimdLanes * sizeof(double))));
+typedef long long SimdMask __attribute__((vector_size(kSimdLanes * sizeof(double))));
+inline SimdVec simd_load(const double* p) {
+  SimdVec v;
+  __builtin_memcpy(&v, p, sizeof v);
+  return v;
+}
+inline void simd_store(double* p, SimdVec v) { __builtin_memcpy(p, &v, sizeof v); }
+
 /// n rounded up to a multiple of small_gemm_lanes().
 int small_gemm_padded(int n);
 
