@@ -336,3 +336,58 @@ TEST_CASE("sampled attention: the padded blocked products equal a direct evaluat
     }
   }
 }
+
+TEST_CASE("sampled attention: the backward pass keeps its precision under a large common mode", "[analytic]") {
+  // K = c 11^T + E, as in a stream without a norm whose tokens have aligned (the validity atlas's
+  // c025: c up to 1e14). The query and key paths see K only through J_t K J_t' with J_t 1 = 0, so
+  // in exact arithmetic they are those of E (the key path's query-side factor G o K keeps K); the
+  // expanded products cancel terms of size c^2 down to |E|^2 unless the common mode is removed
+  // first (theory/attention.cpp, docs/theory.md "Lost precision"). Without that, the query path's
+  // rounding here is ~eps c^2 against a kernel of size c |E|: ~1e-5 relative.
+  // T = 8, c = 2^36, E on a 2^-10 grid: K, its row means and the doubly centred K are exact in
+  // double. The softmax rows are those of forward(E) (moderate logits), kept on the tape and reused
+  // by backward(K); the reference evaluates them term by term with explicit Jacobians.
+  const int T = 8;
+  for (std::string mask : {"causal", "none"}) {
+    CAPTURE(mask);
+    StackSpec s = resolve_spec("", {"stack.tokens=" + std::to_string(T), "stack.mask=" + mask,
+                                    "stack.qk_scale=\"1/sqrt(dh)\"", "init.sigma_qk2=0.9"});
+    AttnSettings as;
+    as.samples = 16;
+    as.seed = 5;
+    const AttentionKernel attn(s, as);
+    const Eigen::MatrixXd B = test_matrix(T, T + 1, 9), C = test_matrix(T, T, 10);
+    Eigen::MatrixXd E = B * B.transpose() / T + 0.3 * Eigen::MatrixXd::Identity(T, T);
+    E = ((E * 0x1.0p10).array().round() * 0x1.0p-10).matrix();
+    const double c = 0x1.0p36;
+    const Eigen::MatrixXd K = (E.array() + c).matrix();
+    REQUIRE(((K.array() - c).matrix() - E).norm() == 0.0);  // exact
+    const Eigen::MatrixXd G = C * C.transpose() / T + 0.2 * Eigen::MatrixXd::Identity(T, T);
+    const double vo = 1.1, q4 = 0.9 * 0.9;
+    AttnTape tape;
+    tape.keep_softmax = true;
+    (void)attn.forward(E, &tape);
+    REQUIRE(tape.A.size() == 16);
+    const Eigen::MatrixXd bwd = attn.backward(K, G, vo, &tape);
+    Eigen::MatrixXd ref = Eigen::MatrixXd::Zero(T, T);
+    for (const Eigen::MatrixXd& At : tape.A) {
+      const Eigen::MatrixXd A = At.topLeftCorner(T, T).transpose();
+      std::vector<Eigen::MatrixXd> J(T);
+      for (int t = 0; t < T; ++t) {
+        const Eigen::VectorXd a = A.row(t).transpose();
+        J[t] = Eigen::MatrixXd(a.asDiagonal()) - a * a.transpose();
+      }
+      Eigen::MatrixXd g = A.transpose() * G * A;
+      for (int t = 0; t < T; ++t)
+        for (int u = 0; u < T; ++u) {
+          g(t, u) += q4 * G(t, u) * (J[t] * E * J[u] * E).trace();
+          g += q4 * G(t, u) * K(t, u) * (J[t] * E * J[u]);
+        }
+      ref += vo * g;
+    }
+    ref /= 16.0;
+    ref = 0.5 * (ref + ref.transpose()).eval();
+    INFO("relative error " << (bwd - ref).norm() / ref.norm());
+    CHECK((bwd - ref).norm() <= 1e-10 * ref.norm());
+  }
+}

@@ -68,6 +68,17 @@ using NoPromotion = boost::math::policies::policy<boost::math::policies::promote
 using detail::small_gemm;
 using detail::Tri;
 
+// H K H with H = I - 11^T / T: K less its row and column means (K symmetric).
+Eigen::MatrixXd double_centred(const Eigen::MatrixXd& K) {
+  const Eigen::VectorXd c = K.colwise().mean().transpose();
+  const double g = c.mean();
+  Eigen::MatrixXd Kc = K;
+  Kc.colwise() -= c;
+  Kc.rowwise() -= c.transpose();
+  Kc.array() += g;
+  return 0.5 * (Kc + Kc.transpose());
+}
+
 // M (T x T) in the top-left corner of an n x n zero matrix.
 Eigen::MatrixXd padded(const Eigen::MatrixXd& M, int n) {
   Eigen::MatrixXd P = Eigen::MatrixXd::Zero(n, n);
@@ -299,9 +310,16 @@ Eigen::MatrixXd AttentionKernel::backward(const Eigen::MatrixXd& K, const Eigen:
       tape && tape->L.size() ? tape->L : padded(std::sqrt(sqk2_) * factor(K), n);
   const bool stored = tape && tape->A.size() == static_cast<size_t>(st_.samples);
   const double q4 = sqk2_ * sqk2_;
-  const Eigen::MatrixXd Kp = padded(K, n), Gp = padded(G, n);
+  // The query and key paths see the key-side K only through J_t K J_t' (J_t symmetric, J_t 1 = 0),
+  // which K -> K + v 1^T + 1 v^T leaves unchanged: they use the doubly centred Kc = H K H (H = I -
+  // 11^T / T), K less its common mode. Where the tokens have aligned in a growing stream (K ~ q 11^T
+  // with q up to 1e14 without a norm) the expanded terms below, sums of products of K's entries that
+  // cancel down to the small non-common part, then round at the size of that part instead of q^2.
+  // The query-side factor of the key path, W = G o K, is not sandwiched and keeps K.
+  const Eigen::MatrixXd Kc = double_centred(K);
+  const Eigen::MatrixXd Kp = padded(Kc, n), Gp = padded(G, n);
   const Eigen::MatrixXd KK = Kp.cwiseProduct(Kp);
-  const Eigen::MatrixXd W = Gp.cwiseProduct(Kp);
+  const Eigen::MatrixXd W = Gp.cwiseProduct(padded(K, n));
   // Accumulated (linear in the draws, so Hadamard factors and transposes are applied once at the end):
   //   accV = sum A^T (G + q4 W o AKA) A   (value path + the last key-path term)
   //   accQ = sum A(KoK)A^T + AKA o AKA,  accP = sum A(PoP)   (query path: accQ - accP - accP^T, G o . at the end)
@@ -343,7 +361,7 @@ Eigen::MatrixXd AttentionKernel::backward(const Eigen::MatrixXd& K, const Eigen:
   const double ns = st_.samples;
   const auto blk = [&](const Eigen::MatrixXd& M) { return M.topLeftCorner(T_, T_); };
   const Eigen::MatrixXd Q = blk(accQ) - blk(accP) - blk(accP).transpose();
-  const Eigen::MatrixXd accK = K.cwiseProduct(blk(accW)) - blk(accC) - blk(accC).transpose();
+  const Eigen::MatrixXd accK = Kc.cwiseProduct(blk(accW)) - blk(accC) - blk(accC).transpose();
   Eigen::MatrixXd out = vo_var * (blk(accV) / ns + q4 * G.cwiseProduct(Q / ns) + q4 * accK / ns);
   return 0.5 * (out + out.transpose());
 }

@@ -19,7 +19,9 @@ namespace sigprop::theory {
 ///    instead of a value; the softmax integral in blocked, padded products (2026-12-06).
 /// 3: quadrature activations' kernels where the tokens' variances differ only by rounding (one
 ///    table instead of Lagrange nodes that coincided: NaN kernels in collapsed post-norm stacks).
-inline constexpr int kNumericsRevision = 3;
+/// 4: the sampled attention's backward query and key paths on the doubly centred K (the stream's
+///    common mode removed before the expanded products cancel; exploding no-norm stacks).
+inline constexpr int kNumericsRevision = 4;
 
 struct TheorySettings {
   int quad_order = 48;    ///< Gauss-Legendre points per piece (tanh, silu, gelu_tanh; see theory/gauss.hpp)
