@@ -7,6 +7,8 @@
 #include <random>
 #include <sstream>
 
+#include <boost/math/distributions/normal.hpp>
+#include <boost/math/distributions/students_t.hpp>
 #include <boost/random/sobol.hpp>
 #include <fmt/format.h>
 
@@ -67,9 +69,11 @@ std::vector<std::vector<double>> lhs_points(int n, int dims, uint64_t seed) {
   return pts;
 }
 
-WidthFit fit_width(const std::vector<double>& d, const std::vector<double>& y, const std::vector<double>& se) {
+WidthFit fit_width(const std::vector<double>& d, const std::vector<double>& y, const std::vector<double>& se,
+                   const std::vector<double>& dof) {
   WidthFit f;
   if (d.size() != y.size() || d.size() != se.size() || d.size() < 2) return f;
+  if (!dof.empty() && dof.size() != d.size()) return f;
   const double d0 = *std::min_element(d.begin(), d.end());
   if (!(d0 > 0)) return f;
   // y = m + b' x with x = d0 / d (well scaled), b = b' d0.
@@ -89,23 +93,35 @@ WidthFit fit_width(const std::vector<double>& d, const std::vector<double>& y, c
   f.m = (s2 * r0 - s1 * r1) / det;
   f.b = (s0 * r1 - s1 * r0) / det * d0;
   f.se_m = std::sqrt(s2 / det);
+  if (!dof.empty()) {
+    // m = sum_i c_i y_i with c_i = w_i (s2 - s1 x_i) / det; Var m = sum_i c_i^2 s_i^2 = s2 / det.
+    std::vector<std::pair<double, double>> parts;
+    for (size_t i = 0; i < d.size(); ++i) {
+      const double s = std::max(se[i], 1e-12 * (1 + std::abs(y[i])));
+      const double c = (s2 - s1 * d0 / d[i]) / (s * s * det);
+      parts.emplace_back(c * c * s * s, dof[i]);
+    }
+    f.dof = welch_dof(parts);
+  }
   f.ok = std::isfinite(f.m) && std::isfinite(f.se_m);
   return f;
 }
 
-WidthFit fit_width_squared(const std::vector<double>& d, const std::vector<double>& y, const std::vector<double>& se) {
+WidthFit fit_width_squared(const std::vector<double>& d, const std::vector<double>& y, const std::vector<double>& se,
+                           const std::vector<double>& dof) {
   std::vector<double> y2(y.size()), se2(y.size());
   for (size_t i = 0; i < y.size(); ++i) {
     y2[i] = y[i] * y[i];
     se2[i] = 2 * std::abs(y[i]) * se[i];
   }
-  const WidthFit f2 = fit_width(d, y2, se2);
+  const WidthFit f2 = fit_width(d, y2, se2, dof);
   WidthFit f;
   if (!f2.ok) return f;
   f.m = std::sqrt(std::max(f2.m, 0.0));
   f.b = f2.b;
   // Delta method where m is resolved, else the square root of the variance scale of m^2.
   f.se_m = f.m > 0 ? std::min(f2.se_m / (2 * f.m), std::sqrt(f2.se_m)) : std::sqrt(f2.se_m);
+  f.dof = f2.dof;
   f.ok = std::isfinite(f.m) && std::isfinite(f.se_m);
   return f;
 }
@@ -128,6 +144,42 @@ double bonferroni_z(double alpha, double tests) {
     (std::erfc(mid / std::sqrt(2.0)) > target ? lo : hi) = mid;
   }
   return 0.5 * (lo + hi);
+}
+
+double welch_dof(const std::vector<std::pair<double, double>>& var_dof) {
+  constexpr double kInf = std::numeric_limits<double>::infinity();
+  double sum = 0;
+  for (const auto& [v, nu] : var_dof) {
+    if (!(v >= 0) || !(nu > 0)) return kNaN;
+    sum += v;
+  }
+  if (!(sum > 0) || !std::isfinite(sum)) return kInf;
+  // In shares of the sum: the variances may be as large as 1e300 or as small as 1e-300.
+  double den = 0;
+  for (const auto& [v, nu] : var_dof)
+    if (std::isfinite(nu)) den += (v / sum) * (v / sum) / nu;
+  return den > 0 ? 1 / den : kInf;
+}
+
+namespace {
+constexpr double kNormalDof = 1e9;  // beyond this Student's t is the normal to ~1e-9 relative
+}
+
+double t_as_z(double t, double nu) {
+  if (!std::isfinite(t) || t == 0 || !(nu > 0) || nu > kNormalDof) return t;
+  namespace bm = boost::math;
+  const double p = bm::cdf(bm::complement(bm::students_t_distribution<double>(nu), std::abs(t)));
+  if (!(p > std::numeric_limits<double>::min())) return t;  // a tail beyond double: |z| is huge anyway
+  if (p >= 0.5) return 0.0;
+  return std::copysign(bm::quantile(bm::complement(bm::normal_distribution<double>(), p)), t);
+}
+
+double z_as_t(double z, double nu) {
+  if (!std::isfinite(z) || z == 0 || !(nu > 0) || nu > kNormalDof) return z;
+  namespace bm = boost::math;
+  const double p = bm::cdf(bm::complement(bm::normal_distribution<double>(), std::abs(z)));
+  if (!(p > std::numeric_limits<double>::min())) return z;
+  return std::copysign(bm::quantile(bm::complement(bm::students_t_distribution<double>(nu), p)), z);
 }
 
 std::vector<AtlasDraw> atlas_draws(const AtlasConfig& a) {
@@ -181,6 +233,25 @@ std::vector<AtlasDraw> atlas_draws(const AtlasConfig& a) {
   return out;
 }
 
+namespace {
+/// B - 1 for a sampled theory profile with B > 1 error batches, else infinity (no s.e., or exact).
+double error_batch_dof(const Profile& t) {
+  const auto it = t.settings.find("attention");
+  if (it != t.settings.end() && it->is_object()) {
+    const auto b = it->find("error_batches");
+    if (b != it->end() && b->is_number() && b->get<double>() > 1) return b->get<double>() - 1;
+  }
+  return std::numeric_limits<double>::infinity();
+}
+/// n - 1 for a Monte Carlo profile of n samples (its settings; else the atlas config's count).
+double sample_dof(const Profile& p, const AtlasConfig& a, const ReportConfig& cfg, size_t w) {
+  const auto it = p.settings.find("samples");
+  double n = it != p.settings.end() && it->is_number() ? it->get<double>()
+                                                        : (a.samples.empty() ? cfg.simulate.samples : a.samples.at(w));
+  return n > 1 ? n - 1 : std::numeric_limits<double>::infinity();
+}
+}  // namespace
+
 std::vector<AtlasPoint> atlas_points(const ReportConfig& cfg, const std::vector<Cell>& cells,
                                      const std::vector<Job>& jobs, const fs::path& out,
                                      std::map<std::string, int>* theory_nulls) {
@@ -220,6 +291,11 @@ std::vector<AtlasPoint> atlas_points(const ReportConfig& cfg, const std::vector<
       if (!j) throw Error(fmt::format("atlas: cell {} misses a Monte Carlo width", c.label));
       mc.push_back(load_job(out, *j));
     }
+    // Degrees of freedom of the standard errors: a Monte Carlo mean of n samples has n - 1, a
+    // sampled theory value with B error batches B - 1 (its settings say how many were used).
+    const double nu_t = error_batch_dof(t);
+    std::vector<double> nu_mc;
+    for (size_t w = 0; w < nw; ++w) nu_mc.push_back(sample_dof(mc[w], a, cfg, w));
     const int depth = c.spec.depth;
     for (const std::string& m : a.metrics) {
       if (!t.has(m)) continue;
@@ -249,25 +325,31 @@ std::vector<AtlasPoint> atlas_points(const ReportConfig& cfg, const std::vector<
         if (mc_ok && !std::isfinite(p.theory) && theory_nulls) ++(*theory_nulls)[m];
         if (!mc_ok || !std::isfinite(p.theory)) continue;
         const double floor_abs = m == "res" ? floor_abs_res : 0.0;
+        // The combined s.e. (the floor f is exact) and its Welch-Satterthwaite degrees of freedom.
         auto combined = [&](double s, double ref) {
           const double f = std::max(floor_rel * std::abs(ref), floor_abs);
           return std::sqrt(p.theory_se * p.theory_se + s * s + f * f);
         };
+        auto dof = [&](double s, double nu) {
+          return welch_dof({{p.theory_se * p.theory_se, nu_t}, {s * s, nu}});
+        };
         for (size_t w = 0; w < nw; ++w) {
           const double diff = p.theory - p.mc[w];
           p.rel.push_back(std::abs(diff) / std::abs(p.mc[w]));
-          p.z.push_back(z_ratio(diff, combined(p.mc_se[w], p.mc[w])));
+          p.z.push_back(t_as_z(z_ratio(diff, combined(p.mc_se[w], p.mc[w])), dof(p.mc_se[w], nu_mc[w])));
         }
         if (m == "update_ratio" || m == "ang_dist") {
-          p.fit = fit_width_squared(dw, p.mc, p.mc_se);
+          p.fit = fit_width_squared(dw, p.mc, p.mc_se, nu_mc);
         } else {
-          p.fit = fit_width(dw, p.mc, p.mc_se);
+          p.fit = fit_width(dw, p.mc, p.mc_se, nu_mc);
         }
         if (!p.fit.ok || p.fit.m == 0) continue;
         const double diff = p.theory - p.fit.m, s = combined(p.fit.se_m, p.fit.m);
+        p.se_ext = s;
+        p.dof_ext = dof(p.fit.se_m, p.fit.dof);
         p.rel_ext = std::abs(diff) / std::abs(p.fit.m);
-        p.z_ext = z_ratio(diff, s);
-        p.excess_ext = std::max(0.0, std::abs(diff) - 2 * s) / std::abs(p.fit.m);
+        p.z_ext = t_as_z(z_ratio(diff, s), p.dof_ext);
+        p.excess_ext = std::max(0.0, std::abs(diff) - z_as_t(2.0, p.dof_ext) * s) / std::abs(p.fit.m);
         pts.push_back(std::move(p));
       }
     }
@@ -374,14 +456,15 @@ RenderResult render_atlas(const ReportConfig& cfg, const std::vector<Cell>& cell
     for (int w : a.widths) o << ",mc_d" << w << ",mc_se_d" << w;
     o << ",mc_extrapolated,mc_extrapolated_se,mc_slope_b";
     for (int w : a.widths) o << ",rel_d" << w << ",z_d" << w;
-    o << ",rel_ext,z_ext,excess_ext\n";
+    o << ",rel_ext,z_ext,dof_ext,excess_ext\n";
     for (const AtlasPoint& p : pts) {
       o << p.cell << "," << cells[p.cell].slug << "," << p.metric << "," << p.layer << "," << num(p.theory) << ","
         << num(p.theory_se);
       for (size_t w = 0; w < nw; ++w) o << "," << num(p.mc[w]) << "," << num(p.mc_se[w]);
       o << "," << num(p.fit.m) << "," << num(p.fit.se_m) << "," << num(p.fit.b);
       for (size_t w = 0; w < nw; ++w) o << "," << num(p.rel[w]) << "," << num(p.z[w]);
-      o << "," << num(p.rel_ext) << "," << num(p.z_ext) << "," << num(p.excess_ext) << "\n";
+      o << "," << num(p.rel_ext) << "," << num(p.z_ext) << "," << (std::isinf(p.dof_ext) ? "inf" : num(p.dof_ext))
+        << "," << num(p.excess_ext) << "\n";
     }
     write_file_atomic(out / "atlas_points.csv", o.str());
   }
@@ -631,8 +714,11 @@ RenderResult render_atlas(const ReportConfig& cfg, const std::vector<Cell>& cell
     t.note = fmt::format(
         "Goals (issue 16): p99 ≤ 2% for forward metrics, ≤ 5% for grad_var: \"met\" by the p99 relative "
         "error, \"not resolved\" when only the p99 of the part beyond 2 s.e. meets it (the Monte Carlo is "
-        "too noisy to tell), else \"not met\". \"beyond z_crit\": share of points "
-        "with |z| > z_crit = {:.2f} (Bonferroni over the {} points at family-wise rate {}). \"theory null\": "
+        "too noisy to tell), else \"not met\". Standard errors estimated from n samples (or batches) have n − 1 "
+        "degrees of freedom: z is the normal score of the Student t with the Welch–Satterthwaite degrees of "
+        "freedom of the combined s.e., and \"2 s.e.\" is the t quantile of the same tail. \"beyond z_crit\": "
+        "share of points with |z| > z_crit = {:.2f} (Bonferroni over the {} points at family-wise rate {}). "
+        "\"theory null\": "
         "configurations and layers where the theory reports no value (it says why in its warnings, e.g. a sampled "
         "grad_var that lost all precision) but the Monte Carlo has one; not among the points.",
         zc, pts.size(), a.alpha);
@@ -648,6 +734,55 @@ RenderResult render_atlas(const ReportConfig& cfg, const std::vector<Cell>& cell
                                                          : "not met";
       t.rows.push_back({m, fmt::format("{}", s.n), pct(s.p50), pct(s.p90), pct(s.p99), pct(s.max), pct(s.p99_excess),
                         pct(s.significant), verdict, fmt::format("{}", theory_nulls[m])});
+    }
+    tables.push_back(std::move(t));
+  }
+  {
+    // What limits the largest errors: each point in the top 1% of its metric's relative error
+    // (against the extrapolated Monte Carlo) by the first that applies. The relative error of a
+    // value the Monte Carlo does not resolve from 0 says nothing about the theory.
+    const double floor_res = cfg.simulate.precision == "float" ? 1e-6 : 1e-14;
+    Table t;
+    t.title = "What limits the largest 1% of errors";
+    t.note =
+        "Per metric, the points whose relative error against the extrapolated Monte Carlo is at or above its p99, by "
+        "the first that applies: \"beyond the uncertainty\": |theory − m| exceeds 2 s.e. (Student t), an error the "
+        "Monte Carlo resolves; else within the uncertainty, and \"res at float resolution\": res with |m| below "
+        "the float stream's resolution (1e-6); \"m not resolved from 0\": |m| is itself within 2 s.e. of 0, so "
+        "the relative error of any prediction is large; \"theory s.e. larger\" / \"Monte Carlo s.e. larger\": "
+        "which side's sampling error dominates. \"configurations\": the three contributing most points.";
+    t.head = {"metric",        "points",           "beyond the uncertainty", "res at float resolution",
+              "m not resolved from 0", "theory s.e. larger", "Monte Carlo s.e. larger", "configurations"};
+    for (const std::string& m : a.metrics) {
+      const Stat s = stat(groups[0], m, -1);
+      if (s.n == 0) continue;
+      int n = 0, beyond = 0, floor = 0, zero = 0, th = 0, mc = 0;
+      std::map<int, int> by_cell;
+      for (const AtlasPoint& p : pts) {
+        if (p.metric != m || !(p.rel_ext >= s.p99)) continue;
+        ++n;
+        ++by_cell[p.cell];
+        const double k = z_as_t(2.0, p.dof_ext);
+        if (p.excess_ext > 0) {
+          ++beyond;
+        } else if (m == "res" && std::abs(p.fit.m) < floor_res) {
+          ++floor;
+        } else if (std::abs(p.fit.m) <= k * p.se_ext) {
+          ++zero;
+        } else if (p.theory_se > p.fit.se_m) {
+          ++th;
+        } else {
+          ++mc;
+        }
+      }
+      std::vector<std::pair<int, int>> top(by_cell.begin(), by_cell.end());
+      std::sort(top.begin(), top.end(), [](auto& x, auto& y) { return x.second != y.second ? x.second > y.second : x.first < y.first; });
+      std::vector<std::string> names;
+      for (size_t i = 0; i < std::min<size_t>(3, top.size()); ++i)
+        names.push_back(fmt::format("{} ({})", cells[top[i].first].slug, top[i].second));
+      t.rows.push_back({m, fmt::format("{}", n), fmt::format("{}", beyond), fmt::format("{}", floor),
+                        fmt::format("{}", zero), fmt::format("{}", th), fmt::format("{}", mc),
+                        fmt::format("{}", fmt::join(names, ", "))});
     }
     tables.push_back(std::move(t));
   }
@@ -738,7 +873,9 @@ RenderResult render_atlas(const ReportConfig& cfg, const std::vector<Cell>& cell
       "Relative error |theory − MC| / |MC| per configuration, metric and layer (inputs excluded: layer 0 of the "
       "forward "
       "metrics, grad_var at layer L). The extrapolated MC is m of a weighted least-squares fit m + b/d over the widths "
-      "(weights 1/s.e.², s.e. of m from the fit); z = (theory − m) / sqrt(s.e._theory² + s.e._m²). Data: "
+      "(weights 1/s.e.², s.e. of m from the fit); t = (theory − m) / sqrt(s.e._theory² + s.e._m²), and z its normal "
+      "score under Student's t with the Welch–Satterthwaite degrees of freedom of the estimated s.e. (n − 1 for n "
+      "samples or error batches). Data: "
       "atlas_points.csv (a row per point), atlas_configs.csv (a row per configuration), atlas_summary.csv, atlas.json; "
       "profiles in cells/. docs/atlas.md defines every statistic.";
   auto drawn_fig = [&](const std::string& stem) {

@@ -7,6 +7,7 @@
 /// Carlo m + b/d) and writes the atlas folder.
 #include <cstdint>
 #include <filesystem>
+#include <limits>
 #include <map>
 #include <string>
 #include <utility>
@@ -38,18 +39,40 @@ std::vector<std::vector<double>> lhs_points(int n, int dims, uint64_t seed);
 /// Weighted least-squares fit y = m + b / d with weights 1 / se^2 (known standard errors, not
 /// rescaled by the residuals). se_m is the standard error of m from (X' W X)^-1. A standard
 /// error of 0 (an exact value) is floored at 1e-12 (1 + |y|) so that it dominates the fit.
+///
+/// `dof`, when given (one per width), are the degrees of freedom of the standard errors (n - 1 for
+/// the s.e. of a mean of n samples): the fit's `dof` is then the Welch-Satterthwaite degrees of
+/// freedom of se_m^2 = sum_i c_i^2 se_i^2, m = sum_i c_i y_i; without them it is infinite.
 struct WidthFit {
   double m = 0, b = 0, se_m = 0;
+  double dof = std::numeric_limits<double>::infinity();  ///< degrees of freedom of se_m
   bool ok = false;  ///< false with fewer than two distinct widths or a non-finite input
 };
-WidthFit fit_width(const std::vector<double>& d, const std::vector<double>& y, const std::vector<double>& se);
+WidthFit fit_width(const std::vector<double>& d, const std::vector<double>& y, const std::vector<double>& se,
+                   const std::vector<double>& dof = {});
 
 /// The fit of y^2 = m^2 + b / d (se of y^2 by the delta method, 2 |y| se), returning m =
 /// sqrt(max(m^2, 0)) and its standard error: for norms of small updates (update_ratio,
 /// ang_dist) the Monte Carlo mean's square, E[u]^2 = E[u^2] - Var u, has the 1/d bias, while
 /// E[u] goes like sqrt(t^2 + c/d) once the finite-width part c/d is not small against t^2.
 /// b is the slope of the square.
-WidthFit fit_width_squared(const std::vector<double>& d, const std::vector<double>& y, const std::vector<double>& se);
+/// Its dof are those of the squared fit (the delta method scales se_m, not its distribution).
+WidthFit fit_width_squared(const std::vector<double>& d, const std::vector<double>& y, const std::vector<double>& se,
+                           const std::vector<double>& dof = {});
+
+/// The Welch-Satterthwaite degrees of freedom of a sum of independent variance estimates v_i with
+/// nu_i degrees of freedom each: (sum v_i)^2 / sum (v_i^2 / nu_i). An infinite nu_i (a variance
+/// known exactly) adds nothing to the denominator; infinite when every v_i with a finite nu_i is 0.
+double welch_dof(const std::vector<std::pair<double, double>>& var_dof);
+
+/// The standard normal score with the same tail as t under Student's t with nu degrees of
+/// freedom: sign(t) Phi^-1(1 - P(T_nu > |t|)), so |result| <= |t|, and t itself for nu = infinity
+/// (or nu > 1e9). A t that is not finite, or whose tail underflows, is returned as it is.
+double t_as_z(double t, double nu);
+
+/// The Student-t (nu degrees of freedom) quantile with the normal tail of z: F_nu^-1(Phi(z));
+/// z for nu = infinity. z_as_t(2, 7) = 2.5195..., the "two standard errors" of a 7-dof s.e.
+double z_as_t(double z, double nu);
 
 /// The p-quantile (p in [0, 1]) of v with linear interpolation between order statistics
 /// (Hyndman-Fan type 7, as numpy's default); NaN for an empty v. NaNs in v are ignored.
@@ -75,10 +98,16 @@ struct AtlasPoint {
   std::string metric;
   double theory = 0, theory_se = 0;  ///< theory_se 0 where the theory reports none
   std::vector<double> mc, mc_se;     ///< per width of AtlasConfig::widths
-  std::vector<double> rel, z;        ///< |theory - mc| / |mc| and (theory - mc) / combined s.e., per width
+  /// Per width: |theory - mc| / |mc|, and z: the normal score of t = (theory - mc) / combined s.e.
+  /// under Student's t with the Welch-Satterthwaite degrees of freedom of the combined s.e. (t_as_z)
+  std::vector<double> rel, z;
   WidthFit fit;                      ///< the Monte Carlo extrapolated to infinite width
-  double rel_ext = 0, z_ext = 0;     ///< theory against fit.m
-  double excess_ext = 0;             ///< max(0, |theory - m| - 2 s.e.) / |m|: the error beyond the uncertainty
+  double rel_ext = 0, z_ext = 0;     ///< theory against fit.m (z as above)
+  double se_ext = 0;                 ///< the combined s.e. of theory - m (theory, fit, float floor)
+  double dof_ext = std::numeric_limits<double>::infinity();  ///< degrees of freedom of se_ext
+  /// max(0, |theory - m| - k s) / |m| with k = z_as_t(2, dof_ext) (2 for known errors): the error
+  /// beyond two standard errors' worth of uncertainty
+  double excess_ext = 0;
 };
 
 /// Compares every cell's theory profile with its Monte Carlo profiles (loaded from out/cells):
