@@ -333,6 +333,9 @@ TEST_CASE("sampled attention: the padded blocked products equal a direct evaluat
       CHECK((fwd - rf).norm() <= 1e-12 * rf.norm());
       CHECK((bwd_stored - rb).norm() <= 1e-12 * rb.norm());
       CHECK((bwd_fresh - bwd_stored).norm() <= 1e-14 * rb.norm());
+      // The direct O(T^4) form (the fallback for saturated softmaxes) on the same draws.
+      CHECK((attn.backward_direct(K, G, vo, &tape) - rb).norm() <= 1e-12 * rb.norm());
+      CHECK((attn.backward_direct(K, G, vo, nullptr) - rb).norm() <= 1e-12 * rb.norm());
     }
   }
 }
@@ -389,5 +392,59 @@ TEST_CASE("sampled attention: the backward pass keeps its precision under a larg
     ref = 0.5 * (ref + ref.transpose()).eval();
     INFO("relative error " << (bwd - ref).norm() / ref.norm());
     CHECK((bwd - ref).norm() <= 1e-10 * ref.norm());
+    CHECK((attn.backward_direct(K, G, vo, &tape) - ref).norm() <= 1e-10 * ref.norm());
   }
+}
+
+TEST_CASE("sampled attention: a saturated softmax in a large stream falls back to the direct form", "[analytic]") {
+  // Softmax rows one entry within 1e-20 of 1 (logit gaps > 46, the tape of forward(3000 E)) and a kernel
+  // K = 1e8 E: the true query and key paths are < 1e-20 |K|^2 ~ 1e-4, but the expanded products
+  // cancel terms ~|K|^2 = 1e16 to a rounding ~1 against a value path ~1: a gradient covariance
+  // with garbage, often negative, entries (the atlas's c025 at depth 26, c061). backward() sees its
+  // rounding estimate exceed 1e-6 of the result's diagonal and returns backward_direct(), which
+  // agrees with the term-by-term evaluation.
+  const int T = 6;
+  StackSpec s = resolve_spec("", {"stack.tokens=" + std::to_string(T), "stack.mask=none",
+                                  "stack.qk_scale=\"1/sqrt(dh)\"", "init.sigma_qk2=1.0"});
+  AttnSettings as;
+  as.samples = 16;
+  as.seed = 3;
+  const AttentionKernel attn(s, as);
+  const Eigen::MatrixXd B = test_matrix(T, T + 1, 12), C = test_matrix(T, T, 13);
+  const Eigen::MatrixXd E = B * B.transpose() / T + 0.3 * Eigen::MatrixXd::Identity(T, T);
+  const Eigen::MatrixXd K = 1e8 * E;
+  const Eigen::MatrixXd G = C * C.transpose() / T + 0.2 * Eigen::MatrixXd::Identity(T, T);
+  AttnTape tape;
+  tape.keep_softmax = true;
+  (void)attn.forward(3000 * E, &tape);
+  const Eigen::MatrixXd bwd = attn.backward(K, G, 1.0, &tape), direct = attn.backward_direct(K, G, 1.0, &tape);
+  Eigen::MatrixXd ref = Eigen::MatrixXd::Zero(T, T);
+  double largest_gap = 0;
+  for (const Eigen::MatrixXd& At : tape.A) {
+    const Eigen::MatrixXd A = At.topLeftCorner(T, T).transpose();
+    for (int t = 0; t < T; ++t) largest_gap = std::max(largest_gap, A.row(t).sum() - A.row(t).maxCoeff());
+    std::vector<Eigen::MatrixXd> J(T);
+    for (int t = 0; t < T; ++t) {
+      const Eigen::VectorXd a = A.row(t).transpose();
+      J[t] = Eigen::MatrixXd(a.asDiagonal()) - a * a.transpose();
+    }
+    Eigen::MatrixXd g = A.transpose() * G * A;
+    for (int t = 0; t < T; ++t)
+      for (int u = 0; u < T; ++u) {
+        g(t, u) += G(t, u) * (J[t] * K * J[u] * K).trace();
+        g += G(t, u) * K(t, u) * (J[t] * K * J[u]);
+      }
+    ref += g;
+  }
+  ref /= 16.0;
+  ref = 0.5 * (ref + ref.transpose()).eval();
+  INFO("largest 1 - max_s a_ts " << largest_gap << ", backward " << bwd.diagonal().transpose() << ", direct "
+                                 << direct.diagonal().transpose());
+  CHECK(largest_gap < 1e-20);                                  // every row saturated
+  CHECK((direct - ref).norm() <= 1e-10 * ref.norm());          // the direct form is accurate
+  CHECK((bwd - direct).norm() == 0.0);                         // and backward() chose it
+  CHECK(bwd.diagonal().minCoeff() > 0);
+  // A healthy kernel does not fall back: the expanded form's result, a rounding away from the direct one.
+  const Eigen::MatrixXd healthy = attn.backward(E, G, 1.0, &tape), healthy_direct = attn.backward_direct(E, G, 1.0, &tape);
+  CHECK((healthy - healthy_direct).norm() <= 1e-12 * healthy.norm());
 }

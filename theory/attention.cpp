@@ -363,6 +363,81 @@ Eigen::MatrixXd AttentionKernel::backward(const Eigen::MatrixXd& K, const Eigen:
   const Eigen::MatrixXd Q = blk(accQ) - blk(accP) - blk(accP).transpose();
   const Eigen::MatrixXd accK = Kc.cwiseProduct(blk(accW)) - blk(accC) - blk(accC).transpose();
   Eigen::MatrixXd out = vo_var * (blk(accV) / ns + q4 * G.cwiseProduct(Q / ns) + q4 * accK / ns);
+  out = 0.5 * (out + out.transpose());
+  // The expanded query and key terms cancel: their rounding is about eps times the largest term
+  // (times the number of terms summed). Where that is not small against every diagonal entry of
+  // the result (a softmax saturated onto single tokens, J_t ~ 0, in a stream grown to q ~ 1e14 and
+  // more), the direct O(T^4) evaluation replaces them. Healthy stacks are ~1e-13 away from the
+  // switch; the result is deterministic in K, G and the draws either way.
+  const double terms = std::max({blk(accQ).cwiseAbs().maxCoeff() * G.cwiseAbs().maxCoeff(),
+                                 Kc.cwiseAbs().maxCoeff() * blk(accW).cwiseAbs().maxCoeff(),
+                                 blk(accC).cwiseAbs().maxCoeff()});
+  const double rounding = 64 * std::numeric_limits<double>::epsilon() * T_ * vo_var * q4 * terms / ns;
+  if (!(rounding <= 1e-6 * out.diagonal().minCoeff())) return backward_direct(K, G, vo_var, tape);
+  return out;
+}
+
+Eigen::MatrixXd AttentionKernel::backward_direct(const Eigen::MatrixXd& K, const Eigen::MatrixXd& G, double vo_var,
+                                                 const AttnTape* tape) const {
+  if (uniform_) return backward(K, G, vo_var, tape);
+  const int n = Tp_, T = T_;
+  const Eigen::MatrixXd L = tape && tape->L.size() ? tape->L : padded(std::sqrt(sqk2_) * factor(K), n);
+  const bool stored = tape && tape->A.size() == static_cast<size_t>(st_.samples);
+  const double q4 = sqk2_ * sqk2_;
+  const Eigen::MatrixXd Kc = double_centred(K);
+  const Eigen::MatrixXd F = factor(Kc);  // F F^T = Kc (Kc is positive semi-definite)
+  const Eigen::MatrixXd W = G.cwiseProduct(K);
+  Eigen::MatrixXd accV = Eigen::MatrixXd::Zero(T, T), accQ = accV, accK = accV;
+  Eigen::MatrixXd Bt(n, n), Atbuf(n, n), tmp(n, n), A(T, T), J(T, T);
+  Eigen::MatrixXd Y(T, static_cast<Eigen::Index>(T) * T), N(static_cast<Eigen::Index>(T) * T, T), Z(T, T);
+  std::vector<double> scratch(static_cast<size_t>(T) * kW);
+  const int pairs = st_.samples / 2;
+  for (int p = 0; p < pairs; ++p) {
+    if (!stored) logits_t(L, p, tmp, Bt);
+    for (int k = 0; k < 2; ++k) {
+      const Eigen::MatrixXd* Atp;
+      if (stored) {
+        Atp = &tape->A[2 * static_cast<size_t>(p) + k];
+      } else {
+        softmax_cols(Bt.data(), k == 0 ? 1.0 : -1.0, Atbuf.data(), scratch.data());
+        Atp = &Atbuf;
+      }
+      A = Atp->topLeftCorner(T, T).transpose();
+      accV.noalias() += A.transpose() * G * A;
+      for (int t = 0; t < T; ++t) {
+        // J_t = diag(a) - a a^T; 1 - a_s of the largest entry as the sum of the others.
+        const Eigen::VectorXd a = A.row(t).transpose();
+        Eigen::Index top = 0;
+        a.maxCoeff(&top);
+        double rest = 0;  // 1 - a_top, from the small entries
+        for (int u = 0; u < T; ++u)
+          if (u != top) rest += a(u);
+        J.noalias() = -a * a.transpose();
+        for (int s = 0; s < T; ++s) J(s, s) = a(s) * (s == top ? rest : 1.0 - a(s));
+        auto Yt = Y.middleCols(static_cast<Eigen::Index>(t) * T, T);
+        Yt.noalias() = J * F;                                    // J_t F
+        N.middleRows(static_cast<Eigen::Index>(t) * T, T).noalias() = F.transpose() * Yt;  // F^T J_t F
+      }
+      // Query path: <F^T J_t F, F^T J_t' F> for every pair (t, t').
+      for (int t = 0; t < T; ++t)
+        for (int u = 0; u <= t; ++u) {
+          const double v = N.middleRows(static_cast<Eigen::Index>(t) * T, T)
+                               .cwiseProduct(N.middleRows(static_cast<Eigen::Index>(u) * T, T))
+                               .sum();
+          accQ(t, u) += v;
+          if (u != t) accQ(u, t) += v;
+        }
+      // Key path: sum_t (J_t F) (sum_t' W_tt' J_t' F)^T.
+      for (int t = 0; t < T; ++t) {
+        Z.setZero();
+        for (int u = 0; u < T; ++u)
+          if (W(t, u) != 0) Z += W(t, u) * Y.middleCols(static_cast<Eigen::Index>(u) * T, T);
+        accK.noalias() += Y.middleCols(static_cast<Eigen::Index>(t) * T, T) * Z.transpose();
+      }
+    }
+  }
+  const double ns = st_.samples;
+  Eigen::MatrixXd out = vo_var * (accV / ns + q4 * G.cwiseProduct(accQ / ns) + q4 * accK / ns);
   return 0.5 * (out + out.transpose());
 }
 

@@ -93,6 +93,14 @@ class AttentionKernel {
   /// @param tape the tape forward(K) filled, or nullptr (everything recomputed: same numbers)
   [[nodiscard]] Eigen::MatrixXd backward(const Eigen::MatrixXd& K, const Eigen::MatrixXd& G, double vo_var,
                                          const AttnTape* tape = nullptr) const;
+  /// backward() without the expanded products: per draw the softmax Jacobians J_t (the diagonal
+  /// a_s (1 - a_s) of the largest entry from the sum of the others, no cancellation), the query
+  /// path as <F^T J_t F, F^T J_t' F> and the key path as sum_tt' W_tt' (J_t F)(J_t' F)^T with
+  /// F F^T the doubly centred K: sums of non-negative or well-scaled terms, O(T^4) per draw instead
+  /// of O(T^3). backward() falls back to it where the expanded products' rounding is not small
+  /// against the result (a softmax saturated onto single tokens in a growing stream); public for tests.
+  [[nodiscard]] Eigen::MatrixXd backward_direct(const Eigen::MatrixXd& K, const Eigen::MatrixXd& G, double vo_var,
+                                                const AttnTape* tape = nullptr) const;
   /// The base points xi (T x T each; each is used with its mirror -xi): what forward() and
   /// backward() average over, for tests that evaluate the integrand independently.
   [[nodiscard]] std::vector<Eigen::MatrixXd> base_points() const;
