@@ -388,9 +388,10 @@ Eigen::MatrixXd AttentionKernel::backward_direct(const Eigen::MatrixXd& K, const
   const Eigen::MatrixXd F = factor(Kc);  // F F^T = Kc (Kc is positive semi-definite)
   const Eigen::MatrixXd W = G.cwiseProduct(K);
   Eigen::MatrixXd accV = Eigen::MatrixXd::Zero(T, T), accQ = accV, accK = accV;
-  Eigen::MatrixXd Bt(n, n), Atbuf(n, n), tmp(n, n), A(T, T), J(T, T);
+  Eigen::MatrixXd Bt(n, n), Atbuf(n, n), tmp(n, n), A(T, T);
   Eigen::MatrixXd Y(T, static_cast<Eigen::Index>(T) * T), N(static_cast<Eigen::Index>(T) * T, T), Z(T, T);
   std::vector<double> scratch(static_cast<size_t>(T) * kW);
+  std::vector<int> active, support;
   const int pairs = st_.samples / 2;
   for (int p = 0; p < pairs; ++p) {
     if (!stored) logits_t(L, p, tmp, Bt);
@@ -404,33 +405,53 @@ Eigen::MatrixXd AttentionKernel::backward_direct(const Eigen::MatrixXd& K, const
       }
       A = Atp->topLeftCorner(T, T).transpose();
       accV.noalias() += A.transpose() * G * A;
+      // Only the rows whose softmax has more than one non-zero entry: a row saturated onto one
+      // token (the others underflow to 0, as in most rows where this form is needed) has J_t = 0.
+      active.clear();
       for (int t = 0; t < T; ++t) {
-        // J_t = diag(a) - a a^T; 1 - a_s of the largest entry as the sum of the others.
-        const Eigen::VectorXd a = A.row(t).transpose();
+        // J_t = diag(a) - a a^T on the support of a; 1 - a_s of the largest entry as the sum of the others.
+        support.clear();
         Eigen::Index top = 0;
-        a.maxCoeff(&top);
+        for (int s = 0; s < T; ++s)
+          if (A(t, s) != 0) {
+            if (support.empty() || A(t, s) > A(t, top)) top = s;
+            support.push_back(s);
+          }
+        if (support.size() < 2) continue;
+        active.push_back(t);
+        const auto k = static_cast<Eigen::Index>(support.size());
+        Eigen::VectorXd a(k);
         double rest = 0;  // 1 - a_top, from the small entries
-        for (int u = 0; u < T; ++u)
-          if (u != top) rest += a(u);
-        J.noalias() = -a * a.transpose();
-        for (int s = 0; s < T; ++s) J(s, s) = a(s) * (s == top ? rest : 1.0 - a(s));
+        for (Eigen::Index i = 0; i < k; ++i) {
+          a(i) = A(t, support[i]);
+          if (support[i] != top) rest += a(i);
+        }
+        Eigen::MatrixXd Jk = -a * a.transpose();
+        Eigen::MatrixXd Fk(k, T);
+        for (Eigen::Index i = 0; i < k; ++i) {
+          Jk(i, i) = a(i) * (support[i] == top ? rest : 1.0 - a(i));
+          Fk.row(i) = F.row(support[i]);
+        }
         auto Yt = Y.middleCols(static_cast<Eigen::Index>(t) * T, T);
-        Yt.noalias() = J * F;                                    // J_t F
-        N.middleRows(static_cast<Eigen::Index>(t) * T, T).noalias() = F.transpose() * Yt;  // F^T J_t F
+        Yt.setZero();
+        const Eigen::MatrixXd JF = Jk * Fk;  // the non-zero rows of J_t F
+        for (Eigen::Index i = 0; i < k; ++i) Yt.row(support[i]) = JF.row(i);
+        N.middleRows(static_cast<Eigen::Index>(t) * T, T).noalias() = Fk.transpose() * JF;  // F^T J_t F
       }
-      // Query path: <F^T J_t F, F^T J_t' F> for every pair (t, t').
-      for (int t = 0; t < T; ++t)
-        for (int u = 0; u <= t; ++u) {
+      // Query path: <F^T J_t F, F^T J_t' F> for every pair (t, t') of active rows.
+      for (size_t i = 0; i < active.size(); ++i)
+        for (size_t j = 0; j <= i; ++j) {
+          const int t = active[i], u = active[j];
           const double v = N.middleRows(static_cast<Eigen::Index>(t) * T, T)
                                .cwiseProduct(N.middleRows(static_cast<Eigen::Index>(u) * T, T))
                                .sum();
           accQ(t, u) += v;
           if (u != t) accQ(u, t) += v;
         }
-      // Key path: sum_t (J_t F) (sum_t' W_tt' J_t' F)^T.
-      for (int t = 0; t < T; ++t) {
+      // Key path: sum_t (J_t F) (sum_t' W_tt' J_t' F)^T over active rows.
+      for (const int t : active) {
         Z.setZero();
-        for (int u = 0; u < T; ++u)
+        for (const int u : active)
           if (W(t, u) != 0) Z += W(t, u) * Y.middleCols(static_cast<Eigen::Index>(u) * T, T);
         accK.noalias() += Y.middleCols(static_cast<Eigen::Index>(t) * T, T) * Z.transpose();
       }
