@@ -236,6 +236,28 @@ Eigen::MatrixXd test_matrix(int r, int c, unsigned seed) {
   }
   return M;
 }
+
+// One draw's backward integrand term by term (docs/theory.md), with the softmax Jacobians
+// J_t = diag(a_t) - a_t a_t^T built explicitly from the rows of A:
+//   A^T G A + q4 G o [tr(J_t Ks J_t' Ks)]_tt' + q4 sum_tt' G_tt' Kq_tt' J_t Ks J_t'
+// Ks is the key-side kernel (inside the Jacobian sandwiches), Kq the query-side one; both are K
+// except where a test gives the sandwiches the common-mode-free part.
+Eigen::MatrixXd backward_term_by_term(const Eigen::MatrixXd& A, const Eigen::MatrixXd& Ks, const Eigen::MatrixXd& Kq,
+                                      const Eigen::MatrixXd& G, double q4) {
+  const auto T = A.rows();
+  std::vector<Eigen::MatrixXd> J(T);
+  for (Eigen::Index t = 0; t < T; ++t) {
+    const Eigen::VectorXd a = A.row(t).transpose();
+    J[t] = Eigen::MatrixXd(a.asDiagonal()) - a * a.transpose();
+  }
+  Eigen::MatrixXd g = A.transpose() * G * A;
+  for (Eigen::Index t = 0; t < T; ++t)
+    for (Eigen::Index u = 0; u < T; ++u) {
+      g(t, u) += q4 * G(t, u) * (J[t] * Ks * J[u] * Ks).trace();
+      g += q4 * G(t, u) * Kq(t, u) * (J[t] * Ks * J[u]);
+    }
+  return g;
+}
 }  // namespace
 
 TEST_CASE("small_gemm equals Eigen's products for every shape and structure", "[analytic]") {
@@ -310,18 +332,7 @@ TEST_CASE("sampled attention: the padded blocked products equal a direct evaluat
             A.row(t).head(m) /= z;
           }
           rf += A * K * A.transpose();
-          std::vector<Eigen::MatrixXd> J(T);
-          for (int t = 0; t < T; ++t) {
-            const Eigen::VectorXd a = A.row(t).transpose();
-            J[t] = Eigen::MatrixXd(a.asDiagonal()) - a * a.transpose();
-          }
-          Eigen::MatrixXd g = A.transpose() * G * A;
-          for (int t = 0; t < T; ++t)
-            for (int u = 0; u < T; ++u) {
-              g(t, u) += q4 * G(t, u) * (J[t] * K * J[u] * K).trace();
-              g += q4 * G(t, u) * K(t, u) * (J[t] * K * J[u]);
-            }
-          rb += vo * g;
+          rb += vo * backward_term_by_term(A, K, K, G, q4);
           ++draws;
         }
       }
@@ -374,19 +385,7 @@ TEST_CASE("sampled attention: the backward pass keeps its precision under a larg
     const Eigen::MatrixXd bwd = attn.backward(K, G, vo, &tape);
     Eigen::MatrixXd ref = Eigen::MatrixXd::Zero(T, T);
     for (const Eigen::MatrixXd& At : tape.A) {
-      const Eigen::MatrixXd A = At.topLeftCorner(T, T).transpose();
-      std::vector<Eigen::MatrixXd> J(T);
-      for (int t = 0; t < T; ++t) {
-        const Eigen::VectorXd a = A.row(t).transpose();
-        J[t] = Eigen::MatrixXd(a.asDiagonal()) - a * a.transpose();
-      }
-      Eigen::MatrixXd g = A.transpose() * G * A;
-      for (int t = 0; t < T; ++t)
-        for (int u = 0; u < T; ++u) {
-          g(t, u) += q4 * G(t, u) * (J[t] * E * J[u] * E).trace();
-          g += q4 * G(t, u) * K(t, u) * (J[t] * E * J[u]);
-        }
-      ref += vo * g;
+      ref += vo * backward_term_by_term(At.topLeftCorner(T, T).transpose(), E, K, G, q4);
     }
     ref /= 16.0;
     ref = 0.5 * (ref + ref.transpose()).eval();
@@ -423,18 +422,7 @@ TEST_CASE("sampled attention: a saturated softmax in a large stream falls back t
   for (const Eigen::MatrixXd& At : tape.A) {
     const Eigen::MatrixXd A = At.topLeftCorner(T, T).transpose();
     for (int t = 0; t < T; ++t) largest_gap = std::max(largest_gap, A.row(t).sum() - A.row(t).maxCoeff());
-    std::vector<Eigen::MatrixXd> J(T);
-    for (int t = 0; t < T; ++t) {
-      const Eigen::VectorXd a = A.row(t).transpose();
-      J[t] = Eigen::MatrixXd(a.asDiagonal()) - a * a.transpose();
-    }
-    Eigen::MatrixXd g = A.transpose() * G * A;
-    for (int t = 0; t < T; ++t)
-      for (int u = 0; u < T; ++u) {
-        g(t, u) += G(t, u) * (J[t] * K * J[u] * K).trace();
-        g += G(t, u) * K(t, u) * (J[t] * K * J[u]);
-      }
-    ref += g;
+    ref += backward_term_by_term(A, K, K, G, 1.0);
   }
   ref /= 16.0;
   ref = 0.5 * (ref + ref.transpose()).eval();

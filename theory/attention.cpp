@@ -300,6 +300,26 @@ Eigen::MatrixXd AttentionKernel::forward(const Eigen::MatrixXd& K, AttnTape* tap
   return 0.5 * (out + out.transpose());
 }
 
+template <class Fn>
+void AttentionKernel::for_each_softmax(const Eigen::MatrixXd& L, const AttnTape* tape, Fn&& f) const {
+  const int n = Tp_;
+  const bool stored = tape && tape->A.size() == static_cast<size_t>(st_.samples);
+  Eigen::MatrixXd Bt(n, n), Atbuf(n, n), tmp(n, n);
+  std::vector<double> scratch(static_cast<size_t>(T_) * kW);
+  const int pairs = st_.samples / 2;
+  for (int p = 0; p < pairs; ++p) {
+    if (!stored) logits_t(L, p, tmp, Bt);
+    for (int k = 0; k < 2; ++k) {
+      if (stored) {
+        f(tape->A[2 * static_cast<size_t>(p) + k]);
+      } else {
+        softmax_cols(Bt.data(), k == 0 ? 1.0 : -1.0, Atbuf.data(), scratch.data());
+        f(static_cast<const Eigen::MatrixXd&>(Atbuf));
+      }
+    }
+  }
+}
+
 Eigen::MatrixXd AttentionKernel::backward(const Eigen::MatrixXd& K, const Eigen::MatrixXd& G, double vo_var,
                                           const AttnTape* tape) const {
   if (uniform_) return vo_var * uniform_backward(G, causal_);
@@ -308,7 +328,6 @@ Eigen::MatrixXd AttentionKernel::backward(const Eigen::MatrixXd& K, const Eigen:
   // S = sigma_qk^2 F xi F^T, F F^T = K: the forward pass's factor when it left one.
   const Eigen::MatrixXd L =
       tape && tape->L.size() ? tape->L : padded(std::sqrt(sqk2_) * factor(K), n);
-  const bool stored = tape && tape->A.size() == static_cast<size_t>(st_.samples);
   const double q4 = sqk2_ * sqk2_;
   // The query and key paths see the key-side K only through J_t K J_t' (J_t symmetric, J_t 1 = 0),
   // which K -> K + v 1^T + 1 v^T leaves unchanged: they use the doubly centred Kc = H K H (H = I -
@@ -325,39 +344,26 @@ Eigen::MatrixXd AttentionKernel::backward(const Eigen::MatrixXd& K, const Eigen:
   //   accQ = sum A(KoK)A^T + AKA o AKA,  accP = sum A(PoP)   (query path: accQ - accP - accP^T, G o . at the end)
   //   accW = sum A^T W A  (K o . at the end),  accC = sum ((A^T W) o P) A  (- it and its transpose)
   Eigen::MatrixXd accV = Eigen::MatrixXd::Zero(n, n), accQ = accV, accP = accV, accW = accV, accC = accV;
-  Eigen::MatrixXd Bt(n, n), Atbuf(n, n), A(n, n), P(n, n), AKA(n, n), AtW(n, n), X(n, n), tmp(n, n);
-  std::vector<double> scratch(static_cast<size_t>(T_) * kW);
-  const int pairs = st_.samples / 2;
-  for (int p = 0; p < pairs; ++p) {
-    if (!stored) logits_t(L, p, tmp, Bt);
-    for (int k = 0; k < 2; ++k) {
-      const Eigen::MatrixXd* Atp;
-      if (stored) {
-        Atp = &tape->A[2 * static_cast<size_t>(p) + k];
-      } else {
-        softmax_cols(Bt.data(), k == 0 ? 1.0 : -1.0, Atbuf.data(), scratch.data());
-        Atp = &Atbuf;
-      }
-      const Eigen::MatrixXd& At = *Atp;
-      A = At.transpose();
-      small_gemm(P.data(), Kp.data(), Tri::Full, At.data(), false, up, n, false);  // P_{s t} = (K a_t)_s
-      small_gemm(AKA.data(), A.data(), lo, P.data(), false, Tri::Full, n, false);
-      // Query path: E[tr(J_t K J_t' K)] = A(KoK)A^T - A(PoP) - (A(PoP))^T + AKA o AKA
-      small_gemm(tmp.data(), A.data(), lo, KK.data(), false, Tri::Full, n, false);
-      small_gemm(accQ.data(), tmp.data(), Tri::Full, At.data(), false, up, n, true);
-      accQ += AKA.cwiseProduct(AKA);
-      X = P.cwiseProduct(P);
-      small_gemm(accP.data(), A.data(), lo, X.data(), false, Tri::Full, n, true);
-      // Key path with W = G o K: Ko(A^T W A) - ((A^T W)oP)A - transpose + A^T (W o AKA) A
-      small_gemm(AtW.data(), At.data(), up, W.data(), false, Tri::Full, n, false);
-      small_gemm(accW.data(), AtW.data(), Tri::Full, A.data(), false, lo, n, true);
-      X = AtW.cwiseProduct(P);
-      small_gemm(accC.data(), X.data(), Tri::Full, A.data(), false, lo, n, true);
-      X = Gp + q4 * W.cwiseProduct(AKA);
-      small_gemm(tmp.data(), At.data(), up, X.data(), false, Tri::Full, n, false);
-      small_gemm(accV.data(), tmp.data(), Tri::Full, A.data(), false, lo, n, true);
-    }
-  }
+  Eigen::MatrixXd A(n, n), P(n, n), AKA(n, n), AtW(n, n), X(n, n), tmp(n, n);
+  for_each_softmax(L, tape, [&](const Eigen::MatrixXd& At) {
+    A = At.transpose();
+    small_gemm(P.data(), Kp.data(), Tri::Full, At.data(), false, up, n, false);  // P_{s t} = (K a_t)_s
+    small_gemm(AKA.data(), A.data(), lo, P.data(), false, Tri::Full, n, false);
+    // Query path: E[tr(J_t K J_t' K)] = A(KoK)A^T - A(PoP) - (A(PoP))^T + AKA o AKA
+    small_gemm(tmp.data(), A.data(), lo, KK.data(), false, Tri::Full, n, false);
+    small_gemm(accQ.data(), tmp.data(), Tri::Full, At.data(), false, up, n, true);
+    accQ += AKA.cwiseProduct(AKA);
+    X = P.cwiseProduct(P);
+    small_gemm(accP.data(), A.data(), lo, X.data(), false, Tri::Full, n, true);
+    // Key path with W = G o K: Ko(A^T W A) - ((A^T W)oP)A - transpose + A^T (W o AKA) A
+    small_gemm(AtW.data(), At.data(), up, W.data(), false, Tri::Full, n, false);
+    small_gemm(accW.data(), AtW.data(), Tri::Full, A.data(), false, lo, n, true);
+    X = AtW.cwiseProduct(P);
+    small_gemm(accC.data(), X.data(), Tri::Full, A.data(), false, lo, n, true);
+    X = Gp + q4 * W.cwiseProduct(AKA);
+    small_gemm(tmp.data(), At.data(), up, X.data(), false, Tri::Full, n, false);
+    small_gemm(accV.data(), tmp.data(), Tri::Full, A.data(), false, lo, n, true);
+  });
   const double ns = st_.samples;
   const auto blk = [&](const Eigen::MatrixXd& M) { return M.topLeftCorner(T_, T_); };
   const Eigen::MatrixXd Q = blk(accQ) - blk(accP) - blk(accP).transpose();
@@ -382,81 +388,68 @@ Eigen::MatrixXd AttentionKernel::backward_direct(const Eigen::MatrixXd& K, const
   if (uniform_) return backward(K, G, vo_var, tape);
   const int n = Tp_, T = T_;
   const Eigen::MatrixXd L = tape && tape->L.size() ? tape->L : padded(std::sqrt(sqk2_) * factor(K), n);
-  const bool stored = tape && tape->A.size() == static_cast<size_t>(st_.samples);
   const double q4 = sqk2_ * sqk2_;
   const Eigen::MatrixXd Kc = double_centred(K);
   const Eigen::MatrixXd F = factor(Kc);  // F F^T = Kc (Kc is positive semi-definite)
   const Eigen::MatrixXd W = G.cwiseProduct(K);
   Eigen::MatrixXd accV = Eigen::MatrixXd::Zero(T, T), accQ = accV, accK = accV;
-  Eigen::MatrixXd Bt(n, n), Atbuf(n, n), tmp(n, n), A(T, T);
+  Eigen::MatrixXd A(T, T);
   Eigen::MatrixXd Y(T, static_cast<Eigen::Index>(T) * T), N(static_cast<Eigen::Index>(T) * T, T), Z(T, T);
-  std::vector<double> scratch(static_cast<size_t>(T) * kW);
   std::vector<int> active, support;
-  const int pairs = st_.samples / 2;
-  for (int p = 0; p < pairs; ++p) {
-    if (!stored) logits_t(L, p, tmp, Bt);
-    for (int k = 0; k < 2; ++k) {
-      const Eigen::MatrixXd* Atp;
-      if (stored) {
-        Atp = &tape->A[2 * static_cast<size_t>(p) + k];
-      } else {
-        softmax_cols(Bt.data(), k == 0 ? 1.0 : -1.0, Atbuf.data(), scratch.data());
-        Atp = &Atbuf;
-      }
-      A = Atp->topLeftCorner(T, T).transpose();
-      accV.noalias() += A.transpose() * G * A;
-      // Only the rows whose softmax has more than one non-zero entry: a row saturated onto one
-      // token (the others underflow to 0, as in most rows where this form is needed) has J_t = 0.
-      active.clear();
-      for (int t = 0; t < T; ++t) {
-        // J_t = diag(a) - a a^T on the support of a; 1 - a_s of the largest entry as the sum of the others.
-        support.clear();
-        Eigen::Index top = 0;
-        for (int s = 0; s < T; ++s)
-          if (A(t, s) != 0) {
-            if (support.empty() || A(t, s) > A(t, top)) top = s;
-            support.push_back(s);
-          }
-        if (support.size() < 2) continue;
-        active.push_back(t);
-        const auto k = static_cast<Eigen::Index>(support.size());
-        Eigen::VectorXd a(k);
-        double rest = 0;  // 1 - a_top, from the small entries
-        for (Eigen::Index i = 0; i < k; ++i) {
-          a(i) = A(t, support[i]);
-          if (support[i] != top) rest += a(i);
+  for_each_softmax(L, tape, [&](const Eigen::MatrixXd& At) {
+    A = At.topLeftCorner(T, T).transpose();
+    accV.noalias() += A.transpose() * G * A;
+    // Only the rows whose softmax has more than one non-zero entry: a row saturated onto one
+    // token (the others underflow to 0, as in most rows where this form is needed) has J_t = 0.
+    active.clear();
+    for (int t = 0; t < T; ++t) {
+      // J_t = diag(a) - a a^T on the support of a; 1 - a_s of the largest entry as the sum of the others.
+      support.clear();
+      Eigen::Index top = 0;
+      for (int s = 0; s < T; ++s)
+        if (A(t, s) != 0) {
+          if (support.empty() || A(t, s) > A(t, top)) top = s;
+          support.push_back(s);
         }
-        Eigen::MatrixXd Jk = -a * a.transpose();
-        Eigen::MatrixXd Fk(k, T);
-        for (Eigen::Index i = 0; i < k; ++i) {
-          Jk(i, i) = a(i) * (support[i] == top ? rest : 1.0 - a(i));
-          Fk.row(i) = F.row(support[i]);
-        }
-        auto Yt = Y.middleCols(static_cast<Eigen::Index>(t) * T, T);
-        Yt.setZero();
-        const Eigen::MatrixXd JF = Jk * Fk;  // the non-zero rows of J_t F
-        for (Eigen::Index i = 0; i < k; ++i) Yt.row(support[i]) = JF.row(i);
-        N.middleRows(static_cast<Eigen::Index>(t) * T, T).noalias() = Fk.transpose() * JF;  // F^T J_t F
+      if (support.size() < 2) continue;
+      active.push_back(t);
+      const auto k = static_cast<Eigen::Index>(support.size());
+      Eigen::VectorXd a(k);
+      double rest = 0;  // 1 - a_top, from the small entries
+      for (Eigen::Index i = 0; i < k; ++i) {
+        a(i) = A(t, support[i]);
+        if (support[i] != top) rest += a(i);
       }
-      // Query path: <F^T J_t F, F^T J_t' F> for every pair (t, t') of active rows.
-      for (size_t i = 0; i < active.size(); ++i)
-        for (size_t j = 0; j <= i; ++j) {
-          const int t = active[i], u = active[j];
-          const double v = N.middleRows(static_cast<Eigen::Index>(t) * T, T)
-                               .cwiseProduct(N.middleRows(static_cast<Eigen::Index>(u) * T, T))
-                               .sum();
-          accQ(t, u) += v;
-          if (u != t) accQ(u, t) += v;
-        }
-      // Key path: sum_t (J_t F) (sum_t' W_tt' J_t' F)^T over active rows.
-      for (const int t : active) {
-        Z.setZero();
-        for (const int u : active)
-          if (W(t, u) != 0) Z += W(t, u) * Y.middleCols(static_cast<Eigen::Index>(u) * T, T);
-        accK.noalias() += Y.middleCols(static_cast<Eigen::Index>(t) * T, T) * Z.transpose();
+      Eigen::MatrixXd Jk = -a * a.transpose();
+      Eigen::MatrixXd Fk(k, T);
+      for (Eigen::Index i = 0; i < k; ++i) {
+        Jk(i, i) = a(i) * (support[i] == top ? rest : 1.0 - a(i));
+        Fk.row(i) = F.row(support[i]);
       }
+      auto Yt = Y.middleCols(static_cast<Eigen::Index>(t) * T, T);
+      Yt.setZero();
+      const Eigen::MatrixXd JF = Jk * Fk;  // the non-zero rows of J_t F
+      for (Eigen::Index i = 0; i < k; ++i) Yt.row(support[i]) = JF.row(i);
+      N.middleRows(static_cast<Eigen::Index>(t) * T, T).noalias() = Fk.transpose() * JF;  // F^T J_t F
     }
-  }
+    // Query path: <F^T J_t F, F^T J_t' F> for every pair (t, t') of active rows.
+    for (size_t i = 0; i < active.size(); ++i)
+      for (size_t j = 0; j <= i; ++j) {
+        const int t = active[i], u = active[j];
+        const double v = N.middleRows(static_cast<Eigen::Index>(t) * T, T)
+                             .cwiseProduct(N.middleRows(static_cast<Eigen::Index>(u) * T, T))
+                             .sum();
+        accQ(t, u) += v;
+        if (u != t) accQ(u, t) += v;
+      }
+    // Key path: sum_t (J_t F) (sum_t' W_tt' J_t' F)^T over active rows.
+    for (const int t : active) {
+      Z.setZero();
+      for (const int u : active)
+        if (W(t, u) != 0) Z += W(t, u) * Y.middleCols(static_cast<Eigen::Index>(u) * T, T);
+      accK.noalias() += Y.middleCols(static_cast<Eigen::Index>(t) * T, T) * Z.transpose();
+    }
+  });
   const double ns = st_.samples;
   Eigen::MatrixXd out = vo_var * (accV / ns + q4 * G.cwiseProduct(accQ / ns) + q4 * accK / ns);
   return 0.5 * (out + out.transpose());

@@ -118,6 +118,10 @@ class AttentionKernel {
   void logits_t(const Eigen::MatrixXd& L, int p, Eigen::MatrixXd& tmp, Eigen::MatrixXd& Bt) const;
   /// scratch: T x (SIMD lanes) doubles
   void softmax_cols(const double* Bt, double sign, double* At, double* scratch) const;
+  /// Calls f(At) for every draw in order (each point, then its mirror), At = A^T padded to Tp x Tp:
+  /// from the tape where it kept the softmax matrices, else computed from the logit factor L.
+  template <class Fn>
+  void for_each_softmax(const Eigen::MatrixXd& L, const AttnTape* tape, Fn&& f) const;
 };
 
 }  // namespace sigprop::theory
