@@ -78,9 +78,10 @@ WidthFit fit_width(const std::vector<double>& d, const std::vector<double>& y, c
   if (!(d0 > 0)) return f;
   // y = m + b' x with x = d0 / d (well scaled), b = b' d0.
   double s0 = 0, s1 = 0, s2 = 0, r0 = 0, r1 = 0;
+  std::vector<double> sf(d.size());  // the floored standard errors
   for (size_t i = 0; i < d.size(); ++i) {
     if (!std::isfinite(y[i]) || !std::isfinite(d[i]) || !(se[i] >= 0)) return f;
-    const double s = std::max(se[i], 1e-12 * (1 + std::abs(y[i])));
+    const double s = sf[i] = std::max(se[i], 1e-12 * (1 + std::abs(y[i])));
     const double w = 1 / (s * s), x = d0 / d[i];
     s0 += w;
     s1 += w * x;
@@ -97,9 +98,8 @@ WidthFit fit_width(const std::vector<double>& d, const std::vector<double>& y, c
     // m = sum_i c_i y_i with c_i = w_i (s2 - s1 x_i) / det; Var m = sum_i c_i^2 s_i^2 = s2 / det.
     std::vector<std::pair<double, double>> parts;
     for (size_t i = 0; i < d.size(); ++i) {
-      const double s = std::max(se[i], 1e-12 * (1 + std::abs(y[i])));
-      const double c = (s2 - s1 * d0 / d[i]) / (s * s * det);
-      parts.emplace_back(c * c * s * s, dof[i]);
+      const double c = (s2 - s1 * d0 / d[i]) / (sf[i] * sf[i] * det);
+      parts.emplace_back(c * c * sf[i] * sf[i], dof[i]);
     }
     f.dof = welch_dof(parts);
   }
