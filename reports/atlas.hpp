@@ -60,6 +60,22 @@ WidthFit fit_width(const std::vector<double>& d, const std::vector<double>& y, c
 WidthFit fit_width_squared(const std::vector<double>& d, const std::vector<double>& y, const std::vector<double>& se,
                            const std::vector<double>& dof = {});
 
+/// The lack-of-fit check of m + b/d: the weighted least-squares fit y = m + b/d + c/d^2 (the next
+/// term of the width expansion; weights 1/se^2, floored as in fit_width) over three or more distinct
+/// widths. se_c from (X'WX)^-1; dof, when given (one per width), the Welch-Satterthwaite degrees of
+/// freedom of se_c^2 through the fit's coefficients (as WidthFit::dof); z = t_as_z(c / se_c, dof),
+/// the normal score of the evidence that the widths bend away from m + b/d. With exactly three
+/// widths c is the interpolating parabola's (whatever the weights) and z^2 is the weighted residual
+/// chi^2 of fit_width. ok = false with fewer than three distinct widths or a non-finite input.
+struct WidthCurvature {
+  double c = 0, se_c = 0;
+  double dof = std::numeric_limits<double>::infinity();
+  double z = std::numeric_limits<double>::quiet_NaN();
+  bool ok = false;
+};
+WidthCurvature width_curvature(const std::vector<double>& d, const std::vector<double>& y, const std::vector<double>& se,
+                               const std::vector<double>& dof = {});
+
 /// The Welch-Satterthwaite degrees of freedom of a sum of independent variance estimates v_i with
 /// nu_i degrees of freedom each: (sum v_i)^2 / sum (v_i^2 / nu_i). An infinite nu_i (a variance
 /// known exactly) adds nothing to the denominator; infinite when every v_i with a finite nu_i is 0.
@@ -108,6 +124,10 @@ struct AtlasPoint {
   /// max(0, |theory - m| - k s) / |m| with k = z_as_t(2, dof_ext) (2 for known errors): the error
   /// beyond two standard errors' worth of uncertainty
   double excess_ext = 0;
+  /// z of width_curvature on the Monte Carlo (in the square for update_ratio and ang_dist, as the
+  /// fit; standard errors with the float floor of z): whether the widths reject m + b/d. NaN with
+  /// fewer than three widths.
+  double z_curv = std::numeric_limits<double>::quiet_NaN();
 };
 
 /// Compares every cell's theory profile with its Monte Carlo profiles (loaded from out/cells):

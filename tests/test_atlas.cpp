@@ -125,6 +125,59 @@ TEST_CASE("atlas: the width fit m + b/d against closed forms", "[atlas]") {
   CHECK_FALSE(reports::fit_width({64, 128}, {1, NAN}, {0.1, 0.1}).ok);
 }
 
+TEST_CASE("atlas: the width-curvature check of m + b/d against closed forms", "[atlas]") {
+  // Exact data on m + b/d + c/d²: c returned whatever the weights; on m + b/d, c = 0 and z = 0.
+  const std::vector<double> d4{64, 128, 256, 512};
+  std::vector<double> yq, yl;
+  for (double w : d4) yq.push_back(2 + 3 / w + 500 / (w * w)), yl.push_back(2 + 3 / w);
+  auto c = reports::width_curvature(d4, yq, {0.1, 0.3, 0.2, 0.4});
+  REQUIRE(c.ok);
+  SIGPROP_CHECK_CLOSE(c.c, 500.0, (test::Tol{1e-9, 1e-9}));
+  c = reports::width_curvature(d4, yl, {0.1, 0.3, 0.2, 0.4});
+  REQUIRE(c.ok);
+  CHECK(std::abs(c.c) < 1e-9 * 500);  // rounding of the fit, against the parabola's 500
+  CHECK(std::abs(c.z) < 1e-9);
+  // Three widths: c is the interpolating parabola's leading coefficient in x = 1/d (the second
+  // divided difference, y_i weighted by k_i = 1 / prod_{j != i} (x_i - x_j)), se_c² = sum k_i² se_i²,
+  // and z² is the weighted residual chi² of the linear fit.
+  const std::vector<double> d{1024, 2048, 4096}, y{1.35, 1.69, 1.63}, se{0.065, 0.054, 0.082}, nu{31, 15, 7};
+  double cc = 0, var = 0;
+  std::vector<double> k(3);
+  for (int i = 0; i < 3; ++i) {
+    k[i] = 1;
+    for (int j = 0; j < 3; ++j)
+      if (j != i) k[i] /= (1 / d[i] - 1 / d[j]);
+    cc += k[i] * y[i];
+    var += k[i] * k[i] * se[i] * se[i];
+  }
+  c = reports::width_curvature(d, y, se);
+  REQUIRE(c.ok);
+  SIGPROP_CHECK_CLOSE(c.c, cc, (test::Tol{0, 1e-10}));
+  SIGPROP_CHECK_CLOSE(c.se_c, std::sqrt(var), (test::Tol{0, 1e-10}));
+  const auto f = reports::fit_width(d, y, se);
+  double chi2 = 0;
+  for (int i = 0; i < 3; ++i) chi2 += std::pow((y[i] - f.m - f.b / d[i]) / se[i], 2);
+  SIGPROP_CHECK_CLOSE(c.z * c.z, chi2, (test::Tol{1e-12, 1e-9}));
+  SIGPROP_CHECK_CLOSE(c.z, cc / std::sqrt(var), (test::Tol{1e-12, 1e-10}));  // no dof: the plain ratio
+  // With degrees of freedom: Welch-Satterthwaite over the parts k_i² se_i², z the normal score.
+  c = reports::width_curvature(d, y, se, nu);
+  double num = 0, den = 0;
+  for (int i = 0; i < 3; ++i) {
+    const double v = k[i] * k[i] * se[i] * se[i];
+    num += v;
+    den += v * v / nu[i];
+  }
+  SIGPROP_CHECK_CLOSE(c.dof, num * num / den, (test::Tol{1e-12, 1e-9}));
+  SIGPROP_CHECK_CLOSE(c.z, reports::t_as_z(cc / std::sqrt(var), num * num / den), (test::Tol{1e-12, 1e-9}));
+  CHECK(std::abs(c.z) < std::abs(cc / std::sqrt(var)));
+  // Fewer than three distinct widths, a non-finite value, or a dof list of the wrong length.
+  CHECK_FALSE(reports::width_curvature({64, 128}, {1, 2}, {0.1, 0.1}).ok);
+  CHECK_FALSE(reports::width_curvature({64, 64, 128}, {1, 1.1, 2}, {0.1, 0.1, 0.1}).ok);
+  CHECK_FALSE(reports::width_curvature(d, {1, NAN, 2}, se).ok);
+  CHECK_FALSE(reports::width_curvature(d, y, se, {31, 7}).ok);
+  CHECK(std::isnan(reports::width_curvature({64, 128}, {1, 2}, {0.1, 0.1}).z));
+}
+
 TEST_CASE("atlas: Student-t scores and Welch-Satterthwaite degrees of freedom", "[atlas]") {
   using reports::t_as_z;
   using reports::welch_dof;
@@ -198,6 +251,51 @@ TEST_CASE("atlas: Student-t scores from few samples keep the false-alarm rate", 
   INFO("share beyond 2: " << double(beyond_z) / reps << " (plain ratio " << double(beyond_ratio) / reps << ")");
   CHECK(std::abs(double(beyond_z) / reps - p) < 4 * sd);
   CHECK(double(beyond_ratio) / reps > p + 10 * sd);
+}
+
+TEST_CASE("atlas: the width-curvature check keeps its false-alarm rate on m + b/d", "[atlas][stochastic]") {
+  // Monte Carlo means that do follow m + b/d (truth 1 + 300/d) at the atlas's widths and samples
+  // (32, 16, 8 normal samples, sd 1, 2, 3): |z| of the 1/d² term exceeds 1.96 at the nominal 5%,
+  // while the plain ratio c / se_c, with few degrees of freedom, exceeds it more often. 40,000
+  // replications: s.d. of the rate 0.11%, checked within 4 s.d. (false alarm 6e-5; the stream is
+  // fixed, so the test is deterministic). Data bending by a 1/d² term of 20 s.e. are flagged.
+  std::mt19937_64 rng(20261207);
+  std::normal_distribution<double> nd;
+  const int reps = 40000;
+  const std::vector<double> d{1024, 2048, 4096};
+  const std::vector<std::pair<int, double>> ns{{32, 1.0}, {16, 2.0}, {8, 3.0}};
+  int beyond_z = 0, beyond_ratio = 0, bent_found = 0;
+  for (int r = 0; r < reps; ++r) {
+    std::vector<double> y, se, nu;
+    for (size_t w = 0; w < 3; ++w) {
+      const auto [n, sd] = ns[w];
+      double s1 = 0, s2 = 0;
+      for (int i = 0; i < n; ++i) {
+        const double x = sd * nd(rng);
+        s1 += x;
+        s2 += x * x;
+      }
+      const double mean = s1 / n;
+      y.push_back(1 + 300 / d[w] + mean);
+      se.push_back(std::sqrt((s2 - n * mean * mean) / (n - 1) / n));
+      nu.push_back(n - 1);
+    }
+    const auto c = reports::width_curvature(d, y, se, nu);
+    beyond_z += std::abs(c.z) > 1.959963984540054;
+    beyond_ratio += std::abs(c.c / c.se_c) > 1.959963984540054;
+    if (r < 1000) {
+      // The same noise on data with a 1/d² term of 20 times the curvature's s.e.
+      std::vector<double> yb = y;
+      for (size_t w = 0; w < 3; ++w) yb[w] += 20 * c.se_c / (d[w] * d[w]);
+      bent_found += std::abs(reports::width_curvature(d, yb, se, nu).z) > 2.5758293035489004;
+    }
+  }
+  const double p = 0.05, sd = std::sqrt(p * (1 - p) / reps);
+  INFO("share beyond 1.96: " << double(beyond_z) / reps << " (plain ratio " << double(beyond_ratio) / reps
+                             << "), bent data flagged " << bent_found << " of 1000");
+  CHECK(std::abs(double(beyond_z) / reps - p) < 4 * sd);
+  CHECK(double(beyond_ratio) / reps > p + 10 * sd);
+  CHECK(bent_found > 990);
 }
 
 TEST_CASE("atlas: percentiles and the Bonferroni critical value", "[atlas]") {
@@ -375,7 +473,7 @@ TEST_CASE("atlas: the tiny atlas agrees with the extrapolated Monte Carlo at fam
   CHECK_THAT(slurp_file(rr.report_md), Catch::Contains("What limits the largest 1% of errors"));
   // The points file carries the degrees of freedom of z against m. Welch-Satterthwaite lies between
   // the smallest part's and the sum: 48 samples per width (47 each), 8 theory error batches (7).
-  CHECK_THAT(csv, Catch::Contains(",rel_ext,z_ext,dof_ext,excess_ext\n"));
+  CHECK_THAT(csv, Catch::Contains(",rel_ext,z_ext,dof_ext,excess_ext,z_width_curvature\n"));
   for (const auto& p : pts) {
     CAPTURE(p.metric, p.layer, p.theory_se, p.dof_ext);
     CHECK(p.dof_ext >= (p.theory_se > 0 ? 7.0 : 47.0) - 1e-9);
@@ -383,6 +481,36 @@ TEST_CASE("atlas: the tiny atlas agrees with the extrapolated Monte Carlo at fam
     CHECK(p.se_ext > 0);
   }
   CHECK(rr.figures_missing.size() == 2 + 3);  // two heat maps, three worst configurations
+  // The goal table's "resolved" columns, recomputed from the points: the share of points a theory
+  // without error would show within the goal with probability 99%, and the p99 over them.
+  {
+    const auto js = nlohmann::json::parse(slurp_file(out / "atlas.json"));
+    for (const std::string m : {"q", "grad_var"}) {
+      const double goal = m == "grad_var" ? 0.05 : 0.02;
+      std::vector<double> rel;
+      int n = 0;
+      for (const auto& p : pts) {
+        if (p.metric != m) continue;
+        ++n;
+        if (reports::z_as_t(2.5758293035489004, p.dof_ext) * p.se_ext <= goal * std::abs(p.fit.m)) rel.push_back(p.rel_ext);
+      }
+      REQUIRE(n > 0);
+      bool found = false;
+      for (const auto& e : js["summary"]) {
+        if (e["scope"] != "all" || e["metric"] != m || e["basis"] != "extrapolated") continue;
+        found = true;
+        CAPTURE(m, rel.size(), n);
+        SIGPROP_CHECK_CLOSE(e["share_resolved"].get<double>(), double(rel.size()) / n, kExact);
+        if (!rel.empty()) SIGPROP_CHECK_CLOSE(e["p99_resolved"].get<double>(), reports::percentile(rel, 0.99), kExact);
+        if (m == "q") CHECK(!rel.empty());  // 32 of the 68 at d = 64 and 128
+      }
+      CHECK(found);
+    }
+    CHECK_THAT(slurp_file(rr.report_md), Catch::Contains("| p99 resolved |"));
+  }
+  // Two widths cannot test m + b/d: no curvature z, no table.
+  for (const auto& p : pts) CHECK(std::isnan(p.z_curv));
+  CHECK_THAT(slurp_file(rr.report_md), !Catch::Contains("Does m + b/d fit"));
   const auto st2 = reports::run_jobs(cfg, jobs, out, opt);
   CHECK(st2.skipped == st.total);
 
@@ -407,5 +535,32 @@ TEST_CASE("atlas: the tiny atlas agrees with the extrapolated Monte Carlo at fam
   const auto rr2 = reports::render_report(cfg, cells, jobs, out, ro);
   CHECK(nlohmann::json::parse(slurp_file(out / "atlas.json"))["theory_null"]["grad_var"] == nulled);
   CHECK_THAT(slurp_file(rr2.report_md), Catch::Contains("theory null"));
+  fs::remove_all(out);
+
+  // Three widths (the first 4 configurations at d = 64, 128, 256): every point gets the lack-of-fit
+  // z of m + b/d, and none exceeds the Bonferroni critical value (family-wise false alarm 1%, the
+  // Monte Carlo's finite-width expansion being m + b/d + O(1/d²) with the 1/d² term far below
+  // these samples' resolution at d >= 64 for depths <= 6). Passed for atlas seeds 7 to 12.
+  auto cfg3 = cfg;
+  cfg3.atlas.configurations = 4;
+  cfg3.atlas.widths = {64, 128, 256};
+  cfg3.atlas.samples = {24, 12, 8};
+  const auto cells3 = reports::expand_cells(cfg3);
+  const auto jobs3 = reports::make_jobs(cfg3, cells3);
+  REQUIRE(cells3.size() == 4);
+  fs::remove_all(out);
+  reports::run_jobs(cfg3, jobs3, out, opt);
+  const auto pts3 = reports::atlas_points(cfg3, cells3, jobs3, out);
+  REQUIRE(pts3.size() > 50);
+  const double zc3 = reports::bonferroni_z(cfg3.atlas.alpha, static_cast<double>(pts3.size()));
+  for (const auto& p : pts3) {
+    CAPTURE(cells3[p.cell].label, p.metric, p.layer, p.mc, p.mc_se);
+    REQUIRE(std::isfinite(p.z_curv));
+    CHECK(std::abs(p.z_curv) <= zc3);
+  }
+  const auto rr3 = reports::render_report(cfg3, cells3, jobs3, out, ro);
+  CHECK_THAT(slurp_file(rr3.report_md), Catch::Contains("Does m + b/d fit the Monte Carlo's widths?"));
+  const auto j3 = nlohmann::json::parse(slurp_file(out / "atlas.json"));
+  CHECK(j3["width_curvature"]["q"]["points"].get<int>() > 0);
   fs::remove_all(out);
 }
