@@ -218,6 +218,22 @@ TEST_CASE("atlas: Student-t scores and Welch-Satterthwaite degrees of freedom", 
   CHECK_FALSE(reports::fit_width({1024, 2048}, {1.0, 1.1}, {0.01, 0.02}, {31}).ok);  // one dof per width
 }
 
+namespace {
+/// The mean of n normal samples of standard deviation sd and its estimated standard error (n - 1
+/// degrees of freedom): a Monte Carlo mean of the atlas's kind, on pure noise.
+std::pair<double, double> noise_mean(std::mt19937_64& rng, int n, double sd) {
+  std::normal_distribution<double> nd;
+  double s1 = 0, s2 = 0;
+  for (int i = 0; i < n; ++i) {
+    const double x = sd * nd(rng);
+    s1 += x;
+    s2 += x * x;
+  }
+  const double mean = s1 / n;
+  return {mean, std::sqrt((s2 - n * mean * mean) / (n - 1) / n)};
+}
+}  // namespace
+
 TEST_CASE("atlas: Student-t scores from few samples keep the false-alarm rate", "[atlas][stochastic]") {
   // The atlas's statistic on pure noise: the truth is 0, the "Monte Carlo" two widths' means of
   // 32 and 8 normal samples (sd 1 and 3, the atlas's samples per width), extrapolated m + b/d
@@ -226,21 +242,14 @@ TEST_CASE("atlas: Student-t scores from few samples keep the false-alarm rate", 
   // 40,000 replications: s.d. of the rate 0.10%, checked within 4 s.d. (false alarm 6e-5; the
   // stream is fixed, so the test is deterministic).
   std::mt19937_64 rng(20261206);
-  std::normal_distribution<double> nd;
   const int reps = 40000;
   int beyond_z = 0, beyond_ratio = 0;
   for (int r = 0; r < reps; ++r) {
     std::vector<double> y, se;
     for (auto [n, sd] : {std::pair{32, 1.0}, std::pair{8, 3.0}}) {
-      double s1 = 0, s2 = 0;
-      for (int i = 0; i < n; ++i) {
-        const double x = sd * nd(rng);
-        s1 += x;
-        s2 += x * x;
-      }
-      const double mean = s1 / n;
+      const auto [mean, s] = noise_mean(rng, n, sd);
       y.push_back(mean);
-      se.push_back(std::sqrt((s2 - n * mean * mean) / (n - 1) / n));
+      se.push_back(s);
     }
     const auto f = reports::fit_width({1024, 2048}, y, se, {31, 7});
     const double t = (0 - f.m) / f.se_m;
@@ -260,7 +269,6 @@ TEST_CASE("atlas: the width-curvature check keeps its false-alarm rate on m + b/
   // replications: s.d. of the rate 0.11%, checked within 4 s.d. (false alarm 6e-5; the stream is
   // fixed, so the test is deterministic). Data bending by a 1/d² term of 20 s.e. are flagged.
   std::mt19937_64 rng(20261207);
-  std::normal_distribution<double> nd;
   const int reps = 40000;
   const std::vector<double> d{1024, 2048, 4096};
   const std::vector<std::pair<int, double>> ns{{32, 1.0}, {16, 2.0}, {8, 3.0}};
@@ -269,15 +277,9 @@ TEST_CASE("atlas: the width-curvature check keeps its false-alarm rate on m + b/
     std::vector<double> y, se, nu;
     for (size_t w = 0; w < 3; ++w) {
       const auto [n, sd] = ns[w];
-      double s1 = 0, s2 = 0;
-      for (int i = 0; i < n; ++i) {
-        const double x = sd * nd(rng);
-        s1 += x;
-        s2 += x * x;
-      }
-      const double mean = s1 / n;
+      const auto [mean, s] = noise_mean(rng, n, sd);
       y.push_back(1 + 300 / d[w] + mean);
-      se.push_back(std::sqrt((s2 - n * mean * mean) / (n - 1) / n));
+      se.push_back(s);
       nu.push_back(n - 1);
     }
     const auto c = reports::width_curvature(d, y, se, nu);
