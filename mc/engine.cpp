@@ -18,6 +18,7 @@
 #include "core/stats.hpp"
 #include "sigprop/version.hpp"
 #include "mc/backends.hpp"
+#include "sim/block.hpp"           // kLogitTolerance, kNearTieGap
 #include "sim/eigen_backend.hpp"  // kWeightCacheBytes
 #include "sim/input.hpp"           // check_input_kernel
 #include "sim/reference.hpp"
@@ -159,6 +160,16 @@ Profile MonteCarloEngine::run(const StackSpec& spec) {
       p.rows[l][M + m] = r.se;
     }
 
+  // Float samples whose attention logits float could not resolve were recomputed in double.
+  if (const auto* fs = dynamic_cast<const EigenStack<float>*>(stack.get()); fs && fs->double_fallbacks() > 0)
+    p.warnings.push_back(fmt::format(
+        "{} recomputed in double precision: their attention logits (first at layer {}) reached magnitudes float "
+        "resolves only to ±{} or worse, with a row's two largest within {} (a float near-tie splits a saturated "
+        "softmax row and inflates its gradient by orders of magnitude){}",
+        fs->double_fallbacks() == N ? fmt::format("all {} samples", N)
+                                    : fmt::format("{} of {} samples", fs->double_fallbacks(), N),
+        fs->double_fallback_layer(), kLogitTolerance, kNearTieGap,
+        fs->double_fallbacks() == N ? "" : "; the other samples are float"));
   // Warnings name the first layer where a non-finite value appeared, and how many samples.
   int fwd = -1, fwd_count = 0, bwd = -1, bwd_count = 0;
   for (int i = 0; i < N; ++i) {

@@ -27,6 +27,7 @@
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
+#include <limits>
 #include <optional>
 #include <string>
 #include <type_traits>
@@ -267,6 +268,10 @@ struct HalfCache {
   Mat<Real> Yhat;              ///< (T, d) post-norm output before its affine part (only with an affine part)
   Mat<Real> Y;                 ///< (T, d) output
   ColVec<Real> rstd_post;      ///< (T)
+  /// Float attention only (attn_forward): some softmax row's two largest logits are within
+  /// kNearTieGap while float resolves its logits only to kLogitTolerance or worse: the row's
+  /// weights, and every gradient through them, are then float rounding, not the stack's.
+  bool logits_unresolved = false;
   /// Conditional sampling only: the factor and draw of the first (W_QKV, W1, dense W) and second
   /// (W_O, W2) matrix of the half-block.
   CondFactor<Real> f0, f1;
@@ -279,6 +284,42 @@ struct HalfCache {
     return n * sizeof(Real) + f0.bytes() + f1.bytes();
   }
 };
+
+/// Float logits S = sc Q K^T (T, T) are rounded to about delta_t = 4 eps |sc| |q_t| max_s |k_s|
+/// (the rounding of Q, K and the stream they come from, bounded by Cauchy-Schwarz). Where
+/// delta_t > kLogitTolerance and a row's two largest unmasked logits are within kNearTieGap, the
+/// softmax weight of the second key, e^-(gap), is of a size float keeps and its exponent is
+/// uncertain by delta_t: a float near-tie (gap 0 where the exact gap is 10^8) turns a saturated
+/// row into a split one, whose Jacobian is orders of magnitude larger. Exploding no-norm stacks
+/// reach such logits (|S| ~ 1e10 and more); ordinary ones stay far below (delta_t > 0.01 needs
+/// |sc| |q_t| |k_s| > 4e4).
+inline constexpr double kLogitTolerance = 0.01;
+inline constexpr double kNearTieGap = 40.0;
+
+template <class Q, class K>
+bool logits_unresolved(const Mat<float>& S, const Q& q, const K& k, float sc, bool causal) {
+  const int T = static_cast<int>(S.rows());
+  const double kmax = k.rowwise().norm().maxCoeff();
+  const double eps = std::numeric_limits<float>::epsilon();
+  for (int t = 0; t < T; ++t) {
+    const int n = causal ? t + 1 : T;
+    if (n < 2) continue;
+    const double delta = 4 * eps * std::abs(sc) * q.row(t).norm() * kmax;
+    if (!(delta > kLogitTolerance)) continue;
+    float m1 = -std::numeric_limits<float>::infinity(), m2 = m1;
+    for (int s = 0; s < n; ++s) {
+      const float x = S(t, s);
+      if (x > m1) {
+        m2 = m1;
+        m1 = x;
+      } else if (x > m2) {
+        m2 = x;
+      }
+    }
+    if (static_cast<double>(m1) - m2 < kNearTieGap) return true;
+  }
+  return false;
+}
 
 /// cos and sin (T, r/2) of the rotary angles t theta^(-2i/r).
 template <class Real>
@@ -456,6 +497,8 @@ class HalfBlock {
       const auto v = c.qkv.middleCols(D_.v_off() + kv_of(h) * dh, dh);       // (T, dh)
       M& A = c.att[h];                                                       // (T, T)
       A.noalias() = (sc * q) * k.transpose();
+      if constexpr (std::is_same_v<Real, float>)
+        if (!c.logits_unresolved) c.logits_unresolved = logits_unresolved(A, q, k, sc, causal);
       for (int t = 0; t < T; ++t) {
         const int n = causal ? t + 1 : T;  // causal: keys s <= t only
         auto row = A.row(t).head(n);

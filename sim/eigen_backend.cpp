@@ -250,6 +250,18 @@ SampleMetrics EigenStack<Real>::run_sample(int sample) const {
   for (int l = 1; l <= L; ++l) {
     LayerWeights<Real> w = weights(sample, l);
     std::vector<HalfCache<Real>> caches = block_forward_caches<Real>(arch, w, l, X[l - 1]);
+    if constexpr (std::is_same_v<Real, float>) {
+      bool unresolved = false;
+      for (const auto& c : caches) unresolved = unresolved || c.logits_unresolved;
+      if (unresolved) {
+        ++fallbacks_;
+        int first = fallback_layer_.load();
+        while ((first < 0 || l < first) && !fallback_layer_.compare_exchange_weak(first, l)) {
+        }
+        return EigenStack<double>(spec_, seed_, weight_cache_bytes_, sampling_, independent_backward_, input_kernel_)
+            .run_sample(sample);
+      }
+    }
     X[l] = caches.back().Y;
     const size_t bytes = w.bytes() + cache_bytes(caches);
     if (kept_bytes + bytes <= weight_cache_bytes_) {

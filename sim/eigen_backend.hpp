@@ -19,6 +19,7 @@
 ///    layer): the token kernel X X^T / d feeds res and rho through cancellations
 ///    (tr K - 1^T K 1 / T near rank collapse) that float accumulation would swamp, and the
 ///    T^2 d flops are negligible next to the block's d^2 T.
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <string>
@@ -59,9 +60,17 @@ class EigenStack final : public StackBackend {
   [[nodiscard]] std::vector<double> block_forward(int sample, int layer, const std::vector<double>& X) const override;
   [[nodiscard]] std::vector<double> block_backward(int sample, int layer, const std::vector<double>& X,
                                                    const std::vector<double>& dY) const override;
+  /// A float stack recomputes in double every sample whose attention logits float cannot resolve
+  /// (sim/block.hpp logits_unresolved): same streams, the sample's result is the double one.
   [[nodiscard]] SampleMetrics run_sample(int sample) const override;
+  /// Float stacks: the samples run_sample recomputed in double so far, and the first layer where
+  /// one of them had unresolved logits (-1 if none). Always 0 / -1 for double.
+  [[nodiscard]] int double_fallbacks() const { return fallbacks_.load(); }
+  [[nodiscard]] int double_fallback_layer() const { return fallback_layer_.load(); }
 
  private:
+  mutable std::atomic<int> fallbacks_{0};
+  mutable std::atomic<int> fallback_layer_{-1};
   std::size_t weight_cache_bytes_;
   StackSpec spec_;
   uint64_t seed_;

@@ -14,8 +14,11 @@
 #include <unistd.h>
 
 #include "core/error.hpp"
+#include "mc/engine.hpp"
+#include "sim/block.hpp"
 #include "sim/eigen_backend.hpp"
 #include "tests/shared/sim_backend_tests.hpp"
+#include "tests/tolerance.hpp"
 
 SIGPROP_SIM_BACKEND_TESTS("reference", "double")
 SIGPROP_SIM_BACKEND_TESTS("cpu", "double")
@@ -101,4 +104,82 @@ TEST_CASE("cpu backend: keeping weights and intermediates for the backward pass 
     CHECK(same(none, all));
     CHECK(same(some, all));
   }
+}
+
+TEST_CASE("cpu float: samples whose attention logits float cannot resolve are recomputed in double",
+          "[sim][parity]") {
+  // One attention block on an aligned stream of huge magnitude (q0 = 1e13, rho0 = 1 - 1e-9: the
+  // exploding no-norm stacks of the validity atlas, c025, reach this): the logits are ~1e11 and
+  // differ between keys by ~1e6, while float rounds them to ~1e4, so a few rows tie in float where
+  // the exact row is saturated. Through such a split row the gradient is ~1e9 times too large
+  // (grad_var 1e15-1e18 instead of 2.3). Those samples are recomputed in double; the others stay
+  // float. Seed 77: 3 of the 64 samples.
+  sigprop::StackSpec s;
+  for (const char* a : {"stack.width=128", "stack.heads=2", "stack.tokens=10", "stack.depth=1", "stack.blocks=attn",
+                        "stack.norm=none", "stack.mask=none", "stack.qk_scale=1/sqrt(dh)", "init.sigma_qk2=1.1177",
+                        "init.sigma_w2=1.1504", "input.q0=1e13", "input.rho0=0.999999999"})
+    sigprop::apply_override(s, a);
+  s.validate();
+  const auto ex = sigprop::sim::InputKernel::Exact;
+  const auto cond = sigprop::sim::WeightSampling::Conditional;
+  const sigprop::sim::EigenStack<float> fs(s, 77, sigprop::sim::kWeightCacheBytes, cond, false, ex);
+  const sigprop::sim::EigenStack<double> ds(s, 77, sigprop::sim::kWeightCacheBytes, cond, false, ex);
+  std::vector<int> flagged;
+  for (int i = 0; i < 64; ++i) {
+    const int before = fs.double_fallbacks();
+    const auto f = fs.run_sample(i).values;
+    const auto d = ds.run_sample(i).values;
+    const double gf = f[0].back(), gd = d[0].back();  // grad_var is the last column
+    CAPTURE(i, gf, gd);
+    if (fs.double_fallbacks() > before) {
+      flagged.push_back(i);
+      bool same = f.size() == d.size();
+      for (std::size_t l = 0; same && l < f.size(); ++l)
+        for (std::size_t k = 0; k < f[l].size(); ++k)
+          same = same && (f[l][k] == d[l][k] || (std::isnan(f[l][k]) && std::isnan(d[l][k])));
+      CHECK(same);  // the double result, bit for bit
+    } else {
+      CHECK(std::abs(gf - gd) <= 1e-4 * gd);  // float where float resolves the logits
+    }
+  }
+  CHECK(flagged.size() == 3);
+  CHECK(fs.double_fallback_layer() == 1);
+  // What the fallback prevents: the first flagged sample's plain float block.
+  REQUIRE(!flagged.empty());
+  {
+    const int i = flagged[0];
+    const sigprop::sim::Arch arch{s, {}};
+    const auto wf = sigprop::sim::draw_layer_weights_conditional<float>(s, 77, i, 1);
+    const auto wd = sigprop::sim::draw_layer_weights_conditional<double>(s, 77, i, 1);
+    const sigprop::sim::MatD X0 = sigprop::sim::draw_input(s, 77, i, ex);
+    const auto cf = sigprop::sim::block_forward_caches<float>(arch, wf, 1, X0.cast<float>());
+    const auto cd = sigprop::sim::block_forward_caches<double>(arch, wd, 1, X0);
+    CHECK(cf[0].logits_unresolved);
+    const sigprop::sim::MatD D = sigprop::sim::draw_output_grad(s, 77, i);
+    const double gf = sigprop::sim::block_backward_caches<float>(arch, wf, 1, cf, D.cast<float>())
+                          .cast<double>()
+                          .squaredNorm(),
+                 gd = sigprop::sim::block_backward_caches<double>(arch, wd, 1, cd, D).squaredNorm();
+    CAPTURE(gf, gd);
+    CHECK(gf > 1e6 * gd);
+  }
+  // The engine says so, and its float profile equals the double one where it matters.
+  sigprop::sim::SimSettings st;
+  st.samples = 64;
+  st.seed = 77;
+  st.backend = "cpu";
+  st.input_kernel = "exact";
+  st.precision = "float";
+  const sigprop::Profile pf = sigprop::sim::MonteCarloEngine(st).run(s);
+  st.precision = "double";
+  const sigprop::Profile pd = sigprop::sim::MonteCarloEngine(st).run(s);
+  REQUIRE(pf.warnings.size() == 1);
+  CHECK_THAT(pf.warnings[0], Catch::Contains("3 of 64 samples recomputed in double precision") &&
+                                 Catch::Contains("first at layer 1"));
+  CHECK(pd.warnings.empty());
+  SIGPROP_CHECK_CLOSE(pf.at(0, "grad_var"), pd.at(0, "grad_var"), (sigprop::test::Tol{0, 1e-4}));
+  // An ordinary float stack never falls back.
+  const sigprop::sim::EigenStack<float> plain(sigprop::test::sim_shared::mid_spec({}), 3);
+  for (int i = 0; i < 4; ++i) (void)plain.run_sample(i);
+  CHECK(plain.double_fallbacks() == 0);
 }
