@@ -855,8 +855,8 @@ RenderResult render_atlas(const ReportConfig& cfg, const std::vector<Cell>& cell
         "Per metric, the points whose relative error against the extrapolated Monte Carlo is at or above its p99, by "
         "the first that applies: \"beyond the uncertainty\": |theory − m| exceeds 2 s.e. (Student t), an error the "
         "Monte Carlo resolves; else within the uncertainty, and \"res at float resolution\": res with |m| below "
-        "the float stream's resolution (1e-6); \"m not resolved from 0\": |m| is itself within 2 s.e. of 0, so "
-        "the relative error of any prediction is large; \"theory s.e. larger\" / \"Monte Carlo s.e. larger\": "
+        "the float stream's resolution (1e-6); \"m not resolved from 0\": |m| is itself within 2 of its own s.e. "
+        "(the Monte Carlo's) of 0, so the relative error of any prediction is large; \"theory s.e. larger\" / \"Monte Carlo s.e. larger\": "
         "which side's sampling error dominates. \"widths reject m + b/d\": of all these points, those whose "
         "Monte Carlo widths bend away from the fit at the 1% level (|z| > 2.58 for the 1/d² term, next table), "
         "where the extrapolation, not the theory, is in question. \"configurations\": the three contributing "
@@ -880,13 +880,12 @@ RenderResult render_atlas(const ReportConfig& cfg, const std::vector<Cell>& cell
         ++n;
         ++by_cell[p.cell];
         bent += std::abs(p.z_curv) > kNormal1;
-        const double k = z_as_t(2.0, p.dof_ext);
         if (p.excess_ext > 0) {
           ++beyond;
         } else if (m == "res" && std::abs(p.fit.m) < floor_res) {
           ++floor;
-        } else if (std::abs(p.fit.m) <= k * p.se_ext) {
-          ++zero;
+        } else if (std::abs(p.fit.m) <= z_as_t(2.0, p.fit.dof) * p.fit.se_m) {
+          ++zero;  // the Monte Carlo's own uncertainty: a theory s.e. larger than |m| is the next class
         } else if (p.theory_se > p.fit.se_m) {
           ++th;
         } else {
