@@ -292,7 +292,7 @@ struct HalfCache {
 /// uncertain by delta_t: a float near-tie (gap 0 where the exact gap is 10^8) turns a saturated
 /// row into a split one, whose Jacobian is orders of magnitude larger. Exploding no-norm stacks
 /// reach such logits (|S| ~ 1e10 and more); ordinary ones stay far below (delta_t > 0.01 needs
-/// |sc| |q_t| |k_s| > 4e4).
+/// |sc| |q_t| |k_s| > 2e4).
 inline constexpr double kLogitTolerance = 0.01;
 inline constexpr double kNearTieGap = 40.0;
 
