@@ -815,7 +815,8 @@ RenderResult render_atlas(const ReportConfig& cfg, const std::vector<Cell>& cell
     t.title = "Relative error against the width-extrapolated Monte Carlo, every configuration and layer";
     t.note = fmt::format(
         "Goals (issue 16): p99 ≤ 2% for forward metrics, ≤ 5% for grad_var: \"met\" by the p99 relative "
-        "error over all points; \"met where resolved\" when it is met over the points resolved to the goal, "
+        "error over all points; \"met where resolved\" when it is met over the points resolved to the goal "
+        "and they are at least half of the points, "
         "those whose combined s.e. is small enough that a theory without error would stay within the goal "
         "with probability 99% (t_0.995 × s.e. ≤ goal × |m|; \"resolved\": their share, \"p99 resolved\": the "
         "p99 over them), the others being too noisy to judge the goal; \"not resolved\" when only the p99 of the "
@@ -835,7 +836,7 @@ RenderResult render_atlas(const ReportConfig& cfg, const std::vector<Cell>& cell
       // "not resolved": the p99 error exceeds the goal but not by more than the Monte Carlo's uncertainty.
       const std::string verdict = s.n == 0                 ? "–"
                                   : s.p99 <= goal          ? "met"
-                                  : s.p99_resolved <= goal ? "met where resolved"
+                                  : s.p99_resolved <= goal && s.resolved >= 0.5 ? "met where resolved"
                                   : s.p99_excess <= goal   ? "not resolved"
                                                            : "not met";
       t.rows.push_back({m, fmt::format("{}", s.n), pct(s.p50), pct(s.p90), pct(s.p99), pct(s.max), pct(s.p99_excess),
