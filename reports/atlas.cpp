@@ -153,13 +153,22 @@ WidthCurvature width_curvature(const std::vector<double>& d, const std::vector<d
   return f;
 }
 
-WidthFit fit_width_squared(const std::vector<double>& d, const std::vector<double>& y, const std::vector<double>& se,
-                           const std::vector<double>& dof) {
+namespace {
+/// y² and its standard error by the delta method, 2 |y| se: the values of the squared fits.
+std::pair<std::vector<double>, std::vector<double>> squared(const std::vector<double>& y,
+                                                            const std::vector<double>& se) {
   std::vector<double> y2(y.size()), se2(y.size());
   for (size_t i = 0; i < y.size(); ++i) {
     y2[i] = y[i] * y[i];
     se2[i] = 2 * std::abs(y[i]) * se[i];
   }
+  return {y2, se2};
+}
+}  // namespace
+
+WidthFit fit_width_squared(const std::vector<double>& d, const std::vector<double>& y, const std::vector<double>& se,
+                           const std::vector<double>& dof) {
+  const auto [y2, se2] = squared(y, se);
   const WidthFit f2 = fit_width(d, y2, se2, dof);
   WidthFit f;
   if (!f2.ok) return f;
@@ -372,8 +381,9 @@ std::vector<AtlasPoint> atlas_points(const ReportConfig& cfg, const std::vector<
         if (!mc_ok || !std::isfinite(p.theory)) continue;
         const double floor_abs = m == "res" ? floor_abs_res : 0.0;
         // The combined s.e. (the floor f is exact) and its Welch-Satterthwaite degrees of freedom.
+        auto floor_of = [&](double ref) { return std::max(floor_rel * std::abs(ref), floor_abs); };
         auto combined = [&](double s, double ref) {
-          const double f = std::max(floor_rel * std::abs(ref), floor_abs);
+          const double f = floor_of(ref);
           return std::sqrt(p.theory_se * p.theory_se + s * s + f * f);
         };
         auto dof = [&](double s, double nu) {
@@ -384,24 +394,19 @@ std::vector<AtlasPoint> atlas_points(const ReportConfig& cfg, const std::vector<
           p.rel.push_back(std::abs(diff) / std::abs(p.mc[w]));
           p.z.push_back(t_as_z(z_ratio(diff, combined(p.mc_se[w], p.mc[w])), dof(p.mc_se[w], nu_mc[w])));
         }
-        if (m == "update_ratio" || m == "ang_dist") {
-          p.fit = fit_width_squared(dw, p.mc, p.mc_se, nu_mc);
-        } else {
-          p.fit = fit_width(dw, p.mc, p.mc_se, nu_mc);
-        }
+        const bool square = m == "update_ratio" || m == "ang_dist";
+        p.fit = square ? fit_width_squared(dw, p.mc, p.mc_se, nu_mc) : fit_width(dw, p.mc, p.mc_se, nu_mc);
         {
           // Does m + b/d fit the widths? The Monte Carlo side of the comparison only (the theory
           // is one value); each width's s.e. with its float floor, which counts as exact.
-          std::vector<double> y = p.mc, s(nw), nu(nw);
-          const bool square = m == "update_ratio" || m == "ang_dist";
+          std::vector<double> s(nw), nu(nw);
           for (size_t w = 0; w < nw; ++w) {
-            const double f = std::max(floor_rel * std::abs(p.mc[w]), floor_abs);
-            double sw = std::sqrt(p.mc_se[w] * p.mc_se[w] + f * f);
+            const double f = floor_of(p.mc[w]);
+            s[w] = std::sqrt(p.mc_se[w] * p.mc_se[w] + f * f);
             nu[w] = welch_dof({{p.mc_se[w] * p.mc_se[w], nu_mc[w]}, {f * f, std::numeric_limits<double>::infinity()}});
-            if (square) sw *= 2 * std::abs(p.mc[w]), y[w] = p.mc[w] * p.mc[w];
-            s[w] = sw;
           }
-          const WidthCurvature cv = width_curvature(dw, y, s, nu);
+          const auto [y, sy] = square ? squared(p.mc, s) : std::pair{p.mc, s};
+          const WidthCurvature cv = width_curvature(dw, y, sy, nu);
           if (cv.ok) p.z_curv = cv.z;
         }
         if (!p.fit.ok || p.fit.m == 0) continue;
@@ -816,10 +821,9 @@ RenderResult render_atlas(const ReportConfig& cfg, const std::vector<Cell>& cell
     t.note = fmt::format(
         "Goals (issue 16): p99 ≤ 2% for forward metrics, ≤ 5% for grad_var: \"met\" by the p99 relative "
         "error over all points; \"met where resolved\" when it is met over the points resolved to the goal "
-        "and they are at least half of the points, "
-        "those whose combined s.e. is small enough that a theory without error would stay within the goal "
-        "with probability 99% (t_0.995 × s.e. ≤ goal × |m|; \"resolved\": their share, \"p99 resolved\": the "
-        "p99 over them), the others being too noisy to judge the goal; \"not resolved\" when only the p99 of the "
+        "(those whose combined s.e. is small enough that a theory without error would stay within the goal "
+        "with probability 99%: t_0.995 × s.e. ≤ goal × |m|; \"resolved\": their share, \"p99 resolved\": the "
+        "p99 over them) and they are at least half of the points, the others being too noisy to judge the goal; \"not resolved\" when only the p99 of the "
         "part beyond 2 s.e. meets it, else \"not met\". Standard errors estimated from n samples (or batches) have n − 1 "
         "degrees of freedom: z is the normal score of the Student t with the Welch–Satterthwaite degrees of "
         "freedom of the combined s.e., and \"2 s.e.\" is the t quantile of the same tail. \"beyond z_crit\": "
