@@ -4,9 +4,11 @@
 #include <atomic>
 #include <cmath>
 #include <exception>
+#include <limits>
 #include <memory>
 #include <mutex>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include <fmt/format.h>
@@ -15,6 +17,7 @@
 #include "core/parallel.hpp"
 #include "core/error.hpp"
 #include "core/memory.hpp"
+#include "core/spec.hpp"  // spec_to_json
 #include "core/stats.hpp"
 #include "sigprop/version.hpp"
 #include "mc/backends.hpp"
@@ -82,6 +85,10 @@ MonteCarloEngine::MonteCarloEngine(SimSettings settings) : st_(std::move(setting
     throw ConfigError(fmt::format("samples: must be in [1, {}] (16-bit sample ids of the random streams), got {}",
                                   kMaxSamples, st_.samples));
   if (st_.threads < 0) throw ConfigError(fmt::format("threads: must be >= 0 (0 = all cores), got {}", st_.threads));
+  if (st_.first_sample < 0 || st_.first_sample > kMaxSamples - st_.samples)
+    throw ConfigError(fmt::format("first_sample: must be in [0, {} - samples = {}] (16-bit sample ids of the random "
+                                  "streams), got {}",
+                                  kMaxSamples, kMaxSamples - st_.samples, st_.first_sample));
   resolve_weight_sampling(StackSpec{}, st_.backend, st_.weights_sampling);  // the mode and backend, before any work
   resolve_input_kernel(st_.backend, st_.input_kernel);
 }
@@ -95,7 +102,7 @@ Profile MonteCarloEngine::run(const StackSpec& spec) {
   const std::unique_ptr<StackBackend> stack =
       make_stack_backend(spec, st_.seed, st_.backend, st_.precision, sampling.sampling, st_.cuda_plugin,
                          input_kernel);  // validates the spec
-  const int N = st_.samples, L = spec.depth;
+  const int N = st_.samples, L = spec.depth, first = st_.first_sample;
   const auto& names = metric_names();
   const int M = static_cast<int>(names.size());
 
@@ -108,14 +115,14 @@ Profile MonteCarloEngine::run(const StackSpec& spec) {
     // Even batches (sizes differ by at most one) so the last one does not run nearly empty.
     const int nb = (N + stack->preferred_batch() - 1) / stack->preferred_batch();
     const int batch = (N + nb - 1) / nb;
-    for (int first = 0; first < N; first += batch) {
-      const int count = std::min(batch, N - first);
-      stack->run_samples(first, count, res.data() + first);
-      progress(static_cast<double>(first + count) / N, fmt::format("sample {}/{}", first + count, N));
+    for (int begin = 0; begin < N; begin += batch) {
+      const int count = std::min(batch, N - begin);
+      stack->run_samples(first + begin, count, res.data() + begin);
+      progress(static_cast<double>(begin + count) / N, fmt::format("sample {}/{}", begin + count, N));
     }
   } else {
     parallel_for(N, st_.threads, [&](int i) {
-      res[i] = stack->run_sample(i);
+      res[i] = stack->run_sample(first + i);
       if (progress_callback()) {  // serialized, and never called again once it said stop
         std::lock_guard<std::mutex> lock(progress_mutex);
         if (done < 0) return;
@@ -140,6 +147,7 @@ Profile MonteCarloEngine::run(const StackSpec& spec) {
                 {"rng", "Philox4x32-10 + Box-Muller; streams keyed by (sample, layer, matrix, head)"},
                 {"version", kVersion}};
   if (!sampling.note.empty()) p.settings["weights_sampling_note"] = sampling.note;
+  if (first > 0) p.settings["first_sample"] = first;  // only when set: default profiles keep their settings
   // Only when exact: a default profile's settings stay as they were before the option existed.
   if (input_kernel == InputKernel::Exact) p.settings["input_kernel"] = to_string(input_kernel);
 
@@ -218,6 +226,97 @@ Profile MonteCarloEngine::run(const StackSpec& spec) {
         fmt::format("non-finite {} first at layer {} from finite streams (overflow of X X^T/d, or "
                     "a zero token): such entries are null",
                     other_metric, other_layer));
+  return p;
+}
+
+namespace {
+
+/// The sample ranges [first, count] a simulate profile covers: settings.sample_ranges of a pooled
+/// profile, else [first_sample, samples].
+std::vector<std::pair<int, int>> sample_ranges(const Profile& p, const char* which) {
+  std::vector<std::pair<int, int>> r;
+  try {
+    if (p.settings.contains("sample_ranges")) {
+      for (const auto& e : p.settings.at("sample_ranges")) r.emplace_back(e.at(0).get<int>(), e.at(1).get<int>());
+    } else {
+      r.emplace_back(p.settings.value("first_sample", 0), p.settings.at("samples").get<int>());
+    }
+  } catch (const nlohmann::json::exception& e) {
+    throw Error(fmt::format("pool_simulate_profiles: profile {} has no readable settings.samples/sample_ranges ({})",
+                            which, e.what()));
+  }
+  for (auto [f, n] : r)
+    if (f < 0 || n < 1)
+      throw Error(fmt::format("pool_simulate_profiles: profile {} has a sample range [{}, {}) that is empty or negative",
+                              which, f, f + n));
+  return r;
+}
+
+}  // namespace
+
+Profile pool_simulate_profiles(const Profile& a, const Profile& b) {
+  if (a.engine != "simulate" || b.engine != "simulate")
+    throw Error(fmt::format("pool_simulate_profiles: both profiles must come from the simulate engine, got \"{}\" and "
+                            "\"{}\"",
+                            a.engine, b.engine));
+  if (spec_to_json(a.spec) != spec_to_json(b.spec))
+    throw Error("pool_simulate_profiles: the profiles' specs differ (only runs of one spec pool)");
+  for (const char* key : {"seed", "backend", "precision", "weights_sampling", "input_kernel"}) {
+    const nlohmann::json va = a.settings.value(key, nlohmann::json()), vb = b.settings.value(key, nlohmann::json());
+    if (va != vb)
+      throw Error(fmt::format("pool_simulate_profiles: settings.{} differs ({} vs {}): only samples of one set of "
+                              "random streams pool",
+                              key, va.dump(), vb.dump()));
+  }
+  if (a.columns != b.columns || a.rows.size() != b.rows.size())
+    throw Error("pool_simulate_profiles: the profiles' columns or layers differ");
+  std::vector<std::pair<int, int>> ranges = sample_ranges(a, "a"), rb = sample_ranges(b, "b");
+  ranges.insert(ranges.end(), rb.begin(), rb.end());
+  std::sort(ranges.begin(), ranges.end());
+  for (size_t i = 1; i < ranges.size(); ++i)
+    if (ranges[i].first < ranges[i - 1].first + ranges[i - 1].second)
+      throw Error(fmt::format("pool_simulate_profiles: sample ranges [{}, {}) and [{}, {}) overlap (settings.first_sample): "
+                              "the same samples would count twice",
+                              ranges[i - 1].first, ranges[i - 1].first + ranges[i - 1].second, ranges[i].first,
+                              ranges[i].first + ranges[i].second));
+  const double n1 = a.settings.at("samples").get<double>(), n2 = b.settings.at("samples").get<double>(), n = n1 + n2;
+
+  Profile p = a;
+  p.extras.erase("report_cell");  // a report's cell bookkeeping belongs to the cell file, not to the pool
+  p.settings["samples"] = static_cast<int>(n);
+  if (ranges.front().first > 0)
+    p.settings["first_sample"] = ranges.front().first;
+  else
+    p.settings.erase("first_sample");
+  p.settings["sample_ranges"] = nlohmann::json::array();
+  for (auto [f, c] : ranges) p.settings["sample_ranges"].push_back({f, c});
+  for (const std::string& w : b.warnings)
+    if (std::find(p.warnings.begin(), p.warnings.end(), w) == p.warnings.end()) p.warnings.push_back(w);
+
+  const double nan = std::numeric_limits<double>::quiet_NaN();
+  for (size_t c = 0; c < a.columns.size(); ++c) {
+    const std::string& name = a.columns[c];
+    if (name.size() > 3 && name.compare(name.size() - 3, 3, "_se") == 0) continue;
+    const int cs = a.has(name + "_se") ? a.column(name + "_se") : -1;
+    if (cs < 0) throw Error(fmt::format("pool_simulate_profiles: column {} has no {}_se", name, name));
+    for (size_t l = 0; l < p.rows.size(); ++l) {
+      const double m1 = a.rows[l][c], m2 = b.rows[l][c], e1 = a.rows[l][cs], e2 = b.rows[l][cs];
+      if (!std::isfinite(m1) || !std::isfinite(m2)) {  // a null in either run: some sample was not finite
+        p.rows[l][c] = p.rows[l][cs] = nan;
+        continue;
+      }
+      // Sums of squares about each run's mean, (n_i - 1) sd_i^2 = (n_i - 1) n_i se_i^2 (0 for one
+      // sample), recombined with the between-runs term n1 n2 / n (m1 - m2)^2; all in units of the
+      // largest magnitude, so that values near the overflow threshold stay finite.
+      const double sd1 = n1 >= 2 ? e1 * std::sqrt(n1) : 0, sd2 = n2 >= 2 ? e2 * std::sqrt(n2) : 0;
+      double sc = std::max({std::abs(m1), std::abs(m2), std::abs(sd1), std::abs(sd2)});
+      if (!(sc > 0) || !std::isfinite(sc)) sc = 1;
+      const double x1 = m1 / sc, x2 = m2 / sc, s1 = sd1 / sc, s2 = sd2 / sc;
+      p.rows[l][c] = sc * (x1 * (n1 / n) + x2 * (n2 / n));
+      const double ss = (n1 - 1) * s1 * s1 + (n2 - 1) * s2 * s2 + n1 * n2 / n * (x1 - x2) * (x1 - x2);
+      p.rows[l][cs] = sc * std::sqrt(ss / (n - 1) / n);  // NaN when a run with >= 2 samples had none
+    }
+  }
   return p;
 }
 

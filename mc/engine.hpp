@@ -29,7 +29,22 @@ struct SimSettings {
   /// "sampled" or "" (MODEL.md §1, default) or "exact": X_0 conditioned on the exact input kernel
   /// K0 (sim/input.hpp; reference and cpu only, needs stack.width >= stack.tokens + 1).
   std::string input_kernel;
+  /// Index of the first sample: the run draws samples first_sample .. first_sample + samples - 1
+  /// of the seed's streams (sample i's streams are keyed by i alone). Two runs of the same spec and
+  /// seed over disjoint ranges are independent parts of one larger run, and pool_simulate_profiles
+  /// joins them into its profile (to rounding). first_sample + samples <= 65536.
+  int first_sample = 0;
 };
+
+/// The profile of the union of two runs' samples: a and b are `simulate` profiles of the same spec,
+/// seed, backend, precision, weight sampling and input kernel over disjoint sample ranges
+/// (SimSettings::first_sample). Per metric and layer the mean is the sample-count-weighted mean and
+/// `_se` the standard error of the pooled samples (their sum of squares recombined exactly: equal,
+/// to rounding, to one run over both ranges); null where either run is null. settings.samples is
+/// the total, settings.first_sample the smaller first sample (omitted when 0) and
+/// settings.sample_ranges lists the runs' [first, count]; the warnings are both runs'. Throws Error
+/// when the runs do not fit together (the message names the setting).
+Profile pool_simulate_profiles(const Profile& a, const Profile& b);
 
 class MonteCarloEngine final : public Engine {
  public:
