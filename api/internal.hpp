@@ -59,6 +59,8 @@ struct ReportHooks {
   std::function<void()> on_locked;
   /// After each finished job (reports::RunOptions::on_done).
   std::function<void(const reports::Job&, double, int, int, double)> on_done;
+  /// An atlas with refinement, after its first pass: the number of refinement jobs (done or not).
+  std::function<void(std::size_t)> on_refine;
   /// Build facts for versions.json; empty = the library's (no MPI).
   nlohmann::json build;
   std::string out_name = "ReportSettings.out";  ///< how errors about the output folder name it

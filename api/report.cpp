@@ -12,6 +12,7 @@
 #include "api/internal.hpp"
 #include "core/error.hpp"
 #include "core/files.hpp"
+#include "reports/atlas.hpp"  // atlas_refine_jobs
 #include "reports/report.hpp"
 #include "sigprop/version.hpp"
 
@@ -59,29 +60,57 @@ ReportResult run_report(const reports::ReportConfig& cfg, const ReportSettings& 
   }
   if (h.on_locked) h.on_locked();
 
-  // 0 ok, 1 stopped, 2 failed; every rank takes part in the reduction before anything throws.
-  int status = 0;
-  std::exception_ptr error;
-  reports::RunStats st;
-  try {
-    st = reports::run_jobs(cfg, jobs, out, opt);
-    if (st.interrupted) status = 1;
-  } catch (const CancelledError&) {
-    status = 1;
-    error = std::current_exception();
-  } catch (const Error&) {
-    status = 2;
-    error = std::current_exception();
-  }
-  const int all = max_over_ranks(status);
-  if (all == 2) {
-    if (status == 2) std::rethrow_exception(error);
-    throw RankFailed("report: another rank failed", false);
-  }
-  if (all == 1 || (h.stop && h.stop->load())) {
-    if (error) std::rethrow_exception(error);
-    throw CancelledError(
-        fmt::format("report: stopped; finished cells are kept in {}; running again resumes", (out / "cells").string()));
+  // Runs a list of jobs on every rank; 0 ok, 1 stopped, 2 failed, and every rank takes part in the
+  // reduction before anything throws (it is also the barrier after which all cells are on disk).
+  auto run_all = [&](const std::vector<reports::Job>& list) {
+    int status = 0;
+    std::exception_ptr error;
+    reports::RunStats st;
+    try {
+      st = reports::run_jobs(cfg, list, out, opt);
+      if (st.interrupted) status = 1;
+    } catch (const CancelledError&) {
+      status = 1;
+      error = std::current_exception();
+    } catch (const Error&) {
+      status = 2;
+      error = std::current_exception();
+    }
+    const int all = max_over_ranks(status);
+    if (all == 2) {
+      if (status == 2) std::rethrow_exception(error);
+      throw RankFailed("report: another rank failed", false);
+    }
+    if (all == 1 || (h.stop && h.stop->load())) {
+      if (error) std::rethrow_exception(error);
+      throw CancelledError(fmt::format("report: stopped; finished cells are kept in {}; running again resumes",
+                                       (out / "cells").string()));
+    }
+    return st;
+  };
+  reports::RunStats st = run_all(jobs);
+
+  // An atlas's refinement (docs/atlas.md "Refinement"): more Monte Carlo samples where the first
+  // pass did not resolve the goals, chosen from its cells (every rank reads the same ones, so every
+  // rank makes the same list) and shared among the ranks like the first pass.
+  std::vector<reports::Job> all_jobs = jobs;
+  if (cfg.atlas.enabled && cfg.atlas.refine > 1) {
+    std::vector<reports::Job> more;
+    std::exception_ptr plan_error;
+    try {
+      more = reports::atlas_refine_jobs(cfg, cells, jobs, out);
+    } catch (const Error&) {
+      plan_error = std::current_exception();
+    }
+    if (max_over_ranks(plan_error ? 2 : 0) != 0) {
+      if (plan_error) std::rethrow_exception(plan_error);
+      throw RankFailed("report: another rank failed", false);
+    }
+    if (h.on_refine) h.on_refine(more.size());
+    const reports::RunStats st2 = run_all(more);
+    st.total += st2.total;
+    st.skipped += st2.skipped;
+    all_jobs.insert(all_jobs.end(), more.begin(), more.end());
   }
 
   ReportResult r;
@@ -101,7 +130,7 @@ ReportResult run_report(const reports::ReportConfig& cfg, const ReportSettings& 
   } else {
     ro.build = h.build;
   }
-  reports::RenderResult rr = reports::render_report(cfg, cells, jobs, out, ro);
+  reports::RenderResult rr = reports::render_report(cfg, cells, all_jobs, out, ro);
   r.index_html = rr.index_html.string();
   r.report_md = rr.report_md.string();
   r.figures_drawn = std::move(rr.figures_drawn);

@@ -168,6 +168,12 @@ int run_report(const ReportArgs& a, int /*argc*/, char** /*argv*/) {
                reports::to_string(j.engine), duration(secs), duration(el), duration(left));
   };
 
+  h.on_refine = [&](std::size_t jobs) {
+    if (root && !a.quiet)
+      fmt::print(stderr, "report: atlas refinement: {} more Monte Carlo job(s) where the first pass did not resolve the "
+                         "goals (atlas.refine = {})\n",
+                 jobs, cfg.atlas.refine);
+  };
   auto prev = std::signal(SIGINT, on_sigint);
   api::ReportResult r;
   int code = -1;

@@ -16,6 +16,7 @@
 #include "core/compare.hpp"
 #include "core/error.hpp"
 #include "core/files.hpp"
+#include "mc/engine.hpp"  // pool_simulate_profiles
 #include "reports/figures.hpp"
 #include "sigprop/version.hpp"
 
@@ -309,7 +310,7 @@ double sample_dof(const Profile& p, const AtlasConfig& a, const ReportConfig& cf
 
 std::vector<AtlasPoint> atlas_points(const ReportConfig& cfg, const std::vector<Cell>& cells,
                                      const std::vector<Job>& jobs, const fs::path& out,
-                                     std::map<std::string, int>* theory_nulls) {
+                                     std::map<std::string, int>* theory_nulls, bool pool_refined) {
   if (theory_nulls)
     for (const std::string& m : cfg.atlas.metrics) (*theory_nulls)[m] = 0;
   const AtlasConfig& a = cfg.atlas;
@@ -317,6 +318,7 @@ std::vector<AtlasPoint> atlas_points(const ReportConfig& cfg, const std::vector<
   // Per cell: the theory job and the Monte Carlo jobs in the order of atlas.widths.
   std::vector<const Job*> theory(cells.size(), nullptr);
   std::vector<std::vector<const Job*>> sims(cells.size(), std::vector<const Job*>(nw, nullptr));
+  std::vector<std::vector<const Job*>> more(cells.size(), std::vector<const Job*>(nw, nullptr));  // refinement
   for (const Job& j : jobs) {
     if (j.engine == EngineKind::Theory) {
       theory.at(j.cell) = &j;
@@ -324,7 +326,7 @@ std::vector<AtlasPoint> atlas_points(const ReportConfig& cfg, const std::vector<
       auto it = std::find(a.widths.begin(), a.widths.end(), j.spec.width);
       if (it == a.widths.end())
         throw Error(fmt::format("atlas: job {} has width {} not in atlas.widths", j.label, j.spec.width));
-      sims.at(j.cell)[it - a.widths.begin()] = &j;
+      (j.settings.contains("first_sample") ? more : sims).at(j.cell)[it - a.widths.begin()] = &j;
     }
   }
   // A float Monte Carlo resolves a value to about 1e-5 relative (rounding through the stack):
@@ -342,9 +344,18 @@ std::vector<AtlasPoint> atlas_points(const ReportConfig& cfg, const std::vector<
     if (!theory[c.index]) throw Error(fmt::format("atlas: cell {} has no theory job", c.label));
     const Profile t = load_job(out, *theory[c.index]);
     std::vector<Profile> mc;
-    for (const Job* j : sims[c.index]) {
+    for (size_t w = 0; w < nw; ++w) {
+      const Job* j = sims[c.index][w];
       if (!j) throw Error(fmt::format("atlas: cell {} misses a Monte Carlo width", c.label));
       mc.push_back(load_job(out, *j));
+      // The refinement's samples continue the same streams: pooled, they are one larger run.
+      if (pool_refined && more[c.index][w]) {
+        try {
+          mc.back() = sim::pool_simulate_profiles(mc.back(), load_job(out, *more[c.index][w]));
+        } catch (const Error& e) {
+          throw Error(fmt::format("atlas: {} and {}: {}", j->json.string(), more[c.index][w]->json.string(), e.what()));
+        }
+      }
     }
     // Degrees of freedom of the standard errors: a Monte Carlo mean of n samples has n - 1, a
     // sampled theory value with B error batches B - 1 (its settings say how many were used).
@@ -413,6 +424,8 @@ std::vector<AtlasPoint> atlas_points(const ReportConfig& cfg, const std::vector<
         const double diff = p.theory - p.fit.m, s = combined(p.fit.se_m, p.fit.m);
         p.se_ext = s;
         p.dof_ext = dof(p.fit.se_m, p.fit.dof);
+        p.theory_dof = nu_t;
+        p.floor_ext = floor_of(p.fit.m);
         p.rel_ext = std::abs(diff) / std::abs(p.fit.m);
         p.z_ext = t_as_z(z_ratio(diff, s), p.dof_ext);
         p.excess_ext = std::max(0.0, std::abs(diff) - z_as_t(2.0, p.dof_ext) * s) / std::abs(p.fit.m);
@@ -489,15 +502,67 @@ bool is_forward(const std::string& m) {
   return m != "grad_var";
 }
 
-/// Issue 16's goal for the p99 relative error against the extrapolated Monte Carlo.
-double goal_of(const std::string& m) {
+}  // namespace
+
+double atlas_goal(const std::string& m) {
   return is_forward(m) ? 0.02 : 0.05;
 }
 
-/// Whether a point's comparison can judge the goal: a theory without error would show a relative
-/// error within the goal with probability 99% (the two-sided 1% t quantile of the combined s.e.).
 bool resolved_to_goal(const AtlasPoint& p) {
-  return z_as_t(kNormal1, p.dof_ext) * p.se_ext <= goal_of(p.metric) * std::abs(p.fit.m);
+  return z_as_t(kNormal1, p.dof_ext) * p.se_ext <= atlas_goal(p.metric) * std::abs(p.fit.m);
+}
+
+std::map<int, int> atlas_refine_factors(const std::vector<AtlasPoint>& pts, int max_factor) {
+  std::map<int, int> k;
+  for (const AtlasPoint& p : pts) {
+    if (resolved_to_goal(p) || !std::isfinite(p.fit.se_m)) continue;
+    const double target = atlas_goal(p.metric) * std::abs(p.fit.m);
+    for (int f = 2; f <= max_factor; f *= 2) {
+      // K times the samples at every width: every width's s.e. falls by sqrt(K), and so does se_m
+      // (the weighted fit's weights all scale by K); the degrees of freedom of the fit grow at
+      // least K-fold (n K - 1 >= K (n - 1) per width).
+      const double se_m = p.fit.se_m / std::sqrt(static_cast<double>(f));
+      const double s = std::sqrt(p.theory_se * p.theory_se + se_m * se_m + p.floor_ext * p.floor_ext);
+      const double nu = welch_dof({{p.theory_se * p.theory_se, p.theory_dof}, {se_m * se_m, f * p.fit.dof}});
+      if (z_as_t(kNormal1, nu) * s <= target) {
+        int& cur = k[p.cell];
+        cur = std::max(cur, f);
+        break;
+      }
+    }
+  }
+  return k;
+}
+
+std::vector<Job> atlas_refine_jobs(const ReportConfig& cfg, const std::vector<Cell>& cells,
+                                   const std::vector<Job>& jobs, const fs::path& out) {
+  std::vector<Job> more;
+  if (!cfg.atlas.enabled || cfg.atlas.refine <= 1) return more;
+  std::vector<Job> base;
+  for (const Job& j : jobs)
+    if (!j.settings.contains("first_sample")) base.push_back(j);
+  const std::map<int, int> factor = atlas_refine_factors(atlas_points(cfg, cells, base, out, nullptr, false),
+                                                         cfg.atlas.refine);
+  for (const Job& j : base) {
+    if (j.engine != EngineKind::Simulate) continue;
+    const auto it = factor.find(j.cell);
+    if (it == factor.end()) continue;
+    const int n = j.settings.at("samples").get<int>(), k = it->second;
+    Job r = j;
+    r.settings["samples"] = (k - 1) * n;
+    r.settings["first_sample"] = n;
+    r.label = fmt::format("{}, samples {}..{} (refinement x{})", j.label, n, k * n - 1, k);
+    r.cost = j.cost * (k - 1);
+    finish_job(cfg, cells, r);
+    more.push_back(std::move(r));
+  }
+  return more;
+}
+
+namespace {
+
+double goal_of(const std::string& m) {
+  return atlas_goal(m);
 }
 
 /// Per configuration and metric: the largest errors over its layers.
@@ -523,6 +588,44 @@ RenderResult render_atlas(const ReportConfig& cfg, const std::vector<Cell>& cell
   std::map<std::string, int> theory_nulls;
   const std::vector<AtlasPoint> pts = atlas_points(cfg, cells, jobs, out, &theory_nulls);
   const double zc = bonferroni_z(a.alpha, static_cast<double>(pts.size()));
+
+  // Refinement: each configuration's factor on its samples (1: the first pass only), the Monte
+  // Carlo work it added (the jobs' cost model), and the first pass's points alone, to show what
+  // the refinement bought.
+  std::vector<int> factor(cells.size(), 1);
+  double cost_first = 0, cost_more = 0;
+  for (const Job& j : jobs) {
+    if (j.engine != EngineKind::Simulate) continue;
+    if (j.settings.contains("first_sample")) {
+      const int n = j.settings["first_sample"].get<int>(), more = j.settings["samples"].get<int>();
+      factor.at(j.cell) = (n + more) / n;
+      cost_more += j.cost;
+    } else {
+      cost_first += j.cost;
+    }
+  }
+  const bool refined = cost_more > 0;
+  const std::vector<AtlasPoint> pts_first =
+      refined ? atlas_points(cfg, cells, jobs, out, nullptr, false) : std::vector<AtlasPoint>{};
+  struct GoalStat {
+    int n = 0;
+    double p99 = kNaN, resolved = kNaN, p99_resolved = kNaN;
+  };
+  auto goal_stat = [](const std::vector<AtlasPoint>& v, const std::string& m) {
+    std::vector<double> rel, rel_resolved;
+    for (const AtlasPoint& p : v) {
+      if (p.metric != m) continue;
+      rel.push_back(p.rel_ext);
+      if (resolved_to_goal(p)) rel_resolved.push_back(p.rel_ext);
+    }
+    GoalStat g;
+    g.n = static_cast<int>(rel.size());
+    if (g.n == 0) return g;
+    g.p99 = percentile(rel, 0.99);
+    g.resolved = static_cast<double>(rel_resolved.size()) / g.n;
+    g.p99_resolved = percentile(rel_resolved, 0.99);
+    return g;
+  };
 
   // The lack-of-fit check of m + b/d per metric (points with three or more widths).
   struct CurvStat {
@@ -590,7 +693,7 @@ RenderResult render_atlas(const ReportConfig& cfg, const std::vector<Cell>& cell
       o << ",max_rel_ext_" << m << ",max_absz_ext_" << m << ",max_excess_ext_" << m;
       for (int w : a.widths) o << ",max_rel_d" << w << "_" << m;
     }
-    o << "\n";
+    o << ",mc_sample_factor\n";
     for (const Cell& c : cells) {
       const StackSpec& s = c.spec;
       o << c.index << "," << c.slug << "," << to_string(s.blocks) << "," << to_string(s.norm) << ","
@@ -606,7 +709,7 @@ RenderResult render_atlas(const ReportConfig& cfg, const std::vector<Cell>& cell
         o << "," << num(x.rel_ext) << "," << num(x.absz_ext) << "," << num(x.excess);
         for (size_t w = 0; w < nw; ++w) o << "," << num(x.rel[w]);
       }
-      o << "\n";
+      o << "," << factor[c.index] << "\n";
     }
     write_file_atomic(out / "atlas_configs.csv", o.str());
   }
@@ -849,6 +952,33 @@ RenderResult render_atlas(const ReportConfig& cfg, const std::vector<Cell>& cell
     }
     tables.push_back(std::move(t));
   }
+  if (a.refine > 1) {
+    std::map<int, int> by_factor;
+    for (int f : factor)
+      if (f > 1) ++by_factor[f];
+    std::vector<std::string> counts;
+    for (auto [f, n] : by_factor) counts.push_back(fmt::format("{} × {}", n, f));
+    Table t;
+    t.title = "Refinement: more Monte Carlo samples where the goals were not resolved";
+    t.note = fmt::format(
+        "atlas.refine = {}: after the first pass, every configuration with points not resolved to the goal got the "
+        "smallest power of two K ≤ {} of its samples, at every width, that would resolve all of them that K can "
+        "(chosen from the standard errors alone, never from the error; the extra samples continue the same random "
+        "streams and are pooled with the first pass). {} of {} configurations refined{}{}, {:.0f}% more Monte Carlo "
+        "work (the jobs' cost model). Per metric, the first pass → with the refinement.",
+        a.refine, a.refine, cells.size() - std::count(factor.begin(), factor.end(), 1), cells.size(),
+        counts.empty() ? "" : " (configurations × K: ", counts.empty() ? "" : fmt::format("{})", fmt::join(counts, ", ")),
+        cost_first > 0 ? 100 * cost_more / cost_first : 0.0);
+    t.head = {"metric", "points", "resolved", "p99 resolved", "p99"};
+    for (const std::string& m : a.metrics) {
+      const GoalStat after = goal_stat(pts, m), before = refined ? goal_stat(pts_first, m) : after;
+      auto arrow = [](const std::string& x, const std::string& y) { return x == y ? x : x + " → " + y; };
+      t.rows.push_back({m, arrow(fmt::format("{}", before.n), fmt::format("{}", after.n)),
+                        arrow(pct(before.resolved), pct(after.resolved)),
+                        arrow(pct(before.p99_resolved), pct(after.p99_resolved)), arrow(pct(before.p99), pct(after.p99))});
+    }
+    tables.push_back(std::move(t));
+  }
   {
     // What limits the largest errors: each point in the top 1% of its metric's relative error
     // (against the extrapolated Monte Carlo) by the first that applies. The relative error of a
@@ -999,6 +1129,22 @@ RenderResult render_atlas(const ReportConfig& cfg, const std::vector<Cell>& cell
                                  {"share_beyond_1.96", double(c.z5) / c.n},
                                  {"share_beyond_2.58", double(c.z1) / c.n},
                                  {"share_beyond_z_crit", double(c.zcrit) / c.n}};
+    if (a.refine > 1) {
+      nlohmann::json r = {{"max_factor", a.refine},
+                          {"configurations_refined", cells.size() - std::count(factor.begin(), factor.end(), 1)},
+                          {"extra_cost_share", cost_first > 0 ? cost_more / cost_first : 0.0},
+                          {"factors", nlohmann::json::object()},
+                          {"first_pass", nlohmann::json::object()}};
+      for (int f : factor)
+        if (f > 1) r["factors"][fmt::format("{}", f)] = r["factors"].value(fmt::format("{}", f), 0) + 1;
+      auto jn = [](double x) { return std::isfinite(x) ? nlohmann::json(x) : nlohmann::json(nullptr); };
+      for (const std::string& m : a.metrics) {
+        const GoalStat g = goal_stat(refined ? pts_first : pts, m);
+        r["first_pass"][m] = {{"n", g.n}, {"p99", jn(g.p99)}, {"share_resolved", jn(g.resolved)},
+                              {"p99_resolved", jn(g.p99_resolved)}};
+      }
+      j["refinement"] = r;
+    }
     j["worst"] = nlohmann::json::array();
     for (size_t k = 0; k < worst.size(); ++k) {
       const CellMetric& x = cm[worst[k].cell][worst[k].metric];
@@ -1016,11 +1162,12 @@ RenderResult render_atlas(const ReportConfig& cfg, const std::vector<Cell>& cell
 
   // ---- report.md and index.html ---------------------------------------------------------------
   const std::string settings = fmt::format(
-      "{} configurations ({} sample, seed {}), theory against Monte Carlo at d = {} (H = d/{}) with {} samples, "
+      "{} configurations ({} sample, seed {}), theory against Monte Carlo at d = {} (H = d/{}) with {} samples{}, "
       "{} compared points",
       cells.size(), a.sampler == "lhs" ? "Latin hypercube" : "digitally shifted Sobol", a.seed,
       fmt::join(a.widths, ", "), a.head_dim,
       a.samples.empty() ? fmt::format("{}", cfg.simulate.samples) : fmt::format("{}", fmt::join(a.samples, ", ")),
+      a.refine > 1 ? fmt::format(" (up to {} times as many where the goals need them: refinement)", a.refine) : "",
       pts.size());
   const std::string defs =
       "Relative error |theory − MC| / |MC| per configuration, metric and layer (inputs excluded: layer 0 of the "

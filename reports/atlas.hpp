@@ -121,6 +121,8 @@ struct AtlasPoint {
   double rel_ext = 0, z_ext = 0;     ///< theory against fit.m (z as above)
   double se_ext = 0;                 ///< the combined s.e. of theory - m (theory, fit, float floor)
   double dof_ext = std::numeric_limits<double>::infinity();  ///< degrees of freedom of se_ext
+  double theory_dof = std::numeric_limits<double>::infinity();  ///< degrees of freedom of theory_se
+  double floor_ext = 0;  ///< the float resolution floor f in se_ext (exact)
   /// max(0, |theory - m| - k s) / |m| with k = z_as_t(2, dof_ext) (2 for known errors): the error
   /// beyond two standard errors' worth of uncertainty
   double excess_ext = 0;
@@ -136,9 +138,36 @@ struct AtlasPoint {
 /// @param theory_nulls if given, receives per metric the number of (configuration, layer) the
 ///        theory left null (e.g. a sampled grad_var that lost all precision) where every Monte
 ///        Carlo value is finite and not 0: points the theory does not predict, not compared
+///        (counted over the base runs' values)
+/// @param pool_refined whether a refinement job's samples (AtlasConfig::refine, atlas_refine_jobs)
+///        are pooled into its configuration and width's Monte Carlo (true), or only the first pass's
+///        runs are compared (false: the atlas before refinement)
 std::vector<AtlasPoint> atlas_points(const ReportConfig& cfg, const std::vector<Cell>& cells,
                                      const std::vector<Job>& jobs, const std::filesystem::path& out,
-                                     std::map<std::string, int>* theory_nulls = nullptr);
+                                     std::map<std::string, int>* theory_nulls = nullptr, bool pool_refined = true);
+
+/// The goal of a metric's p99 relative error after width extrapolation (issue 16): 5% for grad_var,
+/// 2% for the forward metrics.
+double atlas_goal(const std::string& metric);
+/// Whether a point's comparison can judge the goal: a theory without error would show a relative
+/// error within the goal with probability 99% (t_0.995 of dof_ext times se_ext <= goal |m|).
+bool resolved_to_goal(const AtlasPoint& p);
+
+/// Refinement (AtlasConfig::refine; docs/atlas.md "Refinement"): per configuration, the factor K (a
+/// power of two in [2, max_factor]) by which its Monte Carlo samples at every width are multiplied,
+/// or no entry when none is needed or none suffices. From the standard errors alone, never the
+/// error: a point not resolved to the goal needs the smallest K with which it would be (se_m / sqrt
+/// K at degrees of freedom K dof, the theory's s.e. and the float floor unchanged); points no K <=
+/// max_factor resolves (a theory s.e. or floor too large, m near 0, heavy tails) are left out; the
+/// configuration takes the largest K its points need.
+std::map<int, int> atlas_refine_factors(const std::vector<AtlasPoint>& pts, int max_factor);
+/// The refinement jobs of an atlas whose first-pass jobs are all done: for every configuration with a
+/// factor K, one Monte Carlo job per width with samples (K - 1) n from sample n on (the same seed:
+/// the first run's streams continued), labelled and hashed like any job
+/// (cells/<cNNN>.simulate-d<width>-s<n>.json). Empty when atlas.refine is 1. Deterministic in the
+/// config and the first pass's cells, so a rerun finds the same jobs (resume, MPI ranks).
+std::vector<Job> atlas_refine_jobs(const ReportConfig& cfg, const std::vector<Cell>& cells,
+                                   const std::vector<Job>& jobs, const std::filesystem::path& out);
 
 /// Writes the atlas folder (docs/atlas.md "Output"); called by render_report for an [atlas] config.
 RenderResult render_atlas(const ReportConfig& cfg, const std::vector<Cell>& cells, const std::vector<Job>& jobs,

@@ -548,7 +548,7 @@ void parse_atlas(const toml::table& at, ReportConfig& cfg) {
   const std::vector<std::string> keys{"configurations", "seed", "sampler", "widths", "samples", "head_dim", "blocks", "norm",
                                       "norm_type", "activation", "mask", "qk_scale", "branch_scale", "branch_number",
                                       "sigma_qk2", "sigma_w2", "depth", "tokens", "metrics", "alpha", "worst",
-                                      "streams"};
+                                      "streams", "refine"};
   for (auto&& [k, node] : at) {
     std::string key(k.str()), full = "atlas." + key;
     if (key == "configurations")
@@ -633,6 +633,11 @@ void parse_atlas(const toml::table& at, ReportConfig& cfg) {
       a.streams = get_string(node, origin, full);
       if (a.streams != "independent" && a.streams != "shared")
         fail(origin, fmt::format("{}: unknown value \"{}\"; allowed: \"independent\", \"shared\"", full, a.streams));
+    } else if (key == "refine") {
+      a.refine = get_int(node, origin, full, 1, 64);
+      if ((a.refine & (a.refine - 1)) != 0)
+        fail(origin, fmt::format("{}: must be a power of two (1, 2, 4, ..., 64; 1 = no refinement), got {}", full,
+                                 a.refine));
     } else
       unknown_key(origin, "atlas.", key, keys);
   }
@@ -721,6 +726,11 @@ ReportConfig parse_report_config(std::string_view text, const std::string& origi
                    "(ode, sde, clustering, spectrum, spectrum_simulate are report-grid engines)");
     if (cfg.simulate.width > 0 || cfg.simulate.heads > 0)
       fail(origin, "engines.simulate.width/heads: not used by an atlas (atlas.widths and atlas.head_dim set them); remove them");
+    const auto& a = cfg.atlas;
+    const int most = a.samples.empty() ? cfg.simulate.samples : *std::max_element(a.samples.begin(), a.samples.end());
+    if (static_cast<double>(most) * a.refine > 65536)
+      fail(origin, fmt::format("atlas.refine: {} x {} samples is more than the 65536 sample ids of the random streams",
+                               a.refine, most));
   }
   if (cfg.measure.enabled && !cfg.atlas.enabled) {
     cfg.base = measured_base(cfg, spec_tables);
@@ -923,7 +933,7 @@ std::string to_toml(const ReportConfig& c) {
       << "]\nsigma_w2 = [" << num(a.sigma_w2.first) << ", " << num(a.sigma_w2.second) << "]\ndepth = [" << a.depth.first
       << ", " << a.depth.second << "]\ntokens = [" << a.tokens.first << ", " << a.tokens.second
       << "]\nmetrics = " << names(a.metrics) << "\nalpha = " << num(a.alpha) << "\nworst = " << a.worst
-      << "\nstreams = " << quote(a.streams) << "\n";
+      << "\nstreams = " << quote(a.streams) << "\n" << (a.refine != 1 ? fmt::format("refine = {}\n", a.refine) : "");
   }
   return o.str();
 }

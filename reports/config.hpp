@@ -144,6 +144,12 @@ struct AtlasConfig {
   /// independent and the percentiles over configurations are not one draw's luck) or "shared"
   /// (every job uses the engines' own seeds, as before 2026-12-06).
   std::string streams = "independent";
+  /// Refinement (docs/atlas.md "Refinement"): the largest factor, a power of two in [1, 64], by which
+  /// a configuration's Monte Carlo samples (at every width) may be multiplied so that its points not
+  /// yet resolved to the goals become resolved; 1 = no refinement. After the first pass the atlas
+  /// picks, from the standard errors alone, the smallest sufficient power of two per configuration
+  /// and runs the extra samples (the same random streams, continued) as further jobs.
+  int refine = 1;
 };
 
 struct ReportConfig {

@@ -220,6 +220,7 @@ std::unique_ptr<Engine> make_engine(const ReportConfig& cfg, const Job& job, int
       sim::SimSettings s;
       s.samples = job.settings.value("samples", cfg.simulate.samples);  // an atlas sets it per width
       s.seed = job.settings.value("seed", cfg.simulate.seed);  // an atlas keys it by configuration and width
+      s.first_sample = job.settings.value("first_sample", 0);   // an atlas's refinement continues the streams
       s.backend = cfg.simulate.backend;
       s.precision = cfg.simulate.precision;
       s.input_kernel = cfg.simulate.input_kernel;
@@ -437,25 +438,29 @@ std::vector<Job> make_jobs(const ReportConfig& cfg, const std::vector<Cell>& cel
       jobs.push_back(std::move(j));
     }
   }
-  for (Job& j : jobs) {
-    nlohmann::json id = {{"engine", to_string(j.engine)},
-                         {"spec", spec_to_json(j.spec)},
-                         {"settings", j.settings},
-                         {"version", kVersion}};
-    switch (j.engine) {  // the theory family's numerics revision: fixed engines do not reuse old cells
-      case EngineKind::Theory:
-      case EngineKind::Ode:
-      case EngineKind::Clustering:
-      case EngineKind::Spectrum: id["theory_numerics"] = theory::kNumericsRevision; break;
-      default: break;
-    }
-    j.hash = fnv1a_hex(id.dump());
-    std::string stem = "cells/" + cells[j.cell].slug + "." + to_string(j.engine);
-    if (cfg.atlas.enabled && j.engine == EngineKind::Simulate) stem += fmt::format("-d{}", j.spec.width);
-    j.json = stem + ".json";
-    j.csv = stem + ".csv";
-  }
+  for (Job& j : jobs) finish_job(cfg, cells, j);
   return jobs;
+}
+
+void finish_job(const ReportConfig& cfg, const std::vector<Cell>& cells, Job& j) {
+  nlohmann::json id = {{"engine", to_string(j.engine)},
+                       {"spec", spec_to_json(j.spec)},
+                       {"settings", j.settings},
+                       {"version", kVersion}};
+  switch (j.engine) {  // the theory family's numerics revision: fixed engines do not reuse old cells
+    case EngineKind::Theory:
+    case EngineKind::Ode:
+    case EngineKind::Clustering:
+    case EngineKind::Spectrum: id["theory_numerics"] = theory::kNumericsRevision; break;
+    default: break;
+  }
+  j.hash = fnv1a_hex(id.dump());
+  std::string stem = "cells/" + cells[j.cell].slug + "." + to_string(j.engine);
+  if (cfg.atlas.enabled && j.engine == EngineKind::Simulate) stem += fmt::format("-d{}", j.spec.width);
+  // A run that continues another's random streams (an atlas's refinement) from sample k.
+  if (j.settings.contains("first_sample")) stem += fmt::format("-s{}", j.settings["first_sample"].get<int>());
+  j.json = stem + ".json";
+  j.csv = stem + ".csv";
 }
 
 bool job_done(const fs::path& out, const Job& job) {

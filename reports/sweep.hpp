@@ -56,6 +56,10 @@ std::vector<Cell> expand_cells(const ReportConfig& cfg);
 /// Every job of every cell, in cell order, then in the order of all_engine_kinds().
 std::vector<Job> make_jobs(const ReportConfig& cfg, const std::vector<Cell>& cells);
 
+/// Sets a job's hash and file names from its engine, spec and settings (make_jobs does this for every
+/// job; a job made later, such as an atlas's refinement, calls it itself).
+void finish_job(const ReportConfig& cfg, const std::vector<Cell>& cells, Job& job);
+
 /// True when out/job.json holds a profile whose recorded hash equals job.hash.
 bool job_done(const std::filesystem::path& out, const Job& job);
 /// Reads a finished job's profile (IoError when missing or not matching).

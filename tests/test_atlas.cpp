@@ -18,6 +18,9 @@
 #include <unistd.h>
 
 #include "core/error.hpp"
+#include "core/profile.hpp"
+#include "mc/engine.hpp"
+#include "sigprop/api.hpp"
 #include "reports/atlas.hpp"
 #include "reports/config.hpp"
 #include "reports/sweep.hpp"
@@ -427,6 +430,68 @@ TEST_CASE("atlas: [atlas] config, its jobs and its named errors", "[atlas][confi
   CHECK(sjobs[5].hash != jobs[5].hash);  // the seed is in the hash: cells of one mode are not reused by the other
   CHECK_THAT(err("[atlas]\nconfigurations = 4\nstreams = \"per-cell\"\n"),
              Catch::Contains("atlas.streams") && Catch::Contains("\"independent\", \"shared\""));
+
+  // atlas.refine: a power of two in [1, 64], written back when not 1, within the 65536 sample ids.
+  CHECK(full.atlas.refine == 1);
+  CHECK_THAT(reports::to_toml(full), !Catch::Contains("refine"));
+  CHECK_THAT(err("[atlas]\nconfigurations = 4\nrefine = 3\n"),
+             Catch::Contains("atlas.refine") && Catch::Contains("power of two"));
+  CHECK_THAT(err("[atlas]\nconfigurations = 4\nrefine = 128\n"), Catch::Contains("atlas.refine: must be in [1, 64]"));
+  CHECK_THAT(err("[atlas]\nconfigurations = 4\nsamples = [2048, 2048, 2048]\nrefine = 64\n"),
+             Catch::Contains("atlas.refine: 64 x 2048 samples") && Catch::Contains("65536"));
+  const auto rc = reports::parse_report_config(std::string(kAtlasHead) + "[atlas]\nconfigurations = 4\nrefine = 8\n", "r.toml");
+  CHECK(rc.atlas.refine == 8);
+  CHECK(reports::parse_report_config(reports::to_toml(rc), "r2.toml").atlas.refine == 8);
+  // The first pass's jobs do not depend on it: an atlas run without refinement resumes with it.
+  auto rc1 = rc;
+  rc1.atlas.refine = 1;
+  const auto rj = reports::make_jobs(rc, reports::expand_cells(rc)), rj1 = reports::make_jobs(rc1, reports::expand_cells(rc1));
+  REQUIRE(rj.size() == rj1.size());
+  for (size_t i = 0; i < rj.size(); ++i) CHECK(rj[i].hash == rj1[i].hash);
+}
+
+TEST_CASE("atlas: the refinement factors come from the standard errors alone", "[atlas]") {
+  // A forward point with m = 1 (goal 2%), known standard errors (infinite degrees of freedom), so
+  // that "resolved" is 2.5758 s <= 0.02: s = 0.015 needs K = 4 (0.0386, 0.0273 at K = 2, 0.0193 at 4).
+  auto point = [](int cell, double se_m, double theory_se, double rel) {
+    reports::AtlasPoint p;
+    p.cell = cell;
+    p.metric = "q";
+    p.fit.ok = true;
+    p.fit.m = 1.0;
+    p.fit.se_m = se_m;
+    p.theory_se = theory_se;
+    p.theory = 1.0 + rel;
+    p.rel_ext = rel;
+    p.se_ext = std::sqrt(se_m * se_m + theory_se * theory_se);
+    return p;
+  };
+  std::vector<reports::AtlasPoint> pts{point(0, 0.005, 0, 0.5),    // resolved already: nothing, whatever its error
+                                       point(1, 0.015, 0, 0),      // K = 4, with no error at all
+                                       point(2, 0.015, 0.010, 0),  // the theory's s.e. alone is 0.0258 > 0.02: no K
+                                       point(3, 0.010, 0, 0),      // K = 2 (0.0258 -> 0.0182)
+                                       point(3, 0.030, 0, 0)};     // K = 16 (0.0773 -> 0.0193)
+  auto k = reports::atlas_refine_factors(pts, 16);
+  CHECK(k == std::map<int, int>{{1, 4}, {3, 16}});
+  k = reports::atlas_refine_factors(pts, 8);  // 16 not allowed: that point is left out, not capped
+  CHECK(k == std::map<int, int>{{1, 4}, {3, 2}});
+  CHECK(reports::atlas_refine_factors(pts, 1).empty());
+  // The error never enters: the same points with other errors give the same factors.
+  for (auto& p : pts) {
+    p.theory = 1.3;
+    p.rel_ext = 0.3;
+  }
+  CHECK(reports::atlas_refine_factors(pts, 8) == std::map<int, int>{{1, 4}, {3, 2}});
+  // Few degrees of freedom: with 7 (8 samples), t_0.995 = 3.50, so s = 0.006 is not resolved
+  // (0.021 > 0.02) although it would be with known errors (2.58 x 0.006 = 0.0155); K = 2 resolves
+  // it (s = 0.00424 with at least 14 degrees of freedom, t <= 2.98: 0.0126).
+  auto few = point(5, 0.006, 0, 0);
+  few.fit.dof = 7;
+  few.dof_ext = 7;
+  CHECK_FALSE(reports::resolved_to_goal(few));
+  CHECK(reports::atlas_refine_factors({few}, 8) == std::map<int, int>{{5, 2}});
+  CHECK(reports::atlas_goal("grad_var") == 0.05);
+  CHECK(reports::atlas_goal("rho") == 0.02);
 }
 
 TEST_CASE("atlas: the tiny atlas agrees with the extrapolated Monte Carlo at family-wise rate 1%",
@@ -564,5 +629,103 @@ TEST_CASE("atlas: the tiny atlas agrees with the extrapolated Monte Carlo at fam
   CHECK_THAT(slurp_file(rr3.report_md), Catch::Contains("Does m + b/d fit the Monte Carlo's widths?"));
   const auto j3 = nlohmann::json::parse(slurp_file(out / "atlas.json"));
   CHECK(j3["width_curvature"]["q"]["points"].get<int>() > 0);
+  fs::remove_all(out);
+}
+
+TEST_CASE("atlas: refinement pools more samples where the goals were not resolved", "[atlas]") {
+  // examples/atlas_tiny.toml with atlas.refine = 4, through the library call (the first pass, the
+  // refinement planned from its cells, the refinement's jobs, the folder). About 3 s on 2 cores.
+  std::string text = slurp_file(std::string(SIGPROP_SOURCE_DIR) + "/examples/atlas_tiny.toml");
+  text += "refine = 4\n";  // the [atlas] table is the file's last
+  const auto cfg = reports::parse_report_config(text, "tiny_refine.toml");
+  REQUIRE(cfg.atlas.refine == 4);
+  const auto cells = reports::expand_cells(cfg);
+  const auto jobs = reports::make_jobs(cfg, cells);
+  const fs::path out = fs::temp_directory_path() / ("sigprop_atlas_refine_" + std::to_string(::getpid()));
+  fs::remove_all(out);
+  api::ReportSettings rs;
+  rs.out = out.string();
+  rs.jobs = 2;
+  rs.figures = false;
+  const auto r = api::report_from_toml(text, rs, nullptr, "tiny_refine.toml");
+  const auto more = reports::atlas_refine_jobs(cfg, cells, jobs, out);
+  REQUIRE_FALSE(more.empty());
+  CHECK(r.jobs == static_cast<int>(jobs.size() + more.size()));
+  std::map<int, int> factor;
+  for (const auto& j : more) {
+    CHECK(fs::exists(out / j.json));
+    CHECK(j.json.string().find(".simulate-d") != std::string::npos);
+    CHECK(j.json.string().find("-s48.json") != std::string::npos);  // continues after the first pass's 48
+    const int k = (j.settings.at("samples").get<int>() + 48) / 48;
+    CHECK((k == 2 || k == 4));
+    factor[j.cell] = k;
+  }
+  CHECK(more.size() == factor.size() * cfg.atlas.widths.size());  // every width of a refined configuration
+  const auto js = nlohmann::json::parse(slurp_file(out / "atlas.json"));
+  CHECK(js["refinement"]["configurations_refined"].get<size_t>() == factor.size());
+  CHECK_THAT(slurp_file(r.report_md), Catch::Contains("Refinement: more Monte Carlo samples"));
+  {  // atlas_configs.csv's last column
+    std::ifstream in(out / "atlas_configs.csv");
+    std::string line;
+    std::getline(in, line);
+    CHECK(line.substr(line.rfind(',') + 1) == "mc_sample_factor");
+    for (const auto& c : cells) {
+      std::getline(in, line);
+      const int f = std::stoi(line.substr(line.rfind(',') + 1));
+      CHECK(f == (factor.count(c.index) ? factor[c.index] : 1));
+    }
+  }
+
+  // The pooled Monte Carlo is the larger run: one refined configuration's widest width against a
+  // run of K x 48 samples with the job's seed, at every compared point.
+  std::vector<reports::Job> all = jobs;
+  all.insert(all.end(), more.begin(), more.end());
+  const auto pts = reports::atlas_points(cfg, cells, all, out, nullptr, true);
+  const auto pts_first = reports::atlas_points(cfg, cells, all, out, nullptr, false);
+  CHECK(pts_first.size() == reports::atlas_points(cfg, cells, jobs, out).size());  // the first pass alone
+  {
+    const auto [cell, k] = *factor.begin();
+    const reports::Job* base = nullptr;
+    for (const auto& j : jobs)
+      if (j.cell == cell && j.engine == reports::EngineKind::Simulate && j.spec.width == cfg.atlas.widths.back()) base = &j;
+    REQUIRE(base);
+    sim::SimSettings st;
+    st.backend = cfg.simulate.backend;
+    st.precision = cfg.simulate.precision;
+    st.samples = 48 * k;
+    st.seed = base->settings.at("seed").get<uint64_t>();
+    const Profile whole = sim::MonteCarloEngine(st).run(base->spec);
+    int compared = 0;
+    for (const auto& p : pts) {
+      if (p.cell != cell) continue;
+      ++compared;
+      CAPTURE(p.metric, p.layer);
+      SIGPROP_CHECK_CLOSE(p.mc.back(), whole.at(p.layer, p.metric), kExact);
+      SIGPROP_CHECK_CLOSE(p.mc_se.back(), whole.at(p.layer, p.metric + "_se"), kExact);
+    }
+    CHECK(compared > 0);
+  }
+
+  // What it bought: per metric, no fewer points resolved to the goal than in the first pass (fixed
+  // seeds: the same outcome every run), and still no point beyond the family-wise z_crit.
+  for (const std::string& m : cfg.atlas.metrics) {
+    int before = 0, after = 0;
+    for (const auto& p : pts_first) before += p.metric == m && reports::resolved_to_goal(p);
+    for (const auto& p : pts) after += p.metric == m && reports::resolved_to_goal(p);
+    CAPTURE(m, before, after);
+    CHECK(after >= before);
+    const auto& fp = js["refinement"]["first_pass"][m];
+    if (fp["n"].get<int>() > 0) SIGPROP_CHECK_CLOSE(fp["share_resolved"].get<double>(), double(before) / fp["n"].get<int>(), kExact);
+  }
+  const double zc = reports::bonferroni_z(cfg.atlas.alpha, static_cast<double>(pts.size()));
+  for (const auto& p : pts) {
+    CAPTURE(cells[p.cell].label, p.metric, p.layer, p.z_ext);
+    CHECK(std::abs(p.z_ext) <= zc);
+  }
+
+  // A rerun finds the same refinement and recomputes nothing.
+  const auto r2 = api::report_from_toml(text, rs, nullptr, "tiny_refine.toml");
+  CHECK(r2.jobs == r.jobs);
+  CHECK(r2.jobs_reused == r2.jobs);
   fs::remove_all(out);
 }
