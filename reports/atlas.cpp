@@ -561,10 +561,6 @@ std::vector<Job> atlas_refine_jobs(const ReportConfig& cfg, const std::vector<Ce
 
 namespace {
 
-double goal_of(const std::string& m) {
-  return atlas_goal(m);
-}
-
 /// Per configuration and metric: the largest errors over its layers.
 struct CellMetric {
   int n = 0;
@@ -939,7 +935,7 @@ RenderResult render_atlas(const ReportConfig& cfg, const std::vector<Cell>& cell
               "resolved", "p99 resolved", "beyond z_crit", "goal", "theory null"};
     for (const std::string& m : a.metrics) {
       const Stat s = stat(groups[0], m, -1);
-      const double goal = goal_of(m);
+      const double goal = atlas_goal(m);
       // "not resolved": the p99 error exceeds the goal but not by more than the Monte Carlo's uncertainty.
       const std::string verdict = s.n == 0                 ? "–"
                                   : s.p99 <= goal          ? "met"
