@@ -94,7 +94,7 @@ ReportResult run_report(const reports::ReportConfig& cfg, const ReportSettings& 
   // pass did not resolve the goals, chosen from its cells (every rank reads the same ones, so every
   // rank makes the same list) and shared among the ranks like the first pass.
   std::vector<reports::Job> all_jobs = jobs;
-  if (cfg.atlas.enabled && cfg.atlas.refine > 1) {
+  if (cfg.atlas.enabled && (cfg.atlas.refine > 1 || cfg.atlas.refine_theory > 1)) {
     std::vector<reports::Job> more;
     std::exception_ptr plan_error;
     try {

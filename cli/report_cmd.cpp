@@ -170,9 +170,9 @@ int run_report(const ReportArgs& a, int /*argc*/, char** /*argv*/) {
 
   h.on_refine = [&](std::size_t jobs) {
     if (root && !a.quiet)
-      fmt::print(stderr, "report: atlas refinement: {} more Monte Carlo job(s) where the first pass did not resolve the "
-                         "goals (atlas.refine = {})\n",
-                 jobs, cfg.atlas.refine);
+      fmt::print(stderr, "report: atlas refinement: {} more job(s) where the first pass did not resolve the goals "
+                         "(atlas.refine = {}, refine_theory = {})\n",
+                 jobs, cfg.atlas.refine, cfg.atlas.refine_theory);
   };
   auto prev = std::signal(SIGINT, on_sigint);
   api::ReportResult r;

@@ -316,12 +316,12 @@ std::vector<AtlasPoint> atlas_points(const ReportConfig& cfg, const std::vector<
   const AtlasConfig& a = cfg.atlas;
   const size_t nw = a.widths.size();
   // Per cell: the theory job and the Monte Carlo jobs in the order of atlas.widths.
-  std::vector<const Job*> theory(cells.size(), nullptr);
+  std::vector<const Job*> theory(cells.size(), nullptr), theory_more(cells.size(), nullptr);
   std::vector<std::vector<const Job*>> sims(cells.size(), std::vector<const Job*>(nw, nullptr));
   std::vector<std::vector<const Job*>> more(cells.size(), std::vector<const Job*>(nw, nullptr));  // refinement
   for (const Job& j : jobs) {
     if (j.engine == EngineKind::Theory) {
-      theory.at(j.cell) = &j;
+      (j.settings.contains("refinement") ? theory_more : theory).at(j.cell) = &j;
     } else {
       auto it = std::find(a.widths.begin(), a.widths.end(), j.spec.width);
       if (it == a.widths.end())
@@ -342,7 +342,8 @@ std::vector<AtlasPoint> atlas_points(const ReportConfig& cfg, const std::vector<
   std::vector<AtlasPoint> pts;
   for (const Cell& c : cells) {
     if (!theory[c.index]) throw Error(fmt::format("atlas: cell {} has no theory job", c.label));
-    const Profile t = load_job(out, *theory[c.index]);
+    // A refined theory (more logit draws) replaces the first one.
+    const Profile t = load_job(out, pool_refined && theory_more[c.index] ? *theory_more[c.index] : *theory[c.index]);
     std::vector<Profile> mc;
     for (size_t w = 0; w < nw; ++w) {
       const Job* j = sims[c.index][w];
@@ -512,47 +513,73 @@ bool resolved_to_goal(const AtlasPoint& p) {
   return z_as_t(kNormal1, p.dof_ext) * p.se_ext <= atlas_goal(p.metric) * std::abs(p.fit.m);
 }
 
-std::map<int, int> atlas_refine_factors(const std::vector<AtlasPoint>& pts, int max_factor) {
-  std::map<int, int> k;
+std::map<int, RefineFactors> atlas_refine_plan(const std::vector<AtlasPoint>& pts, int max_mc, int max_theory,
+                                               const std::map<int, std::pair<double, double>>& cost) {
+  std::map<int, RefineFactors> plan;
   for (const AtlasPoint& p : pts) {
     if (resolved_to_goal(p) || !std::isfinite(p.fit.se_m)) continue;
     const double target = atlas_goal(p.metric) * std::abs(p.fit.m);
-    for (int f = 2; f <= max_factor; f *= 2) {
-      // K times the samples at every width: every width's s.e. falls by sqrt(K), and so does se_m
-      // (the weighted fit's weights all scale by K); the degrees of freedom of the fit grow at
-      // least K-fold (n K - 1 >= K (n - 1) per width).
-      const double se_m = p.fit.se_m / std::sqrt(static_cast<double>(f));
-      const double s = std::sqrt(p.theory_se * p.theory_se + se_m * se_m + p.floor_ext * p.floor_ext);
-      const double nu = welch_dof({{p.theory_se * p.theory_se, p.theory_dof}, {se_m * se_m, f * p.fit.dof}});
-      if (z_as_t(kNormal1, nu) * s <= target) {
-        int& cur = k[p.cell];
-        cur = std::max(cur, f);
-        break;
+    const auto c = cost.find(p.cell);
+    const double c_mc = c == cost.end() ? 1.0 : c->second.first, c_th = c == cost.end() ? 1.0 : c->second.second;
+    RefineFactors best;
+    double best_cost = std::numeric_limits<double>::infinity();
+    for (int km = 1; km <= max_mc; km *= 2)
+      for (int kt = 1; kt <= max_theory; kt *= 2) {
+        if (km == 1 && kt == 1) continue;
+        // K_mc times the samples at every width: every width's s.e. falls by sqrt(K_mc), and so
+        // does se_m (the weighted fit's weights all scale alike); the fit's degrees of freedom grow
+        // at least K_mc-fold (n K - 1 >= K (n - 1) per width). K_theory times the logit draws in
+        // the same error batches: the theory's s.e. falls by sqrt(K_theory), its degrees of freedom stay.
+        const double se_m = p.fit.se_m / std::sqrt(static_cast<double>(km));
+        const double se_t = p.theory_se / std::sqrt(static_cast<double>(kt));
+        const double s = std::sqrt(se_t * se_t + se_m * se_m + p.floor_ext * p.floor_ext);
+        const double nu = welch_dof({{se_t * se_t, p.theory_dof}, {se_m * se_m, km * p.fit.dof}});
+        const double added = c_mc * (km - 1) + c_th * (kt - 1);
+        if (z_as_t(kNormal1, nu) * s <= target && added < best_cost) {
+          best = {km, kt};
+          best_cost = added;
+        }
       }
-    }
+    if (!std::isfinite(best_cost)) continue;  // no allowed pair resolves it
+    RefineFactors& cur = plan[p.cell];
+    cur.mc = std::max(cur.mc, best.mc);
+    cur.theory = std::max(cur.theory, best.theory);
   }
-  return k;
+  return plan;
 }
 
 std::vector<Job> atlas_refine_jobs(const ReportConfig& cfg, const std::vector<Cell>& cells,
                                    const std::vector<Job>& jobs, const fs::path& out) {
   std::vector<Job> more;
-  if (!cfg.atlas.enabled || cfg.atlas.refine <= 1) return more;
+  if (!cfg.atlas.enabled || (cfg.atlas.refine <= 1 && cfg.atlas.refine_theory <= 1)) return more;
   std::vector<Job> base;
-  for (const Job& j : jobs)
-    if (!j.settings.contains("first_sample")) base.push_back(j);
-  const std::map<int, int> factor = atlas_refine_factors(atlas_points(cfg, cells, base, out, nullptr, false),
-                                                         cfg.atlas.refine);
+  std::map<int, std::pair<double, double>> cost;
+  for (const Job& j : jobs) {
+    if (j.settings.contains("first_sample") || j.settings.contains("refinement")) continue;
+    base.push_back(j);
+    (j.engine == EngineKind::Simulate ? cost[j.cell].first : cost[j.cell].second) += j.cost;
+  }
+  const std::map<int, RefineFactors> plan = atlas_refine_plan(atlas_points(cfg, cells, base, out, nullptr, false),
+                                                              cfg.atlas.refine, cfg.atlas.refine_theory, cost);
   for (const Job& j : base) {
-    if (j.engine != EngineKind::Simulate) continue;
-    const auto it = factor.find(j.cell);
-    if (it == factor.end()) continue;
-    const int n = j.settings.at("samples").get<int>(), k = it->second;
+    const auto it = plan.find(j.cell);
+    if (it == plan.end()) continue;
     Job r = j;
-    r.settings["samples"] = (k - 1) * n;
-    r.settings["first_sample"] = n;
-    r.label = fmt::format("{}, samples {}..{} (refinement x{})", j.label, n, k * n - 1, k);
-    r.cost = j.cost * (k - 1);
+    if (j.engine == EngineKind::Simulate && it->second.mc > 1) {
+      const int n = j.settings.at("samples").get<int>(), k = it->second.mc;
+      r.settings["samples"] = (k - 1) * n;
+      r.settings["first_sample"] = n;
+      r.label = fmt::format("{}, samples {}..{} (refinement x{})", j.label, n, k * n - 1, k);
+      r.cost = j.cost * (k - 1);
+    } else if (j.engine == EngineKind::Theory && it->second.theory > 1) {
+      const int k = it->second.theory;
+      r.settings["attn_samples"] = k * j.settings.at("attn_samples").get<int>();
+      r.settings["refinement"] = k;
+      r.label = fmt::format("{}, attn_samples {} (refinement x{})", j.label, r.settings["attn_samples"].get<int>(), k);
+      r.cost = j.cost * k;
+    } else {
+      continue;
+    }
     finish_job(cfg, cells, r);
     more.push_back(std::move(r));
   }
@@ -588,11 +615,17 @@ RenderResult render_atlas(const ReportConfig& cfg, const std::vector<Cell>& cell
   // Refinement: each configuration's factor on its samples (1: the first pass only), the Monte
   // Carlo work it added (the jobs' cost model), and the first pass's points alone, to show what
   // the refinement bought.
-  std::vector<int> factor(cells.size(), 1);
-  double cost_first = 0, cost_more = 0;
+  std::vector<int> factor(cells.size(), 1), factor_theory(cells.size(), 1);
+  double cost_first = 0, cost_more = 0, cost_theory_first = 0, cost_theory_more = 0;
   for (const Job& j : jobs) {
-    if (j.engine != EngineKind::Simulate) continue;
-    if (j.settings.contains("first_sample")) {
+    if (j.engine == EngineKind::Theory) {
+      if (j.settings.contains("refinement")) {
+        factor_theory.at(j.cell) = j.settings["refinement"].get<int>();
+        cost_theory_more += j.cost;
+      } else {
+        cost_theory_first += j.cost;
+      }
+    } else if (j.settings.contains("first_sample")) {
       const int n = j.settings["first_sample"].get<int>(), more = j.settings["samples"].get<int>();
       factor.at(j.cell) = (n + more) / n;
       cost_more += j.cost;
@@ -600,7 +633,8 @@ RenderResult render_atlas(const ReportConfig& cfg, const std::vector<Cell>& cell
       cost_first += j.cost;
     }
   }
-  const bool refined = cost_more > 0;
+  const bool refined = cost_more > 0 || cost_theory_more > 0;
+  const bool refine_on = a.refine > 1 || a.refine_theory > 1;
   const std::vector<AtlasPoint> pts_first =
       refined ? atlas_points(cfg, cells, jobs, out, nullptr, false) : std::vector<AtlasPoint>{};
   struct GoalStat {
@@ -689,7 +723,7 @@ RenderResult render_atlas(const ReportConfig& cfg, const std::vector<Cell>& cell
       o << ",max_rel_ext_" << m << ",max_absz_ext_" << m << ",max_excess_ext_" << m;
       for (int w : a.widths) o << ",max_rel_d" << w << "_" << m;
     }
-    o << ",mc_sample_factor\n";
+    o << ",mc_sample_factor,theory_sample_factor\n";
     for (const Cell& c : cells) {
       const StackSpec& s = c.spec;
       o << c.index << "," << c.slug << "," << to_string(s.blocks) << "," << to_string(s.norm) << ","
@@ -705,7 +739,7 @@ RenderResult render_atlas(const ReportConfig& cfg, const std::vector<Cell>& cell
         o << "," << num(x.rel_ext) << "," << num(x.absz_ext) << "," << num(x.excess);
         for (size_t w = 0; w < nw; ++w) o << "," << num(x.rel[w]);
       }
-      o << "," << factor[c.index] << "\n";
+      o << "," << factor[c.index] << "," << factor_theory[c.index] << "\n";
     }
     write_file_atomic(out / "atlas_configs.csv", o.str());
   }
@@ -948,23 +982,29 @@ RenderResult render_atlas(const ReportConfig& cfg, const std::vector<Cell>& cell
     }
     tables.push_back(std::move(t));
   }
-  if (a.refine > 1) {
-    std::map<int, int> by_factor;
-    for (int f : factor)
-      if (f > 1) ++by_factor[f];
+  auto refined_counts = [](const std::vector<int>& f) {
+    std::map<int, int> by;
+    for (int k : f)
+      if (k > 1) ++by[k];
     std::vector<std::string> counts;
-    for (auto [f, n] : by_factor) counts.push_back(fmt::format("{} × {}", n, f));
+    for (auto [k, n] : by) counts.push_back(fmt::format("{} × {}", n, k));
+    const auto n = f.size() - static_cast<size_t>(std::count(f.begin(), f.end(), 1));
+    return counts.empty() ? fmt::format("{}", n) : fmt::format("{} (configurations × K: {})", n, fmt::join(counts, ", "));
+  };
+  if (refine_on) {
     Table t;
-    t.title = "Refinement: more Monte Carlo samples where the goals were not resolved";
+    t.title = "Refinement: more samples where the goals were not resolved";
     t.note = fmt::format(
-        "atlas.refine = {}: after the first pass, every configuration with points not resolved to the goal got the "
-        "smallest power of two K ≤ {} of its samples, at every width, that would resolve all of them that K can "
-        "(chosen from the standard errors alone, never from the error; the extra samples continue the same random "
-        "streams and are pooled with the first pass). {} of {} configurations refined{}{}, {:.0f}% more Monte Carlo "
-        "work (the jobs' cost model). Per metric, the first pass → with the refinement.",
-        a.refine, a.refine, cells.size() - std::count(factor.begin(), factor.end(), 1), cells.size(),
-        counts.empty() ? "" : " (configurations × K: ", counts.empty() ? "" : fmt::format("{})", fmt::join(counts, ", ")),
-        cost_first > 0 ? 100 * cost_more / cost_first : 0.0);
+        "atlas.refine = {}, refine_theory = {}: after the first pass, every configuration with points not resolved to "
+        "the goal got the powers of two K_mc ≤ {} on its Monte Carlo samples (every width) and K_theory ≤ {} on the "
+        "sampled theory's logit draws that resolve, at the least added cost, every such point some pair can "
+        "(chosen from the standard errors alone, never from the error). The extra Monte Carlo samples continue the "
+        "same random streams and are pooled with the first pass; a refined theory replaces the first. Monte Carlo "
+        "refined in {} of {} configurations, {:.0f}% more Monte Carlo work; theory refined in {}, {:.0f}% more "
+        "theory work (the jobs' cost model). Per metric, the first pass → with the refinement.",
+        a.refine, a.refine_theory, a.refine, a.refine_theory, refined_counts(factor), cells.size(),
+        cost_first > 0 ? 100 * cost_more / cost_first : 0.0, refined_counts(factor_theory),
+        cost_theory_first > 0 ? 100 * cost_theory_more / cost_theory_first : 0.0);
     t.head = {"metric", "points", "resolved", "p99 resolved", "p99"};
     for (const std::string& m : a.metrics) {
       const GoalStat after = goal_stat(pts, m), before = refined ? goal_stat(pts_first, m) : after;
@@ -1125,14 +1165,21 @@ RenderResult render_atlas(const ReportConfig& cfg, const std::vector<Cell>& cell
                                  {"share_beyond_1.96", double(c.z5) / c.n},
                                  {"share_beyond_2.58", double(c.z1) / c.n},
                                  {"share_beyond_z_crit", double(c.zcrit) / c.n}};
-    if (a.refine > 1) {
-      nlohmann::json r = {{"max_factor", a.refine},
-                          {"configurations_refined", cells.size() - std::count(factor.begin(), factor.end(), 1)},
-                          {"extra_cost_share", cost_first > 0 ? cost_more / cost_first : 0.0},
-                          {"factors", nlohmann::json::object()},
-                          {"first_pass", nlohmann::json::object()}};
+    if (refine_on) {
+      nlohmann::json r = {
+          {"max_factor", a.refine},
+          {"max_factor_theory", a.refine_theory},
+          {"configurations_refined", cells.size() - std::count(factor.begin(), factor.end(), 1)},
+          {"configurations_refined_theory", cells.size() - std::count(factor_theory.begin(), factor_theory.end(), 1)},
+          {"extra_cost_share", cost_first > 0 ? cost_more / cost_first : 0.0},
+          {"extra_cost_share_theory", cost_theory_first > 0 ? cost_theory_more / cost_theory_first : 0.0},
+          {"factors", nlohmann::json::object()},
+          {"factors_theory", nlohmann::json::object()},
+          {"first_pass", nlohmann::json::object()}};
       for (int f : factor)
         if (f > 1) r["factors"][fmt::format("{}", f)] = r["factors"].value(fmt::format("{}", f), 0) + 1;
+      for (int f : factor_theory)
+        if (f > 1) r["factors_theory"][fmt::format("{}", f)] = r["factors_theory"].value(fmt::format("{}", f), 0) + 1;
       auto jn = [](double x) { return std::isfinite(x) ? nlohmann::json(x) : nlohmann::json(nullptr); };
       for (const std::string& m : a.metrics) {
         const GoalStat g = goal_stat(refined ? pts_first : pts, m);

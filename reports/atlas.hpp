@@ -153,19 +153,30 @@ double atlas_goal(const std::string& metric);
 /// error within the goal with probability 99% (t_0.995 of dof_ext times se_ext <= goal |m|).
 bool resolved_to_goal(const AtlasPoint& p);
 
-/// Refinement (AtlasConfig::refine; docs/atlas.md "Refinement"): per configuration, the factor K (a
-/// power of two in [2, max_factor]) by which its Monte Carlo samples at every width are multiplied,
-/// or no entry when none is needed or none suffices. From the standard errors alone, never the
-/// error: a point not resolved to the goal needs the smallest K with which it would be (se_m / sqrt
-/// K at degrees of freedom K dof, the theory's s.e. and the float floor unchanged); points no K <=
-/// max_factor resolves (a theory s.e. or floor too large, m near 0, heavy tails) are left out; the
-/// configuration takes the largest K its points need.
-std::map<int, int> atlas_refine_factors(const std::vector<AtlasPoint>& pts, int max_factor);
+/// Refinement (AtlasConfig::refine, refine_theory; docs/atlas.md "Refinement"): per configuration,
+/// the factors (powers of two) on its Monte Carlo samples at every width and on the sampled theory's
+/// logit draws.
+struct RefineFactors {
+  int mc = 1, theory = 1;
+  bool operator==(const RefineFactors&) const = default;
+};
+/// The refinement plan, from the standard errors alone, never the error: for every point not
+/// resolved to the goal, the pair (K_mc <= max_mc, K_theory <= max_theory) of least added cost that
+/// would resolve it (se_m / sqrt K_mc at K_mc times the fit's degrees of freedom, theory_se / sqrt
+/// K_theory at the same degrees of freedom, the float floor unchanged); points no pair resolves (a
+/// float floor above the goal, m near 0, heavy tails) are left out, not capped. A configuration takes
+/// the largest factors its points need; configurations needing none have no entry. `cost` gives per
+/// configuration the first pass's {Monte Carlo, theory} cost (the jobs' cost model); without an
+/// entry both count 1.
+std::map<int, RefineFactors> atlas_refine_plan(const std::vector<AtlasPoint>& pts, int max_mc, int max_theory,
+                                               const std::map<int, std::pair<double, double>>& cost = {});
 /// The refinement jobs of an atlas whose first-pass jobs are all done: for every configuration with a
-/// factor K, one Monte Carlo job per width with samples (K - 1) n from sample n on (the same seed:
-/// the first run's streams continued), labelled and hashed like any job
-/// (cells/<cNNN>.simulate-d<width>-s<n>.json). Empty when atlas.refine is 1. Deterministic in the
-/// config and the first pass's cells, so a rerun finds the same jobs (resume, MPI ranks).
+/// Monte Carlo factor K, one Monte Carlo job per width with samples (K - 1) n from sample n on (the
+/// same seed: the first run's streams continued; cells/<cNNN>.simulate-d<width>-s<n>.json), and with a
+/// theory factor K, a theory job with K times attn_samples that replaces the first
+/// (cells/<cNNN>.theory-x<K>.json), labelled and hashed like any job. Empty when atlas.refine and
+/// refine_theory are 1. Deterministic in the config and the first pass's cells, so a rerun finds the
+/// same jobs (resume, MPI ranks).
 std::vector<Job> atlas_refine_jobs(const ReportConfig& cfg, const std::vector<Cell>& cells,
                                    const std::vector<Job>& jobs, const std::filesystem::path& out);
 

@@ -548,7 +548,7 @@ void parse_atlas(const toml::table& at, ReportConfig& cfg) {
   const std::vector<std::string> keys{"configurations", "seed", "sampler", "widths", "samples", "head_dim", "blocks", "norm",
                                       "norm_type", "activation", "mask", "qk_scale", "branch_scale", "branch_number",
                                       "sigma_qk2", "sigma_w2", "depth", "tokens", "metrics", "alpha", "worst",
-                                      "streams", "refine"};
+                                      "streams", "refine", "refine_theory"};
   for (auto&& [k, node] : at) {
     std::string key(k.str()), full = "atlas." + key;
     if (key == "configurations")
@@ -633,11 +633,11 @@ void parse_atlas(const toml::table& at, ReportConfig& cfg) {
       a.streams = get_string(node, origin, full);
       if (a.streams != "independent" && a.streams != "shared")
         fail(origin, fmt::format("{}: unknown value \"{}\"; allowed: \"independent\", \"shared\"", full, a.streams));
-    } else if (key == "refine") {
-      a.refine = get_int(node, origin, full, 1, 64);
-      if ((a.refine & (a.refine - 1)) != 0)
-        fail(origin, fmt::format("{}: must be a power of two (1, 2, 4, ..., 64; 1 = no refinement), got {}", full,
-                                 a.refine));
+    } else if (key == "refine" || key == "refine_theory") {
+      int& r = key == "refine" ? a.refine : a.refine_theory;
+      r = get_int(node, origin, full, 1, 64);
+      if ((r & (r - 1)) != 0)
+        fail(origin, fmt::format("{}: must be a power of two (1, 2, 4, ..., 64; 1 = no refinement), got {}", full, r));
     } else
       unknown_key(origin, "atlas.", key, keys);
   }
@@ -731,6 +731,9 @@ ReportConfig parse_report_config(std::string_view text, const std::string& origi
     if (static_cast<double>(most) * a.refine > 65536)
       fail(origin, fmt::format("atlas.refine: {} x {} samples is more than the 65536 sample ids of the random streams",
                                a.refine, most));
+    if (static_cast<double>(cfg.theory.settings.attn.samples) * a.refine_theory > 100000000)
+      fail(origin, fmt::format("atlas.refine_theory: {} x engines.theory.attn_samples = {} is more than 100000000",
+                               a.refine_theory, cfg.theory.settings.attn.samples));
   }
   if (cfg.measure.enabled && !cfg.atlas.enabled) {
     cfg.base = measured_base(cfg, spec_tables);
@@ -933,7 +936,8 @@ std::string to_toml(const ReportConfig& c) {
       << "]\nsigma_w2 = [" << num(a.sigma_w2.first) << ", " << num(a.sigma_w2.second) << "]\ndepth = [" << a.depth.first
       << ", " << a.depth.second << "]\ntokens = [" << a.tokens.first << ", " << a.tokens.second
       << "]\nmetrics = " << names(a.metrics) << "\nalpha = " << num(a.alpha) << "\nworst = " << a.worst
-      << "\nstreams = " << quote(a.streams) << "\n" << (a.refine != 1 ? fmt::format("refine = {}\n", a.refine) : "");
+      << "\nstreams = " << quote(a.streams) << "\n" << (a.refine != 1 ? fmt::format("refine = {}\n", a.refine) : "")
+      << (a.refine_theory != 1 ? fmt::format("refine_theory = {}\n", a.refine_theory) : "");
   }
   return o.str();
 }

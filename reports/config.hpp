@@ -150,6 +150,10 @@ struct AtlasConfig {
   /// picks, from the standard errors alone, the smallest sufficient power of two per configuration
   /// and runs the extra samples (the same random streams, continued) as further jobs.
   int refine = 1;
+  /// The same for the sampled theory (1/sqrt(d_h) attention, or 1/d_h with finite_dh): the largest
+  /// factor on engines.theory.attn_samples where the theory's own s.e. keeps a point from being
+  /// resolved; the refined theory job replaces the first one. 1 = none.
+  int refine_theory = 1;
 };
 
 struct ReportConfig {

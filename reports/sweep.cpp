@@ -193,6 +193,7 @@ std::unique_ptr<Engine> make_engine(const ReportConfig& cfg, const Job& job, int
     case EngineKind::Theory: {
       theory::TheorySettings t = cfg.theory.settings;
       t.attn.seed = job.settings.value("attn_seed", t.attn.seed);  // an atlas keys it by configuration
+      t.attn.samples = job.settings.value("attn_samples", t.attn.samples);  // an atlas's refinement raises it
       return std::make_unique<theory::TheoryEngine>(t);
     }
     case EngineKind::Ode: return std::make_unique<theory::ContinuumEngine>(cfg.ode.settings);
@@ -459,6 +460,9 @@ void finish_job(const ReportConfig& cfg, const std::vector<Cell>& cells, Job& j)
   if (cfg.atlas.enabled && j.engine == EngineKind::Simulate) stem += fmt::format("-d{}", j.spec.width);
   // A run that continues another's random streams (an atlas's refinement) from sample k.
   if (j.settings.contains("first_sample")) stem += fmt::format("-s{}", j.settings["first_sample"].get<int>());
+  // A theory run with K times the logit draws (an atlas's refinement).
+  if (j.engine == EngineKind::Theory && j.settings.contains("refinement"))
+    stem += fmt::format("-x{}", j.settings["refinement"].get<int>());
   j.json = stem + ".json";
   j.csv = stem + ".csv";
 }

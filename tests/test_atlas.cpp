@@ -3,6 +3,7 @@
 // percentile summary, the [atlas] config and its named errors, and a [stochastic] tiny atlas
 // whose theory agrees with the width-extrapolated Monte Carlo at a stated family-wise rate.
 #include <catch2/catch.hpp>
+#include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
@@ -21,6 +22,7 @@
 #include "core/profile.hpp"
 #include "mc/engine.hpp"
 #include "sigprop/api.hpp"
+#include "theory/engine.hpp"
 #include "reports/atlas.hpp"
 #include "reports/config.hpp"
 #include "reports/sweep.hpp"
@@ -439,20 +441,32 @@ TEST_CASE("atlas: [atlas] config, its jobs and its named errors", "[atlas][confi
   CHECK_THAT(err("[atlas]\nconfigurations = 4\nrefine = 128\n"), Catch::Contains("atlas.refine: must be in [1, 64]"));
   CHECK_THAT(err("[atlas]\nconfigurations = 4\nsamples = [2048, 2048, 2048]\nrefine = 64\n"),
              Catch::Contains("atlas.refine: 64 x 2048 samples") && Catch::Contains("65536"));
-  const auto rc = reports::parse_report_config(std::string(kAtlasHead) + "[atlas]\nconfigurations = 4\nrefine = 8\n", "r.toml");
+  CHECK_THAT(err("[atlas]\nconfigurations = 4\nrefine_theory = 6\n"),
+             Catch::Contains("atlas.refine_theory") && Catch::Contains("power of two"));
+  CHECK_THAT(reports::to_toml(full), !Catch::Contains("refine_theory"));
+  const auto rc = reports::parse_report_config(
+      std::string(kAtlasHead) + "[atlas]\nconfigurations = 4\nrefine = 8\nrefine_theory = 16\n", "r.toml");
   CHECK(rc.atlas.refine == 8);
+  CHECK(rc.atlas.refine_theory == 16);
   CHECK(reports::parse_report_config(reports::to_toml(rc), "r2.toml").atlas.refine == 8);
+  CHECK(reports::parse_report_config(reports::to_toml(rc), "r2.toml").atlas.refine_theory == 16);
+  CHECK_THROWS_WITH(reports::parse_report_config("[engines.theory]\nattn_samples = 50000000\nerror_batches = 0\n"
+                                                 "[engines.simulate]\n[atlas]\nrefine_theory = 4\n",
+                                                 "big.toml"),
+                    Catch::Contains("atlas.refine_theory: 4 x engines.theory.attn_samples"));
   // The first pass's jobs do not depend on it: an atlas run without refinement resumes with it.
   auto rc1 = rc;
   rc1.atlas.refine = 1;
+  rc1.atlas.refine_theory = 1;
   const auto rj = reports::make_jobs(rc, reports::expand_cells(rc)), rj1 = reports::make_jobs(rc1, reports::expand_cells(rc1));
   REQUIRE(rj.size() == rj1.size());
   for (size_t i = 0; i < rj.size(); ++i) CHECK(rj[i].hash == rj1[i].hash);
 }
 
-TEST_CASE("atlas: the refinement factors come from the standard errors alone", "[atlas]") {
+TEST_CASE("atlas: the refinement plan comes from the standard errors alone", "[atlas]") {
   // A forward point with m = 1 (goal 2%), known standard errors (infinite degrees of freedom), so
   // that "resolved" is 2.5758 s <= 0.02: s = 0.015 needs K = 4 (0.0386, 0.0273 at K = 2, 0.0193 at 4).
+  using reports::RefineFactors;
   auto point = [](int cell, double se_m, double theory_se, double rel) {
     reports::AtlasPoint p;
     p.cell = cell;
@@ -467,29 +481,42 @@ TEST_CASE("atlas: the refinement factors come from the standard errors alone", "
     return p;
   };
   std::vector<reports::AtlasPoint> pts{point(0, 0.005, 0, 0.5),    // resolved already: nothing, whatever its error
-                                       point(1, 0.015, 0, 0),      // K = 4, with no error at all
-                                       point(2, 0.015, 0.010, 0),  // the theory's s.e. alone is 0.0258 > 0.02: no K
-                                       point(3, 0.010, 0, 0),      // K = 2 (0.0258 -> 0.0182)
-                                       point(3, 0.030, 0, 0)};     // K = 16 (0.0773 -> 0.0193)
-  auto k = reports::atlas_refine_factors(pts, 16);
-  CHECK(k == std::map<int, int>{{1, 4}, {3, 16}});
-  k = reports::atlas_refine_factors(pts, 8);  // 16 not allowed: that point is left out, not capped
-  CHECK(k == std::map<int, int>{{1, 4}, {3, 2}});
-  CHECK(reports::atlas_refine_factors(pts, 1).empty());
-  // The error never enters: the same points with other errors give the same factors.
+                                       point(1, 0.015, 0, 0),      // K_mc = 4, with no error at all
+                                       point(2, 0.002, 0.010, 0),  // the theory's s.e. alone is 0.0258 > 0.02
+                                       point(3, 0.010, 0, 0),      // K_mc = 2 (0.0258 -> 0.0182)
+                                       point(3, 0.030, 0, 0)};     // K_mc = 16 (0.0773 -> 0.0193)
+  using Plan = std::map<int, RefineFactors>;
+  // Monte Carlo only: the theory-limited point is left out, not capped; so is the one needing 16 > 8.
+  CHECK(reports::atlas_refine_plan(pts, 16, 1) == Plan{{1, {4, 1}}, {3, {16, 1}}});
+  CHECK(reports::atlas_refine_plan(pts, 8, 1) == Plan{{1, {4, 1}}, {3, {2, 1}}});
+  CHECK(reports::atlas_refine_plan(pts, 1, 1).empty());
+  // With the theory's draws: twice as many resolve point 2 alone (s = 0.00735, 0.0189).
+  CHECK(reports::atlas_refine_plan(pts, 8, 4) == Plan{{1, {4, 1}}, {2, {1, 2}}, {3, {2, 1}}});
+  // A point both sides limit: se_m = 0.015 with theory s.e. 0.010 needs K_theory = 4 (0.005) and then
+  // se_m <= 0.0059, K_mc = 8; with K_theory = 2 it would need K_mc = 32.
+  const auto both = point(4, 0.015, 0.010, 0);
+  CHECK(reports::atlas_refine_plan({both}, 8, 4) == Plan{{4, {8, 4}}});
+  CHECK(reports::atlas_refine_plan({both}, 8, 2).empty());
+  // The cost decides between sufficient pairs: point 1 is resolved by K_mc = 4 alone, or by K_mc = 4
+  // with more theory draws (no help: its theory is exact), never by theory alone; a point with equal
+  // parts (0.0055 each: s = 0.00778, 0.0200 > 0.02 barely) takes the cheaper side.
+  const auto even = point(6, 0.0055, 0.0055, 0);
+  CHECK(reports::atlas_refine_plan({even}, 4, 4, {{6, {10.0, 1.0}}}) == Plan{{6, {1, 2}}});
+  CHECK(reports::atlas_refine_plan({even}, 4, 4, {{6, {1.0, 10.0}}}) == Plan{{6, {2, 1}}});
+  // The error never enters: the same points with other errors give the same plan.
   for (auto& p : pts) {
     p.theory = 1.3;
     p.rel_ext = 0.3;
   }
-  CHECK(reports::atlas_refine_factors(pts, 8) == std::map<int, int>{{1, 4}, {3, 2}});
+  CHECK(reports::atlas_refine_plan(pts, 8, 4) == Plan{{1, {4, 1}}, {2, {1, 2}}, {3, {2, 1}}});
   // Few degrees of freedom: with 7 (8 samples), t_0.995 = 3.50, so s = 0.006 is not resolved
-  // (0.021 > 0.02) although it would be with known errors (2.58 x 0.006 = 0.0155); K = 2 resolves
+  // (0.021 > 0.02) although it would be with known errors (2.58 x 0.006 = 0.0155); K_mc = 2 resolves
   // it (s = 0.00424 with at least 14 degrees of freedom, t <= 2.98: 0.0126).
   auto few = point(5, 0.006, 0, 0);
   few.fit.dof = 7;
   few.dof_ext = 7;
   CHECK_FALSE(reports::resolved_to_goal(few));
-  CHECK(reports::atlas_refine_factors({few}, 8) == std::map<int, int>{{5, 2}});
+  CHECK(reports::atlas_refine_plan({few}, 8, 1) == Plan{{5, {2, 1}}});
   CHECK(reports::atlas_goal("grad_var") == 0.05);
   CHECK(reports::atlas_goal("rho") == 0.02);
 }
@@ -663,14 +690,15 @@ TEST_CASE("atlas: refinement pools more samples where the goals were not resolve
   CHECK(more.size() == factor.size() * cfg.atlas.widths.size());  // every width of a refined configuration
   const auto js = nlohmann::json::parse(slurp_file(out / "atlas.json"));
   CHECK(js["refinement"]["configurations_refined"].get<size_t>() == factor.size());
-  CHECK_THAT(slurp_file(r.report_md), Catch::Contains("Refinement: more Monte Carlo samples"));
+  CHECK_THAT(slurp_file(r.report_md), Catch::Contains("Refinement: more samples where the goals were not resolved"));
   {  // atlas_configs.csv's last column
     std::ifstream in(out / "atlas_configs.csv");
     std::string line;
     std::getline(in, line);
-    CHECK(line.substr(line.rfind(',') + 1) == "mc_sample_factor");
+    CHECK(line.substr(line.rfind(",mc_sample_factor")) == ",mc_sample_factor,theory_sample_factor");
     for (const auto& c : cells) {
       std::getline(in, line);
+      line.resize(line.rfind(','));  // the theory's factor: 1, refine_theory is not set
       const int f = std::stoi(line.substr(line.rfind(',') + 1));
       CHECK(f == (factor.count(c.index) ? factor[c.index] : 1));
     }
@@ -727,5 +755,45 @@ TEST_CASE("atlas: refinement pools more samples where the goals were not resolve
   const auto r2 = api::report_from_toml(text, rs, nullptr, "tiny_refine.toml");
   CHECK(r2.jobs == r.jobs);
   CHECK(r2.jobs_reused == r2.jobs);
+  fs::remove_all(out);
+
+  // The theory's refinement: with 32 logit draws in 2 error batches its s.e. limits some points,
+  // and refine_theory = 4 reruns those configurations' theory with 2 or 4 times the draws, which
+  // replaces the first theory: equal to a theory run with those draws and the job's seed.
+  std::string text_t = text;
+  text_t.replace(text_t.find("attn_samples = 512"), 18, "attn_samples = 32");
+  text_t.replace(text_t.find("error_batches = 8"), 17, "error_batches = 2");
+  text_t += "refine_theory = 4\n";
+  const auto cfg_t = reports::parse_report_config(text_t, "tiny_refine_theory.toml");
+  const auto jobs_t = reports::make_jobs(cfg_t, cells);
+  (void)api::report_from_toml(text_t, rs, nullptr, "tiny_refine_theory.toml");
+  const auto more_t = reports::atlas_refine_jobs(cfg_t, cells, jobs_t, out);
+  std::vector<reports::Job> all_t = jobs_t;
+  all_t.insert(all_t.end(), more_t.begin(), more_t.end());
+  const auto pts_t = reports::atlas_points(cfg_t, cells, all_t, out);
+  int theory_refined = 0;
+  for (const auto& j : more_t) {
+    if (j.engine != reports::EngineKind::Theory) continue;
+    ++theory_refined;
+    const int k = j.settings.at("refinement").get<int>();
+    CHECK((k == 2 || k == 4));
+    CHECK(j.settings.at("attn_samples") == 32 * k);
+    CHECK(j.json.string() == fmt::format("cells/{}.theory-x{}.json", cells[j.cell].slug, k));
+    theory::TheorySettings ts = cfg_t.theory.settings;
+    ts.attn.samples = 32 * k;
+    ts.attn.seed = j.settings.at("attn_seed").get<uint64_t>();
+    const Profile direct = theory::TheoryEngine(ts).run(j.spec);
+    int compared = 0;
+    for (const auto& p : pts_t) {
+      if (p.cell != j.cell) continue;
+      ++compared;
+      CAPTURE(p.metric, p.layer);
+      CHECK(p.theory == direct.at(p.layer, p.metric));
+    }
+    CHECK(compared > 0);
+  }
+  CHECK(theory_refined > 0);  // 2 of the 20 with atlas seed 7
+  CHECK(nlohmann::json::parse(slurp_file(out / "atlas.json"))["refinement"]["configurations_refined_theory"] ==
+        theory_refined);
   fs::remove_all(out);
 }
