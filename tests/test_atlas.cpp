@@ -434,8 +434,12 @@ TEST_CASE("atlas: [atlas] config, its jobs and its named errors", "[atlas][confi
              Catch::Contains("atlas.streams") && Catch::Contains("\"independent\", \"shared\""));
 
   // atlas.refine: a power of two in [1, 64], written back when not 1, within the 65536 sample ids.
-  CHECK(full.atlas.refine == 1);
-  CHECK_THAT(reports::to_toml(full), !Catch::Contains("refine"));
+  CHECK(full.atlas.refine == 4);  // examples/validity_atlas.toml refines; the default does not
+  CHECK(full.atlas.refine_theory == 16);
+  CHECK(reports::parse_report_config(std::string(kAtlasHead) + "[atlas]\nconfigurations = 4\n", "d.toml").atlas.refine == 1);
+  CHECK_THAT(reports::to_toml(reports::parse_report_config(std::string(kAtlasHead) + "[atlas]\nconfigurations = 4\n",
+                                                           "d.toml")),
+             !Catch::Contains("refine"));
   CHECK_THAT(err("[atlas]\nconfigurations = 4\nrefine = 3\n"),
              Catch::Contains("atlas.refine") && Catch::Contains("power of two"));
   CHECK_THAT(err("[atlas]\nconfigurations = 4\nrefine = 128\n"), Catch::Contains("atlas.refine: must be in [1, 64]"));
@@ -443,7 +447,6 @@ TEST_CASE("atlas: [atlas] config, its jobs and its named errors", "[atlas][confi
              Catch::Contains("atlas.refine: 64 x 2048 samples") && Catch::Contains("65536"));
   CHECK_THAT(err("[atlas]\nconfigurations = 4\nrefine_theory = 6\n"),
              Catch::Contains("atlas.refine_theory") && Catch::Contains("power of two"));
-  CHECK_THAT(reports::to_toml(full), !Catch::Contains("refine_theory"));
   const auto rc = reports::parse_report_config(
       std::string(kAtlasHead) + "[atlas]\nconfigurations = 4\nrefine = 8\nrefine_theory = 16\n", "r.toml");
   CHECK(rc.atlas.refine == 8);
