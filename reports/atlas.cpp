@@ -637,26 +637,6 @@ RenderResult render_atlas(const ReportConfig& cfg, const std::vector<Cell>& cell
   const bool refine_on = a.refine > 1 || a.refine_theory > 1;
   const std::vector<AtlasPoint> pts_first =
       refined ? atlas_points(cfg, cells, jobs, out, nullptr, false) : std::vector<AtlasPoint>{};
-  struct GoalStat {
-    int n = 0;
-    double p99 = kNaN, resolved = kNaN, p99_resolved = kNaN;
-  };
-  auto goal_stat = [](const std::vector<AtlasPoint>& v, const std::string& m) {
-    std::vector<double> rel, rel_resolved;
-    for (const AtlasPoint& p : v) {
-      if (p.metric != m) continue;
-      rel.push_back(p.rel_ext);
-      if (resolved_to_goal(p)) rel_resolved.push_back(p.rel_ext);
-    }
-    GoalStat g;
-    g.n = static_cast<int>(rel.size());
-    if (g.n == 0) return g;
-    g.p99 = percentile(rel, 0.99);
-    g.resolved = static_cast<double>(rel_resolved.size()) / g.n;
-    g.p99_resolved = percentile(rel_resolved, 0.99);
-    return g;
-  };
-
   // The lack-of-fit check of m + b/d per metric (points with three or more widths).
   struct CurvStat {
     int n = 0, z5 = 0, z1 = 0, zcrit = 0;
@@ -765,10 +745,12 @@ RenderResult render_atlas(const ReportConfig& cfg, const std::vector<Cell>& cell
     double p50 = kNaN, p90 = kNaN, p99 = kNaN, max = kNaN, p99_excess = kNaN, significant = kNaN;
     double resolved = kNaN, p99_resolved = kNaN;  ///< extrapolated only: resolved_to_goal points
   };
-  auto stat = [&](const Group& g, const std::string& m, int width_index) {  // -1 = extrapolated
+  // Over the points v (the atlas's, or its first pass's without the refinement).
+  auto stat_of = [&](const std::vector<AtlasPoint>& v, const Group& g, const std::string& m,
+                     int width_index) {  // -1 = extrapolated
     std::vector<double> rel, exc, rel_resolved;
     int sig = 0;
-    for (const AtlasPoint& p : pts) {
+    for (const AtlasPoint& p : v) {
       if (p.metric != m || !g.member[p.cell]) continue;
       const double r = width_index < 0 ? p.rel_ext : p.rel[width_index];
       const double z = width_index < 0 ? p.z_ext : p.z[width_index];
@@ -794,6 +776,7 @@ RenderResult render_atlas(const ReportConfig& cfg, const std::vector<Cell>& cell
     }
     return s;
   };
+  auto stat = [&](const Group& g, const std::string& m, int width_index) { return stat_of(pts, g, m, width_index); };
   nlohmann::json jsummary = nlohmann::json::array();
   {
     std::ostringstream o;
@@ -1007,7 +990,7 @@ RenderResult render_atlas(const ReportConfig& cfg, const std::vector<Cell>& cell
         cost_theory_first > 0 ? 100 * cost_theory_more / cost_theory_first : 0.0);
     t.head = {"metric", "points", "resolved", "p99 resolved", "p99"};
     for (const std::string& m : a.metrics) {
-      const GoalStat after = goal_stat(pts, m), before = refined ? goal_stat(pts_first, m) : after;
+      const Stat after = stat(groups[0], m, -1), before = refined ? stat_of(pts_first, groups[0], m, -1) : after;
       auto arrow = [](const std::string& x, const std::string& y) { return x == y ? x : x + " → " + y; };
       t.rows.push_back({m, arrow(fmt::format("{}", before.n), fmt::format("{}", after.n)),
                         arrow(pct(before.resolved), pct(after.resolved)),
@@ -1182,7 +1165,7 @@ RenderResult render_atlas(const ReportConfig& cfg, const std::vector<Cell>& cell
         if (f > 1) r["factors_theory"][fmt::format("{}", f)] = r["factors_theory"].value(fmt::format("{}", f), 0) + 1;
       auto jn = [](double x) { return std::isfinite(x) ? nlohmann::json(x) : nlohmann::json(nullptr); };
       for (const std::string& m : a.metrics) {
-        const GoalStat g = goal_stat(refined ? pts_first : pts, m);
+        const Stat g = stat_of(refined ? pts_first : pts, groups[0], m, -1);
         r["first_pass"][m] = {{"n", g.n}, {"p99", jn(g.p99)}, {"share_resolved", jn(g.resolved)},
                               {"p99_resolved", jn(g.p99_resolved)}};
       }
