@@ -90,7 +90,7 @@ ReportResult run_report(const reports::ReportConfig& cfg, const ReportSettings& 
   };
   reports::RunStats st = run_all(jobs);
 
-  // An atlas's refinement (docs/atlas.md "Refinement"): more Monte Carlo samples where the first
+  // An atlas's refinement (docs/atlas.md "Refinement"): more samples (Monte Carlo, theory draws) where the first
   // pass did not resolve the goals, chosen from its cells (every rank reads the same ones, so every
   // rank makes the same list) and shared among the ranks like the first pass.
   std::vector<reports::Job> all_jobs = jobs;
