@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <limits>
 #include <exception>
 #include <fstream>
 #include <memory>
@@ -479,6 +480,15 @@ bool job_done(const fs::path& out, const Job& job) {
   }
 }
 
+double measured_cost(const Profile& p) {
+  if (!p.extras.contains("report_cell")) return std::numeric_limits<double>::quiet_NaN();
+  const nlohmann::json& c = p.extras["report_cell"];
+  const auto secs = c.find("seconds");
+  if (secs == c.end() || !secs->is_number() || !(secs->get<double>() >= 0))
+    return std::numeric_limits<double>::quiet_NaN();
+  return secs->get<double>() * std::max(1, c.value("threads", 1));
+}
+
 Profile load_job(const fs::path& out, const Job& job) {
   Profile p = read_profile_json(out / job.json);
   if (!p.extras.contains("report_cell") || p.extras["report_cell"].value("hash", "") != job.hash)
@@ -550,10 +560,17 @@ RunStats run_jobs(const ReportConfig& cfg, const std::vector<Job>& jobs, const f
         const std::unique_ptr<Engine> eng = make_engine(cfg, job, std::max(1, opt.sim_threads));
         eng->set_progress(job_progress);
         Profile p = eng->run(job.spec);
-        p.extras["report_cell"] = {{"hash", job.hash}, {"label", job.label}, {"engine_settings", job.settings}};
+        const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+        // What the job cost, measured (an atlas's refinement plans with it): never part of the
+        // hash, and no CSV, table or figure shows it.
+        const int threads = job.engine == EngineKind::Simulate ? std::max(1, opt.sim_threads) : 1;
+        p.extras["report_cell"] = {{"hash", job.hash},
+                                   {"label", job.label},
+                                   {"engine_settings", job.settings},
+                                   {"seconds", std::round(secs * 1000) / 1000},
+                                   {"threads", threads}};
         write_file_atomic(out / job.csv, p.to_csv());
         write_file_atomic(out / job.json, p.to_json().dump(1) + "\n");  // written last: marks the job done
-        double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
         std::lock_guard<std::mutex> lk(mu);
         ++done;
         done_cost += job.cost;

@@ -64,6 +64,9 @@ void finish_job(const ReportConfig& cfg, const std::vector<Cell>& cells, Job& jo
 bool job_done(const std::filesystem::path& out, const Job& job);
 /// Reads a finished job's profile (IoError when missing or not matching).
 Profile load_job(const std::filesystem::path& out, const Job& job);
+/// What a finished job's cell records it cost: wall seconds x the threads it ran on
+/// (extras.report_cell.seconds, .threads); NaN for a cell written before sigprop recorded it.
+double measured_cost(const Profile& cell);
 
 struct RunOptions {
   int jobs = 1;         ///< cells run in parallel (threads)
