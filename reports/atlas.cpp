@@ -557,10 +557,9 @@ constexpr double kDoubleFallbackCost = 5.0;
 
 double recorded_cost(const fs::path& out, const Job& j) {
   if (!job_done(out, j)) return j.cost;  // atlas_points reports the missing cell
-  const Profile p = load_job(out, j);
-  const double measured = measured_cost(p);
+  const double measured = measured_cost(out, j);
   if (std::isfinite(measured)) return std::max(measured, 1e-3);
-  for (const std::string& w : p.warnings)
+  for (const std::string& w : load_job(out, j).warnings)
     if (w.find("recomputed in double precision") != std::string::npos) return j.cost * kDoubleFallbackCost;
   return j.cost;
 }
@@ -576,8 +575,8 @@ std::vector<Job> atlas_refine_jobs(const ReportConfig& cfg, const std::vector<Ce
   for (const Job& j : jobs) {
     if (j.settings.contains("first_sample") || j.settings.contains("refinement")) continue;
     base.push_back(j);
-    // What the first pass's job took (core-seconds, recorded in its cell) prices its refinement; a
-    // cell made before sigprop recorded it falls back to the cost model, times kDoubleFallbackCost
+    // What the first pass's job took (core-seconds, recorded beside its cell) prices its refinement;
+    // a cell made before sigprop recorded it falls back to the cost model, times kDoubleFallbackCost
     // where its samples were recomputed in double (the model knows nothing of the fallback).
     base.back().cost = recorded_cost(out, j);
     (j.engine == EngineKind::Simulate ? cost[j.cell].first : cost[j.cell].second) += base.back().cost;
@@ -636,7 +635,7 @@ RenderResult render_atlas(const ReportConfig& cfg, const std::vector<Cell>& cell
   const double zc = bonferroni_z(a.alpha, static_cast<double>(pts.size()));
 
   // Refinement: each configuration's factor on its samples (1: the first pass only), the work it
-  // added (measured where the cells record it, else the jobs' cost model), and the first pass's
+  // added (measured where the jobs recorded it, else the jobs' cost model), and the first pass's
   // points alone, to show what the refinement bought.
   std::vector<int> factor(cells.size(), 1), factor_theory(cells.size(), 1);
   double cost_first = 0, cost_more = 0, cost_theory_first = 0, cost_theory_more = 0;
@@ -1011,8 +1010,8 @@ RenderResult render_atlas(const ReportConfig& cfg, const std::vector<Cell>& cell
         "(chosen from the standard errors alone, never from the error). The extra Monte Carlo samples continue the "
         "same random streams and are pooled with the first pass; a refined theory replaces the first. Monte Carlo "
         "refined in {} of {} configurations, {:.0f}% more Monte Carlo work; theory refined in {}, {:.0f}% more "
-        "theory work (costs in core-seconds as the cells record them, the jobs' cost model for cells made before "
-        "sigprop recorded them). Per metric, the first pass → with the refinement.",
+        "theory work (core-seconds as the jobs recorded them beside their cells, the jobs' cost model for cells made "
+        "before sigprop recorded them). Per metric, the first pass → with the refinement.",
         a.refine, a.refine_theory, a.refine, a.refine_theory, refined_counts(factor), cells.size(),
         cost_first > 0 ? 100 * cost_more / cost_first : 0.0, refined_counts(factor_theory),
         cost_theory_first > 0 ? 100 * cost_theory_more / cost_theory_first : 0.0);

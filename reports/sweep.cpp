@@ -466,6 +466,7 @@ void finish_job(const ReportConfig& cfg, const std::vector<Cell>& cells, Job& j)
     stem += fmt::format("-x{}", j.settings["refinement"].get<int>());
   j.json = stem + ".json";
   j.csv = stem + ".csv";
+  j.timing = stem + ".timing.json";
 }
 
 bool job_done(const fs::path& out, const Job& job) {
@@ -480,13 +481,20 @@ bool job_done(const fs::path& out, const Job& job) {
   }
 }
 
-double measured_cost(const Profile& p) {
-  if (!p.extras.contains("report_cell")) return std::numeric_limits<double>::quiet_NaN();
-  const nlohmann::json& c = p.extras["report_cell"];
-  const auto secs = c.find("seconds");
-  if (secs == c.end() || !secs->is_number() || !(secs->get<double>() >= 0))
-    return std::numeric_limits<double>::quiet_NaN();
-  return secs->get<double>() * std::max(1, c.value("threads", 1));
+double measured_cost(const fs::path& out, const Job& job) {
+  constexpr double kNone = std::numeric_limits<double>::quiet_NaN();
+  std::error_code ec;
+  if (!fs::exists(out / job.timing, ec)) return kNone;
+  try {
+    std::ifstream in(out / job.timing);
+    const nlohmann::json t = nlohmann::json::parse(in);
+    if (t.at("hash").get<std::string>() != job.hash) return kNone;  // left by another config
+    const double secs = t.at("seconds").get<double>();
+    const int threads = t.at("threads").get<int>();
+    return secs >= 0 && threads >= 1 ? secs * threads : kNone;
+  } catch (const std::exception&) {
+    return kNone;  // unreadable: the cost model prices the job instead
+  }
 }
 
 Profile load_job(const fs::path& out, const Job& job) {
@@ -561,14 +569,15 @@ RunStats run_jobs(const ReportConfig& cfg, const std::vector<Job>& jobs, const f
         eng->set_progress(job_progress);
         Profile p = eng->run(job.spec);
         const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-        // What the job cost, measured (an atlas's refinement plans with it): never part of the
-        // hash, and no CSV, table or figure shows it.
+        p.extras["report_cell"] = {{"hash", job.hash}, {"label", job.label}, {"engine_settings", job.settings}};
+        // What the job took (an atlas's refinement is priced with it), beside the cell: the cell
+        // itself stays the same bytes whoever runs it, with however many threads.
         const int threads = job.engine == EngineKind::Simulate ? std::max(1, opt.sim_threads) : 1;
-        p.extras["report_cell"] = {{"hash", job.hash},
-                                   {"label", job.label},
-                                   {"engine_settings", job.settings},
-                                   {"seconds", std::round(secs * 1000) / 1000},
-                                   {"threads", threads}};
+        write_file_atomic(out / job.timing, nlohmann::json{{"hash", job.hash},
+                                                           {"seconds", std::round(secs * 1000) / 1000},
+                                                           {"threads", threads}}
+                                                    .dump() +
+                                                "\n");
         write_file_atomic(out / job.csv, p.to_csv());
         write_file_atomic(out / job.json, p.to_json().dump(1) + "\n");  // written last: marks the job done
         std::lock_guard<std::mutex> lk(mu);

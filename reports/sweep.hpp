@@ -49,6 +49,8 @@ struct Job {
   std::string hash;               ///< 16 hex digits, FNV-1a 64 of {engine, spec, settings, version[, theory_numerics]}
   double cost = 0;                ///< rough seconds on one core, for scheduling and the time-left estimate
   std::filesystem::path json, csv;  ///< relative to the output folder: cells/<slug>.<engine>.json/.csv
+  /// what the job took ({"hash", "seconds", "threads"}), written before the CSV and JSON: cells/<...>.timing.json
+  std::filesystem::path timing;
 };
 
 /// Expands the grid; ConfigError names the cell and key when a combination is invalid.
@@ -64,9 +66,10 @@ void finish_job(const ReportConfig& cfg, const std::vector<Cell>& cells, Job& jo
 bool job_done(const std::filesystem::path& out, const Job& job);
 /// Reads a finished job's profile (IoError when missing or not matching).
 Profile load_job(const std::filesystem::path& out, const Job& job);
-/// What a finished job's cell records it cost: wall seconds x the threads it ran on
-/// (extras.report_cell.seconds, .threads); NaN for a cell written before sigprop recorded it.
-double measured_cost(const Profile& cell);
+/// What a finished job took, as run_jobs recorded it beside its cell (job.timing): wall seconds x
+/// the threads it ran on; NaN when there is no record for this job's hash (a cell written before
+/// sigprop recorded it, or an unreadable record).
+double measured_cost(const std::filesystem::path& out, const Job& job);
 
 struct RunOptions {
   int jobs = 1;         ///< cells run in parallel (threads)

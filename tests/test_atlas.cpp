@@ -693,44 +693,52 @@ TEST_CASE("atlas: refinement pools more samples where the goals were not resolve
   }
   CHECK(more.size() == factor.size() * cfg.atlas.widths.size());  // every width of a refined configuration
 
-  // Every cell records what it cost (not hashed, shown nowhere), and the refinement is priced from
-  // the first pass's records: K - 1 times the measured core-seconds of the job it continues.
+  // Every job records what it took beside its cell (the cell's bytes stay the same whoever runs
+  // it), and the refinement is priced from the first pass's records: K - 1 times the measured
+  // core-seconds of the job it continues.
   std::map<std::string, double> first_cost;  // by the continued job's file
   for (const auto& j : jobs) {
-    const Profile p = reports::load_job(out, j);
-    const auto& rc = p.extras.at("report_cell");
-    REQUIRE(rc.contains("seconds"));
-    CHECK(rc.at("seconds").get<double>() >= 0);
-    CHECK(rc.at("threads").get<int>() == 1);
-    CHECK(reports::measured_cost(p) == rc.at("seconds").get<double>());
-    first_cost[j.json.string()] = std::max(reports::measured_cost(p), 1e-3);
+    const auto t = nlohmann::json::parse(slurp_file(out / j.timing));
+    CHECK(t.at("hash") == j.hash);
+    CHECK(t.at("seconds").get<double>() >= 0);
+    CHECK(t.at("threads").get<int>() == 1);
+    CHECK(reports::measured_cost(out, j) == t.at("seconds").get<double>());
+    CHECK_FALSE(reports::load_job(out, j).extras.at("report_cell").contains("seconds"));
+    first_cost[j.json.string()] = std::max(reports::measured_cost(out, j), 1e-3);
   }
   for (const auto& j : more) {
-    CHECK(std::isfinite(reports::measured_cost(reports::load_job(out, j))));
+    CHECK(std::isfinite(reports::measured_cost(out, j)));
     std::string base_json = j.json.string();
     base_json.erase(base_json.rfind("-s48"), 4);
     const int k = (j.settings.at("samples").get<int>() + 48) / 48;
     REQUIRE(first_cost.count(base_json));
     SIGPROP_CHECK_CLOSE(j.cost, first_cost[base_json] * (k - 1), kExact);
   }
-  CHECK(std::isnan(reports::measured_cost(Profile{})));
-  {  // A cell from before sigprop recorded its cost: the cost model, five times where it fell back to double.
+  {  // A cell from before sigprop recorded its cost (or another config's record): the cost model,
+     // five times where its samples were recomputed in double.
     const reports::Job& j = *std::find_if(jobs.begin(), jobs.end(), [&](const reports::Job& x) {
       return x.cell == more.front().cell && x.engine == reports::EngineKind::Simulate;
     });
-    auto js = nlohmann::json::parse(slurp_file(out / j.json));
-    js["extras"]["report_cell"].erase("seconds");
-    write_file_atomic(out / j.json, js.dump(1));
     const fs::path continued = j.json.parent_path() / (j.json.stem().string() + "-s48.json");
     auto priced = [&] {  // the refinement job's cost per K - 1
       for (const auto& r : reports::atlas_refine_jobs(cfg, cells, jobs, out))
         if (r.json == continued) return r.cost / ((r.settings.at("samples").get<int>() + 48) / 48 - 1);
       return -1.0;
     };
+    const std::string record = slurp_file(out / j.timing);
+    write_file_atomic(out / j.timing, "{\"hash\": \"0000000000000000\", \"seconds\": 1, \"threads\": 1}\n");
+    CHECK(std::isnan(reports::measured_cost(out, j)));
     SIGPROP_CHECK_CLOSE(priced(), j.cost, kExact);
-    js["warnings"].push_back("all 48 samples recomputed in double precision: (test)");
-    write_file_atomic(out / j.json, js.dump(1));
+    fs::remove(out / j.timing);
+    CHECK(std::isnan(reports::measured_cost(out, j)));
+    SIGPROP_CHECK_CLOSE(priced(), j.cost, kExact);
+    const std::string cell = slurp_file(out / j.json);
+    auto cj = nlohmann::json::parse(cell);
+    cj["warnings"].push_back("all 48 samples recomputed in double precision: (test)");
+    write_file_atomic(out / j.json, cj.dump(1));
     SIGPROP_CHECK_CLOSE(priced(), 5 * j.cost, kExact);
+    write_file_atomic(out / j.json, cell);
+    write_file_atomic(out / j.timing, record);
   }
   const auto js = nlohmann::json::parse(slurp_file(out / "atlas.json"));
   CHECK(js["refinement"]["configurations_refined"].get<size_t>() == factor.size());

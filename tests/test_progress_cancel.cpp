@@ -294,7 +294,7 @@ seed = 3
   CHECK_THROWS_AS(reports::run_jobs(cfg, jobs, out, opt), CancelledError);
   for (std::size_t i = 1; i < seen.size(); ++i) CHECK(seen[i] >= seen[i - 1]);
   const std::vector<fs::path> kept = files_under(out);
-  CHECK(kept.size() == 2);  // one job's .json and .csv, no temporary, no page
+  CHECK(kept.size() == 3);  // one job's .json, .csv and .timing.json, no temporary, no page
   for (const fs::path& f : kept) CHECK(f.parent_path() == "cells");
   int done = 0;
   for (const auto& j : jobs) done += reports::job_done(out, j) ? 1 : 0;

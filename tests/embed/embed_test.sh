@@ -182,9 +182,9 @@ CPP
   -o "$tmp/rep" || fail "a report_from_toml consumer does not build against the prefix"
 "$tmp/rep" "$tmp/rep.toml" "$tmp/rep_api" || fail "report_from_toml through the installed library"
 "$cli" report "$tmp/rep.toml" -o "$tmp/rep_cli" --no-figures -q -j 1 > /dev/null 2>&1 || fail "sigprop report"
-diff -r -x versions.json -x .sigprop.lock "$tmp/rep_api" "$tmp/rep_cli" > "$tmp/rep.diff" \
+diff -r -x versions.json -x .sigprop.lock -x '*.timing.json' "$tmp/rep_api" "$tmp/rep_cli" > "$tmp/rep.diff" \
   || { head -20 "$tmp/rep.diff"; fail "report_from_toml's folder differs from sigprop report's"; }
-echo "report: the installed library's report folder equals sigprop report's (but versions.json)"
+echo "report: the installed library's report folder equals sigprop report's (but versions.json and the jobs' *.timing.json)"
 
 # check_c_theory LABEL CLI_JSON OUTPUT...: the "layer grad_var rho" rows of the C ABI examples equal
 # `sigprop theory --json` (CLI_JSON) to 1e-12 (relative).
