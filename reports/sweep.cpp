@@ -415,9 +415,14 @@ std::vector<Job> make_jobs(const ReportConfig& cfg, const std::vector<Cell>& cel
       if (s.input_kernel != "sampled") j.settings["input_kernel"] = s.input_kernel;
       double d = j.spec.width;
       if (cfg.atlas.enabled && sampling == sim::WeightSampling::Conditional)
-        // Measured (Eigen, float, one core, conditional, attn+mlp): ~22 ms per sample and layer at
-        // d = 1024, T = 16, growing like d^1.15 (to d = 16384) and T^1.6 (to T = 64).
-        j.cost = samples * L * 0.022 * std::pow(d / 1024.0, 1.15) * std::pow(T / 16.0, 1.6);
+        // Fitted (least squares in the log) to the 214 float jobs of the 64-configuration atlas's
+        // first pass that recorded their time (Eigen, float, one core each, two jobs at a time):
+        // 13.4 ms per sample and layer at d = 1024, T = 16 for attn+mlp, times 0.36 for attention
+        // alone and 0.51 for the MLP alone, growing like d^1.07 (d = 1024 to 4096) and T^1.43
+        // (T = 4 to 64); the jobs scatter by a factor 1.5 about it. Jobs that fall back to double
+        // took ~10 times this (1.2 to 25; see atlas.cpp's refinement pricing).
+        j.cost = samples * L * 0.0134 * std::pow(d / 1024.0, 1.07) * std::pow(T / 16.0, 1.43) *
+                 (!j.spec.has_mlp() ? 0.36 : !j.spec.has_attn() ? 0.51 : 1.0);
       else  // Measured (Eigen, float, one core): ~2.6 ms per sample and layer at d = 64, T = 16.
         j.cost = samples * L * 2.6e-3 * (d / 64.0) * (d / 64.0) * (T / 16.0) * (s.backend == "reference" ? 1.5 : 1.0);
       jobs.push_back(std::move(j));
