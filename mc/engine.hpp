@@ -11,6 +11,15 @@
 
 namespace sigprop::sim {
 
+/// Revision of the Monte Carlo's numerics, for report cells (docs/report.md "Cells, jobs and
+/// resume"): bump it with a fix that changes the numbers the Monte Carlo computes, so that a
+/// resumed report recomputes the cells the faulty code made, and never pools them with new ones.
+/// 1: everything up to and including stop 30's fix (float samples whose attention logits float
+///    cannot resolve are recomputed in double). Not hashed at 1, so existing reports keep their
+///    cells; cells from before stop 30 look like revision 1 and must be recomputed by hand where
+///    the fallback would have changed them (they carry no "recomputed in double" warning).
+inline constexpr int kNumericsRevision = 1;
+
 struct SimSettings {
   int samples = 64;                   ///< independent stacks (weights, input and Delta_L), 1..65536
   uint64_t seed = 0;                  ///< Philox key of every random stream

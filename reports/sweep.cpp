@@ -459,6 +459,9 @@ void finish_job(const ReportConfig& cfg, const std::vector<Cell>& cells, Job& j)
     case EngineKind::Ode:
     case EngineKind::Clustering:
     case EngineKind::Spectrum: id["theory_numerics"] = theory::kNumericsRevision; break;
+    case EngineKind::Simulate:  // from revision 2 on: the cells of revision 1 keep their hashes
+      if (sim::kNumericsRevision > 1) id["sim_numerics"] = sim::kNumericsRevision;
+      break;
     default: break;
   }
   j.hash = fnv1a_hex(id.dump());

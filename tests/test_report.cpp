@@ -23,6 +23,7 @@
 #include "core/error.hpp"
 #include "core/files.hpp"
 #include "core/profile.hpp"
+#include "mc/engine.hpp"
 #include "reports/config.hpp"
 #include "reports/report.hpp"
 #include "reports/sweep.hpp"
@@ -227,7 +228,7 @@ TEST_CASE("report: cell hashes follow what changes the numbers", "[report]") {
 TEST_CASE("report: the theory family's numerics revision is part of its cells' hashes", "[report]") {
   // The hash re-derived here with its own FNV-1a 64: the theory job's identity holds
   // theory::kNumericsRevision (a fix that changes values bumps it and old cells are recomputed),
-  // the Monte Carlo's does not.
+  // the Monte Carlo's sim::kNumericsRevision from its revision 2 on (revision 1's cells keep their hashes).
   auto fnv = [](const std::string& s) {
     // reports/sweep.cpp's offset basis: the standard FNV-1a 64 one (14695981039346656037)
     // without its last digit, kept as it is so that existing cells keep their hashes.
@@ -249,6 +250,10 @@ TEST_CASE("report: the theory family's numerics revision is part of its cells' h
       id["theory_numerics"] = theory::kNumericsRevision;
       ++seen_theory;
     } else if (j.engine == reports::EngineKind::Simulate) {
+      if (sim::kNumericsRevision > 1) {  // hashed from revision 2 on
+        CHECK(j.hash != fnv(id.dump()));
+        id["sim_numerics"] = sim::kNumericsRevision;
+      }
       ++seen_sim;
     } else {
       continue;
