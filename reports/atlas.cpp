@@ -407,6 +407,7 @@ std::vector<AtlasPoint> atlas_points(const ReportConfig& cfg, const std::vector<
           p.z.push_back(t_as_z(z_ratio(diff, combined(p.mc_se[w], p.mc[w])), dof(p.mc_se[w], nu_mc[w])));
         }
         const bool square = m == "update_ratio" || m == "ang_dist";
+        p.mc_dof = nu_mc;
         p.fit = square ? fit_width_squared(dw, p.mc, p.mc_se, nu_mc) : fit_width(dw, p.mc, p.mc_se, nu_mc);
         {
           // Does m + b/d fit the widths? The Monte Carlo side of the comparison only (the theory
@@ -513,37 +514,68 @@ bool resolved_to_goal(const AtlasPoint& p) {
   return z_as_t(kNormal1, p.dof_ext) * p.se_ext <= atlas_goal(p.metric) * std::abs(p.fit.m);
 }
 
-std::map<int, RefineFactors> atlas_refine_plan(const std::vector<AtlasPoint>& pts, int max_mc, int max_theory,
-                                               const std::map<int, std::pair<double, double>>& cost) {
+int RefineFactors::mc_max() const {
+  return mc.empty() ? 1 : *std::max_element(mc.begin(), mc.end());
+}
+
+std::map<int, RefineFactors> atlas_refine_plan(const std::vector<AtlasPoint>& pts, const std::vector<int>& widths,
+                                               int max_mc, int max_theory, const std::map<int, RefineCost>& cost) {
   std::map<int, RefineFactors> plan;
+  const size_t nw = widths.size();
+  const std::vector<double> dw(widths.begin(), widths.end());
+  // Every vector of per-width factors (powers of two up to max_mc), the all-ones one first.
+  std::vector<std::vector<int>> ks{std::vector<int>(nw, 1)};
+  for (size_t w = 0; w < nw; ++w) {
+    const size_t n = ks.size();
+    for (int k = 2; k <= max_mc; k *= 2)
+      for (size_t i = 0; i < n; ++i) {
+        ks.push_back(ks[i]);
+        ks.back()[w] = k;
+      }
+  }
+  std::vector<double> se(nw), nu(nw);
   for (const AtlasPoint& p : pts) {
     if (resolved_to_goal(p) || !std::isfinite(p.fit.se_m)) continue;
+    if (p.mc.size() != nw || p.mc_se.size() != nw || p.mc_dof.size() != nw) continue;
     const double target = atlas_goal(p.metric) * std::abs(p.fit.m);
     const auto c = cost.find(p.cell);
-    const double c_mc = c == cost.end() ? 1.0 : c->second.first, c_th = c == cost.end() ? 1.0 : c->second.second;
-    RefineFactors best;
+    const bool priced = c != cost.end() && c->second.mc.size() == nw;
+    const bool square = p.metric == "update_ratio" || p.metric == "ang_dist";
+    std::vector<int> best_k;
+    int best_kt = 1;
     double best_cost = std::numeric_limits<double>::infinity();
-    for (int km = 1; km <= max_mc; km *= 2)
+    for (const std::vector<int>& k : ks) {
+      // The width fit as atlas_points makes it, with K_w times the samples at width w: its s.e.
+      // divided by sqrt K_w, its degrees of freedom K_w n_w - 1.
+      double cost_mc = 0;
+      for (size_t w = 0; w < nw; ++w) {
+        se[w] = p.mc_se[w] / std::sqrt(static_cast<double>(k[w]));
+        nu[w] = k[w] * (p.mc_dof[w] + 1) - 1;
+        cost_mc += (priced ? c->second.mc[w] : 1.0) * (k[w] - 1);
+      }
+      if (cost_mc >= best_cost) continue;
+      const WidthFit f = square ? fit_width_squared(dw, p.mc, se, nu) : fit_width(dw, p.mc, se, nu);
+      if (!f.ok) continue;
       for (int kt = 1; kt <= max_theory; kt *= 2) {
-        if (km == 1 && kt == 1) continue;
-        // K_mc times the samples at every width: every width's s.e. falls by sqrt(K_mc), and so
-        // does se_m (the weighted fit's weights all scale alike); the fit's degrees of freedom grow
-        // at least K_mc-fold (n K - 1 >= K (n - 1) per width). K_theory times the logit draws in
-        // the same error batches: the theory's s.e. falls by sqrt(K_theory), its degrees of freedom stay.
-        const double se_m = p.fit.se_m / std::sqrt(static_cast<double>(km));
+        const double added = cost_mc + (priced ? c->second.theory : 1.0) * (kt - 1);
+        if (added == 0 || added >= best_cost) continue;  // nothing added, or not cheaper
+        // K_theory times the logit draws in the same error batches: the theory's s.e. falls by
+        // sqrt(K_theory), its degrees of freedom stay.
         const double se_t = p.theory_se / std::sqrt(static_cast<double>(kt));
-        const double s = std::sqrt(se_t * se_t + se_m * se_m + p.floor_ext * p.floor_ext);
-        const double nu = welch_dof({{se_t * se_t, p.theory_dof}, {se_m * se_m, km * p.fit.dof}});
-        const double added = c_mc * (km - 1) + c_th * (kt - 1);
-        if (z_as_t(kNormal1, nu) * s <= target && added < best_cost) {
-          best = {km, kt};
+        const double s = std::sqrt(se_t * se_t + f.se_m * f.se_m + p.floor_ext * p.floor_ext);
+        const double dof = welch_dof({{se_t * se_t, p.theory_dof}, {f.se_m * f.se_m, f.dof}});
+        if (z_as_t(kNormal1, dof) * s <= target) {
+          best_k = k;
+          best_kt = kt;
           best_cost = added;
         }
       }
-    if (!std::isfinite(best_cost)) continue;  // no allowed pair resolves it
+    }
+    if (!std::isfinite(best_cost)) continue;  // no allowed factors resolve it
     RefineFactors& cur = plan[p.cell];
-    cur.mc = std::max(cur.mc, best.mc);
-    cur.theory = std::max(cur.theory, best.theory);
+    if (cur.mc.empty()) cur.mc.assign(nw, 1);
+    for (size_t w = 0; w < nw; ++w) cur.mc[w] = std::max(cur.mc[w], best_k[w]);
+    cur.theory = std::max(cur.theory, best_kt);
   }
   return plan;
 }
@@ -570,8 +602,12 @@ std::vector<Job> atlas_refine_jobs(const ReportConfig& cfg, const std::vector<Ce
                                    const std::vector<Job>& jobs, const fs::path& out) {
   std::vector<Job> more;
   if (!cfg.atlas.enabled || (cfg.atlas.refine <= 1 && cfg.atlas.refine_theory <= 1)) return more;
+  const std::vector<int>& widths = cfg.atlas.widths;
+  auto width_index = [&](const Job& j) {
+    return static_cast<size_t>(std::find(widths.begin(), widths.end(), j.spec.width) - widths.begin());
+  };
   std::vector<Job> base;
-  std::map<int, std::pair<double, double>> cost;
+  std::map<int, RefineCost> cost;
   for (const Job& j : jobs) {
     if (j.settings.contains("first_sample") || j.settings.contains("refinement")) continue;
     base.push_back(j);
@@ -579,16 +615,23 @@ std::vector<Job> atlas_refine_jobs(const ReportConfig& cfg, const std::vector<Ce
     // a cell made before sigprop recorded it falls back to the cost model, times kDoubleFallbackCost
     // where its samples were recomputed in double (the model knows nothing of the fallback).
     base.back().cost = recorded_cost(out, j);
-    (j.engine == EngineKind::Simulate ? cost[j.cell].first : cost[j.cell].second) += base.back().cost;
+    RefineCost& c = cost[j.cell];
+    if (j.engine == EngineKind::Simulate) {
+      c.mc.resize(widths.size(), 0.0);
+      if (width_index(j) < widths.size()) c.mc[width_index(j)] = base.back().cost;
+    } else {
+      c.theory = base.back().cost;
+    }
   }
   const std::map<int, RefineFactors> plan = atlas_refine_plan(atlas_points(cfg, cells, base, out, nullptr, false),
-                                                              cfg.atlas.refine, cfg.atlas.refine_theory, cost);
+                                                              widths, cfg.atlas.refine, cfg.atlas.refine_theory, cost);
   for (const Job& j : base) {
     const auto it = plan.find(j.cell);
     if (it == plan.end()) continue;
     Job r = j;
-    if (j.engine == EngineKind::Simulate && it->second.mc > 1) {
-      const int n = j.settings.at("samples").get<int>(), k = it->second.mc;
+    const size_t w = width_index(j);
+    if (j.engine == EngineKind::Simulate && w < it->second.mc.size() && it->second.mc[w] > 1) {
+      const int n = j.settings.at("samples").get<int>(), k = it->second.mc[w];
       r.settings["samples"] = (k - 1) * n;
       r.settings["first_sample"] = n;
       r.label = fmt::format("{}, samples {}..{} (refinement x{})", j.label, n, k * n - 1, k);
@@ -637,7 +680,9 @@ RenderResult render_atlas(const ReportConfig& cfg, const std::vector<Cell>& cell
   // Refinement: each configuration's factor on its samples (1: the first pass only), the work it
   // added (measured where the jobs recorded it, else the jobs' cost model), and the first pass's
   // points alone, to show what the refinement bought.
+  // factor: the largest over the widths; factor_w: per width.
   std::vector<int> factor(cells.size(), 1), factor_theory(cells.size(), 1);
+  std::vector<std::vector<int>> factor_w(cells.size(), std::vector<int>(nw, 1));
   double cost_first = 0, cost_more = 0, cost_theory_first = 0, cost_theory_more = 0;
   const bool any_refinement = std::any_of(jobs.begin(), jobs.end(), [](const Job& j) {
     return j.settings.contains("first_sample") || j.settings.contains("refinement");
@@ -653,7 +698,9 @@ RenderResult render_atlas(const ReportConfig& cfg, const std::vector<Cell>& cell
       }
     } else if (j.settings.contains("first_sample")) {
       const int n = j.settings["first_sample"].get<int>(), more = j.settings["samples"].get<int>();
-      factor.at(j.cell) = (n + more) / n;
+      factor.at(j.cell) = std::max(factor.at(j.cell), (n + more) / n);
+      const auto w = std::find(a.widths.begin(), a.widths.end(), j.spec.width) - a.widths.begin();
+      if (static_cast<size_t>(w) < nw) factor_w.at(j.cell)[w] = (n + more) / n;
       cost_more += c;
     } else {
       cost_first += c;
@@ -729,6 +776,7 @@ RenderResult render_atlas(const ReportConfig& cfg, const std::vector<Cell>& cell
       o << ",max_rel_ext_" << m << ",max_absz_ext_" << m << ",max_excess_ext_" << m;
       for (int w : a.widths) o << ",max_rel_d" << w << "_" << m;
     }
+    for (int w : a.widths) o << ",mc_sample_factor_d" << w;
     o << ",mc_sample_factor,theory_sample_factor\n";
     for (const Cell& c : cells) {
       const StackSpec& s = c.spec;
@@ -745,6 +793,7 @@ RenderResult render_atlas(const ReportConfig& cfg, const std::vector<Cell>& cell
         o << "," << num(x.rel_ext) << "," << num(x.absz_ext) << "," << num(x.excess);
         for (size_t w = 0; w < nw; ++w) o << "," << num(x.rel[w]);
       }
+      for (int f : factor_w[c.index]) o << "," << f;
       o << "," << factor[c.index] << "," << factor_theory[c.index] << "\n";
     }
     write_file_atomic(out / "atlas_configs.csv", o.str());
@@ -1001,18 +1050,26 @@ RenderResult render_atlas(const ReportConfig& cfg, const std::vector<Cell>& cell
     return counts.empty() ? fmt::format("{}", n) : fmt::format("{} (configurations × K: {})", n, fmt::join(counts, ", "));
   };
   if (refine_on) {
+    std::vector<std::string> widths_refined;
+    for (size_t w = 0; w < nw; ++w) {
+      std::vector<int> f;
+      for (const auto& fw : factor_w) f.push_back(fw[w]);
+      widths_refined.push_back(fmt::format("d = {}: {}", a.widths[w], refined_counts(f)));
+    }
+    const std::string per_width = fmt::format("{}", fmt::join(widths_refined, "; "));
     Table t;
     t.title = "Refinement: more samples where the goals were not resolved";
     t.note = fmt::format(
         "atlas.refine = {}, refine_theory = {}: after the first pass, every configuration with points not resolved to "
-        "the goal got the powers of two K_mc ≤ {} on its Monte Carlo samples (every width) and K_theory ≤ {} on the "
-        "sampled theory's logit draws that resolve, at the least added cost, every such point some pair can "
+        "the goal got the powers of two K_w ≤ {} on its Monte Carlo samples at each width and K_theory ≤ {} on the "
+        "sampled theory's logit draws that resolve, at the least added cost, every such point some choice can "
         "(chosen from the standard errors alone, never from the error). The extra Monte Carlo samples continue the "
         "same random streams and are pooled with the first pass; a refined theory replaces the first. Monte Carlo "
-        "refined in {} of {} configurations, {:.0f}% more Monte Carlo work; theory refined in {}, {:.0f}% more "
+        "refined in {} of {} configurations (K the largest over the widths; refined per width: {}), {:.0f}% more "
+        "Monte Carlo work; theory refined in {}, {:.0f}% more "
         "theory work (core-seconds as the jobs recorded them beside their cells, the jobs' cost model for cells made "
         "before sigprop recorded them). Per metric, the first pass → with the refinement.",
-        a.refine, a.refine_theory, a.refine, a.refine_theory, refined_counts(factor), cells.size(),
+        a.refine, a.refine_theory, a.refine, a.refine_theory, refined_counts(factor), cells.size(), per_width,
         cost_first > 0 ? 100 * cost_more / cost_first : 0.0, refined_counts(factor_theory),
         cost_theory_first > 0 ? 100 * cost_theory_more / cost_theory_first : 0.0);
     t.head = {"metric", "points", "resolved", "p99 resolved", "p99"};
@@ -1184,10 +1241,16 @@ RenderResult render_atlas(const ReportConfig& cfg, const std::vector<Cell>& cell
           {"extra_cost_share", cost_first > 0 ? cost_more / cost_first : 0.0},
           {"extra_cost_share_theory", cost_theory_first > 0 ? cost_theory_more / cost_theory_first : 0.0},
           {"factors", nlohmann::json::object()},
+          {"factors_width", nlohmann::json::object()},
           {"factors_theory", nlohmann::json::object()},
           {"first_pass", nlohmann::json::object()}};
       for (int f : factor)
         if (f > 1) r["factors"][fmt::format("{}", f)] = r["factors"].value(fmt::format("{}", f), 0) + 1;
+      for (size_t w = 0; w < nw; ++w) {  // per width: configurations per factor
+        nlohmann::json& fw = r["factors_width"][fmt::format("{}", a.widths[w])] = nlohmann::json::object();
+        for (const auto& f : factor_w)
+          if (f[w] > 1) fw[fmt::format("{}", f[w])] = fw.value(fmt::format("{}", f[w]), 0) + 1;
+      }
       for (int f : factor_theory)
         if (f > 1) r["factors_theory"][fmt::format("{}", f)] = r["factors_theory"].value(fmt::format("{}", f), 0) + 1;
       auto jn = [](double x) { return std::isfinite(x) ? nlohmann::json(x) : nlohmann::json(nullptr); };

@@ -114,6 +114,7 @@ struct AtlasPoint {
   std::string metric;
   double theory = 0, theory_se = 0;  ///< theory_se 0 where the theory reports none
   std::vector<double> mc, mc_se;     ///< per width of AtlasConfig::widths
+  std::vector<double> mc_dof;        ///< per width: the degrees of freedom of mc_se (samples - 1)
   /// Per width: |theory - mc| / |mc|, and z: the normal score of t = (theory - mc) / combined s.e.
   /// under Student's t with the Welch-Satterthwaite degrees of freedom of the combined s.e. (t_as_z)
   std::vector<double> rel, z;
@@ -154,24 +155,35 @@ double atlas_goal(const std::string& metric);
 bool resolved_to_goal(const AtlasPoint& p);
 
 /// Refinement (AtlasConfig::refine, refine_theory; docs/atlas.md "Refinement"): per configuration,
-/// the factors (powers of two) on its Monte Carlo samples at every width and on the sampled theory's
-/// logit draws.
+/// the factors (powers of two) on its Monte Carlo samples, one per width of AtlasConfig::widths,
+/// and on the sampled theory's logit draws.
 struct RefineFactors {
-  int mc = 1, theory = 1;
+  std::vector<int> mc;  ///< per width (1: that width keeps its first pass)
+  int theory = 1;
+  /// The largest of mc (1 when empty).
+  [[nodiscard]] int mc_max() const;
   bool operator==(const RefineFactors&) const = default;
 };
+/// What a configuration's first pass cost (core-seconds, or any common unit): its Monte Carlo job
+/// per width, its theory job.
+struct RefineCost {
+  std::vector<double> mc;
+  double theory = 1;
+};
 /// The refinement plan, from the standard errors alone, never the error: for every point not
-/// resolved to the goal, the pair (K_mc <= max_mc, K_theory <= max_theory) of least added cost that
-/// would resolve it (se_m / sqrt K_mc at K_mc times the fit's degrees of freedom, theory_se / sqrt
-/// K_theory at the same degrees of freedom, the float floor unchanged); points no pair resolves (a
-/// float floor above the goal, m near 0, heavy tails) are left out, not capped. A configuration takes
-/// the largest factors its points need; configurations needing none have no entry. `cost` gives per
-/// configuration the first pass's {Monte Carlo, theory} cost (the jobs' cost model); without an
-/// entry both count 1.
-std::map<int, RefineFactors> atlas_refine_plan(const std::vector<AtlasPoint>& pts, int max_mc, int max_theory,
-                                               const std::map<int, std::pair<double, double>>& cost = {});
-/// The refinement jobs of an atlas whose first-pass jobs are all done: for every configuration with a
-/// Monte Carlo factor K, one Monte Carlo job per width with samples (K - 1) n from sample n on (the
+/// resolved to the goal, the factors (K_w <= max_mc per width, K_theory <= max_theory, powers of
+/// two) of least added cost, sum_w cost_w (K_w - 1) + cost_theory (K_theory - 1), that would resolve
+/// it: the width fit redone with each width's s.e. divided by sqrt K_w at K_w n_w - 1 degrees of
+/// freedom (se_m and its degrees of freedom as atlas_points computes them), theory_se / sqrt
+/// K_theory at the same degrees of freedom, the float floor unchanged. Points no allowed factors
+/// resolve (a float floor above the goal, m near 0, heavy tails) are left out, not capped; so are
+/// points without per-width data. A configuration takes, per width, the largest factor its points
+/// need; configurations needing none have no entry. `widths` are AtlasConfig::widths; `cost` gives
+/// per configuration its first pass's cost, without an entry every job counts 1.
+std::map<int, RefineFactors> atlas_refine_plan(const std::vector<AtlasPoint>& pts, const std::vector<int>& widths,
+                                               int max_mc, int max_theory, const std::map<int, RefineCost>& cost = {});
+/// The refinement jobs of an atlas whose first-pass jobs are all done: for every configuration and
+/// width with a Monte Carlo factor K, one Monte Carlo job with samples (K - 1) n from sample n on (the
 /// same seed: the first run's streams continued; cells/<cNNN>.simulate-d<width>-s<n>.json), and with a
 /// theory factor K, a theory job with K times attn_samples that replaces the first
 /// (cells/<cNNN>.theory-x<K>.json), labelled and hashed like any job. Empty when atlas.refine and
