@@ -514,24 +514,28 @@ bool resolved_to_goal(const AtlasPoint& p) {
   return z_as_t(kNormal1, p.dof_ext) * p.se_ext <= atlas_goal(p.metric) * std::abs(p.fit.m);
 }
 
-int RefineFactors::mc_max() const {
-  return mc.empty() ? 1 : *std::max_element(mc.begin(), mc.end());
-}
-
 std::map<int, RefineFactors> atlas_refine_plan(const std::vector<AtlasPoint>& pts, const std::vector<int>& widths,
                                                int max_mc, int max_theory, const std::map<int, RefineCost>& cost) {
   std::map<int, RefineFactors> plan;
   const size_t nw = widths.size();
   const std::vector<double> dw(widths.begin(), widths.end());
-  // Every vector of per-width factors (powers of two up to max_mc), the all-ones one first.
+  // Every vector of per-width factors (powers of two up to max_mc), the all-ones one first; beyond
+  // kMaxVectors (many widths and a large refine) the uniform ones only, as before stop 32.
+  constexpr double kMaxVectors = 4096;
+  int per_width = 1;
+  for (int k = 2; k <= max_mc; k *= 2) ++per_width;
   std::vector<std::vector<int>> ks{std::vector<int>(nw, 1)};
-  for (size_t w = 0; w < nw; ++w) {
-    const size_t n = ks.size();
-    for (int k = 2; k <= max_mc; k *= 2)
-      for (size_t i = 0; i < n; ++i) {
-        ks.push_back(ks[i]);
-        ks.back()[w] = k;
-      }
+  if (std::pow(per_width, static_cast<double>(nw)) <= kMaxVectors) {
+    for (size_t w = 0; w < nw; ++w) {
+      const size_t n = ks.size();
+      for (int k = 2; k <= max_mc; k *= 2)
+        for (size_t i = 0; i < n; ++i) {
+          ks.push_back(ks[i]);
+          ks.back()[w] = k;
+        }
+    }
+  } else {
+    for (int k = 2; k <= max_mc; k *= 2) ks.emplace_back(nw, k);
   }
   std::vector<double> se(nw), nu(nw);
   for (const AtlasPoint& p : pts) {

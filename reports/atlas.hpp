@@ -160,8 +160,6 @@ bool resolved_to_goal(const AtlasPoint& p);
 struct RefineFactors {
   std::vector<int> mc;  ///< per width (1: that width keeps its first pass)
   int theory = 1;
-  /// The largest of mc (1 when empty).
-  [[nodiscard]] int mc_max() const;
   bool operator==(const RefineFactors&) const = default;
 };
 /// What a configuration's first pass cost (core-seconds, or any common unit): its Monte Carlo job
@@ -177,8 +175,10 @@ struct RefineCost {
 /// freedom (se_m and its degrees of freedom as atlas_points computes them), theory_se / sqrt
 /// K_theory at the same degrees of freedom, the float floor unchanged. Points no allowed factors
 /// resolve (a float floor above the goal, m near 0, heavy tails) are left out, not capped; so are
-/// points without per-width data. A configuration takes, per width, the largest factor its points
-/// need; configurations needing none have no entry. `widths` are AtlasConfig::widths; `cost` gives
+/// points without per-width data. Every vector of factors is tried while there are at most 4096 of
+/// them (log2 max_mc + 1 per width, to the power of the widths), else only uniform ones. A
+/// configuration takes, per width, the largest factor its points need; configurations needing none
+/// have no entry. `widths` are AtlasConfig::widths; `cost` gives
 /// per configuration its first pass's cost, without an entry every job counts 1.
 std::map<int, RefineFactors> atlas_refine_plan(const std::vector<AtlasPoint>& pts, const std::vector<int>& widths,
                                                int max_mc, int max_theory, const std::map<int, RefineCost>& cost = {});

@@ -560,6 +560,22 @@ TEST_CASE("atlas: the refinement plan comes from the standard errors alone", "[a
     while (2.5758293035489004 * p.fit.se_m / std::sqrt(double(uniform)) > 0.02) uniform *= 2;
     CHECK((k[0] - 1) + (k[1] - 1) + (k[2] - 1) < 3 * (uniform - 1));
   }
+  {  // Six widths with refine = 64 would be 7^6 vectors: only the uniform ones are tried.
+    const std::vector<int> w6{256, 512, 1024, 2048, 4096, 8192};
+    reports::AtlasPoint p;
+    p.metric = "q";
+    p.mc.assign(6, 1.0);
+    p.mc_se.assign(6, 0.02);
+    p.mc_dof.assign(6, kInf);
+    p.fit = reports::fit_width({256, 512, 1024, 2048, 4096, 8192}, p.mc, p.mc_se, p.mc_dof);
+    p.se_ext = p.fit.se_m;
+    const auto plan = reports::atlas_refine_plan({p}, w6, 64, 1);
+    REQUIRE(plan.count(0));
+    const std::vector<int> k = plan.at(0).mc;
+    CAPTURE(k);
+    CHECK(k[0] > 1);
+    CHECK(std::all_of(k.begin(), k.end(), [&](int x) { return x == k[0]; }));
+  }
   CHECK(reports::atlas_goal("grad_var") == 0.05);
   CHECK(reports::atlas_goal("rho") == 0.02);
 }
