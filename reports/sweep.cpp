@@ -416,7 +416,7 @@ std::vector<Job> make_jobs(const ReportConfig& cfg, const std::vector<Cell>& cel
       double d = j.spec.width;
       if (cfg.atlas.enabled && sampling == sim::WeightSampling::Conditional)
         // Fitted (least squares in the log) to the 214 float jobs of the 64-configuration atlas's
-        // first pass that recorded their time (Eigen, float, one core each, two jobs at a time):
+        // first pass whose times its run logs give (portable build, one core each, two at a time):
         // 13.4 ms per sample and layer at d = 1024, T = 16 for attn+mlp, times 0.36 for attention
         // alone and 0.51 for the MLP alone, growing like d^1.07 (d = 1024 to 4096) and T^1.43
         // (T = 4 to 64); the jobs scatter by a factor 1.5 about it. Jobs that fall back to double
