@@ -30,6 +30,11 @@ using figures_detail::slurp;
 
 namespace {
 
+/// The index of a Monte Carlo job's width in atlas.widths; widths.size() when it is none of them.
+size_t index_of_width(const std::vector<int>& widths, const Job& j) {
+  return static_cast<size_t>(std::find(widths.begin(), widths.end(), j.spec.width) - widths.begin());
+}
+
 constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
 
 /// A uniform double in [0, 1) from 53 random bits (platform-independent, unlike
@@ -323,10 +328,9 @@ std::vector<AtlasPoint> atlas_points(const ReportConfig& cfg, const std::vector<
     if (j.engine == EngineKind::Theory) {
       (j.settings.contains("refinement") ? theory_more : theory).at(j.cell) = &j;
     } else {
-      auto it = std::find(a.widths.begin(), a.widths.end(), j.spec.width);
-      if (it == a.widths.end())
-        throw Error(fmt::format("atlas: job {} has width {} not in atlas.widths", j.label, j.spec.width));
-      (j.settings.contains("first_sample") ? more : sims).at(j.cell)[it - a.widths.begin()] = &j;
+      const size_t w = index_of_width(a.widths, j);
+      if (w == nw) throw Error(fmt::format("atlas: job {} has width {} not in atlas.widths", j.label, j.spec.width));
+      (j.settings.contains("first_sample") ? more : sims).at(j.cell)[w] = &j;
     }
   }
   // A float Monte Carlo resolves a value to about 1e-5 relative (rounding through the stack):
@@ -607,9 +611,6 @@ std::vector<Job> atlas_refine_jobs(const ReportConfig& cfg, const std::vector<Ce
   std::vector<Job> more;
   if (!cfg.atlas.enabled || (cfg.atlas.refine <= 1 && cfg.atlas.refine_theory <= 1)) return more;
   const std::vector<int>& widths = cfg.atlas.widths;
-  auto width_index = [&](const Job& j) {
-    return static_cast<size_t>(std::find(widths.begin(), widths.end(), j.spec.width) - widths.begin());
-  };
   std::vector<Job> base;
   std::map<int, RefineCost> cost;
   for (const Job& j : jobs) {
@@ -622,7 +623,7 @@ std::vector<Job> atlas_refine_jobs(const ReportConfig& cfg, const std::vector<Ce
     RefineCost& c = cost[j.cell];
     if (j.engine == EngineKind::Simulate) {
       c.mc.resize(widths.size(), 0.0);
-      if (width_index(j) < widths.size()) c.mc[width_index(j)] = base.back().cost;
+      if (const size_t w = index_of_width(widths, j); w < widths.size()) c.mc[w] = base.back().cost;
     } else {
       c.theory = base.back().cost;
     }
@@ -633,7 +634,7 @@ std::vector<Job> atlas_refine_jobs(const ReportConfig& cfg, const std::vector<Ce
     const auto it = plan.find(j.cell);
     if (it == plan.end()) continue;
     Job r = j;
-    const size_t w = width_index(j);
+    const size_t w = index_of_width(widths, j);
     if (j.engine == EngineKind::Simulate && w < it->second.mc.size() && it->second.mc[w] > 1) {
       const int n = j.settings.at("samples").get<int>(), k = it->second.mc[w];
       r.settings["samples"] = (k - 1) * n;
@@ -703,8 +704,7 @@ RenderResult render_atlas(const ReportConfig& cfg, const std::vector<Cell>& cell
     } else if (j.settings.contains("first_sample")) {
       const int n = j.settings["first_sample"].get<int>(), more = j.settings["samples"].get<int>();
       factor.at(j.cell) = std::max(factor.at(j.cell), (n + more) / n);
-      const auto w = std::find(a.widths.begin(), a.widths.end(), j.spec.width) - a.widths.begin();
-      if (static_cast<size_t>(w) < nw) factor_w.at(j.cell)[w] = (n + more) / n;
+      if (const size_t w = index_of_width(a.widths, j); w < nw) factor_w.at(j.cell)[w] = (n + more) / n;
       cost_more += c;
     } else {
       cost_first += c;
