@@ -323,16 +323,25 @@ std::vector<AtlasPoint> atlas_points(const ReportConfig& cfg, const std::vector<
   // Per cell: the theory job and the Monte Carlo jobs in the order of atlas.widths.
   std::vector<const Job*> theory(cells.size(), nullptr), theory_more(cells.size(), nullptr);
   std::vector<std::vector<const Job*>> sims(cells.size(), std::vector<const Job*>(nw, nullptr));
-  std::vector<std::vector<const Job*>> more(cells.size(), std::vector<const Job*>(nw, nullptr));  // refinement
+  // refinement: the doubling steps per width, in order of their first sample
+  std::vector<std::vector<std::vector<const Job*>>> more(cells.size(), std::vector<std::vector<const Job*>>(nw));
   for (const Job& j : jobs) {
     if (j.engine == EngineKind::Theory) {
       (j.settings.contains("refinement") ? theory_more : theory).at(j.cell) = &j;
     } else {
       const size_t w = index_of_width(a.widths, j);
       if (w == nw) throw Error(fmt::format("atlas: job {} has width {} not in atlas.widths", j.label, j.spec.width));
-      (j.settings.contains("first_sample") ? more : sims).at(j.cell)[w] = &j;
+      if (j.settings.contains("first_sample"))
+        more.at(j.cell)[w].push_back(&j);
+      else
+        sims.at(j.cell)[w] = &j;
     }
   }
+  for (auto& per_cell : more)
+    for (auto& steps : per_cell)
+      std::sort(steps.begin(), steps.end(), [](const Job* x, const Job* y) {
+        return x->settings.at("first_sample").get<int>() < y->settings.at("first_sample").get<int>();
+      });
   // A float Monte Carlo resolves a value to about 1e-5 relative (rounding through the stack):
   // differences below that are not counted as errors even where both standard errors are 0.
   const bool single = cfg.simulate.precision == "float";
@@ -354,13 +363,14 @@ std::vector<AtlasPoint> atlas_points(const ReportConfig& cfg, const std::vector<
       if (!j) throw Error(fmt::format("atlas: cell {} misses a Monte Carlo width", c.label));
       mc.push_back(load_job(out, *j));
       // The refinement's samples continue the same streams: pooled, they are one larger run.
-      if (pool_refined && more[c.index][w]) {
-        try {
-          mc.back() = sim::pool_simulate_profiles(mc.back(), load_job(out, *more[c.index][w]));
-        } catch (const Error& e) {
-          throw Error(fmt::format("atlas: {} and {}: {}", j->json.string(), more[c.index][w]->json.string(), e.what()));
+      if (pool_refined)
+        for (const Job* step : more[c.index][w]) {
+          try {
+            mc.back() = sim::pool_simulate_profiles(mc.back(), load_job(out, *step));
+          } catch (const Error& e) {
+            throw Error(fmt::format("atlas: {} and {}: {}", j->json.string(), step->json.string(), e.what()));
+          }
         }
-      }
     }
     // Degrees of freedom of the standard errors: a Monte Carlo mean of n samples has n - 1, a
     // sampled theory value with B error batches B - 1 (its settings say how many were used).
@@ -636,11 +646,20 @@ std::vector<Job> atlas_refine_jobs(const ReportConfig& cfg, const std::vector<Ce
     Job r = j;
     const size_t w = index_of_width(widths, j);
     if (j.engine == EngineKind::Simulate && w < it->second.mc.size() && it->second.mc[w] > 1) {
+      // K = 2^s in s doubling steps, samples [f n, 2 f n) for f = 1, 2, .., K/2: a larger K later
+      // (or another atlas with the same configuration) reuses the steps already run, and no single
+      // job is more than half the refined run.
       const int n = j.settings.at("samples").get<int>(), k = it->second.mc[w];
-      r.settings["samples"] = (k - 1) * n;
-      r.settings["first_sample"] = n;
-      r.label = fmt::format("{}, samples {}..{} (refinement x{})", j.label, n, k * n - 1, k);
-      r.cost = j.cost * (k - 1);
+      for (int f = 1; f < k; f *= 2) {
+        Job s = j;
+        s.settings["samples"] = f * n;
+        s.settings["first_sample"] = f * n;
+        s.label = fmt::format("{}, samples {}..{} (refinement x{})", j.label, f * n, 2 * f * n - 1, k);
+        s.cost = j.cost * f;
+        finish_job(cfg, cells, s);
+        more.push_back(std::move(s));
+      }
+      continue;
     } else if (j.engine == EngineKind::Theory && it->second.theory > 1) {
       const int k = it->second.theory;
       r.settings["attn_samples"] = k * j.settings.at("attn_samples").get<int>();
@@ -692,6 +711,10 @@ RenderResult render_atlas(const ReportConfig& cfg, const std::vector<Cell>& cell
   const bool any_refinement = std::any_of(jobs.begin(), jobs.end(), [](const Job& j) {
     return j.settings.contains("first_sample") || j.settings.contains("refinement");
   });
+  std::vector<std::vector<int>> first_samples(cells.size(), std::vector<int>(nw, 0));  // per width, first pass
+  for (const Job& j : jobs)
+    if (j.engine == EngineKind::Simulate && !j.settings.contains("first_sample"))
+      if (const size_t w = index_of_width(a.widths, j); w < nw) first_samples.at(j.cell)[w] = j.settings.at("samples").get<int>();
   for (const Job& j : jobs) {
     const double c = any_refinement ? recorded_cost(out, j) : j.cost;
     if (j.engine == EngineKind::Theory) {
@@ -702,9 +725,15 @@ RenderResult render_atlas(const ReportConfig& cfg, const std::vector<Cell>& cell
         cost_theory_first += c;
       }
     } else if (j.settings.contains("first_sample")) {
-      const int n = j.settings["first_sample"].get<int>(), more = j.settings["samples"].get<int>();
-      factor.at(j.cell) = std::max(factor.at(j.cell), (n + more) / n);
-      if (const size_t w = index_of_width(a.widths, j); w < nw) factor_w.at(j.cell)[w] = (n + more) / n;
+      // A doubling step [f n, 2 f n) of the width's first pass of n samples: the refined run ends
+      // at 2 f n, K = 2 f (older cells ran [n, K n) in one job; the same end).
+      const int end = j.settings["first_sample"].get<int>() + j.settings["samples"].get<int>();
+      const size_t w = index_of_width(a.widths, j);
+      const int n = w < nw ? first_samples.at(j.cell)[w] : 0;
+      if (n > 0) {
+        factor.at(j.cell) = std::max(factor.at(j.cell), end / n);
+        factor_w.at(j.cell)[w] = std::max(factor_w.at(j.cell)[w], end / n);
+      }
       cost_more += c;
     } else {
       cost_first += c;

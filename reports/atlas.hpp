@@ -183,8 +183,9 @@ struct RefineCost {
 std::map<int, RefineFactors> atlas_refine_plan(const std::vector<AtlasPoint>& pts, const std::vector<int>& widths,
                                                int max_mc, int max_theory, const std::map<int, RefineCost>& cost = {});
 /// The refinement jobs of an atlas whose first-pass jobs are all done: for every configuration and
-/// width with a Monte Carlo factor K, one Monte Carlo job with samples (K - 1) n from sample n on (the
-/// same seed: the first run's streams continued; cells/<cNNN>.simulate-d<width>-s<n>.json), and with a
+/// width with a Monte Carlo factor K = 2^s, s doubling jobs, samples [f n, 2 f n) for f = 1, 2, .., K/2
+/// (the same seed: the first run's streams continued; cells/<cNNN>.simulate-d<width>-s<f n>.json: a
+/// larger K later reuses the steps of a smaller one, each costs f first passes), and with a
 /// theory factor K, a theory job with K times attn_samples that replaces the first
 /// (cells/<cNNN>.theory-x<K>.json), labelled and hashed like any job. Empty when atlas.refine and
 /// refine_theory are 1. Deterministic in the config and the first pass's cells, so a rerun finds the

@@ -737,14 +737,23 @@ TEST_CASE("atlas: refinement pools more samples where the goals were not resolve
   const auto more = reports::atlas_refine_jobs(cfg, cells, jobs, out);
   REQUIRE_FALSE(more.empty());
   CHECK(r.jobs == static_cast<int>(jobs.size() + more.size()));
+  // K = 2 or 4 at a width is one or two doubling steps, samples [48, 96) and [96, 192), each a job
+  // continuing the first pass's 48 (cells/<cNNN>.simulate-d<width>-s<first>.json).
   std::map<int, int> factor;
+  std::map<std::pair<int, int>, std::vector<int>> steps;  // (cell, width) -> first samples
   for (const auto& j : more) {
     CHECK(fs::exists(out / j.json));
     CHECK(j.json.string().find(".simulate-d") != std::string::npos);
-    CHECK(j.json.string().find("-s48.json") != std::string::npos);  // continues after the first pass's 48
-    const int k = (j.settings.at("samples").get<int>() + 48) / 48;
-    CHECK((k == 2 || k == 4));
-    factor[j.cell] = std::max(factor[j.cell], k);
+    const int first = j.settings.at("first_sample").get<int>(), n = j.settings.at("samples").get<int>();
+    CHECK(first == n);
+    CHECK((first == 48 || first == 96));
+    CHECK(j.json.string().find(fmt::format("-s{}.json", first)) != std::string::npos);
+    factor[j.cell] = std::max(factor[j.cell], (first + n) / 48);
+    steps[{j.cell, j.spec.width}].push_back(first);
+  }
+  for (const auto& [key, firsts] : steps) {  // K = 4 has both steps, K = 2 the first alone
+    CAPTURE(key.first, key.second);
+    CHECK((firsts == std::vector<int>{48} || firsts == std::vector<int>{48, 96}));
   }
   CHECK(more.size() >= factor.size());  // at least one width of a refined configuration
 
@@ -764,10 +773,10 @@ TEST_CASE("atlas: refinement pools more samples where the goals were not resolve
   for (const auto& j : more) {
     CHECK(std::isfinite(reports::measured_cost(out, j)));
     std::string base_json = j.json.string();
-    base_json.erase(base_json.rfind("-s48"), 4);
-    const int k = (j.settings.at("samples").get<int>() + 48) / 48;
+    const int first = j.settings.at("first_sample").get<int>();
+    base_json.erase(base_json.rfind(fmt::format("-s{}", first)), fmt::format("-s{}", first).size());
     REQUIRE(first_cost.count(base_json));
-    SIGPROP_CHECK_CLOSE(j.cost, first_cost[base_json] * (k - 1), kExact);
+    SIGPROP_CHECK_CLOSE(j.cost, first_cost[base_json] * (first / 48), kExact);  // step f costs f first passes
   }
   {  // A cell from before sigprop recorded its cost (or another config's record): the cost model,
      // ten times where its samples were recomputed in double.
@@ -775,9 +784,9 @@ TEST_CASE("atlas: refinement pools more samples where the goals were not resolve
       return x.cell == more.front().cell && x.engine == reports::EngineKind::Simulate;
     });
     const fs::path continued = j.json.parent_path() / (j.json.stem().string() + "-s48.json");
-    auto priced = [&] {  // the refinement job's cost per K - 1
+    auto priced = [&] {  // the first doubling step's cost: one first pass's
       for (const auto& r : reports::atlas_refine_jobs(cfg, cells, jobs, out))
-        if (r.json == continued) return r.cost / ((r.settings.at("samples").get<int>() + 48) / 48 - 1);
+        if (r.json == continued) return r.cost;
       return -1.0;
     };
     const std::string record = slurp_file(out / j.timing);
@@ -819,8 +828,9 @@ TEST_CASE("atlas: refinement pools more samples where the goals were not resolve
   const auto pts_first = reports::atlas_points(cfg, cells, all, out, nullptr, false);
   CHECK(pts_first.size() == reports::atlas_points(cfg, cells, jobs, out).size());  // the first pass alone
   {
-    const reports::Job& refined_job = more.back();
-    const int cell = refined_job.cell, k = (refined_job.settings.at("samples").get<int>() + 48) / 48;
+    const reports::Job& refined_job = more.back();  // the last step of its configuration and width
+    const int cell = refined_job.cell,
+              k = (refined_job.settings.at("first_sample").get<int>() + refined_job.settings.at("samples").get<int>()) / 48;
     const size_t wi = std::find(cfg.atlas.widths.begin(), cfg.atlas.widths.end(), refined_job.spec.width) -
                       cfg.atlas.widths.begin();
     REQUIRE(wi < cfg.atlas.widths.size());
@@ -867,6 +877,43 @@ TEST_CASE("atlas: refinement pools more samples where the goals were not resolve
   const auto r2 = api::report_from_toml(text, rs, nullptr, "tiny_refine.toml");
   CHECK(r2.jobs == r.jobs);
   CHECK(r2.jobs_reused == r2.jobs);
+
+  {  // refine = 2 first, then refine = 4 in the same folder: the second reuses every doubling step
+     // both plan, and its atlas is the one run with refine = 4 from the start. The folder starts
+     // with the first pass's cells and timing records (the plan is priced with those, and wall
+     // seconds differ between runs).
+    const fs::path out2 = out.string() + "_2to4";
+    fs::remove_all(out2);
+    fs::create_directories(out2 / "cells");
+    for (const auto& j : jobs)
+      for (const fs::path& f : {j.json, j.csv, j.timing}) fs::copy_file(out / f, out2 / f);
+    api::ReportSettings rs2 = rs;
+    rs2.out = out2.string();
+    std::string text2 = slurp_file(std::string(SIGPROP_SOURCE_DIR) + "/examples/atlas_tiny.toml") + "refine = 2\n";
+    const auto cfg2 = reports::parse_report_config(text2, "tiny_refine2.toml");
+    (void)api::report_from_toml(text2, rs2, nullptr, "tiny_refine2.toml");
+    const auto more2 = reports::atlas_refine_jobs(cfg2, cells, jobs, out2);
+    REQUIRE_FALSE(more2.empty());
+    const auto r4 = api::report_from_toml(text, rs2, nullptr, "tiny_refine.toml");
+    const auto more4 = reports::atlas_refine_jobs(cfg, cells, jobs, out2);
+    CHECK(more4.size() == more.size());
+    int shared = 0;
+    for (const auto& j : more4)
+      for (const auto& j2 : more2) shared += j.json == j2.json && j.hash == j2.hash;
+    CHECK(shared > 0);
+    CHECK(r4.jobs_reused == static_cast<int>(jobs.size()) + shared);
+    CHECK(r4.jobs == r.jobs);
+    std::vector<reports::Job> all4 = jobs;
+    all4.insert(all4.end(), more4.begin(), more4.end());
+    const auto pts4 = reports::atlas_points(cfg, cells, all4, out2, nullptr, true);
+    REQUIRE(pts4.size() == pts.size());
+    for (size_t i = 0; i < pts.size(); ++i) {
+      CAPTURE(pts[i].cell, pts[i].metric, pts[i].layer);
+      for (size_t w = 0; w < pts[i].mc.size(); ++w) CHECK(pts4[i].mc[w] == pts[i].mc[w]);
+      CHECK(pts4[i].theory == pts[i].theory);
+    }
+    fs::remove_all(out2);
+  }
   fs::remove_all(out);
 
   // The theory's refinement: with 32 logit draws in 2 error batches its s.e. limits some points,
