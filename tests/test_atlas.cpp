@@ -436,7 +436,7 @@ TEST_CASE("atlas: [atlas] config, its jobs and its named errors", "[atlas][confi
 
   // atlas.refine: a power of two in [1, 64], written back when not 1, within the 65536 sample ids.
   CHECK(full.atlas.refine == 4);  // examples/validity_atlas.toml refines; the default does not
-  CHECK(full.atlas.refine_theory == 16);
+  CHECK(full.atlas.refine_theory == 4);
   CHECK(reports::parse_report_config(std::string(kAtlasHead) + "[atlas]\nconfigurations = 4\n", "d.toml").atlas.refine == 1);
   CHECK_THAT(reports::to_toml(reports::parse_report_config(std::string(kAtlasHead) + "[atlas]\nconfigurations = 4\n",
                                                            "d.toml")),
