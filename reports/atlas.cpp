@@ -643,7 +643,6 @@ std::vector<Job> atlas_refine_jobs(const ReportConfig& cfg, const std::vector<Ce
   for (const Job& j : base) {
     const auto it = plan.find(j.cell);
     if (it == plan.end()) continue;
-    Job r = j;
     const size_t w = index_of_width(widths, j);
     if (j.engine == EngineKind::Simulate && w < it->second.mc.size() && it->second.mc[w] > 1) {
       // K = 2^s in s doubling steps, samples [f n, 2 f n) for f = 1, 2, .., K/2: a larger K later
@@ -659,18 +658,16 @@ std::vector<Job> atlas_refine_jobs(const ReportConfig& cfg, const std::vector<Ce
         finish_job(cfg, cells, s);
         more.push_back(std::move(s));
       }
-      continue;
     } else if (j.engine == EngineKind::Theory && it->second.theory > 1) {
       const int k = it->second.theory;
+      Job r = j;
       r.settings["attn_samples"] = k * j.settings.at("attn_samples").get<int>();
       r.settings["refinement"] = k;
       r.label = fmt::format("{}, attn_samples {} (refinement x{})", j.label, r.settings["attn_samples"].get<int>(), k);
       r.cost = j.cost * k;
-    } else {
-      continue;
+      finish_job(cfg, cells, r);
+      more.push_back(std::move(r));
     }
-    finish_job(cfg, cells, r);
-    more.push_back(std::move(r));
   }
   return more;
 }
@@ -726,7 +723,7 @@ RenderResult render_atlas(const ReportConfig& cfg, const std::vector<Cell>& cell
       }
     } else if (j.settings.contains("first_sample")) {
       // A doubling step [f n, 2 f n) of the width's first pass of n samples: the refined run ends
-      // at 2 f n, K = 2 f (older cells ran [n, K n) in one job; the same end).
+      // at 2 f n, K = 2 f.
       const int end = j.settings["first_sample"].get<int>() + j.settings["samples"].get<int>();
       const size_t w = index_of_width(a.widths, j);
       const int n = w < nw ? first_samples.at(j.cell)[w] : 0;
