@@ -371,8 +371,10 @@ void set_report(api::ReportSettings& s, std::string_view key, std::string_view v
     s.gnuplot = std::string(v);
   else if (key == "figures")
     s.figures = parse_bool(k, key, v);
+  else if (key == "snapshot")
+    s.snapshot = parse_bool(k, key, v);
   else
-    unknown_key(k, key, "out, jobs, threads, gnuplot, figures");
+    unknown_key(k, key, "out, jobs, threads, gnuplot, figures, snapshot");
 }
 
 // The C callback as the facade's ProgressFn; the stage text gets its NUL here.

@@ -20,6 +20,70 @@ namespace sigprop::api {
 
 namespace detail {
 
+namespace {
+
+nlohmann::json build_facts(const ReportHooks& h) {
+  if (!h.build.is_null() && !h.build.empty()) return h.build;
+  nlohmann::json b;
+  b["sigprop"] = kVersion;
+#if defined(__VERSION__)
+  b["compiler"] = __VERSION__;
+#endif
+  b["mpi"] = "not built with MPI";
+  return b;
+}
+
+/// ReportSettings::snapshot: out/snapshot/ from the cells done so far; never touches out/'s lock
+/// or its cells (the run keeps going), locks out/snapshot/ against a second snapshot.
+ReportResult snapshot_report(const reports::ReportConfig& cfg, const std::vector<reports::Cell>& cells,
+                             const std::vector<reports::Job>& jobs, const ReportSettings& s, const ReportHooks& h) {
+  const std::filesystem::path out = s.out;
+  if (h.ranks > 1)
+    throw ConfigError(fmt::format("{}: a snapshot runs in one process, not under mpirun (it runs no jobs)", h.out_name));
+  std::error_code ec;
+  if (!std::filesystem::is_directory(out / "cells", ec))
+    throw ConfigError(fmt::format("{} {}: has no cells/ folder: nothing done to show in a snapshot (is it the running "
+                                  "report's output folder?)",
+                                  h.out_name, out.string()));
+  const std::filesystem::path snap = out / "snapshot";
+  const FolderLock lock(snap, h.out_name + " snapshot");
+  // The snapshot reads the run's cells through a relative link, so the folder can be moved whole.
+  const std::filesystem::path link = snap / "cells";
+  if (std::filesystem::is_symlink(std::filesystem::symlink_status(link, ec))) {
+    if (std::filesystem::read_symlink(link, ec) != "../cells")
+      throw ConfigError(fmt::format("{}: a link, but not to ../cells; remove it", link.string()));
+  } else if (std::filesystem::exists(std::filesystem::symlink_status(link, ec))) {
+    throw ConfigError(fmt::format("{}: exists and is not the link to ../cells a snapshot makes; remove it", link.string()));
+  } else {
+    std::filesystem::create_directory_symlink("../cells", link, ec);
+    if (ec) throw IoError(fmt::format("{}: cannot link to ../cells: {}", link.string(), ec.message()));
+  }
+  const reports::Snapshot sn = reports::snapshot(cfg, cells, jobs, out);
+  reports::RenderOptions ro;
+  ro.gnuplot = s.figures ? (s.gnuplot.empty() ? std::string("gnuplot") : s.gnuplot) : std::string();
+  ro.build = build_facts(h);
+  ro.notice = sn.notice;
+  reports::RenderResult rr = reports::render_report(cfg, sn.cells, sn.jobs, snap, ro);
+  const nlohmann::json facts = {{"cells_total", sn.cells_total},         {"cells_shown", sn.cells.size()},
+                                {"jobs_total", sn.jobs_total},           {"jobs_done", sn.jobs_done},
+                                {"jobs_used", sn.jobs_used},             {"refinement_planned", sn.refinement_planned},
+                                {"notice", sn.notice}};
+  write_file_atomic(snap / "snapshot.json", facts.dump(2) + "\n");
+  ReportResult r;
+  r.out = snap.string();
+  r.cells = static_cast<int>(sn.cells.size());
+  r.jobs = sn.jobs_total;
+  r.jobs_reused = sn.jobs_done;
+  r.index_html = rr.index_html.string();
+  r.report_md = rr.report_md.string();
+  r.figures_drawn = std::move(rr.figures_drawn);
+  r.figures_missing = std::move(rr.figures_missing);
+  r.gnuplot_problem = std::move(rr.gnuplot_problem);
+  return r;
+}
+
+}  // namespace
+
 ReportResult run_report(const reports::ReportConfig& cfg, const ReportSettings& s, const ProgressFn& progress,
                         const ReportHooks& h) {
   if (s.out.empty()) throw ConfigError(fmt::format("{}: required (the output folder)", h.out_name));
@@ -29,6 +93,7 @@ ReportResult run_report(const reports::ReportConfig& cfg, const ReportSettings& 
   const std::vector<reports::Cell> cells = reports::expand_cells(cfg);
   const std::vector<reports::Job> jobs = reports::make_jobs(cfg, cells);
   const std::filesystem::path out = s.out;
+  if (s.snapshot) return snapshot_report(cfg, cells, jobs, s, h);
   const bool root = h.rank == 0;
   auto max_over_ranks = [&](int v) { return h.max_over_ranks ? h.max_over_ranks(v) : v; };
 
@@ -121,15 +186,7 @@ ReportResult run_report(const reports::ReportConfig& cfg, const ReportSettings& 
   if (!root) return r;
   reports::RenderOptions ro;
   ro.gnuplot = s.figures ? (s.gnuplot.empty() ? std::string("gnuplot") : s.gnuplot) : std::string();
-  if (h.build.is_null() || h.build.empty()) {
-    ro.build["sigprop"] = kVersion;
-#if defined(__VERSION__)
-    ro.build["compiler"] = __VERSION__;
-#endif
-    ro.build["mpi"] = "not built with MPI";
-  } else {
-    ro.build = h.build;
-  }
+  ro.build = build_facts(h);
   reports::RenderResult rr = reports::render_report(cfg, cells, all_jobs, out, ro);
   r.index_html = rr.index_html.string();
   r.report_md = rr.report_md.string();

@@ -121,6 +121,9 @@ CLI::App* add_report_command(CLI::App& app, ReportArgs& a) {
   c->add_flag("--no-figures", a.no_figures, "Write data, tables and HTML without drawing figures");
   c->add_flag("--print-default", a.print_default, "Print the built-in default config and exit");
   c->add_flag("--quiet,-q", a.quiet, "No progress lines");
+  c->add_flag("--snapshot", a.snapshot,
+              "Run nothing: render the cells done so far in --out into <out>/snapshot/ (safe while a run, or its "
+              "MPI ranks, is still going)");
   return c;
 }
 
@@ -141,6 +144,7 @@ int run_report(const ReportArgs& a, int /*argc*/, char** /*argv*/) {
   rs.jobs = a.jobs > 0 ? a.jobs : (ranks.mpi ? 1 : 0);
   rs.threads = ranks.mpi ? 1 : 0;  // 0: all cores / jobs
   rs.figures = !a.no_figures;
+  rs.snapshot = a.snapshot;
   if (rs.figures) {
     const char* env = std::getenv("SIGPROP_GNUPLOT");
     rs.gnuplot = !a.gnuplot.empty() ? a.gnuplot : (env && *env ? env : "gnuplot");
@@ -197,6 +201,16 @@ int run_report(const ReportArgs& a, int /*argc*/, char** /*argv*/) {
     return 130;
   }
   if (code >= 0) return code;
+  if (a.snapshot) {
+    if (!r.figures_missing.empty())
+      fmt::print(stderr, "sigprop: warning: {} figure(s) not drawn ({}); the report says so and keeps their data\n",
+                 r.figures_missing.size(), r.gnuplot_problem);
+    fmt::print("report: snapshot of {} of {} jobs done; {} of {} {} shown\n", r.jobs_reused, r.jobs, r.cells,
+               reports::expand_cells(cfg).size(),
+               cfg.atlas.enabled ? "configurations" : "cells");
+    fmt::print("report: open {}\n", std::filesystem::absolute(r.index_html).lexically_normal().string());
+    return 0;
+  }
   if (root && !a.quiet && r.jobs_reused > 0)
     fmt::print(stderr, "report: {} of {} jobs were already done (resumed)\n", r.jobs_reused, r.jobs);
   if (!root) return 0;

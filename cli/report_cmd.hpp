@@ -15,6 +15,7 @@ struct ReportArgs {
   bool no_figures = false;
   bool print_default = false;
   bool quiet = false;
+  bool snapshot = false;    ///< render what is done so far into <out>/snapshot/, run nothing
 };
 
 /// Registers the subcommand and its options (bound to args) on app.

@@ -1329,6 +1329,7 @@ RenderResult render_atlas(const ReportConfig& cfg, const std::vector<Cell>& cell
   };
   std::ostringstream md;
   md << "# " << cfg.title << "\n\n" << settings << ". sigprop " << kVersion << ".\n\n" << defs << "\n\n";
+  if (!opt.notice.empty()) md << "**" << opt.notice << "**\n\n";
   if (!res.figures_missing.empty())
     md << "**Figures not drawn:** " << res.gnuplot_problem << ". Data and scripts are in `figures/`.\n\n";
   md << "## Summary\n\n";
@@ -1361,6 +1362,7 @@ RenderResult render_atlas(const ReportConfig& cfg, const std::vector<Cell>& cell
        "</style>\n</head>\n<body>\n<h1>"
     << html(cfg.title) << "</h1>\n<p>" << html(settings) << ". sigprop " << html(kVersion) << ".</p>\n<p>" << html(defs)
     << "</p>\n";
+  if (!opt.notice.empty()) h << "<p><b>" << html(opt.notice) << "</b></p>\n";
   if (!res.figures_missing.empty())
     h << "<p><b>Figures not drawn:</b> " << html(res.gnuplot_problem) << ". Data and scripts are in figures/.</p>\n";
   h << "<h2>Summary</h2>\n";

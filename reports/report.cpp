@@ -935,7 +935,7 @@ Tables report_tables(const Sweep& sw) {
 // ---- index.html ------------------------------------------------------------------------
 std::string html_page(const Sweep& sw, const Tables& t, const std::vector<Figure>& figures,
                       const std::string& depth_note, const RenderResult& res, const std::string& gnuplot_version,
-                      const fs::path& figdir) {
+                      const fs::path& figdir, const std::string& notice) {
   const std::vector<Entry>& entries = sw.entries;
   const ReportConfig& cfg = sw.cfg;
   const auto& head = t.head;
@@ -962,6 +962,7 @@ std::string html_page(const Sweep& sw, const Tables& t, const std::vector<Figure
     << html(kVersion) << ". Metrics as defined in MODEL.md §2; figures also as <code>figures/*.svg</code> and "
     << "<code>*.png</code>, numbers in <a href=\"profiles.csv\">profiles.csv</a> (a row per cell × layer) and "
     << "<a href=\"summary.csv\">summary.csv</a>.</p>\n";
+  if (!notice.empty()) h << "<p class=\"missing\"><b>" << html(notice) << "</b></p>\n";
   if (!res.figures_missing.empty()) {
     h << "<p class=\"missing\"><b>Figures not drawn:</b> " << html(res.gnuplot_problem) << ". Missing: ";
     for (size_t i = 0; i < res.figures_missing.size(); ++i)
@@ -1030,7 +1031,7 @@ std::string html_page(const Sweep& sw, const Tables& t, const std::vector<Figure
 
 // ---- report.md ------------------------------------------------------------------------------
 std::string markdown_page(const Sweep& sw, const Tables& t, const std::vector<Figure>& figures,
-                          const std::string& depth_note, const RenderResult& res) {
+                          const std::string& depth_note, const RenderResult& res, const std::string& notice) {
   const ReportConfig& cfg = sw.cfg;
   const auto& head = t.head;
   const auto& rows_out = t.rows;
@@ -1040,6 +1041,7 @@ std::string markdown_page(const Sweep& sw, const Tables& t, const std::vector<Fi
   std::ostringstream md;
   md << "# " << cfg.title << "\n\n" << settings_line << ". sigprop " << kVersion
      << ". Numbers: `profiles.csv` (a row per cell × layer), `summary.csv`.\n\n";
+  if (!notice.empty()) md << "**" << notice << "**\n\n";
   if (!res.figures_missing.empty())
     md << "**Figures not drawn:** " << res.gnuplot_problem << ". Missing: " << fmt::format("{}", fmt::join(res.figures_missing, ", "))
        << ". Data and scripts are in `figures/`.\n\n";
@@ -1124,9 +1126,9 @@ RenderResult render_report(const ReportConfig& cfg, const std::vector<Cell>& cel
 
   const Tables tables = report_tables(sw);
   res.index_html = out / "index.html";
-  write_file_atomic(res.index_html, html_page(sw, tables, figures, depth_note, res, gnuplot_version, figdir));
+  write_file_atomic(res.index_html, html_page(sw, tables, figures, depth_note, res, gnuplot_version, figdir, opt.notice));
   res.report_md = out / "report.md";
-  write_file_atomic(res.report_md, markdown_page(sw, tables, figures, depth_note, res));
+  write_file_atomic(res.report_md, markdown_page(sw, tables, figures, depth_note, res, opt.notice));
   return res;
 }
 

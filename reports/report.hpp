@@ -19,6 +19,9 @@ struct RenderOptions {
   std::string gnuplot = "gnuplot";
   /// Build facts written into versions.json and the report (sigprop version, compiler, MPI).
   nlohmann::json build = nlohmann::json::object();
+  /// A paragraph put at the top of index.html and report.md ("" for none): a snapshot's
+  /// "what is done so far".
+  std::string notice;
 };
 
 struct RenderResult {
@@ -34,5 +37,28 @@ struct RenderResult {
 /// depends only on the config and the profiles, never on how the jobs were run.
 RenderResult render_report(const ReportConfig& cfg, const std::vector<Cell>& cells, const std::vector<Job>& jobs,
                            const std::filesystem::path& out, const RenderOptions& opt);
+
+/// What is done so far of a report whose run may still be going (`sigprop report --snapshot`,
+/// docs/report.md "Snapshots"): the complete cells and their jobs, renumbered, ready for
+/// render_report.
+struct Snapshot {
+  /// The cells whose every first-pass job is done, in their order, `index` renumbered 0..n-1
+  /// (labels and slugs kept: file names and the report's names are the run's).
+  std::vector<Cell> cells;
+  /// Their done jobs, `cell` renumbered; for an atlas whose first pass is complete, also the
+  /// refinement jobs done: a theory refinement, and per configuration and width the doubling
+  /// steps done without a gap from the first (a later step waits for the earlier ones).
+  std::vector<Job> jobs;
+  int cells_total = 0;
+  int jobs_total = 0;      ///< the first pass, plus the refinement where it is planned
+  int jobs_done = 0;       ///< of those, done in out/cells (also those not usable yet)
+  int jobs_used = 0;       ///< of those, in `jobs`
+  bool refinement_planned = false;  ///< an atlas with refinement whose first pass is complete
+  std::string notice;      ///< the paragraph for RenderOptions::notice
+};
+/// Reads out/cells (never writes; safe while ranks are running the jobs). ConfigError naming the
+/// folder when no cell is complete yet.
+Snapshot snapshot(const ReportConfig& cfg, const std::vector<Cell>& cells, const std::vector<Job>& jobs,
+                  const std::filesystem::path& out);
 
 }  // namespace sigprop::reports

@@ -26,6 +26,7 @@
 #include "theory/engine.hpp"
 #include "reports/atlas.hpp"
 #include "reports/config.hpp"
+#include "reports/report.hpp"
 #include "reports/sweep.hpp"
 #include "tolerance.hpp"
 
@@ -954,5 +955,89 @@ TEST_CASE("atlas: refinement pools more samples where the goals were not resolve
   CHECK(theory_refined > 0);  // 2 of the 20 with atlas seed 7
   CHECK(nlohmann::json::parse(slurp_file(out / "atlas.json"))["refinement"]["configurations_refined_theory"] ==
         theory_refined);
+  fs::remove_all(out);
+}
+
+TEST_CASE("atlas: a snapshot shows the configurations and refinement steps done so far", "[atlas][snapshot]") {
+  // The tiny atlas with atlas.refine = 4, run whole, then cells removed as if its run were still
+  // going; api::report with snapshot = true renders what is there into out/snapshot/.
+  std::string text = slurp_file(std::string(SIGPROP_SOURCE_DIR) + "/examples/atlas_tiny.toml");
+  text += "refine = 4\n";  // the [atlas] table is the file's last
+  const auto cfg = reports::parse_report_config(text, "tiny_refine.toml");
+  const auto cells = reports::expand_cells(cfg);
+  const auto jobs = reports::make_jobs(cfg, cells);
+  const fs::path out = fs::temp_directory_path() / ("sigprop_atlas_snapshot_" + std::to_string(::getpid()));
+  fs::remove_all(out);
+  api::ReportSettings rs;
+  rs.out = out.string();
+  rs.jobs = 2;
+  rs.figures = false;
+  const auto r = api::report_from_toml(text, rs, nullptr, "tiny_refine.toml");
+  const auto more = reports::atlas_refine_jobs(cfg, cells, jobs, out);
+  REQUIRE_FALSE(more.empty());
+  api::ReportSettings ss = rs;
+  ss.snapshot = true;
+
+  // All done: the snapshot's atlas is the run's, byte for byte.
+  const auto s0 = api::report_from_toml(text, ss, nullptr, "tiny_refine.toml");
+  CHECK(s0.out == (out / "snapshot").string());
+  CHECK(s0.jobs == r.jobs);
+  CHECK(s0.jobs_reused == r.jobs);
+  CHECK(s0.cells == static_cast<int>(cells.size()));
+  for (const char* f : {"atlas_points.csv", "atlas_configs.csv", "atlas_summary.csv"})
+    CHECK(slurp_file(out / "snapshot" / f) == slurp_file(out / f));
+  CHECK_THAT(slurp_file(out / "snapshot/report.md"),
+             Catch::Contains(fmt::format("Snapshot of a report in progress: {} of {} jobs done;", r.jobs, r.jobs)));
+
+  // A width's first doubling step missing: its later steps wait (they pool after it), the rest is used.
+  const reports::Job& step = more.front();
+  int dropped = 0;
+  for (const auto& j : more) dropped += j.cell == step.cell && j.engine == step.engine && j.spec.width == step.spec.width;
+  fs::remove(out / step.json);
+  {
+    const auto sn = reports::snapshot(cfg, cells, jobs, out);
+    CHECK(sn.refinement_planned);
+    CHECK(sn.cells.size() == cells.size());
+    CHECK(sn.jobs_total == r.jobs);
+    CHECK(sn.jobs_done == r.jobs - 1);
+    CHECK(sn.jobs_used == r.jobs - dropped);
+    std::set<std::string> used;
+    for (const auto& j : sn.jobs) used.insert(j.json.string());
+    for (const auto& j : more)
+      CHECK(used.count(j.json.string()) ==
+            (j.cell == step.cell && j.engine == step.engine && j.spec.width == step.spec.width ? 0u : 1u));
+    CHECK_THAT(sn.notice, Catch::Contains(fmt::format("Refinement: {} of {} jobs done, {} of them used", more.size() - 1,
+                                                      more.size(), more.size() - dropped)));
+  }
+
+  // A first-pass job missing: that configuration is left out (the others renumbered, names kept),
+  // the refinement is not planned yet, and cells/ is only read.
+  const reports::Job& gone = *std::find_if(jobs.begin(), jobs.end(), [&](const reports::Job& j) {
+    return j.engine == reports::EngineKind::Simulate && j.cell == 3;
+  });
+  fs::remove(out / gone.json);
+  std::map<std::string, fs::file_time_type> stamp;
+  for (auto& e : fs::directory_iterator(out / "cells")) stamp[e.path().filename().string()] = e.last_write_time();
+  const auto s1 = api::report_from_toml(text, ss, nullptr, "tiny_refine.toml");
+  std::map<std::string, fs::file_time_type> after;
+  for (auto& e : fs::directory_iterator(out / "cells")) after[e.path().filename().string()] = e.last_write_time();
+  CHECK(after == stamp);
+  CHECK(s1.cells == static_cast<int>(cells.size()) - 1);
+  CHECK(s1.jobs == static_cast<int>(jobs.size()));
+  CHECK(s1.jobs_reused == static_cast<int>(jobs.size()) - 1);
+  const auto facts = nlohmann::json::parse(slurp_file(out / "snapshot/snapshot.json"));
+  CHECK(facts.at("refinement_planned") == false);
+  CHECK_THAT(facts.at("notice").get<std::string>(),
+             Catch::Contains("in the first pass") && Catch::Contains("planned once its first pass is complete"));
+  const std::string pts = slurp_file(out / "snapshot/atlas_points.csv");
+  CHECK(pts.find("," + cells[3].slug + ",") == std::string::npos);
+  CHECK(pts.find("," + cells[4].slug + ",") != std::string::npos);
+  CHECK(pts.find("\n3," + cells[4].slug + ",") != std::string::npos);  // c004 is the snapshot's fourth
+  // The points of the configurations shown are the first pass's (no refinement planned).
+  std::vector<reports::Job> first;
+  for (const auto& j : jobs)
+    if (j.cell != 3) first.push_back(j);
+  const auto sn = reports::snapshot(cfg, cells, jobs, out);
+  CHECK(sn.jobs.size() == first.size());
   fs::remove_all(out);
 }

@@ -922,6 +922,14 @@ TEST_CASE("c-api report: the facade's result as JSON, the default config, errors
   REQUIRE(sigprop_report(cfg.c_str(), st.p, nullptr, nullptr, &again.p) == SIGPROP_OK);
   CHECK_THAT(text([&](char* b, int64_t c, int64_t* n) { return sigprop_report_result_json(again.p, b, c, n); }),
              Catch::Contains("\"jobs_reused\":4"));
+  // snapshot = true: runs nothing, renders what is done into out/snapshot/
+  set(st.p, "snapshot", "true");
+  Report snap;
+  REQUIRE(sigprop_report(cfg.c_str(), st.p, nullptr, nullptr, &snap.p) == SIGPROP_OK);
+  CHECK_THAT(text([&](char* b, int64_t c, int64_t* n) { return sigprop_report_result_json(snap.p, b, c, n); }),
+             Catch::Contains("\"jobs_reused\":4") && Catch::Contains((out / "snapshot" / "index.html").string()));
+  CHECK(fs::is_regular_file(out / "snapshot" / "snapshot.json"));
+  set(st.p, "snapshot", "false");
 
   const std::string def = text([&](char* b, int64_t c, int64_t* n) { return sigprop_default_report_config(b, c, n); });
   CHECK(def == api::default_report_config());

@@ -9,6 +9,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <regex>
 #include <set>
 #include <sstream>
@@ -16,6 +17,7 @@
 #include <thread>
 
 #include <fmt/format.h>
+#include <nlohmann/json.hpp>
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -300,6 +302,65 @@ TEST_CASE("report: resume recomputes nothing, then only what changed", "[report]
   Run d = run("report " + cfg3.string() + " --no-figures --jobs 1 --out " + out.string());
   REQUIRE(d.code == 0);
   CHECK_THAT(d.out, Catch::Contains("12 jobs (4 computed now, 8 reused)"));
+}
+
+TEST_CASE("report: --snapshot renders the cells done so far, runs nothing, and works beside a run", "[report][cli]") {
+  fs::path cfg = write_config("tiny.toml", kTiny), out = scratch() / "snapshot";
+  REQUIRE(run("report " + cfg.string() + " --no-figures --jobs 1 --out " + out.string()).code == 0);
+  const std::string snap = "report " + cfg.string() + " --no-figures --snapshot --out " + out.string();
+
+  // Everything done: the snapshot is the report (profiles and summary byte for byte), with its notice.
+  Run a = run(snap);
+  INFO(a.err);
+  REQUIRE(a.code == 0);
+  CHECK_THAT(a.out, Catch::Contains("report: snapshot of 8 of 8 jobs done; 4 of 4 cells shown"));
+  CHECK_THAT(a.out, Catch::Contains((out / "snapshot" / "index.html").lexically_normal().string()));
+  CHECK(slurp(out / "snapshot/profiles.csv") == slurp(out / "profiles.csv"));
+  CHECK(slurp(out / "snapshot/summary.csv") == slurp(out / "summary.csv"));
+  CHECK(fs::read_symlink(out / "snapshot/cells") == "../cells");
+  CHECK_THAT(slurp(out / "snapshot/index.html"), Catch::Contains("Snapshot of a report in progress: 8 of 8 jobs done"));
+  CHECK_THAT(slurp(out / "snapshot/report.md"), Catch::Contains("4 of 4 cells complete and shown here"));
+  CHECK_THAT(slurp(out / "index.html"), !Catch::Contains("Snapshot"));
+
+  // One job missing (a run still going), the folder locked by "the run": the snapshot leaves that
+  // cell out, computes nothing and writes nothing into cells/.
+  fs::remove(out / "cells/post-ln_depth-5.simulate.json");
+  std::map<std::string, fs::file_time_type> stamp;
+  for (auto& e : fs::directory_iterator(out / "cells")) stamp[e.path().filename().string()] = e.last_write_time();
+  {
+    const FolderLock running(out, "the run");
+    Run b = run(snap);
+    INFO(b.err);
+    REQUIRE(b.code == 0);
+    CHECK_THAT(b.out, Catch::Contains("report: snapshot of 7 of 8 jobs done; 3 of 4 cells shown"));
+    CHECK(run("report " + cfg.string() + " --no-figures --out " + out.string()).code == 2);  // the run's lock holds
+  }
+  std::map<std::string, fs::file_time_type> after;
+  for (auto& e : fs::directory_iterator(out / "cells")) after[e.path().filename().string()] = e.last_write_time();
+  CHECK(after == stamp);
+  std::string expected;  // profiles.csv without the incomplete cell's rows (both of its engines)
+  {
+    std::istringstream in(slurp(out / "profiles.csv"));
+    for (std::string line; std::getline(in, line);)
+      if (line.rfind("post-ln_depth-5,", 0) != 0) expected += line + "\n";
+  }
+  CHECK(slurp(out / "snapshot/profiles.csv") == expected);
+  const auto facts = nlohmann::json::parse(slurp(out / "snapshot/snapshot.json"));
+  CHECK(facts.at("cells_shown") == 3);
+  CHECK(facts.at("jobs_done") == 7);
+  CHECK(facts.at("jobs_used") == 6);
+  CHECK_THAT(slurp(out / "snapshot/index.html"), Catch::Contains("3 of 4 cells complete and shown here"));
+
+  // Nothing to show, or no run's folder at all: exit 2 naming the folder.
+  fs::path empty = scratch() / "snapshot_empty";
+  fs::create_directories(empty / "cells");
+  Run c = run("report " + cfg.string() + " --snapshot --out " + empty.string());
+  CHECK(c.code == 2);
+  CHECK_THAT(c.err, Catch::Contains((empty / "cells").string()) && Catch::Contains("no cell complete yet"));
+  Run d = run("report " + cfg.string() + " --snapshot --out " + (scratch() / "snapshot_none").string());
+  CHECK(d.code == 2);
+  CHECK_THAT(d.err, Catch::Contains("snapshot_none") && Catch::Contains("has no cells/ folder"));
+  CHECK_FALSE(fs::exists(scratch() / "snapshot_none"));
 }
 
 TEST_CASE("report: an interrupted run keeps finished cells and resumes", "[report]") {

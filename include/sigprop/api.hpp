@@ -309,6 +309,11 @@ struct ReportSettings {
   std::string gnuplot;
   /// false: write data, tables and HTML without drawing figures.
   bool figures = true;
+  /// true: run nothing; render what is done so far in out/cells into out/snapshot/ (its cells/
+  /// a link to ../cells), safe while another process or MPI ranks run the report (docs/report.md
+  /// "Snapshots"). The result's cells are the cells shown, jobs the jobs planned so far, and
+  /// jobs_reused those done. One process only (not under mpirun).
+  bool snapshot = false;
 };
 
 struct ReportResult {

@@ -248,7 +248,8 @@ SIGPROP_C_API void sigprop_validation_free(sigprop_validation* validation);
 
 /** Runs the sweep of the report config file `config_path` and writes the report folder.
  *  `settings` from sigprop_settings_new("report"); keys: out (required: the output folder),
- *  jobs, threads, gnuplot, figures ("true"/"false"). SIGPROP_E_CONFIG naming the key and file
+ *  jobs, threads, gnuplot, figures ("true"/"false"), snapshot ("true": run nothing, render what
+ *  out/cells holds so far into out/snapshot/, as `sigprop report --snapshot`). SIGPROP_E_CONFIG naming the key and file
  *  for a bad config, or the setting. Cancelling keeps the finished jobs (a second call resumes).
  *  On success *out holds a new result (caller frees with sigprop_report_result_free). */
 SIGPROP_C_API sigprop_status sigprop_report(const char* config_path, const sigprop_settings* settings,

@@ -585,11 +585,15 @@ def report(
     gnuplot: Optional[str] = None,
     figures: bool = True,
     progress: Optional[Progress] = None,
+    snapshot: bool = False,
 ) -> ReportResult:
     """Runs a report config's sweep and writes the report folder ``out``, as ``sigprop report``
     (docs/report.md). ``config``: None (the built-in default), TOML text (a str holding a newline
-    or ``=``), or a path. Finished cells in ``out`` are reused; a cancelled run keeps them."""
-    st = _settings(out=os.fspath(out), jobs=jobs, threads=threads, gnuplot=gnuplot, figures=figures)
+    or ``=``), or a path. Finished cells in ``out`` are reused; a cancelled run keeps them.
+    ``snapshot=True`` runs nothing: it renders the cells done so far into ``out/snapshot/``
+    (``sigprop report --snapshot``; safe while another process runs the report); the result's
+    ``cells`` are those shown, ``jobs`` the jobs planned so far and ``jobs_reused`` those done."""
+    st = _settings(out=os.fspath(out), jobs=jobs, threads=threads, gnuplot=gnuplot, figures=figures, snapshot=snapshot)
     if config is None:
         r = _core.report(None, _core.default_report_config(), st, progress)
     elif isinstance(config, str) and ("\n" in config or "=" in config):

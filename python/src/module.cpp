@@ -289,6 +289,7 @@ api::ReportSettings report_settings(const nb::dict& d) {
   r.get("threads", s.threads);
   r.get("gnuplot", s.gnuplot);
   r.get("figures", s.figures);
+  r.get("snapshot", s.snapshot);
   r.finish();
   return s;
 }

@@ -467,6 +467,11 @@ def test_report_equals_cli(tmp_path: pathlib.Path) -> None:
         if rel.name != "versions.json" and not rel.name.endswith(".timing.json"):
             assert (tmp_path / "py" / rel).read_bytes() == (tmp_path / "cli" / rel).read_bytes(), rel
     assert sigprop.default_report_config().startswith("#")
+    # snapshot=True runs nothing and renders what is done into out/snapshot/
+    snap = sigprop.report(REPORT_TOML, out=tmp_path / "py", figures=False, snapshot=True)
+    assert (snap.cells, snap.jobs, snap.jobs_reused) == (2, 4, 4)
+    assert pathlib.Path(snap.out) == tmp_path / "py" / "snapshot"
+    assert (tmp_path / "py" / "snapshot" / "profiles.csv").read_bytes() == (tmp_path / "py" / "profiles.csv").read_bytes()
 
 
 def test_report_bad_config_and_cancel(tmp_path: pathlib.Path) -> None:
