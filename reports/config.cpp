@@ -631,8 +631,9 @@ void parse_atlas(const toml::table& at, ReportConfig& cfg) {
       a.worst = get_int(node, origin, full, 0, 1000);
     else if (key == "streams") {
       a.streams = get_string(node, origin, full);
-      if (a.streams != "independent" && a.streams != "shared")
-        fail(origin, fmt::format("{}: unknown value \"{}\"; allowed: \"independent\", \"shared\"", full, a.streams));
+      if (a.streams != "independent" && a.streams != "shared" && a.streams != "by-width")
+        fail(origin, fmt::format("{}: unknown value \"{}\"; allowed: \"independent\", \"by-width\", \"shared\"", full,
+                                 a.streams));
     } else if (key == "refine" || key == "refine_theory") {
       int& r = key == "refine" ? a.refine : a.refine_theory;
       r = get_int(node, origin, full, 1, 64);

@@ -141,8 +141,11 @@ struct AtlasConfig {
   /// Random streams of the engines per configuration: "independent" (the Monte Carlo of
   /// configuration i at width index w uses seed engines.simulate.seed + i * widths + w, the
   /// sampled theory engines.theory.seed + i, so that the configurations' Monte Carlo errors are
-  /// independent and the percentiles over configurations are not one draw's luck) or "shared"
-  /// (every job uses the engines' own seeds, as before 2026-12-06).
+  /// independent and the percentiles over configurations are not one draw's luck), "by-width"
+  /// (as independent, but keyed by the width's value, not its position: seed + i * 2^21 + width,
+  /// and the theory's spec at the nominal width 64 * head_dim (at most 2^20), so that adding or removing a width
+  /// keeps every other job's seed and hash, and its cells) or "shared" (every job uses the
+  /// engines' own seeds, as before 2026-12-06).
   std::string streams = "independent";
   /// Refinement (docs/atlas.md "Refinement"): the largest factor, a power of two in [1, 64], by which
   /// a configuration's Monte Carlo samples (at every width) may be multiplied so that its points not

@@ -275,7 +275,11 @@ std::vector<Cell> expand_cells(const ReportConfig& cfg) {
   if (cfg.atlas.enabled) {  // the atlas's sample instead of a grid; the theory's spec has the largest width
     const std::vector<AtlasDraw> draws = atlas_draws(cfg.atlas);
     const int digits = static_cast<int>(fmt::format("{}", draws.size() - 1).size());
-    const int w = cfg.atlas.widths.back();
+    // The theory depends on the width only through d_h = head_dim (heads = width / head_dim); with
+    // streams "by-width" its spec has a width that does not depend on atlas.widths, so its hash
+    // does not either.
+    const int hd = cfg.atlas.head_dim;
+    const int w = cfg.atlas.streams == "by-width" ? hd * std::clamp((1 << 20) / hd, 1, 64) : cfg.atlas.widths.back();
     for (const AtlasDraw& d : draws) {
       Cell cell;
       cell.index = static_cast<int>(cells.size());
@@ -348,6 +352,9 @@ uint64_t theory_seed(const ReportConfig& cfg, const Cell& c) {
 uint64_t simulate_seed(const ReportConfig& cfg, const Cell& c, int width) {
   const uint64_t base = cfg.simulate.seed;
   if (!cfg.atlas.enabled || cfg.atlas.streams == "shared") return base;
+  // by-width: widths are at most 2^20 (config.cpp), so (configuration, width) -> seed is one-to-one.
+  if (cfg.atlas.streams == "by-width")
+    return base + (static_cast<uint64_t>(c.index) << 21) + static_cast<uint64_t>(width);
   const auto& w = cfg.atlas.widths;
   const auto pos = static_cast<uint64_t>(std::find(w.begin(), w.end(), width) - w.begin());
   return base + static_cast<uint64_t>(c.index) * static_cast<uint64_t>(w.size()) + pos;

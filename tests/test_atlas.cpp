@@ -433,7 +433,65 @@ TEST_CASE("atlas: [atlas] config, its jobs and its named errors", "[atlas][confi
   }
   CHECK(sjobs[5].hash != jobs[5].hash);  // the seed is in the hash: cells of one mode are not reused by the other
   CHECK_THAT(err("[atlas]\nconfigurations = 4\nstreams = \"per-cell\"\n"),
-             Catch::Contains("atlas.streams") && Catch::Contains("\"independent\", \"shared\""));
+             Catch::Contains("atlas.streams") && Catch::Contains("\"independent\", \"by-width\", \"shared\""));
+  {  // "by-width": seeds keyed by the width's value, the theory's spec at a nominal width, so that an
+     // atlas given one more width keeps every other job (its hash, so its cell); "independent" does
+     // not (its seeds count the widths, its theory has the largest width).
+    auto by = full;
+    by.atlas.streams = "by-width";
+    by = reports::parse_report_config(reports::to_toml(by), "b.toml");  // written back and parsed
+    REQUIRE(by.atlas.streams == "by-width");
+    auto wider = by;
+    wider.atlas.widths.push_back(32768);
+    wider.atlas.samples.push_back(4);
+    const auto cb = reports::expand_cells(by), cw = reports::expand_cells(wider);
+    const auto jb = reports::make_jobs(by, cb), jw = reports::make_jobs(wider, cw);
+    REQUIRE(jw.size() == jb.size() + cb.size());
+    std::map<std::string, std::string> hash_w;
+    for (const auto& j : jw) hash_w[j.json.string()] = j.hash;
+    std::set<uint64_t> seeds;
+    for (const auto& j : jb) {
+      CAPTURE(j.json);
+      CHECK(hash_w.at(j.json.string()) == j.hash);
+      if (j.engine == reports::EngineKind::Theory) {
+        CHECK(j.spec.width == 64 * by.atlas.head_dim);
+        CHECK(j.spec.heads == 64);
+        CHECK(j.settings.at("attn_seed").get<uint64_t>() == th_seed + static_cast<uint64_t>(j.cell));
+        continue;
+      }
+      const uint64_t seed = j.settings.at("seed").get<uint64_t>();
+      CHECK(seed == sim_seed + (static_cast<uint64_t>(j.cell) << 21) + static_cast<uint64_t>(j.spec.width));
+      CHECK(seeds.insert(seed).second);
+    }
+    for (const auto& j : jw)
+      if (j.engine == reports::EngineKind::Simulate && j.spec.width == 32768)
+        CHECK(seeds.insert(j.settings.at("seed").get<uint64_t>()).second);  // the new width's streams are new too
+    // The theory's numbers do not depend on its spec's width (d_h = head_dim either way).
+    const auto it = std::find_if(jobs.begin(), jobs.end(), [&](const reports::Job& j) {
+      return j.engine == reports::EngineKind::Theory && j.spec.has_attn() && j.spec.qk_scale == QkScale::InvSqrtDh &&
+             j.spec.depth <= 12 && j.spec.tokens <= 8;
+    });
+    REQUIRE(it != jobs.end());
+    const auto& tj = *it;
+    theory::TheorySettings ts = full.theory.settings;
+    ts.attn.seed = tj.settings.at("attn_seed").get<uint64_t>();
+    ts.attn.samples = 64;
+    ts.error_batches = 2;
+    auto nominal = tj.spec;
+    nominal.width = 64 * by.atlas.head_dim;
+    nominal.heads = 64;
+    const Profile a = theory::TheoryEngine(ts).run(tj.spec), b = theory::TheoryEngine(ts).run(nominal);
+    for (int l = 0; l < a.layers(); ++l)
+      for (const std::string& m : {"q", "rho", "grad_var"}) CHECK(a.at(l, m) == b.at(l, m));
+    // independent: the same extra width changes every job's hash
+    auto wider_ind = full;
+    wider_ind.atlas.widths.push_back(32768);
+    wider_ind.atlas.samples.push_back(4);
+    const auto ji = reports::make_jobs(wider_ind, reports::expand_cells(wider_ind));
+    CHECK(ji[0].hash != jobs[0].hash);  // c0's theory: its spec has the largest width
+    CHECK(ji[6].json == jobs[5].json);   // c1's Monte Carlo at the first width: seed + 1 * widths + 0
+    CHECK(ji[6].hash != jobs[5].hash);
+  }
 
   // atlas.refine: a power of two in [1, 64], written back when not 1, within the 65536 sample ids.
   CHECK(full.atlas.refine == 4);  // examples/validity_atlas.toml refines; the default does not
