@@ -66,7 +66,8 @@ Snapshot snapshot(const ReportConfig& cfg, const std::vector<Cell>& cells, const
   const bool atlas = cfg.atlas.enabled;
   const char* what = atlas ? "configurations" : "cells";
   if (s.cells.empty())
-    throw ConfigError(fmt::format("{}: no {} complete yet ({} of {} jobs done): nothing to show in a snapshot",
+    throw ConfigError(fmt::format("{}: no {} complete yet ({} of {} jobs of this config done; cells of another config "
+                                  "do not count): nothing to show in a snapshot",
                                   (out / "cells").string(), atlas ? "configuration" : "cell", s.jobs_done,
                                   s.jobs_total));
   for (const Job* j : use) {
