@@ -33,6 +33,23 @@ nlohmann::json build_facts(const ReportHooks& h) {
   return b;
 }
 
+/// Renders the report of `jobs` into `out` (figures as the settings say, the hooks' build facts,
+/// `notice` atop the pages) and puts its pages and figures into r.
+void render_into(ReportResult& r, const reports::ReportConfig& cfg, const std::vector<reports::Cell>& cells,
+                 const std::vector<reports::Job>& jobs, const std::filesystem::path& out, const ReportSettings& s,
+                 const ReportHooks& h, const std::string& notice = "") {
+  reports::RenderOptions ro;
+  ro.gnuplot = s.figures ? (s.gnuplot.empty() ? std::string("gnuplot") : s.gnuplot) : std::string();
+  ro.build = build_facts(h);
+  ro.notice = notice;
+  reports::RenderResult rr = reports::render_report(cfg, cells, jobs, out, ro);
+  r.index_html = rr.index_html.string();
+  r.report_md = rr.report_md.string();
+  r.figures_drawn = std::move(rr.figures_drawn);
+  r.figures_missing = std::move(rr.figures_missing);
+  r.gnuplot_problem = std::move(rr.gnuplot_problem);
+}
+
 /// ReportSettings::snapshot: out/snapshot/ from the cells done so far; never touches out/'s lock
 /// or its cells (the run keeps going), locks out/snapshot/ against a second snapshot.
 ReportResult snapshot_report(const reports::ReportConfig& cfg, const std::vector<reports::Cell>& cells,
@@ -59,26 +76,17 @@ ReportResult snapshot_report(const reports::ReportConfig& cfg, const std::vector
     if (ec) throw IoError(fmt::format("{}: cannot link to ../cells: {}", link.string(), ec.message()));
   }
   const reports::Snapshot sn = reports::snapshot(cfg, cells, jobs, out);
-  reports::RenderOptions ro;
-  ro.gnuplot = s.figures ? (s.gnuplot.empty() ? std::string("gnuplot") : s.gnuplot) : std::string();
-  ro.build = build_facts(h);
-  ro.notice = sn.notice;
-  reports::RenderResult rr = reports::render_report(cfg, sn.cells, sn.jobs, snap, ro);
+  ReportResult r;
+  render_into(r, cfg, sn.cells, sn.jobs, snap, s, h, sn.notice);
   const nlohmann::json facts = {{"cells_total", sn.cells_total},         {"cells_shown", sn.cells.size()},
                                 {"jobs_total", sn.jobs_total},           {"jobs_done", sn.jobs_done},
                                 {"jobs_used", sn.jobs_used},             {"refinement_planned", sn.refinement_planned},
                                 {"notice", sn.notice}};
   write_file_atomic(snap / "snapshot.json", facts.dump(2) + "\n");
-  ReportResult r;
   r.out = snap.string();
   r.cells = static_cast<int>(sn.cells.size());
   r.jobs = sn.jobs_total;
   r.jobs_reused = sn.jobs_done;
-  r.index_html = rr.index_html.string();
-  r.report_md = rr.report_md.string();
-  r.figures_drawn = std::move(rr.figures_drawn);
-  r.figures_missing = std::move(rr.figures_missing);
-  r.gnuplot_problem = std::move(rr.gnuplot_problem);
   return r;
 }
 
@@ -184,15 +192,7 @@ ReportResult run_report(const reports::ReportConfig& cfg, const ReportSettings& 
   r.jobs = st.total;
   r.jobs_reused = st.skipped;
   if (!root) return r;
-  reports::RenderOptions ro;
-  ro.gnuplot = s.figures ? (s.gnuplot.empty() ? std::string("gnuplot") : s.gnuplot) : std::string();
-  ro.build = build_facts(h);
-  reports::RenderResult rr = reports::render_report(cfg, cells, all_jobs, out, ro);
-  r.index_html = rr.index_html.string();
-  r.report_md = rr.report_md.string();
-  r.figures_drawn = std::move(rr.figures_drawn);
-  r.figures_missing = std::move(rr.figures_missing);
-  r.gnuplot_problem = std::move(rr.gnuplot_problem);
+  render_into(r, cfg, cells, all_jobs, out, s, h);
   return r;
 }
 

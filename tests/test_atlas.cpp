@@ -777,23 +777,41 @@ TEST_CASE("atlas: the tiny atlas agrees with the extrapolated Monte Carlo at fam
   fs::remove_all(out);
 }
 
-TEST_CASE("atlas: refinement pools more samples where the goals were not resolved", "[atlas]") {
-  // examples/atlas_tiny.toml with atlas.refine = 4, through the library call (the first pass, the
-  // refinement planned from its cells, the refinement's jobs, the folder). About 3 s on 2 cores.
-  std::string text = slurp_file(std::string(SIGPROP_SOURCE_DIR) + "/examples/atlas_tiny.toml");
-  text += "refine = 4\n";  // the [atlas] table is the file's last
-  const auto cfg = reports::parse_report_config(text, "tiny_refine.toml");
-  REQUIRE(cfg.atlas.refine == 4);
-  const auto cells = reports::expand_cells(cfg);
-  const auto jobs = reports::make_jobs(cfg, cells);
-  const fs::path out = fs::temp_directory_path() / ("sigprop_atlas_refine_" + std::to_string(::getpid()));
-  fs::remove_all(out);
+namespace {
+
+/// examples/atlas_tiny.toml with atlas.refine = 4, run through the library call (the first pass,
+/// the refinement planned from its cells, the refinement's jobs, the folder) into a fresh temporary
+/// folder named by `tag`. About 3 s on 2 cores.
+struct TinyRefined {
+  std::string text;
+  reports::ReportConfig cfg;
+  std::vector<reports::Cell> cells;
+  std::vector<reports::Job> jobs, more;
+  fs::path out;
   api::ReportSettings rs;
-  rs.out = out.string();
-  rs.jobs = 2;
-  rs.figures = false;
-  const auto r = api::report_from_toml(text, rs, nullptr, "tiny_refine.toml");
-  const auto more = reports::atlas_refine_jobs(cfg, cells, jobs, out);
+  api::ReportResult r;
+  explicit TinyRefined(const std::string& tag)
+      : text(slurp_file(std::string(SIGPROP_SOURCE_DIR) + "/examples/atlas_tiny.toml") +
+             "refine = 4\n"),  // the [atlas] table is the file's last
+        cfg(reports::parse_report_config(text, "tiny_refine.toml")),
+        cells(reports::expand_cells(cfg)),
+        jobs(reports::make_jobs(cfg, cells)),
+        out(fs::temp_directory_path() / ("sigprop_atlas_" + tag + "_" + std::to_string(::getpid()))) {
+    fs::remove_all(out);
+    rs.out = out.string();
+    rs.jobs = 2;
+    rs.figures = false;
+    r = api::report_from_toml(text, rs, nullptr, "tiny_refine.toml");
+    more = reports::atlas_refine_jobs(cfg, cells, jobs, out);
+  }
+};
+
+}  // namespace
+
+TEST_CASE("atlas: refinement pools more samples where the goals were not resolved", "[atlas]") {
+  const TinyRefined tiny("refine");
+  const auto& [text, cfg, cells, jobs, more, out, rs, r] = tiny;
+  REQUIRE(cfg.atlas.refine == 4);
   REQUIRE_FALSE(more.empty());
   CHECK(r.jobs == static_cast<int>(jobs.size() + more.size()));
   // K = 2 or 4 at a width is one or two doubling steps, samples [48, 96) and [96, 192), each a job
@@ -1019,19 +1037,8 @@ TEST_CASE("atlas: refinement pools more samples where the goals were not resolve
 TEST_CASE("atlas: a snapshot shows the configurations and refinement steps done so far", "[atlas][snapshot]") {
   // The tiny atlas with atlas.refine = 4, run whole, then cells removed as if its run were still
   // going; api::report with snapshot = true renders what is there into out/snapshot/.
-  std::string text = slurp_file(std::string(SIGPROP_SOURCE_DIR) + "/examples/atlas_tiny.toml");
-  text += "refine = 4\n";  // the [atlas] table is the file's last
-  const auto cfg = reports::parse_report_config(text, "tiny_refine.toml");
-  const auto cells = reports::expand_cells(cfg);
-  const auto jobs = reports::make_jobs(cfg, cells);
-  const fs::path out = fs::temp_directory_path() / ("sigprop_atlas_snapshot_" + std::to_string(::getpid()));
-  fs::remove_all(out);
-  api::ReportSettings rs;
-  rs.out = out.string();
-  rs.jobs = 2;
-  rs.figures = false;
-  const auto r = api::report_from_toml(text, rs, nullptr, "tiny_refine.toml");
-  const auto more = reports::atlas_refine_jobs(cfg, cells, jobs, out);
+  const TinyRefined tiny("snapshot");
+  const auto& [text, cfg, cells, jobs, more, out, rs, r] = tiny;
   REQUIRE_FALSE(more.empty());
   api::ReportSettings ss = rs;
   ss.snapshot = true;
