@@ -272,12 +272,12 @@ bool engine_enabled(const ReportConfig& cfg, EngineKind kind) {
 
 std::vector<Cell> expand_cells(const ReportConfig& cfg) {
   std::vector<Cell> cells;
-  if (cfg.atlas.enabled) {  // the atlas's sample instead of a grid; the theory's spec has the largest width
+  if (cfg.atlas.enabled) {  // the atlas's sample instead of a grid
     const std::vector<AtlasDraw> draws = atlas_draws(cfg.atlas);
     const int digits = static_cast<int>(fmt::format("{}", draws.size() - 1).size());
-    // The theory depends on the width only through d_h = head_dim (heads = width / head_dim); with
-    // streams "by-width" its spec has a width that does not depend on atlas.widths, so its hash
-    // does not either.
+    // The theory's spec has the largest width; it depends on the width only through d_h = head_dim
+    // (heads = width / head_dim), so with streams "by-width" it gets a nominal width that does not
+    // depend on atlas.widths, and neither does its hash.
     const int hd = cfg.atlas.head_dim;
     const int w = cfg.atlas.streams == "by-width" ? hd * std::clamp((1 << 20) / hd, 1, 64) : cfg.atlas.widths.back();
     for (const AtlasDraw& d : draws) {
