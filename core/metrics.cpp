@@ -42,6 +42,26 @@ StateMetrics kernel_moments(const Eigen::MatrixXd& K) {
   return m;
 }
 
+}  // namespace
+
+double stream_res(const double* X, int T, int d) {
+  const auto n = static_cast<std::size_t>(d);
+  std::vector<double> mean(n, 0.0);
+  for (int t = 0; t < T; ++t)
+    for (std::size_t j = 0; j < n; ++j) mean[j] += X[t * n + j];
+  for (double& m : mean) m /= static_cast<double>(T);
+  double centred = 0, total = 0;
+  for (int t = 0; t < T; ++t)
+    for (std::size_t j = 0; j < n; ++j) {
+      const double x = X[t * n + j], c = x - mean[j];
+      centred += c * c;
+      total += x * x;
+    }
+  return std::sqrt(centred / total);
+}
+
+namespace {
+
 // eff_rank from K's eigenvalues: the singular values of X are sqrt(d * eig(K)).
 double eff_rank_from_eigenvalues(const Eigen::VectorXd& eig) {
   return effective_rank(eig.cwiseMax(0.0).cwiseSqrt());

@@ -43,6 +43,13 @@ std::vector<Eigen::VectorXd> selfadjoint_eigenvalues(std::span<const Eigen::Matr
 /// C_ts = x_{l-1,t} . x_{l,s} / d (only the diagonal of C is used).
 StepMetrics step_metrics_from_kernels(const Eigen::MatrixXd& Kprev, const Eigen::MatrixXd& Kcur,
                                       const Eigen::MatrixXd& C);
+/// res = ||X - 1 xbar^T||_F / ||X||_F (MODEL.md §2) from the stream X itself (T x d, row-major,
+/// read in double): the token mean is subtracted entry by entry, so a double stream resolves res
+/// down to its own rounding (about T eps of ||X||), where the kernel form's tr K - 1^T K 1 / T
+/// cancels to the rounding of tr K and floors res at about sqrt(eps) = 1.5e-8. In a stack whose
+/// tokens collapse (res falling geometrically with depth) the kernel form flattens at that floor;
+/// this one follows the collapse (docs/simulate.md "res below 1e-8"). NaN when X is all zeros.
+double stream_res(const double* X, int T, int d);
 /// Effective rank exp(H(p)), p_i = s_i / sum s_j, from singular values s (negative
 /// round-off values are clipped to 0).
 double effective_rank(const Eigen::VectorXd& singular_values);

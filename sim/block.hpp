@@ -685,7 +685,8 @@ std::size_t cache_bytes(const std::vector<HalfCache<Real>>& caches) {
 
 /// The state and step metrics of MODEL.md §2 for X_0..X_last (each (T, d)) into
 /// values[l][col] (Col order), computed in double from the widened streams: the token kernel
-/// X X^T / d feeds res and rho through cancellations that float accumulation would swamp.
+/// X X^T / d feeds rho through cancellations that float accumulation would swamp; res comes from
+/// the stream itself (stream_res), which the kernel's cancellation would floor at 1.5e-8.
 template <class Real>
 void stream_metrics(const std::vector<Mat<Real>>& X, int last, std::vector<std::vector<double>>& values) {
   MatD Xprev;
@@ -698,7 +699,7 @@ void stream_metrics(const std::vector<Mat<Real>>& X, int last, std::vector<std::
     auto& v = values[l];
     v[kQ] = m.q;
     v[kRho] = m.rho;
-    v[kRes] = m.res;
+    v[kRes] = stream_res(Xl.data(), static_cast<int>(Xl.rows()), static_cast<int>(Xl.cols()));
     v[kEffRank] = m.eff_rank;
     if (l > 0) {
       Eigen::MatrixXd C = (Xprev * Xl.transpose()) * inv_d;

@@ -708,7 +708,7 @@ SampleMetrics ReferenceStack::run_sample(int sample) const {
     auto& v = r.values[l];
     v[kQ] = m.q;
     v[kRho] = m.rho;
-    v[kRes] = m.res;
+    v[kRes] = stream_res(X[l].data(), T, d);  // from the stream: K's cancellation floors res at 1.5e-8
     v[kEffRank] = m.eff_rank;
     if (l > 0) {
       StepMetrics st = step_metrics_from_kernels(Kprev, K, cross_kernel(X[l - 1], X[l], T, d));

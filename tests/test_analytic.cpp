@@ -282,6 +282,29 @@ TEST_CASE("kernel metrics of an equicorrelated kernel", "[analytic]") {
   CHECK(state_metrics_from_kernel(I).eff_rank == Approx(T));
 }
 
+TEST_CASE("res from the stream resolves a collapse the kernel form cannot", "[analytic]") {
+  // X = 1 a^T + C with C's token sum 0: X - 1 xbar^T = C, so res = ||C||_F / ||X||_F exactly. With
+  // ||C|| ~ 1e-12 ||X|| the kernel form's tr K - 1^T K 1 / T cancels to the rounding of tr K
+  // (res^2 ~ 1e-24 against eps ~ 2e-16); the stream form subtracts the mean entry by entry.
+  const int T = 5, d = 12;
+  Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor> X(T, d), C(T, d);
+  for (int t = 0; t < T; ++t)
+    for (int j = 0; j < d; ++j) C(t, j) = std::sin(1.0 + 3.0 * t + 7.0 * j);
+  C.rowwise() -= C.colwise().mean();  // zero token sum
+  for (double scale : {1e-3, 1e-9, 1e-12, 1e-14}) {
+    for (int t = 0; t < T; ++t)
+      for (int j = 0; j < d; ++j) X(t, j) = 0.5 + 0.1 * j + scale * C(t, j);
+    const double exact = scale * C.norm() / X.norm();
+    CAPTURE(scale, exact);
+    CHECK(std::abs(stream_res(X.data(), T, d) - exact) <= 1e-3 * exact);
+    if (scale <= 1e-12) {
+      const Eigen::MatrixXd K = X * X.transpose() / d;
+      CHECK(std::abs(state_metrics_from_kernel(K).res - exact) > 0.5 * exact);  // the floor the stream form avoids
+    }
+  }
+  CHECK(std::isnan(stream_res(Eigen::VectorXd::Zero(T * d).eval().data(), T, d)));
+}
+
 TEST_CASE("divergence is a value, not a crash", "[analytic]") {
   // relu dense with sw2 = 4: q_l = 2^l q0 with q0 = 1, and doubles end below 2^1024, so the
   // first non-finite layer is exactly 1024.
