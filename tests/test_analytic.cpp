@@ -305,6 +305,37 @@ TEST_CASE("res from the stream resolves a collapse the kernel form cannot", "[an
   CHECK(std::isnan(stream_res(Eigen::VectorXd::Zero(T * d).eval().data(), T, d)));
 }
 
+TEST_CASE("theory follows rank collapse below 1e-8: the collapse gap's own recursion", "[analytic]") {
+  // Two equicorrelated stacks whose tokens collapse geometrically; d - o from K's two entries
+  // cancels to rounding (res floored at ~1e-8), the gap's recursion does not.
+  // (1) Post-LN attention with uniform softmax, no mask: the branch adds the same vector to every
+  // token (kernel sigma_w2^2 kbar: V and O), the post-norm divides the gap by q + sigma_w2^2 kbar + eps,
+  // and once collapsed kbar = q = q* with q* (1 + sigma_w2^2) + eps = 1 + sigma_w2^2 (the norm's
+  // fixed point), so res_{l+1} / res_l = 1 / sqrt(1 + sigma_w2^2) exactly, eps or not.
+  {
+    StackSpec s = spec_of({"stack.blocks=attn", "stack.norm=post", "stack.mask=none", "init.sigma_qk2=0",
+                           "init.sigma_w2=1.5", "stack.depth=150", "stack.tokens=4"});
+    Profile p = TheoryEngine().run(s);
+    const double rate = std::pow(p.at(150, "res") / p.at(100, "res"), 1.0 / 50);
+    SIGPROP_CHECK_CLOSE(rate, 1 / std::sqrt(1 + 1.5 * 1.5), (Tol{1e-9, 0}));
+    CHECK(p.at(150, "res") < 1e-20);
+    CHECK(p.at(150, "eff_rank") == Approx(1).epsilon(1e-12));
+  }
+  // (2) Dense tanh without residual in the ordered phase: 1 - c_l ~ chi1^l (Schoenholz et al.),
+  // and with q at its fixed point res_{l+1} / res_l -> sqrt(chi1), chi1 from the mean-field module.
+  // The gap passes 1e-3 q early, so every later activation gap is Price's-theorem integral.
+  {
+    StackSpec s = spec_of({"stack.blocks=dense", "stack.residual=false", "stack.norm=none", "stack.activation=tanh",
+                           "init.sigma_w2=0.8", "init.sigma_b2=0.05", "stack.depth=400", "stack.tokens=3"});
+    const auto mf = sigprop::theory::dense_mean_field(sigprop::Activation::Tanh, 0.8, 0.05);
+    REQUIRE(mf.phase == "ordered");
+    Profile p = TheoryEngine().run(s);
+    const double rate = std::pow(p.at(400, "res") / p.at(300, "res"), 1.0 / 100);
+    SIGPROP_CHECK_CLOSE(rate, std::sqrt(mf.chi1), (Tol{1e-7, 0}));
+    CHECK(p.at(400, "res") < 1e-12);
+  }
+}
+
 TEST_CASE("divergence is a value, not a crash", "[analytic]") {
   // relu dense with sw2 = 4: q_l = 2^l q0 with q0 = 1, and doubles end below 2^1024, so the
   // first non-finite layer is exactly 1024.

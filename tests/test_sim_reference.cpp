@@ -249,9 +249,9 @@ TEST_CASE("same seed: same numbers for any thread count; another seed: other num
 
 TEST_CASE("double Monte Carlo follows rank collapse below 1e-8 (res from the stream)", "[sim][analytic]") {
   // Post-LN attention with uniform softmax (sigma_qk2 = 0), no mask: every token's branch output
-  // is W x-bar, the same for all tokens, so the centred part passes unchanged while the norm
-  // divides by sqrt(q + sigma_w2 kbar); once collapsed (kbar -> q = 1) res shrinks by
-  // 1/sqrt(1 + sigma_w2) per layer (infinite width; per-layer fluctuations O(1/sqrt(d)) average
+  // is W_O W_V x-bar, the same for all tokens, so the centred part passes unchanged while the norm
+  // divides by sqrt(q + sigma_w2^2 kbar); once collapsed (kbar -> q) res shrinks by
+  // 1/sqrt(1 + sigma_w2^2) per layer (infinite width; per-layer fluctuations O(1/sqrt(d)) average
   // out over 30 layers to ~0.4%). res passes 1e-8 near layer 55 and reaches ~1e-14 at 95: the
   // kernel form floored it at ~1e-8 there, and the decay rate read from layers 60-90 was 1.
   StackSpec s = tiny({"stack.blocks=attn", "stack.norm=post", "stack.mask=none", "init.sigma_qk2=0",

@@ -252,6 +252,10 @@ void layer_progress(const ProgressFn& progress, int done, int total, const char*
 struct EquiTrace {
   std::vector<Equi> K, G;
   std::vector<double> C;
+  /// The collapse gap d - o of K, carried by its own recursion: where the tokens collapse
+  /// (rho -> 1) d - o from the two entries cancels to the rounding of d and floors res at
+  /// sqrt(eps) = 1.5e-8; the gap's recursion has no cancellation (docs/theory.md "res below 1e-8").
+  std::vector<double> gap;
   int first_nonfinite = -1;
 };
 
@@ -274,8 +278,26 @@ EquiTrace equi_scalars(const StackSpec& spec, const TheorySettings& st, const Pr
   tr.K.assign(L + 1, Equi{nan, nan});
   tr.G.assign(L + 1, Equi{nan, nan});
   tr.C.assign(L + 1, nan);
+  tr.gap.assign(L + 1, nan);
   std::vector<std::vector<Tape>> tape(L + 1);
   auto finite = [](Equi e) { return std::isfinite(e.d) && std::isfinite(e.o); };
+  // The activation kernel's gap k(a, a, a) - k(a, a, a - g) for a pre-activation kernel with
+  // diagonal a and gap g (Kphi: its two entries). Far from collapse the entries' difference;
+  // below g = 1e-3 a, where that difference would cancel, Price's theorem dk/dc = kd gives
+  // k(a, a, a) - k(a, a, a - g) = integral over [a - g, a] of kd(a, a, s) ds = 2 g int_0^1
+  // t kd(a, a, a - g t^2) dt (the substitution s = a - g t^2 makes relu's sqrt(a - s)
+  // behaviour at s = a smooth in t), by 8-point Gauss-Legendre: kd has no cancellation.
+  const GaussLegendre gl8(8);
+  auto act_gap = [&](double a, double g, Equi Kphi) {
+    if (!(g < 1e-3 * a)) return Kphi.d - Kphi.o;
+    if (g <= 0) return 0.0;
+    double sum = 0;
+    for (std::size_t i = 0; i < gl8.x.size(); ++i) {
+      const double t = 0.5 * (gl8.x[i] + 1.0);
+      sum += 0.5 * gl8.w[i] * t * ak.eval(a, a, a - g * t * t).kd;
+    }
+    return 2 * g * sum;
+  };
   // The activation kernels of an equicorrelated pre-activation kernel U.
   auto act = [&](Equi U, Equi& Kphi, Equi& Kd) {
     KernelPair dg = ak.eval(U.d, U.d, U.d), od = ak.eval(U.d, U.d, U.o);
@@ -284,7 +306,9 @@ EquiTrace equi_scalars(const StackSpec& spec, const TheorySettings& st, const Pr
   };
 
   Equi K{spec.q0, spec.q0 * spec.rho0};
+  double gap = spec.q0 * (1.0 - spec.rho0);
   tr.K[0] = K;
+  tr.gap[0] = gap;
   for (int l = 1; l <= L; ++l) {
     double c = K.d;
     const HalfParams hp = half_params(spec, l);
@@ -294,12 +318,15 @@ EquiTrace equi_scalars(const StackSpec& spec, const TheorySettings& st, const Pr
       h.lam2 = hp.lam * hp.lam;
       h.a2 = hp.a * hp.a;
       Equi Kz = K;
+      double gz = gap;
       if (hp.pre) {
         h.d_pre = 1.0 / std::sqrt(K.d + spec.norm_eps);
         h.pre_gain2 = hp.pre_gain * hp.pre_gain;
         Kz = {h.pre_gain2 * (h.d_pre * K.d * h.d_pre), h.pre_gain2 * (h.d_pre * K.o * h.d_pre)};
+        gz = h.pre_gain2 * (h.d_pre * gap * h.d_pre);
       }
       Equi KF, Kphi;
+      double gF = 0;  // uniform attention gives every token the same output: no gap
       switch (br) {
         case Branch::Attn: {
           const double m = (sw2 * sw2) * equi_mean(Kz, T);
@@ -310,23 +337,28 @@ EquiTrace equi_scalars(const StackSpec& spec, const TheorySettings& st, const Pr
           Equi Ku{sw2 * Kz.d + spec.sigma_b2, sw2 * Kz.o + spec.sigma_b2};
           act(Ku, Kphi, h.Kd);
           KF = {sw2 * Kphi.d + spec.sigma_b2, sw2 * Kphi.o + spec.sigma_b2};
+          gF = sw2 * act_gap(Ku.d, sw2 * gz, Kphi);
           break;
         }
         case Branch::Dense:
           act(Kz, Kphi, h.Kd);
           KF = {sw2 * Kphi.d + spec.sigma_b2, sw2 * Kphi.o + spec.sigma_b2};
+          gF = sw2 * act_gap(Kz.d, gz, Kphi);
           break;
       }
       K = {h.lam2 * K.d + h.a2 * KF.d, h.lam2 * K.o + h.a2 * KF.o};
+      gap = h.lam2 * gap + h.a2 * gF;
       c *= std::sqrt(h.lam2);
       if (hp.post) {
         h.d_post = 1.0 / std::sqrt(K.d + spec.norm_eps);
         K = {h.d_post * K.d * h.d_post, h.d_post * K.o * h.d_post};
+        gap = h.d_post * gap * h.d_post;
         c = c * h.d_post;
       }
       tape[l].push_back(h);
     }
     tr.K[l] = K;
+    tr.gap[l] = gap;
     if (!finite(K)) {
       tr.first_nonfinite = l;
       return tr;
@@ -527,13 +559,14 @@ namespace {
 
 // core/metrics.cpp's formulas on an equicorrelated kernel (d, o): the eigenvalues are
 // d + (T-1) o once and d - o (T-1 times), so no T x T eigen-decomposition is needed.
-StateMetrics equi_state_metrics(double d, double o, int T) {
+// gap: d - o, from the gap's own recursion where there is one (EquiTrace::gap), else d - o.
+StateMetrics equi_state_metrics(double d, double o, int T, double gap) {
   StateMetrics m;
   m.q = d;
   m.rho = o / (std::sqrt(d) * std::sqrt(d));
   // tr K - 1^T K 1 / T = (T-1)(d - o)
-  m.res = std::sqrt(std::max((T - 1) * (d - o), 0.0) / (T * d));
-  Eigen::VectorXd sv = Eigen::VectorXd::Constant(T, std::sqrt(std::max(d - o, 0.0)));
+  m.res = std::sqrt(std::max((T - 1) * gap, 0.0) / (T * d));
+  Eigen::VectorXd sv = Eigen::VectorXd::Constant(T, std::sqrt(std::max(gap, 0.0)));
   sv(0) = std::sqrt(std::max(d + (T - 1) * o, 0.0));
   m.eff_rank = effective_rank(sv);
   return m;
@@ -560,7 +593,7 @@ void fill_metrics(const StackSpec& spec, const KernelTrace& tr, Profile& p) {
   std::size_t gi = 0;
   for (int l = 0; l <= spec.depth; ++l) {
     if (kf[l]) {
-      const StateMetrics m = equi ? equi_state_metrics(tr.K[l](0, 0), tr.K[l](1, 0), spec.tokens) : gm[gi++];
+      const StateMetrics m = equi ? equi_state_metrics(tr.K[l](0, 0), tr.K[l](1, 0), spec.tokens, tr.K[l](0, 0) - tr.K[l](1, 0)) : gm[gi++];
       p.at(l, "q") = m.q;
       p.at(l, "rho") = m.rho;
       p.at(l, "res") = m.res;
@@ -582,7 +615,7 @@ void fill_metrics_equi(const StackSpec& spec, const EquiTrace& e, Profile& p) {
   auto finite = [](Equi x) { return std::isfinite(x.d) && std::isfinite(x.o); };
   for (int l = 0; l <= spec.depth; ++l) {
     if (finite(e.K[l])) {
-      StateMetrics m = equi_state_metrics(e.K[l].d, e.K[l].o, T);
+      StateMetrics m = equi_state_metrics(e.K[l].d, e.K[l].o, T, e.gap[l]);
       p.at(l, "q") = m.q;
       p.at(l, "rho") = m.rho;
       p.at(l, "res") = m.res;

@@ -21,7 +21,9 @@ namespace sigprop::theory {
 ///    table instead of Lagrange nodes that coincided: NaN kernels in collapsed post-norm stacks).
 /// 4: the sampled attention's backward query and key paths on the doubly centred K (the stream's
 ///    common mode removed before the expanded products cancel; exploding no-norm stacks).
-inline constexpr int kNumericsRevision = 4;
+/// 5: the equicorrelated recursion's res and eff_rank from the collapse gap d - o carried by its own
+///    recursion (d - o from the entries floored res at 1.5e-8 in collapsing stacks).
+inline constexpr int kNumericsRevision = 5;
 
 struct TheorySettings {
   int quad_order = 48;    ///< Gauss-Legendre points per piece (tanh, silu, gelu_tanh; see theory/gauss.hpp)
