@@ -320,6 +320,15 @@ TEST_CASE("theory follows rank collapse below 1e-8: the collapse gap's own recur
     SIGPROP_CHECK_CLOSE(rate, 1 / std::sqrt(1 + 1.5 * 1.5), (Tol{1e-9, 0}));
     CHECK(p.at(150, "res") < 1e-20);
     CHECK(p.at(150, "eff_rank") == Approx(1).epsilon(1e-12));
+    // The general T x T recursion carries the same gap in its own form (Kc, v, m) through the
+    // norm, the (uniform) attention and the residual sum: the same res to rounding, at every layer.
+    TheorySettings general;
+    general.equicorrelated_fast_path = false;
+    Profile g = TheoryEngine(general).run(s);
+    for (int l = 0; l <= 150; ++l) {
+      CAPTURE(l);
+      SIGPROP_CHECK_CLOSE(g.at(l, "res"), p.at(l, "res"), (Tol{0, 1e-9}));
+    }
   }
   // (2) Dense tanh without residual in the ordered phase: 1 - c_l ~ chi1^l (Schoenholz et al.),
   // and with q at its fixed point res_{l+1} / res_l -> sqrt(chi1), chi1 from the mean-field module.

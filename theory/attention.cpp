@@ -271,7 +271,30 @@ Eigen::MatrixXd uniform_backward(const Eigen::MatrixXd& G, bool causal) {
 }  // namespace
 
 Eigen::MatrixXd AttentionKernel::forward(const Eigen::MatrixXd& K, AttnTape* tape) const {
-  if (uniform_) return uniform_forward(K, causal_);
+  return forward_impl(K, tape, nullptr, nullptr, nullptr);
+}
+
+Eigen::MatrixXd AttentionKernel::forward(const Eigen::MatrixXd& K, AttnTape* tape, const Eigen::MatrixXd& Kc,
+                                         Eigen::MatrixXd& AKcA, Eigen::MatrixXd& Amean) const {
+  return forward_impl(K, tape, &Kc, &AKcA, &Amean);
+}
+
+Eigen::MatrixXd AttentionKernel::forward_impl(const Eigen::MatrixXd& K, AttnTape* tape, const Eigen::MatrixXd* Kc,
+                                              Eigen::MatrixXd* AKcA, Eigen::MatrixXd* Amean) const {
+  if (uniform_) {
+    if (Kc) {
+      // The uniform softmax itself: rows 1/T, or 1/(t+1) over s <= t with the causal mask.
+      Eigen::MatrixXd A = Eigen::MatrixXd::Constant(T_, T_, 1.0 / T_);
+      if (causal_) {
+        const Eigen::VectorXd w = causal_weights(T_);
+        A.setZero();
+        for (int t = 0; t < T_; ++t) A.row(t).head(t + 1).setConstant(w(t));
+      }
+      *AKcA = A * *Kc * A.transpose();
+      *Amean = A;
+    }
+    return uniform_forward(K, causal_);
+  }
   // Every matrix below is Tp x Tp, the T x T one zero-padded (the padding stays zero through
   // every product); A is lower triangular with the causal mask, A^T upper.
   const int n = Tp_;
@@ -279,6 +302,11 @@ Eigen::MatrixXd AttentionKernel::forward(const Eigen::MatrixXd& K, AttnTape* tap
   const Eigen::MatrixXd L = padded(std::sqrt(sqk2_) * factor(K), n);  // S = sigma_qk^2 F xi F^T, F F^T = K
   const Eigen::MatrixXd Kp = padded(K, n);
   Eigen::MatrixXd acc = Eigen::MatrixXd::Zero(n, n), tmp(n, n), Bt(n, n), At(n, n), A(n, n), AK(n, n);
+  Eigen::MatrixXd Kcp, accC, accA;
+  if (Kc) {
+    Kcp = padded(*Kc, n);
+    accC = accA = Eigen::MatrixXd::Zero(n, n);
+  }
   std::vector<double> scratch(static_cast<size_t>(T_) * kW);
   const int pairs = st_.samples / 2;
   if (tape) {
@@ -293,10 +321,21 @@ Eigen::MatrixXd AttentionKernel::forward(const Eigen::MatrixXd& K, AttnTape* tap
       A = At.transpose();
       small_gemm(AK.data(), A.data(), lo, Kp.data(), false, Tri::Full, n, false);  // A K
       small_gemm(acc.data(), AK.data(), Tri::Full, At.data(), false, up, n, true);  // += A K A^T
+      if (Kc) {
+        small_gemm(AK.data(), A.data(), lo, Kcp.data(), false, Tri::Full, n, false);    // A Kc
+        small_gemm(accC.data(), AK.data(), Tri::Full, At.data(), false, up, n, true);  // += A Kc A^T
+        accA += A;
+      }
       if (tape && tape->keep_softmax) tape->A.push_back(At);
     }
   }
-  const Eigen::MatrixXd out = acc.topLeftCorner(T_, T_) / static_cast<double>(st_.samples);
+  const double N = static_cast<double>(st_.samples);
+  if (Kc) {
+    const Eigen::MatrixXd oc = accC.topLeftCorner(T_, T_) / N;
+    *AKcA = 0.5 * (oc + oc.transpose());
+    *Amean = accA.topLeftCorner(T_, T_) / N;
+  }
+  const Eigen::MatrixXd out = acc.topLeftCorner(T_, T_) / N;
   return 0.5 * (out + out.transpose());
 }
 

@@ -87,6 +87,12 @@ class AttentionKernel {
   /// E[A K A^T] for input kernel K (T x T). Does not include the V/O weight variances.
   /// @param tape if given, receives what backward() of the same K may reuse
   [[nodiscard]] Eigen::MatrixXd forward(const Eigen::MatrixXd& K, AttnTape* tape = nullptr) const;
+  /// forward(K, tape) and, from the same softmax draws, *AKcA = E[A Kc A^T] for a second kernel Kc
+  /// and *Amean = E[A] (T x T each): the collapse gap's recursion (theory/engine.cpp, docs/theory.md
+  /// "res below 1e-8") carries K's doubly centred part through attention with them. The returned
+  /// kernel is bitwise forward(K, tape)'s.
+  [[nodiscard]] Eigen::MatrixXd forward(const Eigen::MatrixXd& K, AttnTape* tape, const Eigen::MatrixXd& Kc,
+                                        Eigen::MatrixXd& AKcA, Eigen::MatrixXd& Amean) const;
   /// Gradient covariance at the attention input given the input kernel K and the
   /// gradient covariance G at the attention output (before W_O).
   /// @param vo_var sigma_v^2 sigma_o^2 (weight variances of V and O, incl. DeepNorm beta^2)
@@ -106,6 +112,8 @@ class AttentionKernel {
   [[nodiscard]] std::vector<Eigen::MatrixXd> base_points() const;
 
  private:
+  Eigen::MatrixXd forward_impl(const Eigen::MatrixXd& K, AttnTape* tape, const Eigen::MatrixXd* Kc,
+                               Eigen::MatrixXd* AKcA, Eigen::MatrixXd* Amean) const;
   int T_;
   int Tp_;  ///< T rounded up to the SIMD lane count: the size of the padded matrices of the integral
   bool causal_;

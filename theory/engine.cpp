@@ -56,6 +56,78 @@ Eigen::MatrixXd scale2(const Eigen::MatrixXd& K, const Eigen::VectorXd& d) {
   return d.asDiagonal() * K * d.asDiagonal();
 }
 
+// The collapse gap's form of a kernel (docs/theory.md "res below 1e-8"): K = Kc + v 1^T + 1 v^T +
+// m 1 1^T with Kc doubly centred (Kc 1 = 0) and v centred (1^T v = 0). Where the tokens collapse,
+// Kc and v are far below m, and K's entries hold them only to the rounding of m (res floored at
+// ~1.5e-8); carried in this form through the norms, attention and the residual sums, they keep
+// their own precision.
+struct Centred {
+  Eigen::MatrixXd Kc;
+  Eigen::VectorXd v;
+  double m = 0;
+};
+
+// The form of K by subtraction: exact to the rounding of K's entries.
+Centred centred_of(const Eigen::MatrixXd& K) {
+  const Eigen::VectorXd r = K.rowwise().mean();  // K 1 / T
+  Centred c;
+  c.m = r.mean();
+  c.v = r.array() - c.m;
+  c.Kc = K;
+  c.Kc.colwise() -= r;
+  c.Kc.rowwise() -= r.transpose();
+  c.Kc.array() += c.m;
+  return c;
+}
+
+// The form of K = W + u 1^T + 1 u^T + m 1 1^T for W and u of the gap's size: W's own form plus u's
+// centred part and mean, never subtracting anything of m's size.
+Centred recentre(const Eigen::MatrixXd& W, const Eigen::VectorXd& u, double m) {
+  Centred c = centred_of(W);
+  const double ub = u.mean();
+  c.v.array() += u.array() - ub;
+  c.m = m + (c.m + 2 * ub);
+  return c;
+}
+
+// D K D, D = diag(sqrt(gain2) / sqrt(K_tt + eps)) (norm_scales' scales), on the form: K_tt =
+// m + delta_t with delta_t = Kc_tt + 2 v_t, so D = f (I + E), f^2 = gain2 / (m + eps) and e_t =
+// (1 + delta_t / (m + eps))^(-1/2) - 1 by expm1/log1p; (I + E) K (I + E) = W + u 1^T + 1 u^T + m 1 1^T
+// with w = (I + E) v, W = (I + E) Kc (I + E) + w e^T + e w^T + m e e^T and u = w + m e, all of the
+// gap's size (e is, relative to 1).
+Centred centred_norm(const Centred& c, double eps, double gain2) {
+  const Eigen::Index T = c.v.size();
+  const double me = c.m + eps;
+  Eigen::VectorXd e(T);
+  for (Eigen::Index t = 0; t < T; ++t) e(t) = std::expm1(-0.5 * std::log1p((c.Kc(t, t) + 2 * c.v(t)) / me));
+  const Eigen::VectorXd w = c.v + e.cwiseProduct(c.v);
+  const Eigen::VectorXd one_e = Eigen::VectorXd::Ones(T) + e;
+  Eigen::MatrixXd W = one_e.asDiagonal() * c.Kc * one_e.asDiagonal();
+  W += w * e.transpose() + e * w.transpose() + c.m * (e * e.transpose());
+  Centred r = recentre(W, w + c.m * e, c.m);
+  const double f2 = gain2 / me;
+  r.Kc *= f2;
+  r.v *= f2;
+  r.m *= f2;
+  return r;
+}
+
+void axpby(Centred& x, double a, const Centred& y, double b) {
+  x.Kc = a * x.Kc + b * y.Kc;
+  x.v = a * x.v + b * y.v;
+  x.m = a * x.m + b * y.m;
+}
+
+// res from the form: tr K = tr Kc + T m (tr of v 1^T is 1^T v = 0).
+double centred_res(const Centred& c) {
+  const double tc = c.Kc.trace();
+  return std::sqrt(std::max(tc, 0.0) / (tc + static_cast<double>(c.v.size()) * c.m));
+}
+
+// Below this res^2 the recursion carries the form (the attention branch then costs two more
+// products per draw); above it the form is taken from K (relative error eps / res^2 <= 2e-12).
+constexpr double kGapTrackRes2 = 1e-4;
+
 // KernelTables of one recursion, keyed by the exact variance pair (a <= b). Local to one
 // kernel_recursion call (no global state: the engine may run on several threads at once) and
 // bounded: cleared when it holds kMaxTables (a pre-norm stack needs one table per layer).
@@ -414,6 +486,7 @@ KernelTrace equi_recursion(const StackSpec& spec, const TheorySettings& st, cons
     tr.K.push_back(to_matrix(e.K[l], T));
     tr.G.push_back(to_matrix(e.G[l], T));
     tr.C.push_back(Eigen::VectorXd::Constant(T, e.C[l]));
+    tr.res.push_back(std::sqrt(std::max((T - 1) * e.gap[l], 0.0) / (T * e.K[l].d)));
   }
   return tr;
 }
@@ -459,6 +532,14 @@ KernelTrace kernel_recursion(const StackSpec& spec, const TheorySettings& st, co
 
   Eigen::MatrixXd K = input_kernel(spec);
   tr.K[0] = K;
+  tr.res.assign(L + 1, std::nan(""));
+  // The collapse gap's form of K (Centred above), exact for the input: Kc = q0 (1 - rho0) (I - 11^T/T).
+  Centred cf;
+  cf.Kc = (spec.q0 * (1.0 - spec.rho0)) *
+          (Eigen::MatrixXd::Identity(T, T) - Eigen::MatrixXd::Constant(T, T, 1.0 / T));
+  cf.v = Eigen::VectorXd::Zero(T);
+  cf.m = spec.q0 * (spec.rho0 + (1.0 - spec.rho0) / T);
+  tr.res[0] = centred_res(cf);
   Eigen::MatrixXd Kphi;
   for (int l = 1; l <= L; ++l) {
     Eigen::VectorXd c = K.diagonal();  // cross kernel with X_{l-1} starts as its own diagonal
@@ -468,12 +549,18 @@ KernelTrace kernel_recursion(const StackSpec& spec, const TheorySettings& st, co
       h.branch = br;
       h.lam2 = hp.lam * hp.lam;
       h.a2 = hp.a * hp.a;
+      // Carry the form only where it is needed (tokens collapsed); else take it from K.
+      const double res_now = centred_res(cf);
+      const bool track = res_now * res_now < kGapTrackRes2;
+      Centred cz, cF;
+      if (track) cz = cf;
       // Branch input Z = pre(X).
       Eigen::MatrixXd Kz;
       if (hp.pre) {
         h.d_pre = norm_scales(K, spec.norm_eps);
         h.pre_gain2 = hp.pre_gain * hp.pre_gain;  // 1/l for LayerNorm Scaling (Sun et al. 2025)
         Kz = h.pre_gain2 * scale2(K, h.d_pre);
+        if (track) cz = centred_norm(cf, spec.norm_eps, h.pre_gain2);
       } else {
         Kz = K;
       }
@@ -483,7 +570,15 @@ KernelTrace kernel_recursion(const StackSpec& spec, const TheorySettings& st, co
       switch (br) {
         case Branch::Attn:
           h.attn.keep_softmax = keep_softmax;
-          KF = (sw2 * sw2) * attn->forward(Kz, &h.attn);
+          if (track) {
+            // A K A^T = A Kc A^T + (A v) 1^T + 1 (A v)^T + m 1 1^T (softmax rows sum to 1).
+            Eigen::MatrixXd AKcA, Amean;
+            KF = (sw2 * sw2) * attn->forward(Kz, &h.attn, cz.Kc, AKcA, Amean);
+            cF = recentre(AKcA, Amean * cz.v, cz.m);
+            axpby(cF, sw2 * sw2, cF, 0.0);
+          } else {
+            KF = (sw2 * sw2) * attn->forward(Kz, &h.attn);
+          }
           // Only sampled attention's backward pass reads Kz; the tape of a deep stack is most
           // of the recursion's memory, so the other branches keep none.
           if (!attn->uniform()) h.Kz = std::move(Kz);
@@ -501,14 +596,24 @@ KernelTrace kernel_recursion(const StackSpec& spec, const TheorySettings& st, co
         }
       }
       K = h.lam2 * K + h.a2 * KF;
+      if (track) {
+        // The dense and MLP branches' activation kernels are not carried in the form (their gap
+        // would need the kernels' second-order expansion in the tokens' deviations): taken from
+        // KF, to K's rounding, which then bounds the result's precision as before.
+        if (br != Branch::Attn) cF = centred_of(KF);
+        axpby(cf, h.lam2, cF, h.a2);
+      }
       c *= std::sqrt(h.lam2);
       if (hp.post) {
         h.d_post = norm_scales(K, spec.norm_eps);
         K = scale2(K, h.d_post);
+        if (track) cf = centred_norm(cf, spec.norm_eps, 1.0);
         c = c.cwiseProduct(h.d_post);
       }
+      if (!track) cf = centred_of(K);
       tape[l].push_back(std::move(h));
     }
+    tr.res[l] = centred_res(cf);
     if (!all_finite(K)) {
       tr.first_nonfinite = l;
       tr.K[l] = K;
@@ -596,7 +701,8 @@ void fill_metrics(const StackSpec& spec, const KernelTrace& tr, Profile& p) {
       const StateMetrics m = equi ? equi_state_metrics(tr.K[l](0, 0), tr.K[l](1, 0), spec.tokens, tr.K[l](0, 0) - tr.K[l](1, 0)) : gm[gi++];
       p.at(l, "q") = m.q;
       p.at(l, "rho") = m.rho;
-      p.at(l, "res") = m.res;
+      // From the collapse gap's recursion where it ran (no floor at 1.5e-8), else from K.
+      p.at(l, "res") = l < static_cast<int>(tr.res.size()) && std::isfinite(tr.res[l]) ? tr.res[l] : m.res;
       p.at(l, "eff_rank") = m.eff_rank;
     }
     if (l > 0 && kf[l] && kf[l - 1] && all_finite(tr.C[l])) {

@@ -68,6 +68,9 @@ struct KernelTrace {
   int grad_lost = -1;
   /// Set by the O(1) path: every K, G is q on the diagonal and one value off it.
   bool equicorrelated = false;
+  /// res per layer from the collapse gap's own recursion (docs/theory.md "res below 1e-8"),
+  /// which resolves it below the ~1.5e-8 that K's entries do; NaN or empty where not computed.
+  std::vector<double> res;
 };
 
 /// Runs forward and backward recursions. Non-finite kernels stop the recursion;
