@@ -27,7 +27,7 @@
 /// new direction iff its residual norm exceeds kCondRankTol times its own norm: an exactly
 /// repeated or collapsed token (residual at rounding level, ~1e-15) is expressed through the
 /// earlier ones, a genuine new direction is kept however small its angle. A dropped residual is
-/// at most 1e-10 of its token, far below a float's resolution and 1e-10 relative in double. A
+/// at most 1e-12 of its token, far below a float's resolution and 1e-12 relative in double. A
 /// zero token opens nothing (its row of C is 0); a non-finite one is kept so that the NaN
 /// reaches the output and is reported, never hidden. The result is canonical (token order,
 /// positive diagonal), so the reference backend's loops and these Eigen products agree on

@@ -68,7 +68,10 @@ enum class CondSlot : int {
 
 /// Rank threshold of the conditional factorisation: token t opens a new direction iff the norm
 /// of its residual after projection onto the earlier tokens exceeds kCondRankTol times its norm.
-inline constexpr double kCondRankTol = 1e-10;
+/// 1e-12: a hundred times a double stream's rounding-level residual (~1e-14 after many layers),
+/// so that a double run follows a collapse (res) down to ~1e-12; it was 1e-10, which dropped the
+/// tokens' differences of a collapsing post-norm stack from res ~1e-10 on (docs/simulate.md).
+inline constexpr double kCondRankTol = 1e-12;
 /// Test hook only: CondBwd slot offset of the independent-backward variant (wrong in law).
 inline constexpr int kCondIndependentSlot = 16;
 
