@@ -150,6 +150,9 @@ Profile MonteCarloEngine::run(const StackSpec& spec) {
   if (first > 0) p.settings["first_sample"] = first;  // only when set: default profiles keep their settings
   // Only when exact: a default profile's settings stay as they were before the option existed.
   if (input_kernel == InputKernel::Exact) p.settings["input_kernel"] = to_string(input_kernel);
+  // A float cpu run recomputes in double every sample whose res falls below this, so its res is
+  // resolved to a float's precision at every size (the atlas reads it: reports/atlas.cpp).
+  if (dynamic_cast<const EigenStack<float>*>(stack.get())) p.settings["res_double_below"] = kResDoubleBelow;
 
   // Reduce in sample order. A metric is reported only when every sample has a finite value.
   for (int l = 0; l <= L; ++l)
@@ -168,16 +171,23 @@ Profile MonteCarloEngine::run(const StackSpec& spec) {
       p.rows[l][M + m] = r.se;
     }
 
-  // Float samples whose attention logits float could not resolve were recomputed in double.
-  if (const auto* fs = dynamic_cast<const EigenStack<float>*>(stack.get()); fs && fs->double_fallbacks() > 0)
-    p.warnings.push_back(fmt::format(
-        "{} recomputed in double precision: their attention logits (first at layer {}) reached magnitudes float "
-        "resolves only to ±{} or worse, with a row's two largest within {} (a float near-tie splits a saturated "
-        "softmax row and inflates its gradient by orders of magnitude){}",
-        fs->double_fallbacks() == N ? fmt::format("all {} samples", N)
-                                    : fmt::format("{} of {} samples", fs->double_fallbacks(), N),
-        fs->double_fallback_layer(), kLogitTolerance, kNearTieGap,
-        fs->double_fallbacks() == N ? "" : "; the other samples are float"));
+  // Float samples whose attention logits or res float could not resolve were recomputed in double.
+  if (const auto* fs = dynamic_cast<const EigenStack<float>*>(stack.get())) {
+    auto how_many = [N](int k) { return k == N ? fmt::format("all {} samples", N) : fmt::format("{} of {} samples", k, N); };
+    auto others = [N](int k) { return k == N ? "" : "; the other samples are float"; };
+    if (fs->logit_fallbacks() > 0)
+      p.warnings.push_back(fmt::format(
+          "{} recomputed in double precision: their attention logits (first at layer {}) reached magnitudes float "
+          "resolves only to ±{} or worse, with a row's two largest within {} (a float near-tie splits a saturated "
+          "softmax row and inflates its gradient by orders of magnitude){}",
+          how_many(fs->logit_fallbacks()), fs->logit_fallback_layer(), kLogitTolerance, kNearTieGap,
+          others(fs->logit_fallbacks())));
+    if (fs->res_fallbacks() > 0)
+      p.warnings.push_back(fmt::format(
+          "{} recomputed in double precision: their tokens collapsed to res < {} (first at layer {}), below which a "
+          "float stream's rounding is 0.1% of res or more (it floors res at ~1e-7){}",
+          how_many(fs->res_fallbacks()), kResDoubleBelow, fs->res_fallback_layer(), others(fs->res_fallbacks())));
+  }
   // Warnings name the first layer where a non-finite value appeared, and how many samples.
   int fwd = -1, fwd_count = 0, bwd = -1, bwd_count = 0;
   for (int i = 0; i < N; ++i) {

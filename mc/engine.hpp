@@ -18,7 +18,9 @@ namespace sigprop::sim {
 ///    cannot resolve are recomputed in double). Not hashed at 1, so existing reports keep their
 ///    cells; cells from before stop 30 look like revision 1 and must be recomputed by hand where
 ///    the fallback would have changed them (they carry no "recomputed in double" warning).
-inline constexpr int kNumericsRevision = 1;
+/// 2: res from the stream itself (core::stream_res, stop 35: the kernel form floored it at 1.5e-8)
+///    and float cpu samples whose res falls below kResDoubleBelow recomputed in double (stop 36).
+inline constexpr int kNumericsRevision = 2;
 
 struct SimSettings {
   int samples = 64;                   ///< independent stacks (weights, input and Delta_L), 1..65536

@@ -349,8 +349,24 @@ std::vector<AtlasPoint> atlas_points(const ReportConfig& cfg, const std::vector<
   // res of a stack whose tokens have collapsed onto one direction is 0 in exact arithmetic, but
   // a float stream keeps the rounding of every token apart: the medium atlas's collapsed stacks
   // read res = 0.85e-7 .. 1.0e-7 at every width (theory 0). Below 1e-6 (float) a res is not
-  // resolved, whatever its standard error, so the floor is absolute for res.
+  // resolved, whatever its standard error, so the floor is absolute for res. A float cpu run that
+  // recomputes in double every sample whose res falls below res_double_below (settings; sim
+  // revision 2) is off by its float samples' rounding only, about 2e-8 absolute each, and those
+  // samples' res is at least that threshold: 2e-8 min(1, |res| / threshold) bounds it.
   const double floor_abs_res = single ? 1e-6 : 1e-14;
+  // A float stream's res is off by 1.1e-8 to 2.2e-8 (absolute) where res is 9e-6 to 2.4e-4 (8-sample
+  // means against a double run of the same streams, c249 at d = 256; sim/block.hpp kResDoubleBelow).
+  constexpr double kFloatResRounding = 3e-8;
+  auto res_floor = [&](const std::vector<Profile>& mc, double ref) {
+    if (!single) return floor_abs_res;
+    double below = 0;
+    for (const Profile& q : mc) {
+      const auto it = q.settings.find("res_double_below");
+      if (it == q.settings.end() || !it->is_number()) return floor_abs_res;
+      below = std::max(below, it->get<double>());
+    }
+    return kFloatResRounding * std::min(1.0, std::abs(ref) / below);
+  };
   std::vector<double> dw(a.widths.begin(), a.widths.end());
   std::vector<AtlasPoint> pts;
   for (const Cell& c : cells) {
@@ -405,9 +421,10 @@ std::vector<AtlasPoint> atlas_points(const ReportConfig& cfg, const std::vector<
         }
         if (mc_ok && !std::isfinite(p.theory) && theory_nulls) ++(*theory_nulls)[m];
         if (!mc_ok || !std::isfinite(p.theory)) continue;
-        const double floor_abs = m == "res" ? floor_abs_res : 0.0;
         // The combined s.e. (the floor f is exact) and its Welch-Satterthwaite degrees of freedom.
-        auto floor_of = [&](double ref) { return std::max(floor_rel * std::abs(ref), floor_abs); };
+        auto floor_of = [&](double ref) {
+          return std::max(floor_rel * std::abs(ref), m == "res" ? res_floor(mc, ref) : 0.0);
+        };
         auto combined = [&](double s, double ref) {
           const double f = floor_of(ref);
           return std::sqrt(p.theory_se * p.theory_se + s * s + f * f);
@@ -1116,14 +1133,14 @@ RenderResult render_atlas(const ReportConfig& cfg, const std::vector<Cell>& cell
     // What limits the largest errors: each point in the top 1% of its metric's relative error
     // (against the extrapolated Monte Carlo) by the first that applies. The relative error of a
     // value the Monte Carlo does not resolve from 0 says nothing about the theory.
-    const double floor_res = cfg.simulate.precision == "float" ? 1e-6 : 1e-14;
     Table t;
     t.title = "What limits the largest 1% of errors";
     t.note =
         "Per metric, the points whose relative error against the extrapolated Monte Carlo is at or above its p99, by "
         "the first that applies: \"beyond the uncertainty\": |theory − m| exceeds 2 s.e. (Student t), an error the "
         "Monte Carlo resolves; else within the uncertainty, and \"res at float resolution\": res with |m| below "
-        "the float stream's resolution (1e-6); \"m not resolved from 0\": |m| is itself within 2 of its own s.e. "
+        "the resolution of its stream (1e-6 for a float Monte Carlo without the double fallback of res < 1e-5, "
+        "1e-14 for double); \"m not resolved from 0\": |m| is itself within 2 of its own s.e. "
         "(the Monte Carlo's) of 0, so the relative error of any prediction is large; \"theory s.e. larger\" / \"Monte Carlo s.e. larger\": "
         "which side's sampling error dominates. \"widths reject m + b/d\": of all these points, those whose "
         "Monte Carlo widths bend away from the fit at the 1% level (|z| > 2.58 for the 1/d² term, next table), "
@@ -1150,7 +1167,7 @@ RenderResult render_atlas(const ReportConfig& cfg, const std::vector<Cell>& cell
         bent += std::abs(p.z_curv) > kNormal1;
         if (p.excess_ext > 0) {
           ++beyond;
-        } else if (m == "res" && std::abs(p.fit.m) < floor_res) {
+        } else if (m == "res" && std::abs(p.fit.m) < p.floor_ext) {  // below the floor its float stream resolves
           ++floor;
         } else if (std::abs(p.fit.m) <= z_as_t(2.0, p.fit.dof) * p.fit.se_m) {
           ++zero;  // the Monte Carlo's own uncertainty: a theory s.e. larger than |m| is the next class

@@ -250,19 +250,21 @@ SampleMetrics EigenStack<Real>::run_sample(int sample) const {
   for (int l = 1; l <= L; ++l) {
     LayerWeights<Real> w = weights(sample, l);
     std::vector<HalfCache<Real>> caches = block_forward_caches<Real>(arch, w, l, X[l - 1]);
+    X[l] = caches.back().Y;
     if constexpr (std::is_same_v<Real, float>) {
       bool unresolved = false;
       for (const auto& c : caches) unresolved = unresolved || c.logits_unresolved;
-      if (unresolved) {
-        ++fallbacks_;
-        int first = fallback_layer_.load();
-        while ((first < 0 || l < first) && !fallback_layer_.compare_exchange_weak(first, l)) {
-        }
+      Fallbacks* why = unresolved ? &logit_ : nullptr;
+      if (!why) {
+        const MatD Xd = X[l].template cast<double>();
+        if (stream_res(Xd.data(), spec_.tokens, spec_.width) < kResDoubleBelow) why = &res_;  // false for NaN
+      }
+      if (why) {
+        why->add(l);
         return EigenStack<double>(spec_, seed_, weight_cache_bytes_, sampling_, independent_backward_, input_kernel_)
             .run_sample(sample);
       }
     }
-    X[l] = caches.back().Y;
     const size_t bytes = w.bytes() + cache_bytes(caches);
     if (kept_bytes + bytes <= weight_cache_bytes_) {
       kept_bytes += bytes;

@@ -61,16 +61,31 @@ class EigenStack final : public StackBackend {
   [[nodiscard]] std::vector<double> block_backward(int sample, int layer, const std::vector<double>& X,
                                                    const std::vector<double>& dY) const override;
   /// A float stack recomputes in double every sample whose attention logits float cannot resolve
-  /// (sim/block.hpp logits_unresolved): same streams, the sample's result is the double one.
+  /// (sim/block.hpp logits_unresolved) or whose stream's res falls below kResDoubleBelow (the
+  /// tokens collapse below what a float stream resolves): same streams, the sample's result is the
+  /// double one.
   [[nodiscard]] SampleMetrics run_sample(int sample) const override;
-  /// Float stacks: the samples run_sample recomputed in double so far, and the first layer where
-  /// one of them had unresolved logits (-1 if none). Always 0 / -1 for double.
-  [[nodiscard]] int double_fallbacks() const { return fallbacks_.load(); }
-  [[nodiscard]] int double_fallback_layer() const { return fallback_layer_.load(); }
+  /// Float stacks: the samples run_sample recomputed in double so far for unresolved logits, and
+  /// the first layer where one of them had them (-1 if none). Always 0 / -1 for double.
+  [[nodiscard]] int logit_fallbacks() const { return logit_.count.load(); }
+  [[nodiscard]] int logit_fallback_layer() const { return logit_.layer.load(); }
+  /// The same for samples recomputed because their res fell below kResDoubleBelow (checked after
+  /// the logits, so a sample counts once).
+  [[nodiscard]] int res_fallbacks() const { return res_.count.load(); }
+  [[nodiscard]] int res_fallback_layer() const { return res_.layer.load(); }
 
  private:
-  mutable std::atomic<int> fallbacks_{0};
-  mutable std::atomic<int> fallback_layer_{-1};
+  struct Fallbacks {
+    std::atomic<int> count{0};
+    std::atomic<int> layer{-1};  ///< the smallest layer that triggered one
+    void add(int l) {
+      ++count;
+      int first = layer.load();
+      while ((first < 0 || l < first) && !layer.compare_exchange_weak(first, l)) {
+      }
+    }
+  };
+  mutable Fallbacks logit_, res_;
   std::size_t weight_cache_bytes_;
   StackSpec spec_;
   uint64_t seed_;

@@ -3,17 +3,22 @@
 // precision (the reference against itself checks the harness: its errors are exactly 0).
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
 #include <string>
+#include <vector>
+
+#include <fmt/format.h>
 
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include "core/error.hpp"
+#include "core/metrics.hpp"  // stream_res
 #include "mc/engine.hpp"
 #include "sim/block.hpp"
 #include "sim/eigen_backend.hpp"
@@ -126,12 +131,12 @@ TEST_CASE("cpu float: samples whose attention logits float cannot resolve are re
   const sigprop::sim::EigenStack<double> ds(s, 77, sigprop::sim::kWeightCacheBytes, cond, false, ex);
   std::vector<int> flagged;
   for (int i = 0; i < 64; ++i) {
-    const int before = fs.double_fallbacks();
+    const int before = fs.logit_fallbacks();
     const auto f = fs.run_sample(i).values;
     const auto d = ds.run_sample(i).values;
     const double gf = f[0].back(), gd = d[0].back();  // grad_var is the last column
     CAPTURE(i, gf, gd);
-    if (fs.double_fallbacks() > before) {
+    if (fs.logit_fallbacks() > before) {
       flagged.push_back(i);
       bool same = f.size() == d.size();
       for (std::size_t l = 0; same && l < f.size(); ++l)
@@ -143,7 +148,7 @@ TEST_CASE("cpu float: samples whose attention logits float cannot resolve are re
     }
   }
   CHECK(flagged.size() == 3);
-  CHECK(fs.double_fallback_layer() == 1);
+  CHECK(fs.logit_fallback_layer() == 1);
   // What the fallback prevents: the first flagged sample's plain float block.
   REQUIRE(!flagged.empty());
   {
@@ -181,5 +186,78 @@ TEST_CASE("cpu float: samples whose attention logits float cannot resolve are re
   // An ordinary float stack never falls back.
   const sigprop::sim::EigenStack<float> plain(sigprop::test::sim_shared::mid_spec({}), 3);
   for (int i = 0; i < 4; ++i) (void)plain.run_sample(i);
-  CHECK(plain.double_fallbacks() == 0);
+  CHECK(plain.logit_fallbacks() == 0);
+}
+
+TEST_CASE("cpu float: samples whose tokens collapse below res 1e-5 are recomputed in double", "[sim][parity]") {
+  // Post-LN attention with uniform softmax (sigma_qk2 = 0): res shrinks by 1/sqrt(2) per layer
+  // once the tokens align, from 0.9 at layer 0 to ~1e-5 near layer 35 and ~1e-11 at 75. A float
+  // stream keeps every token's rounding apart and floors res at ~1e-7 (sim/block.hpp
+  // kResDoubleBelow); each sample is recomputed in double from the first layer where its float
+  // res is below 1e-5, so the float run's res follows the double one down to 1e-11.
+  sigprop::StackSpec s;
+  for (const char* a : {"stack.width=256", "stack.heads=4", "stack.tokens=4", "stack.depth=75", "stack.blocks=attn",
+                        "stack.norm=post", "stack.mask=none", "init.sigma_qk2=0", "init.sigma_w2=1"})
+    sigprop::apply_override(s, a);
+  s.validate();
+  const auto cond = sigprop::sim::WeightSampling::Conditional;
+  const auto ex = sigprop::sim::InputKernel::Exact;
+  const sigprop::sim::EigenStack<float> fs(s, 5, sigprop::sim::kWeightCacheBytes, cond, false, ex);
+  const sigprop::sim::EigenStack<double> ds(s, 5, sigprop::sim::kWeightCacheBytes, cond, false, ex);
+  constexpr int kRes = 2;  // sim/block.hpp Col: q, rho, res, ...
+  int first = -1;
+  for (int i = 0; i < 4; ++i) {
+    const auto f = fs.run_sample(i).values, d = ds.run_sample(i).values;
+    CHECK(fs.res_fallbacks() == i + 1);
+    bool same = f.size() == d.size();
+    for (std::size_t l = 0; same && l < f.size(); ++l)
+      for (std::size_t k = 0; k < f[l].size(); ++k)
+        same = same && (f[l][k] == d[l][k] || (std::isnan(f[l][k]) && std::isnan(d[l][k])));
+    CHECK(same);  // the double result, bit for bit
+    // The fallback's layer is where the sample's (float, here ~double) res first drops below 1e-5.
+    int l = 0;
+    while (d[l][kRes] >= sigprop::sim::kResDoubleBelow) ++l;
+    first = first < 0 ? l : std::min(first, l);
+  }
+  CHECK(fs.logit_fallbacks() == 0);
+  CHECK(fs.res_fallback_layer() == first);
+  CHECK(first > 20);
+  CHECK(first < 50);
+  // What the fallback prevents: the float blocks alone floor res near 1e-7.
+  {
+    std::vector<double> X = fs.input(0), Xd = ds.input(0);
+    for (int l = 1; l <= s.depth; ++l) {
+      X = fs.block_forward(0, l, X);
+      Xd = ds.block_forward(0, l, Xd);
+    }
+    const double rf = sigprop::stream_res(X.data(), s.tokens, s.width),
+                 rd = sigprop::stream_res(Xd.data(), s.tokens, s.width);
+    CAPTURE(rf, rd);
+    CHECK(rd < 1e-10);
+    CHECK(rf > 1e-8);
+  }
+  // A stack that stays above 1e-5 stays float.
+  sigprop::StackSpec shallow = s;
+  shallow.depth = 10;
+  const sigprop::sim::EigenStack<float> fs10(shallow, 5, sigprop::sim::kWeightCacheBytes, cond, false, ex);
+  for (int i = 0; i < 4; ++i) (void)fs10.run_sample(i);
+  CHECK(fs10.res_fallbacks() == 0);
+  // The engine says so and marks its profile; its res is the double run's where they fell back.
+  sigprop::sim::SimSettings st;
+  st.samples = 4;
+  st.seed = 5;
+  st.backend = "cpu";
+  st.input_kernel = "exact";
+  st.precision = "float";
+  const sigprop::Profile pf = sigprop::sim::MonteCarloEngine(st).run(s);
+  st.precision = "double";
+  const sigprop::Profile pd = sigprop::sim::MonteCarloEngine(st).run(s);
+  REQUIRE(pf.warnings.size() == 1);
+  CHECK_THAT(pf.warnings[0], Catch::Contains("all 4 samples recomputed in double precision") &&
+                                 Catch::Contains(fmt::format("first at layer {}", first)));
+  CHECK(pf.settings.at("res_double_below") == sigprop::sim::kResDoubleBelow);
+  CHECK(!pd.settings.contains("res_double_below"));
+  CHECK(pd.warnings.empty());
+  for (int l : {40, 60, 75}) CHECK(pf.at(l, "res") == pd.at(l, "res"));
+  CHECK(pf.at(75, "res") < 1e-10);
 }
