@@ -68,7 +68,14 @@ using NoPromotion = boost::math::policies::policy<boost::math::policies::promote
 using detail::small_gemm;
 using detail::Tri;
 
-// H K H with H = I - 11^T / T: K less its row and column means (K symmetric).
+// M (T x T) in the top-left corner of an n x n zero matrix.
+Eigen::MatrixXd padded(const Eigen::MatrixXd& M, int n) {
+  Eigen::MatrixXd P = Eigen::MatrixXd::Zero(n, n);
+  P.topLeftCorner(M.rows(), M.cols()) = M;
+  return P;
+}
+}  // namespace
+
 Eigen::MatrixXd double_centred(const Eigen::MatrixXd& K) {
   const Eigen::VectorXd c = K.colwise().mean().transpose();
   const double g = c.mean();
@@ -78,14 +85,6 @@ Eigen::MatrixXd double_centred(const Eigen::MatrixXd& K) {
   Kc.array() += g;
   return 0.5 * (Kc + Kc.transpose());
 }
-
-// M (T x T) in the top-left corner of an n x n zero matrix.
-Eigen::MatrixXd padded(const Eigen::MatrixXd& M, int n) {
-  Eigen::MatrixXd P = Eigen::MatrixXd::Zero(n, n);
-  P.topLeftCorner(M.rows(), M.cols()) = M;
-  return P;
-}
-}  // namespace
 
 bool attention_uniform(const StackSpec& spec, const AttnSettings& settings) {
   return spec.sigma_qk2 == 0.0 || (spec.qk_scale == QkScale::InvDh && !settings.finite_dh);

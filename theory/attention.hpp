@@ -132,4 +132,9 @@ class AttentionKernel {
   void for_each_softmax(const Eigen::MatrixXd& L, const AttnTape* tape, Fn&& f) const;
 };
 
+/// H K H with H = I - 11^T / T: K less its row and column means (K symmetric; the result is
+/// symmetrised). The attention's backward factors it; the theory engine's collapse-gap form
+/// (theory/engine.cpp Centred) is it plus K's row means.
+[[nodiscard]] Eigen::MatrixXd double_centred(const Eigen::MatrixXd& K);
+
 }  // namespace sigprop::theory

@@ -73,10 +73,7 @@ Centred centred_of(const Eigen::MatrixXd& K) {
   Centred c;
   c.m = r.mean();
   c.v = r.array() - c.m;
-  c.Kc = K;
-  c.Kc.colwise() -= r;
-  c.Kc.rowwise() -= r.transpose();
-  c.Kc.array() += c.m;
+  c.Kc = double_centred(K);
   return c;
 }
 
@@ -88,6 +85,13 @@ Centred recentre(const Eigen::MatrixXd& W, const Eigen::VectorXd& u, double m) {
   c.v.array() += u.array() - ub;
   c.m = m + (c.m + 2 * ub);
   return c;
+}
+
+// a K, on the form
+void scale(Centred& x, double a) {
+  x.Kc *= a;
+  x.v *= a;
+  x.m *= a;
 }
 
 // D K D, D = diag(sqrt(gain2) / sqrt(K_tt + eps)) (norm_scales' scales), on the form: K_tt =
@@ -105,18 +109,19 @@ Centred centred_norm(const Centred& c, double eps, double gain2) {
   Eigen::MatrixXd W = one_e.asDiagonal() * c.Kc * one_e.asDiagonal();
   W += w * e.transpose() + e * w.transpose() + c.m * (e * e.transpose());
   Centred r = recentre(W, w + c.m * e, c.m);
-  const double f2 = gain2 / me;
-  r.Kc *= f2;
-  r.v *= f2;
-  r.m *= f2;
+  scale(r, gain2 / me);
   return r;
 }
 
+// x = a x + b y
 void axpby(Centred& x, double a, const Centred& y, double b) {
   x.Kc = a * x.Kc + b * y.Kc;
   x.v = a * x.v + b * y.v;
   x.m = a * x.m + b * y.m;
 }
+
+// res of an equicorrelated kernel (d, o) from its gap d - o: tr K - 1^T K 1 / T = (T-1)(d - o).
+double equi_res(double d, double gap, int T) { return std::sqrt(std::max((T - 1) * gap, 0.0) / (T * d)); }
 
 // res from the form: tr K = tr Kc + T m (tr of v 1^T is 1^T v = 0).
 double centred_res(const Centred& c) {
@@ -486,7 +491,7 @@ KernelTrace equi_recursion(const StackSpec& spec, const TheorySettings& st, cons
     tr.K.push_back(to_matrix(e.K[l], T));
     tr.G.push_back(to_matrix(e.G[l], T));
     tr.C.push_back(Eigen::VectorXd::Constant(T, e.C[l]));
-    tr.res.push_back(std::sqrt(std::max((T - 1) * e.gap[l], 0.0) / (T * e.K[l].d)));
+    tr.res.push_back(equi_res(e.K[l].d, e.gap[l], T));
   }
   return tr;
 }
@@ -575,7 +580,7 @@ KernelTrace kernel_recursion(const StackSpec& spec, const TheorySettings& st, co
             Eigen::MatrixXd AKcA, Amean;
             KF = (sw2 * sw2) * attn->forward(Kz, &h.attn, cz.Kc, AKcA, Amean);
             cF = recentre(AKcA, Amean * cz.v, cz.m);
-            axpby(cF, sw2 * sw2, cF, 0.0);
+            scale(cF, sw2 * sw2);
           } else {
             KF = (sw2 * sw2) * attn->forward(Kz, &h.attn);
           }
@@ -669,8 +674,7 @@ StateMetrics equi_state_metrics(double d, double o, int T, double gap) {
   StateMetrics m;
   m.q = d;
   m.rho = o / (std::sqrt(d) * std::sqrt(d));
-  // tr K - 1^T K 1 / T = (T-1)(d - o)
-  m.res = std::sqrt(std::max((T - 1) * gap, 0.0) / (T * d));
+  m.res = equi_res(d, gap, T);
   Eigen::VectorXd sv = Eigen::VectorXd::Constant(T, std::sqrt(std::max(gap, 0.0)));
   sv(0) = std::sqrt(std::max(d + (T - 1) * o, 0.0));
   m.eff_rank = effective_rank(sv);
