@@ -120,6 +120,27 @@ void axpby(Centred& x, double a, const Centred& y, double b) {
   x.m = a * x.m + b * y.m;
 }
 
+// Kc of the activation kernel E[phi(u) phi(u)^T], u ~ N(0, Ku) with Ku given by its form cu, from
+// the tokens' pairwise distances D_ts = E[(phi(u_t) - phi(u_s))^2] (ActKernel::distance, precise
+// where they nearly coincide) by H K H = -1/2 H D H (H = I - 11^T/T): each distance's inputs
+// come from the form, a_t = m + delta_t with delta_t = Kc_tt + 2 v_t, c_ts = m + Kc_ts + v_t + v_s,
+// a_t a_s - c_ts^2 = m (Kc_tt + Kc_ss - 2 Kc_ts) + delta_t delta_s - (c_ts - m)^2, none of them a
+// difference of m-sized numbers. K's own entries hold Kc only to the rounding of m.
+Eigen::MatrixXd act_centred(const ActKernel& ak, const Centred& cu) {
+  const Eigen::Index T = cu.v.size();
+  Eigen::VectorXd delta(T);
+  for (Eigen::Index t = 0; t < T; ++t) delta(t) = cu.Kc(t, t) + 2 * cu.v(t);
+  Eigen::MatrixXd D = Eigen::MatrixXd::Zero(T, T);
+  for (Eigen::Index s = 0; s < T; ++s)
+    for (Eigen::Index t = s + 1; t < T; ++t) {
+      const double off = cu.Kc(t, s) + cu.v(t) + cu.v(s);
+      const double din = cu.Kc(t, t) + cu.Kc(s, s) - 2 * cu.Kc(t, s);
+      const double det = cu.m * din + delta(t) * delta(s) - off * off;
+      D(t, s) = D(s, t) = ak.distance(cu.m + delta(t), cu.m + delta(s), cu.m + off, det);
+    }
+  return -0.5 * double_centred(D);
+}
+
 // res of an equicorrelated kernel (d, o) from its gap d - o: tr K - 1^T K 1 / T = (T-1)(d - o).
 double equi_res(double d, double gap, int T) { return std::sqrt(std::max((T - 1) * gap, 0.0) / (T * d)); }
 
@@ -588,26 +609,34 @@ KernelTrace kernel_recursion(const StackSpec& spec, const TheorySettings& st, co
           // of the recursion's memory, so the other branches keep none.
           if (!attn->uniform()) h.Kz = std::move(Kz);
           break;
-        case Branch::Mlp: {
-          Eigen::MatrixXd Ku = (sw2 * Kz).array() + spec.sigma_b2;
-          act_kernels(ak, tables, Ku, Kphi, h.Kd);
-          KF = (sw2 * Kphi).array() + spec.sigma_b2;
-          break;
-        }
+        case Branch::Mlp:
         case Branch::Dense: {
-          act_kernels(ak, tables, Kz, Kphi, h.Kd);
+          // MLP: u = Z W_1 + b_1; dense: u = Z (its W is the one after the activation).
+          Centred cu;
+          if (br == Branch::Mlp) {
+            const Eigen::MatrixXd Ku = (sw2 * Kz).array() + spec.sigma_b2;
+            act_kernels(ak, tables, Ku, Kphi, h.Kd);
+            if (track) {
+              cu = cz;
+              scale(cu, sw2);
+              cu.m += spec.sigma_b2;
+            }
+          } else {
+            act_kernels(ak, tables, Kz, Kphi, h.Kd);
+            if (track) cu = cz;
+          }
           KF = (sw2 * Kphi).array() + spec.sigma_b2;
+          if (track) {
+            // v and m from KF (v's absolute precision, eps m, is what the next norm or attention
+            // needs); Kc from the tokens' distances, which K's entries hold only to eps m.
+            cF = centred_of(KF);
+            cF.Kc = sw2 * act_centred(ak, cu);
+          }
           break;
         }
       }
       K = h.lam2 * K + h.a2 * KF;
-      if (track) {
-        // The dense and MLP branches' activation kernels are not carried in the form (their gap
-        // would need the kernels' second-order expansion in the tokens' deviations): taken from
-        // KF, to K's rounding, which then bounds the result's precision as before.
-        if (br != Branch::Attn) cF = centred_of(KF);
-        axpby(cf, h.lam2, cF, h.a2);
-      }
+      if (track) axpby(cf, h.lam2, cF, h.a2);
       c *= std::sqrt(h.lam2);
       if (hp.post) {
         h.d_post = norm_scales(K, spec.norm_eps);

@@ -22,8 +22,11 @@ namespace sigprop::theory {
 /// 4: the sampled attention's backward query and key paths on the doubly centred K (the stream's
 ///    common mode removed before the expanded products cancel; exploding no-norm stacks).
 /// 5: the equicorrelated recursion's res and eff_rank from the collapse gap d - o carried by its own
-///    recursion (d - o from the entries floored res at 1.5e-8 in collapsing stacks).
-inline constexpr int kNumericsRevision = 5;
+///    recursion (d - o from the entries floored res at 1.5e-8 in collapsing stacks); the general
+///    T x T recursion's (Kc, v, m) form through norms, attention and residual sums (stop 35).
+/// 6: the general recursion's MLP and dense branches carry the form too (their Kc from the tokens'
+///    distances, ActKernel::distance; stop 36): normalised attn+mlp stacks floored res at ~1e-9.
+inline constexpr int kNumericsRevision = 6;
 
 struct TheorySettings {
   int quad_order = 48;    ///< Gauss-Legendre points per piece (tanh, silu, gelu_tanh; see theory/gauss.hpp)

@@ -69,6 +69,17 @@ class ActKernel {
   [[nodiscard]] bool exact() const;
   /// Both kernels at correlation rho = c / sqrt(a b) (the quadrature's own variable).
   [[nodiscard]] KernelPair eval_rho(double a, double b, double rho) const;
+  /// E[(phi(u) - phi(w))^2] for (u, w) ~ N(0, [[a, c], [c, b]]), with det = a b - c^2 (>= 0)
+  /// passed separately, from the tokens' differences: precise where u and w nearly coincide (the
+  /// tokens of a collapsing stack), where k(a,a,a) + k(b,b,b) - 2 k(a,b,c) cancels to the rounding of
+  /// k. It is E[(phi(sqrt(a) z) - phi(sqrt(b) z))^2] (1-D, split Gauss-Legendre on the differences
+  /// themselves) plus 2 (k(a,b,sqrt(ab)) - k(a,b,c)) = 2 int_c^sqrt(ab) kd dc' (Price's theorem) with
+  /// sqrt(ab) - c = det / (sqrt(ab) + c), c' = sqrt(ab) - (sqrt(ab) - c) t^2 and 8-point
+  /// Gauss-Legendre in t (smooth in t where kd has relu's sqrt behaviour at c' = sqrt(ab); exact for
+  /// relu). For the quadrature activations (tanh, silu, gelu_tanh) kd is smooth at c' = sqrt(ab):
+  /// its integral is taken to second order there, len kd - len^2/2 E[phi'' phi''] at rho = 1 (1-D),
+  /// relative error O((len / sqrt(ab))^2). Meant for nearly coincident tokens (len << sqrt(ab)).
+  [[nodiscard]] double distance(double a, double b, double c, double det) const;
 
  private:
   Activation act_;
