@@ -188,6 +188,21 @@ Profile MonteCarloEngine::run(const StackSpec& spec) {
           "float stream's rounding is 0.1% of res or more (it floors res at ~1e-7){}",
           how_many(fs->res_fallbacks()), kResDoubleBelow, fs->res_fallback_layer(), others(fs->res_fallbacks())));
   }
+  // Conditional sampling treats token differences below kCondRankTol of a token as none.
+  if (sampling.sampling == WeightSampling::Conditional)
+    if (const auto it = std::find(names.begin(), names.end(), "res"); it != names.end()) {
+      const auto m = static_cast<std::size_t>(it - names.begin());
+      for (int l = 0; l <= L; ++l)
+        if (p.rows[l][m] < kCondResolvedRes) {  // false for NaN
+          p.warnings.push_back(fmt::format(
+              "res falls below {} at layer {}: conditional weight sampling treats a token's difference from the "
+              "earlier tokens below {} of its norm as none, so from res ~1e-11 on its tokens collapse faster than "
+              "the stack's; weights_sampling = \"explicit\" follows the collapse to the double stream's floor "
+              "(~1e-15)",
+              kCondResolvedRes, l, kCondRankTol));
+          break;
+        }
+    }
   // Warnings name the first layer where a non-finite value appeared, and how many samples.
   int fwd = -1, fwd_count = 0, bwd = -1, bwd_count = 0;
   for (int i = 0; i < N; ++i) {

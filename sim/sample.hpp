@@ -72,6 +72,12 @@ enum class CondSlot : int {
 /// so that a double run follows a collapse (res) down to ~1e-12; it was 1e-10, which dropped the
 /// tokens' differences of a collapsing post-norm stack from res ~1e-10 on (docs/simulate.md).
 inline constexpr double kCondRankTol = 1e-12;
+/// Below this res a conditional run warns (mc/engine.cpp): its collapse is resolved only down to
+/// about kCondRankTol. The atlas's c249 (d = 256, double, 8 samples) read res 6.7e-12, 1.3e-13 and
+/// 6.7e-16 at layers 80, 90 and 100 with conditional sampling against 8.4e-12, 2.6e-13 and 8.8e-15
+/// with explicit sampling (docs/simulate.md "res below 1e-8"); warning a hundred times above where
+/// the two part, it comes before the values go wrong.
+inline constexpr double kCondResolvedRes = 1e-10;
 /// Test hook only: CondBwd slot offset of the independent-backward variant (wrong in law).
 inline constexpr int kCondIndependentSlot = 16;
 

@@ -276,7 +276,9 @@ TEST_CASE("rank collapse: Post-LN depth 96 and attention without residual, finit
       const sigprop::Profile p = sigprop::sim::MonteCarloEngine(st).run(s);
       INFO(c.name << " " << sigprop::sim::to_string(w));
       CHECK(p.settings["weights_sampling"] == sigprop::sim::to_string(w));
-      CHECK(p.warnings.empty());
+      // Only the note that conditional sampling resolves the collapse to res ~1e-11 (both reach it).
+      if (w == WeightSampling::Explicit) CHECK(p.warnings.empty());
+      for (const auto& msg : p.warnings) CHECK_THAT(msg, Catch::Contains("conditional weight sampling treats"));
       CHECK(p.at(s.depth, "rho") > 0.999);
       for (int l = 0; l <= s.depth; ++l)
         for (const auto& m : sigprop::metric_names())
