@@ -17,6 +17,7 @@
 #include "core/error.hpp"
 #include "core/files.hpp"
 #include "mc/engine.hpp"  // pool_simulate_profiles
+#include "sim/sample.hpp"  // kCondResolvedRes
 #include "reports/figures.hpp"
 #include "sigprop/version.hpp"
 
@@ -313,6 +314,29 @@ double sample_dof(const Profile& p, const AtlasConfig& a, const ReportConfig& cf
 }
 }  // namespace
 
+double atlas_res_floor(const std::vector<Profile>& mc, double ref, bool single) {
+  const double floor_abs_res = single ? 1e-6 : 1e-14;
+  // A float stream's res is off by 1.1e-8 to 2.2e-8 (absolute) where res is 9e-6 to 2.4e-4 (8-sample
+  // means against a double run of the same streams, c249 at d = 256; sim/block.hpp kResDoubleBelow).
+  constexpr double kFloatResRounding = 3e-8;
+  // Conditional weight sampling resolves a collapse only to res ~1e-11 (sim/sample.hpp
+  // kCondRankTol, kCondResolvedRes: c249's conditional run read 6.7e-12 where explicit sampling
+  // read 8.4e-12, 6.7e-16 where it read 8.8e-15): below, its tokens collapse faster than the
+  // stack's, a bias of the Monte Carlo that the floor counts as its uncertainty.
+  const double floor_cond_res = 0.1 * sim::kCondResolvedRes;
+  bool conditional = false;
+  for (const Profile& q : mc) conditional = conditional || q.settings.value("weights_sampling", "") == "conditional";
+  const double cond = conditional ? floor_cond_res : 0.0;
+  if (!single) return std::max(floor_abs_res, cond);
+  double below = 0;
+  for (const Profile& q : mc) {
+    const auto it = q.settings.find("res_double_below");
+    if (it == q.settings.end() || !it->is_number()) return std::max(floor_abs_res, cond);
+    below = std::max(below, it->get<double>());
+  }
+  return std::max(kFloatResRounding * std::min(1.0, std::abs(ref) / below), cond);
+}
+
 std::vector<AtlasPoint> atlas_points(const ReportConfig& cfg, const std::vector<Cell>& cells,
                                      const std::vector<Job>& jobs, const fs::path& out,
                                      std::map<std::string, int>* theory_nulls, bool pool_refined) {
@@ -348,25 +372,11 @@ std::vector<AtlasPoint> atlas_points(const ReportConfig& cfg, const std::vector<
   const double floor_rel = single ? 1e-5 : 1e-10;
   // res of a stack whose tokens have collapsed onto one direction is 0 in exact arithmetic, but
   // a float stream keeps the rounding of every token apart: the medium atlas's collapsed stacks
-  // read res = 0.85e-7 .. 1.0e-7 at every width (theory 0). Below 1e-6 (float) a res is not
-  // resolved, whatever its standard error, so the floor is absolute for res. A float cpu run that
-  // recomputes in double every sample whose res falls below res_double_below (settings; sim
-  // revision 2) is off by its float samples' rounding only, about 2e-8 absolute each, and those
-  // samples' res is at least that threshold: 2e-8 min(1, |res| / threshold) bounds it.
-  const double floor_abs_res = single ? 1e-6 : 1e-14;
-  // A float stream's res is off by 1.1e-8 to 2.2e-8 (absolute) where res is 9e-6 to 2.4e-4 (8-sample
-  // means against a double run of the same streams, c249 at d = 256; sim/block.hpp kResDoubleBelow).
-  constexpr double kFloatResRounding = 3e-8;
-  auto res_floor = [&](const std::vector<Profile>& mc, double ref) {
-    if (!single) return floor_abs_res;
-    double below = 0;
-    for (const Profile& q : mc) {
-      const auto it = q.settings.find("res_double_below");
-      if (it == q.settings.end() || !it->is_number()) return floor_abs_res;
-      below = std::max(below, it->get<double>());
-    }
-    return kFloatResRounding * std::min(1.0, std::abs(ref) / below);
-  };
+  // read res = 0.85e-7 .. 1.0e-7 at every width (theory 0). So res's floor is also absolute
+  // (atlas_res_floor): 1e-6 for such a float run; a float cpu run that recomputes in double every
+  // sample whose res falls below res_double_below (settings; sim revision 2) is off by its float
+  // samples' rounding only, about 2e-8 absolute each, and those samples' res is at least that
+  // threshold: 3e-8 min(1, |res| / threshold) bounds it.
   std::vector<double> dw(a.widths.begin(), a.widths.end());
   std::vector<AtlasPoint> pts;
   for (const Cell& c : cells) {
@@ -423,7 +433,7 @@ std::vector<AtlasPoint> atlas_points(const ReportConfig& cfg, const std::vector<
         if (!mc_ok || !std::isfinite(p.theory)) continue;
         // The combined s.e. (the floor f is exact) and its Welch-Satterthwaite degrees of freedom.
         auto floor_of = [&](double ref) {
-          return std::max(floor_rel * std::abs(ref), m == "res" ? res_floor(mc, ref) : 0.0);
+          return std::max(floor_rel * std::abs(ref), m == "res" ? atlas_res_floor(mc, ref, single) : 0.0);
         };
         auto combined = [&](double s, double ref) {
           const double f = floor_of(ref);
@@ -1138,9 +1148,10 @@ RenderResult render_atlas(const ReportConfig& cfg, const std::vector<Cell>& cell
     t.note =
         "Per metric, the points whose relative error against the extrapolated Monte Carlo is at or above its p99, by "
         "the first that applies: \"beyond the uncertainty\": |theory − m| exceeds 2 s.e. (Student t), an error the "
-        "Monte Carlo resolves; else within the uncertainty, and \"res at float resolution\": res with |m| below "
-        "the resolution of its stream (1e-6 for a float Monte Carlo without the double fallback of res < 1e-5, "
-        "1e-14 for double); \"m not resolved from 0\": |m| is itself within 2 of its own s.e. "
+        "Monte Carlo resolves; else within the uncertainty, and \"res below MC resolution\": res with |m| below "
+        "what its Monte Carlo resolves (1e-6 for a float stream without the double fallback of res < 1e-5, "
+        "1e-14 for double, 1e-11 with conditional weight sampling, which below that collapses the tokens faster "
+        "than the stack); \"m not resolved from 0\": |m| is itself within 2 of its own s.e. "
         "(the Monte Carlo's) of 0, so the relative error of any prediction is large; \"theory s.e. larger\" / \"Monte Carlo s.e. larger\": "
         "which side's sampling error dominates. \"widths reject m + b/d\": of all these points, those whose "
         "Monte Carlo widths bend away from the fit at the 1% level (|z| > 2.58 for the 1/d² term, next table), "
@@ -1149,7 +1160,7 @@ RenderResult render_atlas(const ReportConfig& cfg, const std::vector<Cell>& cell
     t.head = {"metric",
               "points",
               "beyond the uncertainty",
-              "res at float resolution",
+              "res below MC resolution",
               "m not resolved from 0",
               "theory s.e. larger",
               "Monte Carlo s.e. larger",

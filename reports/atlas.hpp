@@ -133,6 +133,15 @@ struct AtlasPoint {
   double z_curv = std::numeric_limits<double>::quiet_NaN();
 };
 
+/// The absolute resolution floor of res in the atlas's combined standard errors, for one
+/// configuration's Monte Carlo profiles (one per width) at the value ref: what the Monte Carlo
+/// resolves, counted as an exact uncertainty ("Statistics" in docs/atlas.md). float (the config's
+/// precision): 1e-6 (a float stream's rounding), or, where every profile says res_double_below
+/// (samples below it were recomputed in double), 3e-8 min(1, |ref| / res_double_below); double:
+/// 1e-14. At least 1e-11 where a profile used conditional weight sampling (its tokens collapse
+/// faster than the stack's below res ~1e-11).
+double atlas_res_floor(const std::vector<Profile>& mc, double ref, bool single);
+
 /// Compares every cell's theory profile with its Monte Carlo profiles (loaded from out/cells):
 /// every metric of atlas.metrics at every layer where all values are finite and the Monte Carlo
 /// value is not 0, except the inputs (layer 0 for forward metrics, grad_var at layer L).
