@@ -10,6 +10,7 @@
 #include <fstream>
 #include <sstream>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <fmt/format.h>
@@ -41,6 +42,31 @@ std::string config_error(const sigprop::sim::SimSettings& st) {
     return e.what();
   }
   return "";
+}
+
+// Per-layer sample values equal bit for bit (NaN equals NaN).
+bool same_values(const std::vector<std::vector<double>>& a, const std::vector<std::vector<double>>& b) {
+  if (a.size() != b.size()) return false;
+  for (std::size_t l = 0; l < a.size(); ++l) {
+    if (a[l].size() != b[l].size()) return false;
+    for (std::size_t k = 0; k < a[l].size(); ++k)
+      if (!(a[l][k] == b[l][k] || (std::isnan(a[l][k]) && std::isnan(b[l][k])))) return false;
+  }
+  return true;
+}
+
+// The cpu engine's float and double profiles of s (exact input kernel, default weight sampling).
+std::pair<sigprop::Profile, sigprop::Profile> float_and_double(const sigprop::StackSpec& s, int samples,
+                                                               uint64_t seed) {
+  sigprop::sim::SimSettings st;
+  st.samples = samples;
+  st.seed = seed;
+  st.backend = "cpu";
+  st.input_kernel = "exact";
+  st.precision = "float";
+  sigprop::Profile pf = sigprop::sim::MonteCarloEngine(st).run(s);
+  st.precision = "double";
+  return {std::move(pf), sigprop::sim::MonteCarloEngine(st).run(s)};
 }
 
 }  // namespace
@@ -99,15 +125,8 @@ TEST_CASE("cpu backend: keeping weights and intermediates for the backward pass 
     // a budget that holds the weights and intermediates of some layers but not all
     const std::size_t two_layers = 2 * (3 * 8 * 8 + 8 * 8 + 2 * 8 * 16 + 16 + 8 + 3 * 16 * 8) * sizeof(float);
     const auto some = sigprop::sim::EigenStack<float>(s, 11, two_layers).run_sample(sample).values;
-    auto same = [](const std::vector<std::vector<double>>& a, const std::vector<std::vector<double>>& b) {
-      if (a.size() != b.size()) return false;
-      for (std::size_t l = 0; l < a.size(); ++l)
-        for (std::size_t k = 0; k < a[l].size(); ++k)
-          if (!(a[l][k] == b[l][k] || (std::isnan(a[l][k]) && std::isnan(b[l][k])))) return false;
-      return true;
-    };
-    CHECK(same(none, all));
-    CHECK(same(some, all));
+    CHECK(same_values(none, all));
+    CHECK(same_values(some, all));
   }
 }
 
@@ -138,11 +157,7 @@ TEST_CASE("cpu float: samples whose attention logits float cannot resolve are re
     CAPTURE(i, gf, gd);
     if (fs.logit_fallbacks() > before) {
       flagged.push_back(i);
-      bool same = f.size() == d.size();
-      for (std::size_t l = 0; same && l < f.size(); ++l)
-        for (std::size_t k = 0; k < f[l].size(); ++k)
-          same = same && (f[l][k] == d[l][k] || (std::isnan(f[l][k]) && std::isnan(d[l][k])));
-      CHECK(same);  // the double result, bit for bit
+      CHECK(same_values(f, d));  // the double result, bit for bit
     } else {
       CHECK(std::abs(gf - gd) <= 1e-4 * gd);  // float where float resolves the logits
     }
@@ -169,15 +184,7 @@ TEST_CASE("cpu float: samples whose attention logits float cannot resolve are re
     CHECK(gf > 1e6 * gd);
   }
   // The engine says so, and its float profile equals the double one where it matters.
-  sigprop::sim::SimSettings st;
-  st.samples = 64;
-  st.seed = 77;
-  st.backend = "cpu";
-  st.input_kernel = "exact";
-  st.precision = "float";
-  const sigprop::Profile pf = sigprop::sim::MonteCarloEngine(st).run(s);
-  st.precision = "double";
-  const sigprop::Profile pd = sigprop::sim::MonteCarloEngine(st).run(s);
+  const auto [pf, pd] = float_and_double(s, 64, 77);
   REQUIRE(pf.warnings.size() == 1);
   CHECK_THAT(pf.warnings[0], Catch::Contains("3 of 64 samples recomputed in double precision") &&
                                  Catch::Contains("first at layer 1"));
@@ -209,11 +216,7 @@ TEST_CASE("cpu float: samples whose tokens collapse below res 1e-5 are recompute
   for (int i = 0; i < 4; ++i) {
     const auto f = fs.run_sample(i).values, d = ds.run_sample(i).values;
     CHECK(fs.res_fallbacks() == i + 1);
-    bool same = f.size() == d.size();
-    for (std::size_t l = 0; same && l < f.size(); ++l)
-      for (std::size_t k = 0; k < f[l].size(); ++k)
-        same = same && (f[l][k] == d[l][k] || (std::isnan(f[l][k]) && std::isnan(d[l][k])));
-    CHECK(same);  // the double result, bit for bit
+    CHECK(same_values(f, d));  // the double result, bit for bit
     // The fallback's layer is where the sample's (float, here ~double) res first drops below 1e-5.
     int l = 0;
     while (d[l][kRes] >= sigprop::sim::kResDoubleBelow) ++l;
@@ -243,15 +246,7 @@ TEST_CASE("cpu float: samples whose tokens collapse below res 1e-5 are recompute
   for (int i = 0; i < 4; ++i) (void)fs10.run_sample(i);
   CHECK(fs10.res_fallbacks() == 0);
   // The engine says so and marks its profile; its res is the double run's where they fell back.
-  sigprop::sim::SimSettings st;
-  st.samples = 4;
-  st.seed = 5;
-  st.backend = "cpu";
-  st.input_kernel = "exact";
-  st.precision = "float";
-  const sigprop::Profile pf = sigprop::sim::MonteCarloEngine(st).run(s);
-  st.precision = "double";
-  const sigprop::Profile pd = sigprop::sim::MonteCarloEngine(st).run(s);
+  const auto [pf, pd] = float_and_double(s, 4, 5);
   // Both also say that conditional sampling resolves the collapse only to ~1e-11 (res < 1e-10 from
   // about layer 62 on).
   int below = 0;
@@ -270,6 +265,11 @@ TEST_CASE("cpu float: samples whose tokens collapse below res 1e-5 are recompute
   for (int l : {40, 60, 75}) CHECK(pf.at(l, "res") == pd.at(l, "res"));
   CHECK(pf.at(75, "res") < 1e-10);
   // Explicit sampling has no such limit: no warning.
+  sigprop::sim::SimSettings st;
+  st.samples = 4;
+  st.seed = 5;
+  st.backend = "cpu";
+  st.precision = "double";
   st.weights_sampling = "explicit";
   CHECK(sigprop::sim::MonteCarloEngine(st).run(s).warnings.empty());
 }
