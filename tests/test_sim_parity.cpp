@@ -211,7 +211,6 @@ TEST_CASE("cpu float: samples whose tokens collapse below res 1e-5 are recompute
   const auto ex = sigprop::sim::InputKernel::Exact;
   const sigprop::sim::EigenStack<float> fs(s, 5, sigprop::sim::kWeightCacheBytes, cond, false, ex);
   const sigprop::sim::EigenStack<double> ds(s, 5, sigprop::sim::kWeightCacheBytes, cond, false, ex);
-  constexpr int kRes = 2;  // sim/block.hpp Col: q, rho, res, ...
   int first = -1;
   for (int i = 0; i < 4; ++i) {
     const auto f = fs.run_sample(i).values, d = ds.run_sample(i).values;
@@ -219,7 +218,7 @@ TEST_CASE("cpu float: samples whose tokens collapse below res 1e-5 are recompute
     CHECK(same_values(f, d));  // the double result, bit for bit
     // The fallback's layer is where the sample's (float, here ~double) res first drops below 1e-5.
     int l = 0;
-    while (d[l][kRes] >= sigprop::sim::kResDoubleBelow) ++l;
+    while (d[l][sigprop::sim::kRes] >= sigprop::sim::kResDoubleBelow) ++l;
     first = first < 0 ? l : std::min(first, l);
   }
   CHECK(fs.logit_fallbacks() == 0);

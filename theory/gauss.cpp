@@ -175,13 +175,19 @@ double ActKernel::distance(double a, double b, double c, double det) const {
   // of k-sized numbers), split at z = 0 (relu's kink), |z| <= 9.
   const hd::Act h = to_hd(act_);
   const double inv_sqrt_2pi = 1.0 / std::sqrt(2 * kPi);
+  // f(z, w) at the nodes of gl_ on [-9, 0] and [0, 9], w the node's weight times the N(0, 1) density.
+  auto split_gauss = [&](auto&& f) {
+    for (const double sign : {-1.0, 1.0})
+      for (size_t i = 0; i < gl_.x.size(); ++i) {
+        const double z = sign * 4.5 * (1 + gl_.x[i]);
+        f(z, 4.5 * gl_.w[i] * std::exp(-0.5 * z * z) * inv_sqrt_2pi);
+      }
+  };
   double scale_part = 0;
-  for (const double sign : {-1.0, 1.0})
-    for (size_t i = 0; i < gl_.x.size(); ++i) {
-      const double z = sign * 4.5 * (1 + gl_.x[i]);
-      const double diff = hd::act_forward(h, sa * z) - hd::act_forward(h, sb * z);
-      scale_part += 4.5 * gl_.w[i] * std::exp(-0.5 * z * z) * inv_sqrt_2pi * diff * diff;
-    }
+  split_gauss([&](double z, double w) {
+    const double diff = hd::act_forward(h, sa * z) - hd::act_forward(h, sb * z);
+    scale_part += w * diff * diff;
+  });
   // The correlation's part: k(a, b, sqrt(ab)) - k(a, b, c) by Price's theorem.
   const double len = sab + c > 0 ? det / (sab + c) : sab - c;
   double corr_part = 0;
@@ -202,13 +208,10 @@ double ActKernel::distance(double a, double b, double c, double det) const {
         return (hd::act_derivative(h, x + step) - hd::act_derivative(h, x - step)) / (2 * step);
       };
       double kd1 = 0, kd2 = 0;
-      for (const double sign : {-1.0, 1.0})
-        for (size_t i = 0; i < gl_.x.size(); ++i) {
-          const double z = sign * 4.5 * (1 + gl_.x[i]);
-          const double w = 4.5 * gl_.w[i] * std::exp(-0.5 * z * z) * inv_sqrt_2pi;
-          kd1 += w * hd::act_derivative(h, sa * z) * hd::act_derivative(h, sb * z);
-          kd2 += w * d2(sa * z) * d2(sb * z);
-        }
+      split_gauss([&](double z, double w) {
+        kd1 += w * hd::act_derivative(h, sa * z) * hd::act_derivative(h, sb * z);
+        kd2 += w * d2(sa * z) * d2(sb * z);
+      });
       corr_part = len * kd1 - 0.5 * len * len * kd2;
     }
   }
