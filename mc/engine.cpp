@@ -178,7 +178,7 @@ Profile MonteCarloEngine::run(const StackSpec& spec) {
     if (fs->logit_fallbacks() > 0)
       p.warnings.push_back(fmt::format(
           "{} recomputed in double precision: their attention logits (first at layer {}) reached magnitudes float "
-          "resolves only to ±{} or worse, with a row's two largest within {} (a float near-tie splits a saturated "
+          "resolves only to ±{} or worse, with a row's two largest within {} plus that resolution (a float near-tie splits a saturated "
           "softmax row and inflates its gradient by orders of magnitude){}",
           how_many(fs->logit_fallbacks()), fs->logit_fallback_layer(), kLogitTolerance, kNearTieGap,
           others(fs->logit_fallbacks())));
@@ -188,18 +188,18 @@ Profile MonteCarloEngine::run(const StackSpec& spec) {
           "float stream's rounding is 0.1% of res or more (it floors res at ~1e-7){}",
           how_many(fs->res_fallbacks()), kResDoubleBelow, fs->res_fallback_layer(), others(fs->res_fallbacks())));
   }
-  // Conditional sampling treats token differences below kCondRankTol of a token as none.
+  // Conditional sampling treats token deviations below kCondNoiseTol of the tokens' norm as none.
   if (sampling.sampling == WeightSampling::Conditional)
     if (const auto it = std::find(names.begin(), names.end(), "res"); it != names.end()) {
       const auto m = static_cast<std::size_t>(it - names.begin());
       for (int l = 0; l <= L; ++l)
         if (p.rows[l][m] < kCondResolvedRes) {  // false for NaN
           p.warnings.push_back(fmt::format(
-              "res falls below {} at layer {}: conditional weight sampling treats a token's difference from the "
-              "earlier tokens below {} of its norm as none, so from res ~1e-11 on its tokens collapse faster than "
-              "the stack's; weights_sampling = \"explicit\" follows the collapse to the double stream's floor "
-              "(~1e-15)",
-              kCondResolvedRes, l, kCondRankTol));
+              "res falls below {} at layer {}: conditional weight sampling treats a token's deviation from the "
+              "tokens' mean below {} of their norm as rounding, so from res ~1e-14 on its tokens collapse faster "
+              "than the stack's; weights_sampling = \"explicit\" follows the collapse to the double stream's floor "
+              "(~5e-16)",
+              kCondResolvedRes, l, kCondNoiseTol));
           break;
         }
     }

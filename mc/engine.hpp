@@ -20,7 +20,10 @@ namespace sigprop::sim {
 ///    the fallback would have changed them (they carry no "recomputed in double" warning).
 /// 2: res from the stream itself (core::stream_res, stop 35: the kernel form floored it at 1.5e-8)
 ///    and float cpu samples whose res falls below kResDoubleBelow recomputed in double (stop 36).
-inline constexpr int kNumericsRevision = 2;
+/// 3: conditional sampling factors the tokens' mean and deviations instead of the tokens
+///    (sim/conditional.hpp, stop 37): every conditional draw changes (equal in law), and collapsed
+///    stacks are resolved to the double stream's rounding instead of res ~1e-11.
+inline constexpr int kNumericsRevision = 3;
 
 struct SimSettings {
   int samples = 64;                   ///< independent stacks (weights, input and Delta_L), 1..65536

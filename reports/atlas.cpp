@@ -319,10 +319,9 @@ double atlas_res_floor(const std::vector<Profile>& mc, double ref, bool single) 
   // A float stream's res is off by 1.1e-8 to 2.2e-8 (absolute) where res is 9e-6 to 2.4e-4 (8-sample
   // means against a double run of the same streams, c249 at d = 256; sim/block.hpp kResDoubleBelow).
   constexpr double kFloatResRounding = 3e-8;
-  // Conditional weight sampling resolves a collapse only to res ~1e-11 (sim/sample.hpp
-  // kCondRankTol, kCondResolvedRes: c249's conditional run read 6.7e-12 where explicit sampling
-  // read 8.4e-12, 6.7e-16 where it read 8.8e-15): below, its tokens collapse faster than the
-  // stack's, a bias of the Monte Carlo that the floor counts as its uncertainty.
+  // Conditional weight sampling resolves a collapse to res ~1e-14 (sim/sample.hpp kCondNoiseTol,
+  // kCondResolvedRes; ~1e-11 before stop 37's Monte Carlo revision 3): below, its tokens collapse
+  // faster than the stack's, a bias of the Monte Carlo that the floor counts as its uncertainty.
   const double floor_cond_res = 0.1 * sim::kCondResolvedRes;
   bool conditional = false;
   for (const Profile& q : mc) conditional = conditional || q.settings.value("weights_sampling", "") == "conditional";

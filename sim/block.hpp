@@ -287,8 +287,9 @@ struct HalfCache {
 
 /// Float logits S = sc Q K^T (T, T) are rounded to about delta_t = 4 eps |sc| |q_t| max_s |k_s|
 /// (the rounding of Q, K and the stream they come from, bounded by Cauchy-Schwarz). Where
-/// delta_t > kLogitTolerance and a row's two largest unmasked logits are within kNearTieGap, the
-/// softmax weight of the second key, e^-(gap), is of a size float keeps and its exponent is
+/// delta_t > kLogitTolerance and a row's two largest unmasked logits are within kNearTieGap + delta_t
+/// in float (the exact gap may be up to delta_t smaller than float's), the
+/// softmax weight of the second key, e^-(gap), may be of a size float keeps and its exponent is
 /// uncertain by delta_t: a float near-tie (gap 0 where the exact gap is 10^8) turns a saturated
 /// row into a split one, whose Jacobian is orders of magnitude larger. Exploding no-norm stacks
 /// reach such logits (|S| ~ 1e10 and more); ordinary ones stay far below (delta_t > 0.01 needs
@@ -325,7 +326,7 @@ bool logits_unresolved(const Mat<float>& S, const Q& q, const K& k, float sc, bo
         m2 = x;
       }
     }
-    if (static_cast<double>(m1) - m2 < kNearTieGap) return true;
+    if (static_cast<double>(m1) - m2 < kNearTieGap + delta) return true;  // the float gap is uncertain by delta
   }
   return false;
 }

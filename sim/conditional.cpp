@@ -28,23 +28,62 @@ constexpr double kCholQrMinRatio = 1e-3;
 // for every matrix of every layer), and a block of T <= 64 rows stays in cache.
 constexpr Eigen::Index kBlockCols = 1024;
 
-// Lower Cholesky factor of K if every pivot keeps more than kCholQrMinRatio of its token's norm;
-// rcond, if given, receives LLT's estimate of 1 / kappa_1(K) (K's lower triangle).
-bool well_separated_cholesky(const Eigen::MatrixXd& K, Eigen::MatrixXd& L, double* rcond = nullptr) {
+// Rows of X (T, n) -> the factor's candidates in place: row 0 the tokens' mean, row t >= 1 token
+// t's deviation from it (sim/conditional.hpp). The mean sums the tokens in order, as the
+// reference backend's loops do.
+void to_candidates(MD& X) {
+  const Eigen::Index T = X.rows();
+  if (T == 0) return;
+  Eigen::RowVectorXd mean = X.row(0);
+  for (Eigen::Index t = 1; t < T; ++t) mean += X.row(t);
+  mean /= static_cast<double>(T);
+  for (Eigen::Index t = 1; t < T; ++t) X.row(t) -= mean;
+  X.row(0) = mean;
+}
+
+// Gram-Schmidt's absolute threshold for the candidates of tokens whose squared norms sum to sq:
+// kCondNoiseTol times their RMS norm (sim/sample.hpp).
+double candidate_abs_tol(double sq, Eigen::Index T) {
+  return T > 0 ? kCondNoiseTol * std::sqrt(sq / static_cast<double>(T)) : 0.0;
+}
+
+// Rows of the candidates (their coefficients C (T, r), or their outputs C G (T, m)) -> the
+// tokens': row_t = mean + dev_t for t >= 1 and row_0 = mean - sum_{t >= 1} dev_t. Mapping the
+// outputs rather than C keeps the tokens' differences at their own precision: a token's output
+// is the mean's plus its deviation's, rounded once.
+template <class Mat>
+void from_candidates(Mat& C) {
+  const Eigen::Index T = C.rows();
+  if (T < 2) return;
+  using Row = Eigen::Matrix<typename Mat::Scalar, 1, Eigen::Dynamic>;
+  const Row mean = C.row(0);
+  Row dev0 = -C.row(1);
+  for (Eigen::Index t = 2; t < T; ++t) dev0 -= C.row(t);
+  for (Eigen::Index t = 1; t < T; ++t) C.row(t) += mean;
+  C.row(0) = mean + dev0;
+}
+
+// Lower Cholesky factor of K if every pivot keeps more than kCholQrMinRatio of its row's norm and
+// exceeds kCholQrAbsMargin * abs_tol (Gram-Schmidt's absolute threshold, below); rcond, if given,
+// receives LLT's estimate of 1 / kappa_1(K) (K's lower triangle).
+constexpr double kCholQrAbsMargin = 10;
+bool well_separated_cholesky(const Eigen::MatrixXd& K, Eigen::MatrixXd& L, double abs_tol, double* rcond = nullptr) {
   const Eigen::LLT<Eigen::MatrixXd, Eigen::Lower> llt(K);
   if (llt.info() != Eigen::Success) return false;
   L = llt.matrixL();
   if (rcond != nullptr) *rcond = llt.rcond();
   for (Eigen::Index t = 0; t < K.rows(); ++t)
-    if (!(L(t, t) * L(t, t) > kCholQrMinRatio * kCholQrMinRatio * K(t, t))) return false;  // NaN: false
+    if (!(L(t, t) * L(t, t) > kCholQrMinRatio * kCholQrMinRatio * K(t, t)) ||
+        !(L(t, t) > kCholQrAbsMargin * abs_tol))  // NaN: false
+      return false;
   return true;
 }
 
-bool cholqr2(const MD& X, TokenBasis& f) {
+bool cholqr2(const MD& X, TokenBasis& f, double abs_tol) {
   const auto T = X.rows();
   const Eigen::MatrixXd K = X * X.transpose();
   Eigen::MatrixXd L1, L2;
-  if (!well_separated_cholesky(K, L1)) return false;
+  if (!well_separated_cholesky(K, L1, abs_tol)) return false;
   const MD Q1 = L1.triangularView<Eigen::Lower>().solve(X);
   const Eigen::LLT<Eigen::MatrixXd> llt2(Q1 * Q1.transpose());
   if (llt2.info() != Eigen::Success) return false;
@@ -67,6 +106,15 @@ void load_block(const MR<Real>& A, Eigen::Index j0, Eigen::Index w, const ColSca
   buf.rightCols(w - s) *= sc->second;
 }
 
+// buf (T, w) = the candidates (sim/conditional.hpp) of columns j0 .. j0+w-1 of X, in double.
+// sq, if given, accumulates the block's squared norm (of the tokens, before the transform).
+template <class Real>
+void load_candidates(const MR<Real>& X, Eigen::Index j0, Eigen::Index w, MD& buf, double* sq = nullptr) {
+  load_block(X, j0, w, nullptr, buf);
+  if (sq != nullptr) *sq += buf.squaredNorm();
+  to_candidates(buf);
+}
+
 // K (T, T), lower triangle = A diag(s)^2 A^T in double, accumulated block by block.
 template <class Real>
 void gram_blocks(const MR<Real>& A, const ColScale* sc, Eigen::MatrixXd& K, MD& buf) {
@@ -83,23 +131,30 @@ void gram_blocks(const MR<Real>& A, const ColScale* sc, Eigen::MatrixXd& K, MD& 
 // to ~7e3. kappa(K) is LLT's estimate of the 1-norm condition number (rcond, O(T^2)).
 constexpr double kSinglePassMaxErr = 1e-8;
 
-// The forward factor X = C Q by CholQR2 streamed over column blocks: Q written straight to its
-// precision, Q1 = L1^{-1} X recomputed per block rather than kept. False as cholqr2 above. A
-// float Q skips the second pass when kSinglePassMaxErr allows (then Q = Q1, C = L1).
+// The forward factor of X's candidates A = C Q (A = rows of X -> to_candidates) by CholQR2
+// streamed over column blocks: Q written straight to its precision, Q1 = L1^{-1} A recomputed
+// per block rather than kept; C is the candidates' factor (the caller maps it back with
+// from_candidates). False as cholqr2 above. A float Q skips the second pass when
+// kSinglePassMaxErr allows (then Q = Q1, C = L1).
 template <class Real>
 bool cholqr2_blocks(const MR<Real>& X, MR<Real>& Q, Eigen::MatrixXd& C) {
   const Eigen::Index T = X.rows(), n = X.cols();
   MD buf;
   Eigen::MatrixXd K, L1, L2;
-  gram_blocks<Real>(X, nullptr, K, buf);
+  K.setZero(T, T);
+  double sq = 0;
+  for (Eigen::Index j0 = 0; j0 < n; j0 += kBlockCols) {
+    load_candidates(X, j0, std::min(kBlockCols, n - j0), buf, &sq);
+    K.selfadjointView<Eigen::Lower>().rankUpdate(buf);
+  }
   double rcond = 0;
-  if (!well_separated_cholesky(K, L1, &rcond)) return false;
+  if (!well_separated_cholesky(K, L1, candidate_abs_tol(sq, T), &rcond)) return false;
   if constexpr (std::is_same_v<Real, float>) {
     if (std::numeric_limits<double>::epsilon() <= kSinglePassMaxErr * rcond) {
       Q.resize(T, n);
       for (Eigen::Index j0 = 0; j0 < n; j0 += kBlockCols) {
         const Eigen::Index w = std::min(kBlockCols, n - j0);
-        load_block(X, j0, w, nullptr, buf);
+        load_candidates(X, j0, w, buf);
         L1.triangularView<Eigen::Lower>().solveInPlace(buf);
         Q.middleCols(j0, w) = buf.template cast<Real>();
       }
@@ -109,7 +164,7 @@ bool cholqr2_blocks(const MR<Real>& X, MR<Real>& Q, Eigen::MatrixXd& C) {
   }
   K.setZero();
   for (Eigen::Index j0 = 0; j0 < n; j0 += kBlockCols) {
-    load_block(X, j0, std::min(kBlockCols, n - j0), nullptr, buf);
+    load_candidates(X, j0, std::min(kBlockCols, n - j0), buf);
     L1.triangularView<Eigen::Lower>().solveInPlace(buf);
     K.selfadjointView<Eigen::Lower>().rankUpdate(buf);
   }
@@ -119,7 +174,7 @@ bool cholqr2_blocks(const MR<Real>& X, MR<Real>& Q, Eigen::MatrixXd& C) {
   Q.resize(T, n);
   for (Eigen::Index j0 = 0; j0 < n; j0 += kBlockCols) {
     const Eigen::Index w = std::min(kBlockCols, n - j0);
-    load_block(X, j0, w, nullptr, buf);
+    load_candidates(X, j0, w, buf);
     L1.triangularView<Eigen::Lower>().solveInPlace(buf);
     L2.triangularView<Eigen::Lower>().solveInPlace(buf);
     Q.middleCols(j0, w) = buf.template cast<Real>();
@@ -149,8 +204,8 @@ void draw_block(const NormalStream& ns, const std::vector<int>& kept, Eigen::Ind
 
 }  // namespace
 
-void factor_tokens(const MD& X, TokenBasis& f) {
-  if (X.rows() > 0 && cholqr2(X, f)) return;
+void factor_tokens(const MD& X, TokenBasis& f, double abs_tol) {
+  if (X.rows() > 0 && cholqr2(X, f, abs_tol)) return;
   const int T = static_cast<int>(X.rows()), n = static_cast<int>(X.cols());
   MD Q(T, n);
   MD C = MD::Zero(T, T);
@@ -170,7 +225,7 @@ void factor_tokens(const MD& X, TokenBasis& f) {
       nv = nn;
       if (!again) break;
     }
-    if (!std::isfinite(nv) || (nx > 0 && nv > kCondRankTol * nx)) {
+    if (!std::isfinite(nv) || (nx > 0 && nv > kCondRankTol * nx && nv > abs_tol)) {
       Q.row(r) = v.transpose() / nv;
       C(t, r) = nv;
       f.kept.push_back(t);
@@ -181,18 +236,28 @@ void factor_tokens(const MD& X, TokenBasis& f) {
   f.C = C.leftCols(r);
 }
 
+void factor_centred(const MD& X, TokenBasis& f) {
+  MD A = X;
+  to_candidates(A);
+  factor_tokens(A, f, candidate_abs_tol(X.squaredNorm(), X.rows()));
+  from_candidates(f.C);
+}
+
 template <class Real>
 void cond_forward(const CondSource& src, CondSlot slot, ColScale sc, int m, const MR<Real>& X, CondFactor<Real>& f,
                   MR<Real>& Y) {
   const Eigen::Index T = X.rows();
-  Eigen::MatrixXd C;  // (T, r)
+  Eigen::MatrixXd C;  // (T, r), the candidates'
   std::vector<int> kept;
   if (T > 0 && cholqr2_blocks<Real>(X, f.Q, C)) {
     kept.resize(static_cast<size_t>(T));
     for (Eigen::Index t = 0; t < T; ++t) kept[static_cast<size_t>(t)] = static_cast<int>(t);
-  } else {  // collapsed, repeated or zero tokens: Gram-Schmidt decides the rank
+  } else {  // repeated or zero tokens, collinear deviations: Gram-Schmidt decides the rank
     TokenBasis b;
-    factor_tokens(X.template cast<double>(), b);
+    MD A = X.template cast<double>();
+    const double abs_tol = candidate_abs_tol(A.squaredNorm(), T);
+    to_candidates(A);
+    factor_tokens(A, b, abs_tol);
     f.Q = b.Q.template cast<Real>();
     C = b.C;
     kept = std::move(b.kept);
@@ -210,7 +275,8 @@ void cond_forward(const CondSource& src, CondSlot slot, ColScale sc, int m, cons
     Y.setZero(T, m);
     return;
   }
-  Y.noalias() = C.template cast<Real>() * f.G;
+  Y.noalias() = C.template cast<Real>() * f.G;  // the candidates' outputs
+  from_candidates(Y);
 }
 
 template <class Real>
@@ -227,7 +293,7 @@ void cond_backward(const CondSource& src, CondSlot slot, ColScale sc, const Cond
     MD buf;
     Eigen::MatrixXd K;
     if (T > 0) gram_blocks<Real>(dY, &sc, K, buf);
-    if (T > 0 && well_separated_cholesky(K, Cp)) {
+    if (T > 0 && well_separated_cholesky(K, Cp, 0.0)) {
       kept.resize(static_cast<size_t>(T));
       for (Eigen::Index t = 0; t < T; ++t) kept[static_cast<size_t>(t)] = static_cast<int>(t);
     } else {

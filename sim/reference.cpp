@@ -191,7 +191,7 @@ LayerWeights make_weights(const StackSpec& s, uint64_t seed, int sample, int l, 
 
 // One matrix's forward factor and draw, kept for its backward.
 struct RefFactor {
-  std::vector<int> kept;  // tokens that opened directions 0..r-1
+  std::vector<int> kept;  // candidates (forward) that opened directions 0..r-1
   Vec Q;                  // (r, n) orthonormal rows
   Vec G;                  // (r, m) scaled draw of Q W
 };
@@ -203,9 +203,9 @@ double dot_n(const double* a, const double* b, int n) {
 }
 
 // X (T, n) = C (T, r) Q (r, n): classical Gram-Schmidt in token order, reorthogonalised while a
-// pass cancels more than 1/sqrt(2) of the norm (at most 3 passes); token t opens direction r iff
-// its residual norm exceeds kCondRankTol times its norm (or is not finite).
-void ref_factor(const double* X, int T, int n, std::vector<int>& kept, Vec& Q, Vec& C) {
+// pass cancels more than 1/sqrt(2) of the norm (at most 3 passes); row t opens direction r iff
+// its residual norm exceeds kCondRankTol times its norm and abs_tol (or is not finite).
+void ref_factor(const double* X, int T, int n, std::vector<int>& kept, Vec& Q, Vec& C, double abs_tol = 0.0) {
   Vec Qf(static_cast<size_t>(T) * n), Cf(static_cast<size_t>(T) * T, 0.0), v(n), p(T);
   kept.clear();
   int r = 0;
@@ -225,7 +225,7 @@ void ref_factor(const double* X, int T, int n, std::vector<int>& kept, Vec& Q, V
       nv = nn;
       if (!again) break;
     }
-    if (!std::isfinite(nv) || (nx > 0 && nv > kCondRankTol * nx)) {
+    if (!std::isfinite(nv) || (nx > 0 && nv > kCondRankTol * nx && nv > abs_tol)) {
       for (int i = 0; i < n; ++i) Qf[static_cast<size_t>(r) * n + i] = v[i] / nv;
       Cf[static_cast<size_t>(t) * T + r] = nv;
       kept.push_back(t);
@@ -253,20 +253,41 @@ void draw_kept_rows(const CondSource& src, uint64_t id, const std::vector<int>& 
 
 double col_scale(const ColScale& sc, int j) { return j < sc.split ? sc.first : sc.second; }
 
-// Y (T, m) = X (T, n) W, W drawn conditionally on X (the forward of sim/conditional.hpp)
+// Y (T, m) = X (T, n) W, W drawn conditionally on X (the forward of sim/conditional.hpp): the
+// factor of X's candidates (row 0 the tokens' mean, row t >= 1 token t's deviation from it),
+// its C mapped back to the tokens
 void ref_cond_forward(const CondSource& src, CondSlot slot, ColScale sc, const double* X, int T, int n, int m,
                       RefFactor& f, double* Y) {
-  Vec C;
-  ref_factor(X, T, n, f.kept, f.Q, C);
+  Vec A(static_cast<size_t>(T) * n), mean(n, 0.0), C;
+  double sq = 0.0;
+  for (int t = 0; t < T; ++t)
+    for (int i = 0; i < n; ++i) {
+      const double x = X[static_cast<size_t>(t) * n + i];
+      mean[i] += x;
+      sq += x * x;
+    }
+  for (int i = 0; i < n; ++i) mean[i] /= T;
+  for (int i = 0; i < n && T > 0; ++i) A[i] = mean[i];
+  for (int t = 1; t < T; ++t)
+    for (int i = 0; i < n; ++i) A[static_cast<size_t>(t) * n + i] = X[static_cast<size_t>(t) * n + i] - mean[i];
+  ref_factor(A.data(), T, n, f.kept, f.Q, C, T > 0 ? kCondNoiseTol * std::sqrt(sq / T) : 0.0);
   const int r = static_cast<int>(f.kept.size());
   draw_kept_rows(src, cond_stream_id(src, StreamKind::CondFwd, static_cast<int>(slot)), f.kept, m, f.G);
   for (int k = 0; k < r; ++k)
     for (int j = 0; j < m; ++j) f.G[static_cast<size_t>(k) * m + j] *= col_scale(sc, j);
-  for (int t = 0; t < T; ++t)
+  for (int t = 0; t < T; ++t)  // the candidates' outputs C G
     for (int j = 0; j < m; ++j) {
       double acc = 0.0;
       for (int k = 0; k < r; ++k) acc += C[static_cast<size_t>(t) * r + k] * f.G[static_cast<size_t>(k) * m + j];
       Y[static_cast<size_t>(t) * m + j] = acc;
+    }
+  if (T > 1)  // -> the tokens': y_t = mean + dev_t (t >= 1), y_0 = mean - sum_{t >= 1} dev_t
+    for (int j = 0; j < m; ++j) {
+      const double ym = Y[j];
+      double dev0 = -Y[static_cast<size_t>(m) + j];
+      for (int t = 2; t < T; ++t) dev0 -= Y[static_cast<size_t>(t) * m + j];
+      for (int t = 1; t < T; ++t) Y[static_cast<size_t>(t) * m + j] += ym;
+      Y[j] = ym + dev0;
     }
 }
 

@@ -72,12 +72,22 @@ enum class CondSlot : int {
 /// so that a double run follows a collapse (res) down to ~1e-12; it was 1e-10, which dropped the
 /// tokens' differences of a collapsing post-norm stack from res ~1e-10 on (docs/simulate.md).
 inline constexpr double kCondRankTol = 1e-12;
-/// Below this res a conditional run warns (mc/engine.cpp): its collapse is resolved only down to
-/// about kCondRankTol. The atlas's c249 (d = 256, double, 8 samples) read res 6.7e-12, 1.3e-13 and
-/// 6.7e-16 at layers 80, 90 and 100 with conditional sampling against 8.4e-12, 2.6e-13 and 8.8e-15
-/// with explicit sampling (docs/simulate.md "res below 1e-8"); warning a hundred times above where
-/// the two part, it comes before the values go wrong.
-inline constexpr double kCondResolvedRes = 1e-10;
+/// The forward factors the tokens' mean and deviations (sim/conditional.hpp), each judged against
+/// its own norm by kCondRankTol; a candidate also needs a residual above kCondNoiseTol times the
+/// tokens' RMS norm to open a direction. Below it a deviation is the stream's rounding (a double
+/// stream's tokens carry ~1e-16..1e-15 of their norm), whose direction depends on how a backend
+/// rounded: kept, it would be an equal-in-law but backend-dependent direction (the reference and
+/// cpu backends would part sample by sample), and it resolves nothing a double stream can.
+inline constexpr double kCondNoiseTol = 1e-14;
+/// Below this res a conditional run warns (mc/engine.cpp): it resolves a collapse down to about
+/// kCondNoiseTol, below which its tokens collapse faster than the stack's. Measured (stop 37, d =
+/// 256, 32 samples, double, against explicit sampling on other streams): the atlas's c249 agreed
+/// within a standard error down to res 3.8e-14 (layer 96; explicit 3.4e-14 +- 0.4e-14, theory
+/// 3.2e-14) and parted at 1.1e-15 vs 2.3e-15 (layer 104); c275 agreed to 3.1e-14 vs 3.0e-14. Before
+/// stop 37 (the tokens factored as they are, deviations judged against a token's norm) they
+/// parted at res ~1e-11 and this was 1e-10. Warning ten times above where they part, it comes
+/// before the values go wrong.
+inline constexpr double kCondResolvedRes = 1e-13;
 /// Test hook only: CondBwd slot offset of the independent-backward variant (wrong in law).
 inline constexpr int kCondIndependentSlot = 16;
 

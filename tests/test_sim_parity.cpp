@@ -137,7 +137,9 @@ TEST_CASE("cpu float: samples whose attention logits float cannot resolve are re
   // differ between keys by ~1e6, while float rounds them to ~1e4, so a few rows tie in float where
   // the exact row is saturated. Through such a split row the gradient is ~1e9 times too large
   // (grad_var 1e15-1e18 instead of 2.3). Those samples are recomputed in double; the others stay
-  // float. Seed 77: 3 of the 64 samples.
+  // float. Float's logits are uncertain by delta_t ~ 1e4 here, so every row whose float gap is
+  // below 40 + delta_t is suspect: seed 77 flags 26 of the 64 samples (with the gap compared with
+  // 40 alone, 3, and one unflagged sample's float gradient was 0.6% off).
   sigprop::StackSpec s;
   for (const char* a : {"stack.width=128", "stack.heads=2", "stack.tokens=10", "stack.depth=1", "stack.blocks=attn",
                         "stack.norm=none", "stack.mask=none", "stack.qk_scale=1/sqrt(dh)", "init.sigma_qk2=1.1177",
@@ -162,12 +164,12 @@ TEST_CASE("cpu float: samples whose attention logits float cannot resolve are re
       CHECK(std::abs(gf - gd) <= 1e-4 * gd);  // float where float resolves the logits
     }
   }
-  CHECK(flagged.size() == 3);
+  CHECK(flagged.size() == 26);
   CHECK(fs.logit_fallback_layer() == 1);
-  // What the fallback prevents: the first flagged sample's plain float block.
+  // What the fallback prevents: the flagged samples' plain float blocks, the worst of them.
   REQUIRE(!flagged.empty());
-  {
-    const int i = flagged[0];
+  double worst_ratio = 0;
+  for (const int i : flagged) {
     const sigprop::sim::Arch arch{s, {}};
     const auto wf = sigprop::sim::draw_layer_weights_conditional<float>(s, 77, i, 1);
     const auto wd = sigprop::sim::draw_layer_weights_conditional<double>(s, 77, i, 1);
@@ -180,13 +182,14 @@ TEST_CASE("cpu float: samples whose attention logits float cannot resolve are re
                           .cast<double>()
                           .squaredNorm(),
                  gd = sigprop::sim::block_backward_caches<double>(arch, wd, 1, cd, D).squaredNorm();
-    CAPTURE(gf, gd);
-    CHECK(gf > 1e6 * gd);
+    worst_ratio = std::max(worst_ratio, gf / gd);
   }
+  CAPTURE(worst_ratio);
+  CHECK(worst_ratio > 1e6);
   // The engine says so, and its float profile equals the double one where it matters.
   const auto [pf, pd] = float_and_double(s, 64, 77);
   REQUIRE(pf.warnings.size() == 1);
-  CHECK_THAT(pf.warnings[0], Catch::Contains("3 of 64 samples recomputed in double precision") &&
+  CHECK_THAT(pf.warnings[0], Catch::Contains("26 of 64 samples recomputed in double precision") &&
                                  Catch::Contains("first at layer 1"));
   CHECK(pd.warnings.empty());
   SIGPROP_CHECK_CLOSE(pf.at(0, "grad_var"), pd.at(0, "grad_var"), (sigprop::test::Tol{0, 1e-4}));
@@ -198,12 +201,12 @@ TEST_CASE("cpu float: samples whose attention logits float cannot resolve are re
 
 TEST_CASE("cpu float: samples whose tokens collapse below res 1e-5 are recomputed in double", "[sim][parity]") {
   // Post-LN attention with uniform softmax (sigma_qk2 = 0): res shrinks by 1/sqrt(2) per layer
-  // once the tokens align, from 0.9 at layer 0 to ~1e-5 near layer 35 and ~1e-11 at 75. A float
-  // stream keeps every token's rounding apart and floors res at ~1e-7 (sim/block.hpp
+  // once the tokens align, from 0.9 at layer 0 to ~1e-5 near layer 35, ~1e-11 at 75 and ~1e-14
+  // at 95. A float stream keeps every token's rounding apart and floors res at ~1e-7 (sim/block.hpp
   // kResDoubleBelow); each sample is recomputed in double from the first layer where its float
-  // res is below 1e-5, so the float run's res follows the double one down to 1e-11.
+  // res is below 1e-5, so the float run's res follows the double one down to 1e-14.
   sigprop::StackSpec s;
-  for (const char* a : {"stack.width=256", "stack.heads=4", "stack.tokens=4", "stack.depth=75", "stack.blocks=attn",
+  for (const char* a : {"stack.width=256", "stack.heads=4", "stack.tokens=4", "stack.depth=95", "stack.blocks=attn",
                         "stack.norm=post", "stack.mask=none", "init.sigma_qk2=0", "init.sigma_w2=1"})
     sigprop::apply_override(s, a);
   s.validate();
@@ -246,13 +249,13 @@ TEST_CASE("cpu float: samples whose tokens collapse below res 1e-5 are recompute
   CHECK(fs10.res_fallbacks() == 0);
   // The engine says so and marks its profile; its res is the double run's where they fell back.
   const auto [pf, pd] = float_and_double(s, 4, 5);
-  // Both also say that conditional sampling resolves the collapse only to ~1e-11 (res < 1e-10 from
-  // about layer 62 on).
+  // Both also say that conditional sampling resolves the collapse only to ~1e-14 (res < 1e-13 from
+  // about layer 80 on).
   int below = 0;
-  while (pd.at(below, "res") >= sigprop::sim::kCondResolvedRes) ++below;
-  CHECK(below > 55);
-  CHECK(below < 75);
-  const std::string cond_warning = fmt::format("res falls below 1e-10 at layer {}: conditional weight sampling", below);
+  while (below < s.depth && pd.at(below, "res") >= sigprop::sim::kCondResolvedRes) ++below;
+  CHECK(below > 75);
+  CHECK(below < 95);
+  const std::string cond_warning = fmt::format("res falls below 1e-13 at layer {}: conditional weight sampling", below);
   REQUIRE(pf.warnings.size() == 2);
   CHECK_THAT(pf.warnings[0], Catch::Contains("all 4 samples recomputed in double precision") &&
                                  Catch::Contains(fmt::format("first at layer {}", first)));
@@ -261,8 +264,9 @@ TEST_CASE("cpu float: samples whose tokens collapse below res 1e-5 are recompute
   CHECK(!pd.settings.contains("res_double_below"));
   REQUIRE(pd.warnings.size() == 1);
   CHECK_THAT(pd.warnings[0], Catch::Contains(cond_warning));
-  for (int l : {40, 60, 75}) CHECK(pf.at(l, "res") == pd.at(l, "res"));
+  for (int l : {40, 60, 75, 95}) CHECK(pf.at(l, "res") == pd.at(l, "res"));
   CHECK(pf.at(75, "res") < 1e-10);
+  CHECK(pf.at(95, "res") < 1e-13);
   // Explicit sampling has no such limit: no warning.
   sigprop::sim::SimSettings st;
   st.samples = 4;

@@ -150,6 +150,58 @@ inline Parity stack_parity(const Backend& b, const StackSpec& s, uint64_t seed, 
   return p;
 }
 
+/// Conditional sampling only: how far the reference's block results move, relative, when a
+/// block's input moves by one unit roundoff (each entry times 1 +- 2^-52), divided by 2^-52;
+/// the worst over the blocks of the sample's forward and backward. Conditional draws depend on
+/// the span of each matrix's input: where a token's deviation is nearly a combination of the
+/// earlier ones (a residual r much smaller than the tokens' norm |x|, as in a collapsing causal
+/// stack), the basis direction it opens turns by ~u |x| / r, and the matrix's seen part Q^T G and
+/// unseen part (I - Q^T Q) W' turn with it. Equal in law; sample by sample the backends' roundings
+/// then part by about this factor times their unit roundoff, however correct both are.
+inline double cond_amplification(const StackSpec& s, uint64_t seed, int sample = 0) {
+  const auto ref = reference(s, seed, sim::WeightSampling::Conditional);
+  const double u = 0x1p-52;
+  auto nudge = [u](Vec x) {
+    for (size_t i = 0; i < x.size(); ++i) x[i] *= 1 + ((i % 3 == 0) ? u : -u);
+    return x;
+  };
+  auto rel = [](const Vec& a, const Vec& b) {
+    double e = 0, m = 0;
+    for (size_t i = 0; i < a.size(); ++i) {
+      e = std::max(e, std::abs(a[i] - b[i]));
+      m = std::max(m, std::abs(b[i]));
+    }
+    return m > 0 ? e / m : e;
+  };
+  std::vector<Vec> X{ref->input(sample)};
+  double amp = 1;
+  for (int l = 1; l <= s.depth; ++l) {
+    X.push_back(ref->block_forward(sample, l, X.back()));
+    amp = std::max(amp, rel(ref->block_forward(sample, l, nudge(X[l - 1])), X.back()) / u);
+  }
+  Vec D = ref->output_grad(sample);
+  for (int l = s.depth; l >= 1; --l) {
+    const Vec Dn = ref->block_backward(sample, l, X[l - 1], D);
+    amp = std::max(amp, rel(ref->block_backward(sample, l, nudge(X[l - 1]), D), Dn) / u);
+    D = Dn;
+  }
+  return amp;
+}
+
+/// parity_tol, widened for conditional sampling to 10 L (amplification) eps where a sample's
+/// draws are ill-conditioned (cond_amplification); the widening counts into *widened.
+inline double parity_tol_cond(const Backend& b, const StackSpec& s, uint64_t seed, int sample, int* widened,
+                              double* worst_amp) {
+  const double tol = parity_tol(b, s);
+  if (b.sampling != sim::WeightSampling::Conditional) return tol;
+  const double amp = cond_amplification(s, seed, sample);
+  *worst_amp = std::max(*worst_amp, amp);
+  const double t = 10.0 * s.depth * amp * b.eps();
+  if (t <= tol) return tol;
+  ++*widened;
+  return t;
+}
+
 // ---------------------------------------------------------------------------------------------
 // test bodies
 
@@ -184,9 +236,9 @@ inline void test_block_parity(const Backend& b) {
   const char* acts[] = {"gelu", "tanh", "silu", "erf", "relu", "linear"};
   const char* masks[] = {"causal", "none"};
   const char* qks[] = {"1/sqrt(dh)", "1/dh"};
-  double worst_ratio = 0;
+  double worst_ratio = 0, worst_amp = 1;
   std::string worst;
-  int k = 0;
+  int k = 0, widened = 0;
   for (auto* bl : blocks)
     for (auto* n : norms)
       for (auto* t : types)
@@ -210,8 +262,9 @@ inline void test_block_parity(const Backend& b) {
                 // Strong logits on every fourth stack: the softmax amplifies logit errors.
                 if (k % 4 == 3) sets.push_back("init.sigma_qk2=6");
                 const StackSpec s = tiny_spec(sets);
-                const Parity p = stack_parity(b, s, 1000 + k++);
-                const double tol = parity_tol(b, s);
+                const uint64_t seed = 1000 + k++;
+                const Parity p = stack_parity(b, s, seed);
+                const double tol = parity_tol_cond(b, s, seed, 0, &widened, &worst_amp);
                 const double ratio = std::max(p.stream, p.grad) / tol;
                 if (ratio > worst_ratio) {
                   worst_ratio = ratio;
@@ -222,8 +275,12 @@ inline void test_block_parity(const Backend& b) {
                 CHECK(p.stream <= tol);
                 CHECK(p.grad <= tol);
               }
-  WARN(fmt::format("{}/{}: {} tiny stacks, worst error / tolerance = {:.3g} ({})", b.name, b.precision, k,
-                   worst_ratio, worst));
+  WARN(fmt::format("{}/{}: {} tiny stacks, worst error / tolerance = {:.3g} ({}); conditional draws' worst "
+                   "amplification of a unit roundoff {:.3g}, tolerance widened for {} stacks",
+                   b.name, b.precision, k, worst_ratio, worst, worst_amp, widened));
+  // Ill-conditioned draws are the exception (9 of the 1344 conditional stacks, collapsing causal
+  // ones), not the rule: at most 2% of the stacks.
+  CHECK(widened * 50 <= k);
 
   // Realistic contraction lengths (d = 64, R = 256, T = 8), depth 4.
   const std::vector<std::vector<std::string>> mids = {
@@ -237,7 +294,7 @@ inline void test_block_parity(const Backend& b) {
   for (size_t i = 0; i < mids.size(); ++i) {
     const StackSpec s = mid_spec(mids[i]);
     const Parity p = stack_parity(b, s, 31 + i, 5);
-    const double tol = parity_tol(b, s);
+    const double tol = parity_tol_cond(b, s, 31 + i, 5, &widened, &worst_amp);
     INFO("mid stack " << i << ": stream error " << p.stream << ", gradient error " << p.grad << ", tolerance "
                       << tol);
     CHECK(p.stream <= tol);
