@@ -236,10 +236,18 @@ void factor_tokens(const MD& X, TokenBasis& f, double abs_tol) {
   f.C = C.leftCols(r);
 }
 
+namespace {
+// factor_tokens of X's candidates (A holds X on entry); f.C stays the candidates'.
+void factor_candidates(MD& A, TokenBasis& f) {
+  const double abs_tol = candidate_abs_tol(A.squaredNorm(), A.rows());
+  to_candidates(A);
+  factor_tokens(A, f, abs_tol);
+}
+}  // namespace
+
 void factor_centred(const MD& X, TokenBasis& f) {
   MD A = X;
-  to_candidates(A);
-  factor_tokens(A, f, candidate_abs_tol(X.squaredNorm(), X.rows()));
+  factor_candidates(A, f);
   from_candidates(f.C);
 }
 
@@ -255,9 +263,7 @@ void cond_forward(const CondSource& src, CondSlot slot, ColScale sc, int m, cons
   } else {  // repeated or zero tokens, collinear deviations: Gram-Schmidt decides the rank
     TokenBasis b;
     MD A = X.template cast<double>();
-    const double abs_tol = candidate_abs_tol(A.squaredNorm(), T);
-    to_candidates(A);
-    factor_tokens(A, b, abs_tol);
+    factor_candidates(A, b);
     f.Q = b.Q.template cast<Real>();
     C = b.C;
     kept = std::move(b.kept);
