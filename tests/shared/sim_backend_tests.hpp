@@ -165,24 +165,16 @@ inline double cond_amplification(const StackSpec& s, uint64_t seed, int sample =
     for (size_t i = 0; i < x.size(); ++i) x[i] *= 1 + ((i % 3 == 0) ? u : -u);
     return x;
   };
-  auto rel = [](const Vec& a, const Vec& b) {
-    double e = 0, m = 0;
-    for (size_t i = 0; i < a.size(); ++i) {
-      e = std::max(e, std::abs(a[i] - b[i]));
-      m = std::max(m, std::abs(b[i]));
-    }
-    return m > 0 ? e / m : e;
-  };
   std::vector<Vec> X{ref->input(sample)};
   double amp = 1;
   for (int l = 1; l <= s.depth; ++l) {
     X.push_back(ref->block_forward(sample, l, X.back()));
-    amp = std::max(amp, rel(ref->block_forward(sample, l, nudge(X[l - 1])), X.back()) / u);
+    amp = std::max(amp, rel_err(ref->block_forward(sample, l, nudge(X[l - 1])), X.back()) / u);
   }
   Vec D = ref->output_grad(sample);
   for (int l = s.depth; l >= 1; --l) {
     const Vec Dn = ref->block_backward(sample, l, X[l - 1], D);
-    amp = std::max(amp, rel(ref->block_backward(sample, l, nudge(X[l - 1]), D), Dn) / u);
+    amp = std::max(amp, rel_err(ref->block_backward(sample, l, nudge(X[l - 1]), D), Dn) / u);
     D = Dn;
   }
   return amp;
