@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <ctime>
 #include <exception>
 #include <fstream>
 #include <limits>
@@ -504,6 +505,10 @@ double measured_cost(const fs::path& out, const Job& job) {
     std::ifstream in(out / job.timing);
     const nlohmann::json t = nlohmann::json::parse(in);
     if (t.at("hash").get<std::string>() != job.hash) return kNone;  // left by another config
+    if (const auto cpu = t.find("cpu_seconds"); cpu != t.end()) {
+      const double c = cpu->get<double>();
+      return c >= 0 ? c : kNone;
+    }
     const double secs = t.at("seconds").get<double>();
     const int threads = t.at("threads").get<int>();
     return secs >= 0 && threads >= 1 ? secs * threads : kNone;
@@ -519,6 +524,18 @@ Profile load_job(const fs::path& out, const Job& job) {
                               (out / job.json).string(), job.hash));
   return p;
 }
+
+namespace {
+
+/// Seconds of CPU time on `clock` (CLOCK_THREAD_CPUTIME_ID: the calling thread's;
+/// CLOCK_PROCESS_CPUTIME_ID: every thread of the process); NaN where the clock is unavailable.
+double cpu_seconds(clockid_t clock) {
+  timespec ts{};
+  if (clock_gettime(clock, &ts) != 0) return std::numeric_limits<double>::quiet_NaN();
+  return static_cast<double>(ts.tv_sec) + 1e-9 * static_cast<double>(ts.tv_nsec);
+}
+
+}  // namespace
 
 RunStats run_jobs(const ReportConfig& cfg, const std::vector<Job>& jobs, const fs::path& out, const RunOptions& opt) {
   RunStats st;
@@ -563,6 +580,7 @@ RunStats run_jobs(const ReportConfig& cfg, const std::vector<Job>& jobs, const f
     if (!opt.progress(shown, message)) cancelled = true;
   };
 
+  const int nthreads = std::max(1, std::min<int>(opt.jobs, static_cast<int>(mine.size())));
   auto worker = [&] {
     for (;;) {
       if ((opt.stop && opt.stop->load()) || cancelled) return;
@@ -573,8 +591,16 @@ RunStats run_jobs(const ReportConfig& cfg, const std::vector<Job>& jobs, const f
       size_t k = next.fetch_add(1);
       if (k >= mine.size()) return;
       const Job& job = jobs[mine[k]];
+      // What the job costs in core-seconds is its CPU time: the worker thread's when the job runs
+      // on it alone (a theory job, or a Monte Carlo one with sim_threads = 1: no thread pool, no
+      // OpenMP runtime), the process's when it runs one job at a time; else wall x threads. A niced
+      // run beside other work (a CI run, another rank) then prices its jobs as if it had the cores.
+      const int threads = job.engine == EngineKind::Simulate ? std::max(1, opt.sim_threads) : 1;
+      const clockid_t cpu_clock = threads == 1 ? CLOCK_THREAD_CPUTIME_ID : CLOCK_PROCESS_CPUTIME_ID;
+      const bool cpu_timed = threads == 1 || nthreads == 1;
       try {
         auto start = std::chrono::steady_clock::now();
+        const double cpu_start = cpu_timed ? cpu_seconds(cpu_clock) : 0.0;
         const ProgressFn job_progress = [&](double f, std::string_view m) {
           std::lock_guard<std::mutex> lk(mu);
           report(f, fmt::format("{} ({}): {}", job.label, to_string(job.engine), m));
@@ -584,15 +610,13 @@ RunStats run_jobs(const ReportConfig& cfg, const std::vector<Job>& jobs, const f
         eng->set_progress(job_progress);
         Profile p = eng->run(job.spec);
         const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+        const double cpu = cpu_timed ? cpu_seconds(cpu_clock) - cpu_start : std::numeric_limits<double>::quiet_NaN();
         p.extras["report_cell"] = {{"hash", job.hash}, {"label", job.label}, {"engine_settings", job.settings}};
         // What the job took (an atlas's refinement is priced with it), beside the cell: the cell
         // itself stays the same bytes whoever runs it, with however many threads.
-        const int threads = job.engine == EngineKind::Simulate ? std::max(1, opt.sim_threads) : 1;
-        write_file_atomic(out / job.timing, nlohmann::json{{"hash", job.hash},
-                                                           {"seconds", std::round(secs * 1000) / 1000},
-                                                           {"threads", threads}}
-                                                    .dump() +
-                                                "\n");
+        nlohmann::json timing{{"hash", job.hash}, {"seconds", std::round(secs * 1000) / 1000}, {"threads", threads}};
+        if (std::isfinite(cpu) && cpu >= 0) timing["cpu_seconds"] = std::round(cpu * 1000) / 1000;
+        write_file_atomic(out / job.timing, timing.dump() + "\n");
         write_file_atomic(out / job.csv, p.to_csv());
         write_file_atomic(out / job.json, p.to_json().dump(1) + "\n");  // written last: marks the job done
         std::lock_guard<std::mutex> lk(mu);
@@ -610,7 +634,6 @@ RunStats run_jobs(const ReportConfig& cfg, const std::vector<Job>& jobs, const f
       }
     }
   };
-  const int nthreads = std::max(1, std::min<int>(opt.jobs, static_cast<int>(mine.size())));
   std::vector<std::thread> pool;
   for (int t = 1; t < nthreads; ++t) pool.emplace_back(worker);
   worker();

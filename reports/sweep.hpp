@@ -66,9 +66,11 @@ void finish_job(const ReportConfig& cfg, const std::vector<Cell>& cells, Job& jo
 bool job_done(const std::filesystem::path& out, const Job& job);
 /// Reads a finished job's profile (IoError when missing or not matching).
 Profile load_job(const std::filesystem::path& out, const Job& job);
-/// What a finished job took, as run_jobs recorded it beside its cell (job.timing): wall seconds x
-/// the threads it ran on; NaN when there is no record for this job's hash (a cell written before
-/// sigprop recorded it, or an unreadable record).
+/// What a finished job took, in core-seconds, as run_jobs recorded it beside its cell (job.timing):
+/// the CPU seconds of the threads that ran it where the record has them (`cpu_seconds`: a job
+/// that shared the cores with other work, or whose process was stopped, took more wall time but
+/// not more CPU time), else wall seconds x the threads it ran on; NaN when there is no record for
+/// this job's hash (a cell written before sigprop recorded it, or an unreadable record).
 double measured_cost(const std::filesystem::path& out, const Job& job);
 
 struct RunOptions {

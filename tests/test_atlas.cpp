@@ -843,7 +843,12 @@ TEST_CASE("atlas: refinement pools more samples where the goals were not resolve
     CHECK(t.at("hash") == j.hash);
     CHECK(t.at("seconds").get<double>() >= 0);
     CHECK(t.at("threads").get<int>() == 1);
-    CHECK(reports::measured_cost(out, j) == t.at("seconds").get<double>());
+    // Priced by its CPU time (the worker thread's: one thread per job here), never above the wall
+    // time by more than the records' rounding.
+    REQUIRE(t.contains("cpu_seconds"));
+    CHECK(t.at("cpu_seconds").get<double>() >= 0);
+    CHECK(t.at("cpu_seconds").get<double>() <= t.at("seconds").get<double>() + 0.002);
+    CHECK(reports::measured_cost(out, j) == t.at("cpu_seconds").get<double>());
     CHECK_FALSE(reports::load_job(out, j).extras.at("report_cell").contains("seconds"));
     first_cost[j.json.string()] = std::max(reports::measured_cost(out, j), 1e-3);
   }
@@ -867,6 +872,24 @@ TEST_CASE("atlas: refinement pools more samples where the goals were not resolve
       return -1.0;
     };
     const std::string record = slurp_file(out / j.timing);
+    {  // A job that shared its core (a niced run beside a CI run, a stopped process) is priced by
+       // its CPU time, not its wall time; a record without CPU time (before sigprop kept it) by
+       // wall seconds x threads. The same cost either way here, so the plan stays the same.
+      const auto t = nlohmann::json::parse(record);
+      const std::string hash = t.at("hash").get<std::string>();
+      const double m = t.at("cpu_seconds").get<double>(), priced_m = std::max(m, 1e-3);  // as recorded_cost
+      write_file_atomic(out / j.timing, fmt::format("{{\"hash\": \"{}\", \"seconds\": {}, \"threads\": 1, "
+                                                    "\"cpu_seconds\": {}}}\n", hash, 100 * m + 1, m));
+      CHECK(reports::measured_cost(out, j) == m);
+      SIGPROP_CHECK_CLOSE(priced(), priced_m, kExact);
+      write_file_atomic(out / j.timing, fmt::format("{{\"hash\": \"{}\", \"seconds\": {}, \"threads\": 2}}\n", hash, m / 2));
+      CHECK(reports::measured_cost(out, j) == m);
+      SIGPROP_CHECK_CLOSE(priced(), priced_m, kExact);
+      write_file_atomic(out / j.timing, fmt::format("{{\"hash\": \"{}\", \"seconds\": {}, \"threads\": 1, "
+                                                    "\"cpu_seconds\": -1}}\n", hash, m));
+      CHECK(std::isnan(reports::measured_cost(out, j)));  // a corrupt record: the cost model
+      SIGPROP_CHECK_CLOSE(priced(), j.cost, kExact);
+    }
     write_file_atomic(out / j.timing, "{\"hash\": \"0000000000000000\", \"seconds\": 1, \"threads\": 1}\n");
     CHECK(std::isnan(reports::measured_cost(out, j)));
     SIGPROP_CHECK_CLOSE(priced(), j.cost, kExact);
