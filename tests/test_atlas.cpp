@@ -482,7 +482,7 @@ TEST_CASE("atlas: [atlas] config, its jobs and its named errors", "[atlas][confi
     nominal.heads = 64;
     const Profile a = theory::TheoryEngine(ts).run(tj.spec), b = theory::TheoryEngine(ts).run(nominal);
     for (int l = 0; l < a.layers(); ++l)
-      for (const std::string& m : {"q", "rho", "grad_var"}) CHECK(a.at(l, m) == b.at(l, m));
+      for (const char* m : {"q", "rho", "grad_var"}) CHECK(a.at(l, m) == b.at(l, m));
     // independent: the same extra width changes every job's hash
     auto wider_ind = full;
     wider_ind.atlas.widths.push_back(32768);
