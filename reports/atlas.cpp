@@ -1149,7 +1149,7 @@ RenderResult render_atlas(const ReportConfig& cfg, const std::vector<Cell>& cell
         "the first that applies: \"beyond the uncertainty\": |theory − m| exceeds 2 s.e. (Student t), an error the "
         "Monte Carlo resolves; else within the uncertainty, and \"res below MC resolution\": res with |m| below "
         "what its Monte Carlo resolves (1e-6 for a float stream without the double fallback of res < 1e-5, "
-        "1e-14 for double, 1e-11 with conditional weight sampling, which below that collapses the tokens faster "
+        "1e-14 for double and for conditional weight sampling, which below that collapses the tokens faster "
         "than the stack); \"m not resolved from 0\": |m| is itself within 2 of its own s.e. "
         "(the Monte Carlo's) of 0, so the relative error of any prediction is large; \"theory s.e. larger\" / \"Monte Carlo s.e. larger\": "
         "which side's sampling error dominates. \"widths reject m + b/d\": of all these points, those whose "
