@@ -537,6 +537,23 @@ double cpu_seconds(clockid_t clock) {
 
 }  // namespace
 
+std::vector<int> deal_to_ranks(const std::vector<double>& costs, int ranks) {
+  if (ranks < 1) throw Error(fmt::format("deal_to_ranks: ranks must be >= 1, got {}", ranks));
+  std::vector<double> load(static_cast<size_t>(ranks), 0.0);
+  std::vector<size_t> count(static_cast<size_t>(ranks), 0);
+  std::vector<int> rank_of(costs.size());
+  for (size_t i = 0; i < costs.size(); ++i) {
+    size_t r = 0;
+    for (size_t k = 1; k < load.size(); ++k)
+      if (load[k] < load[r] || (load[k] == load[r] && count[k] < count[r])) r = k;
+    const double c = costs[i];
+    load[r] += std::isfinite(c) && c > 0 ? c : 0.0;
+    ++count[r];
+    rank_of[i] = static_cast<int>(r);
+  }
+  return rank_of;
+}
+
 RunStats run_jobs(const ReportConfig& cfg, const std::vector<Job>& jobs, const fs::path& out, const RunOptions& opt) {
   RunStats st;
   st.total = static_cast<int>(jobs.size());
@@ -546,6 +563,11 @@ RunStats run_jobs(const ReportConfig& cfg, const std::vector<Job>& jobs, const f
   std::vector<int> order(jobs.size());
   std::iota(order.begin(), order.end(), 0);
   std::stable_sort(order.begin(), order.end(), [&](int a, int b) { return jobs[a].cost > jobs[b].cost; });
+  // Dealt over all jobs, done or not: a rank's share must not depend on which files another rank
+  // has written by the time it looks.
+  std::vector<double> sorted_costs(order.size());
+  for (size_t i = 0; i < order.size(); ++i) sorted_costs[i] = jobs[order[i]].cost;
+  const std::vector<int> rank_of = deal_to_ranks(sorted_costs, opt.ranks);
   std::vector<int> mine;
   for (size_t i = 0; i < order.size(); ++i) {
     const Job& j = jobs[order[i]];
@@ -553,7 +575,7 @@ RunStats run_jobs(const ReportConfig& cfg, const std::vector<Job>& jobs, const f
       ++st.skipped;
       continue;
     }
-    if (static_cast<int>(i % opt.ranks) == opt.rank) mine.push_back(order[i]);
+    if (rank_of[i] == opt.rank) mine.push_back(order[i]);
   }
   st.assigned = static_cast<int>(mine.size());
   if (mine.empty()) return st;

@@ -73,10 +73,17 @@ Profile load_job(const std::filesystem::path& out, const Job& job);
 /// this job's hash (a cell written before sigprop recorded it, or an unreadable record).
 double measured_cost(const std::filesystem::path& out, const Job& job);
 
+/// Which MPI rank runs each job of a sweep, from the jobs' costs alone (in the order they are
+/// run, costly first): each job goes to the rank with the least cost dealt so far (ties: fewer
+/// jobs, then the lower rank), the longest-processing-time rule, which every rank computes alike
+/// without talking to the others. Round-robin in that order gave rank 0 the larger job of every
+/// pair. A cost that is not finite or is negative counts as 0 (all-zero costs: round-robin).
+std::vector<int> deal_to_ranks(const std::vector<double>& costs, int ranks);
+
 struct RunOptions {
   int jobs = 1;         ///< cells run in parallel (threads)
   int sim_threads = 1;  ///< threads inside one Monte Carlo job (never changes a number)
-  int rank = 0, ranks = 1;  ///< this process takes the pending jobs with (position % ranks == rank)
+  int rank = 0, ranks = 1;  ///< this process takes the pending jobs deal_to_ranks gives it
   /// Set from a signal handler: no new job starts, running ones finish and are kept.
   const std::atomic<bool>* stop = nullptr;
   /// After each finished job: (job, seconds it took, jobs finished by this process, jobs this

@@ -3,6 +3,10 @@
 // profiles, readings built from the numbers, and an HTML that links only existing files.
 #include <catch2/catch.hpp>
 
+#include <algorithm>
+#include <numeric>
+#include <limits>
+#include <functional>
 #include <atomic>
 #include <chrono>
 #include <cmath>
@@ -443,6 +447,47 @@ seed = 1
   Run r = run("report " + cfg.string() + " --no-figures --jobs 1 --out " + out.string());
   REQUIRE(r.code == 0);
   CHECK_THAT(r.out, Catch::Contains(fmt::format("5 jobs ({} computed now, {} reused)", 5 - kept, kept)));
+}
+
+TEST_CASE("report: MPI ranks are dealt jobs by the longest-processing-time rule", "[report]") {
+  using reports::deal_to_ranks;
+  auto loads = [](const std::vector<double>& costs, const std::vector<int>& rank_of, int ranks) {
+    std::vector<double> l(static_cast<size_t>(ranks), 0.0);
+    for (size_t i = 0; i < costs.size(); ++i) l.at(static_cast<size_t>(rank_of.at(i))) += costs[i];
+    return l;
+  };
+  // Costly first, as run_jobs orders them: round-robin gave rank 0 8+6+4+2 = 20 and rank 1 16.
+  const std::vector<double> c{8, 7, 6, 5, 4, 3, 2, 1};
+  const std::vector<int> r = deal_to_ranks(c, 2);
+  CHECK(r == std::vector<int>{0, 1, 1, 0, 0, 1, 1, 0});
+  CHECK(loads(c, r, 2) == std::vector<double>{18, 18});
+  // One dominant job: the others all go to the other rank until it catches up.
+  const std::vector<double> d{100, 10, 10, 10, 10, 10, 10, 10, 10, 10, 10, 10};
+  const std::vector<int> rd = deal_to_ranks(d, 2);
+  CHECK(rd.front() == 0);
+  CHECK(std::count(rd.begin(), rd.end(), 1) == 10);
+  CHECK(loads(d, rd, 2) == std::vector<double>{110, 100});
+  // Every job to exactly one rank in range; the largest load is within one job of the mean
+  // (the rule's guarantee), for assorted cost lists and rank counts.
+  for (int ranks : {1, 2, 3, 5, 16}) {
+    std::vector<double> e;
+    for (int i = 0; i < 97; ++i) e.push_back(1.0 + std::fmod(37.0 * i * i + 11.0 * i, 53.0));
+    std::sort(e.begin(), e.end(), std::greater<>());
+    const std::vector<int> re = deal_to_ranks(e, ranks);
+    REQUIRE(re.size() == e.size());
+    for (int k : re) CHECK((k >= 0 && k < ranks));
+    const std::vector<double> l = loads(e, re, ranks);
+    const double total = std::accumulate(e.begin(), e.end(), 0.0);
+    CHECK(*std::max_element(l.begin(), l.end()) <= total / ranks + e.front());
+    CHECK(re == deal_to_ranks(e, ranks));  // the same split in every rank
+  }
+  // Zero, negative and non-finite costs count as 0: then round-robin, never all on rank 0.
+  const double nan = std::numeric_limits<double>::quiet_NaN();
+  CHECK(deal_to_ranks({0, 0, 0, 0, 0}, 2) == std::vector<int>{0, 1, 0, 1, 0});
+  CHECK(deal_to_ranks({nan, -1, std::numeric_limits<double>::infinity(), 0}, 2) == std::vector<int>{0, 1, 0, 1});
+  CHECK(deal_to_ranks({}, 3).empty());
+  CHECK(deal_to_ranks({1, 2}, 4) == std::vector<int>{0, 1});
+  CHECK_THROWS_WITH(deal_to_ranks({1}, 0), Catch::Contains("ranks must be >= 1"));
 }
 
 TEST_CASE("report: serial, --jobs 2 and mpirun -np 2 give identical outputs", "[report][cli][repro]") {
