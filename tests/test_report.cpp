@@ -4,16 +4,16 @@
 #include <catch2/catch.hpp>
 
 #include <algorithm>
-#include <numeric>
-#include <limits>
-#include <functional>
 #include <atomic>
 #include <chrono>
 #include <cmath>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <functional>
+#include <limits>
 #include <map>
+#include <numeric>
 #include <regex>
 #include <set>
 #include <sstream>
